@@ -2,6 +2,7 @@ use serde::{Deserialize, Serialize};
 
 /// One problem with an input, located by its JSON path (e.g. `calls[2].to_phone_number`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FieldError {
     pub path: String,
     pub message: String,

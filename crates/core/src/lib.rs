@@ -1,17 +1,19 @@
 //! The pure domain of callgrade: no I/O, no HTTP, no SQL.
 //!
 //! The webhook body is parsed into typed, normalised values ([`Batch`], [`NewCall`],
-//! [`NewMessage`]) while collecting *every* problem with its JSON path ([`FieldError`]), so a
+//! [`Message`]) while collecting *every* problem with its JSON path ([`FieldError`]), so a
 //! sender learns everything that is wrong with a request at once.
 
 mod error;
+mod names;
 mod payload;
 mod phone;
 mod time;
 
 pub use error::FieldError;
+pub use names::{parse_name, parse_project_name};
 pub use payload::{
-    parse_json, validate_batch, Batch, JsonSyntaxError, Limits, NewCall, NewMessage, Role,
+    parse_json, validate_batch, Batch, JsonSyntaxError, Limits, Message, NewCall, Role,
 };
 pub use phone::PhoneNumber;
 pub use time::{parse_datetime, MessageTimes};

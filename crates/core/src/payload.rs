@@ -1,7 +1,7 @@
 //! The webhook body `{agent_id?, calls:[…]}`: parsing, validation and normalisation.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -40,7 +40,7 @@ pub struct NewCall {
     pub ended_at: DateTime<Utc>,
     pub to_phone_number: Option<PhoneNumber>,
     pub from_phone_number: Option<PhoneNumber>,
-    pub messages: Vec<NewMessage>,
+    pub messages: Vec<Message>,
     pub message_times: MessageTimes,
     pub metadata: Map<String, Value>,
     pub ended_reason: String,
@@ -55,9 +55,10 @@ pub struct NewCall {
     pub warnings: Vec<FieldError>,
 }
 
-/// One normalised transcript row.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct NewMessage {
+/// One normalised transcript row, as stored and served.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Message {
     pub role: Role,
     pub content: String,
     /// Seconds from the call's start.
@@ -66,12 +67,14 @@ pub struct NewMessage {
     /// Absolute times, milliseconds since the Unix epoch.
     pub start_at_ms: Option<i64>,
     pub end_at_ms: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub data: Option<Value>,
 }
 
 /// Who spoke a message. Case-sensitive on the wire, as in Cekura's contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// The agent under test.
@@ -561,7 +564,7 @@ fn parse_messages(
     started_at: DateTime<Utc>,
     ended_at: DateTime<Utc>,
     errors: &mut Vec<FieldError>,
-) -> (Vec<NewMessage>, MessageTimes, Vec<FieldError>) {
+) -> (Vec<Message>, MessageTimes, Vec<FieldError>) {
     let items = match value {
         None | Some(Value::Null) => return (Vec::new(), MessageTimes::None, Vec::new()),
         Some(Value::Array(items)) => items,
@@ -634,7 +637,7 @@ fn parse_messages(
                     }
                 }
             }
-            NewMessage {
+            Message {
                 role: m.role,
                 content: m.content,
                 start_offset: start.map(|t| t.0),

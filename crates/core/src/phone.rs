@@ -3,6 +3,7 @@ use serde::Serialize;
 /// A phone number as the contract defines it: `+` then digits, 15 characters at most
 /// (the `+` included, which is stricter than E.164 by one digit; we follow the contract).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String, example = "+14155551234"))]
 #[serde(transparent)]
 pub struct PhoneNumber(String);
 

@@ -1,5 +1,5 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Parses an ISO 8601 date-time. `Z` or an offset (`+02:00`, `+0200`) are honoured; a time
 /// without a zone is read as UTC.
@@ -17,7 +17,8 @@ pub fn parse_datetime(s: &str) -> Option<DateTime<Utc>> {
 
 /// How the message times of one call were read. Cekura's docs say epoch milliseconds, its own
 /// senders send seconds from the call's start; we accept both and say which we used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum MessageTimes {
     /// No message carried a time.

@@ -1,1 +1,86 @@
+//! The storage seam of callgrade.
+//!
+//! Everything the server and the CLI persist goes through the [`Store`] trait, so a second
+//! backend (PostgreSQL) can sit beside [`SqliteStore`] and pass the same behaviour tests.
 
+mod key;
+mod model;
+mod sqlite;
+
+pub use key::ApiKey;
+pub use model::*;
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+use callgrade_core::{Batch, PhoneNumber};
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error("stored data could not be read: {0}")]
+    Corrupt(String),
+    #[error("commit failed: {0}")]
+    Commit(String),
+    #[error("the store is shutting down")]
+    Closed,
+}
+
+/// The persistence operations of callgrade. One implementation per database backend.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates a project and its first API key (returned once, stored hashed).
+    async fn create_project(&self, name: &str) -> Result<(Project, ApiKey)>;
+    async fn list_projects(&self) -> Result<Vec<Project>>;
+    async fn project(&self, id: i64) -> Result<Option<Project>>;
+    /// Finds a project by its integer id or its name.
+    async fn find_project(&self, name_or_id: &str) -> Result<Option<Project>>;
+    /// Replaces a project's key; the old one stops working at once.
+    async fn rotate_key(&self, project_id: i64) -> Result<ApiKey>;
+    /// The project whose key this is, compared in constant time.
+    async fn authenticate(&self, key: &str) -> Result<Option<Project>>;
+
+    async fn create_agent(
+        &self,
+        project_id: i64,
+        name: &str,
+        phone_number: Option<&PhoneNumber>,
+        description: Option<&str>,
+    ) -> Result<Agent>;
+    async fn list_agents(&self, project_id: i64) -> Result<Vec<Agent>>;
+
+    /// Stores a validated batch all-or-nothing, with its delivery record, and answers only after
+    /// the commit is durable. Rejections (unknown agent or run, conflicting resend) store no call
+    /// but are recorded in the delivery log.
+    async fn ingest(&self, batch: Batch, delivery: NewDelivery) -> Result<IngestOutcome>;
+    /// Records a webhook request rejected before it reached [`Store::ingest`].
+    async fn record_delivery(
+        &self,
+        delivery: NewDelivery,
+        rejection: RejectedDelivery,
+    ) -> Result<i64>;
+
+    async fn list_calls(&self, project_id: i64, filter: &CallFilter) -> Result<Page<CallSummary>>;
+    async fn call(&self, project_id: i64, call_id: &str) -> Result<Option<CallDetail>>;
+    async fn list_deliveries(
+        &self,
+        project_id: i64,
+        filter: &DeliveryFilter,
+    ) -> Result<Page<DeliverySummary>>;
+    async fn delivery(&self, project_id: i64, id: i64) -> Result<Option<Delivery>>;
+    /// Deletes log entries older than `older_than_ms` and beyond `keep_per_project` per project.
+    async fn prune_deliveries(&self, older_than_ms: i64, keep_per_project: u32) -> Result<u64>;
+
+    /// Succeeds when the database answers.
+    async fn ping(&self) -> Result<()>;
+}

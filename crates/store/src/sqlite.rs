@@ -1,0 +1,775 @@
+//! The SQLite backend: WAL, `synchronous=FULL`, and one writer task that commits concurrent
+//! webhook requests together (group commit), so durability costs one fsync per group, not per
+//! request.
+
+use async_trait::async_trait;
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+use callgrade_core::{Batch, FieldError, MessageTimes, PhoneNumber};
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
+};
+use sqlx::{ConnectOptions, Connection, QueryBuilder, Row, Sqlite};
+use std::str::FromStr;
+use std::time::Duration;
+use subtle::ConstantTimeEq;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::key::{hash_key, ApiKey};
+use crate::model::*;
+use crate::{Result, Store, StoreError};
+
+/// How many queued writes one transaction may take. Bounds the latency a request can add to its
+/// neighbours' commit.
+const MAX_GROUP: usize = 256;
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+    writer: mpsc::Sender<WriteOp>,
+}
+
+enum WriteOp {
+    Ingest {
+        batch: Batch,
+        delivery: NewDelivery,
+        reply: oneshot::Sender<Result<IngestOutcome>>,
+    },
+    Delivery {
+        delivery: NewDelivery,
+        rejection: RejectedDelivery,
+        reply: oneshot::Sender<Result<i64>>,
+    },
+}
+
+/// A write applied inside the group's transaction, answered once the commit is known.
+enum Applied {
+    Ingest(
+        oneshot::Sender<Result<IngestOutcome>>,
+        Result<IngestOutcome>,
+    ),
+    Delivery(oneshot::Sender<Result<i64>>, Result<i64>),
+}
+
+impl Applied {
+    fn answer(self, commit: std::result::Result<(), &str>) {
+        match (self, commit) {
+            (Applied::Ingest(tx, result), Ok(())) => drop(tx.send(result)),
+            (Applied::Delivery(tx, result), Ok(())) => drop(tx.send(result)),
+            (Applied::Ingest(tx, _), Err(e)) => drop(tx.send(Err(StoreError::Commit(e.into())))),
+            (Applied::Delivery(tx, _), Err(e)) => drop(tx.send(Err(StoreError::Commit(e.into())))),
+        }
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `url` (`sqlite:path` or `sqlite://path`) and
+    /// applies pending migrations.
+    pub async fn open(url: &str) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true)
+            .disable_statement_logging();
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        let writer_conn = options.connect().await?;
+        let (tx, rx) = mpsc::channel(4 * MAX_GROUP);
+        tokio::spawn(run_writer(writer_conn, rx));
+        Ok(Self { pool, writer: tx })
+    }
+
+    async fn write<T>(&self, op: impl FnOnce(oneshot::Sender<Result<T>>) -> WriteOp) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.writer
+            .send(op(tx))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+async fn run_writer(mut conn: SqliteConnection, mut rx: mpsc::Receiver<WriteOp>) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while let Some(op) = rx.recv().await {
+        group.push(op);
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(op) => group.push(op),
+                Err(_) => break,
+            }
+        }
+        commit_group(&mut conn, &mut group).await;
+    }
+    let _ = conn.close().await;
+}
+
+async fn commit_group(conn: &mut SqliteConnection, group: &mut Vec<WriteOp>) {
+    let mut applied = Vec::with_capacity(group.len());
+    let outcome = apply_group(conn, group.drain(..), &mut applied).await;
+    let commit = match outcome {
+        Ok(()) => sqlx::query("COMMIT").execute(&mut *conn).await.map(drop),
+        Err(e) => Err(e),
+    };
+    match commit {
+        Ok(()) => applied.into_iter().for_each(|a| a.answer(Ok(()))),
+        Err(e) => {
+            tracing::error!(error = %e, writes = applied.len(), "group commit failed; nothing of it was stored");
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            let message = e.to_string();
+            applied.into_iter().for_each(|a| a.answer(Err(&message)));
+        }
+    }
+}
+
+/// Applies each write under its own savepoint, so one failing write leaves the others intact.
+async fn apply_group(
+    conn: &mut SqliteConnection,
+    ops: impl Iterator<Item = WriteOp>,
+    applied: &mut Vec<Applied>,
+) -> std::result::Result<(), sqlx::Error> {
+    let mut ops = ops.peekable();
+    if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+        // Answer every queued write, not only those already applied.
+        for op in ops {
+            applied.push(match op {
+                WriteOp::Ingest { reply, .. } => Applied::Ingest(reply, Ok(placeholder())),
+                WriteOp::Delivery { reply, .. } => Applied::Delivery(reply, Ok(0)),
+            });
+        }
+        return Err(e);
+    }
+    while let Some(op) = ops.next() {
+        sqlx::query("SAVEPOINT w").execute(&mut *conn).await?;
+        let keep = match op {
+            WriteOp::Ingest {
+                batch,
+                delivery,
+                reply,
+            } => {
+                let result = match apply_ingest(conn, &batch, &delivery).await {
+                    Ok(IngestOutcome::Rejected(rejection)) => {
+                        sqlx::query("ROLLBACK TO w").execute(&mut *conn).await?;
+                        insert_delivery(conn, &delivery, Some(&rejection), 0)
+                            .await
+                            .map(|_| IngestOutcome::Rejected(rejection))
+                    }
+                    other => other,
+                };
+                let ok = result.is_ok();
+                applied.push(Applied::Ingest(reply, result));
+                ok
+            }
+            WriteOp::Delivery {
+                delivery,
+                rejection,
+                reply,
+            } => {
+                let result = insert_delivery(conn, &delivery, Some(&rejection), 0).await;
+                let ok = result.is_ok();
+                applied.push(Applied::Delivery(reply, result));
+                ok
+            }
+        };
+        if !keep {
+            sqlx::query("ROLLBACK TO w").execute(&mut *conn).await?;
+        }
+        sqlx::query("RELEASE w").execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Only ever paired with a failed commit, which replaces it by the error.
+fn placeholder() -> IngestOutcome {
+    IngestOutcome::Rejected(RejectedDelivery::invalid_payload(Vec::new()))
+}
+
+async fn apply_ingest(
+    conn: &mut SqliteConnection,
+    batch: &Batch,
+    delivery: &NewDelivery,
+) -> Result<IngestOutcome> {
+    let project_id = delivery.project_id;
+    let mut errors = Vec::new();
+    if let Some(agent_id) = batch.agent_id {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM agents WHERE id = ? AND project_id = ?")
+                .bind(agent_id)
+                .bind(project_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+        if found.is_none() {
+            errors.push(FieldError::new(
+                "agent_id",
+                format!("no agent with id {agent_id} in this project (`callgrade agent list --project …` shows the ids)"),
+            ));
+        }
+    }
+    // Test runs do not exist yet, so every run_id names an unknown run; as Cekura does, an
+    // unknown run rejects the whole batch.
+    for call in &batch.calls {
+        if let Some(run_id) = call.run_id {
+            errors.push(FieldError::new(
+                format!("calls[{}].run_id", call.index),
+                format!("Run IDs not found or deleted: [{run_id}]"),
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Ok(IngestOutcome::Rejected(RejectedDelivery::invalid_payload(
+            errors,
+        )));
+    }
+
+    let mut existing = Vec::with_capacity(batch.calls.len());
+    let mut conflicts = Vec::new();
+    for call in &batch.calls {
+        let row: Option<(String, String)> = sqlx::query_as(
+            "SELECT id, content_hash FROM calls WHERE project_id = ? AND external_id = ?",
+        )
+        .bind(project_id)
+        .bind(&call.external_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        match row {
+            Some((_, hash)) if hash != call.content_hash => conflicts.push(FieldError::new(
+                format!("calls[{}].id", call.index),
+                format!(
+                    "{:?} was already received with different content; send a new id, or resend it unchanged",
+                    call.external_id
+                ),
+            )),
+            row => existing.push(row.map(|(id, _)| id)),
+        }
+    }
+    if !conflicts.is_empty() {
+        return Ok(IngestOutcome::Rejected(RejectedDelivery::conflict(
+            conflicts,
+        )));
+    }
+
+    let delivery_id = insert_delivery(conn, delivery, None, batch.calls.len()).await?;
+    let received_at = delivery.received_at.timestamp_millis();
+    let mut receipts = Vec::with_capacity(batch.calls.len());
+    for (call, existing) in batch.calls.iter().zip(existing) {
+        let (call_id, status) = match existing {
+            Some(id) => (id, CallStatus::Duplicate),
+            None => {
+                let id = uuid::Uuid::now_v7().to_string();
+                insert_call(
+                    conn,
+                    project_id,
+                    batch.agent_id,
+                    call,
+                    &id,
+                    delivery_id,
+                    received_at,
+                )
+                .await?;
+                (id, CallStatus::Created)
+            }
+        };
+        receipts.push(CallReceipt {
+            id: call.external_id.clone(),
+            call_id,
+            status,
+            agent_id: batch.agent_id,
+            message_times: call.message_times,
+            warnings: call.warnings.clone(),
+        });
+    }
+    let created = receipts
+        .iter()
+        .filter(|r| r.status == CallStatus::Created)
+        .count();
+    Ok(IngestOutcome::Accepted(Receipt {
+        accepted: receipts.len(),
+        created,
+        duplicates: receipts.len() - created,
+        delivery_id,
+        calls: receipts,
+    }))
+}
+
+async fn insert_call(
+    conn: &mut SqliteConnection,
+    project_id: i64,
+    agent_id: Option<i64>,
+    call: &callgrade_core::NewCall,
+    id: &str,
+    delivery_id: i64,
+    received_at: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO calls (id, project_id, agent_id, external_id, content_hash, started_at,
+            ended_at, to_phone_number, from_phone_number, ended_reason, run_id, trace_id,
+            message_times, message_count, messages, metadata, warnings, raw, delivery_id,
+            received_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(id)
+    .bind(project_id)
+    .bind(agent_id)
+    .bind(&call.external_id)
+    .bind(&call.content_hash)
+    .bind(call.started_at.timestamp_millis())
+    .bind(call.ended_at.timestamp_millis())
+    .bind(call.to_phone_number.as_ref().map(PhoneNumber::as_str))
+    .bind(call.from_phone_number.as_ref().map(PhoneNumber::as_str))
+    .bind(&call.ended_reason)
+    .bind(call.run_id)
+    .bind(&call.trace_id)
+    .bind(call.message_times.as_str())
+    .bind(call.messages.len() as i64)
+    .bind(to_json(&call.messages))
+    .bind(to_json(&call.metadata))
+    .bind(to_json(&call.warnings))
+    .bind(to_json(&call.raw))
+    .bind(delivery_id)
+    .bind(received_at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn insert_delivery(
+    conn: &mut SqliteConnection,
+    delivery: &NewDelivery,
+    rejection: Option<&RejectedDelivery>,
+    accepted_calls: usize,
+) -> Result<i64> {
+    let (status, outcome) = match rejection {
+        Some(r) => (r.status, DeliveryOutcome::Rejected),
+        None => (202, DeliveryOutcome::Accepted),
+    };
+    let id = sqlx::query_scalar(
+        "INSERT INTO deliveries (project_id, received_at, route, status, outcome, error, detail,
+            errors, body_size, body, body_truncated, accepted_calls)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(delivery.project_id)
+    .bind(delivery.received_at.timestamp_millis())
+    .bind(&delivery.route)
+    .bind(status as i64)
+    .bind(outcome.as_str())
+    .bind(rejection.map(|r| r.error.as_str()))
+    .bind(rejection.map(|r| r.detail.as_str()))
+    .bind(rejection.map_or_else(|| "[]".to_owned(), |r| to_json(&r.errors)))
+    .bind(delivery.body_size as i64)
+    .bind(&delivery.body)
+    .bind(delivery.body_truncated)
+    .bind(accepted_calls as i64)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(id)
+}
+
+fn to_json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).expect("plain data serialises")
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn time(ms: i64) -> Result<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(ms)
+        .ok_or_else(|| StoreError::Corrupt(format!("time out of range: {ms}")))
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+fn encode_cursor(parts: &[i64]) -> String {
+    let text: Vec<String> = parts.iter().map(i64::to_string).collect();
+    URL_SAFE_NO_PAD.encode(text.join(":"))
+}
+
+fn decode_cursor(cursor: &str, len: usize) -> Result<Vec<i64>> {
+    let invalid = || StoreError::InvalidInput("cursor is not one this server gave out".into());
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
+    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+    let parts: Vec<i64> = text
+        .split(':')
+        .map(str::parse)
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| invalid())?;
+    if parts.len() != len {
+        return Err(invalid());
+    }
+    Ok(parts)
+}
+
+fn project_from(row: &SqliteRow) -> Result<Project> {
+    Ok(Project {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        key_prefix: row.try_get("key_prefix")?,
+        created_at: time(row.try_get("created_at")?)?,
+    })
+}
+
+fn agent_from(row: &SqliteRow) -> Result<Agent> {
+    Ok(Agent {
+        id: row.try_get("id")?,
+        project_id: row.try_get("project_id")?,
+        name: row.try_get("name")?,
+        phone_number: row.try_get("phone_number")?,
+        description: row.try_get("description")?,
+        created_at: time(row.try_get("created_at")?)?,
+    })
+}
+
+const CALL_SUMMARY_COLUMNS: &str = "seq, id, external_id, agent_id, started_at, ended_at,
+    to_phone_number, from_phone_number, ended_reason, run_id, message_count, received_at,
+    delivery_id";
+
+fn call_summary_from(row: &SqliteRow) -> Result<CallSummary> {
+    let started_at: i64 = row.try_get("started_at")?;
+    let ended_at: i64 = row.try_get("ended_at")?;
+    Ok(CallSummary {
+        call_id: row.try_get("id")?,
+        id: row.try_get("external_id")?,
+        agent_id: row.try_get("agent_id")?,
+        started_at: time(started_at)?,
+        ended_at: time(ended_at)?,
+        duration_seconds: (ended_at - started_at) as f64 / 1000.0,
+        to_phone_number: row.try_get("to_phone_number")?,
+        from_phone_number: row.try_get("from_phone_number")?,
+        ended_reason: row.try_get("ended_reason")?,
+        run_id: row.try_get("run_id")?,
+        message_count: row.try_get("message_count")?,
+        received_at: time(row.try_get("received_at")?)?,
+        delivery_id: row.try_get("delivery_id")?,
+    })
+}
+
+const DELIVERY_SUMMARY_COLUMNS: &str =
+    "id, received_at, route, status, outcome, error, detail, errors, body_size, accepted_calls";
+
+fn delivery_summary_from(row: &SqliteRow) -> Result<DeliverySummary> {
+    Ok(DeliverySummary {
+        id: row.try_get("id")?,
+        received_at: time(row.try_get("received_at")?)?,
+        route: row.try_get("route")?,
+        status: row.try_get::<i64, _>("status")? as u16,
+        outcome: row.try_get("outcome")?,
+        error: row.try_get("error")?,
+        detail: row.try_get("detail")?,
+        errors: from_json(row.try_get("errors")?)?,
+        body_size: row.try_get("body_size")?,
+        accepted_calls: row.try_get("accepted_calls")?,
+    })
+}
+
+/// Fetches `limit + 1` rows to learn whether a next page exists.
+fn paginate<T>(
+    rows: Vec<SqliteRow>,
+    limit: u32,
+    item: impl Fn(&SqliteRow) -> Result<T>,
+    cursor: impl Fn(&SqliteRow) -> Result<String>,
+) -> Result<Page<T>> {
+    let limit = limit as usize;
+    let next_cursor = if rows.len() > limit {
+        Some(cursor(&rows[limit - 1])?)
+    } else {
+        None
+    };
+    let data = rows.iter().take(limit).map(item).collect::<Result<_>>()?;
+    Ok(Page { data, next_cursor })
+}
+
+fn unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.is_unique_violation())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_project(&self, name: &str) -> Result<(Project, ApiKey)> {
+        let key = ApiKey::generate();
+        let row = sqlx::query(
+            "INSERT INTO projects (name, key_hash, key_prefix, created_at) VALUES (?, ?, ?, ?)
+             RETURNING id, name, key_prefix, created_at",
+        )
+        .bind(name)
+        .bind(key.hash())
+        .bind(key.prefix())
+        .bind(now_ms())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| {
+            if unique_violation(&e) {
+                StoreError::AlreadyExists(format!("a project named {name:?} already exists"))
+            } else {
+                e.into()
+            }
+        })?;
+        Ok((project_from(&row)?, key))
+    }
+
+    async fn list_projects(&self) -> Result<Vec<Project>> {
+        sqlx::query("SELECT id, name, key_prefix, created_at FROM projects ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(project_from)
+            .collect()
+    }
+
+    async fn project(&self, id: i64) -> Result<Option<Project>> {
+        sqlx::query("SELECT id, name, key_prefix, created_at FROM projects WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(project_from)
+            .transpose()
+    }
+
+    async fn find_project(&self, name_or_id: &str) -> Result<Option<Project>> {
+        if let Ok(id) = name_or_id.parse::<i64>() {
+            return self.project(id).await;
+        }
+        sqlx::query("SELECT id, name, key_prefix, created_at FROM projects WHERE name = ?")
+            .bind(name_or_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(project_from)
+            .transpose()
+    }
+
+    async fn rotate_key(&self, project_id: i64) -> Result<ApiKey> {
+        let key = ApiKey::generate();
+        let updated = sqlx::query(
+            "UPDATE projects SET key_hash = ?, key_prefix = ?, key_rotated_at = ? WHERE id = ?",
+        )
+        .bind(key.hash())
+        .bind(key.prefix())
+        .bind(now_ms())
+        .bind(project_id)
+        .execute(&self.pool)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!(
+                "no project with id {project_id}"
+            )));
+        }
+        Ok(key)
+    }
+
+    async fn authenticate(&self, key: &str) -> Result<Option<Project>> {
+        let hash = hash_key(key);
+        let row = sqlx::query(
+            "SELECT id, name, key_prefix, created_at, key_hash FROM projects WHERE key_hash = ?",
+        )
+        .bind(&hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let stored: String = row.try_get("key_hash")?;
+        if bool::from(stored.as_bytes().ct_eq(hash.as_bytes())) {
+            Ok(Some(project_from(&row)?))
+        } else {
+            Ok(None)
+        }
+    }
+
+    async fn create_agent(
+        &self,
+        project_id: i64,
+        name: &str,
+        phone_number: Option<&PhoneNumber>,
+        description: Option<&str>,
+    ) -> Result<Agent> {
+        if self.project(project_id).await?.is_none() {
+            return Err(StoreError::NotFound(format!(
+                "no project with id {project_id}"
+            )));
+        }
+        let row = sqlx::query(
+            "INSERT INTO agents (project_id, name, phone_number, description, created_at)
+             VALUES (?, ?, ?, ?, ?)
+             RETURNING id, project_id, name, phone_number, description, created_at",
+        )
+        .bind(project_id)
+        .bind(name)
+        .bind(phone_number.map(PhoneNumber::as_str))
+        .bind(description)
+        .bind(now_ms())
+        .fetch_one(&self.pool)
+        .await?;
+        agent_from(&row)
+    }
+
+    async fn list_agents(&self, project_id: i64) -> Result<Vec<Agent>> {
+        sqlx::query(
+            "SELECT id, project_id, name, phone_number, description, created_at
+             FROM agents WHERE project_id = ? ORDER BY id",
+        )
+        .bind(project_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(agent_from)
+        .collect()
+    }
+
+    async fn ingest(&self, batch: Batch, delivery: NewDelivery) -> Result<IngestOutcome> {
+        self.write(|reply| WriteOp::Ingest {
+            batch,
+            delivery,
+            reply,
+        })
+        .await
+    }
+
+    async fn record_delivery(
+        &self,
+        delivery: NewDelivery,
+        rejection: RejectedDelivery,
+    ) -> Result<i64> {
+        self.write(|reply| WriteOp::Delivery {
+            delivery,
+            rejection,
+            reply,
+        })
+        .await
+    }
+
+    async fn list_calls(&self, project_id: i64, filter: &CallFilter) -> Result<Page<CallSummary>> {
+        let mut q = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {CALL_SUMMARY_COLUMNS} FROM calls WHERE project_id = "
+        ));
+        q.push_bind(project_id);
+        if let Some(agent_id) = filter.agent_id {
+            q.push(" AND agent_id = ").push_bind(agent_id);
+        }
+        if let Some(external_id) = &filter.external_id {
+            q.push(" AND external_id = ").push_bind(external_id.clone());
+        }
+        if let Some(from) = filter.started_from_ms {
+            q.push(" AND started_at >= ").push_bind(from);
+        }
+        if let Some(before) = filter.started_before_ms {
+            q.push(" AND started_at < ").push_bind(before);
+        }
+        if let Some(cursor) = &filter.cursor {
+            let c = decode_cursor(cursor, 2)?;
+            q.push(" AND (started_at, seq) < (")
+                .push_bind(c[0])
+                .push(", ")
+                .push_bind(c[1])
+                .push(")");
+        }
+        q.push(" ORDER BY started_at DESC, seq DESC LIMIT ")
+            .push_bind(i64::from(filter.limit) + 1);
+        let rows = q.build().fetch_all(&self.pool).await?;
+        paginate(rows, filter.limit, call_summary_from, |row| {
+            Ok(encode_cursor(&[
+                row.try_get("started_at")?,
+                row.try_get("seq")?,
+            ]))
+        })
+    }
+
+    async fn call(&self, project_id: i64, call_id: &str) -> Result<Option<CallDetail>> {
+        let row = sqlx::query(&format!(
+            "SELECT {CALL_SUMMARY_COLUMNS}, trace_id, message_times, messages, metadata,
+                warnings, raw
+             FROM calls WHERE project_id = ? AND id = ?"
+        ))
+        .bind(project_id)
+        .bind(call_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let times: String = row.try_get("message_times")?;
+        Ok(Some(CallDetail {
+            summary: call_summary_from(&row)?,
+            trace_id: row.try_get("trace_id")?,
+            message_times: MessageTimes::parse(&times)
+                .ok_or_else(|| StoreError::Corrupt(format!("message_times {times:?}")))?,
+            messages: from_json(row.try_get("messages")?)?,
+            metadata: from_json(row.try_get("metadata")?)?,
+            warnings: from_json(row.try_get("warnings")?)?,
+            raw: from_json(row.try_get("raw")?)?,
+        }))
+    }
+
+    async fn list_deliveries(
+        &self,
+        project_id: i64,
+        filter: &DeliveryFilter,
+    ) -> Result<Page<DeliverySummary>> {
+        let mut q = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {DELIVERY_SUMMARY_COLUMNS} FROM deliveries WHERE project_id = "
+        ));
+        q.push_bind(project_id);
+        if let Some(outcome) = filter.outcome {
+            q.push(" AND outcome = ").push_bind(outcome.as_str());
+        }
+        if let Some(cursor) = &filter.cursor {
+            q.push(" AND id < ").push_bind(decode_cursor(cursor, 1)?[0]);
+        }
+        q.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(filter.limit) + 1);
+        let rows = q.build().fetch_all(&self.pool).await?;
+        paginate(rows, filter.limit, delivery_summary_from, |row| {
+            Ok(encode_cursor(&[row.try_get("id")?]))
+        })
+    }
+
+    async fn delivery(&self, project_id: i64, id: i64) -> Result<Option<Delivery>> {
+        let row = sqlx::query(&format!(
+            "SELECT {DELIVERY_SUMMARY_COLUMNS}, body, body_truncated
+             FROM deliveries WHERE project_id = ? AND id = ?"
+        ))
+        .bind(project_id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(Delivery {
+            summary: delivery_summary_from(&row)?,
+            body: row.try_get("body")?,
+            body_truncated: row.try_get("body_truncated")?,
+        }))
+    }
+
+    async fn prune_deliveries(&self, older_than_ms: i64, keep_per_project: u32) -> Result<u64> {
+        let mut deleted = sqlx::query("DELETE FROM deliveries WHERE received_at < ?")
+            .bind(older_than_ms)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        let projects: Vec<i64> = sqlx::query_scalar("SELECT id FROM projects")
+            .fetch_all(&self.pool)
+            .await?;
+        for project_id in projects {
+            deleted += sqlx::query(
+                "DELETE FROM deliveries WHERE project_id = ?1 AND id <= (
+                    SELECT id FROM deliveries WHERE project_id = ?1
+                    ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+            )
+            .bind(project_id)
+            .bind(i64::from(keep_per_project))
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        }
+        Ok(deleted)
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
