@@ -1,1 +1,113 @@
-fn main() {}
+//! `callgrade`: the server and its admin commands in one binary.
+
+mod admin;
+mod check;
+mod database;
+mod output;
+mod send;
+mod serve;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use output::Output;
+
+#[derive(Parser)]
+#[command(
+    name = "callgrade",
+    version,
+    about = "Self-hosted QA and observability for voice AI agents",
+    long_about = "Self-hosted QA and observability for voice AI agents.\n\n\
+        Receives call transcripts on a Cekura-compatible webhook, stores them durably in an \
+        embedded SQLite database, and serves them through a REST API.\n\n\
+        Quick start:\n  callgrade serve &\n  callgrade project create staging\n  \
+        callgrade agent create --project staging --name support-bot\n  \
+        callgrade send --url <webhook_url> --key <api_key> payload.json"
+)]
+struct Cli {
+    #[command(flatten)]
+    db: DbArgs,
+    /// Print one JSON object on stdout instead of text (for scripts).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the data lives; shared by the server and the admin commands, so both can run at once.
+#[derive(clap::Args, Clone)]
+pub struct DbArgs {
+    /// Directory for the embedded SQLite database (created if missing).
+    #[arg(
+        long,
+        global = true,
+        env = "CALLGRADE_DATA_DIR",
+        default_value = "./callgrade-data"
+    )]
+    pub data_dir: PathBuf,
+    /// Database URL; overrides --data-dir. Only `sqlite:` URLs are supported for now.
+    #[arg(
+        long,
+        global = true,
+        env = "CALLGRADE_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+    /// Externally visible base URL of the server, used to print webhook URLs.
+    #[arg(
+        long,
+        global = true,
+        env = "CALLGRADE_PUBLIC_URL",
+        default_value = "http://127.0.0.1:7300"
+    )]
+    pub public_url: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server (webhook, REST API).
+    Serve(serve::ServeArgs),
+    /// Create, list projects and rotate their API keys.
+    #[command(subcommand)]
+    Project(admin::ProjectCommand),
+    /// Create and list agents (their id is the `agent_id` of webhook payloads).
+    #[command(subcommand)]
+    Agent(admin::AgentCommand),
+    /// Validate a webhook payload offline with the server's own validator.
+    Check(check::CheckArgs),
+    /// POST a webhook payload to a server and print its receipt.
+    Send(send::SendArgs),
+    /// Print the OpenAPI document of the REST API.
+    Openapi,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let out = Output::new(cli.json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return out.fail(&format!("cannot start the async runtime: {e}")),
+    };
+    runtime.block_on(async move {
+        let result = match cli.command {
+            Command::Serve(args) => serve::run(&cli.db, args).await,
+            Command::Project(cmd) => admin::project(&cli.db, cmd, &out).await,
+            Command::Agent(cmd) => admin::agent(&cli.db, cmd, &out).await,
+            Command::Check(args) => check::run(args, &out),
+            Command::Send(args) => send::run(args, &out).await,
+            Command::Openapi => {
+                let spec = callgrade_server::openapi();
+                println!(
+                    "{}",
+                    spec.to_pretty_json().unwrap_or_else(|e| e.to_string())
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+        };
+        result.unwrap_or_else(|e| out.fail(&format!("{e:#}")))
+    })
+}

@@ -1,1 +1,79 @@
+//! The HTTP edge of callgrade: the Cekura-compatible webhook, the REST API and the OpenAPI
+//! document. Handlers stay thin: they authenticate, hand the body to `callgrade_core` and the
+//! result to the [`Store`], and map outcomes to HTTP through one error type ([`ApiError`]).
 
+mod auth;
+mod clock;
+mod error;
+mod openapi;
+mod routes;
+mod settings;
+
+pub use clock::{Clock, SystemClock};
+pub use error::ApiError;
+pub use openapi::openapi;
+pub use settings::{cekura_webhook_url, project_webhook_url, Retention, Settings};
+
+use axum::Router;
+use callgrade_store::Store;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Everything a handler may need, cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub settings: Arc<Settings>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, settings: Settings) -> Self {
+        Self {
+            store,
+            settings: Arc::new(settings),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    routes::router(state)
+}
+
+/// Serves until `shutdown` resolves, then lets in-flight requests finish. Background upkeep
+/// (delivery-log retention) runs alongside.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let upkeep = tokio::spawn(prune_deliveries_forever(state.clone()));
+    let app = router(state);
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    upkeep.abort();
+    result
+}
+
+async fn prune_deliveries_forever(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        let retention = state.settings.delivery_retention;
+        let cutoff = state.clock.now() - retention.max_age;
+        match state
+            .store
+            .prune_deliveries(cutoff.timestamp_millis(), retention.max_per_project)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "pruned the delivery log"),
+            Err(e) => tracing::warn!(error = %e, "could not prune the delivery log"),
+        }
+    }
+}

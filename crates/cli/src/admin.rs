@@ -1,0 +1,219 @@
+//! Project and agent administration. Works on the database directly, also while the server runs.
+
+use anyhow::{anyhow, Context};
+use callgrade_core::{parse_name, parse_project_name, PhoneNumber};
+use callgrade_server::{cekura_webhook_url, project_webhook_url};
+use callgrade_store::{Project, SqliteStore, Store};
+use clap::Subcommand;
+use serde::Serialize;
+use std::process::ExitCode;
+
+use crate::output::Output;
+use crate::DbArgs;
+
+#[derive(Subcommand)]
+pub enum ProjectCommand {
+    /// Create a project; prints its webhook URL and API key (the key is shown only now).
+    Create {
+        /// A name such as "staging" or "production" (not only digits).
+        name: String,
+    },
+    /// List projects.
+    List,
+    /// Replace a project's API key; the old key stops working at once.
+    RotateKey {
+        /// The project's name or id.
+        project: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AgentCommand {
+    /// Create an agent; its id is the `agent_id` senders put in webhook payloads.
+    Create {
+        /// The project's name or id.
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        name: String,
+        /// The agent's phone number, `+` then digits (at most 15 characters).
+        #[arg(long)]
+        phone_number: Option<String>,
+        /// What the agent is for; its prompt, for judges.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List a project's agents.
+    List {
+        /// The project's name or id.
+        #[arg(long)]
+        project: String,
+    },
+}
+
+#[derive(Serialize)]
+struct ProjectWithKey<'a> {
+    id: i64,
+    name: &'a str,
+    webhook_url: String,
+    cekura_webhook_url: String,
+    api_key: &'a str,
+}
+
+#[derive(Serialize)]
+struct ProjectListing {
+    projects: Vec<ProjectRow>,
+}
+
+#[derive(Serialize)]
+struct ProjectRow {
+    #[serde(flatten)]
+    project: Project,
+    webhook_url: String,
+}
+
+pub async fn project(db: &DbArgs, cmd: ProjectCommand, out: &Output) -> anyhow::Result<ExitCode> {
+    let store = db.open().await?;
+    let webhook_url = |id: i64| project_webhook_url(&db.public_url, id);
+    let cekura_url = cekura_webhook_url(&db.public_url);
+    match cmd {
+        ProjectCommand::Create { name } => {
+            let name = parse_project_name(&name).map_err(|e| anyhow!("project name {e}"))?;
+            let (project, key) = store.create_project(&name).await?;
+            print_key(
+                out,
+                &project,
+                key.expose(),
+                webhook_url(project.id),
+                &cekura_url,
+                "Created",
+            );
+        }
+        ProjectCommand::List => {
+            let projects = store.list_projects().await?;
+            let listing = ProjectListing {
+                projects: projects
+                    .into_iter()
+                    .map(|p| ProjectRow {
+                        webhook_url: webhook_url(p.id),
+                        project: p,
+                    })
+                    .collect(),
+            };
+            out.print(&listing, || {
+                if listing.projects.is_empty() {
+                    return "No projects yet. Create one: callgrade project create NAME".into();
+                }
+                let mut text = format!("{:<6} {:<24} {:<12} WEBHOOK URL", "ID", "NAME", "KEY");
+                for row in &listing.projects {
+                    text.push_str(&format!(
+                        "\n{:<6} {:<24} {:<12} {}",
+                        row.project.id,
+                        row.project.name,
+                        format!("{}…", row.project.key_prefix),
+                        row.webhook_url
+                    ));
+                }
+                text
+            });
+        }
+        ProjectCommand::RotateKey { project } => {
+            let project = find_project(&store, &project).await?;
+            let key = store.rotate_key(project.id).await?;
+            print_key(
+                out,
+                &project,
+                key.expose(),
+                webhook_url(project.id),
+                &cekura_url,
+                "Rotated the key of",
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_key(
+    out: &Output,
+    project: &Project,
+    key: &str,
+    webhook_url: String,
+    cekura_url: &str,
+    verb: &str,
+) {
+    let value = ProjectWithKey {
+        id: project.id,
+        name: &project.name,
+        webhook_url,
+        cekura_webhook_url: cekura_url.to_owned(),
+        api_key: key,
+    };
+    out.print(&value, || {
+        format!(
+            "{verb} project {:?} (id {})\n  webhook URL:   {}\n  Cekura path:   {}\n  API key:       {}\n\n\
+             The key is shown only now; store it in your sender's secrets.\n\
+             Send it in the X-CEKURA-API-KEY header.",
+            value.name, value.id, value.webhook_url, value.cekura_webhook_url, value.api_key
+        )
+    });
+}
+
+async fn find_project(store: &SqliteStore, name_or_id: &str) -> anyhow::Result<Project> {
+    store.find_project(name_or_id).await?.with_context(|| {
+        format!("no project named or numbered {name_or_id:?} (`callgrade project list` shows them)")
+    })
+}
+
+pub async fn agent(db: &DbArgs, cmd: AgentCommand, out: &Output) -> anyhow::Result<ExitCode> {
+    let store = db.open().await?;
+    match cmd {
+        AgentCommand::Create {
+            project,
+            name,
+            phone_number,
+            description,
+        } => {
+            let name = parse_name(&name).map_err(|e| anyhow!("agent name {e}"))?;
+            let phone = phone_number
+                .as_deref()
+                .map(PhoneNumber::parse)
+                .transpose()
+                .map_err(|e| anyhow!("--phone-number {e}"))?;
+            let project = find_project(&store, &project).await?;
+            let agent = store
+                .create_agent(project.id, &name, phone.as_ref(), description.as_deref())
+                .await?;
+            out.print(&agent, || {
+                format!(
+                    "Created agent {:?} with id {} in project {:?}.\nSenders put \"agent_id\": {} in webhook payloads.",
+                    agent.name, agent.id, project.name, agent.id
+                )
+            });
+        }
+        AgentCommand::List { project } => {
+            let project = find_project(&store, &project).await?;
+            let agents = store.list_agents(project.id).await?;
+            let value = serde_json::json!({ "agents": agents });
+            out.print(&value, || {
+                if agents.is_empty() {
+                    return format!(
+                        "No agents in {:?} yet. Create one: callgrade agent create --project {} --name NAME",
+                        project.name, project.id
+                    );
+                }
+                let mut text = format!("{:<8} {:<24} {:<16} DESCRIPTION", "ID", "NAME", "PHONE");
+                for a in &agents {
+                    text.push_str(&format!(
+                        "\n{:<8} {:<24} {:<16} {}",
+                        a.id,
+                        a.name,
+                        a.phone_number.as_deref().unwrap_or("-"),
+                        a.description.as_deref().unwrap_or("")
+                    ));
+                }
+                text
+            });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

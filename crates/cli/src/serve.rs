@@ -1,0 +1,110 @@
+//! `callgrade serve`: the HTTP server.
+
+use anyhow::Context;
+use callgrade_core::Limits;
+use callgrade_server::{AppState, Retention, Settings};
+use chrono::TimeDelta;
+use clap::{Args, ValueEnum};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tracing_subscriber::EnvFilter;
+
+use crate::DbArgs;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "CALLGRADE_BIND", default_value = "127.0.0.1:7300")]
+    bind: SocketAddr,
+    /// Log format on stderr; the level comes from RUST_LOG (default info).
+    #[arg(long, value_enum, env = "CALLGRADE_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
+    /// The most calls one webhook request may hold.
+    #[arg(long, env = "CALLGRADE_MAX_CALLS_PER_REQUEST", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    max_calls_per_request: u32,
+    /// The largest webhook body accepted, in bytes (413 above).
+    #[arg(long, env = "CALLGRADE_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1024..=1024 * 1024 * 1024))]
+    max_body_bytes: u64,
+    /// How many bytes of each request body the delivery log keeps.
+    #[arg(long, env = "CALLGRADE_DELIVERY_BODY_CAP", default_value_t = 64 * 1024)]
+    delivery_body_cap: usize,
+    /// Days the delivery log keeps entries.
+    #[arg(long, env = "CALLGRADE_DELIVERY_RETENTION_DAYS", default_value_t = 7,
+          value_parser = clap::value_parser!(u32).range(1..=3650))]
+    delivery_retention_days: u32,
+    /// Entries the delivery log keeps per project.
+    #[arg(long, env = "CALLGRADE_DELIVERY_RETENTION_COUNT", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    delivery_retention_count: u32,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+pub async fn run(db: &DbArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    init_logging(args.log_format);
+    let store = db.open().await?;
+    let settings = Settings {
+        public_url: db.public_url.clone(),
+        limits: Limits {
+            max_calls_per_request: args.max_calls_per_request as usize,
+        },
+        max_body_bytes: usize::try_from(args.max_body_bytes).unwrap_or(usize::MAX),
+        delivery_body_cap: args.delivery_body_cap,
+        delivery_retention: Retention {
+            max_age: TimeDelta::days(i64::from(args.delivery_retention_days)),
+            max_per_project: args.delivery_retention_count,
+        },
+    };
+    let listener = tokio::net::TcpListener::bind(args.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.bind))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(data = %db.describe(), "database ready");
+    // One line on stdout, so scripts and tests learn the port when binding port 0.
+    println!("callgrade listening on http://{addr}");
+    let state = AppState::new(Arc::new(store), settings);
+    callgrade_server::serve(listener, state, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM; the server then finishes in-flight requests.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

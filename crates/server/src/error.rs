@@ -1,0 +1,109 @@
+//! The one error type of the HTTP edge. Its public body is `{error, detail, errors}`; internal
+//! causes are logged with context and never sent to clients.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use callgrade_core::FieldError;
+use callgrade_store::{RejectedDelivery, StoreError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub body: ErrorBody,
+}
+
+/// The body of every error response.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// A stable machine code, e.g. `invalid_payload`, `unauthorized`.
+    pub error: String,
+    /// A sentence for humans.
+    pub detail: String,
+    /// Every problem found, each with its JSON path.
+    pub errors: Vec<FieldError>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, error: &str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            body: ErrorBody {
+                error: error.into(),
+                detail: detail.into(),
+                errors: Vec::new(),
+            },
+        }
+    }
+
+    pub fn with_errors(mut self, errors: Vec<FieldError>) -> Self {
+        self.body.errors = errors;
+        self
+    }
+
+    pub fn unauthorized(detail: &str) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", detail)
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", detail)
+    }
+
+    /// The same rejection, in the form the delivery log keeps.
+    pub fn to_rejected_delivery(&self) -> RejectedDelivery {
+        RejectedDelivery {
+            status: self.status.as_u16(),
+            error: self.body.error.clone(),
+            detail: self.body.detail.clone(),
+            errors: self.body.errors.clone(),
+        }
+    }
+}
+
+impl From<RejectedDelivery> for ApiError {
+    fn from(r: RejectedDelivery) -> Self {
+        Self::new(
+            StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST),
+            &r.error,
+            r.detail,
+        )
+        .with_errors(r.errors)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(detail) => Self::not_found(detail),
+            StoreError::AlreadyExists(detail) => {
+                Self::new(StatusCode::CONFLICT, "already_exists", detail)
+            }
+            StoreError::InvalidInput(detail) => Self::bad_request(detail),
+            StoreError::Closed => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "the server is shutting down; retry shortly",
+            ),
+            other => {
+                tracing::error!(error = %other, "storage failure");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "the server could not complete the request; nothing was stored, retry later",
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}

@@ -1,0 +1,69 @@
+use axum::extract::{Path, State};
+use axum::Json;
+use callgrade_store::{CallDetail, CallFilter, CallSummary, Page};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::{page_limit, ApiQuery};
+use crate::auth::ApiProject;
+use crate::{ApiError, AppState};
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CallsQuery {
+    /// Only calls of this agent.
+    agent_id: Option<i64>,
+    /// Only the call with this sender's id (the `id` field of the webhook).
+    external_id: Option<String>,
+    /// Calls that started at or after this ISO 8601 time.
+    started_from: Option<DateTime<Utc>>,
+    /// Calls that started before this ISO 8601 time.
+    started_before: Option<DateTime<Utc>>,
+    /// Page size, 1–200 (default 50).
+    limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// Lists the project's calls, newest first (by start time).
+#[utoipa::path(get, path = "/api/v1/calls", tag = "calls", params(CallsQuery),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, body = Page<CallSummary>),
+              (status = 400, body = crate::error::ErrorBody),
+              (status = 401, body = crate::error::ErrorBody)))]
+pub async fn list_calls(
+    State(state): State<AppState>,
+    ApiProject(project): ApiProject,
+    ApiQuery(q): ApiQuery<CallsQuery>,
+) -> Result<Json<Page<CallSummary>>, ApiError> {
+    let filter = CallFilter {
+        agent_id: q.agent_id,
+        external_id: q.external_id,
+        started_from_ms: q.started_from.map(|t| t.timestamp_millis()),
+        started_before_ms: q.started_before.map(|t| t.timestamp_millis()),
+        cursor: q.cursor,
+        limit: page_limit(q.limit)?,
+    };
+    Ok(Json(state.store.list_calls(project.id, &filter).await?))
+}
+
+/// One call with its normalised messages, metadata, times and raw payload.
+#[utoipa::path(get, path = "/api/v1/calls/{call_id}", tag = "calls",
+    params(("call_id" = String, Path, description = "Our call id (the receipt's `call_id`)")),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, body = CallDetail),
+              (status = 401, body = crate::error::ErrorBody),
+              (status = 404, body = crate::error::ErrorBody)))]
+pub async fn get_call(
+    State(state): State<AppState>,
+    ApiProject(project): ApiProject,
+    Path(call_id): Path<String>,
+) -> Result<Json<CallDetail>, ApiError> {
+    state
+        .store
+        .call(project.id, &call_id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no call {call_id:?} in this project")))
+}

@@ -1,0 +1,54 @@
+use callgrade_core::Limits;
+use chrono::TimeDelta;
+
+/// What an operator can tune about the HTTP edge. Built by the CLI from flags, environment and
+/// defaults; every field has a sane default.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The externally visible base URL, used to print webhook URLs.
+    pub public_url: String,
+    pub limits: Limits,
+    /// Largest accepted webhook body, in bytes (413 above).
+    pub max_body_bytes: usize,
+    /// How much of each request body the delivery log keeps, in bytes.
+    pub delivery_body_cap: usize,
+    pub delivery_retention: Retention,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub max_age: TimeDelta,
+    pub max_per_project: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            public_url: "http://127.0.0.1:7300".into(),
+            limits: Limits::default(),
+            max_body_bytes: 10 * 1024 * 1024,
+            delivery_body_cap: 64 * 1024,
+            delivery_retention: Retention {
+                max_age: TimeDelta::days(7),
+                max_per_project: 10_000,
+            },
+        }
+    }
+}
+
+/// The per-project webhook URL that `project create` prints.
+pub fn project_webhook_url(public_url: &str, project_id: i64) -> String {
+    format!(
+        "{}/webhooks/custom/{project_id}",
+        public_url.trim_end_matches('/')
+    )
+}
+
+/// Cekura's own webhook path on this server, for senders that only change the host.
+pub fn cekura_webhook_url(public_url: &str) -> String {
+    format!(
+        "{}{}",
+        public_url.trim_end_matches('/'),
+        crate::routes::CEKURA_PATH
+    )
+}
