@@ -1,0 +1,148 @@
+use callgrade_server::{AppState, Settings};
+use callgrade_store::{SqliteStore, Store};
+use reqwest::{Client, RequestBuilder, Response};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+pub const CEKURA_PATH: &str = "/test_framework/custom-provider-transcript-webhook/";
+
+/// A running server on a temporary SQLite database.
+pub struct TestApp {
+    pub base: String,
+    pub store: Arc<SqliteStore>,
+    pub client: Client,
+    _dir: tempfile::TempDir,
+    _shutdown: oneshot::Sender<()>,
+}
+
+/// A project with one agent, ready to receive calls.
+pub struct Tenant {
+    pub project_id: i64,
+    pub key: String,
+    pub agent_id: i64,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(Settings::default()).await
+    }
+
+    pub async fn spawn_with(settings: Settings) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("cg.db").display());
+        let store = Arc::new(SqliteStore::open(&url).await.unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let state = AppState::new(store.clone(), settings);
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(callgrade_server::serve(listener, state, async {
+            let _ = rx.await;
+        }));
+        Self {
+            base,
+            store,
+            client: Client::new(),
+            _dir: dir,
+            _shutdown: tx,
+        }
+    }
+
+    pub async fn tenant(&self, name: &str) -> Tenant {
+        let (project, key) = self.store.create_project(name).await.unwrap();
+        let agent = self
+            .store
+            .create_agent(project.id, "support-bot", None, None)
+            .await
+            .unwrap();
+        Tenant {
+            project_id: project.id,
+            key: key.expose().to_owned(),
+            agent_id: agent.id,
+        }
+    }
+
+    pub fn post(&self, path: &str) -> RequestBuilder {
+        self.client.post(format!("{}{path}", self.base))
+    }
+
+    pub fn get(&self, path: &str) -> RequestBuilder {
+        self.client.get(format!("{}{path}", self.base))
+    }
+
+    /// Posts `body` to Cekura's path with `key`.
+    pub async fn send(&self, key: &str, body: &Value) -> Response {
+        self.post(CEKURA_PATH)
+            .header("X-CEKURA-API-KEY", key)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn api(&self, key: &str, path: &str) -> (u16, Value) {
+        let r = self
+            .get(path)
+            .header("X-CEKURA-API-KEY", key)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap())
+    }
+
+    pub async fn call_count(&self, t: &Tenant) -> usize {
+        let (_, page) = self.api(&t.key, "/api/v1/calls?limit=200").await;
+        page["data"].as_array().unwrap().len()
+    }
+}
+
+/// A valid call with the given sender id.
+pub fn call(id: &str) -> Value {
+    json!({
+        "id": id,
+        "startedAt": "2025-10-15T09:22:21.787Z",
+        "endedAt": "2025-10-15T09:24:30.229Z",
+        "to_phone_number": "+18646190758",
+        "from_phone_number": "+14155551234",
+        "messages": [
+            {"role": "bot", "content": "Hi there. How can I help?", "start_time": 1.0, "end_time": 3.0},
+            {"role": "user", "content": "A billing question.", "start_time": 4.0, "end_time": 6.5}
+        ],
+        "metadata": {"customer_name": "John Doe"},
+        "endedReason": "customer-hungup"
+    })
+}
+
+pub fn batch(agent_id: i64, calls: Vec<Value>) -> Value {
+    json!({"agent_id": agent_id, "calls": calls})
+}
+
+/// The seed's two-call example, its agent id mapped to ours.
+pub fn seed_two_calls(agent_id: i64) -> Value {
+    let mut body: Value = serde_json::from_str(include_str!(
+        "../../../core/tests/fixtures/example-two-calls.json"
+    ))
+    .unwrap();
+    body["agent_id"] = json!(agent_id);
+    body
+}
+
+/// The `path`s of an error body.
+pub fn error_paths(body: &Value) -> Vec<String> {
+    body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+pub async fn status_and_json(r: Response) -> (u16, Value) {
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text:?}")),
+    )
+}

@@ -1,0 +1,5 @@
+//! Integration tests: the real server on port 0, spoken to over HTTP.
+
+mod api;
+mod common;
+mod webhook;
