@@ -51,6 +51,16 @@ enum Applied {
     Delivery(oneshot::Sender<Result<i64>>, Result<i64>),
 }
 
+impl WriteOp {
+    fn fail(self, message: &str) {
+        let error = || StoreError::Commit(message.into());
+        match self {
+            WriteOp::Ingest { reply, .. } => drop(reply.send(Err(error()))),
+            WriteOp::Delivery { reply, .. } => drop(reply.send(Err(error()))),
+        }
+    }
+}
+
 impl Applied {
     fn answer(self, commit: std::result::Result<(), &str>) {
         match (self, commit) {
@@ -110,9 +120,14 @@ async fn run_writer(mut conn: SqliteConnection, mut rx: mpsc::Receiver<WriteOp>)
 }
 
 async fn commit_group(conn: &mut SqliteConnection, group: &mut Vec<WriteOp>) {
+    if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+        tracing::error!(error = %e, writes = group.len(), "cannot begin a write transaction");
+        let message = e.to_string();
+        group.drain(..).for_each(|op| op.fail(&message));
+        return;
+    }
     let mut applied = Vec::with_capacity(group.len());
-    let outcome = apply_group(conn, group.drain(..), &mut applied).await;
-    let commit = match outcome {
+    let commit = match apply_group(conn, group.drain(..), &mut applied).await {
         Ok(()) => sqlx::query("COMMIT").execute(&mut *conn).await.map(drop),
         Err(e) => Err(e),
     };
@@ -128,23 +143,13 @@ async fn commit_group(conn: &mut SqliteConnection, group: &mut Vec<WriteOp>) {
 }
 
 /// Applies each write under its own savepoint, so one failing write leaves the others intact.
+/// An error here is one of the transaction itself, and fails the whole group.
 async fn apply_group(
     conn: &mut SqliteConnection,
     ops: impl Iterator<Item = WriteOp>,
     applied: &mut Vec<Applied>,
 ) -> std::result::Result<(), sqlx::Error> {
-    let mut ops = ops.peekable();
-    if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
-        // Answer every queued write, not only those already applied.
-        for op in ops {
-            applied.push(match op {
-                WriteOp::Ingest { reply, .. } => Applied::Ingest(reply, Ok(placeholder())),
-                WriteOp::Delivery { reply, .. } => Applied::Delivery(reply, Ok(0)),
-            });
-        }
-        return Err(e);
-    }
-    while let Some(op) = ops.next() {
+    for op in ops {
         sqlx::query("SAVEPOINT w").execute(&mut *conn).await?;
         let keep = match op {
             WriteOp::Ingest {
@@ -182,11 +187,6 @@ async fn apply_group(
         sqlx::query("RELEASE w").execute(&mut *conn).await?;
     }
     Ok(())
-}
-
-/// Only ever paired with a failed commit, which replaces it by the error.
-fn placeholder() -> IngestOutcome {
-    IngestOutcome::Rejected(RejectedDelivery::invalid_payload(Vec::new()))
 }
 
 async fn apply_ingest(

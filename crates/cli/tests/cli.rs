@@ -1,0 +1,369 @@
+//! The `callgrade` binary as users run it: admin commands in --json mode, check, send, and the
+//! server surviving SIGKILL without losing an acknowledged call.
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_callgrade");
+const SEED: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../core/tests/fixtures/example-two-calls.json"
+);
+
+fn run(data: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env_remove("CALLGRADE_DATABASE_URL")
+        .output()
+        .unwrap()
+}
+
+/// Runs a `--json` command and parses its one JSON object.
+fn run_json(data: &Path, args: &[&str]) -> (bool, Value) {
+    let out = run(data, &[args, &["--json"]].concat());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let value = serde_json::from_str(text.trim())
+        .unwrap_or_else(|_| panic!("not one JSON object: {text:?}"));
+    (out.status.success(), value)
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(data: &Path) -> Self {
+        let mut child = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(data)
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("callgrade listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Self { child, base }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn admin_commands_in_json_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+
+    let (ok, project) = run_json(data, &["project", "create", "staging"]);
+    assert!(ok, "{project}");
+    assert_eq!(project["name"], "staging");
+    assert_eq!(
+        project["webhook_url"],
+        format!("http://127.0.0.1:7300/webhooks/custom/{}", project["id"])
+    );
+    let key = project["api_key"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("cg_"));
+
+    let (ok, err) = run_json(data, &["project", "create", "staging"]);
+    assert!(!ok);
+    assert!(err["error"].as_str().unwrap().contains("already exists"));
+    let (ok, _) = run_json(data, &["project", "create", "42"]);
+    assert!(!ok, "a name that reads as an id is refused");
+
+    let (ok, list) = run_json(data, &["project", "list"]);
+    assert!(ok);
+    let listed = &list["projects"][0];
+    assert_eq!(listed["name"], "staging");
+    assert!(listed.get("api_key").is_none(), "list never shows keys");
+    assert!(!list.to_string().contains(&key));
+
+    let (ok, rotated) = run_json(data, &["project", "rotate-key", "staging"]);
+    assert!(ok);
+    assert_ne!(rotated["api_key"], project["api_key"]);
+
+    let (ok, agent) = run_json(
+        data,
+        &[
+            "agent",
+            "create",
+            "--project",
+            "staging",
+            "--name",
+            "support-bot",
+            "--phone-number",
+            "+14155551234",
+            "--description",
+            "Billing help",
+        ],
+    );
+    assert!(ok, "{agent}");
+    assert!(agent["id"].is_i64());
+    assert_eq!(agent["phone_number"], "+14155551234");
+    let (ok, err) = run_json(
+        data,
+        &[
+            "agent",
+            "create",
+            "--project",
+            "staging",
+            "--name",
+            "x",
+            "--phone-number",
+            "555",
+        ],
+    );
+    assert!(!ok);
+    assert!(err["error"].as_str().unwrap().contains("--phone-number"));
+    let (ok, err) = run_json(data, &["agent", "list", "--project", "nope"]);
+    assert!(!ok);
+    assert!(err["error"].as_str().unwrap().contains("no project"));
+    let (ok, agents) = run_json(data, &["agent", "list", "--project", "1"]);
+    assert!(ok);
+    assert_eq!(agents["agents"][0]["name"], "support-bot");
+}
+
+#[test]
+fn check_validates_offline() {
+    let (ok, report) = run_json(Path::new("unused"), &["check", SEED]);
+    assert!(ok, "{report}");
+    assert_eq!(
+        report,
+        json!({"valid": true, "calls": 2, "errors": [], "warnings": []})
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"agent_id": "2", "calls": [{"id": "x", "startedAt": "now"}]}"#,
+    )
+    .unwrap();
+    let (ok, report) = run_json(dir.path(), &["check", bad.to_str().unwrap()]);
+    assert!(!ok);
+    let paths: Vec<&str> = report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        ["agent_id", "calls[0].startedAt", "calls[0].endedAt"]
+    );
+
+    // Text mode prints each problem with its path and exits 1.
+    let out = run(dir.path(), &["check", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("calls[0].startedAt: "), "{text}");
+
+    // Standard input works too.
+    let mut child = Command::new(BIN)
+        .args(["check", "-", "--json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"{oops").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("line 1"));
+}
+
+#[test]
+fn send_posts_the_seed_and_prints_the_receipt() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let (_, project) = run_json(data, &["project", "create", "staging"]);
+    let (_, agent) = run_json(
+        data,
+        &["agent", "create", "--project", "staging", "--name", "bot"],
+    );
+    let server = Server::start(data);
+
+    let mut seed: Value = serde_json::from_str(&std::fs::read_to_string(SEED).unwrap()).unwrap();
+    seed["agent_id"] = agent["id"].clone();
+    let payload = data.join("payload.json");
+    std::fs::write(&payload, seed.to_string()).unwrap();
+    let url = format!("{}/webhooks/custom/{}", server.base, project["id"]);
+    let key = project["api_key"].as_str().unwrap();
+
+    let (ok, answer) = run_json(
+        data,
+        &[
+            "send",
+            "--url",
+            &url,
+            "--key",
+            key,
+            payload.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{answer}");
+    assert_eq!(answer["status"], 202);
+    assert_eq!(answer["body"]["created"], 2);
+
+    let (ok, answer) = run_json(
+        data,
+        &[
+            "send",
+            "--url",
+            &url,
+            "--key",
+            "cg_wrong",
+            payload.to_str().unwrap(),
+        ],
+    );
+    assert!(!ok);
+    assert_eq!(answer["status"], 401);
+
+    let (ok, answer) = run_json(
+        data,
+        &[
+            "send",
+            "--url",
+            "http://127.0.0.1:1/x",
+            "--key",
+            key,
+            payload.to_str().unwrap(),
+        ],
+    );
+    assert!(!ok);
+    assert!(answer["error"].as_str().unwrap().contains("cannot reach"));
+}
+
+#[test]
+fn serve_stops_gracefully_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path());
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit =
+        wait_timeout(&mut server.child, Duration::from_secs(10)).expect("server did not stop");
+    assert!(exit.success(), "{exit:?}");
+}
+
+fn wait_timeout(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// SIGKILL the server while clients send, restart it, and find every call that got a 202,
+/// intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_acknowledged_call_is_lost_to_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_owned();
+    let (_, project) = run_json(&data, &["project", "create", "crash"]);
+    let (_, agent) = run_json(
+        &data,
+        &["agent", "create", "--project", "crash", "--name", "bot"],
+    );
+    let key = project["api_key"].as_str().unwrap().to_owned();
+    let agent_id = agent["id"].as_i64().unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+
+    let mut acknowledged: Vec<(String, Value)> = Vec::new();
+    for round in 0..3 {
+        let mut server = Server::start(&data);
+        let url = format!(
+            "{}/test_framework/custom-provider-transcript-webhook",
+            server.base
+        );
+        let mut senders = tokio::task::JoinSet::new();
+        for sender in 0..4 {
+            let (client, url, key) = (client.clone(), url.clone(), key.clone());
+            senders.spawn(async move {
+                let mut acked = Vec::new();
+                for i in 0.. {
+                    let id = format!("r{round}-s{sender}-{i}");
+                    let call = json!({
+                        "id": id, "startedAt": "2025-10-15T09:22:21.787Z", "endedAt": "2025-10-15T09:24:30.229Z",
+                        "messages": [{"role": "bot", "content": format!("turn {i}"), "start_time": 1.0, "end_time": 2.0}],
+                        "metadata": {"i": i}
+                    });
+                    let body = json!({"agent_id": agent_id, "calls": [call.clone()]});
+                    match client.post(&url).header("X-CEKURA-API-KEY", &key).json(&body).send().await {
+                        Ok(r) if r.status() == 202 => acked.push((id, call)),
+                        Ok(r) => panic!("unexpected status {}", r.status()),
+                        Err(_) => break, // the server is gone: this call was never acknowledged
+                    }
+                }
+                acked
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(300 + 150 * round)).await;
+        server.child.kill().unwrap(); // SIGKILL
+        server.child.wait().unwrap();
+        while let Some(acked) = senders.join_next().await {
+            acknowledged.extend(acked.unwrap());
+        }
+    }
+    assert!(
+        acknowledged.len() > 20,
+        "too few calls were sent: {}",
+        acknowledged.len()
+    );
+
+    let server = Server::start(&data);
+    for (id, sent) in &acknowledged {
+        let page: Value = client
+            .get(format!("{}/api/v1/calls?external_id={id}", server.base))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let found = page["data"].as_array().unwrap();
+        assert_eq!(found.len(), 1, "acknowledged call {id} was lost");
+        let call_id = found[0]["call_id"].as_str().unwrap();
+        let detail: Value = client
+            .get(format!("{}/api/v1/calls/{call_id}", server.base))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(&detail["raw"], sent, "call {id} is not intact");
+    }
+}
