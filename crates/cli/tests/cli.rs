@@ -256,15 +256,47 @@ fn send_posts_the_seed_and_prints_the_receipt() {
     assert!(answer["error"].as_str().unwrap().contains("cannot reach"));
 }
 
+/// SIGTERM while a request is half sent: the server finishes it (202), then exits 0.
 #[test]
-fn serve_stops_gracefully_on_sigterm() {
+fn serve_finishes_in_flight_requests_on_sigterm() {
+    use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();
+    let (_, project) = run_json(dir.path(), &["project", "create", "p"]);
+    let (_, agent) = run_json(
+        dir.path(),
+        &["agent", "create", "--project", "p", "--name", "a"],
+    );
     let mut server = Server::start(dir.path());
+
+    let body = json!({"agent_id": agent["id"], "calls": [{
+        "id": "in-flight", "startedAt": "2025-10-15T09:22:21Z", "endedAt": "2025-10-15T09:23:21Z"
+    }]})
+    .to_string();
+    let addr = server.base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let head = format!(
+        "POST /test_framework/custom-provider-transcript-webhook HTTP/1.1\r\nHost: {addr}\r\n\
+         X-CEKURA-API-KEY: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n",
+        project["api_key"].as_str().unwrap(),
+        body.len()
+    );
+    let (first, rest) = body.split_at(body.len() / 2);
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(first.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+
     let status = Command::new("kill")
         .args(["-TERM", &server.child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
+    std::thread::sleep(Duration::from_millis(200));
+    stream.write_all(rest.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+
     let exit =
         wait_timeout(&mut server.child, Duration::from_secs(10)).expect("server did not stop");
     assert!(exit.success(), "{exit:?}");
