@@ -8,6 +8,7 @@ mod error;
 mod names;
 mod payload;
 mod phone;
+mod runs;
 mod time;
 
 pub use error::FieldError;
@@ -16,4 +17,8 @@ pub use payload::{
     parse_json, validate_batch, Batch, JsonSyntaxError, Limits, Message, NewCall, Role,
 };
 pub use phone::PhoneNumber;
+pub use runs::{
+    listen_until, match_by_phone, match_by_run_id, timeout_reason, times_fit, CallFacts, Decision,
+    Direction, MatchOutcome, MatchedBy, RunFacts, RunStatus, CLOCK_SKEW, REPORTED_TIME_TOLERANCE,
+};
 pub use time::{parse_datetime, MessageTimes};
