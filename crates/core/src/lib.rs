@@ -4,6 +4,7 @@
 //! [`Message`]) while collecting *every* problem with its JSON path ([`FieldError`]), so a
 //! sender learns everything that is wrong with a request at once.
 
+mod drafts;
 mod error;
 mod names;
 mod payload;
@@ -11,6 +12,7 @@ mod phone;
 mod runs;
 mod time;
 
+pub use drafts::{NewScenario, NewTestResult, ResultDraft, ScenarioDraft};
 pub use error::FieldError;
 pub use names::{parse_name, parse_project_name};
 pub use payload::{

@@ -13,6 +13,7 @@ pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
 use callgrade_core::{Batch, PhoneNumber};
+use chrono::{DateTime, Utc};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -22,6 +23,9 @@ pub enum StoreError {
     NotFound(String),
     #[error("{0}")]
     AlreadyExists(String),
+    /// The request is valid but the thing is not in a state that allows it.
+    #[error("{0}")]
+    Conflict(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
@@ -47,6 +51,11 @@ pub trait Store: Send + Sync + 'static {
     async fn find_project(&self, name_or_id: &str) -> Result<Option<Project>>;
     /// Replaces a project's key; the old one stops working at once.
     async fn rotate_key(&self, project_id: i64) -> Result<ApiKey>;
+    async fn update_project_settings(
+        &self,
+        project_id: i64,
+        settings: &ProjectSettings,
+    ) -> Result<Project>;
     /// The project whose key this is, compared in constant time.
     async fn authenticate(&self, key: &str) -> Result<Option<Project>>;
 
@@ -80,6 +89,40 @@ pub trait Store: Send + Sync + 'static {
     async fn delivery(&self, project_id: i64, id: i64) -> Result<Option<Delivery>>;
     /// Deletes log entries older than `older_than_ms` and beyond `keep_per_project` per project.
     async fn prune_deliveries(&self, older_than_ms: i64, keep_per_project: u32) -> Result<u64>;
+
+    async fn create_scenario(&self, project_id: i64, scenario: &NewScenario) -> Result<Scenario>;
+    async fn list_scenarios(&self, project_id: i64, agent_id: Option<i64>)
+        -> Result<Vec<Scenario>>;
+    async fn scenario(&self, project_id: i64, id: i64) -> Result<Option<Scenario>>;
+
+    /// Creates a result with one pending run per scenario × frequency.
+    async fn create_result(
+        &self,
+        project_id: i64,
+        result: &NewTestResult,
+        now: DateTime<Utc>,
+    ) -> Result<TestResult>;
+    async fn result(&self, project_id: i64, id: i64) -> Result<Option<TestResult>>;
+    async fn run(&self, project_id: i64, id: i64) -> Result<Option<Run>>;
+    async fn list_runs(&self, project_id: i64, filter: &RunFilter) -> Result<Page<Run>>;
+    /// Records what the harness reports about a run's call.
+    async fn run_event(
+        &self,
+        project_id: i64,
+        run_id: i64,
+        event: RunEvent,
+        now: DateTime<Utc>,
+    ) -> Result<Run>;
+    /// Attaches a stored call to a run by hand (ambiguous and late cases).
+    async fn attach_call(
+        &self,
+        project_id: i64,
+        run_id: i64,
+        call_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Run>;
+    /// Times out the runs whose listening window or deadline has passed; returns their ids.
+    async fn sweep_runs(&self, now: DateTime<Utc>) -> Result<Vec<i64>>;
 
     /// Succeeds when the database answers.
     async fn ping(&self) -> Result<()>;

@@ -1,6 +1,9 @@
 //! What the store takes and gives back.
 
-use callgrade_core::{FieldError, Message, MessageTimes};
+use callgrade_core::{
+    Direction, FieldError, MatchOutcome, MatchedBy, Message, MessageTimes, RunStatus,
+};
+pub use callgrade_core::{NewScenario, NewTestResult};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -16,6 +19,17 @@ pub struct Project {
     /// The first characters of the current key, to recognise it; never the key.
     pub key_prefix: String,
     pub created_at: DateTime<Utc>,
+    /// How long after a test call ends its transcript may still arrive and match.
+    pub listening_window_seconds: i64,
+    /// How long after its creation a run without a reported call end times out.
+    pub run_deadline_seconds: i64,
+}
+
+/// Changes to a project's settings; `None` keeps the current value.
+#[derive(Debug, Clone, Default)]
+pub struct ProjectSettings {
+    pub listening_window_seconds: Option<i64>,
+    pub run_deadline_seconds: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -132,6 +146,16 @@ pub struct CallReceipt {
     /// How the message times were read.
     pub message_times: MessageTimes,
     pub warnings: Vec<FieldError>,
+    /// The test run the call is attached to, if any.
+    pub run_id: Option<i64>,
+    pub matched_by: Option<MatchedBy>,
+    /// What matching concluded: matched, late, ambiguous or unmatched.
+    #[serde(rename = "match")]
+    pub match_outcome: MatchOutcome,
+    /// The runs that fit, when ambiguous.
+    pub candidates: Vec<i64>,
+    /// Why the call was not matched, or why it is late.
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -202,7 +226,11 @@ pub struct CallSummary {
     pub to_phone_number: Option<String>,
     pub from_phone_number: Option<String>,
     pub ended_reason: String,
+    /// The test run the call is attached to; null for a production call.
     pub run_id: Option<i64>,
+    pub matched_by: Option<MatchedBy>,
+    #[serde(rename = "match")]
+    pub match_outcome: MatchOutcome,
     pub message_count: i64,
     pub received_at: DateTime<Utc>,
     pub delivery_id: i64,
@@ -213,6 +241,10 @@ pub struct CallSummary {
 pub struct CallDetail {
     #[serde(flatten)]
     pub summary: CallSummary,
+    /// Why the call was not matched, or why it is late.
+    pub match_reason: Option<String>,
+    /// The runs that fit, when ambiguous.
+    pub match_candidates: Vec<i64>,
     pub trace_id: Option<String>,
     pub message_times: MessageTimes,
     pub messages: Vec<Message>,
@@ -249,4 +281,124 @@ pub struct Delivery {
     /// The request body as received, cut at the log's cap.
     pub body: Option<String>,
     pub body_truncated: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Scenario {
+    pub id: i64,
+    pub project_id: i64,
+    pub agent_id: i64,
+    pub name: String,
+    /// What the simulated caller does.
+    pub instructions: String,
+    /// What a successful call achieves, for judges.
+    pub expected_outcome_prompt: String,
+    pub tags: Vec<String>,
+    pub direction: Direction,
+    /// The tester's number: the call's from_phone_number (inbound) or to_phone_number (outbound).
+    pub tester_phone_number: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One batch of test runs (a test suite execution).
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct TestResult {
+    pub id: i64,
+    pub project_id: i64,
+    pub agent_id: i64,
+    pub name: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// True when every run is final.
+    pub finished: bool,
+    pub counts: RunCounts,
+    pub runs: Vec<Run>,
+}
+
+/// How many runs are in each state.
+#[derive(Debug, Clone, Default, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct RunCounts {
+    pub total: usize,
+    pub pending: usize,
+    pub in_progress: usize,
+    pub awaiting_transcript: usize,
+    pub evaluating: usize,
+    pub completed: usize,
+    pub failed: usize,
+    pub timeout: usize,
+    pub cancelled: usize,
+}
+
+impl RunCounts {
+    pub fn of(runs: &[Run]) -> Self {
+        let mut c = Self {
+            total: runs.len(),
+            ..Self::default()
+        };
+        for run in runs {
+            *match run.status {
+                RunStatus::Pending => &mut c.pending,
+                RunStatus::InProgress => &mut c.in_progress,
+                RunStatus::AwaitingTranscript => &mut c.awaiting_transcript,
+                RunStatus::Evaluating => &mut c.evaluating,
+                RunStatus::Completed => &mut c.completed,
+                RunStatus::Failed => &mut c.failed,
+                RunStatus::Timeout => &mut c.timeout,
+                RunStatus::Cancelled => &mut c.cancelled,
+            } += 1;
+        }
+        c
+    }
+}
+
+/// One test call of one scenario.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Run {
+    /// The id senders put in `run_id`.
+    pub id: i64,
+    pub result_id: i64,
+    pub scenario_id: i64,
+    pub scenario_name: String,
+    pub agent_id: i64,
+    pub direction: Direction,
+    pub tester_phone_number: Option<String>,
+    pub agent_phone_number: Option<String>,
+    pub status: RunStatus,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Without a reported call end, the run times out after this.
+    pub deadline_at: DateTime<Utc>,
+    /// As the harness reported it.
+    pub call_started_at: Option<DateTime<Utc>>,
+    /// As the harness reported it.
+    pub call_ended_at: Option<DateTime<Utc>>,
+    /// The end of the listening window, once the call's end is known.
+    pub listen_until: Option<DateTime<Utc>>,
+    /// The attached call (our id).
+    pub call_id: Option<String>,
+    pub matched_by: Option<MatchedBy>,
+    /// The attached transcript arrived after the listening window.
+    pub late: bool,
+    pub error_message: Option<String>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub status: Option<RunStatus>,
+    pub agent_id: Option<i64>,
+    pub result_id: Option<i64>,
+    pub cursor: Option<String>,
+    pub limit: u32,
+}
+
+/// What a test harness reports about a run's call.
+#[derive(Debug, Clone, Copy)]
+pub enum RunEvent {
+    CallStarted(DateTime<Utc>),
+    CallEnded(DateTime<Utc>),
+    Cancel,
 }

@@ -4,13 +4,18 @@
 
 use async_trait::async_trait;
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
-use callgrade_core::{Batch, FieldError, MessageTimes, PhoneNumber};
+use callgrade_core::{
+    match_by_phone, match_by_run_id, Batch, CallFacts, Decision, FieldError, MatchOutcome,
+    MatchedBy, MessageTimes, NewCall, PhoneNumber,
+};
+use chrono::TimeDelta;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteRow, SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, Connection, QueryBuilder, Row, Sqlite};
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 use subtle::ConstantTimeEq;
@@ -19,6 +24,10 @@ use tokio::sync::{mpsc, oneshot};
 use crate::key::{hash_key, ApiKey};
 use crate::model::*;
 use crate::{Result, Store, StoreError};
+
+mod runs;
+
+use runs::{load_run_facts, phone_candidates};
 
 /// How many queued writes one transaction may take. Bounds the latency a request can add to its
 /// neighbours' commit.
@@ -92,6 +101,12 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel(4 * MAX_GROUP);
         tokio::spawn(run_writer(writer_conn, rx));
         Ok(Self { pool, writer: tx })
+    }
+
+    async fn existing_run(&self, project_id: i64, run_id: i64) -> Result<Run> {
+        self.run(project_id, run_id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("no run with id {run_id} in this project")))
     }
 
     async fn write<T>(&self, op: impl FnOnce(oneshot::Sender<Result<T>>) -> WriteOp) -> Result<T> {
@@ -210,14 +225,34 @@ async fn apply_ingest(
             ));
         }
     }
-    // Test runs do not exist yet, so every run_id names an unknown run; as Cekura does, an
-    // unknown run rejects the whole batch.
+    // Every named run must exist in this project (and belong to agent_id when given); as
+    // Cekura does, one unknown run rejects the whole batch.
+    let mut run_agents = HashMap::new();
     for call in &batch.calls {
-        if let Some(run_id) = call.run_id {
-            errors.push(FieldError::new(
-                format!("calls[{}].run_id", call.index),
+        let Some(run_id) = call.run_id else { continue };
+        let path = format!("calls[{}].run_id", call.index);
+        let agent: Option<i64> =
+            sqlx::query_scalar("SELECT agent_id FROM runs WHERE id = ? AND project_id = ?")
+                .bind(run_id)
+                .bind(project_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+        match (agent, batch.agent_id) {
+            (None, _) => errors.push(FieldError::new(
+                path,
                 format!("Run IDs not found or deleted: [{run_id}]"),
-            ));
+            )),
+            (Some(run_agent), Some(agent_id)) if run_agent != agent_id => {
+                errors.push(FieldError::new(
+                    path,
+                    format!(
+                        "run {run_id} belongs to agent {run_agent}, not to agent_id {agent_id}"
+                    ),
+                ))
+            }
+            (Some(run_agent), _) => {
+                run_agents.insert(call.index, run_agent);
+            }
         }
     }
     if !errors.is_empty() {
@@ -229,22 +264,26 @@ async fn apply_ingest(
     let mut existing = Vec::with_capacity(batch.calls.len());
     let mut conflicts = Vec::new();
     for call in &batch.calls {
-        let row: Option<(String, String)> = sqlx::query_as(
-            "SELECT id, content_hash FROM calls WHERE project_id = ? AND external_id = ?",
+        let row = sqlx::query(
+            "SELECT id, content_hash, agent_id, run_id, matched_by, match_outcome, match_reason,
+                match_candidates
+             FROM calls WHERE project_id = ? AND external_id = ?",
         )
         .bind(project_id)
         .bind(&call.external_id)
         .fetch_optional(&mut *conn)
         .await?;
         match row {
-            Some((_, hash)) if hash != call.content_hash => conflicts.push(FieldError::new(
-                format!("calls[{}].id", call.index),
-                format!(
-                    "{:?} was already received with different content; send a new id, or resend it unchanged",
-                    call.external_id
-                ),
-            )),
-            row => existing.push(row.map(|(id, _)| id)),
+            Some(row) if row.try_get::<String, _>("content_hash")? != call.content_hash => {
+                conflicts.push(FieldError::new(
+                    format!("calls[{}].id", call.index),
+                    format!(
+                        "{:?} was already received with different content; send a new id, or resend it unchanged",
+                        call.external_id
+                    ),
+                ))
+            }
+            row => existing.push(row),
         }
     }
     if !conflicts.is_empty() {
@@ -254,34 +293,42 @@ async fn apply_ingest(
     }
 
     let delivery_id = insert_delivery(conn, delivery, None, batch.calls.len()).await?;
-    let received_at = delivery.received_at.timestamp_millis();
+    let now = delivery.received_at;
+    let window = listening_window(conn, project_id).await?;
     let mut receipts = Vec::with_capacity(batch.calls.len());
     for (call, existing) in batch.calls.iter().zip(existing) {
-        let (call_id, status) = match existing {
-            Some(id) => (id, CallStatus::Duplicate),
+        let receipt = match existing {
+            Some(row) => duplicate_receipt(call, &row)?,
             None => {
-                let id = uuid::Uuid::now_v7().to_string();
-                insert_call(
-                    conn,
+                let agent_id = batch.agent_id.or(run_agents.get(&call.index).copied());
+                let decision = decide(conn, call, agent_id, window, now).await?;
+                let call_id = uuid::Uuid::now_v7().to_string();
+                let stored = StoredCall {
                     project_id,
-                    batch.agent_id,
-                    call,
-                    &id,
+                    agent_id,
+                    id: &call_id,
                     delivery_id,
-                    received_at,
-                )
-                .await?;
-                (id, CallStatus::Created)
+                    received_at: now.timestamp_millis(),
+                    decision: &decision,
+                };
+                insert_call(conn, call, &stored).await?;
+                runs::attach_decided(conn, &decision, &call_id, now).await?;
+                CallReceipt {
+                    id: call.external_id.clone(),
+                    call_id,
+                    status: CallStatus::Created,
+                    agent_id,
+                    message_times: call.message_times,
+                    warnings: call.warnings.clone(),
+                    run_id: decision.run_id,
+                    matched_by: decision.matched_by,
+                    match_outcome: decision.outcome,
+                    candidates: decision.candidates,
+                    reason: decision.reason,
+                }
             }
         };
-        receipts.push(CallReceipt {
-            id: call.external_id.clone(),
-            call_id,
-            status,
-            agent_id: batch.agent_id,
-            message_times: call.message_times,
-            warnings: call.warnings.clone(),
-        });
+        receipts.push(receipt);
     }
     let created = receipts
         .iter()
@@ -296,25 +343,92 @@ async fn apply_ingest(
     }))
 }
 
-async fn insert_call(
+async fn listening_window(conn: &mut SqliteConnection, project_id: i64) -> Result<TimeDelta> {
+    let seconds: i64 =
+        sqlx::query_scalar("SELECT listening_window_seconds FROM projects WHERE id = ?")
+            .bind(project_id)
+            .fetch_one(&mut *conn)
+            .await?;
+    Ok(TimeDelta::seconds(seconds))
+}
+
+/// The matching ladder for one new call: its run_id, else its phone numbers, else none.
+async fn decide(
     conn: &mut SqliteConnection,
+    call: &NewCall,
+    agent_id: Option<i64>,
+    window: TimeDelta,
+    now: DateTime<Utc>,
+) -> Result<Decision> {
+    let facts = CallFacts {
+        started_at: call.started_at,
+        ended_at: call.ended_at,
+        to_phone_number: call.to_phone_number.as_ref().map(PhoneNumber::as_str),
+        from_phone_number: call.from_phone_number.as_ref().map(PhoneNumber::as_str),
+    };
+    if let Some(run_id) = call.run_id {
+        let run = load_run_facts(conn, run_id).await?;
+        return Ok(match_by_run_id(&run, &facts, now, window));
+    }
+    let candidates = match agent_id {
+        Some(agent_id) => phone_candidates(conn, agent_id, &facts).await?,
+        None => Vec::new(),
+    };
+    Ok(match_by_phone(&candidates, &facts, now, window))
+}
+
+/// The receipt of a resent call: what was decided when it was first stored.
+fn duplicate_receipt(call: &NewCall, row: &SqliteRow) -> Result<CallReceipt> {
+    let outcome: String = row.try_get("match_outcome")?;
+    Ok(CallReceipt {
+        id: call.external_id.clone(),
+        call_id: row.try_get("id")?,
+        status: CallStatus::Duplicate,
+        agent_id: row.try_get("agent_id")?,
+        message_times: call.message_times,
+        warnings: call.warnings.clone(),
+        run_id: row.try_get("run_id")?,
+        matched_by: matched_by(row.try_get("matched_by")?)?,
+        match_outcome: parse_column(&outcome, MatchOutcome::parse)?,
+        candidates: from_json(row.try_get("match_candidates")?)?,
+        reason: row.try_get("match_reason")?,
+    })
+}
+
+fn parse_column<T>(text: &str, parse: impl Fn(&str) -> Option<T>) -> Result<T> {
+    parse(text).ok_or_else(|| StoreError::Corrupt(format!("unexpected value {text:?}")))
+}
+
+fn matched_by(text: Option<String>) -> Result<Option<MatchedBy>> {
+    text.map(|t| parse_column(&t, MatchedBy::parse)).transpose()
+}
+
+/// Where a new call goes and what matching decided for it.
+struct StoredCall<'a> {
     project_id: i64,
     agent_id: Option<i64>,
-    call: &callgrade_core::NewCall,
-    id: &str,
+    id: &'a str,
     delivery_id: i64,
     received_at: i64,
+    decision: &'a Decision,
+}
+
+async fn insert_call(
+    conn: &mut SqliteConnection,
+    call: &NewCall,
+    at: &StoredCall<'_>,
 ) -> Result<()> {
+    let decision = at.decision;
     sqlx::query(
         "INSERT INTO calls (id, project_id, agent_id, external_id, content_hash, started_at,
             ended_at, to_phone_number, from_phone_number, ended_reason, run_id, trace_id,
             message_times, message_count, messages, metadata, warnings, raw, delivery_id,
-            received_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            received_at, match_outcome, matched_by, match_reason, match_candidates)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
-    .bind(id)
-    .bind(project_id)
-    .bind(agent_id)
+    .bind(at.id)
+    .bind(at.project_id)
+    .bind(at.agent_id)
     .bind(&call.external_id)
     .bind(&call.content_hash)
     .bind(call.started_at.timestamp_millis())
@@ -322,7 +436,7 @@ async fn insert_call(
     .bind(call.to_phone_number.as_ref().map(PhoneNumber::as_str))
     .bind(call.from_phone_number.as_ref().map(PhoneNumber::as_str))
     .bind(&call.ended_reason)
-    .bind(call.run_id)
+    .bind(decision.run_id)
     .bind(&call.trace_id)
     .bind(call.message_times.as_str())
     .bind(call.messages.len() as i64)
@@ -330,8 +444,12 @@ async fn insert_call(
     .bind(to_json(&call.metadata))
     .bind(to_json(&call.warnings))
     .bind(to_json(&call.raw))
-    .bind(delivery_id)
-    .bind(received_at)
+    .bind(at.delivery_id)
+    .bind(at.received_at)
+    .bind(decision.outcome.as_str())
+    .bind(decision.matched_by.map(MatchedBy::as_str))
+    .bind(&decision.reason)
+    .bind(to_json(&decision.candidates))
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -406,12 +524,17 @@ fn decode_cursor(cursor: &str, len: usize) -> Result<Vec<i64>> {
     Ok(parts)
 }
 
+const PROJECT_COLUMNS: &str =
+    "id, name, key_prefix, created_at, listening_window_seconds, run_deadline_seconds";
+
 fn project_from(row: &SqliteRow) -> Result<Project> {
     Ok(Project {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
         key_prefix: row.try_get("key_prefix")?,
         created_at: time(row.try_get("created_at")?)?,
+        listening_window_seconds: row.try_get("listening_window_seconds")?,
+        run_deadline_seconds: row.try_get("run_deadline_seconds")?,
     })
 }
 
@@ -427,8 +550,8 @@ fn agent_from(row: &SqliteRow) -> Result<Agent> {
 }
 
 const CALL_SUMMARY_COLUMNS: &str = "seq, id, external_id, agent_id, started_at, ended_at,
-    to_phone_number, from_phone_number, ended_reason, run_id, message_count, received_at,
-    delivery_id";
+    to_phone_number, from_phone_number, ended_reason, run_id, matched_by, match_outcome,
+    message_count, received_at, delivery_id";
 
 fn call_summary_from(row: &SqliteRow) -> Result<CallSummary> {
     let started_at: i64 = row.try_get("started_at")?;
@@ -444,6 +567,8 @@ fn call_summary_from(row: &SqliteRow) -> Result<CallSummary> {
         from_phone_number: row.try_get("from_phone_number")?,
         ended_reason: row.try_get("ended_reason")?,
         run_id: row.try_get("run_id")?,
+        matched_by: matched_by(row.try_get("matched_by")?)?,
+        match_outcome: parse_column(row.try_get("match_outcome")?, MatchOutcome::parse)?,
         message_count: row.try_get("message_count")?,
         received_at: time(row.try_get("received_at")?)?,
         delivery_id: row.try_get("delivery_id")?,
@@ -494,10 +619,10 @@ fn unique_violation(e: &sqlx::Error) -> bool {
 impl Store for SqliteStore {
     async fn create_project(&self, name: &str) -> Result<(Project, ApiKey)> {
         let key = ApiKey::generate();
-        let row = sqlx::query(
+        let row = sqlx::query(&format!(
             "INSERT INTO projects (name, key_hash, key_prefix, created_at) VALUES (?, ?, ?, ?)
-             RETURNING id, name, key_prefix, created_at",
-        )
+             RETURNING {PROJECT_COLUMNS}"
+        ))
         .bind(name)
         .bind(key.hash())
         .bind(key.prefix())
@@ -515,35 +640,41 @@ impl Store for SqliteStore {
     }
 
     async fn list_projects(&self) -> Result<Vec<Project>> {
-        sqlx::query("SELECT id, name, key_prefix, created_at FROM projects ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(project_from)
-            .collect()
+        sqlx::query(&format!(
+            "SELECT {PROJECT_COLUMNS} FROM projects ORDER BY id"
+        ))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(project_from)
+        .collect()
     }
 
     async fn project(&self, id: i64) -> Result<Option<Project>> {
-        sqlx::query("SELECT id, name, key_prefix, created_at FROM projects WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(project_from)
-            .transpose()
+        sqlx::query(&format!(
+            "SELECT {PROJECT_COLUMNS} FROM projects WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(project_from)
+        .transpose()
     }
 
     async fn find_project(&self, name_or_id: &str) -> Result<Option<Project>> {
         if let Ok(id) = name_or_id.parse::<i64>() {
             return self.project(id).await;
         }
-        sqlx::query("SELECT id, name, key_prefix, created_at FROM projects WHERE name = ?")
-            .bind(name_or_id)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(project_from)
-            .transpose()
+        sqlx::query(&format!(
+            "SELECT {PROJECT_COLUMNS} FROM projects WHERE name = ?"
+        ))
+        .bind(name_or_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(project_from)
+        .transpose()
     }
 
     async fn rotate_key(&self, project_id: i64) -> Result<ApiKey> {
@@ -567,9 +698,9 @@ impl Store for SqliteStore {
 
     async fn authenticate(&self, key: &str) -> Result<Option<Project>> {
         let hash = hash_key(key);
-        let row = sqlx::query(
-            "SELECT id, name, key_prefix, created_at, key_hash FROM projects WHERE key_hash = ?",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {PROJECT_COLUMNS}, key_hash FROM projects WHERE key_hash = ?"
+        ))
         .bind(&hash)
         .fetch_optional(&self.pool)
         .await?;
@@ -683,7 +814,7 @@ impl Store for SqliteStore {
     async fn call(&self, project_id: i64, call_id: &str) -> Result<Option<CallDetail>> {
         let row = sqlx::query(&format!(
             "SELECT {CALL_SUMMARY_COLUMNS}, trace_id, message_times, messages, metadata,
-                warnings, raw
+                warnings, raw, match_reason, match_candidates
              FROM calls WHERE project_id = ? AND id = ?"
         ))
         .bind(project_id)
@@ -694,6 +825,8 @@ impl Store for SqliteStore {
         let times: String = row.try_get("message_times")?;
         Ok(Some(CallDetail {
             summary: call_summary_from(&row)?,
+            match_reason: row.try_get("match_reason")?,
+            match_candidates: from_json(row.try_get("match_candidates")?)?,
             trace_id: row.try_get("trace_id")?,
             message_times: MessageTimes::parse(&times)
                 .ok_or_else(|| StoreError::Corrupt(format!("message_times {times:?}")))?,
@@ -766,6 +899,83 @@ impl Store for SqliteStore {
             .rows_affected();
         }
         Ok(deleted)
+    }
+
+    async fn update_project_settings(
+        &self,
+        project_id: i64,
+        settings: &ProjectSettings,
+    ) -> Result<Project> {
+        runs::update_project_settings(&self.pool, project_id, settings).await?;
+        self.project(project_id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("no project with id {project_id}")))
+    }
+
+    async fn create_scenario(&self, project_id: i64, scenario: &NewScenario) -> Result<Scenario> {
+        runs::create_scenario(&self.pool, project_id, scenario, Utc::now()).await
+    }
+
+    async fn list_scenarios(
+        &self,
+        project_id: i64,
+        agent_id: Option<i64>,
+    ) -> Result<Vec<Scenario>> {
+        runs::list_scenarios(&self.pool, project_id, agent_id).await
+    }
+
+    async fn scenario(&self, project_id: i64, id: i64) -> Result<Option<Scenario>> {
+        runs::scenario(&self.pool, project_id, id).await
+    }
+
+    async fn create_result(
+        &self,
+        project_id: i64,
+        result: &NewTestResult,
+        now: DateTime<Utc>,
+    ) -> Result<TestResult> {
+        let id = runs::create_result(&self.pool, project_id, result, now).await?;
+        self.result(project_id, id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("result {id} vanished")))
+    }
+
+    async fn result(&self, project_id: i64, id: i64) -> Result<Option<TestResult>> {
+        runs::result(&self.pool, project_id, id).await
+    }
+
+    async fn run(&self, project_id: i64, id: i64) -> Result<Option<Run>> {
+        runs::run(&self.pool, project_id, id).await
+    }
+
+    async fn list_runs(&self, project_id: i64, filter: &RunFilter) -> Result<Page<Run>> {
+        runs::list_runs(&self.pool, project_id, filter).await
+    }
+
+    async fn run_event(
+        &self,
+        project_id: i64,
+        run_id: i64,
+        event: RunEvent,
+        now: DateTime<Utc>,
+    ) -> Result<Run> {
+        runs::run_event(&self.pool, project_id, run_id, event, now).await?;
+        self.existing_run(project_id, run_id).await
+    }
+
+    async fn attach_call(
+        &self,
+        project_id: i64,
+        run_id: i64,
+        call_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Run> {
+        runs::attach_call(&self.pool, project_id, run_id, call_id, now).await?;
+        self.existing_run(project_id, run_id).await
+    }
+
+    async fn sweep_runs(&self, now: DateTime<Utc>) -> Result<Vec<i64>> {
+        runs::sweep_runs(&self.pool, now).await
     }
 
     async fn ping(&self) -> Result<()> {
