@@ -3,7 +3,7 @@
 use anyhow::{anyhow, Context};
 use callgrade_core::{parse_name, parse_project_name, PhoneNumber};
 use callgrade_server::{cekura_webhook_url, project_webhook_url};
-use callgrade_store::{Project, SqliteStore, Store};
+use callgrade_store::{Project, ProjectSettings, SqliteStore, Store};
 use clap::Subcommand;
 use serde::Serialize;
 use std::process::ExitCode;
@@ -20,6 +20,17 @@ pub enum ProjectCommand {
     },
     /// List projects.
     List,
+    /// Change a project's settings.
+    Configure {
+        /// The project's name or id.
+        project: String,
+        /// Seconds after a test call ends during which its transcript still matches (default 300).
+        #[arg(long)]
+        listening_window: Option<i64>,
+        /// Seconds after creation when a run with no reported call end times out (default 1800).
+        #[arg(long)]
+        run_deadline: Option<i64>,
+    },
     /// Replace a project's API key; the old key stops working at once.
     RotateKey {
         /// The project's name or id.
@@ -117,6 +128,31 @@ pub async fn project(db: &DbArgs, cmd: ProjectCommand, out: &Output) -> anyhow::
                 text
             });
         }
+        ProjectCommand::Configure {
+            project,
+            listening_window,
+            run_deadline,
+        } => {
+            let project = find_project(&store, &project).await?;
+            let settings = ProjectSettings {
+                listening_window_seconds: listening_window,
+                run_deadline_seconds: run_deadline,
+            };
+            if let Some(problem) = settings.problems().first() {
+                anyhow::bail!(
+                    "--{}: {}",
+                    problem.path.trim_end_matches("_seconds").replace('_', "-"),
+                    problem.message
+                );
+            }
+            let project = store.update_project_settings(project.id, &settings).await?;
+            out.print(&project, || {
+                format!(
+                    "Project {:?}: listening window {} s, run deadline {} s",
+                    project.name, project.listening_window_seconds, project.run_deadline_seconds
+                )
+            });
+        }
         ProjectCommand::RotateKey { project } => {
             let project = find_project(&store, &project).await?;
             let key = store.rotate_key(project.id).await?;
@@ -158,7 +194,7 @@ fn print_key(
     });
 }
 
-async fn find_project(store: &SqliteStore, name_or_id: &str) -> anyhow::Result<Project> {
+pub async fn find_project(store: &SqliteStore, name_or_id: &str) -> anyhow::Result<Project> {
     store.find_project(name_or_id).await?.with_context(|| {
         format!("no project named or numbered {name_or_id:?} (`callgrade project list` shows them)")
     })

@@ -4,8 +4,10 @@ mod admin;
 mod check;
 mod database;
 mod output;
+mod scenario;
 mod send;
 mod serve;
+mod test_run;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -74,12 +76,25 @@ enum Command {
     /// Create and list agents (their id is the `agent_id` of webhook payloads).
     #[command(subcommand)]
     Agent(admin::AgentCommand),
+    /// Create, list and show test scenarios.
+    #[command(subcommand)]
+    Scenario(scenario::ScenarioCommand),
+    /// Start test runs and wait for their verdict (a CI step).
+    #[command(subcommand)]
+    Test(TestCommand),
     /// Validate a webhook payload offline with the server's own validator.
     Check(check::CheckArgs),
     /// POST a webhook payload to a server and print its receipt.
     Send(send::SendArgs),
     /// Print the OpenAPI document of the REST API.
     Openapi,
+}
+
+#[derive(Subcommand)]
+enum TestCommand {
+    /// Create a result with one run per scenario × frequency; print each run's id and tester
+    /// number for the harness; with --wait, wait for every run and exit 1 unless all completed.
+    Start(test_run::TestStartArgs),
 }
 
 fn main() -> ExitCode {
@@ -97,6 +112,8 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(&cli.db, args).await,
             Command::Project(cmd) => admin::project(&cli.db, cmd, &out).await,
             Command::Agent(cmd) => admin::agent(&cli.db, cmd, &out).await,
+            Command::Scenario(cmd) => scenario::run(&cli.db, cmd, &out).await,
+            Command::Test(TestCommand::Start(args)) => test_run::start(&cli.db, args, &out).await,
             Command::Check(args) => check::run(args, &out),
             Command::Send(args) => send::run(args, &out).await,
             Command::Openapi => {

@@ -20,7 +20,19 @@ impl Output {
                 serde_json::to_string(value).expect("plain data serialises")
             );
         } else {
-            println!("{}", text());
+            let text = text();
+            if !text.is_empty() {
+                println!("{text}");
+            }
+        }
+    }
+
+    /// A progress line for humans: stdout in text mode, stderr in JSON mode.
+    pub fn progress(self, text: &str) {
+        if self.json {
+            eprintln!("{text}");
+        } else {
+            println!("{text}");
         }
     }
 

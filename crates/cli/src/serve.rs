@@ -61,6 +61,7 @@ pub async fn run(db: &DbArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
             max_age: TimeDelta::days(i64::from(args.delivery_retention_days)),
             max_per_project: args.delivery_retention_count,
         },
+        ..Settings::default()
     };
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await

@@ -399,3 +399,150 @@ async fn no_acknowledged_call_is_lost_to_sigkill() {
         assert_eq!(&detail["raw"], sent, "call {id} is not intact");
     }
 }
+
+/// The CI flow: a scenario, `test start --wait`, a transcript by run_id, exit 0; and a run
+/// whose transcript never comes makes it exit 1.
+#[test]
+fn test_start_waits_for_the_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let (_, project) = run_json(data, &["project", "create", "ci"]);
+    let key = project["api_key"].as_str().unwrap().to_owned();
+    let (_, agent) = run_json(
+        data,
+        &["agent", "create", "--project", "ci", "--name", "bot"],
+    );
+    let agent_id = agent["id"].to_string();
+    let (ok, scenario) = run_json(
+        data,
+        &[
+            "scenario",
+            "create",
+            "--project",
+            "ci",
+            "--agent",
+            &agent_id,
+            "--name",
+            "refund",
+            "--direction",
+            "inbound",
+            "--tester-phone-number",
+            "+14155550100",
+            "--tag",
+            "smoke",
+        ],
+    );
+    assert!(ok, "{scenario}");
+    let (ok, listed) = run_json(data, &["scenario", "list", "--project", "ci"]);
+    assert!(ok);
+    assert_eq!(listed["scenarios"][0]["tags"], json!(["smoke"]));
+    let (ok, err) = run_json(
+        data,
+        &[
+            "scenario",
+            "create",
+            "--project",
+            "ci",
+            "--agent",
+            &agent_id,
+            "--name",
+            "x",
+            "--direction",
+            "inbound",
+            "--tester-phone-number",
+            "555",
+        ],
+    );
+    assert!(!ok);
+    assert!(err["error"]
+        .as_str()
+        .unwrap()
+        .contains("--tester-phone-number"));
+
+    let server = Server::start(data);
+    let mut tester = Command::new(BIN)
+        .args([
+            "test",
+            "start",
+            "--agent",
+            &agent_id,
+            "--tag",
+            "smoke",
+            "--wait",
+            "--url",
+            &server.base,
+        ])
+        .env("CALLGRADE_API_KEY", &key)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(tester.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.starts_with("Result "), "{first}");
+    let _header = lines.next().unwrap().unwrap();
+    let row = lines.next().unwrap().unwrap();
+    let run_id = row.split_whitespace().next().unwrap().to_owned();
+    assert!(row.contains("+14155550100"), "{row}");
+
+    let payload = data.join("run.json");
+    std::fs::write(
+        &payload,
+        json!({"calls": [{"id": "ci-1", "run_id": run_id, "startedAt": chrono_now(-60), "endedAt": chrono_now(0)}]}).to_string(),
+    )
+    .unwrap();
+    let url = format!(
+        "{}/test_framework/custom-provider-transcript-webhook/",
+        server.base
+    );
+    let (ok, answer) = run_json(
+        data,
+        &[
+            "send",
+            "--url",
+            &url,
+            "--key",
+            &key,
+            payload.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{answer}");
+    assert_eq!(answer["body"]["calls"][0]["matched_by"], "run_id");
+
+    let status =
+        wait_timeout(&mut tester, Duration::from_secs(30)).expect("test start did not finish");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(status.success(), "{rest:?}");
+    assert!(rest.iter().any(|l| l.contains("completed")), "{rest:?}");
+
+    // No transcript: gives up after its timeout and fails the step.
+    let out = Command::new(BIN)
+        .args([
+            "test",
+            "start",
+            "--agent",
+            &agent_id,
+            "--scenario",
+            &scenario["id"].to_string(),
+            "--wait",
+            "--timeout",
+            "3s",
+            "--url",
+            &server.base,
+            "--key",
+            &key,
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (report["passed"].as_bool(), report["timed_out"].as_bool()),
+        (Some(false), Some(true))
+    );
+}
+
+/// An ISO 8601 time `offset` seconds from now.
+fn chrono_now(offset: i64) -> String {
+    (chrono::Utc::now() + chrono::TimeDelta::seconds(offset)).to_rfc3339()
+}

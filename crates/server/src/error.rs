@@ -51,6 +51,11 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", detail)
     }
 
+    /// A request body with problems, each with its path.
+    pub fn invalid(errors: Vec<FieldError>) -> Self {
+        RejectedDelivery::invalid_payload(errors).into()
+    }
+
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", detail)
     }
@@ -85,6 +90,7 @@ impl From<StoreError> for ApiError {
                 Self::new(StatusCode::CONFLICT, "already_exists", detail)
             }
             StoreError::InvalidInput(detail) => Self::bad_request(detail),
+            StoreError::Conflict(detail) => Self::new(StatusCode::CONFLICT, "conflict", detail),
             StoreError::Closed => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "shutting_down",

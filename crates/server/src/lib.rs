@@ -31,10 +31,15 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, settings: Settings) -> Self {
+        Self::with_clock(store, settings, Arc::new(SystemClock))
+    }
+
+    /// With another clock, so tests can move time instead of sleeping.
+    pub fn with_clock(store: Arc<dyn Store>, settings: Settings, clock: Arc<dyn Clock>) -> Self {
         Self {
             store,
             settings: Arc::new(settings),
-            clock: Arc::new(SystemClock),
+            clock,
         }
     }
 }
@@ -51,13 +56,35 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let upkeep = tokio::spawn(prune_deliveries_forever(state.clone()));
+    let upkeep = [
+        tokio::spawn(prune_deliveries_forever(state.clone())),
+        tokio::spawn(sweep_runs_forever(state.clone())),
+    ];
     let app = router(state);
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
-    upkeep.abort();
+    upkeep.iter().for_each(|task| task.abort());
     result
+}
+
+/// Times out the runs whose listening window or deadline has passed, at the clock's now.
+pub async fn sweep_runs(state: &AppState) -> Result<Vec<i64>, callgrade_store::StoreError> {
+    let timed_out = state.store.sweep_runs(state.clock.now()).await?;
+    if !timed_out.is_empty() {
+        tracing::info!(runs = ?timed_out, "runs timed out");
+    }
+    Ok(timed_out)
+}
+
+async fn sweep_runs_forever(state: AppState) {
+    let mut tick = tokio::time::interval(state.settings.sweep_interval);
+    loop {
+        tick.tick().await;
+        if let Err(e) = sweep_runs(&state).await {
+            tracing::warn!(error = %e, "could not sweep runs");
+        }
+    }
 }
 
 async fn prune_deliveries_forever(state: AppState) {

@@ -12,6 +12,8 @@ use utoipa::{Modify, OpenApi};
         (name = "webhook", description = "Call transcripts in"),
         (name = "calls", description = "Stored calls"),
         (name = "deliveries", description = "The webhook delivery log"),
+        (name = "project", description = "The key's project and its settings"),
+        (name = "test runs", description = "Scenarios, results and runs"),
         (name = "health", description = "Liveness and readiness")
     )
 )]

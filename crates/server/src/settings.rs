@@ -13,6 +13,8 @@ pub struct Settings {
     /// How much of each request body the delivery log keeps, in bytes.
     pub delivery_body_cap: usize,
     pub delivery_retention: Retention,
+    /// How often runs past their listening window or deadline are timed out.
+    pub sweep_interval: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -32,6 +34,7 @@ impl Default for Settings {
                 max_age: TimeDelta::days(7),
                 max_per_project: 10_000,
             },
+            sweep_interval: std::time::Duration::from_secs(5),
         }
     }
 }

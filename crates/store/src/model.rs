@@ -32,6 +32,34 @@ pub struct ProjectSettings {
     pub run_deadline_seconds: Option<i64>,
 }
 
+impl ProjectSettings {
+    /// Values out of range, each with its field's name.
+    pub fn problems(&self) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        let mut check = |path: &str, value: Option<i64>, min: i64, max: i64| {
+            if let Some(v) = value.filter(|v| !(min..=max).contains(v)) {
+                errors.push(FieldError::new(
+                    path,
+                    format!("must be between {min} and {max} seconds (got {v})"),
+                ));
+            }
+        };
+        check(
+            "listening_window_seconds",
+            self.listening_window_seconds,
+            1,
+            86_400,
+        );
+        check(
+            "run_deadline_seconds",
+            self.run_deadline_seconds,
+            60,
+            604_800,
+        );
+        errors
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct Agent {

@@ -1,11 +1,14 @@
 mod calls;
 mod deliveries;
 mod health;
+mod project;
+mod runs;
+mod scenarios;
 mod webhook;
 
 pub use webhook::CEKURA_PATH;
 
-use axum::extract::{FromRequestParts, Query};
+use axum::extract::{FromRequest, FromRequestParts, OptionalFromRequest, Query, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -29,6 +32,20 @@ pub(crate) fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(calls::get_call))
         .routes(routes!(deliveries::list_deliveries))
         .routes(routes!(deliveries::get_delivery))
+        .routes(routes!(project::get_project, project::update_project))
+        .routes(routes!(
+            scenarios::create_scenario,
+            scenarios::list_scenarios
+        ))
+        .routes(routes!(scenarios::get_scenario))
+        .routes(routes!(runs::create_result))
+        .routes(routes!(runs::get_result))
+        .routes(routes!(runs::list_runs))
+        .routes(routes!(runs::get_run))
+        .routes(routes!(runs::call_started))
+        .routes(routes!(runs::call_ended))
+        .routes(routes!(runs::cancel_run))
+        .routes(routes!(runs::attach))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
 }
@@ -79,6 +96,43 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuer
             .map(|Query(q)| ApiQuery(q))
             .map_err(|e| ApiError::bad_request(format!("invalid query string: {}", e.body_text())))
     }
+}
+
+/// A JSON request body whose rejection is an [`ApiError`] naming what is wrong.
+pub(crate) struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        <Json<T> as FromRequest<S>>::from_request(req, state)
+            .await
+            .map(|Json(v)| ApiJson(v))
+            .map_err(|e| ApiError::bad_request(e.body_text()))
+    }
+}
+
+/// An optional body: absent (no Content-Type) is `None`, present must be valid.
+impl<T: DeserializeOwned, S: Send + Sync> OptionalFromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Option<Self>, ApiError> {
+        if req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .is_none()
+        {
+            return Ok(None);
+        }
+        <Self as FromRequest<S>>::from_request(req, state)
+            .await
+            .map(Some)
+    }
+}
+
+/// Integer ids in paths; anything else names nothing.
+pub(crate) fn parse_id(id: &str) -> Option<i64> {
+    id.parse().ok()
 }
 
 /// Page sizes: 50 unless asked, 200 at most.

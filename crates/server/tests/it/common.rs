@@ -1,8 +1,10 @@
-use callgrade_server::{AppState, Settings};
+use callgrade_server::{AppState, Clock, Settings};
 use callgrade_store::{SqliteStore, Store};
+use chrono::{DateTime, TimeDelta, Utc};
 use reqwest::{Client, RequestBuilder, Response};
 use serde_json::{json, Value};
 use std::sync::Arc;
+use std::sync::Mutex;
 use tokio::sync::oneshot;
 
 pub const CEKURA_PATH: &str = "/test_framework/custom-provider-transcript-webhook/";
@@ -11,6 +13,8 @@ pub const CEKURA_PATH: &str = "/test_framework/custom-provider-transcript-webhoo
 pub struct TestApp {
     pub base: String,
     pub store: Arc<SqliteStore>,
+    pub state: AppState,
+    pub clock: Arc<ManualClock>,
     pub client: Client,
     _dir: tempfile::TempDir,
     _shutdown: oneshot::Sender<()>,
@@ -34,14 +38,17 @@ impl TestApp {
         let store = Arc::new(SqliteStore::open(&url).await.unwrap());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let state = AppState::new(store.clone(), settings);
+        let clock = Arc::new(ManualClock::new(Utc::now()));
+        let state = AppState::with_clock(store.clone(), settings, clock.clone());
         let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(callgrade_server::serve(listener, state, async {
+        tokio::spawn(callgrade_server::serve(listener, state.clone(), async {
             let _ = rx.await;
         }));
         Self {
             base,
             store,
+            state,
+            clock,
             client: Client::new(),
             _dir: dir,
             _shutdown: tx,
@@ -145,4 +152,27 @@ pub async fn status_and_json(r: Response) -> (u16, Value) {
         status,
         serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text:?}")),
     )
+}
+
+/// A clock the test moves by hand.
+pub struct ManualClock(Mutex<DateTime<Utc>>);
+
+impl ManualClock {
+    pub fn new(at: DateTime<Utc>) -> Self {
+        Self(Mutex::new(at))
+    }
+
+    pub fn set(&self, at: DateTime<Utc>) {
+        *self.0.lock().unwrap() = at;
+    }
+
+    pub fn advance(&self, by: TimeDelta) {
+        *self.0.lock().unwrap() += by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
 }

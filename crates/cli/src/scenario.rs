@@ -1,0 +1,141 @@
+//! `callgrade scenario`: test cases for an agent, stored directly in the database.
+
+use anyhow::anyhow;
+use callgrade_core::ScenarioDraft;
+use callgrade_store::{Scenario, Store};
+use clap::Subcommand;
+use std::process::ExitCode;
+
+use crate::admin::find_project;
+use crate::output::Output;
+use crate::DbArgs;
+
+#[derive(Subcommand)]
+pub enum ScenarioCommand {
+    /// Create a scenario for an agent.
+    Create {
+        /// The project's name or id.
+        #[arg(long)]
+        project: String,
+        /// The agent's id.
+        #[arg(long)]
+        agent: i64,
+        #[arg(long)]
+        name: String,
+        /// inbound: the tester calls the agent; outbound: the agent calls the tester.
+        #[arg(long, value_parser = ["inbound", "outbound"])]
+        direction: String,
+        /// The tester's number: the call's from_phone_number (inbound) or to_phone_number
+        /// (outbound). Phone matching needs it.
+        #[arg(long)]
+        tester_phone_number: Option<String>,
+        /// What the simulated caller does.
+        #[arg(long, default_value = "")]
+        instructions: String,
+        /// What a successful call achieves.
+        #[arg(long, default_value = "")]
+        expected_outcome: String,
+        /// A tag (repeat for several).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+    },
+    /// List a project's scenarios.
+    List {
+        #[arg(long)]
+        project: String,
+        /// Only this agent's.
+        #[arg(long)]
+        agent: Option<i64>,
+    },
+    /// Show one scenario.
+    Show {
+        #[arg(long)]
+        project: String,
+        id: i64,
+    },
+}
+
+fn describe(s: &Scenario) -> String {
+    format!(
+        "Scenario {} {:?} (agent {}, {}, tester {})\n  tags: {}\n  instructions: {}\n  expected outcome: {}",
+        s.id,
+        s.name,
+        s.agent_id,
+        s.direction.as_str(),
+        s.tester_phone_number.as_deref().unwrap_or("none"),
+        if s.tags.is_empty() { "-".into() } else { s.tags.join(", ") },
+        s.instructions,
+        s.expected_outcome_prompt
+    )
+}
+
+pub async fn run(db: &DbArgs, cmd: ScenarioCommand, out: &Output) -> anyhow::Result<ExitCode> {
+    let store = db.open().await?;
+    match cmd {
+        ScenarioCommand::Create {
+            project,
+            agent,
+            name,
+            direction,
+            tester_phone_number,
+            instructions,
+            expected_outcome,
+            tags,
+        } => {
+            let project = find_project(&store, &project).await?;
+            let draft = ScenarioDraft {
+                agent_id: agent,
+                name,
+                instructions,
+                expected_outcome_prompt: expected_outcome,
+                tags,
+                direction,
+                tester_phone_number,
+            };
+            let new = draft.validate().map_err(|errors| {
+                let lines: Vec<String> = errors
+                    .iter()
+                    .map(|e| format!("--{}: {}", e.path.replace('_', "-"), e.message))
+                    .collect();
+                anyhow!("{}", lines.join("; "))
+            })?;
+            let scenario = store.create_scenario(project.id, &new).await?;
+            out.print(&scenario, || format!("Created {}", describe(&scenario)));
+        }
+        ScenarioCommand::List { project, agent } => {
+            let project = find_project(&store, &project).await?;
+            let scenarios = store.list_scenarios(project.id, agent).await?;
+            let value = serde_json::json!({ "scenarios": scenarios });
+            out.print(&value, || {
+                if scenarios.is_empty() {
+                    return "No scenarios yet. Create one: callgrade scenario create --help".into();
+                }
+                let mut text = format!(
+                    "{:<6} {:<6} {:<9} {:<16} {:<24} TAGS",
+                    "ID", "AGENT", "DIRECTION", "TESTER", "NAME"
+                );
+                for s in &scenarios {
+                    text.push_str(&format!(
+                        "\n{:<6} {:<6} {:<9} {:<16} {:<24} {}",
+                        s.id,
+                        s.agent_id,
+                        s.direction.as_str(),
+                        s.tester_phone_number.as_deref().unwrap_or("-"),
+                        s.name,
+                        s.tags.join(",")
+                    ));
+                }
+                text
+            });
+        }
+        ScenarioCommand::Show { project, id } => {
+            let project = find_project(&store, &project).await?;
+            let scenario = store
+                .scenario(project.id, id)
+                .await?
+                .ok_or_else(|| anyhow!("no scenario {id} in project {:?}", project.name))?;
+            out.print(&scenario, || describe(&scenario));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

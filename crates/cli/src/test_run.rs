@@ -1,0 +1,236 @@
+//! `callgrade test start`: run scenarios against an agent from CI and wait for the verdict.
+
+use anyhow::{bail, Context};
+use clap::Args;
+use serde_json::{json, Value};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use crate::output::Output;
+use crate::DbArgs;
+
+#[derive(Args)]
+pub struct TestStartArgs {
+    /// The agent under test.
+    #[arg(long)]
+    agent: i64,
+    /// A scenario to run (repeat for several).
+    #[arg(long = "scenario")]
+    scenarios: Vec<i64>,
+    /// Run every scenario of the agent with this tag (repeat for several).
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    /// Runs per scenario.
+    #[arg(long, default_value_t = 1)]
+    frequency: u32,
+    /// A name for this result.
+    #[arg(long)]
+    name: Option<String>,
+    /// Wait until every run is final, print a summary, and exit 1 unless all completed.
+    #[arg(long)]
+    wait: bool,
+    /// Give up waiting after this long (e.g. 90s, 30m, 2h).
+    #[arg(long, default_value = "45m", value_parser = parse_duration)]
+    timeout: Duration,
+    /// The server's base URL (default: --public-url).
+    #[arg(long)]
+    url: Option<String>,
+    /// The project's API key.
+    #[arg(long, env = "CALLGRADE_API_KEY", hide_env_values = true)]
+    key: String,
+}
+
+/// Reads `90`, `90s`, `30m` or `2h`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (number, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((s, "s"), |i| s.split_at(i));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration such as 90s, 30m or 2h"))?;
+    let seconds = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("{s:?}: the unit must be s, m or h")),
+    };
+    Ok(Duration::from_secs(seconds))
+}
+
+pub async fn start(db: &DbArgs, args: TestStartArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    if args.scenarios.is_empty() && args.tags.is_empty() {
+        bail!("name at least one --scenario ID or --tag TAG");
+    }
+    let base = args.url.clone().unwrap_or_else(|| db.public_url.clone());
+    let base = base.trim_end_matches('/');
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let api = Api {
+        client: &client,
+        base,
+        key: &args.key,
+    };
+
+    let body = json!({
+        "agent_id": args.agent, "scenario_ids": args.scenarios, "tags": args.tags,
+        "frequency": args.frequency, "name": args.name,
+    });
+    let mut result = api
+        .call(
+            api.client
+                .post(format!("{base}/api/v1/results"))
+                .json(&body),
+        )
+        .await?;
+    let id = result["id"]
+        .as_i64()
+        .context("the server answered without a result id")?;
+    let mut intro = format!(
+        "Result {id}: {} runs\n",
+        result["runs"].as_array().map_or(0, Vec::len)
+    );
+    intro.push_str(&format!(
+        "{:<8} {:<10} {:<16} SCENARIO",
+        "RUN_ID", "DIRECTION", "TESTER"
+    ));
+    for run in result["runs"].as_array().into_iter().flatten() {
+        intro.push_str(&format!(
+            "\n{:<8} {:<10} {:<16} {}",
+            run["id"],
+            run["direction"].as_str().unwrap_or(""),
+            run["tester_phone_number"].as_str().unwrap_or("-"),
+            run["scenario_name"].as_str().unwrap_or("")
+        ));
+    }
+    // Progress goes to stderr in --json mode, so stdout stays one JSON object.
+    out.progress(&intro);
+
+    if !args.wait {
+        out.print(&result, String::new);
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let started = Instant::now();
+    let mut last = String::new();
+    while !result["finished"].as_bool().unwrap_or(false) {
+        if started.elapsed() > args.timeout {
+            out.progress(&format!("gave up waiting after {:?}", args.timeout));
+            out.print(
+                &json!({"result": result, "passed": false, "timed_out": true}),
+                || summary(&result),
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        result = api
+            .call(api.client.get(format!("{base}/api/v1/results/{id}")))
+            .await?;
+        let counts = counts_line(&result["counts"]);
+        if counts != last {
+            out.progress(&counts);
+            last = counts;
+        }
+    }
+    let passed = result["runs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .all(|r| r["status"] == "completed" && !r["late"].as_bool().unwrap_or(false));
+    out.print(
+        &json!({"result": result, "passed": passed, "timed_out": false}),
+        || summary(&result),
+    );
+    Ok(if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+struct Api<'a> {
+    client: &'a reqwest::Client,
+    base: &'a str,
+    key: &'a str,
+}
+
+impl Api<'_> {
+    async fn call(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let response = request
+            .bearer_auth(self.key)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.base))?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            let detail = body["detail"].as_str().unwrap_or("no detail");
+            let problems: Vec<String> = body["errors"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| {
+                    format!(
+                        "{}: {}",
+                        e["path"].as_str().unwrap_or(""),
+                        e["message"].as_str().unwrap_or("")
+                    )
+                })
+                .collect();
+            bail!(
+                "the server answered {status}: {detail} {}",
+                problems.join("; ")
+            );
+        }
+        Ok(body)
+    }
+}
+
+fn counts_line(counts: &Value) -> String {
+    let parts: Vec<String> = counts
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, v)| *k != "total" && v.as_u64().unwrap_or(0) > 0)
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect();
+    parts.join(", ")
+}
+
+fn summary(result: &Value) -> String {
+    let mut text = format!("{:<8} {:<20} {:<24} DETAIL", "RUN_ID", "STATUS", "SCENARIO");
+    for run in result["runs"].as_array().into_iter().flatten() {
+        let late = if run["late"].as_bool().unwrap_or(false) {
+            " (late)"
+        } else {
+            ""
+        };
+        text.push_str(&format!(
+            "\n{:<8} {:<20} {:<24} {}",
+            run["id"],
+            format!("{}{late}", run["status"].as_str().unwrap_or("")),
+            run["scenario_name"].as_str().unwrap_or(""),
+            run["error_message"]
+                .as_str()
+                .or(run["call_id"].as_str())
+                .unwrap_or("")
+        ));
+    }
+    text.push_str(&format!("\n{}", counts_line(&result["counts"])));
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert!(parse_duration("2d").is_err());
+        assert!(parse_duration("m").is_err());
+    }
+}

@@ -1,0 +1,217 @@
+//! Results (batches of test runs) and runs: create, read, the harness's reports, manual attach.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use callgrade_core::{ResultDraft, RunStatus};
+use callgrade_store::{Page, Run, RunEvent, RunFilter, TestResult};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use super::{page_limit, parse_id, ApiJson, ApiQuery};
+use crate::auth::ApiProject;
+use crate::{ApiError, AppState};
+
+/// Creates a result: one pending run per scenario × frequency. Each run's `id` is the `run_id`
+/// a sender may put in the webhook payload; its tester number is what phone matching looks for.
+#[utoipa::path(post, path = "/api/v1/results", tag = "test runs", request_body = ResultDraft,
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 201, body = TestResult),
+              (status = 400, body = crate::error::ErrorBody)))]
+pub async fn create_result(
+    State(state): State<AppState>,
+    ApiProject(project): ApiProject,
+    ApiJson(draft): ApiJson<ResultDraft>,
+) -> Result<(StatusCode, Json<TestResult>), ApiError> {
+    let new = draft.validate().map_err(ApiError::invalid)?;
+    let result = state
+        .store
+        .create_result(project.id, &new, state.clock.now())
+        .await?;
+    Ok((StatusCode::CREATED, Json(result)))
+}
+
+/// A result with its runs and how many are in each state.
+#[utoipa::path(get, path = "/api/v1/results/{id}", tag = "test runs",
+    params(("id" = i64, Path, description = "The result id")),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, body = TestResult), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn get_result(
+    State(state): State<AppState>,
+    ApiProject(project): ApiProject,
+    Path(id): Path<String>,
+) -> Result<Json<TestResult>, ApiError> {
+    let missing = || ApiError::not_found(format!("no result {id:?} in this project"));
+    let numeric = parse_id(&id).ok_or_else(missing)?;
+    state
+        .store
+        .result(project.id, numeric)
+        .await?
+        .map(Json)
+        .ok_or_else(missing)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RunsQuery {
+    /// pending, in_progress, awaiting_transcript, evaluating, completed, failed, timeout or cancelled.
+    status: Option<String>,
+    agent_id: Option<i64>,
+    result_id: Option<i64>,
+    /// Page size, 1–200 (default 50).
+    limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// Lists runs, newest first.
+#[utoipa::path(get, path = "/api/v1/runs", tag = "test runs", params(RunsQuery),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, body = Page<Run>), (status = 400, body = crate::error::ErrorBody)))]
+pub async fn list_runs(
+    State(state): State<AppState>,
+    ApiProject(project): ApiProject,
+    ApiQuery(q): ApiQuery<RunsQuery>,
+) -> Result<Json<Page<Run>>, ApiError> {
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| {
+            RunStatus::parse(s)
+                .ok_or_else(|| ApiError::bad_request(format!("status {s:?} is not a run status")))
+        })
+        .transpose()?;
+    let filter = RunFilter {
+        status,
+        agent_id: q.agent_id,
+        result_id: q.result_id,
+        cursor: q.cursor,
+        limit: page_limit(q.limit)?,
+    };
+    Ok(Json(state.store.list_runs(project.id, &filter).await?))
+}
+
+/// One run: its state, its call, how it was matched, and why it failed if it did.
+#[utoipa::path(get, path = "/api/v1/runs/{id}", tag = "test runs",
+    params(("id" = i64, Path, description = "The run id")),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, body = Run), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn get_run(
+    State(state): State<AppState>,
+    ApiProject(project): ApiProject,
+    Path(id): Path<String>,
+) -> Result<Json<Run>, ApiError> {
+    let run_id = run_id(&id)?;
+    state
+        .store
+        .run(project.id, run_id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no run {id:?} in this project")))
+}
+
+fn run_id(id: &str) -> Result<i64, ApiError> {
+    parse_id(id).ok_or_else(|| ApiError::not_found(format!("no run {id:?} in this project")))
+}
+
+/// When the harness saw it happen; now when omitted.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct RunTime {
+    /// ISO 8601; defaults to the time the server receives the report.
+    at: Option<DateTime<Utc>>,
+}
+
+async fn report(
+    state: &AppState,
+    project_id: i64,
+    id: &str,
+    event: impl FnOnce(DateTime<Utc>) -> RunEvent,
+) -> Result<Json<Run>, ApiError> {
+    let now = state.clock.now();
+    let run = state
+        .store
+        .run_event(project_id, run_id(id)?, event(now), now)
+        .await?;
+    Ok(Json(run))
+}
+
+/// The harness reports that the run's call started (run → in_progress).
+#[utoipa::path(post, path = "/api/v1/runs/{id}/call-started", tag = "test runs",
+    params(("id" = i64, Path, description = "The run id")), request_body(content = RunTime),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, body = Run), (status = 404, body = crate::error::ErrorBody),
+              (status = 409, description = "The run is past that point", body = crate::error::ErrorBody)))]
+pub async fn call_started(
+    State(state): State<AppState>,
+    ApiProject(project): ApiProject,
+    Path(id): Path<String>,
+    body: Option<ApiJson<RunTime>>,
+) -> Result<Json<Run>, ApiError> {
+    let at = body.and_then(|ApiJson(b)| b.at);
+    report(&state, project.id, &id, |now| {
+        RunEvent::CallStarted(at.unwrap_or(now))
+    })
+    .await
+}
+
+/// The harness reports that the run's call ended (run → awaiting_transcript); the listening
+/// window starts at this time.
+#[utoipa::path(post, path = "/api/v1/runs/{id}/call-ended", tag = "test runs",
+    params(("id" = i64, Path, description = "The run id")), request_body(content = RunTime),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, body = Run), (status = 404, body = crate::error::ErrorBody),
+              (status = 409, description = "The run is past that point", body = crate::error::ErrorBody)))]
+pub async fn call_ended(
+    State(state): State<AppState>,
+    ApiProject(project): ApiProject,
+    Path(id): Path<String>,
+    body: Option<ApiJson<RunTime>>,
+) -> Result<Json<Run>, ApiError> {
+    let at = body.and_then(|ApiJson(b)| b.at);
+    report(&state, project.id, &id, |now| {
+        RunEvent::CallEnded(at.unwrap_or(now))
+    })
+    .await
+}
+
+/// Cancels a run that is still waiting.
+#[utoipa::path(post, path = "/api/v1/runs/{id}/cancel", tag = "test runs",
+    params(("id" = i64, Path, description = "The run id")),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, body = Run), (status = 404, body = crate::error::ErrorBody),
+              (status = 409, description = "The run is already final", body = crate::error::ErrorBody)))]
+pub async fn cancel_run(
+    State(state): State<AppState>,
+    ApiProject(project): ApiProject,
+    Path(id): Path<String>,
+) -> Result<Json<Run>, ApiError> {
+    report(&state, project.id, &id, |_| RunEvent::Cancel).await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct AttachBody {
+    /// Our call id (the receipt's `call_id`).
+    call_id: String,
+}
+
+/// Attaches a stored call to a run by hand: for ambiguous matches and late transcripts.
+#[utoipa::path(post, path = "/api/v1/runs/{id}/attach", tag = "test runs",
+    params(("id" = i64, Path, description = "The run id")), request_body = AttachBody,
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, body = Run),
+              (status = 400, description = "No such call, or another agent's", body = crate::error::ErrorBody),
+              (status = 404, body = crate::error::ErrorBody),
+              (status = 409, description = "The run or the call is already attached elsewhere", body = crate::error::ErrorBody)))]
+pub async fn attach(
+    State(state): State<AppState>,
+    ApiProject(project): ApiProject,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<AttachBody>,
+) -> Result<Json<Run>, ApiError> {
+    let run = state
+        .store
+        .attach_call(project.id, run_id(&id)?, &body.call_id, state.clock.now())
+        .await?;
+    Ok(Json(run))
+}
