@@ -97,7 +97,7 @@ pub async fn start(db: &DbArgs, args: TestStartArgs, out: &Output) -> anyhow::Re
     for run in result["runs"].as_array().into_iter().flatten() {
         intro.push_str(&format!(
             "\n{:<8} {:<10} {:<16} {}",
-            run["id"],
+            run["id"].to_string(),
             run["direction"].as_str().unwrap_or(""),
             run["tester_phone_number"].as_str().unwrap_or("-"),
             run["scenario_name"].as_str().unwrap_or("")
@@ -207,7 +207,7 @@ fn summary(result: &Value) -> String {
         };
         text.push_str(&format!(
             "\n{:<8} {:<20} {:<24} {}",
-            run["id"],
+            run["id"].to_string(),
             format!("{}{late}", run["status"].as_str().unwrap_or("")),
             run["scenario_name"].as_str().unwrap_or(""),
             run["error_message"]

@@ -169,6 +169,19 @@ async fn openapi_document_describes_every_route() {
         ("/api/v1/calls/{call_id}", "get"),
         ("/api/v1/deliveries", "get"),
         ("/api/v1/deliveries/{id}", "get"),
+        ("/api/v1/project", "get"),
+        ("/api/v1/project", "patch"),
+        ("/api/v1/scenarios", "post"),
+        ("/api/v1/scenarios", "get"),
+        ("/api/v1/scenarios/{id}", "get"),
+        ("/api/v1/results", "post"),
+        ("/api/v1/results/{id}", "get"),
+        ("/api/v1/runs", "get"),
+        ("/api/v1/runs/{id}", "get"),
+        ("/api/v1/runs/{id}/call-started", "post"),
+        ("/api/v1/runs/{id}/call-ended", "post"),
+        ("/api/v1/runs/{id}/cancel", "post"),
+        ("/api/v1/runs/{id}/attach", "post"),
         ("/healthz", "get"),
         ("/readyz", "get"),
     ] {
@@ -179,7 +192,15 @@ async fn openapi_document_describes_every_route() {
     }
     let schemes = &spec["components"]["securitySchemes"];
     assert_eq!(schemes["api_key"]["name"], "X-CEKURA-API-KEY");
-    for schema in ["Receipt", "CallDetail", "ErrorBody", "DeliverySummary"] {
+    for schema in [
+        "Receipt",
+        "CallDetail",
+        "ErrorBody",
+        "DeliverySummary",
+        "Run",
+        "TestResult",
+        "Scenario",
+    ] {
         assert!(
             spec["components"]["schemas"][schema].is_object(),
             "{schema}"
