@@ -3,7 +3,7 @@
 use anyhow::{anyhow, Context};
 use callgrade_core::{parse_name, parse_project_name, PhoneNumber};
 use callgrade_server::{cekura_webhook_url, project_webhook_url};
-use callgrade_store::{Project, ProjectSettings, SqliteStore, Store};
+use callgrade_store::{Project, ProjectSettings, Store};
 use clap::Subcommand;
 use serde::Serialize;
 use std::process::ExitCode;
@@ -30,6 +30,23 @@ pub enum ProjectCommand {
         /// Seconds after creation when a run with no reported call end times out (default 1800).
         #[arg(long)]
         run_deadline: Option<i64>,
+    },
+    /// Set where the project's judge metrics send their prompts (an OpenAI-compatible API).
+    Judge {
+        /// The project's name or id.
+        project: String,
+        /// The API's base URL, e.g. https://api.openai.com/v1 or http://localhost:11434/v1.
+        #[arg(long)]
+        base_url: Option<String>,
+        #[arg(long)]
+        model: Option<String>,
+        /// The name of an environment variable that holds the API key (keys stay out of
+        /// shell history).
+        #[arg(long)]
+        api_key_env: Option<String>,
+        /// Judge requests in flight at once for this project.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
+        concurrency: Option<u32>,
     },
     /// Replace a project's API key; the old key stops working at once.
     RotateKey {
@@ -153,6 +170,27 @@ pub async fn project(db: &DbArgs, cmd: ProjectCommand, out: &Output) -> anyhow::
                 )
             });
         }
+        ProjectCommand::Judge {
+            project,
+            base_url,
+            model,
+            api_key_env,
+            concurrency,
+        } => {
+            let api_key = api_key_env
+                .map(|var| {
+                    std::env::var(&var)
+                        .with_context(|| format!("--api-key-env names {var}, which is not set"))
+                })
+                .transpose()?;
+            let patch = callgrade_store::JudgeSettingsPatch {
+                base_url,
+                model,
+                api_key,
+                concurrency,
+            };
+            return crate::metrics::set_judge(db, &project, patch, out).await;
+        }
         ProjectCommand::RotateKey { project } => {
             let project = find_project(&store, &project).await?;
             let key = store.rotate_key(project.id).await?;
@@ -194,7 +232,7 @@ fn print_key(
     });
 }
 
-pub async fn find_project(store: &SqliteStore, name_or_id: &str) -> anyhow::Result<Project> {
+pub async fn find_project(store: &impl Store, name_or_id: &str) -> anyhow::Result<Project> {
     store.find_project(name_or_id).await?.with_context(|| {
         format!("no project named or numbered {name_or_id:?} (`callgrade project list` shows them)")
     })

@@ -3,6 +3,7 @@
 mod admin;
 mod check;
 mod database;
+mod metrics;
 mod output;
 mod scenario;
 mod send;
@@ -82,6 +83,11 @@ enum Command {
     /// Start test runs and wait for their verdict (a CI step).
     #[command(subcommand)]
     Test(TestCommand),
+    /// Run evaluation workers without the HTTP server (scale evaluation apart from ingest).
+    Worker(serve::WorkerArgs),
+    /// List metrics, apply a TOML file of definitions, test a script on a stored call.
+    #[command(subcommand)]
+    Metrics(metrics::MetricsCommand),
     /// Validate a webhook payload offline with the server's own validator.
     Check(check::CheckArgs),
     /// POST a webhook payload to a server and print its receipt.
@@ -114,6 +120,8 @@ fn main() -> ExitCode {
             Command::Agent(cmd) => admin::agent(&cli.db, cmd, &out).await,
             Command::Scenario(cmd) => scenario::run(&cli.db, cmd, &out).await,
             Command::Test(TestCommand::Start(args)) => test_run::start(&cli.db, args, &out).await,
+            Command::Worker(args) => serve::worker(&cli.db, args).await,
+            Command::Metrics(cmd) => metrics::run(&cli.db, cmd, &out).await,
             Command::Check(args) => check::run(args, &out),
             Command::Send(args) => send::run(args, &out).await,
             Command::Openapi => {

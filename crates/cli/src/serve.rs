@@ -35,10 +35,74 @@ pub struct ServeArgs {
     #[arg(long, env = "CALLGRADE_DELIVERY_RETENTION_DAYS", default_value_t = 7,
           value_parser = clap::value_parser!(u32).range(1..=3650))]
     delivery_retention_days: u32,
+    /// Run no evaluation workers here (run `callgrade worker` elsewhere).
+    #[arg(long)]
+    no_workers: bool,
+    #[command(flatten)]
+    eval: EvalArgs,
     /// Entries the delivery log keeps per project.
     #[arg(long, env = "CALLGRADE_DELIVERY_RETENTION_COUNT", default_value_t = 10_000,
           value_parser = clap::value_parser!(u32).range(1..))]
     delivery_retention_count: u32,
+}
+
+/// Evaluation settings shared by `serve` and `worker`.
+#[derive(Args)]
+pub struct EvalArgs {
+    /// Evaluation workers to run.
+    #[arg(long, env = "CALLGRADE_WORKERS", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(0..=64))]
+    workers: u32,
+    /// The default OpenAI-compatible endpoint for judge metrics (e.g. https://api.openai.com/v1).
+    #[arg(long, env = "CALLGRADE_JUDGE_BASE_URL")]
+    judge_base_url: Option<String>,
+    /// The default judge model.
+    #[arg(long, env = "CALLGRADE_JUDGE_MODEL")]
+    judge_model: Option<String>,
+    /// The default judge API key (prefer the environment variable to the flag).
+    #[arg(long, env = "CALLGRADE_JUDGE_API_KEY", hide_env_values = true)]
+    judge_api_key: Option<String>,
+    /// Seconds before a judge request times out.
+    #[arg(long, env = "CALLGRADE_JUDGE_TIMEOUT", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    judge_timeout: u64,
+}
+
+impl EvalArgs {
+    fn apply(&self, settings: &mut Settings) {
+        settings.workers.count = self.workers as usize;
+        settings.judge.base_url = self.judge_base_url.clone();
+        settings.judge.model = self.judge_model.clone();
+        settings.judge.api_key = self.judge_api_key.clone();
+        settings.judge.timeout = std::time::Duration::from_secs(self.judge_timeout);
+    }
+}
+
+#[derive(Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    eval: EvalArgs,
+    /// Log format on stderr.
+    #[arg(long, value_enum, env = "CALLGRADE_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
+}
+
+/// `callgrade worker`: evaluation workers only, until SIGINT/SIGTERM.
+pub async fn worker(db: &DbArgs, args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    init_logging(args.log_format);
+    let store = db.open().await?;
+    let mut settings = Settings::default();
+    args.eval.apply(&mut settings);
+    if settings.workers.count == 0 {
+        anyhow::bail!("--workers must be at least 1 for `callgrade worker`");
+    }
+    let shutdown = shutdown_signal()?;
+    let state = AppState::new(Arc::new(store), settings);
+    let workers = callgrade_server::spawn_workers(&state, state.settings.workers.count);
+    tracing::info!(workers = workers.len(), data = %db.describe(), "evaluation workers running");
+    shutdown.await;
+    workers.iter().for_each(|w| w.abort());
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -50,7 +114,7 @@ enum LogFormat {
 pub async fn run(db: &DbArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
     init_logging(args.log_format);
     let store = db.open().await?;
-    let settings = Settings {
+    let mut settings = Settings {
         public_url: db.public_url.clone(),
         limits: Limits {
             max_calls_per_request: args.max_calls_per_request as usize,
@@ -63,6 +127,10 @@ pub async fn run(db: &DbArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
         },
         ..Settings::default()
     };
+    args.eval.apply(&mut settings);
+    if args.no_workers {
+        settings.workers.count = 0;
+    }
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .with_context(|| format!("cannot listen on {}", args.bind))?;

@@ -4,16 +4,26 @@
 //! [`Message`]) while collecting *every* problem with its JSON path ([`FieldError`]), so a
 //! sender learns everything that is wrong with a request at once.
 
+mod conversation;
 mod drafts;
 mod error;
+mod metric_spec;
 mod names;
 mod payload;
 mod phone;
 mod runs;
 mod time;
 
+pub use conversation::{
+    builtin_metric, compute_all_builtins, compute_builtin, BuiltinConfig, BuiltinMetric,
+    BuiltinOutcome, BuiltinOutput, Conversation, MetricValue, BUILTIN_METRICS,
+};
 pub use drafts::{NewScenario, NewTestResult, ResultDraft, ScenarioDraft};
 pub use error::FieldError;
+pub use metric_spec::{
+    apply_rubric, validate_rubric, AppliesTo, Condition, MetricDraft, MetricKind, MetricSpec, Op,
+    OutputType, RubricRule, RubricVerdict, RuleOutcome,
+};
 pub use names::{parse_name, parse_project_name};
 pub use payload::{
     parse_json, validate_batch, Batch, JsonSyntaxError, Limits, Message, NewCall, Role,

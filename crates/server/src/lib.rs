@@ -8,25 +8,32 @@ mod error;
 mod openapi;
 mod routes;
 mod settings;
+pub mod worker;
 
 pub use clock::{Clock, SystemClock};
 pub use error::ApiError;
 pub use openapi::openapi;
+pub use routes::metrics::{apply_file, MetricsFile};
 pub use settings::{cekura_webhook_url, project_webhook_url, Retention, Settings};
 
 use axum::Router;
+use callgrade_eval::{Evaluator, JudgeClient};
 use callgrade_store::Store;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 
-/// Everything a handler may need, cheap to clone.
+/// Everything a handler or a worker may need, cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub settings: Arc<Settings>,
     pub clock: Arc<dyn Clock>,
+    pub evaluator: Arc<Evaluator>,
+    /// Wakes idle workers when new jobs are committed.
+    pub jobs_ready: Arc<Notify>,
 }
 
 impl AppState {
@@ -36,10 +43,20 @@ impl AppState {
 
     /// With another clock, so tests can move time instead of sleeping.
     pub fn with_clock(store: Arc<dyn Store>, settings: Settings, clock: Arc<dyn Clock>) -> Self {
+        let evaluator = Evaluator {
+            judge: JudgeClient::new(settings.judge.clone()),
+            cache: Arc::new(worker::StoreCache {
+                store: store.clone(),
+                clock: clock.clone(),
+            }),
+            script_limits: settings.script_limits,
+        };
         Self {
             store,
             settings: Arc::new(settings),
             clock,
+            evaluator: Arc::new(evaluator),
+            jobs_ready: Arc::new(Notify::new()),
         }
     }
 }
@@ -56,16 +73,30 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let upkeep = [
+    let mut upkeep = vec![
         tokio::spawn(prune_deliveries_forever(state.clone())),
         tokio::spawn(sweep_runs_forever(state.clone())),
     ];
+    upkeep.extend(spawn_workers(&state, state.settings.workers.count));
     let app = router(state);
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
     upkeep.iter().for_each(|task| task.abort());
     result
+}
+
+/// Starts `count` evaluation workers, named after this process so a log shows who ran what.
+pub fn spawn_workers(state: &AppState, count: usize) -> Vec<tokio::task::JoinHandle<()>> {
+    let instance = format!("{}-{}", std::process::id(), rand_suffix());
+    (0..count)
+        .map(|i| tokio::spawn(worker::run_worker(state.clone(), format!("{instance}-{i}"))))
+        .collect()
+}
+
+fn rand_suffix() -> String {
+    use rand::Rng;
+    format!("{:06x}", rand::thread_rng().gen_range(0..0xFF_FFFF))
 }
 
 /// Times out the runs whose listening window or deadline has passed, at the clock's now.

@@ -14,6 +14,7 @@ use utoipa::{Modify, OpenApi};
         (name = "deliveries", description = "The webhook delivery log"),
         (name = "project", description = "The key's project and its settings"),
         (name = "test runs", description = "Scenarios, results and runs"),
+        (name = "metrics", description = "Metrics, the rubric, judges and evaluation"),
         (name = "health", description = "Liveness and readiness")
     )
 )]

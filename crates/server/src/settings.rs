@@ -15,6 +15,10 @@ pub struct Settings {
     pub delivery_retention: Retention,
     /// How often runs past their listening window or deadline are timed out.
     pub sweep_interval: std::time::Duration,
+    pub workers: crate::worker::WorkerSettings,
+    /// The server-wide judge endpoint, for projects that set none.
+    pub judge: callgrade_eval::JudgeDefaults,
+    pub script_limits: callgrade_eval::ScriptLimits,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -35,6 +39,9 @@ impl Default for Settings {
                 max_per_project: 10_000,
             },
             sweep_interval: std::time::Duration::from_secs(5),
+            workers: Default::default(),
+            judge: Default::default(),
+            script_limits: Default::default(),
         }
     }
 }

@@ -9,10 +9,10 @@ mod sqlite;
 
 pub use key::ApiKey;
 pub use model::*;
-pub use sqlite::SqliteStore;
+pub use sqlite::{percentile, SqliteStore};
 
 use async_trait::async_trait;
-use callgrade_core::{Batch, PhoneNumber};
+use callgrade_core::{Batch, MetricSpec, PhoneNumber, RubricRule};
 use chrono::{DateTime, Utc};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -123,6 +123,69 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Run>;
     /// Times out the runs whose listening window or deadline has passed; returns their ids.
     async fn sweep_runs(&self, now: DateTime<Utc>) -> Result<Vec<i64>>;
+
+    /// The project's live metrics (deleted ones are kept only for old results).
+    async fn list_metrics(&self, project_id: i64) -> Result<Vec<Metric>>;
+    async fn metric(&self, project_id: i64, id: i64) -> Result<Option<Metric>>;
+    async fn create_metric(&self, project_id: i64, spec: &MetricSpec) -> Result<Metric>;
+    /// Replaces a metric's definition and bumps its version; old results are not rewritten.
+    async fn update_metric(&self, project_id: i64, id: i64, spec: &MetricSpec) -> Result<Metric>;
+    async fn delete_metric(&self, project_id: i64, id: i64) -> Result<()>;
+    /// Creates or updates metrics by name, all or nothing.
+    async fn apply_metrics(&self, project_id: i64, specs: &[MetricSpec]) -> Result<ApplySummary>;
+    async fn rubric(&self, project_id: i64) -> Result<Vec<RubricRule>>;
+    async fn set_rubric(&self, project_id: i64, rules: &[RubricRule]) -> Result<()>;
+    async fn judge_settings(&self, project_id: i64) -> Result<JudgeSettings>;
+    async fn set_judge_settings(&self, project_id: i64, patch: &JudgeSettingsPatch) -> Result<()>;
+
+    /// Queues evaluations of the matching calls (one call when `call_id` is given); returns how
+    /// many were queued (a call already waiting is not queued twice).
+    async fn enqueue_evaluations(
+        &self,
+        project_id: i64,
+        filter: &ReevaluateFilter,
+        call_id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<usize>;
+    /// Atomically claims the next ready job, or one whose lease expired.
+    async fn claim_job(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease: chrono::TimeDelta,
+    ) -> Result<Option<Job>>;
+    async fn renew_lease(&self, job: &Job, now: DateTime<Utc>) -> Result<bool>;
+    /// Writes the results and marks the job done in one transaction; false if the lease was lost.
+    async fn complete_job(
+        &self,
+        job: &Job,
+        outcome: &CallEvaluation,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// Requeues a failed job for `retry_at`, or marks it dead when `None`.
+    async fn fail_job(
+        &self,
+        job: &Job,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+    async fn job_counts(&self, project_id: Option<i64>) -> Result<JobCounts>;
+    /// The call and everything its evaluation needs.
+    async fn evaluation_input(
+        &self,
+        project_id: i64,
+        call_id: &str,
+    ) -> Result<Option<EvaluationInput>>;
+    async fn judge_cache_get(&self, key: &str) -> Result<Option<String>>;
+    async fn judge_cache_put(&self, key: &str, response: &str, now: DateTime<Utc>) -> Result<()>;
+    async fn metrics_summary(
+        &self,
+        project_id: i64,
+        agent_id: Option<i64>,
+        started_from_ms: Option<i64>,
+        started_before_ms: Option<i64>,
+    ) -> Result<Vec<MetricSummary>>;
 
     /// Succeeds when the database answers.
     async fn ping(&self) -> Result<()>;

@@ -1,7 +1,8 @@
 //! What the store takes and gives back.
 
 use callgrade_core::{
-    Direction, FieldError, MatchOutcome, MatchedBy, Message, MessageTimes, RunStatus,
+    Direction, FieldError, MatchOutcome, MatchedBy, Message, MessageTimes, MetricKind, MetricSpec,
+    OutputType, RubricRule, RubricVerdict, RunStatus,
 };
 pub use callgrade_core::{NewScenario, NewTestResult};
 use chrono::{DateTime, Utc};
@@ -260,6 +261,9 @@ pub struct CallSummary {
     #[serde(rename = "match")]
     pub match_outcome: MatchOutcome,
     pub message_count: i64,
+    /// The rubric's verdict; null until evaluated.
+    pub success: Option<bool>,
+    pub evaluated_at: Option<DateTime<Utc>>,
     pub received_at: DateTime<Utc>,
     pub delivery_id: i64,
 }
@@ -282,6 +286,10 @@ pub struct CallDetail {
     /// The call object exactly as received, unknown fields included.
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub raw: Value,
+    /// Every metric's result, once evaluated.
+    pub evaluations: Vec<Evaluation>,
+    /// The rubric's per-rule breakdown, once evaluated.
+    pub rubric: Option<RubricVerdict>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -412,6 +420,8 @@ pub struct Run {
     pub late: bool,
     pub error_message: Option<String>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// The rubric's verdict on its call; null until evaluated.
+    pub success: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -429,4 +439,193 @@ pub enum RunEvent {
     CallStarted(DateTime<Utc>),
     CallEnded(DateTime<Utc>),
     Cancel,
+}
+
+/// A stored metric definition.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Metric {
+    pub id: i64,
+    pub project_id: i64,
+    #[serde(flatten)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub spec: MetricSpec,
+    /// Bumped by every change; each evaluation keeps the version it used.
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What `apply_metrics` did, by metric name.
+#[derive(Debug, Clone, Default, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ApplySummary {
+    pub created: Vec<String>,
+    pub updated: Vec<String>,
+    pub unchanged: Vec<String>,
+}
+
+/// How one metric's evaluation of one call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum EvaluationStatus {
+    /// A value was produced.
+    Ok,
+    /// The data cannot support the metric (e.g. no message times); the explanation says why.
+    NotComputable,
+    /// Not run (e.g. no judge endpoint configured); the explanation says why.
+    Skipped,
+    /// The metric failed (a script error, malformed judge output).
+    Error,
+}
+
+impl EvaluationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::NotComputable => "not_computable",
+            Self::Skipped => "skipped",
+            Self::Error => "error",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ok" => Some(Self::Ok),
+            "not_computable" => Some(Self::NotComputable),
+            "skipped" => Some(Self::Skipped),
+            "error" => Some(Self::Error),
+            _ => None,
+        }
+    }
+}
+
+/// One metric's result on one call.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Evaluation {
+    pub metric_id: i64,
+    pub metric_name: String,
+    pub metric_version: i64,
+    pub kind: MetricKind,
+    pub output: OutputType,
+    pub status: EvaluationStatus,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub value: Option<Value>,
+    /// The metric's own pass condition, where it has one.
+    pub passed: Option<bool>,
+    pub explanation: String,
+    /// Statistics, and for judges the model, prompt hash, reasoning, token usage and time.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub details: Value,
+    pub evaluated_at: DateTime<Utc>,
+}
+
+/// Everything one evaluation job writes, all at once.
+#[derive(Debug, Clone)]
+pub struct CallEvaluation {
+    pub evaluations: Vec<Evaluation>,
+    pub verdict: RubricVerdict,
+}
+
+/// A claimed job.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: i64,
+    pub project_id: i64,
+    pub call_id: String,
+    /// Including this one.
+    pub attempts: i64,
+    pub worker: String,
+}
+
+/// How the queue stands.
+#[derive(Debug, Clone, Default, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct JobCounts {
+    pub queued: i64,
+    pub running: i64,
+    pub done: i64,
+    pub dead: i64,
+}
+
+/// Where a project's judge metrics send their prompts. Missing fields fall back to the server's
+/// defaults. The key is never serialised.
+#[derive(Clone, Default, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct JudgeSettings {
+    pub base_url: Option<String>,
+    pub model: Option<String>,
+    #[serde(skip)]
+    pub api_key: Option<String>,
+    /// Whether a key is set (the key itself is never shown).
+    pub api_key_set: bool,
+    /// Judge requests in flight at once for this project.
+    pub concurrency: u32,
+}
+
+impl std::fmt::Debug for JudgeSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JudgeSettings")
+            .field("base_url", &self.base_url)
+            .field("model", &self.model)
+            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .field("concurrency", &self.concurrency)
+            .finish()
+    }
+}
+
+/// A change to the judge settings; `None` keeps a field, `Some("")` clears it.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct JudgeSettingsPatch {
+    pub base_url: Option<String>,
+    pub model: Option<String>,
+    pub api_key: Option<String>,
+    pub concurrency: Option<u32>,
+}
+
+/// Everything needed to evaluate one call.
+#[derive(Debug, Clone)]
+pub struct EvaluationInput {
+    pub call: CallDetail,
+    pub agent: Option<Agent>,
+    /// The scenario of the run the call is attached to.
+    pub scenario: Option<Scenario>,
+    pub metrics: Vec<Metric>,
+    pub rubric: Vec<RubricRule>,
+    pub judge: JudgeSettings,
+}
+
+impl EvaluationInput {
+    pub fn is_test_call(&self) -> bool {
+        self.call.summary.run_id.is_some()
+    }
+}
+
+/// Which calls to re-evaluate.
+#[derive(Debug, Clone, Default)]
+pub struct ReevaluateFilter {
+    pub agent_id: Option<i64>,
+    pub started_from_ms: Option<i64>,
+    pub started_before_ms: Option<i64>,
+}
+
+/// One metric aggregated over a time range.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct MetricSummary {
+    pub metric_id: i64,
+    pub metric_name: String,
+    pub output: OutputType,
+    /// Evaluations with a value.
+    pub count: usize,
+    /// Evaluations without one (not computable, skipped, errors).
+    pub without_value: usize,
+    /// Share of evaluations with a pass/fail that passed.
+    pub pass_rate: Option<f64>,
+    pub avg: Option<f64>,
+    pub p50: Option<f64>,
+    pub p90: Option<f64>,
 }

@@ -1,6 +1,7 @@
 mod calls;
 mod deliveries;
 mod health;
+pub(crate) mod metrics;
 mod project;
 mod runs;
 mod scenarios;
@@ -46,6 +47,20 @@ pub(crate) fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(runs::call_ended))
         .routes(routes!(runs::cancel_run))
         .routes(routes!(runs::attach))
+        .routes(routes!(metrics::list_metrics, metrics::create_metric))
+        .routes(routes!(metrics::apply_metrics))
+        .routes(routes!(metrics::summary))
+        .routes(routes!(metrics::try_metric))
+        .routes(routes!(
+            metrics::get_metric,
+            metrics::update_metric,
+            metrics::delete_metric
+        ))
+        .routes(routes!(metrics::get_rubric, metrics::put_rubric))
+        .routes(routes!(metrics::get_judge, metrics::put_judge))
+        .routes(routes!(metrics::evaluate_call))
+        .routes(routes!(metrics::rerun))
+        .routes(routes!(metrics::jobs))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
 }

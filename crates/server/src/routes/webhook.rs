@@ -144,6 +144,9 @@ async fn receive(
     let calls = batch.calls.len();
     match state.store.ingest(batch, delivery(&bytes)).await? {
         IngestOutcome::Accepted(receipt) => {
+            if receipt.created > 0 {
+                state.jobs_ready.notify_waiters();
+            }
             tracing::info!(
                 project_id = project.id,
                 calls,

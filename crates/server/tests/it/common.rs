@@ -98,6 +98,22 @@ impl TestApp {
         (status, r.json().await.unwrap())
     }
 
+    /// Waits until the evaluation queue is empty (queued and running), at most 10 s.
+    pub async fn settle(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let counts = self.store.job_counts(None).await.unwrap();
+            if counts.queued == 0 && counts.running == 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "evaluation did not settle: {counts:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn call_count(&self, t: &Tenant) -> usize {
         let (_, page) = self.api(&t.key, "/api/v1/calls?limit=200").await;
         page["data"].as_array().unwrap().len()

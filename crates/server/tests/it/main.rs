@@ -2,5 +2,6 @@
 
 mod api;
 mod common;
+mod evaluation;
 mod runs;
 mod webhook;

@@ -74,7 +74,9 @@ impl Lab {
             .collect()
     }
 
+    /// The run, once evaluation has settled.
     async fn run(&self, id: i64) -> Value {
+        self.app.settle().await;
         self.get(&format!("/api/v1/runs/{id}")).await
     }
 
@@ -240,8 +242,9 @@ async fn ambiguous_then_attached_by_hand() {
         )
         .await;
     assert_eq!(status, 200, "{run}");
-    assert_eq!(run["status"], "completed");
     assert_eq!(run["matched_by"], "manual");
+    let run = lab.run(runs[0]).await;
+    assert_eq!(run["status"], "completed", "evaluated, then completed");
     let call = lab.get(&format!("/api/v1/calls/{call_id}")).await;
     assert_eq!(
         (call["run_id"].as_i64(), call["match"].as_str()),
@@ -447,11 +450,12 @@ async fn late_transcript_is_kept_linked_and_can_be_attached() {
         )
         .await;
     assert_eq!(status, 200, "{run}");
+    assert_eq!(run["matched_by"], "manual");
+    let run = lab.run(runs[0]).await;
     assert_eq!(
         (run["status"].as_str(), run["late"].as_bool()),
         (Some("completed"), Some(true))
     );
-    assert_eq!(run["matched_by"], "manual");
 }
 
 #[tokio::test]
@@ -520,6 +524,7 @@ async fn concurrent_requests_never_attach_two_calls_to_one_run() {
         }
     }
     assert_eq!(matched, 1);
+    lab.app.settle().await;
     let page = lab
         .get(&format!(
             "/api/v1/runs?result_id={}",

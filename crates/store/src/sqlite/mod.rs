@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use callgrade_core::{
     match_by_phone, match_by_run_id, Batch, CallFacts, Decision, FieldError, MatchOutcome,
-    MatchedBy, MessageTimes, NewCall, PhoneNumber,
+    MatchedBy, MessageTimes, MetricSpec, NewCall, PhoneNumber, RubricRule,
 };
 use chrono::TimeDelta;
 use chrono::{DateTime, Utc};
@@ -25,7 +25,10 @@ use crate::key::{hash_key, ApiKey};
 use crate::model::*;
 use crate::{Result, Store, StoreError};
 
+mod eval;
 mod runs;
+
+pub use eval::percentile;
 
 use runs::{load_run_facts, phone_candidates};
 
@@ -101,6 +104,12 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel(4 * MAX_GROUP);
         tokio::spawn(run_writer(writer_conn, rx));
         Ok(Self { pool, writer: tx })
+    }
+
+    async fn existing_metric(&self, project_id: i64, id: i64) -> Result<Metric> {
+        self.metric(project_id, id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("no metric {id} in this project")))
     }
 
     async fn existing_run(&self, project_id: i64, run_id: i64) -> Result<Run> {
@@ -313,6 +322,7 @@ async fn apply_ingest(
                 };
                 insert_call(conn, call, &stored).await?;
                 runs::attach_decided(conn, &decision, &call_id, now).await?;
+                eval::enqueue(conn, project_id, &call_id, now.timestamp_millis()).await?;
                 CallReceipt {
                     id: call.external_id.clone(),
                     call_id,
@@ -551,7 +561,7 @@ fn agent_from(row: &SqliteRow) -> Result<Agent> {
 
 const CALL_SUMMARY_COLUMNS: &str = "seq, id, external_id, agent_id, started_at, ended_at,
     to_phone_number, from_phone_number, ended_reason, run_id, matched_by, match_outcome,
-    message_count, received_at, delivery_id";
+    message_count, received_at, delivery_id, success, evaluated_at";
 
 fn call_summary_from(row: &SqliteRow) -> Result<CallSummary> {
     let started_at: i64 = row.try_get("started_at")?;
@@ -570,6 +580,11 @@ fn call_summary_from(row: &SqliteRow) -> Result<CallSummary> {
         matched_by: matched_by(row.try_get("matched_by")?)?,
         match_outcome: parse_column(row.try_get("match_outcome")?, MatchOutcome::parse)?,
         message_count: row.try_get("message_count")?,
+        success: row.try_get("success")?,
+        evaluated_at: row
+            .try_get::<Option<i64>, _>("evaluated_at")?
+            .map(time)
+            .transpose()?,
         received_at: time(row.try_get("received_at")?)?,
         delivery_id: row.try_get("delivery_id")?,
     })
@@ -619,6 +634,8 @@ fn unique_violation(e: &sqlx::Error) -> bool {
 impl Store for SqliteStore {
     async fn create_project(&self, name: &str) -> Result<(Project, ApiKey)> {
         let key = ApiKey::generate();
+        let now = now_ms();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let row = sqlx::query(&format!(
             "INSERT INTO projects (name, key_hash, key_prefix, created_at) VALUES (?, ?, ?, ?)
              RETURNING {PROJECT_COLUMNS}"
@@ -626,8 +643,8 @@ impl Store for SqliteStore {
         .bind(name)
         .bind(key.hash())
         .bind(key.prefix())
-        .bind(now_ms())
-        .fetch_one(&self.pool)
+        .bind(now)
+        .fetch_one(&mut *tx)
         .await
         .map_err(|e| {
             if unique_violation(&e) {
@@ -636,7 +653,12 @@ impl Store for SqliteStore {
                 e.into()
             }
         })?;
-        Ok((project_from(&row)?, key))
+        let project = project_from(&row)?;
+        for spec in eval::default_metrics() {
+            eval::insert_metric(&mut tx, project.id, &spec, now).await?;
+        }
+        tx.commit().await?;
+        Ok((project, key))
     }
 
     async fn list_projects(&self) -> Result<Vec<Project>> {
@@ -814,7 +836,7 @@ impl Store for SqliteStore {
     async fn call(&self, project_id: i64, call_id: &str) -> Result<Option<CallDetail>> {
         let row = sqlx::query(&format!(
             "SELECT {CALL_SUMMARY_COLUMNS}, trace_id, message_times, messages, metadata,
-                warnings, raw, match_reason, match_candidates
+                warnings, raw, match_reason, match_candidates, rubric
              FROM calls WHERE project_id = ? AND id = ?"
         ))
         .bind(project_id)
@@ -834,6 +856,8 @@ impl Store for SqliteStore {
             metadata: from_json(row.try_get("metadata")?)?,
             warnings: from_json(row.try_get("warnings")?)?,
             raw: from_json(row.try_get("raw")?)?,
+            rubric: eval::verdict(row.try_get("rubric")?)?,
+            evaluations: eval::evaluations_of(&self.pool, call_id).await?,
         }))
     }
 
@@ -976,6 +1000,153 @@ impl Store for SqliteStore {
 
     async fn sweep_runs(&self, now: DateTime<Utc>) -> Result<Vec<i64>> {
         runs::sweep_runs(&self.pool, now).await
+    }
+
+    async fn list_metrics(&self, project_id: i64) -> Result<Vec<Metric>> {
+        eval::list_metrics(&self.pool, project_id).await
+    }
+
+    async fn metric(&self, project_id: i64, id: i64) -> Result<Option<Metric>> {
+        eval::metric(&self.pool, project_id, id).await
+    }
+
+    async fn create_metric(&self, project_id: i64, spec: &MetricSpec) -> Result<Metric> {
+        let id = eval::create_metric(&self.pool, project_id, spec, Utc::now()).await?;
+        self.existing_metric(project_id, id).await
+    }
+
+    async fn update_metric(&self, project_id: i64, id: i64, spec: &MetricSpec) -> Result<Metric> {
+        eval::update_metric(&self.pool, project_id, id, spec, Utc::now()).await?;
+        self.existing_metric(project_id, id).await
+    }
+
+    async fn delete_metric(&self, project_id: i64, id: i64) -> Result<()> {
+        eval::delete_metric(&self.pool, project_id, id, Utc::now()).await
+    }
+
+    async fn apply_metrics(&self, project_id: i64, specs: &[MetricSpec]) -> Result<ApplySummary> {
+        eval::apply_metrics(&self.pool, project_id, specs, Utc::now()).await
+    }
+
+    async fn rubric(&self, project_id: i64) -> Result<Vec<RubricRule>> {
+        eval::rubric(&mut *self.pool.acquire().await?, project_id).await
+    }
+
+    async fn set_rubric(&self, project_id: i64, rules: &[RubricRule]) -> Result<()> {
+        eval::set_rubric(&self.pool, project_id, rules).await
+    }
+
+    async fn judge_settings(&self, project_id: i64) -> Result<JudgeSettings> {
+        eval::judge_settings(&mut *self.pool.acquire().await?, project_id).await
+    }
+
+    async fn set_judge_settings(&self, project_id: i64, patch: &JudgeSettingsPatch) -> Result<()> {
+        eval::set_judge_settings(&self.pool, project_id, patch).await
+    }
+
+    async fn enqueue_evaluations(
+        &self,
+        project_id: i64,
+        filter: &ReevaluateFilter,
+        call_id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<usize> {
+        eval::enqueue_calls(&self.pool, project_id, filter, call_id, now).await
+    }
+
+    async fn claim_job(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease: TimeDelta,
+    ) -> Result<Option<Job>> {
+        eval::claim_job(&self.pool, worker, now, lease).await
+    }
+
+    async fn renew_lease(&self, job: &Job, now: DateTime<Utc>) -> Result<bool> {
+        eval::renew_lease(&self.pool, job, now).await
+    }
+
+    async fn complete_job(
+        &self,
+        job: &Job,
+        outcome: &CallEvaluation,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        eval::complete_job(&self.pool, job, outcome, now).await
+    }
+
+    async fn fail_job(
+        &self,
+        job: &Job,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        eval::fail_job(&self.pool, job, error, retry_at, now).await
+    }
+
+    async fn job_counts(&self, project_id: Option<i64>) -> Result<JobCounts> {
+        eval::job_counts(&self.pool, project_id).await
+    }
+
+    async fn evaluation_input(
+        &self,
+        project_id: i64,
+        call_id: &str,
+    ) -> Result<Option<EvaluationInput>> {
+        let Some(call) = self.call(project_id, call_id).await? else {
+            return Ok(None);
+        };
+        let agent = match call.summary.agent_id {
+            Some(id) => self
+                .list_agents(project_id)
+                .await?
+                .into_iter()
+                .find(|a| a.id == id),
+            None => None,
+        };
+        let scenario = match call.summary.run_id {
+            Some(run_id) => match self.run(project_id, run_id).await? {
+                Some(run) => self.scenario(project_id, run.scenario_id).await?,
+                None => None,
+            },
+            None => None,
+        };
+        let (metrics, rubric, judge) = eval::inputs(&self.pool, project_id).await?;
+        Ok(Some(EvaluationInput {
+            call,
+            agent,
+            scenario,
+            metrics,
+            rubric,
+            judge,
+        }))
+    }
+
+    async fn judge_cache_get(&self, key: &str) -> Result<Option<String>> {
+        eval::cache_get(&self.pool, key).await
+    }
+
+    async fn judge_cache_put(&self, key: &str, response: &str, now: DateTime<Utc>) -> Result<()> {
+        eval::cache_put(&self.pool, key, response, now).await
+    }
+
+    async fn metrics_summary(
+        &self,
+        project_id: i64,
+        agent_id: Option<i64>,
+        started_from_ms: Option<i64>,
+        started_before_ms: Option<i64>,
+    ) -> Result<Vec<MetricSummary>> {
+        eval::metrics_summary(
+            &self.pool,
+            project_id,
+            agent_id,
+            started_from_ms,
+            started_before_ms,
+        )
+        .await
     }
 
     async fn ping(&self) -> Result<()> {

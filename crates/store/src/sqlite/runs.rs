@@ -16,7 +16,7 @@ const LISTENING: &str = "('pending', 'in_progress', 'awaiting_transcript')";
 const RUN_COLUMNS: &str = "r.id, r.result_id, r.scenario_id, s.name AS scenario_name, r.agent_id,
     r.direction, r.tester_phone_number, r.agent_phone_number, r.status, r.created_at,
     r.updated_at, r.deadline_at, r.call_started_at, r.call_ended_at, r.call_id, r.matched_by,
-    r.late, r.error_message, r.finished_at, p.listening_window_seconds";
+    r.late, r.error_message, r.finished_at, r.success, p.listening_window_seconds";
 
 const RUN_FROM: &str = "FROM runs r JOIN scenarios s ON s.id = r.scenario_id
     JOIN projects p ON p.id = r.project_id";
@@ -51,6 +51,7 @@ fn run_from(row: &SqliteRow) -> Result<Run> {
         late: row.try_get("late")?,
         error_message: row.try_get("error_message")?,
         finished_at: opt_time(row.try_get("finished_at")?)?,
+        success: row.try_get("success")?,
     })
 }
 
@@ -147,13 +148,12 @@ pub(super) async fn attach_decided(
         .bind(run_id)
     } else {
         sqlx::query(
-            "UPDATE runs SET call_id = ?, matched_by = ?, status = 'completed', error_message = NULL,
-                finished_at = ?, updated_at = ?
+            "UPDATE runs SET call_id = ?, matched_by = ?, status = 'evaluating', error_message = NULL,
+                updated_at = ?
              WHERE id = ? AND call_id IS NULL",
         )
         .bind(call_id)
         .bind(by.as_str())
-        .bind(now)
         .bind(now)
         .bind(run_id)
     }
@@ -603,12 +603,11 @@ pub(super) async fn attach_call(
     }
     let now_ms = now.timestamp_millis();
     sqlx::query(
-        "UPDATE runs SET call_id = ?, matched_by = 'manual', status = 'completed',
-            error_message = NULL, finished_at = ?, updated_at = ?
+        "UPDATE runs SET call_id = ?, matched_by = 'manual', status = 'evaluating',
+            error_message = NULL, finished_at = NULL, success = NULL, updated_at = ?
          WHERE id = ?",
     )
     .bind(call_id)
-    .bind(now_ms)
     .bind(now_ms)
     .bind(run_id)
     .execute(&mut *tx)
@@ -622,6 +621,8 @@ pub(super) async fn attach_call(
     .bind(call_id)
     .execute(&mut *tx)
     .await?;
+    // Now a test call: evaluate it again, with the run's scenario.
+    super::eval::enqueue(&mut tx, project_id, call_id, now_ms).await?;
     tx.commit().await?;
     Ok(())
 }

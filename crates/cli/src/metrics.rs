@@ -1,0 +1,240 @@
+//! `callgrade metrics`: list, apply a TOML file of definitions, test a script on a stored call.
+
+use anyhow::{anyhow, bail, Context};
+use callgrade_core::{MetricKind, OutputType};
+use callgrade_server::{apply_file, AppState, MetricsFile, Settings};
+use callgrade_store::{JudgeSettingsPatch, Metric, Store};
+use clap::Subcommand;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use crate::admin::find_project;
+use crate::check::read_input;
+use crate::output::Output;
+use crate::DbArgs;
+
+#[derive(Subcommand)]
+pub enum MetricsCommand {
+    /// List a project's metrics.
+    List {
+        #[arg(long)]
+        project: String,
+    },
+    /// Create or update metrics (and the rubric, and the judge endpoint) from a TOML file, all
+    /// or nothing. See docs/metrics.md for the format.
+    Apply {
+        #[arg(long)]
+        project: String,
+        /// The TOML file, or - for standard input.
+        file: PathBuf,
+    },
+    /// Run a Rhai script metric on a stored call and print what it returns (nothing is stored).
+    Test {
+        #[arg(long)]
+        project: String,
+        /// Our call id.
+        #[arg(long)]
+        call: String,
+        /// The script file (.rhai), or - for standard input.
+        file: PathBuf,
+        /// The output type of the metric: binary, numeric, score, enum or text.
+        #[arg(long, default_value = "numeric")]
+        output: String,
+    },
+}
+
+/// The TOML file: `[[metrics]]`, optional `[[rubric]]`, optional `[judge]`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlFile {
+    #[serde(default)]
+    metrics: Vec<Value>,
+    rubric: Option<Vec<Value>>,
+    judge: Option<TomlJudge>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlJudge {
+    base_url: Option<String>,
+    model: Option<String>,
+    /// The name of an environment variable holding the key (keys stay out of files).
+    api_key_env: Option<String>,
+    concurrency: Option<u32>,
+}
+
+fn describe(m: &Metric) -> String {
+    format!(
+        "{:<6} {:<32} {:<10} {:<8} {:<10} {}",
+        m.id,
+        m.spec.name,
+        m.spec.kind.as_str(),
+        m.spec.output.as_str(),
+        m.spec.applies_to.as_str(),
+        if m.spec.enabled { "" } else { "(disabled)" }
+    )
+}
+
+pub async fn run(db: &DbArgs, cmd: MetricsCommand, out: &Output) -> anyhow::Result<ExitCode> {
+    let store = Arc::new(db.open().await?);
+    match cmd {
+        MetricsCommand::List { project } => {
+            let project = find_project(store.as_ref(), &project).await?;
+            let metrics = store.list_metrics(project.id).await?;
+            let rubric = store.rubric(project.id).await?;
+            out.print(&json!({"metrics": metrics, "rubric": rubric}), || {
+                let mut text = format!(
+                    "{:<6} {:<32} {:<10} {:<8} {:<10}",
+                    "ID", "NAME", "KIND", "OUTPUT", "APPLIES TO"
+                );
+                for m in &metrics {
+                    text.push('\n');
+                    text.push_str(&describe(m));
+                }
+                text.push_str(&format!("\nrubric: {} rule(s)", rubric.len()));
+                for r in &rubric {
+                    text.push_str(&format!("\n  {} {:?} {}", r.metric, r.op, r.value));
+                }
+                text
+            });
+        }
+        MetricsCommand::Apply { project, file } => {
+            let project = find_project(store.as_ref(), &project).await?;
+            let text = String::from_utf8(read_input(&file)?).context("the file is not UTF-8")?;
+            let parsed: TomlFile =
+                toml::from_str(&text).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+            let metrics_file: MetricsFile = serde_json::from_value(json!({
+                "metrics": parsed.metrics, "rubric": parsed.rubric,
+            }))
+            .map_err(|e| anyhow!("{}: {e}", file.display()))?;
+            let state = AppState::new(store.clone(), Settings::default());
+            let summary = apply_file(&state, project.id, metrics_file)
+                .await
+                .map_err(|e| {
+                    let problems: Vec<String> = e
+                        .body
+                        .errors
+                        .iter()
+                        .map(|p| format!("  {}: {}", p.path, p.message))
+                        .collect();
+                    anyhow!(
+                        "{} — nothing was changed:\n{}",
+                        e.body.detail,
+                        problems.join("\n")
+                    )
+                })?;
+            if let Some(judge) = parsed.judge {
+                let api_key = match judge.api_key_env {
+                    Some(var) => Some(std::env::var(&var).with_context(|| {
+                        format!("[judge] api_key_env names {var}, which is not set")
+                    })?),
+                    None => None,
+                };
+                let patch = JudgeSettingsPatch {
+                    base_url: judge.base_url,
+                    model: judge.model,
+                    api_key,
+                    concurrency: judge.concurrency,
+                };
+                store.set_judge_settings(project.id, &patch).await?;
+            }
+            out.print(&summary, || {
+                format!(
+                    "Applied to {:?}: {} created, {} updated, {} unchanged",
+                    project.name,
+                    summary.created.len(),
+                    summary.updated.len(),
+                    summary.unchanged.len()
+                )
+            });
+        }
+        MetricsCommand::Test {
+            project,
+            call,
+            file,
+            output,
+        } => {
+            let project = find_project(store.as_ref(), &project).await?;
+            let source =
+                String::from_utf8(read_input(&file)?).context("the script is not UTF-8")?;
+            let output = OutputType::parse(&output)
+                .ok_or_else(|| anyhow!("--output must be binary, numeric, score, enum or text"))?;
+            let input = store
+                .evaluation_input(project.id, &call)
+                .await?
+                .ok_or_else(|| anyhow!("no call {call:?} in project {:?}", project.name))?;
+            let state = AppState::new(store.clone(), Settings::default());
+            let now = chrono::Utc::now();
+            let metric = Metric {
+                id: 0,
+                project_id: project.id,
+                spec: callgrade_core::MetricSpec {
+                    name: file.display().to_string(),
+                    kind: MetricKind::Script,
+                    output,
+                    enum_values: Vec::new(),
+                    applies_to: Default::default(),
+                    agent_ids: Vec::new(),
+                    description: String::new(),
+                    config: json!({ "script": source }),
+                    enabled: true,
+                },
+                version: 0,
+                created_at: now,
+                updated_at: now,
+            };
+            let result = state
+                .evaluator
+                .try_metric(&input, metric, now)
+                .await
+                .map_err(|e| anyhow!(e.0))?;
+            let ok = result.status == callgrade_store::EvaluationStatus::Ok;
+            out.print(&result, || {
+                format!(
+                    "status:      {}\nresult:      {}\nexplanation: {}",
+                    result.status.as_str(),
+                    result
+                        .value
+                        .as_ref()
+                        .map_or("(unset)".into(), Value::to_string),
+                    result.explanation
+                )
+            });
+            if !ok {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `callgrade project judge`: where a project's judge metrics send their prompts.
+pub async fn set_judge(
+    db: &DbArgs,
+    project: &str,
+    patch: JudgeSettingsPatch,
+    out: &Output,
+) -> anyhow::Result<ExitCode> {
+    if let Some(url) = patch.base_url.as_deref().filter(|u| !u.is_empty()) {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            bail!("--base-url must be an http:// or https:// URL, e.g. https://api.openai.com/v1");
+        }
+    }
+    let store = db.open().await?;
+    let project = find_project(&store, project).await?;
+    store.set_judge_settings(project.id, &patch).await?;
+    let judge = store.judge_settings(project.id).await?;
+    out.print(&judge, || {
+        format!(
+            "Judge of {:?}: {} model {} (key {}), {} at once",
+            project.name,
+            judge.base_url.as_deref().unwrap_or("(server default)"),
+            judge.model.as_deref().unwrap_or("(server default)"),
+            if judge.api_key_set { "set" } else { "not set" },
+            judge.concurrency
+        )
+    });
+    Ok(ExitCode::SUCCESS)
+}

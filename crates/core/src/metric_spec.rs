@@ -1,0 +1,567 @@
+//! What a metric is: its kind, output type, scope and configuration, and the rubric rules that
+//! turn metric results into a pass/fail verdict. Pure definitions and validation.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{parse_name, FieldError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum MetricKind {
+    /// Computed exactly from the transcript and its times.
+    Builtin,
+    /// Judged by a model through an OpenAI-compatible endpoint.
+    LlmJudge,
+    /// A sandboxed Rhai script.
+    Script,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum OutputType {
+    /// true / false.
+    Binary,
+    /// Any number.
+    Numeric,
+    /// A number from 0 to 5.
+    Score,
+    /// One of `enum_values`.
+    Enum,
+    /// Free text (e.g. the end reason).
+    Text,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum AppliesTo {
+    /// Only calls that matched no test run.
+    Production,
+    /// Only calls attached to a test run.
+    Test,
+    #[default]
+    Both,
+}
+
+impl AppliesTo {
+    pub fn includes(self, is_test_call: bool) -> bool {
+        match self {
+            Self::Production => !is_test_call,
+            Self::Test => is_test_call,
+            Self::Both => true,
+        }
+    }
+}
+
+macro_rules! str_enum {
+    ($t:ty { $($v:ident => $s:literal),* $(,)? }) => {
+        impl $t {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$v => $s),* }
+            }
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($s => Some(Self::$v),)* _ => None }
+            }
+        }
+    };
+}
+str_enum!(MetricKind { Builtin => "builtin", LlmJudge => "llm_judge", Script => "script" });
+str_enum!(OutputType { Binary => "binary", Numeric => "numeric", Score => "score", Enum => "enum", Text => "text" });
+str_enum!(AppliesTo { Production => "production", Test => "test", Both => "both" });
+
+/// A metric as submitted by the API, the CLI or a TOML file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct MetricDraft {
+    pub name: String,
+    pub kind: MetricKind,
+    /// Required for judges and scripts; a builtin's defaults to its catalogue type.
+    pub output: Option<OutputType>,
+    /// The allowed values of an enum metric.
+    #[serde(default)]
+    pub enum_values: Vec<String>,
+    #[serde(default)]
+    pub applies_to: AppliesTo,
+    /// Only these agents; empty means every agent of the project.
+    #[serde(default)]
+    pub agent_ids: Vec<i64>,
+    /// For judges: the prompt, with {{variables}}. For others: what the metric means.
+    #[serde(default)]
+    pub description: String,
+    /// Builtin: `{"builtin": KEY, …thresholds}`. Judge: `{"template": NAME}` and/or
+    /// `{"model", "base_url"}`. Script: `{"script": SOURCE}`. Any kind: `{"pass": {"op", "value"}}`.
+    #[serde(default = "empty_object")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub config: Value,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A validated metric definition.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricSpec {
+    pub name: String,
+    pub kind: MetricKind,
+    pub output: OutputType,
+    pub enum_values: Vec<String>,
+    pub applies_to: AppliesTo,
+    pub agent_ids: Vec<i64>,
+    pub description: String,
+    pub config: Value,
+    pub enabled: bool,
+}
+
+/// Rubric and pass-threshold comparisons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    Gt,
+    Gte,
+    Lt,
+    Lte,
+    Eq,
+    Neq,
+    In,
+}
+
+impl Op {
+    /// Whether `actual op expected` holds. Numbers compare numerically, everything else by
+    /// equality; `in` needs an array.
+    pub fn holds(self, actual: &Value, expected: &Value) -> bool {
+        let num = |v: &Value| v.as_f64();
+        match self {
+            Op::Eq => equal(actual, expected),
+            Op::Neq => !equal(actual, expected),
+            Op::In => expected
+                .as_array()
+                .is_some_and(|items| items.iter().any(|e| equal(actual, e))),
+            _ => match (num(actual), num(expected)) {
+                (Some(a), Some(e)) => match self {
+                    Op::Gt => a > e,
+                    Op::Gte => a >= e,
+                    Op::Lt => a < e,
+                    Op::Lte => a <= e,
+                    _ => unreachable!("handled above"),
+                },
+                _ => false,
+            },
+        }
+    }
+
+    /// The operators that make sense for an output type.
+    pub fn allowed_for(self, output: OutputType) -> bool {
+        match output {
+            OutputType::Numeric | OutputType::Score => {
+                matches!(self, Op::Gt | Op::Gte | Op::Lt | Op::Lte | Op::Eq)
+            }
+            OutputType::Binary => matches!(self, Op::Eq | Op::Neq),
+            OutputType::Enum | OutputType::Text => matches!(self, Op::Eq | Op::Neq | Op::In),
+        }
+    }
+}
+
+fn equal(a: &Value, b: &Value) -> bool {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// A threshold: `value op expected`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Condition {
+    pub op: Op,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub value: Value,
+}
+
+/// One rubric rule: the named metric's value must satisfy the condition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RubricRule {
+    pub metric: String,
+    pub op: Op,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub value: Value,
+}
+
+/// The outcome of one rule on one call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RuleOutcome {
+    pub metric: String,
+    pub op: Op,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub expected: Value,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub actual: Option<Value>,
+    /// null when skipped: the metric produced no value.
+    pub passed: Option<bool>,
+}
+
+/// The rubric's verdict: every rule with a value holds (AND); rules without a value are skipped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RubricVerdict {
+    pub success: bool,
+    pub rules: Vec<RuleOutcome>,
+}
+
+/// Applies the rubric to a call's metric values (by metric name).
+pub fn apply_rubric<'a>(
+    rules: &[RubricRule],
+    value_of: impl Fn(&str) -> Option<&'a Value>,
+) -> RubricVerdict {
+    let rules: Vec<RuleOutcome> = rules
+        .iter()
+        .map(|r| {
+            let actual = value_of(&r.metric).cloned();
+            RuleOutcome {
+                metric: r.metric.clone(),
+                op: r.op,
+                expected: r.value.clone(),
+                passed: actual.as_ref().map(|a| r.op.holds(a, &r.value)),
+                actual,
+            }
+        })
+        .collect();
+    RubricVerdict {
+        success: rules.iter().all(|r| r.passed != Some(false)),
+        rules,
+    }
+}
+
+/// Checks a rubric against the project's metrics (name → output type).
+pub fn validate_rubric(
+    rules: &[RubricRule],
+    output_of: impl Fn(&str) -> Option<OutputType>,
+) -> Result<(), Vec<FieldError>> {
+    let mut errors = Vec::new();
+    for (i, rule) in rules.iter().enumerate() {
+        let path = format!("rules[{i}]");
+        match output_of(&rule.metric) {
+            None => errors.push(FieldError::new(
+                format!("{path}.metric"),
+                format!("no metric named {:?} in this project", rule.metric),
+            )),
+            Some(output) if !rule.op.allowed_for(output) => errors.push(FieldError::new(
+                format!("{path}.op"),
+                format!(
+                    "{:?} does not apply to a {} metric",
+                    rule.op,
+                    output.as_str()
+                ),
+            )),
+            Some(_) if rule.op == Op::In && !rule.value.is_array() => errors.push(FieldError::new(
+                format!("{path}.value"),
+                "\"in\" needs an array of values",
+            )),
+            Some(_) => {}
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+impl MetricDraft {
+    /// Validates a draft. `builtin_output` tells the catalogue type of a builtin key, or `None`
+    /// for an unknown key; `judge_template` the output type and values of a judge template.
+    pub fn validate(
+        self,
+        builtin_output: impl Fn(&str) -> Option<OutputType>,
+        judge_template: impl Fn(&str) -> Option<(OutputType, Vec<String>)>,
+    ) -> Result<MetricSpec, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let name = parse_name(&self.name)
+            .map_err(|e| errors.push(FieldError::new("name", e)))
+            .unwrap_or_default();
+        let config = match self.config {
+            Value::Object(_) => self.config,
+            Value::Null => empty_object(),
+            _ => {
+                errors.push(FieldError::new("config", "must be an object"));
+                empty_object()
+            }
+        };
+        let text = |key: &str| config.get(key).and_then(Value::as_str);
+        let mut output = self.output;
+        let mut enum_values = self.enum_values;
+        match self.kind {
+            MetricKind::Builtin => match text("builtin") {
+                None => errors.push(FieldError::new(
+                    "config.builtin",
+                    "names the builtin computation, e.g. \"agent_latency\" (see docs/metrics.md)",
+                )),
+                Some(key) => match builtin_output(key) {
+                    None => errors.push(FieldError::new(
+                        "config.builtin",
+                        format!("{key:?} is not a builtin metric (see docs/metrics.md)"),
+                    )),
+                    Some(catalogue) => {
+                        output.get_or_insert(catalogue);
+                    }
+                },
+            },
+            MetricKind::LlmJudge => {
+                if let Some(t) = text("template") {
+                    match judge_template(t) {
+                        None => errors.push(FieldError::new(
+                            "config.template",
+                            format!("{t:?} is not a judge template (see docs/metrics.md)"),
+                        )),
+                        Some((template_output, values)) => {
+                            if output.is_none_or(|o| o == template_output) && enum_values.is_empty()
+                            {
+                                enum_values = values;
+                            }
+                            output.get_or_insert(template_output);
+                        }
+                    }
+                } else if self.description.trim().is_empty() {
+                    errors.push(FieldError::new(
+                        "description",
+                        "a judge needs a prompt (the description) or config.template",
+                    ));
+                }
+            }
+            MetricKind::Script => {
+                if text("script").is_none_or(|s| s.trim().is_empty()) {
+                    errors.push(FieldError::new(
+                        "config.script",
+                        "a script metric needs its Rhai source",
+                    ));
+                }
+            }
+        }
+        let output = output.unwrap_or_else(|| {
+            if self.kind != MetricKind::Builtin {
+                errors.push(FieldError::new(
+                    "output",
+                    "is required: binary, numeric, score, enum or text",
+                ));
+            }
+            OutputType::Numeric
+        });
+        if output == OutputType::Enum && enum_values.is_empty() {
+            errors.push(FieldError::new(
+                "enum_values",
+                "an enum metric lists its values",
+            ));
+        }
+        if let Some(pass) = config.get("pass") {
+            match serde_json::from_value::<Condition>(pass.clone()) {
+                Ok(c) if c.op.allowed_for(output) => {}
+                Ok(c) => errors.push(FieldError::new(
+                    "config.pass.op",
+                    format!("{:?} does not apply to a {} metric", c.op, output.as_str()),
+                )),
+                Err(e) => errors.push(FieldError::new(
+                    "config.pass",
+                    format!("must be {{\"op\": \"lte\", \"value\": 2.0}}-like: {e}"),
+                )),
+            }
+        }
+        if errors.is_empty() {
+            Ok(MetricSpec {
+                name,
+                kind: self.kind,
+                output,
+                enum_values,
+                applies_to: self.applies_to,
+                agent_ids: self.agent_ids,
+                description: self.description,
+                config,
+                enabled: self.enabled,
+            })
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+impl MetricSpec {
+    /// Whether the metric's own pass condition holds for a value; `None` when it has none.
+    /// Binary metrics pass when true unless `config.pass` says otherwise.
+    pub fn passed(&self, value: &Value) -> Option<bool> {
+        match self
+            .config
+            .get("pass")
+            .and_then(|p| serde_json::from_value::<Condition>(p.clone()).ok())
+        {
+            Some(c) => Some(c.op.holds(value, &c.value)),
+            None if self.output == OutputType::Binary => value.as_bool(),
+            None => None,
+        }
+    }
+
+    /// Whether the metric evaluates a call of this agent, test or production.
+    pub fn applies(&self, agent_id: Option<i64>, is_test_call: bool) -> bool {
+        self.enabled
+            && self.applies_to.includes(is_test_call)
+            && (self.agent_ids.is_empty() || agent_id.is_some_and(|a| self.agent_ids.contains(&a)))
+    }
+}
+
+impl From<crate::BuiltinOutput> for OutputType {
+    fn from(o: crate::BuiltinOutput) -> Self {
+        match o {
+            crate::BuiltinOutput::Numeric => Self::Numeric,
+            crate::BuiltinOutput::Binary => Self::Binary,
+            crate::BuiltinOutput::Score => Self::Score,
+            crate::BuiltinOutput::Text => Self::Text,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn draft(kind: MetricKind, config: Value) -> MetricDraft {
+        MetricDraft {
+            name: "m".into(),
+            kind,
+            output: None,
+            enum_values: vec![],
+            applies_to: AppliesTo::Both,
+            agent_ids: vec![],
+            description: String::new(),
+            config,
+            enabled: true,
+        }
+    }
+
+    fn sentiment(name: &str) -> Option<(OutputType, Vec<String>)> {
+        (name == "sentiment")
+            .then(|| (OutputType::Enum, vec!["positive".into(), "negative".into()]))
+    }
+
+    fn builtins(key: &str) -> Option<OutputType> {
+        (key == "agent_latency").then_some(OutputType::Numeric)
+    }
+
+    #[test]
+    fn drafts() {
+        let ok = draft(
+            MetricKind::Builtin,
+            json!({"builtin": "agent_latency", "pass": {"op": "lte", "value": 2}}),
+        )
+        .validate(builtins, |_| None)
+        .unwrap();
+        assert_eq!(ok.output, OutputType::Numeric);
+        assert_eq!(ok.passed(&json!(1.5)), Some(true));
+        assert_eq!(ok.passed(&json!(2.5)), Some(false));
+
+        let paths = |d: MetricDraft| -> Vec<String> {
+            d.validate(builtins, sentiment)
+                .unwrap_err()
+                .into_iter()
+                .map(|e| e.path)
+                .collect()
+        };
+        assert_eq!(
+            paths(draft(MetricKind::Builtin, json!({"builtin": "nope"}))),
+            ["config.builtin"]
+        );
+        assert_eq!(
+            paths(draft(MetricKind::LlmJudge, json!({}))),
+            ["description", "output"]
+        );
+        assert_eq!(
+            paths(draft(MetricKind::Script, json!({"script": " "}))),
+            ["config.script", "output"]
+        );
+        let mut e = draft(MetricKind::LlmJudge, json!({}));
+        e.description = "Rate the call".into();
+        e.output = Some(OutputType::Enum);
+        assert_eq!(paths(e), ["enum_values"]);
+        let t = draft(MetricKind::LlmJudge, json!({"template": "sentiment"}))
+            .validate(builtins, sentiment)
+            .unwrap();
+        assert_eq!((t.output, t.enum_values.len()), (OutputType::Enum, 2));
+        assert_eq!(
+            paths(draft(
+                MetricKind::Builtin,
+                json!({"builtin": "agent_latency", "pass": {"op": "in", "value": [1]}})
+            )),
+            ["config.pass.op"]
+        );
+    }
+
+    #[test]
+    fn rubric_skips_missing_values_and_ands_the_rest() {
+        let rules = vec![
+            RubricRule {
+                metric: "latency".into(),
+                op: Op::Lte,
+                value: json!(2),
+            },
+            RubricRule {
+                metric: "outcome".into(),
+                op: Op::In,
+                value: json!(["pass", "review"]),
+            },
+            RubricRule {
+                metric: "judge".into(),
+                op: Op::Eq,
+                value: json!(true),
+            },
+        ];
+        let values = [("latency", json!(1.2)), ("outcome", json!("pass"))];
+        let look = |name: &str| values.iter().find(|(n, _)| *n == name).map(|(_, v)| v);
+        let verdict = apply_rubric(&rules, look);
+        assert!(verdict.success);
+        assert_eq!(verdict.rules[2].passed, None);
+
+        let values = [("latency", json!(2.5)), ("outcome", json!("pass"))];
+        let look = |name: &str| values.iter().find(|(n, _)| *n == name).map(|(_, v)| v);
+        assert!(!apply_rubric(&rules, look).success);
+        assert!(
+            apply_rubric(&[], |_| None).success,
+            "no rules: nothing fails"
+        );
+    }
+
+    #[test]
+    fn ops() {
+        assert!(Op::Gt.holds(&json!(3), &json!(2.5)));
+        assert!(
+            !Op::Lt.holds(&json!("3"), &json!(4)),
+            "strings never compare as numbers"
+        );
+        assert!(Op::Eq.holds(&json!(1), &json!(1.0)));
+        assert!(Op::Neq.holds(&json!(true), &json!(false)));
+        assert!(!Op::In.holds(&json!("x"), &json!("x")), "in needs an array");
+    }
+
+    #[test]
+    fn scope() {
+        let mut spec = draft(MetricKind::Builtin, json!({"builtin": "agent_latency"}))
+            .validate(builtins, |_| None)
+            .unwrap();
+        spec.applies_to = AppliesTo::Test;
+        spec.agent_ids = vec![3];
+        assert!(spec.applies(Some(3), true));
+        assert!(!spec.applies(Some(3), false));
+        assert!(!spec.applies(Some(4), true));
+        assert!(!spec.applies(None, true));
+    }
+}

@@ -1,0 +1,347 @@
+//! Evaluation: every applicable metric of a project on one call, then the rubric.
+//!
+//! Builtin metrics are exact computations over message times (`callgrade_core`); judges go
+//! through any OpenAI-compatible endpoint ([`judge`]); scripts run in a sandboxed Rhai engine
+//! ([`script`]). [`Evaluator::evaluate`] ties them together and never fails because one metric
+//! did: a metric's failure is that metric's result. Only a judge endpoint that stays unreachable
+//! fails the whole evaluation, so the job is retried later.
+
+pub mod judge;
+mod render;
+pub mod script;
+pub mod templates;
+
+use callgrade_core::{
+    apply_rubric, compute_all_builtins, compute_builtin, BuiltinConfig, BuiltinOutcome,
+    Conversation, MetricKind, MetricValue,
+};
+use callgrade_store::{
+    CallEvaluation, Evaluation, EvaluationInput, EvaluationStatus, JudgeSettings, Metric,
+};
+use chrono::{DateTime, Utc};
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+
+pub use judge::{JudgeCache, JudgeClient, JudgeDefaults, JudgeError};
+pub use render::{render_prompt, transcript_text, Variables};
+pub use script::{run_script, ScriptLimits, ScriptOutcome};
+
+/// Why an evaluation could not finish; the job is retried.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct EvalError(pub String);
+
+/// Evaluates calls with a judge client and its cache.
+pub struct Evaluator {
+    pub judge: JudgeClient,
+    pub cache: std::sync::Arc<dyn JudgeCache>,
+    pub script_limits: ScriptLimits,
+}
+
+/// What one metric produced before it is stamped with its metric.
+struct Produced {
+    status: EvaluationStatus,
+    value: Option<Value>,
+    explanation: String,
+    details: Value,
+}
+
+impl Produced {
+    fn from_builtin(outcome: BuiltinOutcome) -> Self {
+        let mut details = outcome.details;
+        if !outcome.warnings.is_empty() {
+            if let Some(map) = details.as_object_mut() {
+                map.insert("warnings".into(), json!(outcome.warnings));
+            } else {
+                details = json!({ "value": details, "warnings": outcome.warnings });
+            }
+        }
+        match (outcome.value, outcome.not_computable) {
+            (Some(v), _) => Self {
+                status: EvaluationStatus::Ok,
+                value: Some(metric_value_json(v)),
+                explanation: outcome.explanation,
+                details,
+            },
+            (None, reason) => Self {
+                status: EvaluationStatus::NotComputable,
+                value: None,
+                explanation: reason.unwrap_or(outcome.explanation),
+                details,
+            },
+        }
+    }
+
+    fn error(message: String) -> Self {
+        Self {
+            status: EvaluationStatus::Error,
+            value: None,
+            explanation: message,
+            details: json!({}),
+        }
+    }
+}
+
+fn metric_value_json(v: MetricValue) -> Value {
+    match v {
+        MetricValue::Bool(b) => Value::Bool(b),
+        MetricValue::Number(n) => json!(n),
+        MetricValue::Text(t) => Value::String(t),
+    }
+}
+
+/// A builtin metric's own knobs, from its config (unknown keys are ignored).
+fn builtin_config(config: &Value) -> Option<BuiltinConfig> {
+    let map = config.as_object()?;
+    let knobs: Map<String, Value> = map
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "builtin" | "pass"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if knobs.is_empty() {
+        return None;
+    }
+    serde_json::from_value(Value::Object(knobs)).ok()
+}
+
+impl Evaluator {
+    /// Evaluates every metric that applies to the call, then the rubric.
+    pub async fn evaluate(
+        &self,
+        input: &EvaluationInput,
+        now: DateTime<Utc>,
+    ) -> Result<CallEvaluation, EvalError> {
+        let call = &input.call;
+        let conversation = Conversation {
+            duration_seconds: call.summary.duration_seconds,
+            messages: &call.messages,
+            ended_reason: &call.summary.ended_reason,
+        };
+        let defaults = BuiltinConfig::default();
+        let builtins: HashMap<&str, BuiltinOutcome> =
+            compute_all_builtins(&conversation, &defaults)
+                .into_iter()
+                .collect();
+        let applicable: Vec<&Metric> = input
+            .metrics
+            .iter()
+            .filter(|m| m.spec.applies(call.summary.agent_id, input.is_test_call()))
+            .collect();
+
+        let mut produced: Vec<(&Metric, Produced)> = Vec::with_capacity(applicable.len());
+        // Builtins first: scripts see their values.
+        for metric in applicable
+            .iter()
+            .filter(|m| m.spec.kind == MetricKind::Builtin)
+        {
+            let key = metric.spec.config["builtin"].as_str().unwrap_or_default();
+            let outcome = match builtin_config(&metric.spec.config) {
+                Some(cfg) => compute_builtin(key, &conversation, &cfg),
+                None => builtins.get(key).cloned(),
+            };
+            let p = outcome.map_or_else(
+                || Produced::error(format!("{key:?} is not a builtin metric")),
+                Produced::from_builtin,
+            );
+            produced.push((metric, p));
+        }
+        let builtin_values: Map<String, Value> = builtins
+            .iter()
+            .filter_map(|(k, o)| {
+                o.value
+                    .clone()
+                    .map(|v| ((*k).to_owned(), metric_value_json(v)))
+            })
+            .collect();
+
+        let variables = Variables::of(input, now);
+        for metric in applicable
+            .iter()
+            .filter(|m| m.spec.kind == MetricKind::Script)
+        {
+            let source = metric.spec.config["script"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let data = script::script_data(input, &builtin_values);
+            let p = match run_script(&source, data, self.script_limits).await {
+                Ok(out) => Produced {
+                    status: if out.value.is_some() {
+                        EvaluationStatus::Ok
+                    } else {
+                        EvaluationStatus::NotComputable
+                    },
+                    value: out.value,
+                    explanation: out.explanation,
+                    details: json!({ "operations": out.operations }),
+                },
+                Err(e) => Produced::error(format!("script error: {e}")),
+            };
+            produced.push((metric, p));
+        }
+
+        let judges: Vec<&Metric> = applicable
+            .iter()
+            .copied()
+            .filter(|m| m.spec.kind == MetricKind::LlmJudge)
+            .collect();
+        for metric in judges {
+            let p = self.judge_metric(metric, &variables, &input.judge).await?;
+            produced.push((metric, p));
+        }
+
+        let evaluations: Vec<Evaluation> = produced
+            .into_iter()
+            .map(|(metric, p)| Evaluation {
+                metric_id: metric.id,
+                metric_name: metric.spec.name.clone(),
+                metric_version: metric.version,
+                kind: metric.spec.kind,
+                output: metric.spec.output,
+                status: p.status,
+                passed: p.value.as_ref().and_then(|v| metric.spec.passed(v)),
+                value: p.value,
+                explanation: p.explanation,
+                details: p.details,
+                evaluated_at: now,
+            })
+            .collect();
+        let verdict = apply_rubric(&input.rubric, |name| {
+            evaluations
+                .iter()
+                .find(|e| e.metric_name == name)
+                .and_then(|e| e.value.as_ref())
+        });
+        Ok(CallEvaluation {
+            evaluations,
+            verdict,
+        })
+    }
+
+    async fn judge_metric(
+        &self,
+        metric: &Metric,
+        variables: &Variables,
+        settings: &JudgeSettings,
+    ) -> Result<Produced, EvalError> {
+        let spec = &metric.spec;
+        let template = spec.config["template"]
+            .as_str()
+            .and_then(templates::template);
+        let prompt_source = if spec.description.trim().is_empty() {
+            template.map(|t| t.prompt).unwrap_or_default()
+        } else {
+            spec.description.as_str()
+        };
+        let endpoint = match self.judge.endpoint(settings, &spec.config) {
+            Ok(e) => e,
+            Err(reason) => {
+                return Ok(Produced {
+                    status: EvaluationStatus::Skipped,
+                    value: None,
+                    explanation: reason,
+                    details: json!({}),
+                })
+            }
+        };
+        let (prompt, missing) = render_prompt(prompt_source, variables);
+        let request = judge::JudgeRequest {
+            system: templates::SYSTEM_PROMPT.to_owned(),
+            prompt,
+            schema: judge::verdict_schema(spec, template),
+        };
+        match self
+            .judge
+            .judge(
+                &endpoint,
+                &request,
+                metric.project_id,
+                settings.concurrency,
+                self.cache.as_ref(),
+            )
+            .await
+        {
+            Ok(answer) => {
+                let verdict = answer.verdict.get("verdict").cloned();
+                let explanation = answer.verdict["explanation"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                let checked = verdict.and_then(|v| judge::check_verdict(spec, v));
+                let mut details = json!({
+                    "model": answer.model,
+                    "prompt_sha256": answer.prompt_hash,
+                    "usage": answer.usage,
+                    "elapsed_ms": answer.elapsed_ms,
+                    "cached": answer.cached,
+                    "response": answer.verdict,
+                });
+                if !missing.is_empty() {
+                    details["missing_variables"] = json!(missing);
+                }
+                Ok(match checked {
+                    Some(value) => Produced {
+                        status: EvaluationStatus::Ok,
+                        value: Some(value),
+                        explanation,
+                        details,
+                    },
+                    None => Produced {
+                        status: EvaluationStatus::Error,
+                        value: None,
+                        explanation: format!(
+                            "the judge's verdict does not fit a {} metric",
+                            spec.output.as_str()
+                        ),
+                        details,
+                    },
+                })
+            }
+            Err(JudgeError::Invalid(message)) => Ok(Produced::error(message)),
+            Err(JudgeError::Transient(message)) => Err(EvalError(format!(
+                "judge endpoint unavailable for metric {:?}: {message}",
+                spec.name
+            ))),
+        }
+    }
+}
+
+/// Validates a metric draft against the builtin catalogue and the judge templates.
+pub fn validate_metric(
+    draft: callgrade_core::MetricDraft,
+) -> Result<callgrade_core::MetricSpec, Vec<callgrade_core::FieldError>> {
+    draft.validate(
+        |key| callgrade_core::builtin_metric(key).map(|b| b.output.into()),
+        |name| {
+            templates::template(name).map(|t| {
+                (
+                    t.output,
+                    t.enum_values.iter().map(|v| (*v).to_owned()).collect(),
+                )
+            })
+        },
+    )
+}
+
+/// Evaluates one metric on one call, outside the queue: "try this metric", `metrics test`.
+impl Evaluator {
+    pub async fn try_metric(
+        &self,
+        input: &EvaluationInput,
+        metric: Metric,
+        now: DateTime<Utc>,
+    ) -> Result<Evaluation, EvalError> {
+        let mut one = input.clone();
+        one.metrics = vec![metric];
+        one.rubric = Vec::new();
+        // Scope filters are for the queue; a user trying a metric wants its answer.
+        one.metrics[0].spec.applies_to = callgrade_core::AppliesTo::Both;
+        one.metrics[0].spec.agent_ids.clear();
+        one.metrics[0].spec.enabled = true;
+        let mut outcome = self.evaluate(&one, now).await?;
+        outcome
+            .evaluations
+            .pop()
+            .ok_or_else(|| EvalError("the metric produced no result".into()))
+    }
+}

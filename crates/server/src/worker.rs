@@ -1,0 +1,153 @@
+//! Evaluation workers: claim a job, evaluate its call, write the results and mark the job done
+//! in one transaction. A crash between claim and commit leaves the job's lease to expire, and
+//! another worker runs it again; running a job again replaces its results, so each call's
+//! results are written exactly once.
+
+use callgrade_eval::{EvalError, Evaluator, JudgeCache};
+use callgrade_store::{CallEvaluation, Job, Store};
+use chrono::TimeDelta;
+use rand::Rng;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::{AppState, Clock};
+
+/// How workers run.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerSettings {
+    /// Workers inside `serve`; 0 leaves evaluation to `callgrade worker`.
+    pub count: usize,
+    /// A job whose worker stops renewing for this long is taken over by another.
+    pub lease: TimeDelta,
+    /// How often an idle worker looks for jobs (it is also woken at once by new calls).
+    pub poll: Duration,
+    /// Attempts before a job is dead.
+    pub max_attempts: i64,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            count: 2,
+            lease: TimeDelta::seconds(30),
+            poll: Duration::from_millis(500),
+            max_attempts: 5,
+        }
+    }
+}
+
+/// The judge cache, kept in the store.
+pub struct StoreCache {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+}
+
+#[async_trait::async_trait]
+impl JudgeCache for StoreCache {
+    async fn get(&self, key: &str) -> Option<String> {
+        self.store.judge_cache_get(key).await.ok().flatten()
+    }
+
+    async fn put(&self, key: &str, value: &str) {
+        if let Err(e) = self
+            .store
+            .judge_cache_put(key, value, self.clock.now())
+            .await
+        {
+            tracing::warn!(error = %e, "could not cache a judge verdict");
+        }
+    }
+}
+
+/// Waits before retry `attempt` (1-based): 2 s, 4 s, 8 s… up to 10 min, with up to 25% jitter.
+pub fn retry_delay(attempt: i64) -> Duration {
+    let base = 2_000u64
+        .saturating_mul(1 << attempt.clamp(1, 20).saturating_sub(1))
+        .min(600_000);
+    Duration::from_millis(base + rand::thread_rng().gen_range(0..=base / 4))
+}
+
+/// Runs one worker until the task is aborted.
+pub async fn run_worker(state: AppState, name: String) {
+    let settings = state.settings.workers;
+    loop {
+        match state
+            .store
+            .claim_job(&name, state.clock.now(), settings.lease)
+            .await
+        {
+            Ok(Some(job)) => process(&state, &job).await,
+            Ok(None) => {
+                tokio::select! {
+                    () = state.jobs_ready.notified() => {}
+                    () = tokio::time::sleep(settings.poll) => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, worker = %name, "could not claim a job");
+                tokio::time::sleep(settings.poll).await;
+            }
+        }
+    }
+}
+
+/// Evaluates one claimed job and records how it ended.
+pub async fn process(state: &AppState, job: &Job) {
+    let lease = state.settings.workers.lease;
+    let renew = {
+        let (store, clock, job) = (state.store.clone(), state.clock.clone(), job.clone());
+        tokio::spawn(async move {
+            let every = (lease / 3).to_std().unwrap_or(Duration::from_secs(10));
+            loop {
+                tokio::time::sleep(every).await;
+                if !matches!(store.renew_lease(&job, clock.now()).await, Ok(true)) {
+                    break;
+                }
+            }
+        })
+    };
+    let result = evaluate(state, &state.evaluator, job).await;
+    renew.abort();
+    let now = state.clock.now();
+    match result {
+        Ok(outcome) => match state.store.complete_job(job, &outcome, now).await {
+            Ok(true) => tracing::debug!(job = job.id, call = %job.call_id, "evaluated"),
+            Ok(false) => tracing::warn!(
+                job = job.id,
+                "another worker took this job over; its results were kept"
+            ),
+            Err(e) => tracing::error!(job = job.id, error = %e, "could not store an evaluation"),
+        },
+        Err(e) => {
+            let retry_at = (job.attempts < state.settings.workers.max_attempts).then(|| {
+                now + TimeDelta::from_std(retry_delay(job.attempts))
+                    .unwrap_or(TimeDelta::minutes(1))
+            });
+            match retry_at {
+                Some(at) => {
+                    tracing::warn!(job = job.id, attempt = job.attempts, retry_at = %at, error = %e, "evaluation failed; will retry")
+                }
+                None => {
+                    tracing::error!(job = job.id, attempts = job.attempts, error = %e, "evaluation failed for good; the job is dead")
+                }
+            }
+            if let Err(e) = state.store.fail_job(job, &e.0, retry_at, now).await {
+                tracing::error!(job = job.id, error = %e, "could not record a failed job");
+            }
+        }
+    }
+}
+
+async fn evaluate(
+    state: &AppState,
+    evaluator: &Evaluator,
+    job: &Job,
+) -> Result<CallEvaluation, EvalError> {
+    let input = state
+        .store
+        .evaluation_input(job.project_id, &job.call_id)
+        .await
+        .map_err(|e| EvalError(format!("could not load the call: {e}")))?
+        .ok_or_else(|| EvalError(format!("call {} no longer exists", job.call_id)))?;
+    evaluator.evaluate(&input, state.clock.now()).await
+}

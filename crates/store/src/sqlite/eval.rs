@@ -1,0 +1,725 @@
+//! Metrics, evaluations, the job queue and the judge cache on SQLite.
+
+use callgrade_core::{
+    AppliesTo, MetricKind, MetricSpec, OutputType, RubricRule, RubricVerdict, BUILTIN_METRICS,
+};
+use chrono::{DateTime, TimeDelta, Utc};
+use serde_json::{json, Value};
+use sqlx::sqlite::{SqliteConnection, SqlitePool, SqliteRow};
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use super::{from_json, parse_column, time, to_json};
+use crate::model::*;
+use crate::{Result, StoreError};
+
+const METRIC_COLUMNS: &str = "id, project_id, name, kind, output, enum_values, applies_to,
+    agent_ids, description, config, enabled, version, created_at, updated_at";
+
+fn metric_from(row: &SqliteRow) -> Result<Metric> {
+    let kind: String = row.try_get("kind")?;
+    let output: String = row.try_get("output")?;
+    let applies_to: String = row.try_get("applies_to")?;
+    Ok(Metric {
+        id: row.try_get("id")?,
+        project_id: row.try_get("project_id")?,
+        spec: MetricSpec {
+            name: row.try_get("name")?,
+            kind: parse_column(&kind, MetricKind::parse)?,
+            output: parse_column(&output, OutputType::parse)?,
+            enum_values: from_json(row.try_get("enum_values")?)?,
+            applies_to: parse_column(&applies_to, AppliesTo::parse)?,
+            agent_ids: from_json(row.try_get("agent_ids")?)?,
+            description: row.try_get("description")?,
+            config: from_json(row.try_get("config")?)?,
+            enabled: row.try_get("enabled")?,
+        },
+        version: row.try_get("version")?,
+        created_at: time(row.try_get("created_at")?)?,
+        updated_at: time(row.try_get("updated_at")?)?,
+    })
+}
+
+/// The catalogue's deterministic metrics, installed in every new project.
+pub(super) fn default_metrics() -> Vec<MetricSpec> {
+    BUILTIN_METRICS
+        .iter()
+        .map(|b| {
+            let mut config = json!({ "builtin": b.key });
+            // Silence is the one builtin whose `true` is bad news.
+            if b.key == "silence_detected" {
+                config["pass"] = json!({"op": "eq", "value": false});
+            }
+            MetricSpec {
+                name: b.key.to_owned(),
+                kind: MetricKind::Builtin,
+                output: b.output.into(),
+                enum_values: Vec::new(),
+                applies_to: AppliesTo::Both,
+                agent_ids: Vec::new(),
+                description: b.description.to_owned(),
+                config,
+                enabled: true,
+            }
+        })
+        .collect()
+}
+
+pub(super) async fn insert_metric(
+    conn: &mut SqliteConnection,
+    project_id: i64,
+    spec: &MetricSpec,
+    now: i64,
+) -> Result<i64> {
+    let id = sqlx::query_scalar(
+        "INSERT INTO metrics (project_id, name, kind, output, enum_values, applies_to, agent_ids,
+            description, config, enabled, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(project_id)
+    .bind(&spec.name)
+    .bind(spec.kind.as_str())
+    .bind(spec.output.as_str())
+    .bind(to_json(&spec.enum_values))
+    .bind(spec.applies_to.as_str())
+    .bind(to_json(&spec.agent_ids))
+    .bind(&spec.description)
+    .bind(to_json(&spec.config))
+    .bind(spec.enabled)
+    .bind(now)
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| name_taken(e, &spec.name))?;
+    Ok(id)
+}
+
+fn name_taken(e: sqlx::Error, name: &str) -> StoreError {
+    if super::unique_violation(&e) {
+        StoreError::AlreadyExists(format!("a metric named {name:?} already exists"))
+    } else {
+        e.into()
+    }
+}
+
+async fn update_metric_row(
+    conn: &mut SqliteConnection,
+    id: i64,
+    spec: &MetricSpec,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE metrics SET name = ?, kind = ?, output = ?, enum_values = ?, applies_to = ?,
+            agent_ids = ?, description = ?, config = ?, enabled = ?, version = version + 1,
+            updated_at = ?
+         WHERE id = ?",
+    )
+    .bind(&spec.name)
+    .bind(spec.kind.as_str())
+    .bind(spec.output.as_str())
+    .bind(to_json(&spec.enum_values))
+    .bind(spec.applies_to.as_str())
+    .bind(to_json(&spec.agent_ids))
+    .bind(&spec.description)
+    .bind(to_json(&spec.config))
+    .bind(spec.enabled)
+    .bind(now)
+    .bind(id)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| name_taken(e, &spec.name))?;
+    Ok(())
+}
+
+async fn live_metrics(conn: &mut SqliteConnection, project_id: i64) -> Result<Vec<Metric>> {
+    sqlx::query(&format!(
+        "SELECT {METRIC_COLUMNS} FROM metrics WHERE project_id = ? AND deleted_at IS NULL ORDER BY id"
+    ))
+    .bind(project_id)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(metric_from)
+    .collect()
+}
+
+pub(super) async fn list_metrics(pool: &SqlitePool, project_id: i64) -> Result<Vec<Metric>> {
+    live_metrics(&mut *pool.acquire().await?, project_id).await
+}
+
+pub(super) async fn metric(pool: &SqlitePool, project_id: i64, id: i64) -> Result<Option<Metric>> {
+    sqlx::query(&format!(
+        "SELECT {METRIC_COLUMNS} FROM metrics WHERE project_id = ? AND id = ? AND deleted_at IS NULL"
+    ))
+    .bind(project_id)
+    .bind(id)
+    .fetch_optional(pool)
+    .await?
+    .as_ref()
+    .map(metric_from)
+    .transpose()
+}
+
+pub(super) async fn create_metric(
+    pool: &SqlitePool,
+    project_id: i64,
+    spec: &MetricSpec,
+    now: DateTime<Utc>,
+) -> Result<i64> {
+    let mut conn = pool.acquire().await?;
+    insert_metric(&mut conn, project_id, spec, now.timestamp_millis()).await
+}
+
+pub(super) async fn update_metric(
+    pool: &SqlitePool,
+    project_id: i64,
+    id: i64,
+    spec: &MetricSpec,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let exists: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM metrics WHERE id = ? AND project_id = ? AND deleted_at IS NULL",
+    )
+    .bind(id)
+    .bind(project_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if exists.is_none() {
+        return Err(StoreError::NotFound(format!(
+            "no metric {id} in this project"
+        )));
+    }
+    update_metric_row(&mut tx, id, spec, now.timestamp_millis()).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn delete_metric(
+    pool: &SqlitePool,
+    project_id: i64,
+    id: i64,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let deleted = sqlx::query(
+        "UPDATE metrics SET deleted_at = ? WHERE id = ? AND project_id = ? AND deleted_at IS NULL",
+    )
+    .bind(now.timestamp_millis())
+    .bind(id)
+    .bind(project_id)
+    .execute(pool)
+    .await?;
+    if deleted.rows_affected() == 0 {
+        return Err(StoreError::NotFound(format!(
+            "no metric {id} in this project"
+        )));
+    }
+    Ok(())
+}
+
+/// Creates or updates metrics by name, in one transaction; an unchanged one keeps its version.
+pub(super) async fn apply_metrics(
+    pool: &SqlitePool,
+    project_id: i64,
+    specs: &[MetricSpec],
+    now: DateTime<Utc>,
+) -> Result<ApplySummary> {
+    let now = now.timestamp_millis();
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let existing = live_metrics(&mut tx, project_id).await?;
+    let mut summary = ApplySummary::default();
+    for spec in specs {
+        match existing.iter().find(|m| m.spec.name == spec.name) {
+            Some(m) if &m.spec == spec => summary.unchanged.push(spec.name.clone()),
+            Some(m) => {
+                update_metric_row(&mut tx, m.id, spec, now).await?;
+                summary.updated.push(spec.name.clone());
+            }
+            None => {
+                insert_metric(&mut tx, project_id, spec, now).await?;
+                summary.created.push(spec.name.clone());
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(summary)
+}
+
+pub(super) async fn rubric(
+    conn: &mut SqliteConnection,
+    project_id: i64,
+) -> Result<Vec<RubricRule>> {
+    let text: String = sqlx::query_scalar("SELECT rubric FROM projects WHERE id = ?")
+        .bind(project_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    from_json(&text)
+}
+
+pub(super) async fn set_rubric(
+    pool: &SqlitePool,
+    project_id: i64,
+    rules: &[RubricRule],
+) -> Result<()> {
+    sqlx::query("UPDATE projects SET rubric = ? WHERE id = ?")
+        .bind(to_json(&rules))
+        .bind(project_id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+pub(super) async fn judge_settings(
+    conn: &mut SqliteConnection,
+    project_id: i64,
+) -> Result<JudgeSettings> {
+    let row = sqlx::query(
+        "SELECT judge_base_url, judge_model, judge_api_key, judge_concurrency FROM projects WHERE id = ?",
+    )
+    .bind(project_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    let api_key: Option<String> = row.try_get("judge_api_key")?;
+    Ok(JudgeSettings {
+        base_url: row.try_get("judge_base_url")?,
+        model: row.try_get("judge_model")?,
+        api_key_set: api_key.is_some(),
+        api_key,
+        concurrency: row.try_get::<i64, _>("judge_concurrency")?.max(1) as u32,
+    })
+}
+
+pub(super) async fn set_judge_settings(
+    pool: &SqlitePool,
+    project_id: i64,
+    patch: &JudgeSettingsPatch,
+) -> Result<()> {
+    // `Some("")` clears a field, `None` keeps it.
+    let field = |v: &Option<String>| -> (bool, Option<String>) {
+        match v {
+            None => (false, None),
+            Some(s) if s.is_empty() => (true, None),
+            Some(s) => (true, Some(s.clone())),
+        }
+    };
+    let (set_url, url) = field(&patch.base_url);
+    let (set_model, model) = field(&patch.model);
+    let (set_key, key) = field(&patch.api_key);
+    sqlx::query(
+        "UPDATE projects SET
+            judge_base_url = CASE WHEN ? THEN ? ELSE judge_base_url END,
+            judge_model = CASE WHEN ? THEN ? ELSE judge_model END,
+            judge_api_key = CASE WHEN ? THEN ? ELSE judge_api_key END,
+            judge_concurrency = COALESCE(?, judge_concurrency)
+         WHERE id = ?",
+    )
+    .bind(set_url)
+    .bind(url)
+    .bind(set_model)
+    .bind(model)
+    .bind(set_key)
+    .bind(key)
+    .bind(patch.concurrency.map(i64::from))
+    .bind(project_id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Queues an evaluation of a call, unless one is already waiting.
+pub(super) async fn enqueue(
+    conn: &mut SqliteConnection,
+    project_id: i64,
+    call_id: &str,
+    now: i64,
+) -> Result<bool> {
+    let inserted = sqlx::query(
+        "INSERT INTO jobs (kind, project_id, call_id, status, run_at, created_at)
+         SELECT 'evaluate_call', ?1, ?2, 'queued', ?3, ?3
+         WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE call_id = ?2 AND status = 'queued')",
+    )
+    .bind(project_id)
+    .bind(call_id)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
+pub(super) async fn enqueue_calls(
+    pool: &SqlitePool,
+    project_id: i64,
+    filter: &ReevaluateFilter,
+    call_id: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<usize> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut q = QueryBuilder::<Sqlite>::new("SELECT id FROM calls WHERE project_id = ");
+    q.push_bind(project_id);
+    if let Some(id) = call_id {
+        q.push(" AND id = ").push_bind(id.to_owned());
+    }
+    if let Some(agent_id) = filter.agent_id {
+        q.push(" AND agent_id = ").push_bind(agent_id);
+    }
+    if let Some(from) = filter.started_from_ms {
+        q.push(" AND started_at >= ").push_bind(from);
+    }
+    if let Some(before) = filter.started_before_ms {
+        q.push(" AND started_at < ").push_bind(before);
+    }
+    let ids: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await?;
+    if call_id.is_some() && ids.is_empty() {
+        return Err(StoreError::NotFound(format!(
+            "no call {:?} in this project",
+            call_id.unwrap_or_default()
+        )));
+    }
+    let now = now.timestamp_millis();
+    let mut queued = 0;
+    for id in &ids {
+        if enqueue(&mut tx, project_id, id, now).await? {
+            queued += 1;
+        }
+    }
+    tx.commit().await?;
+    Ok(queued)
+}
+
+/// Claims the oldest ready job, or one whose worker stopped renewing its lease.
+pub(super) async fn claim_job(
+    pool: &SqlitePool,
+    worker: &str,
+    now: DateTime<Utc>,
+    lease: TimeDelta,
+) -> Result<Option<Job>> {
+    let now_ms = now.timestamp_millis();
+    let row: Option<(i64, i64, String, i64)> = sqlx::query_as(
+        "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_at = ?1, locked_by = ?2
+         WHERE id = (
+            SELECT id FROM jobs
+            WHERE (status = 'queued' AND run_at <= ?1) OR (status = 'running' AND locked_at < ?3)
+            ORDER BY id LIMIT 1)
+         RETURNING id, project_id, call_id, attempts",
+    )
+    .bind(now_ms)
+    .bind(worker)
+    .bind((now - lease).timestamp_millis())
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|(id, project_id, call_id, attempts)| Job {
+        id,
+        project_id,
+        call_id,
+        attempts,
+        worker: worker.to_owned(),
+    }))
+}
+
+/// Renews a running job's lease; false when another worker has taken it over.
+pub(super) async fn renew_lease(pool: &SqlitePool, job: &Job, now: DateTime<Utc>) -> Result<bool> {
+    let updated = sqlx::query(
+        "UPDATE jobs SET locked_at = ? WHERE id = ? AND status = 'running' AND locked_by = ?",
+    )
+    .bind(now.timestamp_millis())
+    .bind(job.id)
+    .bind(&job.worker)
+    .execute(pool)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Writes a job's results and marks it done, atomically. False (and nothing written) when the
+/// job's lease was lost to another worker.
+pub(super) async fn complete_job(
+    pool: &SqlitePool,
+    job: &Job,
+    outcome: &CallEvaluation,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let now_ms = now.timestamp_millis();
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let done = sqlx::query(
+        "UPDATE jobs SET status = 'done', finished_at = ?, last_error = NULL
+         WHERE id = ? AND status = 'running' AND locked_by = ?",
+    )
+    .bind(now_ms)
+    .bind(job.id)
+    .bind(&job.worker)
+    .execute(&mut *tx)
+    .await?;
+    if done.rows_affected() != 1 {
+        return Ok(false);
+    }
+    // Running a job again replaces its results.
+    sqlx::query("DELETE FROM evaluations WHERE call_id = ?")
+        .bind(&job.call_id)
+        .execute(&mut *tx)
+        .await?;
+    for e in &outcome.evaluations {
+        sqlx::query(
+            "INSERT INTO evaluations (project_id, call_id, metric_id, metric_name, metric_version,
+                kind, output, status, value, passed, explanation, details, evaluated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(job.project_id)
+        .bind(&job.call_id)
+        .bind(e.metric_id)
+        .bind(&e.metric_name)
+        .bind(e.metric_version)
+        .bind(e.kind.as_str())
+        .bind(e.output.as_str())
+        .bind(e.status.as_str())
+        .bind(e.value.as_ref().map(to_json))
+        .bind(e.passed)
+        .bind(&e.explanation)
+        .bind(to_json(&e.details))
+        .bind(e.evaluated_at.timestamp_millis())
+        .execute(&mut *tx)
+        .await?;
+    }
+    let success = outcome.verdict.success;
+    sqlx::query("UPDATE calls SET success = ?, rubric = ?, evaluated_at = ? WHERE id = ?")
+        .bind(success)
+        .bind(to_json(&outcome.verdict))
+        .bind(now_ms)
+        .bind(&job.call_id)
+        .execute(&mut *tx)
+        .await?;
+    // The run the call completes takes the verdict; a late run keeps its timeout status.
+    sqlx::query(
+        "UPDATE runs SET success = ?1, updated_at = ?2,
+            status = CASE WHEN status = 'evaluating' THEN 'completed' ELSE status END,
+            finished_at = CASE WHEN status = 'evaluating' THEN ?2 ELSE finished_at END
+         WHERE call_id = ?3",
+    )
+    .bind(success)
+    .bind(now_ms)
+    .bind(&job.call_id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Gives a failed job back to the queue for `retry_at`, or buries it (dead) when `None`.
+pub(super) async fn fail_job(
+    pool: &SqlitePool,
+    job: &Job,
+    error: &str,
+    retry_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let (status, run_at, finished) = match retry_at {
+        Some(at) => ("queued", at.timestamp_millis(), None),
+        None => ("dead", now.timestamp_millis(), Some(now.timestamp_millis())),
+    };
+    let updated = sqlx::query(
+        "UPDATE jobs SET status = ?, run_at = ?, finished_at = ?, last_error = ?, locked_at = NULL,
+            locked_by = NULL
+         WHERE id = ? AND status = 'running' AND locked_by = ?",
+    )
+    .bind(status)
+    .bind(run_at)
+    .bind(finished)
+    .bind(error)
+    .bind(job.id)
+    .bind(&job.worker)
+    .execute(&mut *tx)
+    .await?;
+    if updated.rows_affected() == 1 && retry_at.is_none() {
+        // A run waiting on this evaluation ends failed, with the reason.
+        sqlx::query(
+            "UPDATE runs SET status = 'failed', error_message = ?, finished_at = ?, updated_at = ?
+             WHERE call_id = ? AND status = 'evaluating'",
+        )
+        .bind(format!("evaluation failed: {error}"))
+        .bind(now.timestamp_millis())
+        .bind(now.timestamp_millis())
+        .bind(&job.call_id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn job_counts(pool: &SqlitePool, project_id: Option<i64>) -> Result<JobCounts> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT status, COUNT(*) FROM jobs WHERE ?1 IS NULL OR project_id = ?1 GROUP BY status",
+    )
+    .bind(project_id)
+    .fetch_all(pool)
+    .await?;
+    let mut counts = JobCounts::default();
+    for (status, n) in rows {
+        match status.as_str() {
+            "queued" => counts.queued = n,
+            "running" => counts.running = n,
+            "done" => counts.done = n,
+            "dead" => counts.dead = n,
+            _ => {}
+        }
+    }
+    Ok(counts)
+}
+
+fn evaluation_from(row: &SqliteRow) -> Result<Evaluation> {
+    let kind: String = row.try_get("kind")?;
+    let output: String = row.try_get("output")?;
+    let status: String = row.try_get("status")?;
+    let value: Option<String> = row.try_get("value")?;
+    Ok(Evaluation {
+        metric_id: row.try_get("metric_id")?,
+        metric_name: row.try_get("metric_name")?,
+        metric_version: row.try_get("metric_version")?,
+        kind: parse_column(&kind, MetricKind::parse)?,
+        output: parse_column(&output, OutputType::parse)?,
+        status: parse_column(&status, EvaluationStatus::parse)?,
+        value: value.as_deref().map(from_json).transpose()?,
+        passed: row.try_get("passed")?,
+        explanation: row.try_get("explanation")?,
+        details: from_json(row.try_get("details")?)?,
+        evaluated_at: time(row.try_get("evaluated_at")?)?,
+    })
+}
+
+pub(super) async fn evaluations_of(pool: &SqlitePool, call_id: &str) -> Result<Vec<Evaluation>> {
+    sqlx::query(
+        "SELECT metric_id, metric_name, metric_version, kind, output, status, value, passed,
+            explanation, details, evaluated_at
+         FROM evaluations WHERE call_id = ? ORDER BY metric_id",
+    )
+    .bind(call_id)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(evaluation_from)
+    .collect()
+}
+
+pub(super) async fn inputs(
+    pool: &SqlitePool,
+    project_id: i64,
+) -> Result<(Vec<Metric>, Vec<RubricRule>, JudgeSettings)> {
+    let mut conn = pool.acquire().await?;
+    let metrics = live_metrics(&mut conn, project_id).await?;
+    let rules = rubric(&mut conn, project_id).await?;
+    let judge = judge_settings(&mut conn, project_id).await?;
+    Ok((metrics, rules, judge))
+}
+
+pub(super) async fn cache_get(pool: &SqlitePool, key: &str) -> Result<Option<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT response FROM judge_cache WHERE key = ?")
+            .bind(key)
+            .fetch_optional(pool)
+            .await?,
+    )
+}
+
+pub(super) async fn cache_put(
+    pool: &SqlitePool,
+    key: &str,
+    response: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    sqlx::query("INSERT OR REPLACE INTO judge_cache (key, response, created_at) VALUES (?, ?, ?)")
+        .bind(key)
+        .bind(response)
+        .bind(now.timestamp_millis())
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Linear interpolation between closest ranks (numpy's default).
+pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = p / 100.0 * (sorted.len() - 1) as f64;
+    let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
+    Some(sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo as f64))
+}
+
+pub(super) async fn metrics_summary(
+    pool: &SqlitePool,
+    project_id: i64,
+    agent_id: Option<i64>,
+    from_ms: Option<i64>,
+    before_ms: Option<i64>,
+) -> Result<Vec<MetricSummary>> {
+    let mut q = QueryBuilder::<Sqlite>::new(
+        "SELECT e.metric_id, e.metric_name, e.output, e.value, e.passed
+         FROM evaluations e JOIN calls c ON c.id = e.call_id WHERE e.project_id = ",
+    );
+    q.push_bind(project_id);
+    if let Some(a) = agent_id {
+        q.push(" AND c.agent_id = ").push_bind(a);
+    }
+    if let Some(f) = from_ms {
+        q.push(" AND c.started_at >= ").push_bind(f);
+    }
+    if let Some(b) = before_ms {
+        q.push(" AND c.started_at < ").push_bind(b);
+    }
+    q.push(" ORDER BY e.metric_id");
+    let rows = q.build().fetch_all(pool).await?;
+    let mut out: Vec<(MetricSummary, Vec<f64>, usize, usize)> = Vec::new();
+    for row in rows {
+        let metric_id: i64 = row.try_get("metric_id")?;
+        if out.last().is_none_or(|(s, ..)| s.metric_id != metric_id) {
+            let output: String = row.try_get("output")?;
+            out.push((
+                MetricSummary {
+                    metric_id,
+                    metric_name: row.try_get("metric_name")?,
+                    output: parse_column(&output, OutputType::parse)?,
+                    count: 0,
+                    without_value: 0,
+                    pass_rate: None,
+                    avg: None,
+                    p50: None,
+                    p90: None,
+                },
+                Vec::new(),
+                0,
+                0,
+            ));
+        }
+        let (summary, numbers, judged, passed) = out.last_mut().expect("pushed above");
+        let value: Option<String> = row.try_get("value")?;
+        match value.as_deref().map(from_json::<Value>).transpose()? {
+            Some(v) => {
+                summary.count += 1;
+                if let Some(n) = v.as_f64() {
+                    numbers.push(n);
+                }
+            }
+            None => summary.without_value += 1,
+        }
+        if let Some(p) = row.try_get::<Option<bool>, _>("passed")? {
+            *judged += 1;
+            *passed += usize::from(p);
+        }
+    }
+    Ok(out
+        .into_iter()
+        .map(|(mut s, mut numbers, judged, passed)| {
+            numbers.sort_by(f64::total_cmp);
+            if !numbers.is_empty() {
+                s.avg = Some(numbers.iter().sum::<f64>() / numbers.len() as f64);
+            }
+            s.p50 = percentile(&numbers, 50.0);
+            s.p90 = percentile(&numbers, 90.0);
+            s.pass_rate = (judged > 0).then(|| passed as f64 / judged as f64);
+            s
+        })
+        .collect())
+}
+
+/// The verdict stored on a call, if evaluated.
+pub(super) fn verdict(text: Option<String>) -> Result<Option<RubricVerdict>> {
+    text.as_deref().map(from_json).transpose()
+}
