@@ -1,6 +1,7 @@
 //! `callgrade`: the server and its admin commands in one binary.
 
 mod admin;
+mod bench;
 mod check;
 mod database;
 mod metrics;
@@ -92,6 +93,9 @@ enum Command {
     Check(check::CheckArgs),
     /// POST a webhook payload to a server and print its receipt.
     Send(send::SendArgs),
+    /// Measure speed (builtin-metric throughput).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Print the OpenAPI document of the REST API.
     Openapi,
 }
@@ -124,6 +128,7 @@ fn main() -> ExitCode {
             Command::Metrics(cmd) => metrics::run(&cli.db, cmd, &out).await,
             Command::Check(args) => check::run(args, &out),
             Command::Send(args) => send::run(args, &out).await,
+            Command::Bench(cmd) => bench::run(cmd, &out),
             Command::Openapi => {
                 let spec = callgrade_server::openapi();
                 println!(

@@ -62,6 +62,10 @@ pub struct EvalArgs {
     /// The default judge API key (prefer the environment variable to the flag).
     #[arg(long, env = "CALLGRADE_JUDGE_API_KEY", hide_env_values = true)]
     judge_api_key: Option<String>,
+    /// Seconds after which a job whose worker stopped (crashed) is run by another worker.
+    #[arg(long, env = "CALLGRADE_JOB_LEASE", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    job_lease: u64,
     /// Seconds before a judge request times out.
     #[arg(long, env = "CALLGRADE_JUDGE_TIMEOUT", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..=600))]
@@ -71,6 +75,7 @@ pub struct EvalArgs {
 impl EvalArgs {
     fn apply(&self, settings: &mut Settings) {
         settings.workers.count = self.workers as usize;
+        settings.workers.lease = TimeDelta::seconds(self.job_lease as i64);
         settings.judge.base_url = self.judge_base_url.clone();
         settings.judge.model = self.judge_model.clone();
         settings.judge.api_key = self.judge_api_key.clone();

@@ -39,10 +39,15 @@ struct Server {
 
 impl Server {
     fn start(data: &Path) -> Self {
+        Self::start_with(data, &[])
+    }
+
+    fn start_with(data: &Path, flags: &[&str]) -> Self {
         let mut child = Command::new(BIN)
             .arg("--data-dir")
             .arg(data)
             .args(["serve", "--bind", "127.0.0.1:0"])
+            .args(flags)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -545,4 +550,155 @@ fn test_start_waits_for_the_verdict() {
 /// An ISO 8601 time `offset` seconds from now.
 fn chrono_now(offset: i64) -> String {
     (chrono::Utc::now() + chrono::TimeDelta::seconds(offset)).to_rfc3339()
+}
+
+/// `metrics apply` from TOML, `metrics list`, and `metrics test` on a stored call.
+#[test]
+fn metrics_apply_list_and_test() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let (_, project) = run_json(data, &["project", "create", "m"]);
+    let (_, agent) = run_json(data, &["agent", "create", "--project", "m", "--name", "bot"]);
+    let file = data.join("metrics.toml");
+    std::fs::write(
+        &file,
+        r#"
+[[metrics]]
+name = "latency_p90"
+kind = "builtin"
+config = { builtin = "agent_latency", latency_statistic = "p90", pass = { op = "lte", value = 2.0 } }
+
+[[metrics]]
+name = "polite_close"
+kind = "script"
+output = "binary"
+config = { script = 'result = data.transcript.contains("Thank"); explanation = "looked for thanks";' }
+
+[[rubric]]
+metric = "latency_p90"
+op = "lte"
+value = 2.0
+"#,
+    )
+    .unwrap();
+    let (ok, summary) = run_json(data, &["metrics", "apply", "--project", "m", file.to_str().unwrap()]);
+    assert!(ok, "{summary}");
+    assert_eq!(summary["created"], json!(["latency_p90", "polite_close"]));
+    let (ok, again) = run_json(data, &["metrics", "apply", "--project", "m", file.to_str().unwrap()]);
+    assert!(ok);
+    assert_eq!(again["unchanged"], json!(["latency_p90", "polite_close"]));
+
+    let bad = data.join("bad.toml");
+    std::fs::write(&bad, "[[metrics]]\nname = \"x\"\nkind = \"builtin\"\nconfig = { builtin = \"nope\" }\n").unwrap();
+    let (ok, err) = run_json(data, &["metrics", "apply", "--project", "m", bad.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err["error"].as_str().unwrap().contains("metrics[0].config.builtin"), "{err}");
+    std::fs::write(&bad, "[[metrics]\n").unwrap();
+    let (ok, err) = run_json(data, &["metrics", "apply", "--project", "m", bad.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err["error"].as_str().unwrap().contains("line 1"), "{err}");
+
+    let (ok, listed) = run_json(data, &["metrics", "list", "--project", "m"]);
+    assert!(ok);
+    assert_eq!(listed["rubric"][0]["metric"], "latency_p90");
+
+    // A stored call to test a script on (workers off: nothing else touches it).
+    let server = Server::start_with(data, &["--no-workers"]);
+    let mut seed: Value = serde_json::from_str(&std::fs::read_to_string(SEED).unwrap()).unwrap();
+    seed["agent_id"] = agent["id"].clone();
+    let payload = data.join("seed.json");
+    std::fs::write(&payload, seed.to_string()).unwrap();
+    let url = format!("{}/webhooks/custom/{}", server.base, project["id"]);
+    let (_, sent) = run_json(data, &["send", "--url", &url, "--key", project["api_key"].as_str().unwrap(), payload.to_str().unwrap()]);
+    let call_id = sent["body"]["calls"][0]["call_id"].as_str().unwrap().to_owned();
+    let script = data.join("count.rhai");
+    std::fs::write(&script, "result = data.metrics.turns; explanation = `${data.messages.len()} rows`;").unwrap();
+    let (ok, tried) = run_json(data, &["metrics", "test", "--project", "m", "--call", &call_id, script.to_str().unwrap()]);
+    assert!(ok, "{tried}");
+    assert_eq!((tried["value"].as_f64(), tried["explanation"].as_str()), (Some(4.0), Some("4 rows")));
+    std::fs::write(&script, "loop { }").unwrap();
+    let (ok, tried) = run_json(data, &["metrics", "test", "--project", "m", "--call", &call_id, script.to_str().unwrap()]);
+    assert!(!ok);
+    assert_eq!(tried["status"], "error");
+}
+
+/// Kill the server while it evaluates, restart it: every call is evaluated, each job done once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evaluation_survives_sigkill_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_owned();
+    let (_, project) = run_json(&data, &["project", "create", "crash"]);
+    let (_, agent) = run_json(&data, &["agent", "create", "--project", "crash", "--name", "bot"]);
+    let key = project["api_key"].as_str().unwrap().to_owned();
+    // A deliberately slow metric keeps jobs in flight when the kill comes.
+    let file = data.join("slow.toml");
+    std::fs::write(&file, "[[metrics]]\nname = \"slow\"\nkind = \"script\"\noutput = \"numeric\"\nconfig = { script = 'let n = 0; for i in 0..200000 { n += i; } result = n;' }\n").unwrap();
+    let (ok, _) = run_json(&data, &["metrics", "apply", "--project", "crash", file.to_str().unwrap()]);
+    assert!(ok);
+
+    let client = reqwest::Client::new();
+    let mut server = Server::start_with(&data, &["--job-lease", "2"]);
+    let total = 40;
+    for i in 0..total {
+        let body = json!({"agent_id": agent["id"], "calls": [{
+            "id": format!("c{i}"), "startedAt": "2025-10-15T09:22:21Z", "endedAt": "2025-10-15T09:23:21Z",
+            "messages": [{"role": "bot", "content": "hi", "start_time": 0.5, "end_time": 1.0}]
+        }]});
+        let r = client
+            .post(format!("{}/test_framework/custom-provider-transcript-webhook", server.base))
+            .header("X-CEKURA-API-KEY", &key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    }
+    server.child.kill().unwrap(); // SIGKILL, with evaluation under way
+    server.child.wait().unwrap();
+
+    // Look without workers first: the kill did interrupt evaluation.
+    let observer = Server::start_with(&data, &["--no-workers"]);
+    let jobs: Value = client
+        .get(format!("{}/api/v1/jobs", observer.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(jobs["done"].as_i64().unwrap() < total, "the kill came too late to test anything: {jobs}");
+    drop(observer);
+
+    let server = Server::start_with(&data, &["--job-lease", "2"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let jobs = loop {
+        let jobs: Value = client
+            .get(format!("{}/api/v1/jobs", server.base))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if jobs["queued"] == 0 && jobs["running"] == 0 {
+            break jobs;
+        }
+        assert!(std::time::Instant::now() < deadline, "evaluation did not finish: {jobs}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!((jobs["done"].as_i64(), jobs["dead"].as_i64()), (Some(total), Some(0)), "one job per call, each done once");
+    let page: Value = client
+        .get(format!("{}/api/v1/calls?limit=200", server.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let calls = page["data"].as_array().unwrap();
+    assert_eq!(calls.len() as i64, total);
+    assert!(calls.iter().all(|c| c["evaluated_at"].is_string()), "every call evaluated");
 }
