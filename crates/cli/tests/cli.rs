@@ -558,7 +558,10 @@ fn metrics_apply_list_and_test() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();
     let (_, project) = run_json(data, &["project", "create", "m"]);
-    let (_, agent) = run_json(data, &["agent", "create", "--project", "m", "--name", "bot"]);
+    let (_, agent) = run_json(
+        data,
+        &["agent", "create", "--project", "m", "--name", "bot"],
+    );
     let file = data.join("metrics.toml");
     std::fs::write(
         &file,
@@ -581,20 +584,42 @@ value = 2.0
 "#,
     )
     .unwrap();
-    let (ok, summary) = run_json(data, &["metrics", "apply", "--project", "m", file.to_str().unwrap()]);
+    let (ok, summary) = run_json(
+        data,
+        &["metrics", "apply", "--project", "m", file.to_str().unwrap()],
+    );
     assert!(ok, "{summary}");
     assert_eq!(summary["created"], json!(["latency_p90", "polite_close"]));
-    let (ok, again) = run_json(data, &["metrics", "apply", "--project", "m", file.to_str().unwrap()]);
+    let (ok, again) = run_json(
+        data,
+        &["metrics", "apply", "--project", "m", file.to_str().unwrap()],
+    );
     assert!(ok);
     assert_eq!(again["unchanged"], json!(["latency_p90", "polite_close"]));
 
     let bad = data.join("bad.toml");
-    std::fs::write(&bad, "[[metrics]]\nname = \"x\"\nkind = \"builtin\"\nconfig = { builtin = \"nope\" }\n").unwrap();
-    let (ok, err) = run_json(data, &["metrics", "apply", "--project", "m", bad.to_str().unwrap()]);
+    std::fs::write(
+        &bad,
+        "[[metrics]]\nname = \"x\"\nkind = \"builtin\"\nconfig = { builtin = \"nope\" }\n",
+    )
+    .unwrap();
+    let (ok, err) = run_json(
+        data,
+        &["metrics", "apply", "--project", "m", bad.to_str().unwrap()],
+    );
     assert!(!ok);
-    assert!(err["error"].as_str().unwrap().contains("metrics[0].config.builtin"), "{err}");
+    assert!(
+        err["error"]
+            .as_str()
+            .unwrap()
+            .contains("metrics[0].config.builtin"),
+        "{err}"
+    );
     std::fs::write(&bad, "[[metrics]\n").unwrap();
-    let (ok, err) = run_json(data, &["metrics", "apply", "--project", "m", bad.to_str().unwrap()]);
+    let (ok, err) = run_json(
+        data,
+        &["metrics", "apply", "--project", "m", bad.to_str().unwrap()],
+    );
     assert!(!ok);
     assert!(err["error"].as_str().unwrap().contains("line 1"), "{err}");
 
@@ -609,15 +634,57 @@ value = 2.0
     let payload = data.join("seed.json");
     std::fs::write(&payload, seed.to_string()).unwrap();
     let url = format!("{}/webhooks/custom/{}", server.base, project["id"]);
-    let (_, sent) = run_json(data, &["send", "--url", &url, "--key", project["api_key"].as_str().unwrap(), payload.to_str().unwrap()]);
-    let call_id = sent["body"]["calls"][0]["call_id"].as_str().unwrap().to_owned();
+    let (_, sent) = run_json(
+        data,
+        &[
+            "send",
+            "--url",
+            &url,
+            "--key",
+            project["api_key"].as_str().unwrap(),
+            payload.to_str().unwrap(),
+        ],
+    );
+    let call_id = sent["body"]["calls"][0]["call_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let script = data.join("count.rhai");
-    std::fs::write(&script, "result = data.metrics.turns; explanation = `${data.messages.len()} rows`;").unwrap();
-    let (ok, tried) = run_json(data, &["metrics", "test", "--project", "m", "--call", &call_id, script.to_str().unwrap()]);
+    std::fs::write(
+        &script,
+        "result = data.metrics.turns; explanation = `${data.messages.len()} rows`;",
+    )
+    .unwrap();
+    let (ok, tried) = run_json(
+        data,
+        &[
+            "metrics",
+            "test",
+            "--project",
+            "m",
+            "--call",
+            &call_id,
+            script.to_str().unwrap(),
+        ],
+    );
     assert!(ok, "{tried}");
-    assert_eq!((tried["value"].as_f64(), tried["explanation"].as_str()), (Some(4.0), Some("4 rows")));
+    assert_eq!(
+        (tried["value"].as_f64(), tried["explanation"].as_str()),
+        (Some(4.0), Some("4 rows"))
+    );
     std::fs::write(&script, "loop { }").unwrap();
-    let (ok, tried) = run_json(data, &["metrics", "test", "--project", "m", "--call", &call_id, script.to_str().unwrap()]);
+    let (ok, tried) = run_json(
+        data,
+        &[
+            "metrics",
+            "test",
+            "--project",
+            "m",
+            "--call",
+            &call_id,
+            script.to_str().unwrap(),
+        ],
+    );
     assert!(!ok);
     assert_eq!(tried["status"], "error");
 }
@@ -628,12 +695,24 @@ async fn evaluation_survives_sigkill_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_owned();
     let (_, project) = run_json(&data, &["project", "create", "crash"]);
-    let (_, agent) = run_json(&data, &["agent", "create", "--project", "crash", "--name", "bot"]);
+    let (_, agent) = run_json(
+        &data,
+        &["agent", "create", "--project", "crash", "--name", "bot"],
+    );
     let key = project["api_key"].as_str().unwrap().to_owned();
     // A deliberately slow metric keeps jobs in flight when the kill comes.
     let file = data.join("slow.toml");
     std::fs::write(&file, "[[metrics]]\nname = \"slow\"\nkind = \"script\"\noutput = \"numeric\"\nconfig = { script = 'let n = 0; for i in 0..200000 { n += i; } result = n;' }\n").unwrap();
-    let (ok, _) = run_json(&data, &["metrics", "apply", "--project", "crash", file.to_str().unwrap()]);
+    let (ok, _) = run_json(
+        &data,
+        &[
+            "metrics",
+            "apply",
+            "--project",
+            "crash",
+            file.to_str().unwrap(),
+        ],
+    );
     assert!(ok);
 
     let client = reqwest::Client::new();
@@ -645,7 +724,10 @@ async fn evaluation_survives_sigkill_exactly_once() {
             "messages": [{"role": "bot", "content": "hi", "start_time": 0.5, "end_time": 1.0}]
         }]});
         let r = client
-            .post(format!("{}/test_framework/custom-provider-transcript-webhook", server.base))
+            .post(format!(
+                "{}/test_framework/custom-provider-transcript-webhook",
+                server.base
+            ))
             .header("X-CEKURA-API-KEY", &key)
             .json(&body)
             .send()
@@ -667,7 +749,10 @@ async fn evaluation_survives_sigkill_exactly_once() {
         .json()
         .await
         .unwrap();
-    assert!(jobs["done"].as_i64().unwrap() < total, "the kill came too late to test anything: {jobs}");
+    assert!(
+        jobs["done"].as_i64().unwrap() < total,
+        "the kill came too late to test anything: {jobs}"
+    );
     drop(observer);
 
     let server = Server::start_with(&data, &["--job-lease", "2"]);
@@ -685,10 +770,17 @@ async fn evaluation_survives_sigkill_exactly_once() {
         if jobs["queued"] == 0 && jobs["running"] == 0 {
             break jobs;
         }
-        assert!(std::time::Instant::now() < deadline, "evaluation did not finish: {jobs}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "evaluation did not finish: {jobs}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    assert_eq!((jobs["done"].as_i64(), jobs["dead"].as_i64()), (Some(total), Some(0)), "one job per call, each done once");
+    assert_eq!(
+        (jobs["done"].as_i64(), jobs["dead"].as_i64()),
+        (Some(total), Some(0)),
+        "one job per call, each done once"
+    );
     let page: Value = client
         .get(format!("{}/api/v1/calls?limit=200", server.base))
         .bearer_auth(&key)
@@ -700,5 +792,8 @@ async fn evaluation_survives_sigkill_exactly_once() {
         .unwrap();
     let calls = page["data"].as_array().unwrap();
     assert_eq!(calls.len() as i64, total);
-    assert!(calls.iter().all(|c| c["evaluated_at"].is_string()), "every call evaluated");
+    assert!(
+        calls.iter().all(|c| c["evaluated_at"].is_string()),
+        "every call evaluated"
+    );
 }

@@ -316,6 +316,7 @@ impl MetricDraft {
                     )),
                     Some(catalogue) => {
                         output.get_or_insert(catalogue);
+                        errors.extend(builtin_knob_problems(&config));
                     }
                 },
             },
@@ -394,6 +395,43 @@ impl MetricDraft {
             Err(errors)
         }
     }
+}
+
+/// A builtin metric's knobs (every config key but `builtin` and `pass`) must be known and valid:
+/// a mistyped knob is an error, not a silent default.
+fn builtin_knob_problems(config: &Value) -> Vec<FieldError> {
+    let Some(map) = config.as_object() else {
+        return Vec::new();
+    };
+    let defaults = serde_json::to_value(crate::BuiltinConfig::default()).unwrap_or_default();
+    let mut errors = Vec::new();
+    let mut knobs = serde_json::Map::new();
+    for (key, value) in map {
+        if matches!(key.as_str(), "builtin" | "pass") {
+            continue;
+        }
+        if defaults.get(key).is_none() {
+            let known: Vec<&String> = defaults
+                .as_object()
+                .map(|m| m.keys().collect())
+                .unwrap_or_default();
+            errors.push(FieldError::new(
+                format!("config.{key}"),
+                format!("is not a builtin metric setting; the settings are {known:?}"),
+            ));
+        } else {
+            knobs.insert(key.clone(), value.clone());
+        }
+    }
+    match serde_json::from_value::<crate::BuiltinConfig>(Value::Object(knobs)) {
+        Ok(cfg) => {
+            if let Err(problems) = cfg.validate() {
+                errors.extend(problems.into_iter().map(|p| FieldError::new("config", p)));
+            }
+        }
+        Err(e) => errors.push(FieldError::new("config", e.to_string())),
+    }
+    errors
 }
 
 impl MetricSpec {

@@ -90,7 +90,7 @@ fn metric_value_json(v: MetricValue) -> Value {
     }
 }
 
-/// A builtin metric's own knobs, from its config (unknown keys are ignored).
+/// A builtin metric's own knobs, from its config (validated when the metric was defined).
 fn builtin_config(config: &Value) -> Option<BuiltinConfig> {
     let map = config.as_object()?;
     let knobs: Map<String, Value> = map

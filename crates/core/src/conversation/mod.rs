@@ -452,7 +452,7 @@ impl<'a> Prepared<'a> {
         for (n, who) in [(bot_overlaps, "agent"), (user_overlaps, "user")] {
             if n > 0 {
                 data_warnings.push(format!(
-                    "{n} {who} message{} overlap{} an earlier {who} message in time; the shared time is counted once",
+                    "{n} {who} message{} overlap{} another {who} message in time; the shared time is counted once",
                     plural(n),
                     if n == 1 { "s" } else { "" },
                 ));
@@ -636,33 +636,48 @@ fn is_backchannel(text: &str, backchannels: &[String]) -> bool {
     words > 0 && words <= 3 && backchannels.iter().any(|b| normalised_eq(text, b))
 }
 
-/// Appends the normalised tokens of `text` to `out`, separated by single spaces, and reports
-/// each token's byte range in `out`. Same normalisation as [`raw_tokens`] + [`token_chars`].
-fn normalise_append(text: &str, out: &mut String, mut on_token: impl FnMut(usize, usize)) {
-    let mut start: Option<usize> = None;
-    let mut first = true;
-    for c in text.chars() {
-        if c.is_whitespace() {
-            if let Some(s) = start.take() {
-                on_token(s, out.len());
-            }
-        } else if c.is_alphanumeric() {
-            if start.is_none() {
-                if !first {
-                    out.push(' ');
+/// Appends the normalised tokens of `text` to `out` (UTF-8), separated by single spaces, and
+/// reports each token's byte range in `out`. Same normalisation as [`raw_tokens`] +
+/// [`token_chars`].
+fn normalise_append(text: &str, out: &mut Vec<u8>, mut on_token: impl FnMut(usize, usize)) {
+    // Whether a token is open, where it starts in `out`, and whether one was written already.
+    let (mut open, mut start, mut any) = (false, 0usize, false);
+    if text.is_ascii() {
+        for &b in text.as_bytes() {
+            if b.is_ascii_alphanumeric() {
+                if !open {
+                    if any {
+                        out.push(b' ');
+                    }
+                    (open, start, any) = (true, out.len(), true);
                 }
-                first = false;
-                start = Some(out.len());
+                out.push(b.to_ascii_lowercase());
+            } else if open && matches!(b, b'\t' | b'\n' | 0x0B | 0x0C | b'\r' | b' ') {
+                on_token(start, out.len());
+                open = false;
             }
-            if c.is_ascii() {
-                out.push(c.to_ascii_lowercase());
-            } else {
-                out.extend(c.to_lowercase());
+        }
+    } else {
+        let mut buf = [0u8; 4];
+        for c in text.chars() {
+            if c.is_alphanumeric() {
+                if !open {
+                    if any {
+                        out.push(b' ');
+                    }
+                    (open, start, any) = (true, out.len(), true);
+                }
+                for l in c.to_lowercase() {
+                    out.extend_from_slice(l.encode_utf8(&mut buf).as_bytes());
+                }
+            } else if open && c.is_whitespace() {
+                on_token(start, out.len());
+                open = false;
             }
         }
     }
-    if let Some(s) = start {
-        on_token(s, out.len());
+    if open {
+        on_token(start, out.len());
     }
 }
 
@@ -1065,18 +1080,17 @@ fn interruption_score(p: &Prepared, cfg: &BuiltinConfig) -> BuiltinOutcome {
 /// Seconds the role speaks inside the call, and that as a share of the call.
 fn share(p: &Prepared, bot: bool) -> Result<(f64, f64), String> {
     let d = p.duration.clone()?;
+    if p.no_times() {
+        return Err(NO_TIMES.to_owned());
+    }
     let c = p.counts(bot);
     if c.rows > 0 && c.timed == 0 {
-        return Err(if p.no_times() {
-            NO_TIMES.to_owned()
-        } else {
-            format!(
-                "none of the {} {} message{} has both start and end times",
-                c.rows,
-                role_name(bot),
-                plural(c.rows)
-            )
-        });
+        return Err(format!(
+            "none of the {} {} message{} has both start and end times",
+            c.rows,
+            role_name(bot),
+            plural(c.rows)
+        ));
     }
     if d <= 0.0 {
         return Err("the call has zero duration".to_owned());
@@ -1165,13 +1179,8 @@ fn longest_silence(p: &Prepared) -> Result<(Silence, Option<String>), String> {
         cursor = cursor.max(e);
     }
     consider(cursor, d);
-    let rows = p.rows.len();
-    let warning = (timed < rows).then(|| {
-        format!(
-            "{} of {rows} agent and user messages lack start or end times and were left out, so a silence may be shorter than measured",
-            rows - timed
-        )
-    });
+    let warning = partial_warning(p.rows.len(), timed, "agent and user", "start or end times")
+        .map(|w| format!("{w}, so a silence may be shorter than measured"));
     Ok((best, warning))
 }
 
@@ -1552,16 +1561,10 @@ fn tool_call_success(p: &Prepared) -> BuiltinOutcome {
 // 17. unnecessary_repetition
 
 /// Jaccard similarity of two sorted, deduplicated lists.
-#[cfg(test)]
 fn jaccard<T: Ord>(a: &[T], b: &[T]) -> f64 {
-    jaccard_by(a, b, T::cmp)
-}
-
-/// Jaccard similarity of two lists sorted and deduplicated by `cmp`.
-fn jaccard_by<T>(a: &[T], b: &[T], cmp: impl Fn(&T, &T) -> std::cmp::Ordering) -> f64 {
     let (mut i, mut j, mut inter) = (0, 0, 0usize);
     while i < a.len() && j < b.len() {
-        match cmp(&a[i], &b[j]) {
+        match a[i].cmp(&b[j]) {
             std::cmp::Ordering::Less => i += 1,
             std::cmp::Ordering::Greater => j += 1,
             std::cmp::Ordering::Equal => {
@@ -1579,20 +1582,58 @@ fn jaccard_by<T>(a: &[T], b: &[T], cmp: impl Fn(&T, &T) -> std::cmp::Ordering) -
     }
 }
 
+/// An id per token (a byte range of `text`): equal texts get equal ids (the index of the
+/// first token with that text). Open addressing on a hash, each hit confirmed on the text.
+fn intern(text: &[u8], tokens: &[Span]) -> Vec<u32> {
+    let mask = (tokens.len() * 2).next_power_of_two().max(8) - 1;
+    // (hash, index of the first token with this text + 1); 0 marks an empty slot.
+    let mut table: Vec<(u64, u32)> = vec![(0, 0); mask + 1];
+    let mut ids = Vec::with_capacity(tokens.len());
+    for (i, &(s, e)) in tokens.iter().enumerate() {
+        let t = &text[s..e];
+        let h = fnv1a(t);
+        let mut slot = (h as usize) & mask;
+        loop {
+            let (sh, first) = table[slot];
+            if first == 0 {
+                table[slot] = (h, i as u32 + 1);
+                ids.push(i as u32);
+                break;
+            }
+            let (fs, fe) = tokens[first as usize - 1];
+            if sh == h && &text[fs..fe] == t {
+                ids.push(first - 1);
+                break;
+            }
+            slot = (slot + 1) & mask;
+        }
+    }
+    ids
+}
+
+/// A half-open range `[start, end)` of indices.
+type Span = (usize, usize);
+
 /// 64-bit FNV-1a.
-fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+fn fnv1a(s: &[u8]) -> u64 {
+    s.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     })
 }
 
 fn unnecessary_repetition(p: &Prepared, cfg: &BuiltinConfig) -> BuiltinOutcome {
-    // The normalised texts of agent messages with at least 4 words, in one buffer.
-    let mut text = String::new();
+    // The normalised texts of agent messages with at least 4 words, in one UTF-8 buffer.
+    let mut text: Vec<u8> = Vec::with_capacity(
+        p.rows
+            .iter()
+            .filter(|r| r.bot)
+            .map(|r| p.content(r.idx).len() + 1)
+            .sum(),
+    );
     // (message index, byte range of its text in `text`, range of its tokens in `tokens`)
-    let mut texts: Vec<(usize, (usize, usize), (usize, usize))> = Vec::new();
+    let mut texts: Vec<(usize, Span, Span)> = Vec::new();
     // Byte ranges of the tokens in `text`.
-    let mut tokens: Vec<(usize, usize)> = Vec::new();
+    let mut tokens: Vec<Span> = Vec::with_capacity(text.capacity() / 4);
     for r in p.rows.iter().filter(|r| r.bot) {
         let (text_start, token_start) = (text.len(), tokens.len());
         normalise_append(p.content(r.idx), &mut text, |s, e| tokens.push((s, e)));
@@ -1605,25 +1646,17 @@ fn unnecessary_repetition(p: &Prepared, cfg: &BuiltinConfig) -> BuiltinOutcome {
     }
     let mut pairs = Vec::new();
     if texts.len() > 1 {
-        // Each message's token set, sorted and deduplicated, in one flat list. A token is keyed
-        // by (hash, text): the hash orders and compares cheaply, the text keeps it exact.
-        let tok = |&(_, s, e): &(u64, usize, usize)| &text[s..e];
-        let key_cmp = |a: &(u64, usize, usize), b: &(u64, usize, usize)| {
-            a.0.cmp(&b.0).then_with(|| tok(a).cmp(tok(b)))
-        };
-        let mut sets: Vec<(u64, usize, usize)> = Vec::with_capacity(tokens.len());
+        let ids = intern(&text, &tokens);
+        // Each message's token set: sorted, deduplicated ids, in one flat list.
+        let mut sets: Vec<u32> = Vec::with_capacity(ids.len());
         let mut bounds: Vec<(usize, usize)> = Vec::with_capacity(texts.len());
         for &(_, _, (a, b)) in &texts {
             let start = sets.len();
-            sets.extend(
-                tokens[a..b]
-                    .iter()
-                    .map(|&(s, e)| (fnv1a(&text[s..e]), s, e)),
-            );
-            sets[start..].sort_unstable_by(key_cmp);
+            sets.extend_from_slice(&ids[a..b]);
+            sets[start..].sort_unstable();
             let mut w = start;
             for k in start..sets.len() {
-                if k == start || key_cmp(&sets[k], &sets[w - 1]).is_ne() {
+                if k == start || sets[k] != sets[w - 1] {
                     sets[w] = sets[k];
                     w += 1;
                 }
@@ -1641,7 +1674,7 @@ fn unnecessary_repetition(p: &Prepared, cfg: &BuiltinConfig) -> BuiltinOutcome {
                 if (la.min(lb) as f64) < threshold * la.max(lb) as f64 {
                     continue;
                 }
-                let sim = jaccard_by(set(i), set(j), key_cmp);
+                let sim = jaccard(set(i), set(j));
                 if sim >= threshold && best.is_none_or(|(_, b)| sim > b) {
                     best = Some((i, sim));
                 }

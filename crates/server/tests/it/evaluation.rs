@@ -58,7 +58,11 @@ impl FakeJudge {
 }
 
 /// A verdict of the type the request's schema asks for.
-async fn answer(State(fake): State<FakeJudge>, headers: HeaderMap, Json(req): Json<Value>) -> Response {
+async fn answer(
+    State(fake): State<FakeJudge>,
+    headers: HeaderMap,
+    Json(req): Json<Value>,
+) -> Response {
     fake.calls.fetch_add(1, Ordering::SeqCst);
     *fake.last_auth.lock().unwrap() = headers
         .get("authorization")
@@ -67,7 +71,12 @@ async fn answer(State(fake): State<FakeJudge>, headers: HeaderMap, Json(req): Js
     match mode {
         Mode::RateLimitedOnce => {
             fake.set(Mode::Ok);
-            return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], "slow down").into_response();
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [("retry-after", "1")],
+                "slow down",
+            )
+                .into_response();
         }
         Mode::Slow => tokio::time::sleep(Duration::from_secs(3)).await,
         _ => {}
@@ -110,17 +119,31 @@ fn evaluation<'a>(call: &'a Value, metric: &str) -> &'a Value {
 }
 
 async fn put(app: &TestApp, key: &str, path: &str, body: Value) -> (u16, Value) {
-    let r = app.client.put(format!("{}{path}", app.base)).bearer_auth(key).json(&body).send().await.unwrap();
+    let r = app
+        .client
+        .put(format!("{}{path}", app.base))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     status_and_json(r).await
 }
 
 async fn post(app: &TestApp, key: &str, path: &str, body: Value) -> (u16, Value) {
-    let r = app.post(path).bearer_auth(key).json(&body).send().await.unwrap();
+    let r = app
+        .post(path)
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     status_and_json(r).await
 }
 
 async fn send_seed(app: &TestApp, t: &Tenant) -> String {
-    let (status, receipt) = status_and_json(app.send(&t.key, &seed_two_calls(t.agent_id)).await).await;
+    let (status, receipt) =
+        status_and_json(app.send(&t.key, &seed_two_calls(t.agent_id)).await).await;
     assert_eq!(status, 202);
     receipt["calls"][0]["call_id"].as_str().unwrap().to_owned()
 }
@@ -134,23 +157,41 @@ async fn builtin_metrics_are_evaluated_after_ingest() {
     // The seed's first call: the user stops at …153012, the agent starts at …154442.
     let latency = evaluation(&call, "agent_latency");
     assert_eq!(latency["status"], "ok");
-    assert!((latency["value"].as_f64().unwrap() - 1.43).abs() < 1e-9, "{latency}");
+    assert!(
+        (latency["value"].as_f64().unwrap() - 1.43).abs() < 1e-9,
+        "{latency}"
+    );
     assert_eq!(evaluation(&call, "call_duration")["value"], 128.442);
     assert_eq!(evaluation(&call, "user_interrupting_agent")["value"], 1.0);
     assert_eq!(evaluation(&call, "end_reason")["value"], "customer-hungup");
-    assert_eq!(evaluation(&call, "silence_detected")["passed"], false, "{}", evaluation(&call, "silence_detected"));
+    assert_eq!(
+        evaluation(&call, "silence_detected")["passed"],
+        false,
+        "{}",
+        evaluation(&call, "silence_detected")
+    );
     assert_eq!(call["success"], true, "no rubric rules: nothing fails");
 
     // A call without message times: timing metrics say why they cannot be computed.
     let mut bare = call_without_times();
     bare["id"] = json!("bare");
-    let (_, receipt) = status_and_json(app.send(&t.key, &batch(t.agent_id, vec![bare])).await).await;
-    let call = evaluations_of(&app, &t.key, receipt["calls"][0]["call_id"].as_str().unwrap()).await;
+    let (_, receipt) =
+        status_and_json(app.send(&t.key, &batch(t.agent_id, vec![bare])).await).await;
+    let call = evaluations_of(
+        &app,
+        &t.key,
+        receipt["calls"][0]["call_id"].as_str().unwrap(),
+    )
+    .await;
     let latency = evaluation(&call, "agent_latency");
     assert_eq!(latency["status"], "not_computable");
     assert_eq!(latency["value"], Value::Null);
     assert!(!latency["explanation"].as_str().unwrap().is_empty());
-    assert_eq!(evaluation(&call, "turns")["status"], "ok", "turns need no times");
+    assert_eq!(
+        evaluation(&call, "turns")["status"],
+        "ok",
+        "turns need no times"
+    );
 }
 
 fn call_without_times() -> Value {
@@ -168,16 +209,34 @@ async fn judges_through_an_openai_compatible_endpoint() {
     let fake = FakeJudge::start().await;
     let app = TestApp::spawn().await;
     let t = app.tenant("judged").await;
-    let (status, judge) = put(&app, &t.key, "/api/v1/judge", json!({"base_url": fake.base, "model": "fake-judge-1", "api_key": "sk-judge-secret"})).await;
+    let (status, judge) = put(
+        &app,
+        &t.key,
+        "/api/v1/judge",
+        json!({"base_url": fake.base, "model": "fake-judge-1", "api_key": "sk-judge-secret"}),
+    )
+    .await;
     assert_eq!(status, 200, "{judge}");
     assert_eq!(judge["api_key_set"], true);
-    assert!(!judge.to_string().contains("sk-judge-secret"), "the key is never shown");
-    let (status, metric) = post(&app, &t.key, "/api/v1/metrics", json!({
-        "name": "sentiment", "kind": "llm_judge", "config": {"template": "sentiment"}
-    })).await;
+    assert!(
+        !judge.to_string().contains("sk-judge-secret"),
+        "the key is never shown"
+    );
+    let (status, metric) = post(
+        &app,
+        &t.key,
+        "/api/v1/metrics",
+        json!({
+            "name": "sentiment", "kind": "llm_judge", "config": {"template": "sentiment"}
+        }),
+    )
+    .await;
     assert_eq!(status, 201, "{metric}");
     assert_eq!(metric["output"], "enum");
-    assert_eq!(metric["enum_values"], json!(["positive", "neutral", "negative"]));
+    assert_eq!(
+        metric["enum_values"],
+        json!(["positive", "neutral", "negative"])
+    );
     let (status, _) = post(&app, &t.key, "/api/v1/metrics", json!({
         "name": "greets", "kind": "llm_judge", "output": "binary",
         "description": "Does {{agent.name}} greet the caller? Note {{metadata.customer_name}} and {{metadata.missing}}.\n{{transcript}}"
@@ -191,16 +250,37 @@ async fn judges_through_an_openai_compatible_endpoint() {
     assert_eq!(sentiment["value"], "positive");
     assert_eq!(sentiment["details"]["model"], "fake-judge-1");
     assert_eq!(sentiment["details"]["usage"]["total_tokens"], 120);
-    assert_eq!(sentiment["details"]["prompt_sha256"].as_str().unwrap().len(), 64);
-    assert!(sentiment["explanation"].as_str().unwrap().starts_with("judged"));
+    assert_eq!(
+        sentiment["details"]["prompt_sha256"]
+            .as_str()
+            .unwrap()
+            .len(),
+        64
+    );
+    assert!(sentiment["explanation"]
+        .as_str()
+        .unwrap()
+        .starts_with("judged"));
     let greets = evaluation(&call, "greets");
     assert_eq!(greets["value"], true);
-    assert_eq!(greets["details"]["missing_variables"], json!(["metadata.missing"]));
-    assert_eq!(fake.last_auth.lock().unwrap().as_deref(), Some("Bearer sk-judge-secret"));
+    assert_eq!(
+        greets["details"]["missing_variables"],
+        json!(["metadata.missing"])
+    );
+    assert_eq!(
+        fake.last_auth.lock().unwrap().as_deref(),
+        Some("Bearer sk-judge-secret")
+    );
 
     // Re-evaluating pays nothing: the verdicts come from the cache.
     let before = fake.calls();
-    let (status, queued) = post(&app, &t.key, &format!("/api/v1/calls/{call_id}/evaluate"), json!({})).await;
+    let (status, queued) = post(
+        &app,
+        &t.key,
+        &format!("/api/v1/calls/{call_id}/evaluate"),
+        json!({}),
+    )
+    .await;
     assert_eq!((status, queued["queued"].as_u64()), (202, Some(1)));
     let call = evaluations_of(&app, &t.key, &call_id).await;
     assert_eq!(fake.calls(), before);
@@ -223,26 +303,53 @@ async fn judge_failures_malformed_rate_limited_timeout_and_unconfigured() {
     let evaluated = evaluations_of(&app, &t.key, &call_id).await;
     let skipped = evaluation(&evaluated, "voicemail");
     assert_eq!(skipped["status"], "skipped");
-    assert!(skipped["explanation"].as_str().unwrap().contains("no judge endpoint"));
+    assert!(skipped["explanation"]
+        .as_str()
+        .unwrap()
+        .contains("no judge endpoint"));
     assert_eq!(evaluation(&evaluated, "agent_latency")["status"], "ok");
 
-    put(&app, &t.key, "/api/v1/judge", json!({"base_url": fake.base, "model": "fake-judge-1"})).await;
+    put(
+        &app,
+        &t.key,
+        "/api/v1/judge",
+        json!({"base_url": fake.base, "model": "fake-judge-1"}),
+    )
+    .await;
 
     // Malformed output: the metric's result is an error, the rest stands.
     fake.set(Mode::Malformed);
-    post(&app, &t.key, &format!("/api/v1/calls/{call_id}/evaluate"), json!({})).await;
+    post(
+        &app,
+        &t.key,
+        &format!("/api/v1/calls/{call_id}/evaluate"),
+        json!({}),
+    )
+    .await;
     let evaluated = evaluations_of(&app, &t.key, &call_id).await;
     let broken = evaluation(&evaluated, "voicemail");
     assert_eq!(broken["status"], "error");
-    assert!(broken["explanation"].as_str().unwrap().contains("malformed"), "{broken}");
+    assert!(
+        broken["explanation"]
+            .as_str()
+            .unwrap()
+            .contains("malformed"),
+        "{broken}"
+    );
 
     // 429 with Retry-After: waited, retried, answered.
     fake.set(Mode::RateLimitedOnce);
     let before = fake.calls();
     let mut second = call("second");
     second["endedReason"] = json!("voicemail");
-    let (_, receipt) = status_and_json(app.send(&t.key, &batch(t.agent_id, vec![second])).await).await;
-    let evaluated = evaluations_of(&app, &t.key, receipt["calls"][0]["call_id"].as_str().unwrap()).await;
+    let (_, receipt) =
+        status_and_json(app.send(&t.key, &batch(t.agent_id, vec![second])).await).await;
+    let evaluated = evaluations_of(
+        &app,
+        &t.key,
+        receipt["calls"][0]["call_id"].as_str().unwrap(),
+    )
+    .await;
     assert_eq!(evaluation(&evaluated, "voicemail")["status"], "ok");
     assert_eq!(fake.calls() - before, 2, "one 429, one success");
 
@@ -250,11 +357,20 @@ async fn judge_failures_malformed_rate_limited_timeout_and_unconfigured() {
     fake.set(Mode::Slow);
     let mut third = call("third");
     third["messages"][0]["content"] = json!("A new transcript, so no cached verdict applies.");
-    let (_, receipt) = status_and_json(app.send(&t.key, &batch(t.agent_id, vec![third])).await).await;
+    let (_, receipt) =
+        status_and_json(app.send(&t.key, &batch(t.agent_id, vec![third])).await).await;
     app.settle().await;
     let counts = app.store.job_counts(None).await.unwrap();
     assert_eq!(counts.dead, 1, "{counts:?}");
-    let (_, stored) = app.api(&t.key, &format!("/api/v1/calls/{}", receipt["calls"][0]["call_id"].as_str().unwrap())).await;
+    let (_, stored) = app
+        .api(
+            &t.key,
+            &format!(
+                "/api/v1/calls/{}",
+                receipt["calls"][0]["call_id"].as_str().unwrap()
+            ),
+        )
+        .await;
     assert!(stored["evaluations"].as_array().unwrap().is_empty());
     assert_eq!(stored["success"], Value::Null);
 }
@@ -273,20 +389,41 @@ async fn scripts_rubric_and_runs_pass_or_fail_end_to_end() {
         "name": "runaway", "kind": "script", "output": "numeric", "config": {"script": "loop {}"}
     })).await;
     // Rubric: latency at most 1 s, and the refund must be mentioned.
-    let (status, rubric) = put(&app, &t.key, "/api/v1/rubric", json!({"rules": [
-        {"metric": "agent_latency", "op": "lte", "value": 1.0},
-        {"metric": "mentions_refund", "op": "eq", "value": true},
-    ]})).await;
+    let (status, rubric) = put(
+        &app,
+        &t.key,
+        "/api/v1/rubric",
+        json!({"rules": [
+            {"metric": "agent_latency", "op": "lte", "value": 1.0},
+            {"metric": "mentions_refund", "op": "eq", "value": true},
+        ]}),
+    )
+    .await;
     assert_eq!(status, 200, "{rubric}");
-    let (status, err) = put(&app, &t.key, "/api/v1/rubric", json!({"rules": [{"metric": "nope", "op": "eq", "value": 1}]})).await;
-    assert_eq!((status, error_paths(&err)), (400, vec!["rules[0].metric".to_owned()]));
+    let (status, err) = put(
+        &app,
+        &t.key,
+        "/api/v1/rubric",
+        json!({"rules": [{"metric": "nope", "op": "eq", "value": 1}]}),
+    )
+    .await;
+    assert_eq!(
+        (status, error_paths(&err)),
+        (400, vec!["rules[0].metric".to_owned()])
+    );
 
     // A test run whose call is slow to answer: it completes, and fails the rubric.
     app.clock.set("2025-10-15T09:20:00Z".parse().unwrap());
     let (_, scenario) = post(&app, &t.key, "/api/v1/scenarios", json!({
         "agent_id": t.agent_id, "name": "refund", "direction": "inbound", "tester_phone_number": "+14155551234"
     })).await;
-    let (_, result) = post(&app, &t.key, "/api/v1/results", json!({"agent_id": t.agent_id, "scenario_ids": [scenario["id"]]})).await;
+    let (_, result) = post(
+        &app,
+        &t.key,
+        "/api/v1/results",
+        json!({"agent_id": t.agent_id, "scenario_ids": [scenario["id"]]}),
+    )
+    .await;
     let run_id = result["runs"][0]["id"].as_i64().unwrap();
     app.clock.set("2025-10-15T09:25:00Z".parse().unwrap());
     let mut c = call("slow-agent");
@@ -296,29 +433,70 @@ async fn scripts_rubric_and_runs_pass_or_fail_end_to_end() {
     ]);
     let (_, receipt) = status_and_json(app.send(&t.key, &batch(t.agent_id, vec![c])).await).await;
     assert_eq!(receipt["calls"][0]["run_id"], run_id);
-    let call = evaluations_of(&app, &t.key, receipt["calls"][0]["call_id"].as_str().unwrap()).await;
+    let call = evaluations_of(
+        &app,
+        &t.key,
+        receipt["calls"][0]["call_id"].as_str().unwrap(),
+    )
+    .await;
     assert_eq!(evaluation(&call, "mentions_refund")["value"], true);
-    assert_eq!(evaluation(&call, "mentions_refund")["explanation"], "turns: 2.0");
+    assert_eq!(
+        evaluation(&call, "mentions_refund")["explanation"],
+        "turns: 2.0"
+    );
     let runaway = evaluation(&call, "runaway");
     assert_eq!(runaway["status"], "error");
     assert_eq!(call["success"], false);
     assert_eq!(call["rubric"]["rules"][0]["passed"], false);
     assert_eq!(call["rubric"]["rules"][0]["actual"], 2.5);
     let (_, run) = app.api(&t.key, &format!("/api/v1/runs/{run_id}")).await;
-    assert_eq!((run["status"].as_str(), run["success"].as_bool()), (Some("completed"), Some(false)));
+    assert_eq!(
+        (run["status"].as_str(), run["success"].as_bool()),
+        (Some("completed"), Some(false))
+    );
 
     // Loosen the rubric and re-run: the run passes; the summary aggregates.
-    put(&app, &t.key, "/api/v1/rubric", json!({"rules": [{"metric": "agent_latency", "op": "lte", "value": 3}]})).await;
-    let (status, queued) = post(&app, &t.key, "/api/v1/evaluations/rerun", json!({"agent_id": t.agent_id})).await;
+    put(
+        &app,
+        &t.key,
+        "/api/v1/rubric",
+        json!({"rules": [{"metric": "agent_latency", "op": "lte", "value": 3}]}),
+    )
+    .await;
+    let (status, queued) = post(
+        &app,
+        &t.key,
+        "/api/v1/evaluations/rerun",
+        json!({"agent_id": t.agent_id}),
+    )
+    .await;
     assert_eq!((status, queued["queued"].as_u64()), (202, Some(1)));
     app.settle().await;
     let (_, run) = app.api(&t.key, &format!("/api/v1/runs/{run_id}")).await;
     assert_eq!(run["success"], true);
-    let (status, summary) = app.api(&t.key, "/api/v1/metrics/summary?started_from=2025-10-15T00:00:00Z").await;
+    let (status, summary) = app
+        .api(
+            &t.key,
+            "/api/v1/metrics/summary?started_from=2025-10-15T00:00:00Z",
+        )
+        .await;
     assert_eq!(status, 200);
-    let latency = summary["data"].as_array().unwrap().iter().find(|m| m["metric_name"] == "agent_latency").unwrap();
-    assert_eq!((latency["count"].as_u64(), latency["p50"].as_f64()), (Some(1), Some(2.5)));
-    let refund = summary["data"].as_array().unwrap().iter().find(|m| m["metric_name"] == "mentions_refund").unwrap();
+    let latency = summary["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["metric_name"] == "agent_latency")
+        .unwrap();
+    assert_eq!(
+        (latency["count"].as_u64(), latency["p50"].as_f64()),
+        (Some(1), Some(2.5))
+    );
+    let refund = summary["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["metric_name"] == "mentions_refund")
+        .unwrap();
     assert_eq!(refund["pass_rate"], 1.0);
 }
 
@@ -327,12 +505,35 @@ async fn metric_definitions_crud_apply_and_try() {
     let app = TestApp::spawn().await;
     let t = app.tenant("defs").await;
     let (_, list) = app.api(&t.key, "/api/v1/metrics").await;
-    let names: Vec<&str> = list["data"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
-    assert!(names.contains(&"agent_latency") && names.contains(&"tool_call_success"), "{names:?}");
+    let names: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"agent_latency") && names.contains(&"tool_call_success"),
+        "{names:?}"
+    );
 
-    let (status, err) = post(&app, &t.key, "/api/v1/metrics", json!({"name": "x", "kind": "builtin", "config": {"builtin": "nope"}})).await;
-    assert_eq!((status, error_paths(&err)), (400, vec!["config.builtin".to_owned()]));
-    let (status, _) = post(&app, &t.key, "/api/v1/metrics", json!({"name": "agent_latency", "kind": "builtin", "config": {"builtin": "agent_latency"}})).await;
+    let (status, err) = post(
+        &app,
+        &t.key,
+        "/api/v1/metrics",
+        json!({"name": "x", "kind": "builtin", "config": {"builtin": "nope"}}),
+    )
+    .await;
+    assert_eq!(
+        (status, error_paths(&err)),
+        (400, vec!["config.builtin".to_owned()])
+    );
+    let (status, _) = post(
+        &app,
+        &t.key,
+        "/api/v1/metrics",
+        json!({"name": "agent_latency", "kind": "builtin", "config": {"builtin": "agent_latency"}}),
+    )
+    .await;
     assert_eq!(status, 409, "names are unique");
 
     let (status, m) = post(&app, &t.key, "/api/v1/metrics", json!({
@@ -352,35 +553,76 @@ async fn metric_definitions_crud_apply_and_try() {
     assert_eq!((status, m["version"].as_i64()), (200, Some(2)));
     let call = evaluations_of(&app, &t.key, &call_id).await;
     assert_eq!(evaluation(&call, "p90")["metric_version"], 1);
-    post(&app, &t.key, &format!("/api/v1/calls/{call_id}/evaluate"), json!({})).await;
+    post(
+        &app,
+        &t.key,
+        &format!("/api/v1/calls/{call_id}/evaluate"),
+        json!({}),
+    )
+    .await;
     let call = evaluations_of(&app, &t.key, &call_id).await;
-    assert_eq!((evaluation(&call, "p90")["metric_version"].as_i64(), evaluation(&call, "p90")["passed"].as_bool()), (Some(2), Some(false)));
+    assert_eq!(
+        (
+            evaluation(&call, "p90")["metric_version"].as_i64(),
+            evaluation(&call, "p90")["passed"].as_bool()
+        ),
+        (Some(2), Some(false))
+    );
 
     // Apply: all or nothing, by name.
-    let (status, err) = post(&app, &t.key, "/api/v1/metrics/apply", json!({"metrics": [
-        {"name": "ok", "kind": "builtin", "config": {"builtin": "turns"}},
-        {"name": "bad", "kind": "script", "output": "numeric", "config": {}},
-    ]})).await;
-    assert_eq!((status, error_paths(&err)), (400, vec!["metrics[1].config.script".to_owned()]));
+    let (status, err) = post(
+        &app,
+        &t.key,
+        "/api/v1/metrics/apply",
+        json!({"metrics": [
+            {"name": "ok", "kind": "builtin", "config": {"builtin": "turns"}},
+            {"name": "bad", "kind": "script", "output": "numeric", "config": {}},
+        ]}),
+    )
+    .await;
+    assert_eq!(
+        (status, error_paths(&err)),
+        (400, vec!["metrics[1].config.script".to_owned()])
+    );
     let (_, list) = app.api(&t.key, "/api/v1/metrics").await;
-    assert!(!list.to_string().contains("\"name\":\"ok\""), "nothing applied");
+    assert!(
+        !list.to_string().contains("\"name\":\"ok\""),
+        "nothing applied"
+    );
     let (status, summary) = post(&app, &t.key, "/api/v1/metrics/apply", json!({"metrics": [
         {"name": "ok", "kind": "builtin", "config": {"builtin": "turns"}},
         {"name": "p90", "kind": "builtin", "config": {"builtin": "agent_latency", "latency_statistic": "p90", "pass": {"op": "lte", "value": 1}}},
     ], "rubric": [{"metric": "ok", "op": "gte", "value": 2}]})).await;
     assert_eq!(status, 200, "{summary}");
-    assert_eq!((summary["created"].clone(), summary["unchanged"].clone()), (json!(["ok"]), json!(["p90"])));
+    assert_eq!(
+        (summary["created"].clone(), summary["unchanged"].clone()),
+        (json!(["ok"]), json!(["p90"]))
+    );
 
     // Try a metric on a stored call without storing anything.
     let (status, tried) = post(&app, &t.key, "/api/v1/metrics/try", json!({
         "call_id": call_id, "metric": {"name": "t", "kind": "script", "output": "numeric", "config": {"script": "result = data.messages.len();"}}
     })).await;
-    assert_eq!((status, tried["value"].as_f64()), (200, Some(4.0)), "{tried}");
+    assert_eq!(
+        (status, tried["value"].as_f64()),
+        (200, Some(4.0)),
+        "{tried}"
+    );
 
-    let (status, _) = app.client.delete(format!("{}/api/v1/metrics/{id}", app.base)).bearer_auth(&t.key).send().await.map(|r| (r.status().as_u16(), ())).unwrap();
+    let (status, _) = app
+        .client
+        .delete(format!("{}/api/v1/metrics/{id}", app.base))
+        .bearer_auth(&t.key)
+        .send()
+        .await
+        .map(|r| (r.status().as_u16(), ()))
+        .unwrap();
     assert_eq!(status, 204);
     let (status, _) = app.api(&t.key, &format!("/api/v1/metrics/{id}")).await;
     assert_eq!(status, 404);
     let call = evaluations_of(&app, &t.key, &call_id).await;
-    assert!(call["evaluations"].to_string().contains("\"p90\""), "old results keep a deleted metric");
+    assert!(
+        call["evaluations"].to_string().contains("\"p90\""),
+        "old results keep a deleted metric"
+    );
 }
