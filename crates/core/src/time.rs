@@ -68,7 +68,8 @@ impl MessageTimes {
                 value.round() as i64,
             ),
             Self::SecondsFromStart | Self::None => {
-                (value, started_at_ms + (value * 1000.0).round() as i64)
+                // Saturating: the validator's bounds make overflow impossible, the fuzzer's don't.
+                (value, started_at_ms.saturating_add((value * 1000.0).round() as i64))
             }
         }
     }
