@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use callgrade_core::Limits;
-use callgrade_server::{AppState, Retention, Settings};
+use callgrade_server::{AppState, HttpLimits, RateLimit, Retention, Settings};
 use chrono::TimeDelta;
 use clap::{Args, ValueEnum};
 use std::net::SocketAddr;
@@ -35,6 +35,21 @@ pub struct ServeArgs {
     #[arg(long, env = "CALLGRADE_DELIVERY_RETENTION_DAYS", default_value_t = 7,
           value_parser = clap::value_parser!(u32).range(1..=3650))]
     delivery_retention_days: u32,
+    /// Requests per second per project key (429 with Retry-After above); 0 turns the limit off.
+    #[arg(long, env = "CALLGRADE_RATE_LIMIT", default_value_t = 1000)]
+    rate_limit: u32,
+    /// Requests a key may send at once above its rate.
+    #[arg(long, env = "CALLGRADE_RATE_BURST", default_value_t = 2000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    rate_burst: u32,
+    /// Seconds a client has to send its request headers.
+    #[arg(long, env = "CALLGRADE_HEADER_TIMEOUT", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    header_timeout: u64,
+    /// Seconds a client has to send its request body (408 after).
+    #[arg(long, env = "CALLGRADE_BODY_TIMEOUT", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    body_timeout: u64,
     /// Run no evaluation workers here (run `callgrade worker` elsewhere).
     #[arg(long)]
     no_workers: bool,
@@ -133,6 +148,14 @@ pub async fn run(db: &DbArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
         ..Settings::default()
     };
     args.eval.apply(&mut settings);
+    settings.limits_http = HttpLimits {
+        header_read_timeout: std::time::Duration::from_secs(args.header_timeout),
+        body_read_timeout: std::time::Duration::from_secs(args.body_timeout),
+        rate_limit: (args.rate_limit > 0).then_some(RateLimit {
+            per_second: args.rate_limit,
+            burst: args.rate_burst,
+        }),
+    };
     if args.no_workers {
         settings.workers.count = 0;
     }

@@ -797,3 +797,88 @@ async fn evaluation_survives_sigkill_exactly_once() {
         "every call evaluated"
     );
 }
+
+/// Keys (project, rotated, wrong, judge) never appear in the server's logs, even at trace level.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_the_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_owned();
+    let (_, project) = run_json(&data, &["project", "create", "logs"]);
+    let (_, agent) = run_json(
+        &data,
+        &["agent", "create", "--project", "logs", "--name", "bot"],
+    );
+    let key = project["api_key"].as_str().unwrap().to_owned();
+    let log = std::fs::File::create(data.join("server.log")).unwrap();
+    let mut child = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["serve", "--bind", "127.0.0.1:0", "--log-format", "json"])
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("callgrade listening on ")
+        .unwrap()
+        .to_owned();
+    let client = reqwest::Client::new();
+    let body = json!({"agent_id": agent["id"], "calls": [{"id": "a", "startedAt": "2025-10-15T09:22:21Z", "endedAt": "2025-10-15T09:23:21Z"}]});
+    let hook = format!("{base}/test_framework/custom-provider-transcript-webhook/");
+    client
+        .post(&hook)
+        .header("X-CEKURA-API-KEY", &key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    client
+        .post(&hook)
+        .header("X-CEKURA-API-KEY", "cg_wrong_key_123456")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    client
+        .get(format!("{base}/api/v1/calls"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    client.put(format!("{base}/api/v1/judge")).bearer_auth(&key)
+        .json(&json!({"base_url": "http://127.0.0.1:1/v1", "model": "m", "api_key": "sk-judge-never-logged"}))
+        .send().await.unwrap();
+    let (_, rotated) = run_json(&data, &["project", "rotate-key", "logs"]);
+    let new_key = rotated["api_key"].as_str().unwrap().to_owned();
+    client
+        .get(format!("{base}/api/v1/calls"))
+        .bearer_auth(&new_key)
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+
+    let logs = std::fs::read_to_string(data.join("server.log")).unwrap();
+    assert!(
+        logs.contains("webhook accepted"),
+        "the log is being written"
+    );
+    for secret in [
+        key.as_str(),
+        new_key.as_str(),
+        "cg_wrong_key_123456",
+        "sk-judge-never-logged",
+    ] {
+        assert!(!logs.contains(secret), "{secret} is in the logs");
+    }
+}

@@ -69,7 +69,10 @@ impl MessageTimes {
             ),
             Self::SecondsFromStart | Self::None => {
                 // Saturating: the validator's bounds make overflow impossible, the fuzzer's don't.
-                (value, started_at_ms.saturating_add((value * 1000.0).round() as i64))
+                (
+                    value,
+                    started_at_ms.saturating_add((value * 1000.0).round() as i64),
+                )
             }
         }
     }

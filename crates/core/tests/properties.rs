@@ -15,7 +15,9 @@ fn any_json() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(|n| json!(n)),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| json!(f)),
         ".{0,20}".prop_map(Value::String),
     ];
     leaf.prop_recursive(4, 64, 8, |inner| {
@@ -23,10 +25,18 @@ fn any_json() -> impl Strategy<Value = Value> {
             prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
             prop::collection::btree_map(
                 prop_oneof![
-                    Just("id".to_owned()), Just("startedAt".to_owned()), Just("endedAt".to_owned()),
-                    Just("messages".to_owned()), Just("role".to_owned()), Just("content".to_owned()),
-                    Just("start_time".to_owned()), Just("end_time".to_owned()), Just("run_id".to_owned()),
-                    Just("to_phone_number".to_owned()), Just("agent_id".to_owned()), Just("calls".to_owned()),
+                    Just("id".to_owned()),
+                    Just("startedAt".to_owned()),
+                    Just("endedAt".to_owned()),
+                    Just("messages".to_owned()),
+                    Just("role".to_owned()),
+                    Just("content".to_owned()),
+                    Just("start_time".to_owned()),
+                    Just("end_time".to_owned()),
+                    Just("run_id".to_owned()),
+                    Just("to_phone_number".to_owned()),
+                    Just("agent_id".to_owned()),
+                    Just("calls".to_owned()),
                     "[a-z_]{1,8}",
                 ],
                 inner,

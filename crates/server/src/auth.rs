@@ -36,12 +36,18 @@ fn api_key(headers: &HeaderMap) -> Result<&str, ApiError> {
         .ok_or_else(|| ApiError::unauthorized("Authorization must be \"Bearer <project key>\""))
 }
 
+/// The key's project, within its rate limit.
 pub async fn project_for_key(state: &AppState, key: &str) -> Result<Project, ApiError> {
-    state
+    let project = state
         .store
         .authenticate(key)
         .await?
-        .ok_or_else(|| ApiError::unauthorized("invalid API key"))
+        .ok_or_else(|| ApiError::unauthorized("invalid API key"))?;
+    state
+        .rate_limiter
+        .check(project.id)
+        .map_err(ApiError::rate_limited)?;
+    Ok(project)
 }
 
 /// The project whose key authenticated this API request.

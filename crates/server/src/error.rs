@@ -13,6 +13,8 @@ use utoipa::ToSchema;
 pub struct ApiError {
     pub status: StatusCode,
     pub body: ErrorBody,
+    /// Seconds for a `Retry-After` header.
+    pub retry_after: Option<u64>,
 }
 
 /// The body of every error response.
@@ -35,6 +37,7 @@ impl ApiError {
                 detail: detail.into(),
                 errors: Vec::new(),
             },
+            retry_after: None,
         }
     }
 
@@ -45,6 +48,17 @@ impl ApiError {
 
     pub fn unauthorized(detail: &str) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+    }
+
+    pub fn rate_limited(wait: std::time::Duration) -> Self {
+        let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many requests for this project; retry in {seconds} s"),
+        );
+        e.retry_after = Some(seconds);
+        e
     }
 
     pub fn not_found(detail: impl Into<String>) -> Self {
@@ -110,6 +124,12 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body)).into_response()
+        let mut response = (self.status, Json(self.body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }

@@ -5,6 +5,7 @@
 mod auth;
 mod clock;
 mod error;
+mod limits;
 mod openapi;
 mod routes;
 mod settings;
@@ -12,9 +13,10 @@ pub mod worker;
 
 pub use clock::{Clock, SystemClock};
 pub use error::ApiError;
+pub use limits::RateLimit;
 pub use openapi::openapi;
 pub use routes::metrics::{apply_file, MetricsFile};
-pub use settings::{cekura_webhook_url, project_webhook_url, Retention, Settings};
+pub use settings::{cekura_webhook_url, project_webhook_url, HttpLimits, Retention, Settings};
 
 use axum::Router;
 use callgrade_eval::{Evaluator, JudgeClient};
@@ -34,6 +36,7 @@ pub struct AppState {
     pub evaluator: Arc<Evaluator>,
     /// Wakes idle workers when new jobs are committed.
     pub jobs_ready: Arc<Notify>,
+    pub rate_limiter: Arc<limits::RateLimiter>,
 }
 
 impl AppState {
@@ -52,6 +55,7 @@ impl AppState {
             script_limits: settings.script_limits,
         };
         Self {
+            rate_limiter: Arc::new(limits::RateLimiter::new(settings.limits_http.rate_limit)),
             store,
             settings: Arc::new(settings),
             clock,
@@ -66,24 +70,65 @@ pub fn router(state: AppState) -> Router {
     routes::router(state)
 }
 
-/// Serves until `shutdown` resolves, then lets in-flight requests finish. Background upkeep
-/// (delivery-log retention) runs alongside.
+/// Serves until `shutdown` resolves, then lets in-flight requests finish (for at most 30 s).
+/// Background upkeep (delivery-log retention, the run sweeper, evaluation workers) runs
+/// alongside. Connections are served by hyper directly so slow clients meet a header-read
+/// timeout; a slow body meets the body timeout layer of the router.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+
     let mut upkeep = vec![
         tokio::spawn(prune_deliveries_forever(state.clone())),
         tokio::spawn(sweep_runs_forever(state.clone())),
     ];
     upkeep.extend(spawn_workers(&state, state.settings.workers.count));
+    let header_timeout = state.settings.limits_http.header_read_timeout;
     let app = router(state);
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .keep_alive(true);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a moment, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections were still open after 30 s; closing them");
+    }
     upkeep.iter().for_each(|task| task.abort());
-    result
+    Ok(())
 }
 
 /// Starts `count` evaluation workers, named after this process so a log shows who ran what.

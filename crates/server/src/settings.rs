@@ -19,6 +19,31 @@ pub struct Settings {
     /// The server-wide judge endpoint, for projects that set none.
     pub judge: callgrade_eval::JudgeDefaults,
     pub script_limits: callgrade_eval::ScriptLimits,
+    pub limits_http: HttpLimits,
+}
+
+/// Protection against slow and greedy clients.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// A client must send its request headers within this time.
+    pub header_read_timeout: std::time::Duration,
+    /// …and its body within this time (408 otherwise).
+    pub body_read_timeout: std::time::Duration,
+    /// Requests per project key; `None` for no limit.
+    pub rate_limit: Option<crate::RateLimit>,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: std::time::Duration::from_secs(10),
+            body_read_timeout: std::time::Duration::from_secs(30),
+            rate_limit: Some(crate::RateLimit {
+                per_second: 1000,
+                burst: 2000,
+            }),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -42,6 +67,7 @@ impl Default for Settings {
             workers: Default::default(),
             judge: Default::default(),
             script_limits: Default::default(),
+            limits_http: Default::default(),
         }
     }
 }

@@ -66,6 +66,7 @@ pub(crate) fn documented() -> OpenApiRouter<AppState> {
 }
 
 pub(crate) fn router(state: AppState) -> Router {
+    let body_timeout = state.settings.limits_http.body_read_timeout;
     let (router, spec) = documented().split_for_parts();
     let spec = Arc::new(spec);
     router
@@ -84,6 +85,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(TraceLayer::new_for_http())
+        // A body that trickles in slower than this gets 408; the handler never waits forever.
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            body_timeout,
+        ))
         .with_state(state)
 }
 

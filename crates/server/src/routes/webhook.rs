@@ -93,8 +93,15 @@ async fn receive(
     let bytes = match axum::body::to_bytes(body, settings.max_body_bytes).await {
         Ok(bytes) => bytes,
         Err(e) => {
-            let too_large = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if caused_by::<tower_http::timeout::TimeoutError>(&e) {
+                let error = ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    "the request body arrived too slowly; send it at once",
+                );
+                return Err(reject(state, delivery(b""), error).await);
+            }
+            let too_large = caused_by::<http_body_util::LengthLimitError>(&e);
             if !too_large {
                 return Err(ApiError::bad_request("the request body could not be read"));
             }
@@ -161,6 +168,18 @@ async fn receive(
             Err(rejection.into())
         }
     }
+}
+
+/// Whether an error, or anything in its chain of causes, is a `T`.
+fn caused_by<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(e);
+    while let Some(err) = current {
+        if err.is::<T>() {
+            return true;
+        }
+        current = err.source();
+    }
+    false
 }
 
 fn is_json(headers: &HeaderMap) -> bool {

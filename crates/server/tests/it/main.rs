@@ -4,4 +4,5 @@ mod api;
 mod common;
 mod evaluation;
 mod runs;
+mod security;
 mod webhook;
