@@ -17,6 +17,12 @@ use crate::output::Output;
 pub enum BenchCommand {
     /// Builtin-metric throughput: calls evaluated per second on one core.
     Metrics(MetricsBench),
+    /// Webhook ingest: start the server on a temporary database, drive it over keep-alive
+    /// connections, and compare with a parse-only baseline measured in the same run.
+    Ingest(crate::bench_ingest::IngestBench),
+    /// The parse-only baseline server (started by `bench ingest`).
+    #[command(hide = true)]
+    BaselineServer,
 }
 
 #[derive(Args)]
@@ -35,9 +41,11 @@ pub struct MetricsBench {
     seed: u64,
 }
 
-pub fn run(cmd: BenchCommand, out: &Output) -> anyhow::Result<ExitCode> {
+pub async fn run(cmd: BenchCommand, out: &Output) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::Metrics(args) => metrics(args, out),
+        BenchCommand::Ingest(args) => crate::bench_ingest::run(args, out).await,
+        BenchCommand::BaselineServer => crate::bench_ingest::baseline_server().await,
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod admin;
 mod bench;
+mod bench_ingest;
 mod check;
 mod database;
 mod metrics;
@@ -128,7 +129,7 @@ fn main() -> ExitCode {
             Command::Metrics(cmd) => metrics::run(&cli.db, cmd, &out).await,
             Command::Check(args) => check::run(args, &out),
             Command::Send(args) => send::run(args, &out).await,
-            Command::Bench(cmd) => bench::run(cmd, &out),
+            Command::Bench(cmd) => bench::run(cmd, &out).await,
             Command::Openapi => {
                 let spec = callgrade_server::openapi();
                 println!(

@@ -88,6 +88,9 @@ pub async fn serve(
         tokio::spawn(sweep_runs_forever(state.clone())),
     ];
     upkeep.extend(spawn_workers(&state, state.settings.workers.count));
+    if let Err(e) = state.store.listen_for_jobs(state.jobs_ready.clone()).await {
+        tracing::warn!(error = %e, "cannot listen for job notifications; polling only");
+    }
     let header_timeout = state.settings.limits_http.header_read_timeout;
     let app = router(state);
     let mut builder = Builder::new(TokioExecutor::new());

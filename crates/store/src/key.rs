@@ -1,6 +1,7 @@
 use rand::{distributions::Alphanumeric, Rng};
 use sha2::{Digest, Sha256};
 use std::fmt;
+use subtle::ConstantTimeEq;
 
 /// A project API key in clear text. Exists only between creation and the moment it is shown;
 /// its `Debug` never prints it.
@@ -37,6 +38,11 @@ impl ApiKey {
 /// Keys are 238 bits of randomness, so a fast hash is enough; no secret is ever stored.
 pub(crate) fn hash_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// Compares two key hashes in constant time, so timing reveals nothing about a stored hash.
+pub(crate) fn hashes_match(stored: &str, presented: &str) -> bool {
+    bool::from(stored.as_bytes().ct_eq(presented.as_bytes()))
 }
 
 impl fmt::Debug for ApiKey {

@@ -1,19 +1,27 @@
 //! The storage seam of callgrade.
 //!
 //! Everything the server and the CLI persist goes through the [`Store`] trait, so a second
-//! backend (PostgreSQL) can sit beside [`SqliteStore`] and pass the same behaviour tests.
+//! backend can sit beside another: [`SqliteStore`] (embedded, the default) and [`PgStore`]
+//! (several server instances on one database) pass the same behaviour tests.
 
+mod common;
 mod key;
 mod model;
+mod postgres;
+mod rows;
 mod sqlite;
 
+pub use common::percentile;
 pub use key::ApiKey;
 pub use model::*;
-pub use sqlite::{percentile, SqliteStore};
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
 use callgrade_core::{Batch, MetricSpec, PhoneNumber, RubricRule};
 use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use tokio::sync::Notify;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -186,6 +194,14 @@ pub trait Store: Send + Sync + 'static {
         started_from_ms: Option<i64>,
         started_before_ms: Option<i64>,
     ) -> Result<Vec<MetricSummary>>;
+
+    /// Wakes `wake` (with `notify_waiters`) whenever any process queues a job on this database,
+    /// for backends that can push. Returns once listening has started. The default does nothing:
+    /// workers then rely on in-process wake-ups and polling.
+    async fn listen_for_jobs(&self, wake: Arc<Notify>) -> Result<()> {
+        let _ = wake;
+        Ok(())
+    }
 
     /// Succeeds when the database answers.
     async fn ping(&self) -> Result<()>;

@@ -1,68 +1,20 @@
 //! Metrics, evaluations, the job queue and the judge cache on SQLite.
 
-use callgrade_core::{
-    AppliesTo, MetricKind, MetricSpec, OutputType, RubricRule, RubricVerdict, BUILTIN_METRICS,
-};
+use callgrade_core::{MetricSpec, RubricRule};
 use chrono::{DateTime, TimeDelta, Utc};
-use serde_json::{json, Value};
-use sqlx::sqlite::{SqliteConnection, SqlitePool, SqliteRow};
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::sqlite::{SqliteConnection, SqlitePool};
+use sqlx::{QueryBuilder, Sqlite};
 
-use super::{from_json, parse_column, time, to_json};
+use crate::common::{
+    apply_step, evaluation_failed_message, failed_job_state, from_json, job_counts as counts_from,
+    judge_field, metric_name_taken, no_call, no_metric, summarize, to_json, ApplyStep,
+};
 use crate::model::*;
-use crate::{Result, StoreError};
-
-const METRIC_COLUMNS: &str = "id, project_id, name, kind, output, enum_values, applies_to,
-    agent_ids, description, config, enabled, version, created_at, updated_at";
-
-fn metric_from(row: &SqliteRow) -> Result<Metric> {
-    let kind: String = row.try_get("kind")?;
-    let output: String = row.try_get("output")?;
-    let applies_to: String = row.try_get("applies_to")?;
-    Ok(Metric {
-        id: row.try_get("id")?,
-        project_id: row.try_get("project_id")?,
-        spec: MetricSpec {
-            name: row.try_get("name")?,
-            kind: parse_column(&kind, MetricKind::parse)?,
-            output: parse_column(&output, OutputType::parse)?,
-            enum_values: from_json(row.try_get("enum_values")?)?,
-            applies_to: parse_column(&applies_to, AppliesTo::parse)?,
-            agent_ids: from_json(row.try_get("agent_ids")?)?,
-            description: row.try_get("description")?,
-            config: from_json(row.try_get("config")?)?,
-            enabled: row.try_get("enabled")?,
-        },
-        version: row.try_get("version")?,
-        created_at: time(row.try_get("created_at")?)?,
-        updated_at: time(row.try_get("updated_at")?)?,
-    })
-}
-
-/// The catalogue's deterministic metrics, installed in every new project.
-pub(super) fn default_metrics() -> Vec<MetricSpec> {
-    BUILTIN_METRICS
-        .iter()
-        .map(|b| {
-            let mut config = json!({ "builtin": b.key });
-            // Silence is the one builtin whose `true` is bad news.
-            if b.key == "silence_detected" {
-                config["pass"] = json!({"op": "eq", "value": false});
-            }
-            MetricSpec {
-                name: b.key.to_owned(),
-                kind: MetricKind::Builtin,
-                output: b.output.into(),
-                enum_values: Vec::new(),
-                applies_to: AppliesTo::Both,
-                agent_ids: Vec::new(),
-                description: b.description.to_owned(),
-                config,
-                enabled: true,
-            }
-        })
-        .collect()
-}
+use crate::rows::{
+    evaluation_from, judge_settings_from, metric_from, summary_row_from, EVALUATION_COLUMNS,
+    JUDGE_COLUMNS, METRIC_COLUMNS, SUMMARY_COLUMNS,
+};
+use crate::Result;
 
 pub(super) async fn insert_metric(
     conn: &mut SqliteConnection,
@@ -89,16 +41,8 @@ pub(super) async fn insert_metric(
     .bind(now)
     .fetch_one(&mut *conn)
     .await
-    .map_err(|e| name_taken(e, &spec.name))?;
+    .map_err(|e| metric_name_taken(e, &spec.name))?;
     Ok(id)
-}
-
-fn name_taken(e: sqlx::Error, name: &str) -> StoreError {
-    if super::unique_violation(&e) {
-        StoreError::AlreadyExists(format!("a metric named {name:?} already exists"))
-    } else {
-        e.into()
-    }
 }
 
 async fn update_metric_row(
@@ -126,7 +70,7 @@ async fn update_metric_row(
     .bind(id)
     .execute(&mut *conn)
     .await
-    .map_err(|e| name_taken(e, &spec.name))?;
+    .map_err(|e| metric_name_taken(e, &spec.name))?;
     Ok(())
 }
 
@@ -185,9 +129,7 @@ pub(super) async fn update_metric(
     .fetch_optional(&mut *tx)
     .await?;
     if exists.is_none() {
-        return Err(StoreError::NotFound(format!(
-            "no metric {id} in this project"
-        )));
+        return Err(no_metric(id));
     }
     update_metric_row(&mut tx, id, spec, now.timestamp_millis()).await?;
     tx.commit().await?;
@@ -209,9 +151,7 @@ pub(super) async fn delete_metric(
     .execute(pool)
     .await?;
     if deleted.rows_affected() == 0 {
-        return Err(StoreError::NotFound(format!(
-            "no metric {id} in this project"
-        )));
+        return Err(no_metric(id));
     }
     Ok(())
 }
@@ -228,13 +168,13 @@ pub(super) async fn apply_metrics(
     let existing = live_metrics(&mut tx, project_id).await?;
     let mut summary = ApplySummary::default();
     for spec in specs {
-        match existing.iter().find(|m| m.spec.name == spec.name) {
-            Some(m) if &m.spec == spec => summary.unchanged.push(spec.name.clone()),
-            Some(m) => {
+        match apply_step(&existing, spec) {
+            ApplyStep::Unchanged => summary.unchanged.push(spec.name.clone()),
+            ApplyStep::Update(m) => {
                 update_metric_row(&mut tx, m.id, spec, now).await?;
                 summary.updated.push(spec.name.clone());
             }
-            None => {
+            ApplyStep::Create => {
                 insert_metric(&mut tx, project_id, spec, now).await?;
                 summary.created.push(spec.name.clone());
             }
@@ -272,20 +212,13 @@ pub(super) async fn judge_settings(
     conn: &mut SqliteConnection,
     project_id: i64,
 ) -> Result<JudgeSettings> {
-    let row = sqlx::query(
-        "SELECT judge_base_url, judge_model, judge_api_key, judge_concurrency FROM projects WHERE id = ?",
-    )
+    let row = sqlx::query(&format!(
+        "SELECT {JUDGE_COLUMNS} FROM projects WHERE id = ?"
+    ))
     .bind(project_id)
     .fetch_one(&mut *conn)
     .await?;
-    let api_key: Option<String> = row.try_get("judge_api_key")?;
-    Ok(JudgeSettings {
-        base_url: row.try_get("judge_base_url")?,
-        model: row.try_get("judge_model")?,
-        api_key_set: api_key.is_some(),
-        api_key,
-        concurrency: row.try_get::<i64, _>("judge_concurrency")?.max(1) as u32,
-    })
+    judge_settings_from(&row)
 }
 
 pub(super) async fn set_judge_settings(
@@ -293,17 +226,9 @@ pub(super) async fn set_judge_settings(
     project_id: i64,
     patch: &JudgeSettingsPatch,
 ) -> Result<()> {
-    // `Some("")` clears a field, `None` keeps it.
-    let field = |v: &Option<String>| -> (bool, Option<String>) {
-        match v {
-            None => (false, None),
-            Some(s) if s.is_empty() => (true, None),
-            Some(s) => (true, Some(s.clone())),
-        }
-    };
-    let (set_url, url) = field(&patch.base_url);
-    let (set_model, model) = field(&patch.model);
-    let (set_key, key) = field(&patch.api_key);
+    let (set_url, url) = judge_field(&patch.base_url);
+    let (set_model, model) = judge_field(&patch.model);
+    let (set_key, key) = judge_field(&patch.api_key);
     sqlx::query(
         "UPDATE projects SET
             judge_base_url = CASE WHEN ? THEN ? ELSE judge_base_url END,
@@ -368,11 +293,8 @@ pub(super) async fn enqueue_calls(
         q.push(" AND started_at < ").push_bind(before);
     }
     let ids: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await?;
-    if call_id.is_some() && ids.is_empty() {
-        return Err(StoreError::NotFound(format!(
-            "no call {:?} in this project",
-            call_id.unwrap_or_default()
-        )));
+    if let (Some(call_id), true) = (call_id, ids.is_empty()) {
+        return Err(no_call(call_id));
     }
     let now = now.timestamp_millis();
     let mut queued = 0;
@@ -510,10 +432,7 @@ pub(super) async fn fail_job(
     now: DateTime<Utc>,
 ) -> Result<()> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let (status, run_at, finished) = match retry_at {
-        Some(at) => ("queued", at.timestamp_millis(), None),
-        None => ("dead", now.timestamp_millis(), Some(now.timestamp_millis())),
-    };
+    let (status, run_at, finished) = failed_job_state(retry_at, now);
     let updated = sqlx::query(
         "UPDATE jobs SET status = ?, run_at = ?, finished_at = ?, last_error = ?, locked_at = NULL,
             locked_by = NULL
@@ -533,7 +452,7 @@ pub(super) async fn fail_job(
             "UPDATE runs SET status = 'failed', error_message = ?, finished_at = ?, updated_at = ?
              WHERE call_id = ? AND status = 'evaluating'",
         )
-        .bind(format!("evaluation failed: {error}"))
+        .bind(evaluation_failed_message(error))
         .bind(now.timestamp_millis())
         .bind(now.timestamp_millis())
         .bind(&job.call_id)
@@ -551,45 +470,13 @@ pub(super) async fn job_counts(pool: &SqlitePool, project_id: Option<i64>) -> Re
     .bind(project_id)
     .fetch_all(pool)
     .await?;
-    let mut counts = JobCounts::default();
-    for (status, n) in rows {
-        match status.as_str() {
-            "queued" => counts.queued = n,
-            "running" => counts.running = n,
-            "done" => counts.done = n,
-            "dead" => counts.dead = n,
-            _ => {}
-        }
-    }
-    Ok(counts)
-}
-
-fn evaluation_from(row: &SqliteRow) -> Result<Evaluation> {
-    let kind: String = row.try_get("kind")?;
-    let output: String = row.try_get("output")?;
-    let status: String = row.try_get("status")?;
-    let value: Option<String> = row.try_get("value")?;
-    Ok(Evaluation {
-        metric_id: row.try_get("metric_id")?,
-        metric_name: row.try_get("metric_name")?,
-        metric_version: row.try_get("metric_version")?,
-        kind: parse_column(&kind, MetricKind::parse)?,
-        output: parse_column(&output, OutputType::parse)?,
-        status: parse_column(&status, EvaluationStatus::parse)?,
-        value: value.as_deref().map(from_json).transpose()?,
-        passed: row.try_get("passed")?,
-        explanation: row.try_get("explanation")?,
-        details: from_json(row.try_get("details")?)?,
-        evaluated_at: time(row.try_get("evaluated_at")?)?,
-    })
+    Ok(counts_from(rows))
 }
 
 pub(super) async fn evaluations_of(pool: &SqlitePool, call_id: &str) -> Result<Vec<Evaluation>> {
-    sqlx::query(
-        "SELECT metric_id, metric_name, metric_version, kind, output, status, value, passed,
-            explanation, details, evaluated_at
-         FROM evaluations WHERE call_id = ? ORDER BY metric_id",
-    )
+    sqlx::query(&format!(
+        "SELECT {EVALUATION_COLUMNS} FROM evaluations WHERE call_id = ? ORDER BY metric_id"
+    ))
     .bind(call_id)
     .fetch_all(pool)
     .await?
@@ -633,16 +520,6 @@ pub(super) async fn cache_put(
     Ok(())
 }
 
-/// Linear interpolation between closest ranks (numpy's default).
-pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = p / 100.0 * (sorted.len() - 1) as f64;
-    let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
-    Some(sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo as f64))
-}
-
 pub(super) async fn metrics_summary(
     pool: &SqlitePool,
     project_id: i64,
@@ -650,10 +527,10 @@ pub(super) async fn metrics_summary(
     from_ms: Option<i64>,
     before_ms: Option<i64>,
 ) -> Result<Vec<MetricSummary>> {
-    let mut q = QueryBuilder::<Sqlite>::new(
-        "SELECT e.metric_id, e.metric_name, e.output, e.value, e.passed
-         FROM evaluations e JOIN calls c ON c.id = e.call_id WHERE e.project_id = ",
-    );
+    let mut q = QueryBuilder::<Sqlite>::new(format!(
+        "SELECT {SUMMARY_COLUMNS} FROM evaluations e JOIN calls c ON c.id = e.call_id
+         WHERE e.project_id = "
+    ));
     q.push_bind(project_id);
     if let Some(a) = agent_id {
         q.push(" AND c.agent_id = ").push_bind(a);
@@ -666,60 +543,5 @@ pub(super) async fn metrics_summary(
     }
     q.push(" ORDER BY e.metric_id");
     let rows = q.build().fetch_all(pool).await?;
-    let mut out: Vec<(MetricSummary, Vec<f64>, usize, usize)> = Vec::new();
-    for row in rows {
-        let metric_id: i64 = row.try_get("metric_id")?;
-        if out.last().is_none_or(|(s, ..)| s.metric_id != metric_id) {
-            let output: String = row.try_get("output")?;
-            out.push((
-                MetricSummary {
-                    metric_id,
-                    metric_name: row.try_get("metric_name")?,
-                    output: parse_column(&output, OutputType::parse)?,
-                    count: 0,
-                    without_value: 0,
-                    pass_rate: None,
-                    avg: None,
-                    p50: None,
-                    p90: None,
-                },
-                Vec::new(),
-                0,
-                0,
-            ));
-        }
-        let (summary, numbers, judged, passed) = out.last_mut().expect("pushed above");
-        let value: Option<String> = row.try_get("value")?;
-        match value.as_deref().map(from_json::<Value>).transpose()? {
-            Some(v) => {
-                summary.count += 1;
-                if let Some(n) = v.as_f64() {
-                    numbers.push(n);
-                }
-            }
-            None => summary.without_value += 1,
-        }
-        if let Some(p) = row.try_get::<Option<bool>, _>("passed")? {
-            *judged += 1;
-            *passed += usize::from(p);
-        }
-    }
-    Ok(out
-        .into_iter()
-        .map(|(mut s, mut numbers, judged, passed)| {
-            numbers.sort_by(f64::total_cmp);
-            if !numbers.is_empty() {
-                s.avg = Some(numbers.iter().sum::<f64>() / numbers.len() as f64);
-            }
-            s.p50 = percentile(&numbers, 50.0);
-            s.p90 = percentile(&numbers, 90.0);
-            s.pass_rate = (judged > 0).then(|| passed as f64 / judged as f64);
-            s
-        })
-        .collect())
-}
-
-/// The verdict stored on a call, if evaluated.
-pub(super) fn verdict(text: Option<String>) -> Result<Option<RubricVerdict>> {
-    text.as_deref().map(from_json).transpose()
+    summarize(rows.iter().map(summary_row_from))
 }

@@ -3,32 +3,38 @@
 //! request.
 
 use async_trait::async_trait;
-use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use callgrade_core::{
-    match_by_phone, match_by_run_id, Batch, CallFacts, Decision, FieldError, MatchOutcome,
-    MatchedBy, MessageTimes, MetricSpec, NewCall, PhoneNumber, RubricRule,
+    match_by_phone, match_by_run_id, Batch, Decision, MatchedBy, MetricSpec, NewCall, PhoneNumber,
+    RubricRule,
 };
 use chrono::TimeDelta;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteRow, SqliteSynchronous,
+    SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, Connection, QueryBuilder, Row, Sqlite};
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
-use subtle::ConstantTimeEq;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::key::{hash_key, ApiKey};
+use crate::common::{
+    call_context, call_facts, check_named_run, content_conflict, created_receipt, decode_cursor,
+    default_metrics, encode_cursor, existing_metric, existing_project, existing_run, no_project,
+    now_ms, project_name_taken, receipt, to_json, unknown_agent,
+};
+use crate::key::{hash_key, hashes_match, ApiKey};
 use crate::model::*;
+use crate::rows::{
+    agent_from, call_detail_from, call_summary_from, delivery_from, delivery_summary_from,
+    duplicate_receipt, paginate, project_from, AGENT_COLUMNS, CALL_DETAIL_COLUMNS,
+    CALL_SUMMARY_COLUMNS, DELIVERY_SUMMARY_COLUMNS, DUPLICATE_COLUMNS, PROJECT_COLUMNS,
+};
 use crate::{Result, Store, StoreError};
 
 mod eval;
 mod runs;
-
-pub use eval::percentile;
 
 use runs::{load_run_facts, phone_candidates};
 
@@ -104,18 +110,6 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel(4 * MAX_GROUP);
         tokio::spawn(run_writer(writer_conn, rx));
         Ok(Self { pool, writer: tx })
-    }
-
-    async fn existing_metric(&self, project_id: i64, id: i64) -> Result<Metric> {
-        self.metric(project_id, id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("no metric {id} in this project")))
-    }
-
-    async fn existing_run(&self, project_id: i64, run_id: i64) -> Result<Run> {
-        self.run(project_id, run_id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("no run with id {run_id} in this project")))
     }
 
     async fn write<T>(&self, op: impl FnOnce(oneshot::Sender<Result<T>>) -> WriteOp) -> Result<T> {
@@ -228,40 +222,22 @@ async fn apply_ingest(
                 .fetch_optional(&mut *conn)
                 .await?;
         if found.is_none() {
-            errors.push(FieldError::new(
-                "agent_id",
-                format!("no agent with id {agent_id} in this project (`callgrade agent list --project …` shows the ids)"),
-            ));
+            errors.push(unknown_agent(agent_id));
         }
     }
-    // Every named run must exist in this project (and belong to agent_id when given); as
-    // Cekura does, one unknown run rejects the whole batch.
+    // Every named run must exist in this project (and belong to agent_id when given).
     let mut run_agents = HashMap::new();
     for call in &batch.calls {
         let Some(run_id) = call.run_id else { continue };
-        let path = format!("calls[{}].run_id", call.index);
         let agent: Option<i64> =
             sqlx::query_scalar("SELECT agent_id FROM runs WHERE id = ? AND project_id = ?")
                 .bind(run_id)
                 .bind(project_id)
                 .fetch_optional(&mut *conn)
                 .await?;
-        match (agent, batch.agent_id) {
-            (None, _) => errors.push(FieldError::new(
-                path,
-                format!("Run IDs not found or deleted: [{run_id}]"),
-            )),
-            (Some(run_agent), Some(agent_id)) if run_agent != agent_id => {
-                errors.push(FieldError::new(
-                    path,
-                    format!(
-                        "run {run_id} belongs to agent {run_agent}, not to agent_id {agent_id}"
-                    ),
-                ))
-            }
-            (Some(run_agent), _) => {
-                run_agents.insert(call.index, run_agent);
-            }
+        match check_named_run(call, run_id, agent, batch.agent_id) {
+            Ok(run_agent) => drop(run_agents.insert(call.index, run_agent)),
+            Err(e) => errors.push(e),
         }
     }
     if !errors.is_empty() {
@@ -273,24 +249,16 @@ async fn apply_ingest(
     let mut existing = Vec::with_capacity(batch.calls.len());
     let mut conflicts = Vec::new();
     for call in &batch.calls {
-        let row = sqlx::query(
-            "SELECT id, content_hash, agent_id, run_id, matched_by, match_outcome, match_reason,
-                match_candidates
-             FROM calls WHERE project_id = ? AND external_id = ?",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {DUPLICATE_COLUMNS} FROM calls WHERE project_id = ? AND external_id = ?"
+        ))
         .bind(project_id)
         .bind(&call.external_id)
         .fetch_optional(&mut *conn)
         .await?;
         match row {
             Some(row) if row.try_get::<String, _>("content_hash")? != call.content_hash => {
-                conflicts.push(FieldError::new(
-                    format!("calls[{}].id", call.index),
-                    format!(
-                        "{:?} was already received with different content; send a new id, or resend it unchanged",
-                        call.external_id
-                    ),
-                ))
+                conflicts.push(content_conflict(call))
             }
             row => existing.push(row),
         }
@@ -323,34 +291,12 @@ async fn apply_ingest(
                 insert_call(conn, call, &stored).await?;
                 runs::attach_decided(conn, &decision, &call_id, now).await?;
                 eval::enqueue(conn, project_id, &call_id, now.timestamp_millis()).await?;
-                CallReceipt {
-                    id: call.external_id.clone(),
-                    call_id,
-                    status: CallStatus::Created,
-                    agent_id,
-                    message_times: call.message_times,
-                    warnings: call.warnings.clone(),
-                    run_id: decision.run_id,
-                    matched_by: decision.matched_by,
-                    match_outcome: decision.outcome,
-                    candidates: decision.candidates,
-                    reason: decision.reason,
-                }
+                created_receipt(call, call_id, agent_id, decision)
             }
         };
         receipts.push(receipt);
     }
-    let created = receipts
-        .iter()
-        .filter(|r| r.status == CallStatus::Created)
-        .count();
-    Ok(IngestOutcome::Accepted(Receipt {
-        accepted: receipts.len(),
-        created,
-        duplicates: receipts.len() - created,
-        delivery_id,
-        calls: receipts,
-    }))
+    Ok(IngestOutcome::Accepted(receipt(delivery_id, receipts)))
 }
 
 async fn listening_window(conn: &mut SqliteConnection, project_id: i64) -> Result<TimeDelta> {
@@ -370,12 +316,7 @@ async fn decide(
     window: TimeDelta,
     now: DateTime<Utc>,
 ) -> Result<Decision> {
-    let facts = CallFacts {
-        started_at: call.started_at,
-        ended_at: call.ended_at,
-        to_phone_number: call.to_phone_number.as_ref().map(PhoneNumber::as_str),
-        from_phone_number: call.from_phone_number.as_ref().map(PhoneNumber::as_str),
-    };
+    let facts = call_facts(call);
     if let Some(run_id) = call.run_id {
         let run = load_run_facts(conn, run_id).await?;
         return Ok(match_by_run_id(&run, &facts, now, window));
@@ -385,32 +326,6 @@ async fn decide(
         None => Vec::new(),
     };
     Ok(match_by_phone(&candidates, &facts, now, window))
-}
-
-/// The receipt of a resent call: what was decided when it was first stored.
-fn duplicate_receipt(call: &NewCall, row: &SqliteRow) -> Result<CallReceipt> {
-    let outcome: String = row.try_get("match_outcome")?;
-    Ok(CallReceipt {
-        id: call.external_id.clone(),
-        call_id: row.try_get("id")?,
-        status: CallStatus::Duplicate,
-        agent_id: row.try_get("agent_id")?,
-        message_times: call.message_times,
-        warnings: call.warnings.clone(),
-        run_id: row.try_get("run_id")?,
-        matched_by: matched_by(row.try_get("matched_by")?)?,
-        match_outcome: parse_column(&outcome, MatchOutcome::parse)?,
-        candidates: from_json(row.try_get("match_candidates")?)?,
-        reason: row.try_get("match_reason")?,
-    })
-}
-
-fn parse_column<T>(text: &str, parse: impl Fn(&str) -> Option<T>) -> Result<T> {
-    parse(text).ok_or_else(|| StoreError::Corrupt(format!("unexpected value {text:?}")))
-}
-
-fn matched_by(text: Option<String>) -> Result<Option<MatchedBy>> {
-    text.map(|t| parse_column(&t, MatchedBy::parse)).transpose()
 }
 
 /// Where a new call goes and what matching decided for it.
@@ -497,139 +412,6 @@ async fn insert_delivery(
     Ok(id)
 }
 
-fn to_json(value: &impl serde::Serialize) -> String {
-    serde_json::to_string(value).expect("plain data serialises")
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-fn time(ms: i64) -> Result<DateTime<Utc>> {
-    DateTime::from_timestamp_millis(ms)
-        .ok_or_else(|| StoreError::Corrupt(format!("time out of range: {ms}")))
-}
-
-fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
-}
-
-fn encode_cursor(parts: &[i64]) -> String {
-    let text: Vec<String> = parts.iter().map(i64::to_string).collect();
-    URL_SAFE_NO_PAD.encode(text.join(":"))
-}
-
-fn decode_cursor(cursor: &str, len: usize) -> Result<Vec<i64>> {
-    let invalid = || StoreError::InvalidInput("cursor is not one this server gave out".into());
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
-    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-    let parts: Vec<i64> = text
-        .split(':')
-        .map(str::parse)
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|_| invalid())?;
-    if parts.len() != len {
-        return Err(invalid());
-    }
-    Ok(parts)
-}
-
-const PROJECT_COLUMNS: &str =
-    "id, name, key_prefix, created_at, listening_window_seconds, run_deadline_seconds";
-
-fn project_from(row: &SqliteRow) -> Result<Project> {
-    Ok(Project {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        key_prefix: row.try_get("key_prefix")?,
-        created_at: time(row.try_get("created_at")?)?,
-        listening_window_seconds: row.try_get("listening_window_seconds")?,
-        run_deadline_seconds: row.try_get("run_deadline_seconds")?,
-    })
-}
-
-fn agent_from(row: &SqliteRow) -> Result<Agent> {
-    Ok(Agent {
-        id: row.try_get("id")?,
-        project_id: row.try_get("project_id")?,
-        name: row.try_get("name")?,
-        phone_number: row.try_get("phone_number")?,
-        description: row.try_get("description")?,
-        created_at: time(row.try_get("created_at")?)?,
-    })
-}
-
-const CALL_SUMMARY_COLUMNS: &str = "seq, id, external_id, agent_id, started_at, ended_at,
-    to_phone_number, from_phone_number, ended_reason, run_id, matched_by, match_outcome,
-    message_count, received_at, delivery_id, success, evaluated_at";
-
-fn call_summary_from(row: &SqliteRow) -> Result<CallSummary> {
-    let started_at: i64 = row.try_get("started_at")?;
-    let ended_at: i64 = row.try_get("ended_at")?;
-    Ok(CallSummary {
-        call_id: row.try_get("id")?,
-        id: row.try_get("external_id")?,
-        agent_id: row.try_get("agent_id")?,
-        started_at: time(started_at)?,
-        ended_at: time(ended_at)?,
-        duration_seconds: (ended_at - started_at) as f64 / 1000.0,
-        to_phone_number: row.try_get("to_phone_number")?,
-        from_phone_number: row.try_get("from_phone_number")?,
-        ended_reason: row.try_get("ended_reason")?,
-        run_id: row.try_get("run_id")?,
-        matched_by: matched_by(row.try_get("matched_by")?)?,
-        match_outcome: parse_column(row.try_get("match_outcome")?, MatchOutcome::parse)?,
-        message_count: row.try_get("message_count")?,
-        success: row.try_get("success")?,
-        evaluated_at: row
-            .try_get::<Option<i64>, _>("evaluated_at")?
-            .map(time)
-            .transpose()?,
-        received_at: time(row.try_get("received_at")?)?,
-        delivery_id: row.try_get("delivery_id")?,
-    })
-}
-
-const DELIVERY_SUMMARY_COLUMNS: &str =
-    "id, received_at, route, status, outcome, error, detail, errors, body_size, accepted_calls";
-
-fn delivery_summary_from(row: &SqliteRow) -> Result<DeliverySummary> {
-    Ok(DeliverySummary {
-        id: row.try_get("id")?,
-        received_at: time(row.try_get("received_at")?)?,
-        route: row.try_get("route")?,
-        status: row.try_get::<i64, _>("status")? as u16,
-        outcome: row.try_get("outcome")?,
-        error: row.try_get("error")?,
-        detail: row.try_get("detail")?,
-        errors: from_json(row.try_get("errors")?)?,
-        body_size: row.try_get("body_size")?,
-        accepted_calls: row.try_get("accepted_calls")?,
-    })
-}
-
-/// Fetches `limit + 1` rows to learn whether a next page exists.
-fn paginate<T>(
-    rows: Vec<SqliteRow>,
-    limit: u32,
-    item: impl Fn(&SqliteRow) -> Result<T>,
-    cursor: impl Fn(&SqliteRow) -> Result<String>,
-) -> Result<Page<T>> {
-    let limit = limit as usize;
-    let next_cursor = if rows.len() > limit {
-        Some(cursor(&rows[limit - 1])?)
-    } else {
-        None
-    };
-    let data = rows.iter().take(limit).map(item).collect::<Result<_>>()?;
-    Ok(Page { data, next_cursor })
-}
-
-fn unique_violation(e: &sqlx::Error) -> bool {
-    e.as_database_error()
-        .is_some_and(|d| d.is_unique_violation())
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_project(&self, name: &str) -> Result<(Project, ApiKey)> {
@@ -646,15 +428,9 @@ impl Store for SqliteStore {
         .bind(now)
         .fetch_one(&mut *tx)
         .await
-        .map_err(|e| {
-            if unique_violation(&e) {
-                StoreError::AlreadyExists(format!("a project named {name:?} already exists"))
-            } else {
-                e.into()
-            }
-        })?;
+        .map_err(|e| project_name_taken(e, name))?;
         let project = project_from(&row)?;
-        for spec in eval::default_metrics() {
+        for spec in default_metrics() {
             eval::insert_metric(&mut tx, project.id, &spec, now).await?;
         }
         tx.commit().await?;
@@ -711,9 +487,7 @@ impl Store for SqliteStore {
         .execute(&self.pool)
         .await?;
         if updated.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!(
-                "no project with id {project_id}"
-            )));
+            return Err(no_project(project_id));
         }
         Ok(key)
     }
@@ -728,7 +502,7 @@ impl Store for SqliteStore {
         .await?;
         let Some(row) = row else { return Ok(None) };
         let stored: String = row.try_get("key_hash")?;
-        if bool::from(stored.as_bytes().ct_eq(hash.as_bytes())) {
+        if hashes_match(&stored, &hash) {
             Ok(Some(project_from(&row)?))
         } else {
             Ok(None)
@@ -742,16 +516,12 @@ impl Store for SqliteStore {
         phone_number: Option<&PhoneNumber>,
         description: Option<&str>,
     ) -> Result<Agent> {
-        if self.project(project_id).await?.is_none() {
-            return Err(StoreError::NotFound(format!(
-                "no project with id {project_id}"
-            )));
-        }
-        let row = sqlx::query(
+        existing_project(self, project_id).await?;
+        let row = sqlx::query(&format!(
             "INSERT INTO agents (project_id, name, phone_number, description, created_at)
              VALUES (?, ?, ?, ?, ?)
-             RETURNING id, project_id, name, phone_number, description, created_at",
-        )
+             RETURNING {AGENT_COLUMNS}"
+        ))
         .bind(project_id)
         .bind(name)
         .bind(phone_number.map(PhoneNumber::as_str))
@@ -763,10 +533,9 @@ impl Store for SqliteStore {
     }
 
     async fn list_agents(&self, project_id: i64) -> Result<Vec<Agent>> {
-        sqlx::query(
-            "SELECT id, project_id, name, phone_number, description, created_at
-             FROM agents WHERE project_id = ? ORDER BY id",
-        )
+        sqlx::query(&format!(
+            "SELECT {AGENT_COLUMNS} FROM agents WHERE project_id = ? ORDER BY id"
+        ))
         .bind(project_id)
         .fetch_all(&self.pool)
         .await?
@@ -835,8 +604,7 @@ impl Store for SqliteStore {
 
     async fn call(&self, project_id: i64, call_id: &str) -> Result<Option<CallDetail>> {
         let row = sqlx::query(&format!(
-            "SELECT {CALL_SUMMARY_COLUMNS}, trace_id, message_times, messages, metadata,
-                warnings, raw, match_reason, match_candidates, rubric
+            "SELECT {CALL_SUMMARY_COLUMNS}, {CALL_DETAIL_COLUMNS}
              FROM calls WHERE project_id = ? AND id = ?"
         ))
         .bind(project_id)
@@ -844,21 +612,8 @@ impl Store for SqliteStore {
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let times: String = row.try_get("message_times")?;
-        Ok(Some(CallDetail {
-            summary: call_summary_from(&row)?,
-            match_reason: row.try_get("match_reason")?,
-            match_candidates: from_json(row.try_get("match_candidates")?)?,
-            trace_id: row.try_get("trace_id")?,
-            message_times: MessageTimes::parse(&times)
-                .ok_or_else(|| StoreError::Corrupt(format!("message_times {times:?}")))?,
-            messages: from_json(row.try_get("messages")?)?,
-            metadata: from_json(row.try_get("metadata")?)?,
-            warnings: from_json(row.try_get("warnings")?)?,
-            raw: from_json(row.try_get("raw")?)?,
-            rubric: eval::verdict(row.try_get("rubric")?)?,
-            evaluations: eval::evaluations_of(&self.pool, call_id).await?,
-        }))
+        let evaluations = eval::evaluations_of(&self.pool, call_id).await?;
+        Ok(Some(call_detail_from(&row, evaluations)?))
     }
 
     async fn list_deliveries(
@@ -893,12 +648,7 @@ impl Store for SqliteStore {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        Ok(Some(Delivery {
-            summary: delivery_summary_from(&row)?,
-            body: row.try_get("body")?,
-            body_truncated: row.try_get("body_truncated")?,
-        }))
+        row.as_ref().map(delivery_from).transpose()
     }
 
     async fn prune_deliveries(&self, older_than_ms: i64, keep_per_project: u32) -> Result<u64> {
@@ -931,9 +681,7 @@ impl Store for SqliteStore {
         settings: &ProjectSettings,
     ) -> Result<Project> {
         runs::update_project_settings(&self.pool, project_id, settings).await?;
-        self.project(project_id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("no project with id {project_id}")))
+        existing_project(self, project_id).await
     }
 
     async fn create_scenario(&self, project_id: i64, scenario: &NewScenario) -> Result<Scenario> {
@@ -984,7 +732,7 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<Run> {
         runs::run_event(&self.pool, project_id, run_id, event, now).await?;
-        self.existing_run(project_id, run_id).await
+        existing_run(self, project_id, run_id).await
     }
 
     async fn attach_call(
@@ -995,7 +743,7 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<Run> {
         runs::attach_call(&self.pool, project_id, run_id, call_id, now).await?;
-        self.existing_run(project_id, run_id).await
+        existing_run(self, project_id, run_id).await
     }
 
     async fn sweep_runs(&self, now: DateTime<Utc>) -> Result<Vec<i64>> {
@@ -1012,12 +760,12 @@ impl Store for SqliteStore {
 
     async fn create_metric(&self, project_id: i64, spec: &MetricSpec) -> Result<Metric> {
         let id = eval::create_metric(&self.pool, project_id, spec, Utc::now()).await?;
-        self.existing_metric(project_id, id).await
+        existing_metric(self, project_id, id).await
     }
 
     async fn update_metric(&self, project_id: i64, id: i64, spec: &MetricSpec) -> Result<Metric> {
         eval::update_metric(&self.pool, project_id, id, spec, Utc::now()).await?;
-        self.existing_metric(project_id, id).await
+        existing_metric(self, project_id, id).await
     }
 
     async fn delete_metric(&self, project_id: i64, id: i64) -> Result<()> {
@@ -1098,21 +846,7 @@ impl Store for SqliteStore {
         let Some(call) = self.call(project_id, call_id).await? else {
             return Ok(None);
         };
-        let agent = match call.summary.agent_id {
-            Some(id) => self
-                .list_agents(project_id)
-                .await?
-                .into_iter()
-                .find(|a| a.id == id),
-            None => None,
-        };
-        let scenario = match call.summary.run_id {
-            Some(run_id) => match self.run(project_id, run_id).await? {
-                Some(run) => self.scenario(project_id, run.scenario_id).await?,
-                None => None,
-            },
-            None => None,
-        };
+        let (agent, scenario) = call_context(self, project_id, &call).await?;
         let (metrics, rubric, judge) = eval::inputs(&self.pool, project_id).await?;
         Ok(Some(EvaluationInput {
             call,

@@ -1,78 +1,21 @@
 //! Scenarios, results and runs on SQLite, and the run side of matching.
 
-use callgrade_core::{
-    timeout_reason, CallFacts, Decision, Direction, MatchOutcome, RunFacts, RunStatus, CLOCK_SKEW,
-};
+use callgrade_core::{timeout_reason, CallFacts, Decision, RunFacts, RunStatus, CLOCK_SKEW};
 use chrono::{DateTime, TimeDelta, Utc};
-use sqlx::sqlite::{SqliteConnection, SqlitePool, SqliteRow};
+use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use sqlx::{QueryBuilder, Row, Sqlite};
 
-use super::{decode_cursor, encode_cursor, matched_by, paginate, parse_column, time};
+use crate::common::{
+    as_invalid_input, check_attach, decode_cursor, dedup_scenarios, encode_cursor, is_late,
+    late_run_message, no_agent, no_project, no_run, no_tagged_scenario, parse_column, run_taken,
+    run_update, time, unknown_scenario, AttachCall, AttachRun, RunUpdate,
+};
 use crate::model::*;
+use crate::rows::{
+    facts_from, paginate, run_from, scenario_from, FACT_COLUMNS, LISTENING, RUN_COLUMNS, RUN_FROM,
+    SCENARIO_BASE_COLUMNS,
+};
 use crate::{Result, StoreError};
-
-const LISTENING: &str = "('pending', 'in_progress', 'awaiting_transcript')";
-
-const RUN_COLUMNS: &str = "r.id, r.result_id, r.scenario_id, s.name AS scenario_name, r.agent_id,
-    r.direction, r.tester_phone_number, r.agent_phone_number, r.status, r.created_at,
-    r.updated_at, r.deadline_at, r.call_started_at, r.call_ended_at, r.call_id, r.matched_by,
-    r.late, r.error_message, r.finished_at, r.success, p.listening_window_seconds";
-
-const RUN_FROM: &str = "FROM runs r JOIN scenarios s ON s.id = r.scenario_id
-    JOIN projects p ON p.id = r.project_id";
-
-fn opt_time(ms: Option<i64>) -> Result<Option<DateTime<Utc>>> {
-    ms.map(time).transpose()
-}
-
-fn run_from(row: &SqliteRow) -> Result<Run> {
-    let status: String = row.try_get("status")?;
-    let direction: String = row.try_get("direction")?;
-    let call_ended_at = opt_time(row.try_get("call_ended_at")?)?;
-    let window = TimeDelta::seconds(row.try_get("listening_window_seconds")?);
-    Ok(Run {
-        id: row.try_get("id")?,
-        result_id: row.try_get("result_id")?,
-        scenario_id: row.try_get("scenario_id")?,
-        scenario_name: row.try_get("scenario_name")?,
-        agent_id: row.try_get("agent_id")?,
-        direction: parse_column(&direction, Direction::parse)?,
-        tester_phone_number: row.try_get("tester_phone_number")?,
-        agent_phone_number: row.try_get("agent_phone_number")?,
-        status: parse_column(&status, RunStatus::parse)?,
-        created_at: time(row.try_get("created_at")?)?,
-        updated_at: time(row.try_get("updated_at")?)?,
-        deadline_at: time(row.try_get("deadline_at")?)?,
-        call_started_at: opt_time(row.try_get("call_started_at")?)?,
-        call_ended_at,
-        listen_until: call_ended_at.map(|t| t + window),
-        call_id: row.try_get("call_id")?,
-        matched_by: matched_by(row.try_get("matched_by")?)?,
-        late: row.try_get("late")?,
-        error_message: row.try_get("error_message")?,
-        finished_at: opt_time(row.try_get("finished_at")?)?,
-        success: row.try_get("success")?,
-    })
-}
-
-fn facts_from(row: &SqliteRow) -> Result<RunFacts> {
-    let status: String = row.try_get("status")?;
-    let direction: String = row.try_get("direction")?;
-    Ok(RunFacts {
-        id: row.try_get("id")?,
-        direction: parse_column(&direction, Direction::parse)?,
-        tester_phone_number: row.try_get("tester_phone_number")?,
-        status: parse_column(&status, RunStatus::parse)?,
-        created_at: time(row.try_get("created_at")?)?,
-        deadline_at: time(row.try_get("deadline_at")?)?,
-        call_started_at: opt_time(row.try_get("call_started_at")?)?,
-        call_ended_at: opt_time(row.try_get("call_ended_at")?)?,
-        has_call: row.try_get::<Option<String>, _>("call_id")?.is_some(),
-    })
-}
-
-const FACT_COLUMNS: &str = "id, direction, tester_phone_number, status, created_at, deadline_at,
-    call_started_at, call_ended_at, call_id";
 
 pub(super) async fn load_run_facts(conn: &mut SqliteConnection, run_id: i64) -> Result<RunFacts> {
     let row = sqlx::query(&format!("SELECT {FACT_COLUMNS} FROM runs WHERE id = ?"))
@@ -130,8 +73,7 @@ pub(super) async fn attach_decided(
         return Ok(());
     };
     let now = now.timestamp_millis();
-    let late = decision.outcome == MatchOutcome::Late;
-    let updated = if late {
+    let updated = if is_late(decision) {
         sqlx::query(
             "UPDATE runs SET call_id = ?, matched_by = ?, late = 1, status = 'timeout',
                 error_message = ?, finished_at = COALESCE(finished_at, ?), updated_at = ?
@@ -139,10 +81,7 @@ pub(super) async fn attach_decided(
         )
         .bind(call_id)
         .bind(by.as_str())
-        .bind(format!(
-            "{}; the transcript is linked to this run as late — attach it by hand to complete the run",
-            decision.reason.as_deref().unwrap_or("the transcript arrived late")
-        ))
+        .bind(late_run_message(decision))
         .bind(now)
         .bind(now)
         .bind(run_id)
@@ -160,9 +99,7 @@ pub(super) async fn attach_decided(
     .execute(&mut *conn)
     .await?;
     if updated.rows_affected() != 1 {
-        return Err(StoreError::Conflict(format!(
-            "run {run_id} took another call meanwhile"
-        )));
+        return Err(run_taken(run_id));
     }
     Ok(())
 }
@@ -184,33 +121,18 @@ pub(super) async fn update_project_settings(
     .execute(pool)
     .await?;
     if updated.rows_affected() == 0 {
-        return Err(StoreError::NotFound(format!(
-            "no project with id {project_id}"
-        )));
+        return Err(no_project(project_id));
     }
     Ok(())
 }
 
-const SCENARIO_COLUMNS: &str = "id, project_id, agent_id, name, instructions,
-    expected_outcome_prompt, direction, tester_phone_number, created_at,
-    (SELECT json_group_array(tag) FROM (SELECT tag FROM scenario_tags t
-        WHERE t.scenario_id = scenarios.id ORDER BY tag)) AS tags";
-
-fn scenario_from(row: &SqliteRow) -> Result<Scenario> {
-    let direction: String = row.try_get("direction")?;
-    let tags: String = row.try_get("tags")?;
-    Ok(Scenario {
-        id: row.try_get("id")?,
-        project_id: row.try_get("project_id")?,
-        agent_id: row.try_get("agent_id")?,
-        name: row.try_get("name")?,
-        instructions: row.try_get("instructions")?,
-        expected_outcome_prompt: row.try_get("expected_outcome_prompt")?,
-        tags: serde_json::from_str(&tags).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        direction: parse_column(&direction, Direction::parse)?,
-        tester_phone_number: row.try_get("tester_phone_number")?,
-        created_at: time(row.try_get("created_at")?)?,
-    })
+/// The scenario's tags as a JSON array, in byte order.
+fn scenario_columns() -> String {
+    format!(
+        "{SCENARIO_BASE_COLUMNS},
+        (SELECT json_group_array(tag) FROM (SELECT tag FROM scenario_tags t
+            WHERE t.scenario_id = scenarios.id ORDER BY tag)) AS tags"
+    )
 }
 
 async fn agent_in_project(
@@ -224,7 +146,7 @@ async fn agent_in_project(
             .bind(project_id)
             .fetch_optional(&mut *conn)
             .await?;
-    row.ok_or_else(|| StoreError::NotFound(format!("no agent with id {agent_id} in this project")))
+    row.ok_or_else(|| no_agent(agent_id))
 }
 
 pub(super) async fn create_scenario(
@@ -258,7 +180,8 @@ pub(super) async fn create_scenario(
             .await?;
     }
     let row = sqlx::query(&format!(
-        "SELECT {SCENARIO_COLUMNS} FROM scenarios WHERE id = ?"
+        "SELECT {} FROM scenarios WHERE id = ?",
+        scenario_columns()
     ))
     .bind(id)
     .fetch_one(&mut *tx)
@@ -274,7 +197,8 @@ pub(super) async fn list_scenarios(
     agent_id: Option<i64>,
 ) -> Result<Vec<Scenario>> {
     let mut q = QueryBuilder::<Sqlite>::new(format!(
-        "SELECT {SCENARIO_COLUMNS} FROM scenarios WHERE project_id = "
+        "SELECT {} FROM scenarios WHERE project_id = ",
+        scenario_columns()
     ));
     q.push_bind(project_id);
     if let Some(agent_id) = agent_id {
@@ -295,7 +219,8 @@ pub(super) async fn scenario(
     id: i64,
 ) -> Result<Option<Scenario>> {
     sqlx::query(&format!(
-        "SELECT {SCENARIO_COLUMNS} FROM scenarios WHERE project_id = ? AND id = ?"
+        "SELECT {} FROM scenarios WHERE project_id = ? AND id = ?",
+        scenario_columns()
     ))
     .bind(project_id)
     .bind(id)
@@ -315,10 +240,7 @@ pub(super) async fn create_result(
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let agent_phone = agent_in_project(&mut tx, project_id, new.agent_id)
         .await
-        .map_err(|e| match e {
-            StoreError::NotFound(m) => StoreError::InvalidInput(m),
-            other => other,
-        })?;
+        .map_err(as_invalid_input)?;
 
     // The scenarios named by id (each must be this agent's) and those carrying any tag.
     let mut scenarios: Vec<(i64, String, Option<String>)> = Vec::new();
@@ -332,12 +254,7 @@ pub(super) async fn create_result(
         .bind(new.agent_id)
         .fetch_optional(&mut *tx)
         .await?;
-        let row = row.ok_or_else(|| {
-            StoreError::InvalidInput(format!(
-                "no scenario with id {id} for agent {} in this project",
-                new.agent_id
-            ))
-        })?;
+        let row = row.ok_or_else(|| unknown_scenario(id, new.agent_id))?;
         scenarios.push(row);
     }
     if !new.tags.is_empty() {
@@ -358,13 +275,9 @@ pub(super) async fn create_result(
             q.build_query_as().fetch_all(&mut *tx).await?;
         scenarios.extend(tagged);
     }
-    let mut seen = std::collections::HashSet::new();
-    scenarios.retain(|(id, _, _)| seen.insert(*id));
+    dedup_scenarios(&mut scenarios);
     if scenarios.is_empty() {
-        return Err(StoreError::InvalidInput(format!(
-            "no scenario of agent {} has any of the tags {:?}",
-            new.agent_id, new.tags
-        )));
+        return Err(no_tagged_scenario(new));
     }
 
     let deadline_seconds: i64 =
@@ -500,8 +413,7 @@ async fn status_of(
             .bind(project_id)
             .fetch_optional(&mut *conn)
             .await?;
-    let (status, call_id) = row
-        .ok_or_else(|| StoreError::NotFound(format!("no run with id {run_id} in this project")))?;
+    let (status, call_id) = row.ok_or_else(|| no_run(run_id))?;
     Ok((parse_column(&status, RunStatus::parse)?, call_id))
 }
 
@@ -515,46 +427,23 @@ pub(super) async fn run_event(
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let (status, call_id) = status_of(&mut tx, project_id, run_id).await?;
     let now_ms = now.timestamp_millis();
-    let refuse = |what: &str| {
-        Err(StoreError::Conflict(format!(
-            "run {run_id} is {}; {what}",
-            status.as_str()
-        )))
-    };
-    let query = match event {
-        RunEvent::CallStarted(at) => {
-            if !matches!(status, RunStatus::Pending | RunStatus::InProgress) {
-                return refuse("its call can no longer start");
-            }
-            sqlx::query(
-                "UPDATE runs SET status = 'in_progress', call_started_at = ?, updated_at = ? WHERE id = ?",
-            )
-            .bind(at.timestamp_millis())
+    let query = match run_update(run_id, status, call_id.is_some(), event)? {
+        RunUpdate::Started(at) => sqlx::query(
+            "UPDATE runs SET status = 'in_progress', call_started_at = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(at),
+        RunUpdate::EndRecorded(at) => {
+            sqlx::query("UPDATE runs SET call_ended_at = ?, updated_at = ? WHERE id = ?").bind(at)
         }
-        // The transcript may arrive before the harness reports the end: record the time only.
-        RunEvent::CallEnded(at) if call_id.is_some() => {
-            sqlx::query("UPDATE runs SET call_ended_at = ?, updated_at = ? WHERE id = ?")
-                .bind(at.timestamp_millis())
-        }
-        RunEvent::CallEnded(at) => {
-            if !status.is_listening() {
-                return refuse("its call's end can no longer be reported");
-            }
-            sqlx::query(
-                "UPDATE runs SET status = 'awaiting_transcript', call_ended_at = ?, updated_at = ? WHERE id = ?",
-            )
-            .bind(at.timestamp_millis())
-        }
-        RunEvent::Cancel => {
-            if !status.is_listening() {
-                return refuse("only a run that is still waiting can be cancelled");
-            }
-            sqlx::query(
-                "UPDATE runs SET status = 'cancelled', error_message = 'cancelled', finished_at = ?,
-                    updated_at = ? WHERE id = ?",
-            )
-            .bind(now_ms)
-        }
+        RunUpdate::Ended(at) => sqlx::query(
+            "UPDATE runs SET status = 'awaiting_transcript', call_ended_at = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(at),
+        RunUpdate::Cancelled => sqlx::query(
+            "UPDATE runs SET status = 'cancelled', error_message = 'cancelled', finished_at = ?,
+                updated_at = ? WHERE id = ?",
+        )
+        .bind(now_ms),
     };
     query.bind(now_ms).bind(run_id).execute(&mut *tx).await?;
     tx.commit().await?;
@@ -569,38 +458,30 @@ pub(super) async fn attach_call(
     now: DateTime<Utc>,
 ) -> Result<()> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let (status, current) = status_of(&mut tx, project_id, run_id).await?;
-    let run_agent: i64 = sqlx::query_scalar("SELECT agent_id FROM runs WHERE id = ?")
-        .bind(run_id)
-        .fetch_one(&mut *tx)
-        .await?;
+    let run: Option<(String, Option<String>, i64)> = sqlx::query_as(
+        "SELECT status, call_id, agent_id FROM runs WHERE id = ? AND project_id = ?",
+    )
+    .bind(run_id)
+    .bind(project_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let run = run
+        .map(|(status, call_id, agent_id)| {
+            Ok::<_, StoreError>(AttachRun {
+                status: parse_column(&status, RunStatus::parse)?,
+                call_id,
+                agent_id,
+            })
+        })
+        .transpose()?;
     let call: Option<(Option<i64>, Option<i64>)> =
         sqlx::query_as("SELECT agent_id, run_id FROM calls WHERE id = ? AND project_id = ?")
             .bind(call_id)
             .bind(project_id)
             .fetch_optional(&mut *tx)
             .await?;
-    let (call_agent, call_run) = call
-        .ok_or_else(|| StoreError::InvalidInput(format!("no call {call_id:?} in this project")))?;
-    if call_agent != Some(run_agent) {
-        return Err(StoreError::InvalidInput(format!(
-            "call {call_id:?} is of agent {}, run {run_id} of agent {run_agent}",
-            call_agent.map_or("none".into(), |a| a.to_string())
-        )));
-    }
-    if let Some(other) = call_run.filter(|&r| r != run_id) {
-        return Err(StoreError::Conflict(format!(
-            "call {call_id:?} is already attached to run {other}"
-        )));
-    }
-    if let Some(other) = current.as_deref().filter(|&c| c != call_id) {
-        return Err(StoreError::Conflict(format!(
-            "run {run_id} already has call {other:?}"
-        )));
-    }
-    if status == RunStatus::Cancelled {
-        return Err(StoreError::Conflict(format!("run {run_id} was cancelled")));
-    }
+    let call = call.map(|(agent_id, run_id)| AttachCall { agent_id, run_id });
+    check_attach(run_id, call_id, run, call)?;
     let now_ms = now.timestamp_millis();
     sqlx::query(
         "UPDATE runs SET call_id = ?, matched_by = 'manual', status = 'evaluating',

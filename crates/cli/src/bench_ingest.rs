@@ -1,0 +1,346 @@
+//! `callgrade bench ingest`: the webhook under load, next to a parse-only baseline.
+//!
+//! Both servers are child processes of this command, each measured with the same generated
+//! payloads (a fixed seed), the same concurrency and the same duration, so the ratio between
+//! them holds across machines even when the absolute numbers do not.
+
+use anyhow::{bail, Context};
+use axum::routing::post;
+use callgrade_core::{parse_json, validate_batch, Limits};
+use callgrade_store::{SqliteStore, Store};
+use clap::Args;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::bench::generated_messages;
+use crate::output::Output;
+
+#[derive(Args)]
+pub struct IngestBench {
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    concurrency: u32,
+    /// Seconds of load for each server.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    seconds: u64,
+    /// Fewest and most messages per generated call.
+    #[arg(long, default_value_t = 6)]
+    min_messages: u32,
+    #[arg(long, default_value_t = 60)]
+    max_messages: u32,
+    /// The generator's seed.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Evaluation workers in the measured server.
+    #[arg(long, default_value_t = 2)]
+    workers: u32,
+    /// Skip the parse-only baseline.
+    #[arg(long)]
+    no_baseline: bool,
+    /// Seconds to wait, after the load, for evaluation to catch up.
+    #[arg(long, default_value_t = 120)]
+    drain_timeout: u64,
+}
+
+struct Load {
+    requests: u64,
+    errors: u64,
+    seconds: f64,
+    latencies_us: Vec<u64>,
+}
+
+impl Load {
+    fn summary(&mut self) -> Value {
+        self.latencies_us.sort_unstable();
+        let pct = |p: f64| -> f64 {
+            if self.latencies_us.is_empty() {
+                return 0.0;
+            }
+            let i = ((p / 100.0) * (self.latencies_us.len() - 1) as f64).round() as usize;
+            self.latencies_us[i] as f64 / 1000.0
+        };
+        json!({
+            "requests": self.requests,
+            "errors": self.errors,
+            "seconds": (self.seconds * 1000.0).round() / 1000.0,
+            "requests_per_second": (self.requests as f64 / self.seconds).round(),
+            "calls_per_second": (self.requests as f64 / self.seconds).round(),
+            "latency_ms": {"p50": pct(50.0), "p90": pct(90.0), "p99": pct(99.0), "max": pct(100.0)},
+        })
+    }
+}
+
+/// A server child process and the URL it announced.
+struct ServerChild {
+    child: Child,
+    base: String,
+}
+
+impl Drop for ServerChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(args: &[&str]) -> anyhow::Result<ServerChild> {
+    let exe = std::env::current_exe().context("cannot find this executable")?;
+    let mut child = Command::new(exe)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("cannot start a server")?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().context("no stdout")?).read_line(&mut line)?;
+    let base = line
+        .trim()
+        .strip_prefix("callgrade listening on ")
+        .with_context(|| format!("unexpected server output {line:?}"))?
+        .to_owned();
+    Ok(ServerChild { child, base })
+}
+
+/// Peak resident memory of a process, in MiB (Linux).
+fn peak_rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some((kb / 1024.0 * 10.0).round() / 10.0)
+}
+
+/// Request bodies with an `__ID__` placeholder; one call of 6–60 messages each.
+fn bodies(args: &IngestBench, agent_id: i64) -> Vec<String> {
+    let mut rng = StdRng::seed_from_u64(args.seed);
+    (0..500)
+        .map(|_| {
+            let count = rng.gen_range(args.min_messages..=args.max_messages.max(args.min_messages));
+            let (duration, messages) = generated_messages(&mut rng, count as usize);
+            let messages: Vec<Value> = messages
+                .iter()
+                .map(|m| {
+                    json!({"role": m.role.as_str(), "content": m.content, "start_time": m.start_offset,
+                           "end_time": m.end_offset, "data": m.data})
+                })
+                .collect();
+            let end = chrono::DateTime::<chrono::Utc>::from_timestamp(1_760_520_000 + duration.ceil() as i64, 0)
+                .expect("in range");
+            json!({"agent_id": agent_id, "calls": [{
+                "id": "__ID__", "startedAt": "2025-10-15T09:20:00Z", "endedAt": end.to_rfc3339(),
+                "from_phone_number": "+14155550100", "to_phone_number": "+18646190758",
+                "messages": messages, "metadata": {"bench": true}, "endedReason": "customer-hungup"
+            }]})
+            .to_string()
+        })
+        .collect()
+}
+
+async fn drive(url: &str, key: &str, bodies: &[String], args: &IngestBench, tag: &str) -> Load {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency as usize)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("a plain client builds");
+    let bodies = Arc::new(bodies.to_vec());
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..args.concurrency {
+        let (client, url, key, bodies, tag) = (
+            client.clone(),
+            url.to_owned(),
+            key.to_owned(),
+            bodies.clone(),
+            tag.to_owned(),
+        );
+        tasks.spawn(async move {
+            let mut load = Load {
+                requests: 0,
+                errors: 0,
+                seconds: 0.0,
+                latencies_us: Vec::new(),
+            };
+            let mut i = 0usize;
+            while Instant::now() < deadline {
+                let body =
+                    bodies[i % bodies.len()].replace("__ID__", &format!("{tag}-{worker}-{i}"));
+                i += 1;
+                let sent = Instant::now();
+                let ok = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .header("x-cekura-api-key", &key)
+                    .body(body)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().as_u16() == 202);
+                load.latencies_us.push(sent.elapsed().as_micros() as u64);
+                load.requests += 1;
+                load.errors += u64::from(!ok);
+            }
+            load
+        });
+    }
+    let mut total = Load {
+        requests: 0,
+        errors: 0,
+        seconds: 0.0,
+        latencies_us: Vec::new(),
+    };
+    while let Some(Ok(load)) = tasks.join_next().await {
+        total.requests += load.requests;
+        total.errors += load.errors;
+        total.latencies_us.extend(load.latencies_us);
+    }
+    total.seconds = started.elapsed().as_secs_f64();
+    total
+}
+
+pub async fn run(args: IngestBench, out: &Output) -> anyhow::Result<ExitCode> {
+    let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let data = dir
+        .path()
+        .to_str()
+        .context("temporary path is not UTF-8")?
+        .to_owned();
+    let store = SqliteStore::open(&format!("sqlite://{data}/callgrade.db")).await?;
+    let (project, key) = store.create_project("bench").await?;
+    let agent = store
+        .create_agent(project.id, "bench-agent", None, None)
+        .await?;
+    drop(store);
+    let key = key.expose().to_owned();
+    let bodies = bodies(&args, agent.id);
+
+    let mut report = json!({
+        "machine": {"cores": std::thread::available_parallelism().map_or(0, |n| n.get())},
+        "concurrency": args.concurrency,
+        "seconds": args.seconds,
+        "messages_per_call": [args.min_messages, args.max_messages],
+    });
+
+    let mut baseline_rps = None;
+    if !args.no_baseline {
+        out.progress(&format!(
+            "baseline (parse and validate only): {} s at concurrency {}…",
+            args.seconds, args.concurrency
+        ));
+        let server = spawn(&["bench", "baseline-server"])?;
+        let mut load = drive(&format!("{}/hook", server.base), &key, &bodies, &args, "b").await;
+        let mut summary = load.summary();
+        summary["peak_rss_mb"] = json!(peak_rss_mb(server.child.id()));
+        baseline_rps = summary["requests_per_second"].as_f64();
+        report["baseline"] = summary;
+    }
+
+    out.progress(&format!(
+        "callgrade on SQLite (durable commits): {} s at concurrency {}…",
+        args.seconds, args.concurrency
+    ));
+    let workers = args.workers.to_string();
+    let server = spawn(&[
+        "--data-dir",
+        &data,
+        "serve",
+        "--bind",
+        "127.0.0.1:0",
+        "--rate-limit",
+        "0",
+        "--workers",
+        &workers,
+    ])?;
+    let hook = format!(
+        "{}/test_framework/custom-provider-transcript-webhook/",
+        server.base
+    );
+    let mut load = drive(&hook, &key, &bodies, &args, "s").await;
+    let load_seconds = load.seconds;
+    let mut summary = load.summary();
+
+    // Evaluation keeping up: how long until every queued job is done.
+    out.progress("waiting for evaluation to catch up…");
+    let client = reqwest::Client::new();
+    let drain_started = Instant::now();
+    let jobs = loop {
+        let jobs: Value = client
+            .get(format!("{}/api/v1/jobs", server.base))
+            .bearer_auth(&key)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let pending = jobs["queued"].as_i64().unwrap_or(0) + jobs["running"].as_i64().unwrap_or(0);
+        if pending == 0 || drain_started.elapsed() > Duration::from_secs(args.drain_timeout) {
+            break jobs;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let drain = drain_started.elapsed().as_secs_f64();
+    let done = jobs["done"].as_f64().unwrap_or(0.0);
+    summary["peak_rss_mb"] = json!(peak_rss_mb(server.child.id()));
+    summary["evaluation"] = json!({
+        "jobs_done": done,
+        "jobs_left": jobs["queued"].as_i64().unwrap_or(0) + jobs["running"].as_i64().unwrap_or(0),
+        "seconds_to_catch_up_after_load": (drain * 100.0).round() / 100.0,
+        "jobs_per_second": (done / (load_seconds + drain)).round(),
+        "kept_up": drain < 1.0,
+    });
+    let rps = summary["requests_per_second"].as_f64().unwrap_or(0.0);
+    report["sqlite"] = summary;
+    if let Some(base) = baseline_rps.filter(|b| *b > 0.0) {
+        report["ratio_to_baseline"] = json!((rps / base * 1000.0).round() / 1000.0);
+    }
+    if load.errors > 0 {
+        out.progress(&format!("{} requests failed", load.errors));
+    }
+
+    out.print(&report, || {
+        let s = &report["sqlite"];
+        let mut text = format!(
+            "callgrade (SQLite): {} calls/s, p50 {} ms, p90 {} ms, p99 {} ms, {} errors, peak RSS {} MiB\n\
+             evaluation: {} jobs done, caught up {} s after the load ({} jobs/s)",
+            s["calls_per_second"], s["latency_ms"]["p50"], s["latency_ms"]["p90"], s["latency_ms"]["p99"],
+            s["errors"], s["peak_rss_mb"], s["evaluation"]["jobs_done"],
+            s["evaluation"]["seconds_to_catch_up_after_load"], s["evaluation"]["jobs_per_second"]
+        );
+        if let Some(b) = report.get("baseline") {
+            text.push_str(&format!(
+                "\nbaseline (parse only): {} calls/s, p99 {} ms\nratio to baseline: {}",
+                b["calls_per_second"], b["latency_ms"]["p99"], report["ratio_to_baseline"]
+            ));
+        }
+        text
+    });
+    Ok(if load.errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The baseline: the same parsing and validation, answered with 202, nothing stored.
+pub async fn baseline_server() -> anyhow::Result<ExitCode> {
+    let app = axum::Router::new().route(
+        "/hook",
+        post(|body: axum::body::Bytes| async move {
+            let valid = parse_json(&body)
+                .ok()
+                .is_some_and(|v| validate_batch(&v, &Limits::default()).is_ok());
+            if valid {
+                (axum::http::StatusCode::ACCEPTED, r#"{"accepted":1}"#)
+            } else {
+                (axum::http::StatusCode::BAD_REQUEST, "{}")
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    println!("callgrade listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, app).await?;
+    bail!("the baseline server stopped")
+}

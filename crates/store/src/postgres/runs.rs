@@ -1,0 +1,550 @@
+//! Scenarios, results and runs on PostgreSQL, and the run side of matching. Every read that
+//! decides a write locks its rows; the lock order across the backend is jobs, then calls, then
+//! runs (each in id order), so concurrent writers queue instead of deadlocking.
+
+use callgrade_core::{timeout_reason, CallFacts, Decision, RunFacts, RunStatus, CLOCK_SKEW};
+use chrono::{DateTime, TimeDelta, Utc};
+use sqlx::postgres::{PgConnection, PgPool};
+use sqlx::{Postgres, QueryBuilder, Row};
+
+use super::{eval, notify_jobs, opt_text, text};
+use crate::common::{
+    as_invalid_input, check_attach, decode_cursor, dedup_scenarios, encode_cursor, is_late,
+    late_run_message, no_agent, no_project, no_run, no_tagged_scenario, parse_column, run_taken,
+    run_update, time, unknown_scenario, AttachCall, AttachRun, RunUpdate,
+};
+use crate::model::*;
+use crate::rows::{
+    facts_from, paginate, run_from, scenario_from, FACT_COLUMNS, LISTENING, RUN_COLUMNS, RUN_FROM,
+    SCENARIO_BASE_COLUMNS,
+};
+use crate::Result;
+
+/// A run named by a call's run_id, locked until the ingest transaction ends.
+pub(super) async fn lock_run_facts(conn: &mut PgConnection, run_id: i64) -> Result<RunFacts> {
+    let row = sqlx::query(&format!(
+        "SELECT {FACT_COLUMNS} FROM runs WHERE id = $1 FOR UPDATE"
+    ))
+    .bind(run_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    facts_from(&row)
+}
+
+/// The agent's runs that could take this call by phone number: without a call, listening or
+/// timed out, with a tester number on either side of the call, and created around its time.
+/// They are locked in id order; a run another transaction attached meanwhile is re-checked
+/// after its lock is released and drops out (`call_id IS NULL` no longer holds). The core
+/// decides among the rest.
+pub(super) async fn lock_phone_candidates(
+    conn: &mut PgConnection,
+    agent_id: i64,
+    call: &CallFacts<'_>,
+) -> Result<Vec<RunFacts>> {
+    let numbers: Vec<String> = [call.to_phone_number, call.from_phone_number]
+        .into_iter()
+        .flatten()
+        .map(str::to_owned)
+        .collect();
+    if numbers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut q =
+        QueryBuilder::<Postgres>::new(format!("SELECT {FACT_COLUMNS} FROM runs WHERE agent_id = "));
+    q.push_bind(agent_id)
+        .push(" AND call_id IS NULL AND status IN ('pending', 'in_progress', 'awaiting_transcript', 'timeout')")
+        .push(" AND created_at <= ")
+        .push_bind((call.started_at + CLOCK_SKEW).timestamp_millis())
+        .push(" AND deadline_at >= ")
+        .push_bind(call.started_at.timestamp_millis())
+        .push(" AND tester_phone_number = ANY(")
+        .push_bind(numbers)
+        .push(") ORDER BY id FOR UPDATE");
+    q.build()
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(facts_from)
+        .collect()
+}
+
+/// Applies a matching decision to its (locked) run, in the transaction that stores the call.
+pub(super) async fn attach_decided(
+    conn: &mut PgConnection,
+    decision: &Decision,
+    call_id: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let (Some(run_id), Some(by)) = (decision.run_id, decision.matched_by) else {
+        return Ok(());
+    };
+    let now = now.timestamp_millis();
+    let updated = if is_late(decision) {
+        sqlx::query(
+            "UPDATE runs SET call_id = $1, matched_by = $2, late = TRUE, status = 'timeout',
+                error_message = $3, finished_at = COALESCE(finished_at, $4), updated_at = $4
+             WHERE id = $5 AND call_id IS NULL",
+        )
+        .bind(call_id)
+        .bind(by.as_str())
+        .bind(late_run_message(decision))
+        .bind(now)
+        .bind(run_id)
+    } else {
+        sqlx::query(
+            "UPDATE runs SET call_id = $1, matched_by = $2, status = 'evaluating',
+                error_message = NULL, updated_at = $3
+             WHERE id = $4 AND call_id IS NULL",
+        )
+        .bind(call_id)
+        .bind(by.as_str())
+        .bind(now)
+        .bind(run_id)
+    }
+    .execute(&mut *conn)
+    .await?;
+    if updated.rows_affected() != 1 {
+        return Err(run_taken(run_id));
+    }
+    Ok(())
+}
+
+pub(super) async fn update_project_settings(
+    pool: &PgPool,
+    project_id: i64,
+    settings: &ProjectSettings,
+) -> Result<()> {
+    let updated = sqlx::query(
+        "UPDATE projects SET
+            listening_window_seconds = COALESCE($1, listening_window_seconds),
+            run_deadline_seconds = COALESCE($2, run_deadline_seconds)
+         WHERE id = $3",
+    )
+    .bind(settings.listening_window_seconds)
+    .bind(settings.run_deadline_seconds)
+    .bind(project_id)
+    .execute(pool)
+    .await?;
+    if updated.rows_affected() == 0 {
+        return Err(no_project(project_id));
+    }
+    Ok(())
+}
+
+/// The scenario's tags as a JSON array in byte order (`COLLATE "C"`), as SQLite sorts them.
+fn scenario_columns() -> String {
+    format!(
+        "{SCENARIO_BASE_COLUMNS},
+        (SELECT COALESCE(json_agg(t.tag ORDER BY t.tag COLLATE \"C\"), '[]'::json)::text
+            FROM scenario_tags t WHERE t.scenario_id = scenarios.id) AS tags"
+    )
+}
+
+async fn agent_in_project(
+    conn: &mut PgConnection,
+    project_id: i64,
+    agent_id: i64,
+) -> Result<Option<String>> {
+    let row: Option<Option<String>> =
+        sqlx::query_scalar("SELECT phone_number FROM agents WHERE id = $1 AND project_id = $2")
+            .bind(agent_id)
+            .bind(project_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    row.ok_or_else(|| no_agent(agent_id))
+}
+
+pub(super) async fn create_scenario(
+    pool: &PgPool,
+    project_id: i64,
+    new: &NewScenario,
+    now: DateTime<Utc>,
+) -> Result<Scenario> {
+    let mut tx = pool.begin().await?;
+    agent_in_project(&mut tx, project_id, new.agent_id).await?;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO scenarios (project_id, agent_id, name, instructions, expected_outcome_prompt,
+            direction, tester_phone_number, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+    )
+    .bind(project_id)
+    .bind(new.agent_id)
+    .bind(text(&new.name))
+    .bind(text(&new.instructions))
+    .bind(text(&new.expected_outcome_prompt))
+    .bind(new.direction.as_str())
+    .bind(new.tester_phone_number.as_ref().map(|p| p.as_str()))
+    .bind(now.timestamp_millis())
+    .fetch_one(&mut *tx)
+    .await?;
+    for tag in &new.tags {
+        sqlx::query(
+            "INSERT INTO scenario_tags (scenario_id, tag) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(id)
+        .bind(text(tag))
+        .execute(&mut *tx)
+        .await?;
+    }
+    let row = sqlx::query(&format!(
+        "SELECT {} FROM scenarios WHERE id = $1",
+        scenario_columns()
+    ))
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let scenario = scenario_from(&row)?;
+    tx.commit().await?;
+    Ok(scenario)
+}
+
+pub(super) async fn list_scenarios(
+    pool: &PgPool,
+    project_id: i64,
+    agent_id: Option<i64>,
+) -> Result<Vec<Scenario>> {
+    let mut q = QueryBuilder::<Postgres>::new(format!(
+        "SELECT {} FROM scenarios WHERE project_id = ",
+        scenario_columns()
+    ));
+    q.push_bind(project_id);
+    if let Some(agent_id) = agent_id {
+        q.push(" AND agent_id = ").push_bind(agent_id);
+    }
+    q.push(" ORDER BY id");
+    q.build()
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(scenario_from)
+        .collect()
+}
+
+pub(super) async fn scenario(pool: &PgPool, project_id: i64, id: i64) -> Result<Option<Scenario>> {
+    sqlx::query(&format!(
+        "SELECT {} FROM scenarios WHERE project_id = $1 AND id = $2",
+        scenario_columns()
+    ))
+    .bind(project_id)
+    .bind(id)
+    .fetch_optional(pool)
+    .await?
+    .as_ref()
+    .map(scenario_from)
+    .transpose()
+}
+
+pub(super) async fn create_result(
+    pool: &PgPool,
+    project_id: i64,
+    new: &NewTestResult,
+    now: DateTime<Utc>,
+) -> Result<i64> {
+    // Only inserts: scenarios and agents are never deleted, so nothing read here needs a lock.
+    let mut tx = pool.begin().await?;
+    let agent_phone = agent_in_project(&mut tx, project_id, new.agent_id)
+        .await
+        .map_err(as_invalid_input)?;
+
+    // The scenarios named by id (each must be this agent's) and those carrying any tag.
+    let mut scenarios: Vec<(i64, String, Option<String>)> = Vec::new();
+    for &id in &new.scenario_ids {
+        let row: Option<(i64, String, Option<String>)> = sqlx::query_as(
+            "SELECT id, direction, tester_phone_number FROM scenarios
+             WHERE id = $1 AND project_id = $2 AND agent_id = $3",
+        )
+        .bind(id)
+        .bind(project_id)
+        .bind(new.agent_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        scenarios.push(row.ok_or_else(|| unknown_scenario(id, new.agent_id))?);
+    }
+    if !new.tags.is_empty() {
+        let tags: Vec<String> = new.tags.iter().map(|t| text(t).into_owned()).collect();
+        let tagged: Vec<(i64, String, Option<String>)> = sqlx::query_as(
+            "SELECT DISTINCT s.id, s.direction, s.tester_phone_number FROM scenarios s
+             JOIN scenario_tags t ON t.scenario_id = s.id
+             WHERE s.project_id = $1 AND s.agent_id = $2 AND t.tag = ANY($3)
+             ORDER BY s.id",
+        )
+        .bind(project_id)
+        .bind(new.agent_id)
+        .bind(tags)
+        .fetch_all(&mut *tx)
+        .await?;
+        scenarios.extend(tagged);
+    }
+    dedup_scenarios(&mut scenarios);
+    if scenarios.is_empty() {
+        return Err(no_tagged_scenario(new));
+    }
+
+    let deadline_seconds: i64 =
+        sqlx::query_scalar("SELECT run_deadline_seconds FROM projects WHERE id = $1")
+            .bind(project_id)
+            .fetch_one(&mut *tx)
+            .await?;
+    let now_ms = now.timestamp_millis();
+    let deadline = (now + TimeDelta::seconds(deadline_seconds)).timestamp_millis();
+    let result_id: i64 = sqlx::query_scalar(
+        "INSERT INTO results (project_id, agent_id, name, created_at) VALUES ($1, $2, $3, $4)
+         RETURNING id",
+    )
+    .bind(project_id)
+    .bind(new.agent_id)
+    .bind(opt_text(new.name.as_deref()))
+    .bind(now_ms)
+    .fetch_one(&mut *tx)
+    .await?;
+    for (scenario_id, direction, tester) in &scenarios {
+        for _ in 0..new.frequency {
+            sqlx::query(
+                "INSERT INTO runs (project_id, result_id, scenario_id, agent_id, direction,
+                    tester_phone_number, agent_phone_number, status, created_at, updated_at,
+                    deadline_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $8, $9)",
+            )
+            .bind(project_id)
+            .bind(result_id)
+            .bind(scenario_id)
+            .bind(new.agent_id)
+            .bind(direction)
+            .bind(tester)
+            .bind(&agent_phone)
+            .bind(now_ms)
+            .bind(deadline)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(result_id)
+}
+
+pub(super) async fn result(pool: &PgPool, project_id: i64, id: i64) -> Result<Option<TestResult>> {
+    let row: Option<(i64, i64, Option<String>, i64)> = sqlx::query_as(
+        "SELECT id, agent_id, name, created_at FROM results WHERE project_id = $1 AND id = $2",
+    )
+    .bind(project_id)
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    let Some((id, agent_id, name, created_at)) = row else {
+        return Ok(None);
+    };
+    let runs: Vec<Run> = sqlx::query(&format!(
+        "SELECT {RUN_COLUMNS} {RUN_FROM} WHERE r.result_id = $1 ORDER BY r.id"
+    ))
+    .bind(id)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(run_from)
+    .collect::<Result<_>>()?;
+    Ok(Some(TestResult {
+        id,
+        project_id,
+        agent_id,
+        name,
+        created_at: time(created_at)?,
+        finished: runs.iter().all(|r| r.status.is_final()),
+        counts: RunCounts::of(&runs),
+        runs,
+    }))
+}
+
+pub(super) async fn run(pool: &PgPool, project_id: i64, id: i64) -> Result<Option<Run>> {
+    sqlx::query(&format!(
+        "SELECT {RUN_COLUMNS} {RUN_FROM} WHERE r.project_id = $1 AND r.id = $2"
+    ))
+    .bind(project_id)
+    .bind(id)
+    .fetch_optional(pool)
+    .await?
+    .as_ref()
+    .map(run_from)
+    .transpose()
+}
+
+pub(super) async fn list_runs(
+    pool: &PgPool,
+    project_id: i64,
+    filter: &RunFilter,
+) -> Result<Page<Run>> {
+    let mut q = QueryBuilder::<Postgres>::new(format!(
+        "SELECT {RUN_COLUMNS} {RUN_FROM} WHERE r.project_id = "
+    ));
+    q.push_bind(project_id);
+    if let Some(status) = filter.status {
+        q.push(" AND r.status = ").push_bind(status.as_str());
+    }
+    if let Some(agent_id) = filter.agent_id {
+        q.push(" AND r.agent_id = ").push_bind(agent_id);
+    }
+    if let Some(result_id) = filter.result_id {
+        q.push(" AND r.result_id = ").push_bind(result_id);
+    }
+    if let Some(cursor) = &filter.cursor {
+        q.push(" AND r.id < ")
+            .push_bind(decode_cursor(cursor, 1)?[0]);
+    }
+    q.push(" ORDER BY r.id DESC LIMIT ")
+        .push_bind(i64::from(filter.limit) + 1);
+    let rows = q.build().fetch_all(pool).await?;
+    paginate(rows, filter.limit, run_from, |row| {
+        Ok(encode_cursor(&[row.try_get("id")?]))
+    })
+}
+
+/// The run's status, agent and call, locked for the rest of the transaction.
+async fn lock_run(
+    conn: &mut PgConnection,
+    project_id: i64,
+    run_id: i64,
+) -> Result<Option<AttachRun>> {
+    let row: Option<(String, Option<String>, i64)> = sqlx::query_as(
+        "SELECT status, call_id, agent_id FROM runs WHERE id = $1 AND project_id = $2 FOR UPDATE",
+    )
+    .bind(run_id)
+    .bind(project_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|(status, call_id, agent_id)| {
+        Ok(AttachRun {
+            status: parse_column(&status, RunStatus::parse)?,
+            call_id,
+            agent_id,
+        })
+    })
+    .transpose()
+}
+
+pub(super) async fn run_event(
+    pool: &PgPool,
+    project_id: i64,
+    run_id: i64,
+    event: RunEvent,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    let run = lock_run(&mut tx, project_id, run_id)
+        .await?
+        .ok_or_else(|| no_run(run_id))?;
+    let now_ms = now.timestamp_millis();
+    let query = match run_update(run_id, run.status, run.call_id.is_some(), event)? {
+        RunUpdate::Started(at) => sqlx::query(
+            "UPDATE runs SET status = 'in_progress', call_started_at = $1, updated_at = $2
+             WHERE id = $3",
+        )
+        .bind(at),
+        RunUpdate::EndRecorded(at) => {
+            sqlx::query("UPDATE runs SET call_ended_at = $1, updated_at = $2 WHERE id = $3")
+                .bind(at)
+        }
+        RunUpdate::Ended(at) => sqlx::query(
+            "UPDATE runs SET status = 'awaiting_transcript', call_ended_at = $1, updated_at = $2
+             WHERE id = $3",
+        )
+        .bind(at),
+        RunUpdate::Cancelled => sqlx::query(
+            "UPDATE runs SET status = 'cancelled', error_message = 'cancelled', finished_at = $1,
+                updated_at = $2 WHERE id = $3",
+        )
+        .bind(now_ms),
+    };
+    query.bind(now_ms).bind(run_id).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn attach_call(
+    pool: &PgPool,
+    project_id: i64,
+    run_id: i64,
+    call_id: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    // The call before the run: the backend's lock order (an evaluation locks its call, then
+    // the call's run).
+    let call: Option<(Option<i64>, Option<i64>)> = sqlx::query_as(
+        "SELECT agent_id, run_id FROM calls WHERE id = $1 AND project_id = $2 FOR UPDATE",
+    )
+    .bind(text(call_id))
+    .bind(project_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let call = call.map(|(agent_id, run_id)| AttachCall { agent_id, run_id });
+    let run = lock_run(&mut tx, project_id, run_id).await?;
+    check_attach(run_id, call_id, run, call)?;
+    let now_ms = now.timestamp_millis();
+    sqlx::query(
+        "UPDATE runs SET call_id = $1, matched_by = 'manual', status = 'evaluating',
+            error_message = NULL, finished_at = NULL, success = NULL, updated_at = $2
+         WHERE id = $3",
+    )
+    .bind(call_id)
+    .bind(now_ms)
+    .bind(run_id)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE calls SET run_id = $1, matched_by = 'manual', match_outcome = 'matched',
+            match_reason = NULL, match_candidates = '[]'
+         WHERE id = $2",
+    )
+    .bind(run_id)
+    .bind(call_id)
+    .execute(&mut *tx)
+    .await?;
+    // Now a test call: evaluate it again, with the run's scenario.
+    if eval::enqueue(&mut tx, project_id, call_id, now_ms).await? {
+        notify_jobs(&mut tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Times out overdue runs. Safe with many instances: rows another sweeper (or an ingest) holds
+/// are skipped rather than waited for, and the update re-checks the status.
+pub(super) async fn sweep_runs(pool: &PgPool, now: DateTime<Utc>) -> Result<Vec<i64>> {
+    let now_ms = now.timestamp_millis();
+    let mut tx = pool.begin().await?;
+    let rows = sqlx::query(&format!(
+        "SELECT r.id, r.direction, r.tester_phone_number, r.status, r.created_at, r.deadline_at,
+            r.call_started_at, r.call_ended_at, r.call_id, p.listening_window_seconds
+         FROM runs r JOIN projects p ON p.id = r.project_id
+         WHERE r.status IN {LISTENING} AND r.call_id IS NULL AND (
+            (r.call_ended_at IS NOT NULL AND r.call_ended_at + p.listening_window_seconds * 1000 < $1)
+            OR (r.call_ended_at IS NULL AND r.deadline_at < $1))
+         ORDER BY r.id
+         FOR UPDATE OF r SKIP LOCKED"
+    ))
+    .bind(now_ms)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut timed_out = Vec::new();
+    for row in rows {
+        let run = facts_from(&row)?;
+        let window = TimeDelta::seconds(row.try_get("listening_window_seconds")?);
+        let Some(reason) = timeout_reason(&run, now, window) else {
+            continue;
+        };
+        let updated = sqlx::query(&format!(
+            "UPDATE runs SET status = 'timeout', error_message = $1, finished_at = $2,
+                updated_at = $2
+             WHERE id = $3 AND call_id IS NULL AND status IN {LISTENING}"
+        ))
+        .bind(reason)
+        .bind(now_ms)
+        .bind(run.id)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 1 {
+            timed_out.push(run.id);
+        }
+    }
+    tx.commit().await?;
+    Ok(timed_out)
+}

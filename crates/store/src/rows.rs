@@ -1,0 +1,354 @@
+//! Rows to model values, for every backend. Both schemas use the same column names and the
+//! same value kinds (64-bit integers, text, booleans, JSON as text), so one decoder per model
+//! type serves SQLite and PostgreSQL alike; the column lists here are plain SQL both accept.
+
+use callgrade_core::{
+    AppliesTo, Direction, MatchOutcome, MessageTimes, MetricKind, MetricSpec, NewCall, OutputType,
+    RubricVerdict, RunFacts, RunStatus,
+};
+use chrono::TimeDelta;
+use sqlx::{ColumnIndex, Decode, Row, Type};
+
+use crate::common::{from_json, matched_by, opt_time, parse_column, time};
+use crate::model::*;
+use crate::Result;
+
+/// Typed column access over any backend's row.
+pub(crate) trait Columns {
+    fn int(&self, column: &str) -> Result<i64>;
+    fn opt_int(&self, column: &str) -> Result<Option<i64>>;
+    fn text(&self, column: &str) -> Result<String>;
+    fn opt_text(&self, column: &str) -> Result<Option<String>>;
+    fn flag(&self, column: &str) -> Result<bool>;
+    fn opt_flag(&self, column: &str) -> Result<Option<bool>>;
+}
+
+impl<R> Columns for R
+where
+    R: Row,
+    for<'c> &'c str: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn int(&self, column: &str) -> Result<i64> {
+        Ok(self.try_get(column)?)
+    }
+    fn opt_int(&self, column: &str) -> Result<Option<i64>> {
+        Ok(self.try_get(column)?)
+    }
+    fn text(&self, column: &str) -> Result<String> {
+        Ok(self.try_get(column)?)
+    }
+    fn opt_text(&self, column: &str) -> Result<Option<String>> {
+        Ok(self.try_get(column)?)
+    }
+    fn flag(&self, column: &str) -> Result<bool> {
+        Ok(self.try_get(column)?)
+    }
+    fn opt_flag(&self, column: &str) -> Result<Option<bool>> {
+        Ok(self.try_get(column)?)
+    }
+}
+
+/// Fetches `limit + 1` rows to learn whether a next page exists.
+pub(crate) fn paginate<R, T>(
+    rows: Vec<R>,
+    limit: u32,
+    item: impl Fn(&R) -> Result<T>,
+    cursor: impl Fn(&R) -> Result<String>,
+) -> Result<Page<T>> {
+    let limit = limit as usize;
+    let next_cursor = match rows.len() > limit {
+        true if limit > 0 => Some(cursor(&rows[limit - 1])?),
+        _ => None,
+    };
+    let data = rows.iter().take(limit).map(item).collect::<Result<_>>()?;
+    Ok(Page { data, next_cursor })
+}
+
+pub(crate) const PROJECT_COLUMNS: &str =
+    "id, name, key_prefix, created_at, listening_window_seconds, run_deadline_seconds";
+
+pub(crate) fn project_from(row: &impl Columns) -> Result<Project> {
+    Ok(Project {
+        id: row.int("id")?,
+        name: row.text("name")?,
+        key_prefix: row.text("key_prefix")?,
+        created_at: time(row.int("created_at")?)?,
+        listening_window_seconds: row.int("listening_window_seconds")?,
+        run_deadline_seconds: row.int("run_deadline_seconds")?,
+    })
+}
+
+pub(crate) const AGENT_COLUMNS: &str =
+    "id, project_id, name, phone_number, description, created_at";
+
+pub(crate) fn agent_from(row: &impl Columns) -> Result<Agent> {
+    Ok(Agent {
+        id: row.int("id")?,
+        project_id: row.int("project_id")?,
+        name: row.text("name")?,
+        phone_number: row.opt_text("phone_number")?,
+        description: row.opt_text("description")?,
+        created_at: time(row.int("created_at")?)?,
+    })
+}
+
+/// What a resent call's receipt repeats from its first storing.
+pub(crate) const DUPLICATE_COLUMNS: &str =
+    "id, content_hash, agent_id, run_id, matched_by, match_outcome, match_reason, match_candidates";
+
+/// The receipt of a resent call: what was decided when it was first stored.
+pub(crate) fn duplicate_receipt(call: &NewCall, row: &impl Columns) -> Result<CallReceipt> {
+    Ok(CallReceipt {
+        id: call.external_id.clone(),
+        call_id: row.text("id")?,
+        status: CallStatus::Duplicate,
+        agent_id: row.opt_int("agent_id")?,
+        message_times: call.message_times,
+        warnings: call.warnings.clone(),
+        run_id: row.opt_int("run_id")?,
+        matched_by: matched_by(row.opt_text("matched_by")?)?,
+        match_outcome: parse_column(&row.text("match_outcome")?, MatchOutcome::parse)?,
+        candidates: from_json(&row.text("match_candidates")?)?,
+        reason: row.opt_text("match_reason")?,
+    })
+}
+
+pub(crate) const CALL_SUMMARY_COLUMNS: &str =
+    "seq, id, external_id, agent_id, started_at, ended_at,
+    to_phone_number, from_phone_number, ended_reason, run_id, matched_by, match_outcome,
+    message_count, received_at, delivery_id, success, evaluated_at";
+
+/// [`CALL_SUMMARY_COLUMNS`] plus what [`call_detail_from`] reads.
+pub(crate) const CALL_DETAIL_COLUMNS: &str = "trace_id, message_times, messages, metadata,
+    warnings, raw, match_reason, match_candidates, rubric";
+
+pub(crate) fn call_summary_from(row: &impl Columns) -> Result<CallSummary> {
+    let started_at = row.int("started_at")?;
+    let ended_at = row.int("ended_at")?;
+    Ok(CallSummary {
+        call_id: row.text("id")?,
+        id: row.text("external_id")?,
+        agent_id: row.opt_int("agent_id")?,
+        started_at: time(started_at)?,
+        ended_at: time(ended_at)?,
+        duration_seconds: (ended_at - started_at) as f64 / 1000.0,
+        to_phone_number: row.opt_text("to_phone_number")?,
+        from_phone_number: row.opt_text("from_phone_number")?,
+        ended_reason: row.text("ended_reason")?,
+        run_id: row.opt_int("run_id")?,
+        matched_by: matched_by(row.opt_text("matched_by")?)?,
+        match_outcome: parse_column(&row.text("match_outcome")?, MatchOutcome::parse)?,
+        message_count: row.int("message_count")?,
+        success: row.opt_flag("success")?,
+        evaluated_at: opt_time(row.opt_int("evaluated_at")?)?,
+        received_at: time(row.int("received_at")?)?,
+        delivery_id: row.int("delivery_id")?,
+    })
+}
+
+pub(crate) fn call_detail_from(
+    row: &impl Columns,
+    evaluations: Vec<Evaluation>,
+) -> Result<CallDetail> {
+    let times = row.text("message_times")?;
+    Ok(CallDetail {
+        summary: call_summary_from(row)?,
+        match_reason: row.opt_text("match_reason")?,
+        match_candidates: from_json(&row.text("match_candidates")?)?,
+        trace_id: row.opt_text("trace_id")?,
+        message_times: MessageTimes::parse(&times)
+            .ok_or_else(|| crate::StoreError::Corrupt(format!("message_times {times:?}")))?,
+        messages: from_json(&row.text("messages")?)?,
+        metadata: from_json(&row.text("metadata")?)?,
+        warnings: from_json(&row.text("warnings")?)?,
+        raw: from_json(&row.text("raw")?)?,
+        rubric: verdict(row.opt_text("rubric")?)?,
+        evaluations,
+    })
+}
+
+/// The verdict stored on a call, if evaluated.
+fn verdict(text: Option<String>) -> Result<Option<RubricVerdict>> {
+    text.as_deref().map(from_json).transpose()
+}
+
+pub(crate) const DELIVERY_SUMMARY_COLUMNS: &str =
+    "id, received_at, route, status, outcome, error, detail, errors, body_size, accepted_calls";
+
+pub(crate) fn delivery_summary_from(row: &impl Columns) -> Result<DeliverySummary> {
+    let status = row.int("status")?;
+    Ok(DeliverySummary {
+        id: row.int("id")?,
+        received_at: time(row.int("received_at")?)?,
+        route: row.text("route")?,
+        status: u16::try_from(status)
+            .map_err(|_| crate::StoreError::Corrupt(format!("HTTP status {status}")))?,
+        outcome: row.text("outcome")?,
+        error: row.opt_text("error")?,
+        detail: row.opt_text("detail")?,
+        errors: from_json(&row.text("errors")?)?,
+        body_size: row.int("body_size")?,
+        accepted_calls: row.int("accepted_calls")?,
+    })
+}
+
+pub(crate) fn delivery_from(row: &impl Columns) -> Result<Delivery> {
+    Ok(Delivery {
+        summary: delivery_summary_from(row)?,
+        body: row.opt_text("body")?,
+        body_truncated: row.flag("body_truncated")?,
+    })
+}
+
+/// Scenario columns without `tags`, which each backend aggregates its own way.
+pub(crate) const SCENARIO_BASE_COLUMNS: &str = "id, project_id, agent_id, name, instructions,
+    expected_outcome_prompt, direction, tester_phone_number, created_at";
+
+/// Reads a scenario whose `tags` column is a JSON array of strings.
+pub(crate) fn scenario_from(row: &impl Columns) -> Result<Scenario> {
+    Ok(Scenario {
+        id: row.int("id")?,
+        project_id: row.int("project_id")?,
+        agent_id: row.int("agent_id")?,
+        name: row.text("name")?,
+        instructions: row.text("instructions")?,
+        expected_outcome_prompt: row.text("expected_outcome_prompt")?,
+        tags: from_json(&row.text("tags")?)?,
+        direction: parse_column(&row.text("direction")?, Direction::parse)?,
+        tester_phone_number: row.opt_text("tester_phone_number")?,
+        created_at: time(row.int("created_at")?)?,
+    })
+}
+
+pub(crate) const RUN_COLUMNS: &str = "r.id, r.result_id, r.scenario_id, s.name AS scenario_name,
+    r.agent_id, r.direction, r.tester_phone_number, r.agent_phone_number, r.status, r.created_at,
+    r.updated_at, r.deadline_at, r.call_started_at, r.call_ended_at, r.call_id, r.matched_by,
+    r.late, r.error_message, r.finished_at, r.success, p.listening_window_seconds";
+
+pub(crate) const RUN_FROM: &str = "FROM runs r JOIN scenarios s ON s.id = r.scenario_id
+    JOIN projects p ON p.id = r.project_id";
+
+pub(crate) fn run_from(row: &impl Columns) -> Result<Run> {
+    let call_ended_at = opt_time(row.opt_int("call_ended_at")?)?;
+    let window = TimeDelta::seconds(row.int("listening_window_seconds")?);
+    Ok(Run {
+        id: row.int("id")?,
+        result_id: row.int("result_id")?,
+        scenario_id: row.int("scenario_id")?,
+        scenario_name: row.text("scenario_name")?,
+        agent_id: row.int("agent_id")?,
+        direction: parse_column(&row.text("direction")?, Direction::parse)?,
+        tester_phone_number: row.opt_text("tester_phone_number")?,
+        agent_phone_number: row.opt_text("agent_phone_number")?,
+        status: parse_column(&row.text("status")?, RunStatus::parse)?,
+        created_at: time(row.int("created_at")?)?,
+        updated_at: time(row.int("updated_at")?)?,
+        deadline_at: time(row.int("deadline_at")?)?,
+        call_started_at: opt_time(row.opt_int("call_started_at")?)?,
+        call_ended_at,
+        listen_until: call_ended_at.map(|t| t + window),
+        call_id: row.opt_text("call_id")?,
+        matched_by: matched_by(row.opt_text("matched_by")?)?,
+        late: row.flag("late")?,
+        error_message: row.opt_text("error_message")?,
+        finished_at: opt_time(row.opt_int("finished_at")?)?,
+        success: row.opt_flag("success")?,
+    })
+}
+
+/// The statuses of a run still waiting for its transcript, as an SQL list.
+pub(crate) const LISTENING: &str = "('pending', 'in_progress', 'awaiting_transcript')";
+
+/// What matching and the sweeper read of a run (unqualified, or qualified by `r.` in joins).
+pub(crate) const FACT_COLUMNS: &str = "id, direction, tester_phone_number, status, created_at,
+    deadline_at, call_started_at, call_ended_at, call_id";
+
+pub(crate) fn facts_from(row: &impl Columns) -> Result<RunFacts> {
+    Ok(RunFacts {
+        id: row.int("id")?,
+        direction: parse_column(&row.text("direction")?, Direction::parse)?,
+        tester_phone_number: row.opt_text("tester_phone_number")?,
+        status: parse_column(&row.text("status")?, RunStatus::parse)?,
+        created_at: time(row.int("created_at")?)?,
+        deadline_at: time(row.int("deadline_at")?)?,
+        call_started_at: opt_time(row.opt_int("call_started_at")?)?,
+        call_ended_at: opt_time(row.opt_int("call_ended_at")?)?,
+        has_call: row.opt_text("call_id")?.is_some(),
+    })
+}
+
+pub(crate) const METRIC_COLUMNS: &str = "id, project_id, name, kind, output, enum_values,
+    applies_to, agent_ids, description, config, enabled, version, created_at, updated_at";
+
+pub(crate) fn metric_from(row: &impl Columns) -> Result<Metric> {
+    Ok(Metric {
+        id: row.int("id")?,
+        project_id: row.int("project_id")?,
+        spec: MetricSpec {
+            name: row.text("name")?,
+            kind: parse_column(&row.text("kind")?, MetricKind::parse)?,
+            output: parse_column(&row.text("output")?, OutputType::parse)?,
+            enum_values: from_json(&row.text("enum_values")?)?,
+            applies_to: parse_column(&row.text("applies_to")?, AppliesTo::parse)?,
+            agent_ids: from_json(&row.text("agent_ids")?)?,
+            description: row.text("description")?,
+            config: from_json(&row.text("config")?)?,
+            enabled: row.flag("enabled")?,
+        },
+        version: row.int("version")?,
+        created_at: time(row.int("created_at")?)?,
+        updated_at: time(row.int("updated_at")?)?,
+    })
+}
+
+pub(crate) const EVALUATION_COLUMNS: &str = "metric_id, metric_name, metric_version, kind, output,
+    status, value, passed, explanation, details, evaluated_at";
+
+pub(crate) fn evaluation_from(row: &impl Columns) -> Result<Evaluation> {
+    Ok(Evaluation {
+        metric_id: row.int("metric_id")?,
+        metric_name: row.text("metric_name")?,
+        metric_version: row.int("metric_version")?,
+        kind: parse_column(&row.text("kind")?, MetricKind::parse)?,
+        output: parse_column(&row.text("output")?, OutputType::parse)?,
+        status: parse_column(&row.text("status")?, EvaluationStatus::parse)?,
+        value: row
+            .opt_text("value")?
+            .as_deref()
+            .map(from_json)
+            .transpose()?,
+        passed: row.opt_flag("passed")?,
+        explanation: row.text("explanation")?,
+        details: from_json(&row.text("details")?)?,
+        evaluated_at: time(row.int("evaluated_at")?)?,
+    })
+}
+
+pub(crate) const JUDGE_COLUMNS: &str =
+    "judge_base_url, judge_model, judge_api_key, judge_concurrency";
+
+pub(crate) fn judge_settings_from(row: &impl Columns) -> Result<JudgeSettings> {
+    let api_key = row.opt_text("judge_api_key")?;
+    Ok(JudgeSettings {
+        base_url: row.opt_text("judge_base_url")?,
+        model: row.opt_text("judge_model")?,
+        api_key_set: api_key.is_some(),
+        api_key,
+        concurrency: u32::try_from(row.int("judge_concurrency")?.max(1)).unwrap_or(u32::MAX),
+    })
+}
+
+pub(crate) const SUMMARY_COLUMNS: &str = "e.metric_id, e.metric_name, e.output, e.value, e.passed";
+
+pub(crate) fn summary_row_from(row: &impl Columns) -> Result<crate::common::SummaryRow> {
+    Ok(crate::common::SummaryRow {
+        metric_id: row.int("metric_id")?,
+        metric_name: row.text("metric_name")?,
+        output: row.text("output")?,
+        value: row.opt_text("value")?,
+        passed: row.opt_flag("passed")?,
+    })
+}
