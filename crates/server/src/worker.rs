@@ -23,6 +23,8 @@ pub struct WorkerSettings {
     pub poll: Duration,
     /// Attempts before a job is dead.
     pub max_attempts: i64,
+    /// Jobs a worker claims at once and evaluates concurrently.
+    pub batch: u32,
 }
 
 impl Default for WorkerSettings {
@@ -32,6 +34,7 @@ impl Default for WorkerSettings {
             lease: TimeDelta::seconds(30),
             poll: Duration::from_millis(500),
             max_attempts: 5,
+            batch: 16,
         }
     }
 }
@@ -73,11 +76,19 @@ pub async fn run_worker(state: AppState, name: String) {
     loop {
         match state
             .store
-            .claim_job(&name, state.clock.now(), settings.lease)
+            .claim_jobs(&name, state.clock.now(), settings.lease, settings.batch)
             .await
         {
-            Ok(Some(job)) => process(&state, &job).await,
-            Ok(None) => {
+            Ok(jobs) if !jobs.is_empty() => {
+                // Evaluated side by side, their results commit together.
+                let mut running = tokio::task::JoinSet::new();
+                for job in jobs {
+                    let state = state.clone();
+                    running.spawn(async move { process(&state, &job).await });
+                }
+                while running.join_next().await.is_some() {}
+            }
+            Ok(_) => {
                 tokio::select! {
                     () = state.jobs_ready.notified() => {}
                     () = tokio::time::sleep(settings.poll) => {}

@@ -155,13 +155,24 @@ pub trait Store: Send + Sync + 'static {
         call_id: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<usize>;
-    /// Atomically claims the next ready job, or one whose lease expired.
+    /// Atomically claims up to `limit` ready jobs (oldest first), including jobs whose lease
+    /// expired. A worker claims a handful at once so a busy queue costs few round trips.
+    async fn claim_jobs(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease: chrono::TimeDelta,
+        limit: u32,
+    ) -> Result<Vec<Job>>;
+    /// Claims the next ready job.
     async fn claim_job(
         &self,
         worker: &str,
         now: DateTime<Utc>,
         lease: chrono::TimeDelta,
-    ) -> Result<Option<Job>>;
+    ) -> Result<Option<Job>> {
+        Ok(self.claim_jobs(worker, now, lease, 1).await?.pop())
+    }
     async fn renew_lease(&self, job: &Job, now: DateTime<Utc>) -> Result<bool>;
     /// Writes the results and marks the job done in one transaction; false if the lease was lost.
     async fn complete_job(

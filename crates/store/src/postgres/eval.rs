@@ -320,36 +320,43 @@ pub(super) async fn enqueue_calls(
 
 /// Claims the oldest ready job, or one whose worker stopped renewing its lease. Jobs another
 /// worker is claiming right now are skipped, not waited for.
-pub(super) async fn claim_job(
+pub(super) async fn claim_jobs(
     pool: &PgPool,
     worker: &str,
     now: DateTime<Utc>,
     lease: TimeDelta,
-) -> Result<Option<Job>> {
+    limit: u32,
+) -> Result<Vec<Job>> {
     let now_ms = now.timestamp_millis();
-    let row: Option<(i64, i64, String, i64)> = sqlx::query_as(
+    let rows: Vec<(i64, i64, String, i64)> = sqlx::query_as(
         "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_at = $1,
             locked_by = $2
-         WHERE id = (
+         WHERE id IN (
             SELECT id FROM jobs
             WHERE (status = 'queued' AND run_at <= $1) OR (status = 'running' AND locked_at < $3)
             ORDER BY id
             FOR UPDATE SKIP LOCKED
-            LIMIT 1)
+            LIMIT $4)
          RETURNING id, project_id, call_id, attempts",
     )
     .bind(now_ms)
     .bind(text(worker))
     .bind((now - lease).timestamp_millis())
-    .fetch_optional(pool)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
     .await?;
-    Ok(row.map(|(id, project_id, call_id, attempts)| Job {
-        id,
-        project_id,
-        call_id,
-        attempts,
-        worker: worker.to_owned(),
-    }))
+    let mut jobs: Vec<Job> = rows
+        .into_iter()
+        .map(|(id, project_id, call_id, attempts)| Job {
+            id,
+            project_id,
+            call_id,
+            attempts,
+            worker: worker.to_owned(),
+        })
+        .collect();
+    jobs.sort_by_key(|j| j.id);
+    Ok(jobs)
 }
 
 /// Renews a running job's lease; false when another worker has taken it over.

@@ -786,13 +786,14 @@ impl Store for PgStore {
         eval::enqueue_calls(&self.pool, project_id, filter, call_id, now).await
     }
 
-    async fn claim_job(
+    async fn claim_jobs(
         &self,
         worker: &str,
         now: DateTime<Utc>,
         lease: TimeDelta,
-    ) -> Result<Option<Job>> {
-        eval::claim_job(&self.pool, worker, now, lease).await
+        limit: u32,
+    ) -> Result<Vec<Job>> {
+        eval::claim_jobs(&self.pool, worker, now, lease, limit).await
     }
 
     async fn renew_lease(&self, job: &Job, now: DateTime<Utc>) -> Result<bool> {

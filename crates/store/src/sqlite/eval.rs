@@ -16,6 +16,9 @@ use crate::rows::{
 };
 use crate::Result;
 
+use super::Apply;
+use async_trait::async_trait;
+
 pub(super) async fn insert_metric(
     conn: &mut SqliteConnection,
     project_id: i64,
@@ -307,160 +310,193 @@ pub(super) async fn enqueue_calls(
     Ok(queued)
 }
 
-/// Claims the oldest ready job, or one whose worker stopped renewing its lease.
-pub(super) async fn claim_job(
-    pool: &SqlitePool,
-    worker: &str,
-    now: DateTime<Utc>,
-    lease: TimeDelta,
-) -> Result<Option<Job>> {
-    let now_ms = now.timestamp_millis();
-    let row: Option<(i64, i64, String, i64)> = sqlx::query_as(
-        "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_at = ?1, locked_by = ?2
-         WHERE id = (
-            SELECT id FROM jobs
-            WHERE (status = 'queued' AND run_at <= ?1) OR (status = 'running' AND locked_at < ?3)
-            ORDER BY id LIMIT 1)
-         RETURNING id, project_id, call_id, attempts",
-    )
-    .bind(now_ms)
-    .bind(worker)
-    .bind((now - lease).timestamp_millis())
-    .fetch_optional(pool)
-    .await?;
-    Ok(row.map(|(id, project_id, call_id, attempts)| Job {
-        id,
-        project_id,
-        call_id,
-        attempts,
-        worker: worker.to_owned(),
-    }))
+/// Claims the oldest ready job, or one whose worker stopped renewing its lease. Runs in the
+/// writer task like every write, so workers never wait on SQLite's lock.
+pub(super) struct ClaimJobs {
+    pub worker: String,
+    pub now: DateTime<Utc>,
+    pub lease: TimeDelta,
+    pub limit: u32,
+}
+
+#[async_trait]
+impl Apply for ClaimJobs {
+    type Output = Vec<Job>;
+
+    async fn run(self, conn: &mut SqliteConnection) -> Result<Vec<Job>> {
+        let now_ms = self.now.timestamp_millis();
+        let rows: Vec<(i64, i64, String, i64)> = sqlx::query_as(
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_at = ?1, locked_by = ?2
+             WHERE id IN (
+                SELECT id FROM jobs
+                WHERE (status = 'queued' AND run_at <= ?1) OR (status = 'running' AND locked_at < ?3)
+                ORDER BY id LIMIT ?4)
+             RETURNING id, project_id, call_id, attempts",
+        )
+        .bind(now_ms)
+        .bind(&self.worker)
+        .bind((self.now - self.lease).timestamp_millis())
+        .bind(i64::from(self.limit))
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut jobs: Vec<Job> = rows
+            .into_iter()
+            .map(|(id, project_id, call_id, attempts)| Job {
+                id,
+                project_id,
+                call_id,
+                attempts,
+                worker: self.worker.clone(),
+            })
+            .collect();
+        jobs.sort_by_key(|j| j.id);
+        Ok(jobs)
+    }
 }
 
 /// Renews a running job's lease; false when another worker has taken it over.
-pub(super) async fn renew_lease(pool: &SqlitePool, job: &Job, now: DateTime<Utc>) -> Result<bool> {
-    let updated = sqlx::query(
-        "UPDATE jobs SET locked_at = ? WHERE id = ? AND status = 'running' AND locked_by = ?",
-    )
-    .bind(now.timestamp_millis())
-    .bind(job.id)
-    .bind(&job.worker)
-    .execute(pool)
-    .await?;
-    Ok(updated.rows_affected() == 1)
+pub(super) struct RenewLease {
+    pub job: Job,
+    pub now: DateTime<Utc>,
+}
+
+#[async_trait]
+impl Apply for RenewLease {
+    type Output = bool;
+
+    async fn run(self, conn: &mut SqliteConnection) -> Result<bool> {
+        let updated = sqlx::query(
+            "UPDATE jobs SET locked_at = ? WHERE id = ? AND status = 'running' AND locked_by = ?",
+        )
+        .bind(self.now.timestamp_millis())
+        .bind(self.job.id)
+        .bind(&self.job.worker)
+        .execute(&mut *conn)
+        .await?;
+        Ok(updated.rows_affected() == 1)
+    }
 }
 
 /// Writes a job's results and marks it done, atomically. False (and nothing written) when the
 /// job's lease was lost to another worker.
-pub(super) async fn complete_job(
-    pool: &SqlitePool,
-    job: &Job,
-    outcome: &CallEvaluation,
-    now: DateTime<Utc>,
-) -> Result<bool> {
-    let now_ms = now.timestamp_millis();
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let done = sqlx::query(
-        "UPDATE jobs SET status = 'done', finished_at = ?, last_error = NULL
-         WHERE id = ? AND status = 'running' AND locked_by = ?",
-    )
-    .bind(now_ms)
-    .bind(job.id)
-    .bind(&job.worker)
-    .execute(&mut *tx)
-    .await?;
-    if done.rows_affected() != 1 {
-        return Ok(false);
-    }
-    // Running a job again replaces its results.
-    sqlx::query("DELETE FROM evaluations WHERE call_id = ?")
-        .bind(&job.call_id)
-        .execute(&mut *tx)
-        .await?;
-    for e in &outcome.evaluations {
-        sqlx::query(
-            "INSERT INTO evaluations (project_id, call_id, metric_id, metric_name, metric_version,
-                kind, output, status, value, passed, explanation, details, evaluated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+pub(super) struct CompleteJob {
+    pub job: Job,
+    pub outcome: CallEvaluation,
+    pub now: DateTime<Utc>,
+}
+
+#[async_trait]
+impl Apply for CompleteJob {
+    type Output = bool;
+
+    async fn run(self, conn: &mut SqliteConnection) -> Result<bool> {
+        let (job, now_ms) = (&self.job, self.now.timestamp_millis());
+        let done = sqlx::query(
+            "UPDATE jobs SET status = 'done', finished_at = ?, last_error = NULL
+             WHERE id = ? AND status = 'running' AND locked_by = ?",
         )
-        .bind(job.project_id)
-        .bind(&job.call_id)
-        .bind(e.metric_id)
-        .bind(&e.metric_name)
-        .bind(e.metric_version)
-        .bind(e.kind.as_str())
-        .bind(e.output.as_str())
-        .bind(e.status.as_str())
-        .bind(e.value.as_ref().map(to_json))
-        .bind(e.passed)
-        .bind(&e.explanation)
-        .bind(to_json(&e.details))
-        .bind(e.evaluated_at.timestamp_millis())
-        .execute(&mut *tx)
+        .bind(now_ms)
+        .bind(job.id)
+        .bind(&job.worker)
+        .execute(&mut *conn)
         .await?;
-    }
-    let success = outcome.verdict.success;
-    sqlx::query("UPDATE calls SET success = ?, rubric = ?, evaluated_at = ? WHERE id = ?")
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        // Running a job again replaces its results.
+        sqlx::query("DELETE FROM evaluations WHERE call_id = ?")
+            .bind(&job.call_id)
+            .execute(&mut *conn)
+            .await?;
+        // One statement for all of a call's results (13 binds each, well under SQLite's limit).
+        if !self.outcome.evaluations.is_empty() {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO evaluations (project_id, call_id, metric_id, metric_name, metric_version,
+                    kind, output, status, value, passed, explanation, details, evaluated_at) ",
+            );
+            q.push_values(&self.outcome.evaluations, |mut row, e| {
+                row.push_bind(job.project_id)
+                    .push_bind(&job.call_id)
+                    .push_bind(e.metric_id)
+                    .push_bind(&e.metric_name)
+                    .push_bind(e.metric_version)
+                    .push_bind(e.kind.as_str())
+                    .push_bind(e.output.as_str())
+                    .push_bind(e.status.as_str())
+                    .push_bind(e.value.as_ref().map(to_json))
+                    .push_bind(e.passed)
+                    .push_bind(&e.explanation)
+                    .push_bind(to_json(&e.details))
+                    .push_bind(e.evaluated_at.timestamp_millis());
+            });
+            q.build().execute(&mut *conn).await?;
+        }
+        let success = self.outcome.verdict.success;
+        sqlx::query("UPDATE calls SET success = ?, rubric = ?, evaluated_at = ? WHERE id = ?")
+            .bind(success)
+            .bind(to_json(&self.outcome.verdict))
+            .bind(now_ms)
+            .bind(&job.call_id)
+            .execute(&mut *conn)
+            .await?;
+        // The run the call completes takes the verdict; a late run keeps its timeout status.
+        sqlx::query(
+            "UPDATE runs SET success = ?1, updated_at = ?2,
+                status = CASE WHEN status = 'evaluating' THEN 'completed' ELSE status END,
+                finished_at = CASE WHEN status = 'evaluating' THEN ?2 ELSE finished_at END
+             WHERE call_id = ?3",
+        )
         .bind(success)
-        .bind(to_json(&outcome.verdict))
         .bind(now_ms)
         .bind(&job.call_id)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?;
-    // The run the call completes takes the verdict; a late run keeps its timeout status.
-    sqlx::query(
-        "UPDATE runs SET success = ?1, updated_at = ?2,
-            status = CASE WHEN status = 'evaluating' THEN 'completed' ELSE status END,
-            finished_at = CASE WHEN status = 'evaluating' THEN ?2 ELSE finished_at END
-         WHERE call_id = ?3",
-    )
-    .bind(success)
-    .bind(now_ms)
-    .bind(&job.call_id)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(true)
+        Ok(true)
+    }
 }
 
 /// Gives a failed job back to the queue for `retry_at`, or buries it (dead) when `None`.
-pub(super) async fn fail_job(
-    pool: &SqlitePool,
-    job: &Job,
-    error: &str,
-    retry_at: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let (status, run_at, finished) = failed_job_state(retry_at, now);
-    let updated = sqlx::query(
-        "UPDATE jobs SET status = ?, run_at = ?, finished_at = ?, last_error = ?, locked_at = NULL,
-            locked_by = NULL
-         WHERE id = ? AND status = 'running' AND locked_by = ?",
-    )
-    .bind(status)
-    .bind(run_at)
-    .bind(finished)
-    .bind(error)
-    .bind(job.id)
-    .bind(&job.worker)
-    .execute(&mut *tx)
-    .await?;
-    if updated.rows_affected() == 1 && retry_at.is_none() {
-        // A run waiting on this evaluation ends failed, with the reason.
-        sqlx::query(
-            "UPDATE runs SET status = 'failed', error_message = ?, finished_at = ?, updated_at = ?
-             WHERE call_id = ? AND status = 'evaluating'",
+pub(super) struct FailJob {
+    pub job: Job,
+    pub error: String,
+    pub retry_at: Option<DateTime<Utc>>,
+    pub now: DateTime<Utc>,
+}
+
+#[async_trait]
+impl Apply for FailJob {
+    type Output = ();
+
+    async fn run(self, conn: &mut SqliteConnection) -> Result<()> {
+        let (status, run_at, finished) = failed_job_state(self.retry_at, self.now);
+        let updated = sqlx::query(
+            "UPDATE jobs SET status = ?, run_at = ?, finished_at = ?, last_error = ?, locked_at = NULL,
+                locked_by = NULL
+             WHERE id = ? AND status = 'running' AND locked_by = ?",
         )
-        .bind(evaluation_failed_message(error))
-        .bind(now.timestamp_millis())
-        .bind(now.timestamp_millis())
-        .bind(&job.call_id)
-        .execute(&mut *tx)
+        .bind(status)
+        .bind(run_at)
+        .bind(finished)
+        .bind(&self.error)
+        .bind(self.job.id)
+        .bind(&self.job.worker)
+        .execute(&mut *conn)
         .await?;
+        if updated.rows_affected() == 1 && self.retry_at.is_none() {
+            // A run waiting on this evaluation ends failed, with the reason.
+            sqlx::query(
+                "UPDATE runs SET status = 'failed', error_message = ?, finished_at = ?, updated_at = ?
+                 WHERE call_id = ? AND status = 'evaluating'",
+            )
+            .bind(evaluation_failed_message(&self.error))
+            .bind(self.now.timestamp_millis())
+            .bind(self.now.timestamp_millis())
+            .bind(&self.job.call_id)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
     }
-    tx.commit().await?;
-    Ok(())
 }
 
 pub(super) async fn job_counts(pool: &SqlitePool, project_id: Option<i64>) -> Result<JobCounts> {

@@ -44,49 +44,104 @@ const MAX_GROUP: usize = 256;
 
 pub struct SqliteStore {
     pool: SqlitePool,
-    writer: mpsc::Sender<WriteOp>,
+    writer: mpsc::Sender<Box<dyn Write>>,
 }
 
-enum WriteOp {
-    Ingest {
-        batch: Batch,
-        delivery: NewDelivery,
-        reply: oneshot::Sender<Result<IngestOutcome>>,
-    },
-    Delivery {
-        delivery: NewDelivery,
-        rejection: RejectedDelivery,
-        reply: oneshot::Sender<Result<i64>>,
-    },
+/// One write, applied by the writer task inside a group transaction under its own savepoint
+/// `w`, and answered only once the group's commit is known.
+#[async_trait]
+trait Write: Send {
+    async fn apply(self: Box<Self>, conn: &mut SqliteConnection) -> Box<dyn Answer>;
+    /// The group could not even begin.
+    fn fail(self: Box<Self>, message: &str);
 }
 
-/// A write applied inside the group's transaction, answered once the commit is known.
-enum Applied {
-    Ingest(
-        oneshot::Sender<Result<IngestOutcome>>,
-        Result<IngestOutcome>,
-    ),
-    Delivery(oneshot::Sender<Result<i64>>, Result<i64>),
+/// The outcome of an applied write, waiting for the commit.
+trait Answer: Send {
+    /// Whether the write's changes stay (an error rolls back to its savepoint).
+    fn keep(&self) -> bool;
+    fn send(self: Box<Self>, commit: std::result::Result<(), &str>);
 }
 
-impl WriteOp {
-    fn fail(self, message: &str) {
-        let error = || StoreError::Commit(message.into());
-        match self {
-            WriteOp::Ingest { reply, .. } => drop(reply.send(Err(error()))),
-            WriteOp::Delivery { reply, .. } => drop(reply.send(Err(error()))),
+/// What a write does on the connection, given its arguments.
+#[async_trait]
+trait Apply: Send + 'static {
+    type Output: Send + 'static;
+    async fn run(self, conn: &mut SqliteConnection) -> Result<Self::Output>;
+}
+
+struct Op<A: Apply> {
+    args: A,
+    reply: oneshot::Sender<Result<A::Output>>,
+}
+
+struct Answered<T> {
+    reply: oneshot::Sender<Result<T>>,
+    result: Result<T>,
+}
+
+#[async_trait]
+impl<A: Apply> Write for Op<A> {
+    async fn apply(self: Box<Self>, conn: &mut SqliteConnection) -> Box<dyn Answer> {
+        let result = self.args.run(conn).await;
+        Box::new(Answered {
+            reply: self.reply,
+            result,
+        })
+    }
+
+    fn fail(self: Box<Self>, message: &str) {
+        let _ = self.reply.send(Err(StoreError::Commit(message.into())));
+    }
+}
+
+impl<T: Send> Answer for Answered<T> {
+    fn keep(&self) -> bool {
+        self.result.is_ok()
+    }
+
+    fn send(self: Box<Self>, commit: std::result::Result<(), &str>) {
+        let result = match commit {
+            Ok(()) => self.result,
+            Err(e) => Err(StoreError::Commit(e.into())),
+        };
+        let _ = self.reply.send(result);
+    }
+}
+
+struct IngestWrite {
+    batch: Batch,
+    delivery: NewDelivery,
+}
+
+#[async_trait]
+impl Apply for IngestWrite {
+    type Output = IngestOutcome;
+
+    async fn run(self, conn: &mut SqliteConnection) -> Result<IngestOutcome> {
+        match apply_ingest(conn, &self.batch, &self.delivery).await? {
+            // Nothing of a refused request stays, but the refusal is logged.
+            IngestOutcome::Rejected(rejection) => {
+                sqlx::query("ROLLBACK TO w").execute(&mut *conn).await?;
+                insert_delivery(conn, &self.delivery, Some(&rejection), 0).await?;
+                Ok(IngestOutcome::Rejected(rejection))
+            }
+            accepted => Ok(accepted),
         }
     }
 }
 
-impl Applied {
-    fn answer(self, commit: std::result::Result<(), &str>) {
-        match (self, commit) {
-            (Applied::Ingest(tx, result), Ok(())) => drop(tx.send(result)),
-            (Applied::Delivery(tx, result), Ok(())) => drop(tx.send(result)),
-            (Applied::Ingest(tx, _), Err(e)) => drop(tx.send(Err(StoreError::Commit(e.into())))),
-            (Applied::Delivery(tx, _), Err(e)) => drop(tx.send(Err(StoreError::Commit(e.into())))),
-        }
+struct DeliveryWrite {
+    delivery: NewDelivery,
+    rejection: RejectedDelivery,
+}
+
+#[async_trait]
+impl Apply for DeliveryWrite {
+    type Output = i64;
+
+    async fn run(self, conn: &mut SqliteConnection) -> Result<i64> {
+        insert_delivery(conn, &self.delivery, Some(&self.rejection), 0).await
     }
 }
 
@@ -112,17 +167,18 @@ impl SqliteStore {
         Ok(Self { pool, writer: tx })
     }
 
-    async fn write<T>(&self, op: impl FnOnce(oneshot::Sender<Result<T>>) -> WriteOp) -> Result<T> {
-        let (tx, rx) = oneshot::channel();
+    /// Runs a write through the writer task: grouped with concurrent writes, one commit.
+    async fn write<A: Apply>(&self, args: A) -> Result<A::Output> {
+        let (reply, answer) = oneshot::channel();
         self.writer
-            .send(op(tx))
+            .send(Box::new(Op { args, reply }))
             .await
             .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 }
 
-async fn run_writer(mut conn: SqliteConnection, mut rx: mpsc::Receiver<WriteOp>) {
+async fn run_writer(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Box<dyn Write>>) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while let Some(op) = rx.recv().await {
         group.push(op);
@@ -137,25 +193,25 @@ async fn run_writer(mut conn: SqliteConnection, mut rx: mpsc::Receiver<WriteOp>)
     let _ = conn.close().await;
 }
 
-async fn commit_group(conn: &mut SqliteConnection, group: &mut Vec<WriteOp>) {
+async fn commit_group(conn: &mut SqliteConnection, group: &mut Vec<Box<dyn Write>>) {
     if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
         tracing::error!(error = %e, writes = group.len(), "cannot begin a write transaction");
         let message = e.to_string();
         group.drain(..).for_each(|op| op.fail(&message));
         return;
     }
-    let mut applied = Vec::with_capacity(group.len());
-    let commit = match apply_group(conn, group.drain(..), &mut applied).await {
+    let mut answers = Vec::with_capacity(group.len());
+    let commit = match apply_group(conn, group.drain(..), &mut answers).await {
         Ok(()) => sqlx::query("COMMIT").execute(&mut *conn).await.map(drop),
         Err(e) => Err(e),
     };
     match commit {
-        Ok(()) => applied.into_iter().for_each(|a| a.answer(Ok(()))),
+        Ok(()) => answers.into_iter().for_each(|a| a.send(Ok(()))),
         Err(e) => {
-            tracing::error!(error = %e, writes = applied.len(), "group commit failed; nothing of it was stored");
+            tracing::error!(error = %e, writes = answers.len(), "group commit failed; nothing of it was stored");
             let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
             let message = e.to_string();
-            applied.into_iter().for_each(|a| a.answer(Err(&message)));
+            answers.into_iter().for_each(|a| a.send(Err(&message)));
         }
     }
 }
@@ -164,45 +220,17 @@ async fn commit_group(conn: &mut SqliteConnection, group: &mut Vec<WriteOp>) {
 /// An error here is one of the transaction itself, and fails the whole group.
 async fn apply_group(
     conn: &mut SqliteConnection,
-    ops: impl Iterator<Item = WriteOp>,
-    applied: &mut Vec<Applied>,
+    ops: impl Iterator<Item = Box<dyn Write>>,
+    answers: &mut Vec<Box<dyn Answer>>,
 ) -> std::result::Result<(), sqlx::Error> {
     for op in ops {
         sqlx::query("SAVEPOINT w").execute(&mut *conn).await?;
-        let keep = match op {
-            WriteOp::Ingest {
-                batch,
-                delivery,
-                reply,
-            } => {
-                let result = match apply_ingest(conn, &batch, &delivery).await {
-                    Ok(IngestOutcome::Rejected(rejection)) => {
-                        sqlx::query("ROLLBACK TO w").execute(&mut *conn).await?;
-                        insert_delivery(conn, &delivery, Some(&rejection), 0)
-                            .await
-                            .map(|_| IngestOutcome::Rejected(rejection))
-                    }
-                    other => other,
-                };
-                let ok = result.is_ok();
-                applied.push(Applied::Ingest(reply, result));
-                ok
-            }
-            WriteOp::Delivery {
-                delivery,
-                rejection,
-                reply,
-            } => {
-                let result = insert_delivery(conn, &delivery, Some(&rejection), 0).await;
-                let ok = result.is_ok();
-                applied.push(Applied::Delivery(reply, result));
-                ok
-            }
-        };
-        if !keep {
+        let answer = op.apply(conn).await;
+        if !answer.keep() {
             sqlx::query("ROLLBACK TO w").execute(&mut *conn).await?;
         }
         sqlx::query("RELEASE w").execute(&mut *conn).await?;
+        answers.push(answer);
     }
     Ok(())
 }
@@ -271,14 +299,15 @@ async fn apply_ingest(
 
     let delivery_id = insert_delivery(conn, delivery, None, batch.calls.len()).await?;
     let now = delivery.received_at;
-    let window = listening_window(conn, project_id).await?;
+    // Read once, and only if some call has a run to be matched against.
+    let mut window = None;
     let mut receipts = Vec::with_capacity(batch.calls.len());
     for (call, existing) in batch.calls.iter().zip(existing) {
         let receipt = match existing {
             Some(row) => duplicate_receipt(call, &row)?,
             None => {
                 let agent_id = batch.agent_id.or(run_agents.get(&call.index).copied());
-                let decision = decide(conn, call, agent_id, window, now).await?;
+                let decision = decide(conn, call, agent_id, project_id, &mut window, now).await?;
                 let call_id = uuid::Uuid::now_v7().to_string();
                 let stored = StoredCall {
                     project_id,
@@ -313,19 +342,40 @@ async fn decide(
     conn: &mut SqliteConnection,
     call: &NewCall,
     agent_id: Option<i64>,
-    window: TimeDelta,
+    project_id: i64,
+    window: &mut Option<TimeDelta>,
     now: DateTime<Utc>,
 ) -> Result<Decision> {
     let facts = call_facts(call);
     if let Some(run_id) = call.run_id {
         let run = load_run_facts(conn, run_id).await?;
+        let window = project_window(conn, project_id, window).await?;
         return Ok(match_by_run_id(&run, &facts, now, window));
     }
     let candidates = match agent_id {
         Some(agent_id) => phone_candidates(conn, agent_id, &facts).await?,
         None => Vec::new(),
     };
+    // Without candidates the window does not matter: the call is a production call.
+    let window = if candidates.is_empty() {
+        TimeDelta::zero()
+    } else {
+        project_window(conn, project_id, window).await?
+    };
     Ok(match_by_phone(&candidates, &facts, now, window))
+}
+
+async fn project_window(
+    conn: &mut SqliteConnection,
+    project_id: i64,
+    cached: &mut Option<TimeDelta>,
+) -> Result<TimeDelta> {
+    if let Some(w) = cached {
+        return Ok(*w);
+    }
+    let w = listening_window(conn, project_id).await?;
+    *cached = Some(w);
+    Ok(w)
 }
 
 /// Where a new call goes and what matching decided for it.
@@ -545,12 +595,7 @@ impl Store for SqliteStore {
     }
 
     async fn ingest(&self, batch: Batch, delivery: NewDelivery) -> Result<IngestOutcome> {
-        self.write(|reply| WriteOp::Ingest {
-            batch,
-            delivery,
-            reply,
-        })
-        .await
+        self.write(IngestWrite { batch, delivery }).await
     }
 
     async fn record_delivery(
@@ -558,10 +603,9 @@ impl Store for SqliteStore {
         delivery: NewDelivery,
         rejection: RejectedDelivery,
     ) -> Result<i64> {
-        self.write(|reply| WriteOp::Delivery {
+        self.write(DeliveryWrite {
             delivery,
             rejection,
-            reply,
         })
         .await
     }
@@ -802,17 +846,28 @@ impl Store for SqliteStore {
         eval::enqueue_calls(&self.pool, project_id, filter, call_id, now).await
     }
 
-    async fn claim_job(
+    async fn claim_jobs(
         &self,
         worker: &str,
         now: DateTime<Utc>,
         lease: TimeDelta,
-    ) -> Result<Option<Job>> {
-        eval::claim_job(&self.pool, worker, now, lease).await
+        limit: u32,
+    ) -> Result<Vec<Job>> {
+        self.write(eval::ClaimJobs {
+            worker: worker.to_owned(),
+            now,
+            lease,
+            limit,
+        })
+        .await
     }
 
     async fn renew_lease(&self, job: &Job, now: DateTime<Utc>) -> Result<bool> {
-        eval::renew_lease(&self.pool, job, now).await
+        self.write(eval::RenewLease {
+            job: job.clone(),
+            now,
+        })
+        .await
     }
 
     async fn complete_job(
@@ -821,7 +876,12 @@ impl Store for SqliteStore {
         outcome: &CallEvaluation,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        eval::complete_job(&self.pool, job, outcome, now).await
+        self.write(eval::CompleteJob {
+            job: job.clone(),
+            outcome: outcome.clone(),
+            now,
+        })
+        .await
     }
 
     async fn fail_job(
@@ -831,7 +891,13 @@ impl Store for SqliteStore {
         retry_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        eval::fail_job(&self.pool, job, error, retry_at, now).await
+        self.write(eval::FailJob {
+            job: job.clone(),
+            error: error.to_owned(),
+            retry_at,
+            now,
+        })
+        .await
     }
 
     async fn job_counts(&self, project_id: Option<i64>) -> Result<JobCounts> {
