@@ -150,7 +150,7 @@ pub async fn project(db: &DbArgs, cmd: ProjectCommand, out: &Output) -> anyhow::
             listening_window,
             run_deadline,
         } => {
-            let project = find_project(&store, &project).await?;
+            let project = find_project(store.as_ref(), &project).await?;
             let settings = ProjectSettings {
                 listening_window_seconds: listening_window,
                 run_deadline_seconds: run_deadline,
@@ -192,7 +192,7 @@ pub async fn project(db: &DbArgs, cmd: ProjectCommand, out: &Output) -> anyhow::
             return crate::metrics::set_judge(db, &project, patch, out).await;
         }
         ProjectCommand::RotateKey { project } => {
-            let project = find_project(&store, &project).await?;
+            let project = find_project(store.as_ref(), &project).await?;
             let key = store.rotate_key(project.id).await?;
             print_key(
                 out,
@@ -232,7 +232,7 @@ fn print_key(
     });
 }
 
-pub async fn find_project(store: &impl Store, name_or_id: &str) -> anyhow::Result<Project> {
+pub async fn find_project(store: &dyn Store, name_or_id: &str) -> anyhow::Result<Project> {
     store.find_project(name_or_id).await?.with_context(|| {
         format!("no project named or numbered {name_or_id:?} (`callgrade project list` shows them)")
     })
@@ -253,7 +253,7 @@ pub async fn agent(db: &DbArgs, cmd: AgentCommand, out: &Output) -> anyhow::Resu
                 .map(PhoneNumber::parse)
                 .transpose()
                 .map_err(|e| anyhow!("--phone-number {e}"))?;
-            let project = find_project(&store, &project).await?;
+            let project = find_project(store.as_ref(), &project).await?;
             let agent = store
                 .create_agent(project.id, &name, phone.as_ref(), description.as_deref())
                 .await?;
@@ -265,7 +265,7 @@ pub async fn agent(db: &DbArgs, cmd: AgentCommand, out: &Output) -> anyhow::Resu
             });
         }
         AgentCommand::List { project } => {
-            let project = find_project(&store, &project).await?;
+            let project = find_project(store.as_ref(), &project).await?;
             let agents = store.list_agents(project.id).await?;
             let value = serde_json::json!({ "agents": agents });
             out.print(&value, || {

@@ -94,6 +94,16 @@ enum Command {
     Check(check::CheckArgs),
     /// POST a webhook payload to a server and print its receipt.
     Send(send::SendArgs),
+    /// Apply pending database migrations and say where the data is (serve and every admin
+    /// command also migrate on start).
+    Migrate,
+    /// Copy this SQLite installation (--data-dir or --database-url) into an empty PostgreSQL
+    /// database, every table and row.
+    Copy {
+        /// The PostgreSQL URL to copy into, e.g. postgres://user@host/callgrade.
+        #[arg(long)]
+        to: String,
+    },
     /// Measure speed (builtin-metric throughput).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -129,6 +139,8 @@ fn main() -> ExitCode {
             Command::Metrics(cmd) => metrics::run(&cli.db, cmd, &out).await,
             Command::Check(args) => check::run(args, &out),
             Command::Send(args) => send::run(args, &out).await,
+            Command::Migrate => database::migrate(&cli.db, &out).await,
+            Command::Copy { to } => database::copy(&cli.db, &to, &out).await,
             Command::Bench(cmd) => bench::run(cmd, &out).await,
             Command::Openapi => {
                 let spec = callgrade_server::openapi();

@@ -3,12 +3,11 @@
 use anyhow::{anyhow, bail, Context};
 use callgrade_core::{MetricKind, OutputType};
 use callgrade_server::{apply_file, AppState, MetricsFile, Settings};
-use callgrade_store::{JudgeSettingsPatch, Metric, Store};
+use callgrade_store::{JudgeSettingsPatch, Metric};
 use clap::Subcommand;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use crate::admin::find_project;
 use crate::check::read_input;
@@ -78,7 +77,7 @@ fn describe(m: &Metric) -> String {
 }
 
 pub async fn run(db: &DbArgs, cmd: MetricsCommand, out: &Output) -> anyhow::Result<ExitCode> {
-    let store = Arc::new(db.open().await?);
+    let store = db.open().await?;
     match cmd {
         MetricsCommand::List { project } => {
             let project = find_project(store.as_ref(), &project).await?;
@@ -223,7 +222,7 @@ pub async fn set_judge(
         }
     }
     let store = db.open().await?;
-    let project = find_project(&store, project).await?;
+    let project = find_project(store.as_ref(), project).await?;
     store.set_judge_settings(project.id, &patch).await?;
     let judge = store.judge_settings(project.id).await?;
     out.print(&judge, || {

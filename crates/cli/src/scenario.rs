@@ -2,7 +2,7 @@
 
 use anyhow::anyhow;
 use callgrade_core::ScenarioDraft;
-use callgrade_store::{Scenario, Store};
+use callgrade_store::Scenario;
 use clap::Subcommand;
 use std::process::ExitCode;
 
@@ -82,7 +82,7 @@ pub async fn run(db: &DbArgs, cmd: ScenarioCommand, out: &Output) -> anyhow::Res
             expected_outcome,
             tags,
         } => {
-            let project = find_project(&store, &project).await?;
+            let project = find_project(store.as_ref(), &project).await?;
             let draft = ScenarioDraft {
                 agent_id: agent,
                 name,
@@ -103,7 +103,7 @@ pub async fn run(db: &DbArgs, cmd: ScenarioCommand, out: &Output) -> anyhow::Res
             out.print(&scenario, || format!("Created {}", describe(&scenario)));
         }
         ScenarioCommand::List { project, agent } => {
-            let project = find_project(&store, &project).await?;
+            let project = find_project(store.as_ref(), &project).await?;
             let scenarios = store.list_scenarios(project.id, agent).await?;
             let value = serde_json::json!({ "scenarios": scenarios });
             out.print(&value, || {
@@ -129,7 +129,7 @@ pub async fn run(db: &DbArgs, cmd: ScenarioCommand, out: &Output) -> anyhow::Res
             });
         }
         ScenarioCommand::Show { project, id } => {
-            let project = find_project(&store, &project).await?;
+            let project = find_project(store.as_ref(), &project).await?;
             let scenario = store
                 .scenario(project.id, id)
                 .await?

@@ -7,7 +7,6 @@ use chrono::TimeDelta;
 use clap::{Args, ValueEnum};
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
 
 use crate::DbArgs;
@@ -117,7 +116,7 @@ pub async fn worker(db: &DbArgs, args: WorkerArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--workers must be at least 1 for `callgrade worker`");
     }
     let shutdown = shutdown_signal()?;
-    let state = AppState::new(Arc::new(store), settings);
+    let state = AppState::new(store, settings);
     let workers = callgrade_server::spawn_workers(&state, state.settings.workers.count);
     tracing::info!(workers = workers.len(), data = %db.describe(), "evaluation workers running");
     shutdown.await;
@@ -167,7 +166,7 @@ pub async fn run(db: &DbArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(data = %db.describe(), "database ready");
     // One line on stdout, so scripts and tests learn the port when binding port 0.
     println!("callgrade listening on http://{addr}");
-    let state = AppState::new(Arc::new(store), settings);
+    let state = AppState::new(store, settings);
     callgrade_server::serve(listener, state, shutdown).await?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)

@@ -5,6 +5,7 @@
 //! (several server instances on one database) pass the same behaviour tests.
 
 mod common;
+mod copy;
 mod key;
 mod model;
 mod postgres;
@@ -12,6 +13,7 @@ mod rows;
 mod sqlite;
 
 pub use common::percentile;
+pub use copy::{copy_sqlite_to_postgres, TABLES};
 pub use key::ApiKey;
 pub use model::*;
 pub use postgres::PgStore;
