@@ -42,6 +42,9 @@ pub struct IngestBench {
     /// Skip the parse-only baseline.
     #[arg(long)]
     no_baseline: bool,
+    /// Also measure PostgreSQL, on this database URL (a project is created in it).
+    #[arg(long)]
+    postgres: Option<String>,
     /// Seconds to wait, after the load, for evaluation to catch up.
     #[arg(long, default_value_t = 120)]
     drain_timeout: u64,
@@ -204,19 +207,13 @@ async fn drive(url: &str, key: &str, bodies: &[String], args: &IngestBench, tag:
 
 pub async fn run(args: IngestBench, out: &Output) -> anyhow::Result<ExitCode> {
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
-    let data = dir
-        .path()
-        .to_str()
-        .context("temporary path is not UTF-8")?
-        .to_owned();
+    let data = dir.path().to_str().context("temporary path is not UTF-8")?.to_owned();
     let store = SqliteStore::open(&format!("sqlite://{data}/callgrade.db")).await?;
     let (project, key) = store.create_project("bench").await?;
-    let agent = store
-        .create_agent(project.id, "bench-agent", None, None)
-        .await?;
+    let agent = store.create_agent(project.id, "bench-agent", None, None).await?;
     drop(store);
     let key = key.expose().to_owned();
-    let bodies = bodies(&args, agent.id);
+    let payloads = bodies(&args, agent.id);
 
     let mut report = json!({
         "machine": {"cores": std::thread::available_parallelism().map_or(0, |n| n.get())},
@@ -232,45 +229,102 @@ pub async fn run(args: IngestBench, out: &Output) -> anyhow::Result<ExitCode> {
             args.seconds, args.concurrency
         ));
         let server = spawn(&["bench", "baseline-server"])?;
-        let mut load = drive(&format!("{}/hook", server.base), &key, &bodies, &args, "b").await;
+        let mut load = drive(&format!("{}/hook", server.base), &key, &payloads, &args, "b").await;
         let mut summary = load.summary();
         summary["peak_rss_mb"] = json!(peak_rss_mb(server.child.id()));
         baseline_rps = summary["requests_per_second"].as_f64();
         report["baseline"] = summary;
     }
+    let ratio = |summary: &Value| {
+        baseline_rps.filter(|b| *b > 0.0).map(|base| {
+            (summary["requests_per_second"].as_f64().unwrap_or(0.0) / base * 1000.0).round() / 1000.0
+        })
+    };
 
+    let (summary, mut failed) =
+        measure(&args, out, "SQLite (durable commits)", &["--data-dir", &data], &key, &payloads, "s").await?;
+    report["ratio_to_baseline"] = json!(ratio(&summary));
+    report["sqlite"] = summary;
+
+    if let Some(url) = &args.postgres {
+        let store = crate::database::open_url(url).await?;
+        let name = format!("bench-{}", uuid_suffix());
+        let (project, pg_key) = store.create_project(&name).await?;
+        let agent = store.create_agent(project.id, "bench-agent", None, None).await?;
+        drop(store);
+        let pg_payloads = bodies(&args, agent.id);
+        let (summary, errors) =
+            measure(&args, out, "PostgreSQL", &["--database-url", url], pg_key.expose(), &pg_payloads, "p").await?;
+        failed += errors;
+        report["postgres_ratio_to_baseline"] = json!(ratio(&summary));
+        report["postgres"] = summary;
+    }
+    if failed > 0 {
+        out.progress(&format!("{failed} requests failed"));
+    }
+
+    out.print(&report, || {
+        let line = |name: &str, s: &Value| {
+            format!(
+                "callgrade ({name}): {} calls/s, p50 {} ms, p90 {} ms, p99 {} ms, {} errors, peak RSS {} MiB\n\
+                 evaluation: {} jobs done, caught up {} s after the load ({} jobs/s)",
+                s["calls_per_second"], s["latency_ms"]["p50"], s["latency_ms"]["p90"], s["latency_ms"]["p99"],
+                s["errors"], s["peak_rss_mb"], s["evaluation"]["jobs_done"],
+                s["evaluation"]["seconds_to_catch_up_after_load"], s["evaluation"]["jobs_per_second"]
+            )
+        };
+        let mut text = line("SQLite", &report["sqlite"]);
+        if let Some(pg) = report.get("postgres") {
+            text.push('\n');
+            text.push_str(&line("PostgreSQL", pg));
+        }
+        if let Some(b) = report.get("baseline") {
+            text.push_str(&format!(
+                "\nbaseline (parse only): {} calls/s, p99 {} ms\nratio to baseline: SQLite {}, PostgreSQL {}",
+                b["calls_per_second"], b["latency_ms"]["p99"], report["ratio_to_baseline"],
+                report.get("postgres_ratio_to_baseline").unwrap_or(&Value::Null)
+            ));
+        }
+        text
+    });
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn uuid_suffix() -> String {
+    format!("{}-{}", std::process::id(), chrono::Utc::now().timestamp_millis())
+}
+
+/// Loads one server configuration, then waits for its evaluation to catch up.
+async fn measure(
+    args: &IngestBench,
+    out: &Output,
+    label: &str,
+    db: &[&str],
+    key: &str,
+    bodies: &[String],
+    tag: &str,
+) -> anyhow::Result<(Value, u64)> {
     out.progress(&format!(
-        "callgrade on SQLite (durable commits): {} s at concurrency {}…",
+        "callgrade on {label}: {} s at concurrency {}…",
         args.seconds, args.concurrency
     ));
     let workers = args.workers.to_string();
-    let server = spawn(&[
-        "--data-dir",
-        &data,
-        "serve",
-        "--bind",
-        "127.0.0.1:0",
-        "--rate-limit",
-        "0",
-        "--workers",
-        &workers,
-    ])?;
-    let hook = format!(
-        "{}/test_framework/custom-provider-transcript-webhook/",
-        server.base
-    );
-    let mut load = drive(&hook, &key, &bodies, &args, "s").await;
+    let mut flags: Vec<&str> = db.to_vec();
+    flags.extend(["serve", "--bind", "127.0.0.1:0", "--rate-limit", "0", "--workers", &workers]);
+    let server = spawn(&flags)?;
+    let hook = format!("{}/test_framework/custom-provider-transcript-webhook/", server.base);
+    let mut load = drive(&hook, key, bodies, args, tag).await;
     let load_seconds = load.seconds;
     let mut summary = load.summary();
 
-    // Evaluation keeping up: how long until every queued job is done.
+    // Evaluation keeping up: how long after the load until every queued job is done.
     out.progress("waiting for evaluation to catch up…");
     let client = reqwest::Client::new();
     let drain_started = Instant::now();
     let jobs = loop {
         let jobs: Value = client
             .get(format!("{}/api/v1/jobs", server.base))
-            .bearer_auth(&key)
+            .bearer_auth(key)
             .send()
             .await?
             .json()
@@ -291,37 +345,7 @@ pub async fn run(args: IngestBench, out: &Output) -> anyhow::Result<ExitCode> {
         "jobs_per_second": (done / (load_seconds + drain)).round(),
         "kept_up": drain < 1.0,
     });
-    let rps = summary["requests_per_second"].as_f64().unwrap_or(0.0);
-    report["sqlite"] = summary;
-    if let Some(base) = baseline_rps.filter(|b| *b > 0.0) {
-        report["ratio_to_baseline"] = json!((rps / base * 1000.0).round() / 1000.0);
-    }
-    if load.errors > 0 {
-        out.progress(&format!("{} requests failed", load.errors));
-    }
-
-    out.print(&report, || {
-        let s = &report["sqlite"];
-        let mut text = format!(
-            "callgrade (SQLite): {} calls/s, p50 {} ms, p90 {} ms, p99 {} ms, {} errors, peak RSS {} MiB\n\
-             evaluation: {} jobs done, caught up {} s after the load ({} jobs/s)",
-            s["calls_per_second"], s["latency_ms"]["p50"], s["latency_ms"]["p90"], s["latency_ms"]["p99"],
-            s["errors"], s["peak_rss_mb"], s["evaluation"]["jobs_done"],
-            s["evaluation"]["seconds_to_catch_up_after_load"], s["evaluation"]["jobs_per_second"]
-        );
-        if let Some(b) = report.get("baseline") {
-            text.push_str(&format!(
-                "\nbaseline (parse only): {} calls/s, p99 {} ms\nratio to baseline: {}",
-                b["calls_per_second"], b["latency_ms"]["p99"], report["ratio_to_baseline"]
-            ));
-        }
-        text
-    });
-    Ok(if load.errors == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok((summary, load.errors))
 }
 
 /// The baseline: the same parsing and validation, answered with 202, nothing stored.
