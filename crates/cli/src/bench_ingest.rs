@@ -207,10 +207,16 @@ async fn drive(url: &str, key: &str, bodies: &[String], args: &IngestBench, tag:
 
 pub async fn run(args: IngestBench, out: &Output) -> anyhow::Result<ExitCode> {
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
-    let data = dir.path().to_str().context("temporary path is not UTF-8")?.to_owned();
+    let data = dir
+        .path()
+        .to_str()
+        .context("temporary path is not UTF-8")?
+        .to_owned();
     let store = SqliteStore::open(&format!("sqlite://{data}/callgrade.db")).await?;
     let (project, key) = store.create_project("bench").await?;
-    let agent = store.create_agent(project.id, "bench-agent", None, None).await?;
+    let agent = store
+        .create_agent(project.id, "bench-agent", None, None)
+        .await?;
     drop(store);
     let key = key.expose().to_owned();
     let payloads = bodies(&args, agent.id);
@@ -229,7 +235,14 @@ pub async fn run(args: IngestBench, out: &Output) -> anyhow::Result<ExitCode> {
             args.seconds, args.concurrency
         ));
         let server = spawn(&["bench", "baseline-server"])?;
-        let mut load = drive(&format!("{}/hook", server.base), &key, &payloads, &args, "b").await;
+        let mut load = drive(
+            &format!("{}/hook", server.base),
+            &key,
+            &payloads,
+            &args,
+            "b",
+        )
+        .await;
         let mut summary = load.summary();
         summary["peak_rss_mb"] = json!(peak_rss_mb(server.child.id()));
         baseline_rps = summary["requests_per_second"].as_f64();
@@ -237,12 +250,21 @@ pub async fn run(args: IngestBench, out: &Output) -> anyhow::Result<ExitCode> {
     }
     let ratio = |summary: &Value| {
         baseline_rps.filter(|b| *b > 0.0).map(|base| {
-            (summary["requests_per_second"].as_f64().unwrap_or(0.0) / base * 1000.0).round() / 1000.0
+            (summary["requests_per_second"].as_f64().unwrap_or(0.0) / base * 1000.0).round()
+                / 1000.0
         })
     };
 
-    let (summary, mut failed) =
-        measure(&args, out, "SQLite (durable commits)", &["--data-dir", &data], &key, &payloads, "s").await?;
+    let (summary, mut failed) = measure(
+        &args,
+        out,
+        "SQLite (durable commits)",
+        &["--data-dir", &data],
+        &key,
+        &payloads,
+        "s",
+    )
+    .await?;
     report["ratio_to_baseline"] = json!(ratio(&summary));
     report["sqlite"] = summary;
 
@@ -250,11 +272,21 @@ pub async fn run(args: IngestBench, out: &Output) -> anyhow::Result<ExitCode> {
         let store = crate::database::open_url(url).await?;
         let name = format!("bench-{}", uuid_suffix());
         let (project, pg_key) = store.create_project(&name).await?;
-        let agent = store.create_agent(project.id, "bench-agent", None, None).await?;
+        let agent = store
+            .create_agent(project.id, "bench-agent", None, None)
+            .await?;
         drop(store);
         let pg_payloads = bodies(&args, agent.id);
-        let (summary, errors) =
-            measure(&args, out, "PostgreSQL", &["--database-url", url], pg_key.expose(), &pg_payloads, "p").await?;
+        let (summary, errors) = measure(
+            &args,
+            out,
+            "PostgreSQL",
+            &["--database-url", url],
+            pg_key.expose(),
+            &pg_payloads,
+            "p",
+        )
+        .await?;
         failed += errors;
         report["postgres_ratio_to_baseline"] = json!(ratio(&summary));
         report["postgres"] = summary;
@@ -287,11 +319,19 @@ pub async fn run(args: IngestBench, out: &Output) -> anyhow::Result<ExitCode> {
         }
         text
     });
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn uuid_suffix() -> String {
-    format!("{}-{}", std::process::id(), chrono::Utc::now().timestamp_millis())
+    format!(
+        "{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_millis()
+    )
 }
 
 /// Loads one server configuration, then waits for its evaluation to catch up.
@@ -310,9 +350,20 @@ async fn measure(
     ));
     let workers = args.workers.to_string();
     let mut flags: Vec<&str> = db.to_vec();
-    flags.extend(["serve", "--bind", "127.0.0.1:0", "--rate-limit", "0", "--workers", &workers]);
+    flags.extend([
+        "serve",
+        "--bind",
+        "127.0.0.1:0",
+        "--rate-limit",
+        "0",
+        "--workers",
+        &workers,
+    ]);
     let server = spawn(&flags)?;
-    let hook = format!("{}/test_framework/custom-provider-transcript-webhook/", server.base);
+    let hook = format!(
+        "{}/test_framework/custom-provider-transcript-webhook/",
+        server.base
+    );
     let mut load = drive(&hook, key, bodies, args, tag).await;
     let load_seconds = load.seconds;
     let mut summary = load.summary();

@@ -165,28 +165,20 @@ pub async fn run(db: &DbArgs, cmd: MetricsCommand, out: &Output) -> anyhow::Resu
                 .await?
                 .ok_or_else(|| anyhow!("no call {call:?} in project {:?}", project.name))?;
             let state = AppState::new(store.clone(), Settings::default());
-            let now = chrono::Utc::now();
-            let metric = Metric {
-                id: 0,
-                project_id: project.id,
-                spec: callgrade_core::MetricSpec {
-                    name: file.display().to_string(),
-                    kind: MetricKind::Script,
-                    output,
-                    enum_values: Vec::new(),
-                    applies_to: Default::default(),
-                    agent_ids: Vec::new(),
-                    description: String::new(),
-                    config: json!({ "script": source }),
-                    enabled: true,
-                },
-                version: 0,
-                created_at: now,
-                updated_at: now,
+            let spec = callgrade_core::MetricSpec {
+                name: file.display().to_string(),
+                kind: MetricKind::Script,
+                output,
+                enum_values: Vec::new(),
+                applies_to: Default::default(),
+                agent_ids: Vec::new(),
+                description: String::new(),
+                config: json!({ "script": source }),
+                enabled: true,
             };
             let result = state
                 .evaluator
-                .try_metric(&input, metric, now)
+                .try_metric(&input, project.id, spec, chrono::Utc::now())
                 .await
                 .map_err(|e| anyhow!(e.0))?;
             let ok = result.status == callgrade_store::EvaluationStatus::Ok;

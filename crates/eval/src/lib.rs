@@ -325,12 +325,22 @@ pub fn validate_metric(
 
 /// Evaluates one metric on one call, outside the queue: "try this metric", `metrics test`.
 impl Evaluator {
+    /// Runs an unsaved metric definition of the call's project on the call; stores nothing.
     pub async fn try_metric(
         &self,
         input: &EvaluationInput,
-        metric: Metric,
+        project_id: i64,
+        spec: callgrade_core::MetricSpec,
         now: DateTime<Utc>,
     ) -> Result<Evaluation, EvalError> {
+        let metric = Metric {
+            id: 0,
+            project_id,
+            spec,
+            version: 0,
+            created_at: now,
+            updated_at: now,
+        };
         let mut one = input.clone();
         one.metrics = vec![metric];
         one.rubric = Vec::new();

@@ -359,18 +359,9 @@ pub async fn try_metric(
         .ok_or_else(|| {
             ApiError::not_found(format!("no call {:?} in this project", body.call_id))
         })?;
-    let now = state.clock.now();
-    let metric = Metric {
-        id: 0,
-        project_id: project.id,
-        spec,
-        version: 0,
-        created_at: now,
-        updated_at: now,
-    };
     let evaluation = state
         .evaluator
-        .try_metric(&input, metric, now)
+        .try_metric(&input, project.id, spec, state.clock.now())
         .await
         .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "judge_unavailable", e.0))?;
     Ok(Json(evaluation))
