@@ -291,3 +291,18 @@ pub async fn agent(db: &DbArgs, cmd: AgentCommand, out: &Output) -> anyhow::Resu
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `callgrade admin token [--rotate]`.
+pub async fn token(db: &DbArgs, rotate: bool, out: &Output) -> anyhow::Result<ExitCode> {
+    let store = db.open().await?;
+    let token = callgrade_server::web::issue_admin_token(store.as_ref(), rotate).await?;
+    let value = serde_json::json!({ "token": token, "created": token.is_some() });
+    out.print(&value, || match &token {
+        Some(t) => format!(
+            "Admin token (shown only now; sign in to the dashboard at {} with it):\n{t}",
+            db.public_url
+        ),
+        None => "An admin token exists; it is shown only when created. `callgrade admin token --rotate` replaces it (and signs everyone out).".into(),
+    });
+    Ok(ExitCode::SUCCESS)
+}

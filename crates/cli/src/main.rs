@@ -79,6 +79,9 @@ enum Command {
     /// Create and list agents (their id is the `agent_id` of webhook payloads).
     #[command(subcommand)]
     Agent(admin::AgentCommand),
+    /// The dashboard's admin token.
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Create, list and show test scenarios.
     #[command(subcommand)]
     Scenario(scenario::ScenarioCommand),
@@ -112,6 +115,16 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum AdminCommand {
+    /// Create the dashboard's admin token (printed once), or replace it with --rotate (which
+    /// signs everyone out).
+    Token {
+        #[arg(long)]
+        rotate: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum TestCommand {
     /// Create a result with one run per scenario × frequency; print each run's id and tester
     /// number for the harness; with --wait, wait for every run and exit 1 unless all completed.
@@ -133,6 +146,9 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(&cli.db, args).await,
             Command::Project(cmd) => admin::project(&cli.db, cmd, &out).await,
             Command::Agent(cmd) => admin::agent(&cli.db, cmd, &out).await,
+            Command::Admin(AdminCommand::Token { rotate }) => {
+                admin::token(&cli.db, rotate, &out).await
+            }
             Command::Scenario(cmd) => scenario::run(&cli.db, cmd, &out).await,
             Command::Test(TestCommand::Start(args)) => test_run::start(&cli.db, args, &out).await,
             Command::Worker(args) => serve::worker(&cli.db, args).await,

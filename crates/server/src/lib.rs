@@ -9,6 +9,7 @@ mod limits;
 mod openapi;
 mod routes;
 mod settings;
+pub mod web;
 pub mod worker;
 
 pub use clock::{Clock, SystemClock};

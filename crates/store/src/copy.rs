@@ -23,6 +23,7 @@ pub const TABLES: &[&str] = &[
     "evaluations",
     "jobs",
     "judge_cache",
+    "settings",
 ];
 
 const CHUNK: i64 = 500;

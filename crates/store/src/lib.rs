@@ -216,6 +216,10 @@ pub trait Store: Send + Sync + 'static {
         Ok(())
     }
 
+    /// A server-wide setting (e.g. the dashboard admin token's hash).
+    async fn setting(&self, key: &str) -> Result<Option<String>>;
+    async fn set_setting(&self, key: &str, value: &str) -> Result<()>;
+
     /// Succeeds when the database answers.
     async fn ping(&self) -> Result<()>;
 }

@@ -133,6 +133,27 @@ on_every_backend! {
     story_concurrent_phone_race => sqlite_concurrent_phone_race, postgres_concurrent_phone_race;
     story_concurrent_claims => sqlite_concurrent_claims, postgres_concurrent_claims;
     story_concurrent_sweeps => sqlite_concurrent_sweeps, postgres_concurrent_sweeps;
+    story_settings => sqlite_settings, postgres_settings;
+}
+
+async fn story_settings(store: &dyn Store) {
+    assert_eq!(store.setting("admin_token_sha256").await.unwrap(), None);
+    store
+        .set_setting("admin_token_sha256", "first")
+        .await
+        .unwrap();
+    store
+        .set_setting("admin_token_sha256", "second")
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .setting("admin_token_sha256")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("second")
+    );
 }
 
 #[test]

@@ -82,6 +82,7 @@ pub(crate) fn router(state: AppState) -> Router {
                 async move { Json(spec.as_ref().clone()) }
             }),
         )
+        .merge(crate::web::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(TraceLayer::new_for_http())

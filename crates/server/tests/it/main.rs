@@ -2,6 +2,7 @@
 
 mod api;
 mod common;
+mod dashboard;
 mod evaluation;
 mod runs;
 mod security;

@@ -1,0 +1,89 @@
+//! The page frame shared by every dashboard page.
+
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use callgrade_store::Project;
+use maud::{html, Markup, DOCTYPE};
+
+use super::session::Admin;
+
+/// A full page: header, project navigation, body.
+pub fn page(
+    title: &str,
+    admin: Option<&Admin>,
+    project: Option<&Project>,
+    body: Markup,
+) -> Html<String> {
+    Html(
+        html! {
+            (DOCTYPE)
+            html lang="en" {
+                head {
+                    meta charset="utf-8";
+                    meta name="viewport" content="width=device-width, initial-scale=1";
+                    title { (title) " · callgrade" }
+                    link rel="stylesheet" href="/assets/app.css";
+                    script src="/assets/htmx.min.js" defer {}
+                    script src="/assets/app.js" defer {}
+                }
+                body {
+                    header {
+                        a.brand href="/" { "callgrade" }
+                        @if let Some(p) = project {
+                            a href={ "/projects/" (p.id) } { (p.name) }
+                            a href={ "/projects/" (p.id) "/calls" } { "Calls" }
+                            a href={ "/projects/" (p.id) "/runs" } { "Runs" }
+                            a href={ "/projects/" (p.id) "/deliveries" } { "Deliveries" }
+                        }
+                        @if let Some(admin) = admin {
+                            form method="post" action="/logout" {
+                                (csrf(admin))
+                                button.secondary type="submit" { "Sign out" }
+                            }
+                        }
+                    }
+                    main { (body) }
+                }
+            }
+        }
+        .into_string(),
+    )
+}
+
+/// The hidden CSRF field every form carries.
+pub fn csrf(admin: &Admin) -> Markup {
+    html! { input type="hidden" name="_csrf" value=(admin.csrf); }
+}
+
+/// An error page with its status.
+pub fn error(status: StatusCode, message: &str) -> Response {
+    let body = html! {
+        h1 { (status.as_u16()) " " (status.canonical_reason().unwrap_or("")) }
+        p { (message) }
+        p { a href="/" { "Back to the projects" } }
+    };
+    (status, page("Error", None, None, body)).into_response()
+}
+
+/// A value that may be missing, shown as a dash.
+pub fn or_dash<T: std::fmt::Display>(v: Option<T>) -> Markup {
+    match v {
+        Some(v) => html! { (v) },
+        None => html! { span.muted { "–" } },
+    }
+}
+
+/// A pass/fail verdict.
+pub fn verdict(success: Option<bool>) -> Markup {
+    match success {
+        Some(true) => html! { span.ok { "pass" } },
+        Some(false) => html! { span.bad { "fail" } },
+        None => html! { span.muted { "–" } },
+    }
+}
+
+/// JSON, pretty and escaped.
+pub fn json_block(value: &serde_json::Value) -> Markup {
+    let text = serde_json::to_string_pretty(value).unwrap_or_default();
+    html! { pre { (text) } }
+}

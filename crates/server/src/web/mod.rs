@@ -1,0 +1,59 @@
+//! The dashboard: server-rendered HTML (maud), readable without JavaScript; htmx and a copy
+//! button only improve it. Assets are vendored and served from the binary.
+
+mod layout;
+mod pages;
+pub mod session;
+
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::AppState;
+
+pub use session::issue_admin_token;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(pages::home))
+        .route("/login", get(pages::login_page).post(pages::login))
+        .route("/logout", post(pages::logout))
+        .route("/projects", post(pages::create_project))
+        .route("/projects/{id}", get(pages::project))
+        .route("/projects/{id}/agents", post(pages::create_agent))
+        .route("/projects/{id}/rotate-key", post(pages::rotate_key))
+        .route("/projects/{id}/calls", get(pages::calls))
+        .route("/projects/{id}/calls/{call_id}", get(pages::call))
+        .route(
+            "/projects/{id}/calls/{call_id}/evaluate",
+            post(pages::evaluate),
+        )
+        .route("/projects/{id}/runs", get(pages::runs))
+        .route("/projects/{id}/deliveries", get(pages::deliveries))
+        .route(
+            "/projects/{id}/deliveries/{delivery_id}",
+            get(pages::delivery),
+        )
+        .route("/assets/{file}", get(asset))
+}
+
+async fn asset(axum::extract::Path(file): axum::extract::Path<String>) -> axum::response::Response {
+    let (body, kind): (&'static [u8], &str) = match file.as_str() {
+        "htmx.min.js" => (
+            include_bytes!("../../assets/htmx.min.js"),
+            "text/javascript",
+        ),
+        "app.js" => (include_bytes!("../../assets/app.js"), "text/javascript"),
+        "app.css" => (include_bytes!("../../assets/app.css"), "text/css"),
+        _ => return layout::error(axum::http::StatusCode::NOT_FOUND, "no such asset"),
+    };
+    (
+        [
+            (CONTENT_TYPE, kind),
+            (CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        body,
+    )
+        .into_response()
+}

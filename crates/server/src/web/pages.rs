@@ -1,0 +1,720 @@
+//! Dashboard pages. Thin like the API handlers: read the store, render.
+
+use axum::extract::{Path, Query, State};
+use axum::http::header::{LOCATION, SET_COOKIE};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::Form;
+use callgrade_core::{parse_name, parse_project_name, PhoneNumber, Role};
+use callgrade_store::{
+    CallDetail, CallFilter, DeliveryFilter, DeliveryOutcome, Project, ReevaluateFilter, RunFilter,
+};
+use chrono::{DateTime, Utc};
+use maud::{html, Markup};
+use serde::Deserialize;
+
+use super::layout::{csrf, error, json_block, or_dash, page, verdict};
+use super::session::{cleared_cookie, new_session_cookie, token_matches, Admin};
+use crate::{cekura_webhook_url, project_webhook_url, AppState};
+
+/// Agent turns that start this long after the user stops are highlighted.
+const SLOW_SECONDS: f64 = 2.0;
+
+type Page = Result<Response, Response>;
+
+fn see_other(to: &str) -> Response {
+    (StatusCode::SEE_OTHER, [(LOCATION, to.to_owned())]).into_response()
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "dashboard storage failure");
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the server could not complete the request",
+    )
+}
+
+async fn load_project(state: &AppState, id: &str) -> Result<Project, Response> {
+    let missing = || error(StatusCode::NOT_FOUND, "no such project");
+    let id: i64 = id.parse().map_err(|_| missing())?;
+    state
+        .store
+        .project(id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(missing)
+}
+
+fn check_csrf(admin: &Admin, submitted: &str) -> Result<(), Response> {
+    if admin.csrf_ok(submitted) {
+        Ok(())
+    } else {
+        Err(error(
+            StatusCode::FORBIDDEN,
+            "this form has expired; reload the page and try again",
+        ))
+    }
+}
+
+fn when(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+fn seconds(v: f64) -> String {
+    format!("{v:.2} s")
+}
+
+// ---- sign-in ----
+
+pub async fn login_page(State(state): State<AppState>) -> Html<String> {
+    login_form(&state, None).await
+}
+
+async fn login_form(state: &AppState, problem: Option<&str>) -> Html<String> {
+    let configured = state
+        .store
+        .setting("admin_token_sha256")
+        .await
+        .ok()
+        .flatten()
+        .is_some();
+    page(
+        "Sign in",
+        None,
+        None,
+        html! {
+            h1 { "Sign in" }
+            @if !configured {
+                div.empty {
+                    p { "No admin token exists yet. Create one on the server:" }
+                    pre { "callgrade admin token" }
+                }
+            }
+            @if let Some(p) = problem { p.bad { (p) } }
+            form.card method="post" action="/login" {
+                label { "Admin token " input type="password" name="token" autocomplete="current-password" autofocus; }
+                " "
+                button type="submit" { "Sign in" }
+            }
+        },
+    )
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    token: String,
+}
+
+pub async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Response {
+    if token_matches(&state, &form.token).await {
+        if let Some(cookie) = new_session_cookie(&state).await {
+            let mut response = see_other("/");
+            response.headers_mut().insert(SET_COOKIE, cookie);
+            return response;
+        }
+    }
+    (
+        StatusCode::UNAUTHORIZED,
+        login_form(&state, Some("That is not the admin token.")).await,
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    #[serde(rename = "_csrf")]
+    csrf: String,
+}
+
+pub async fn logout(admin: Admin, Form(form): Form<CsrfForm>) -> Page {
+    check_csrf(&admin, &form.csrf)?;
+    let mut response = see_other("/login");
+    response.headers_mut().insert(SET_COOKIE, cleared_cookie());
+    Ok(response)
+}
+
+// ---- projects ----
+
+pub async fn home(State(state): State<AppState>, admin: Admin) -> Page {
+    let projects = state.store.list_projects().await.map_err(internal)?;
+    Ok(page("Projects", Some(&admin), None, html! {
+        h1 { "Projects" }
+        @if projects.is_empty() {
+            div.empty { p { "No projects yet. A project is an environment (staging, production…) with its own webhook URL and API key." } }
+        } @else {
+            table {
+                tr { th { "Name" } th { "Webhook URL" } th { "Key" } th { "Created" } }
+                @for p in &projects {
+                    tr {
+                        td { a href={ "/projects/" (p.id) } { (p.name) } }
+                        td { code { (project_webhook_url(&state.settings.public_url, p.id)) } }
+                        td { code { (p.key_prefix) "…" } }
+                        td { (when(p.created_at)) }
+                    }
+                }
+            }
+        }
+        h2 { "New project" }
+        form.card method="post" action="/projects" {
+            (csrf(&admin))
+            input type="text" name="name" placeholder="staging" required;
+            " "
+            button type="submit" { "Create project" }
+        }
+    }).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct NameForm {
+    #[serde(rename = "_csrf")]
+    csrf: String,
+    name: String,
+}
+
+pub async fn create_project(
+    State(state): State<AppState>,
+    admin: Admin,
+    Form(form): Form<NameForm>,
+) -> Page {
+    check_csrf(&admin, &form.csrf)?;
+    let name = parse_project_name(&form.name)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("The project name {e}.")))?;
+    let (project, key) = state
+        .store
+        .create_project(&name)
+        .await
+        .map_err(|e| match e {
+            callgrade_store::StoreError::AlreadyExists(m) => error(StatusCode::CONFLICT, &m),
+            other => internal(other),
+        })?;
+    Ok(key_page(&state, &admin, &project, key.expose(), "Project created").into_response())
+}
+
+/// Shows a key once, with the URLs that use it.
+fn key_page(
+    state: &AppState,
+    admin: &Admin,
+    project: &Project,
+    key: &str,
+    title: &str,
+) -> Html<String> {
+    page(
+        title,
+        Some(admin),
+        Some(project),
+        html! {
+            h1 { (title) ": " (project.name) }
+            div.card {
+                p.warn { "This API key is shown only now. Store it in your sender's secrets." }
+                div.copy { code #api-key { (key) } button.secondary type="button" data-copy=(key) { "Copy" } }
+            }
+            (webhook_urls(state, project))
+            p { a href={ "/projects/" (project.id) } { "Go to the project" } }
+        },
+    )
+}
+
+fn webhook_urls(state: &AppState, project: &Project) -> Markup {
+    let own = project_webhook_url(&state.settings.public_url, project.id);
+    let cekura = cekura_webhook_url(&state.settings.public_url);
+    html! {
+        div.card {
+            h2 { "Webhook" }
+            p { "Send each finished call's transcript here, with the header " code { "X-CEKURA-API-KEY" } "." }
+            div.copy { span.muted { "Project URL" } code { (own) } button.secondary type="button" data-copy=(own) { "Copy" } }
+            div.copy { span.muted { "Cekura's path" } code { (cekura) } button.secondary type="button" data-copy=(cekura) { "Copy" } }
+        }
+    }
+}
+
+fn curl_example(state: &AppState, project: &Project, agent_id: i64) -> String {
+    format!(
+        "curl -X POST {} \\\n  -H \"X-CEKURA-API-KEY: $CALLGRADE_KEY\" -H \"Content-Type: application/json\" \\\n  -d '{{\"agent_id\": {agent_id}, \"calls\": [{{\"id\": \"first-call\", \"startedAt\": \"2025-10-15T09:22:21Z\", \"endedAt\": \"2025-10-15T09:23:30Z\", \"messages\": [{{\"role\": \"bot\", \"content\": \"Hi, how can I help?\", \"start_time\": 0.4, \"end_time\": 1.9}}, {{\"role\": \"user\", \"content\": \"I have a billing question.\", \"start_time\": 2.6, \"end_time\": 4.0}}]}}]}}'",
+        project_webhook_url(&state.settings.public_url, project.id)
+    )
+}
+
+pub async fn project(State(state): State<AppState>, admin: Admin, Path(id): Path<String>) -> Page {
+    let project = load_project(&state, &id).await?;
+    let agents = state
+        .store
+        .list_agents(project.id)
+        .await
+        .map_err(internal)?;
+    let has_calls = !state
+        .store
+        .list_calls(
+            project.id,
+            &CallFilter {
+                limit: 1,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(internal)?
+        .data
+        .is_empty();
+    let example_agent = agents.first().map_or(1, |a| a.id);
+    Ok(page(&project.name, Some(&admin), Some(&project), html! {
+        h1 { (project.name) }
+        @if !has_calls {
+            div.empty {
+                h2 { "Send your first call" }
+                @if agents.is_empty() { p { "Create an agent below first; its id is the " code { "agent_id" } " of the payload." } }
+                p { "With your project key in " code { "CALLGRADE_KEY" } ":" }
+                pre #first-call { (curl_example(&state, &project, example_agent)) }
+            }
+        }
+        (webhook_urls(&state, &project))
+        div.card {
+            h2 { "API key" }
+            p { "Current key: " code { (project.key_prefix) "…" } ". Rotating makes the old key stop working at once." }
+            form method="post" action={ "/projects/" (project.id) "/rotate-key" } {
+                (csrf(&admin))
+                button.secondary type="submit" { "Rotate the key" }
+            }
+            p.muted { "Listening window " (project.listening_window_seconds) " s; run deadline " (project.run_deadline_seconds) " s." }
+        }
+        h2 { "Agents" }
+        @if agents.is_empty() {
+            p.muted { "No agents yet." }
+        } @else {
+            table {
+                tr { th { "agent_id" } th { "Name" } th { "Phone" } th { "Description" } }
+                @for a in &agents {
+                    tr { td { code { (a.id) } } td { (a.name) } td { (or_dash(a.phone_number.as_deref())) } td { (or_dash(a.description.as_deref())) } }
+                }
+            }
+        }
+        form.card method="post" action={ "/projects/" (project.id) "/agents" } {
+            (csrf(&admin))
+            input type="text" name="name" placeholder="support-bot" required;
+            " "
+            input type="text" name="phone_number" placeholder="+14155551234 (optional)";
+            " "
+            input type="text" name="description" placeholder="what the agent is for (optional)";
+            " "
+            button type="submit" { "Create agent" }
+        }
+    }).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct AgentForm {
+    #[serde(rename = "_csrf")]
+    csrf: String,
+    name: String,
+    #[serde(default)]
+    phone_number: String,
+    #[serde(default)]
+    description: String,
+}
+
+pub async fn create_agent(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+    Form(form): Form<AgentForm>,
+) -> Page {
+    check_csrf(&admin, &form.csrf)?;
+    let project = load_project(&state, &id).await?;
+    let name = parse_name(&form.name)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("The agent name {e}.")))?;
+    let phone = match form.phone_number.trim() {
+        "" => None,
+        p => Some(
+            PhoneNumber::parse(p)
+                .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("The phone number {e}.")))?,
+        ),
+    };
+    let description = Some(form.description.trim()).filter(|d| !d.is_empty());
+    state
+        .store
+        .create_agent(project.id, &name, phone.as_ref(), description)
+        .await
+        .map_err(internal)?;
+    Ok(see_other(&format!("/projects/{}", project.id)))
+}
+
+pub async fn rotate_key(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Page {
+    check_csrf(&admin, &form.csrf)?;
+    let project = load_project(&state, &id).await?;
+    let key = state.store.rotate_key(project.id).await.map_err(internal)?;
+    Ok(key_page(&state, &admin, &project, key.expose(), "Key rotated").into_response())
+}
+
+// ---- calls ----
+
+#[derive(Deserialize)]
+pub struct CallsQuery {
+    agent_id: Option<String>,
+    started_from: Option<String>,
+    started_before: Option<String>,
+    cursor: Option<String>,
+}
+
+fn parse_time(s: &Option<String>) -> Option<i64> {
+    let s = s.as_deref()?.trim();
+    if s.is_empty() {
+        return None;
+    }
+    callgrade_core::parse_datetime(s)
+        .or_else(|| callgrade_core::parse_datetime(&format!("{s}:00")))
+        .map(|t| t.timestamp_millis())
+}
+
+/// A metric's value on a call, for the list's columns.
+fn metric_value(call: &CallDetail, name: &str) -> Option<f64> {
+    call.evaluations
+        .iter()
+        .find(|e| e.metric_name == name)?
+        .value
+        .as_ref()?
+        .as_f64()
+}
+
+pub async fn calls(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+    Query(q): Query<CallsQuery>,
+) -> Page {
+    let project = load_project(&state, &id).await?;
+    let agents = state
+        .store
+        .list_agents(project.id)
+        .await
+        .map_err(internal)?;
+    let agent_id = q.agent_id.as_deref().and_then(|a| a.parse().ok());
+    let filter = CallFilter {
+        agent_id,
+        started_from_ms: parse_time(&q.started_from),
+        started_before_ms: parse_time(&q.started_before),
+        cursor: q.cursor.clone(),
+        limit: 50,
+        ..Default::default()
+    };
+    let page_of = state
+        .store
+        .list_calls(project.id, &filter)
+        .await
+        .map_err(|e| match e {
+            callgrade_store::StoreError::InvalidInput(m) => error(StatusCode::BAD_REQUEST, &m),
+            other => internal(other),
+        })?;
+    let mut rows = Vec::with_capacity(page_of.data.len());
+    for summary in &page_of.data {
+        rows.push((
+            summary,
+            state
+                .store
+                .call(project.id, &summary.call_id)
+                .await
+                .map_err(internal)?,
+        ));
+    }
+    let next = page_of.next_cursor.as_ref().map(|c| {
+        let mut link = format!("/projects/{}/calls?cursor={c}", project.id);
+        if let Some(a) = agent_id {
+            link.push_str(&format!("&agent_id={a}"));
+        }
+        link
+    });
+    Ok(page("Calls", Some(&admin), Some(&project), html! {
+        h1 { "Calls" }
+        form.filters method="get" {
+            label { "Agent " select name="agent_id" {
+                option value="" { "all" }
+                @for a in &agents { option value=(a.id) selected[agent_id == Some(a.id)] { (a.name) } }
+            } }
+            label { "From " input type="datetime-local" name="started_from" value=[q.started_from.as_deref()]; }
+            label { "Before " input type="datetime-local" name="started_before" value=[q.started_before.as_deref()]; }
+            button type="submit" { "Filter" }
+        }
+        @if rows.is_empty() {
+            div.empty { p { "No calls match. Calls appear here as soon as the webhook accepts them; if they don't, the " a href={ "/projects/" (project.id) "/deliveries?outcome=rejected" } { "rejected deliveries" } " say why." } }
+        } @else {
+            table #calls {
+                tr { th { "Started" } th { "Call" } th { "Agent" } th { "Duration" } th { "Latency p50" } th { "Interruptions" } th { "Run" } th { "Success" } }
+                @for (s, detail) in &rows {
+                    @let latency = detail.as_ref().and_then(|d| metric_value(d, "agent_latency"));
+                    @let interruptions = detail.as_ref().map(|d| metric_value(d, "user_interrupting_agent").unwrap_or(0.0) + metric_value(d, "agent_interrupting_user").unwrap_or(0.0));
+                    tr {
+                        td { (when(s.started_at)) }
+                        td { a href={ "/projects/" (project.id) "/calls/" (s.call_id) } { (s.id) } }
+                        td { (or_dash(s.agent_id)) }
+                        td { (seconds(s.duration_seconds)) }
+                        td { (or_dash(latency.map(seconds))) }
+                        td { (or_dash(interruptions)) }
+                        td { (or_dash(s.run_id)) " " span.muted { (s.match_outcome.as_str()) } }
+                        td { (verdict(s.success)) }
+                    }
+                }
+            }
+        }
+        @if let Some(next) = next { p { a href=(next) { "Older calls →" } } }
+    }).into_response())
+}
+
+pub async fn call(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path((id, call_id)): Path<(String, String)>,
+) -> Page {
+    let project = load_project(&state, &id).await?;
+    let call = state
+        .store
+        .call(project.id, &call_id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, "no such call in this project"))?;
+    let s = &call.summary;
+    Ok(page(&s.id, Some(&admin), Some(&project), html! {
+        h1 { "Call " code { (s.id) } }
+        div.card {
+            p {
+                "Started " (when(s.started_at)) " · " (seconds(s.duration_seconds)) " · ended: " (s.ended_reason)
+                " · agent " (or_dash(s.agent_id)) " · from " (or_dash(s.from_phone_number.as_deref())) " to " (or_dash(s.to_phone_number.as_deref()))
+            }
+            p { "Match: " strong { (s.match_outcome.as_str()) } @if let Some(run) = s.run_id { " · run " (run) } @if let Some(r) = &call.match_reason { " · " span.muted { (r) } } }
+            p { "Success: " (verdict(s.success)) " · message times read as " code { (call.message_times.as_str()) } }
+            form method="post" action={ "/projects/" (project.id) "/calls/" (s.call_id) "/evaluate" } {
+                (csrf(&admin))
+                button.secondary type="submit" { "Re-evaluate" }
+            }
+        }
+        h2 { "Transcript" }
+        (timeline(&call))
+        h2 { "Metrics" }
+        @if call.evaluations.is_empty() {
+            p.muted { "Not evaluated yet." }
+        } @else {
+            table #metrics {
+                tr { th { "Metric" } th { "Value" } th { "Pass" } th { "Explanation" } th { "Provenance" } }
+                @for e in &call.evaluations {
+                    tr {
+                        td { (e.metric_name) br; span.muted { (e.kind.as_str()) " v" (e.metric_version) } }
+                        td { @match &e.value { Some(v) => { code { (v) } }, None => { span.muted { (e.status.as_str()) } } } }
+                        td { (verdict(e.passed)) }
+                        td { (e.explanation) }
+                        td { @if let Some(model) = e.details.get("model").and_then(|m| m.as_str()) { "model " code { (model) } } }
+                    }
+                }
+            }
+        }
+        @if let Some(rubric) = &call.rubric {
+            h2 { "Rubric" }
+            table {
+                tr { th { "Metric" } th { "Rule" } th { "Actual" } th { "Result" } }
+                @for r in &rubric.rules {
+                    tr { td { (r.metric) } td { code { (format!("{:?} {}", r.op, r.expected)) } } td { (or_dash(r.actual.as_ref())) } td { (verdict(r.passed)) } }
+                }
+            }
+        }
+        h2 { "Metadata" }
+        (json_block(&call.metadata))
+        details { summary { "Raw payload, as received" } (json_block(&call.raw)) }
+    }).into_response())
+}
+
+/// Each turn with speaker, offset and duration; the gap before agent turns as latency (slow ones
+/// highlighted); overlaps marked as interruptions; tool rows folded.
+fn timeline(call: &CallDetail) -> Markup {
+    let mut previous_speech: Option<(Role, Option<f64>)> = None;
+    html! {
+        table #timeline {
+            tr { th { "#" } th { "Speaker" } th { "At" } th { "Length" } th { "Gap" } th { "Text" } }
+            @for (i, m) in call.messages.iter().enumerate() {
+                @let gap = match (m.role, previous_speech, m.start_offset) {
+                    (Role::Bot | Role::User, Some((prev_role, Some(prev_end))), Some(start)) if prev_role != m.role => Some(start - prev_end),
+                    _ => None,
+                };
+                @let latency = (m.role == Role::Bot).then_some(gap).flatten();
+                @let class = match gap { Some(g) if g < 0.0 => "overlap", _ if latency.is_some_and(|l| l > SLOW_SECONDS) => "slow", _ => "" };
+                tr class=(class) {
+                    td { (i) }
+                    td { (match m.role { Role::Bot => "Agent", Role::User => "User", Role::System => "System", Role::FunctionCall => "Tool call", Role::FunctionCallResult => "Tool result" }) }
+                    td { (or_dash(m.start_offset.map(seconds))) }
+                    td { (or_dash(m.start_offset.zip(m.end_offset).map(|(s, e)| seconds(e - s)))) }
+                    td {
+                        @match gap {
+                            Some(g) if g < 0.0 => { span.warn { "interrupts (" (seconds(-g)) " overlap)" } },
+                            Some(g) if m.role == Role::Bot => { "latency " (seconds(g)) },
+                            Some(g) => { (seconds(g)) },
+                            None => { "" },
+                        }
+                    }
+                    td {
+                        @if matches!(m.role, Role::FunctionCall | Role::FunctionCallResult) {
+                            details { summary { (m.data.as_ref().and_then(|d| d.get("name")).and_then(|n| n.as_str()).unwrap_or("tool")) }
+                                @if let Some(d) = &m.data { (json_block(d)) } }
+                        } @else {
+                            (m.content)
+                        }
+                    }
+                }
+                @if matches!(m.role, Role::Bot | Role::User) {
+                    @let _ = { previous_speech = Some((m.role, m.end_offset)); };
+                }
+            }
+        }
+    }
+}
+
+pub async fn evaluate(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path((id, call_id)): Path<(String, String)>,
+    Form(form): Form<CsrfForm>,
+) -> Page {
+    check_csrf(&admin, &form.csrf)?;
+    let project = load_project(&state, &id).await?;
+    state
+        .store
+        .enqueue_evaluations(
+            project.id,
+            &ReevaluateFilter::default(),
+            Some(&call_id),
+            state.clock.now(),
+        )
+        .await
+        .map_err(|e| match e {
+            callgrade_store::StoreError::NotFound(m) => error(StatusCode::NOT_FOUND, &m),
+            other => internal(other),
+        })?;
+    state.jobs_ready.notify_waiters();
+    Ok(see_other(&format!(
+        "/projects/{}/calls/{call_id}",
+        project.id
+    )))
+}
+
+// ---- runs ----
+
+pub async fn runs(State(state): State<AppState>, admin: Admin, Path(id): Path<String>) -> Page {
+    let project = load_project(&state, &id).await?;
+    let runs = state
+        .store
+        .list_runs(
+            project.id,
+            &RunFilter {
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(internal)?;
+    Ok(page("Runs", Some(&admin), Some(&project), html! {
+        h1 { "Test runs" }
+        @if runs.data.is_empty() {
+            div.empty { p { "No test runs yet. Start some with " code { "callgrade test start" } " or " code { "POST /api/v1/results" } "." } }
+        } @else {
+            table {
+                tr { th { "Run" } th { "Result" } th { "Scenario" } th { "Tester" } th { "Status" } th { "Matched by" } th { "Call" } th { "Success" } th { "Why" } }
+                @for r in &runs.data {
+                    tr {
+                        td { (r.id) } td { (r.result_id) } td { (r.scenario_name) }
+                        td { (or_dash(r.tester_phone_number.as_deref())) }
+                        td { (r.status.as_str()) @if r.late { " " span.warn { "late" } } }
+                        td { (or_dash(r.matched_by.map(|m| m.as_str()))) }
+                        td { @if let Some(c) = &r.call_id { a href={ "/projects/" (project.id) "/calls/" (c) } { "open" } } @else { span.muted { "–" } } }
+                        td { (verdict(r.success)) }
+                        td { (or_dash(r.error_message.as_deref())) }
+                    }
+                }
+            }
+        }
+    }).into_response())
+}
+
+// ---- deliveries ----
+
+#[derive(Deserialize)]
+pub struct DeliveriesQuery {
+    outcome: Option<String>,
+    cursor: Option<String>,
+}
+
+pub async fn deliveries(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+    Query(q): Query<DeliveriesQuery>,
+) -> Page {
+    let project = load_project(&state, &id).await?;
+    let rejected_only = q.outcome.as_deref() == Some("rejected");
+    let filter = DeliveryFilter {
+        outcome: rejected_only.then_some(DeliveryOutcome::Rejected),
+        cursor: q.cursor.clone(),
+        limit: 50,
+    };
+    let log = state
+        .store
+        .list_deliveries(project.id, &filter)
+        .await
+        .map_err(|e| match e {
+            callgrade_store::StoreError::InvalidInput(m) => error(StatusCode::BAD_REQUEST, &m),
+            other => internal(other),
+        })?;
+    Ok(page("Deliveries", Some(&admin), Some(&project), html! {
+        h1 { "Webhook deliveries" }
+        p.nav {
+            a href={ "/projects/" (project.id) "/deliveries" } { "All" }
+            a href={ "/projects/" (project.id) "/deliveries?outcome=rejected" } { "Failures only" }
+        }
+        @if log.data.is_empty() {
+            div.empty { p { "No deliveries " @if rejected_only { "rejected " } "yet. Every authenticated webhook request is listed here, accepted or not." } }
+        } @else {
+            table #deliveries {
+                tr { th { "Received" } th { "Status" } th { "Route" } th { "Size" } th { "Calls" } th { "Problems" } }
+                @for d in &log.data {
+                    tr {
+                        td { a href={ "/projects/" (project.id) "/deliveries/" (d.id) } { (when(d.received_at)) } }
+                        td { @if d.status < 300 { span.ok { (d.status) } } @else { span.bad { (d.status) " " (d.error.as_deref().unwrap_or("")) } } }
+                        td { code { (d.route) } }
+                        td { (d.body_size) " B" }
+                        td { (d.accepted_calls) }
+                        td {
+                            @if let Some(detail) = &d.detail { (detail) }
+                            @if !d.errors.is_empty() { ul { @for e in &d.errors { li { code { (e.path) } ": " (e.message) } } } }
+                        }
+                    }
+                }
+            }
+        }
+        @if let Some(next) = &log.next_cursor {
+            p { a href={ "/projects/" (project.id) "/deliveries?cursor=" (next) @if rejected_only { "&outcome=rejected" } } { "Older →" } }
+        }
+    }).into_response())
+}
+
+pub async fn delivery(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path((id, delivery_id)): Path<(String, String)>,
+) -> Page {
+    let project = load_project(&state, &id).await?;
+    let missing = || error(StatusCode::NOT_FOUND, "no such delivery in this project");
+    let delivery_id: i64 = delivery_id.parse().map_err(|_| missing())?;
+    let d = state
+        .store
+        .delivery(project.id, delivery_id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(missing)?;
+    Ok(page("Delivery", Some(&admin), Some(&project), html! {
+        h1 { "Delivery " (d.summary.id) }
+        div.card {
+            p { (when(d.summary.received_at)) " · " code { (d.summary.route) } " · HTTP " (d.summary.status) " · " (d.summary.body_size) " bytes" }
+            @if let Some(detail) = &d.summary.detail { p.bad { (detail) } }
+            @if !d.summary.errors.is_empty() { ul { @for e in &d.summary.errors { li { code { (e.path) } ": " (e.message) } } } }
+        }
+        h2 { "Body" @if d.body_truncated { " " span.muted { "(cut at the log's cap)" } } }
+        pre { (d.body.as_deref().unwrap_or("")) }
+    }).into_response())
+}

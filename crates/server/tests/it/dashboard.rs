@@ -1,0 +1,185 @@
+//! The dashboard over HTTP: sign-in, sessions, CSRF, and the pages a user walks through.
+
+use callgrade_store::Store;
+use reqwest::redirect::Policy;
+use serde_json::json;
+
+use crate::common::*;
+
+fn csrf_of(html: &str) -> String {
+    let at = html.find("name=\"_csrf\" value=\"").expect("a CSRF field") + 20;
+    html[at..at + 64].to_owned()
+}
+
+#[tokio::test]
+async fn sign_in_sessions_csrf_and_pages() {
+    let app = TestApp::spawn().await;
+    let client = reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .unwrap();
+    let url = |p: &str| format!("{}{p}", app.base);
+
+    // Not signed in: every page sends you to the sign-in page, which says how to get a token.
+    let r = client.get(url("/")).send().await.unwrap();
+    assert_eq!(
+        (
+            r.status().as_u16(),
+            r.headers()["location"].to_str().unwrap()
+        ),
+        (303, "/login")
+    );
+    let login = client
+        .get(url("/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(login.contains("callgrade admin token"));
+
+    let token = callgrade_server::web::issue_admin_token(app.store.as_ref(), false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        callgrade_server::web::issue_admin_token(app.store.as_ref(), false)
+            .await
+            .unwrap()
+            .is_none(),
+        "shown once"
+    );
+    let r = client
+        .post(url("/login"))
+        .form(&[("token", "cga_wrong")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = client
+        .post(url("/login"))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let set_cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"),
+        "{set_cookie}"
+    );
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let get = |p: &str| client.get(url(p)).header("cookie", &cookie).send();
+
+    let home = get("/").await.unwrap().text().await.unwrap();
+    assert!(home.contains("No projects yet"));
+    let csrf = csrf_of(&home);
+
+    // Forms need the session's CSRF token.
+    let r = client
+        .post(url("/projects"))
+        .header("cookie", &cookie)
+        .form(&[("name", "web"), ("_csrf", "forged")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let created = client
+        .post(url("/projects"))
+        .header("cookie", &cookie)
+        .form(&[("name", "web"), ("_csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 200);
+    let created = created.text().await.unwrap();
+    assert!(created.contains("shown only now"));
+    let key_at = created.find("cg_").unwrap();
+    let key = created[key_at..key_at + 43].to_owned();
+    let project = app
+        .store
+        .authenticate(&key)
+        .await
+        .unwrap()
+        .expect("the shown key works");
+
+    // The project page teaches the first call; agents can be created.
+    let overview = get(&format!("/projects/{}", project.id))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(overview.contains("Send your first call") && overview.contains("curl -X POST"));
+    assert!(overview.contains(&format!("/webhooks/custom/{}", project.id)));
+    let r = client
+        .post(url(&format!("/projects/{}/agents", project.id)))
+        .header("cookie", &cookie)
+        .form(&[
+            ("name", "support-bot"),
+            ("phone_number", ""),
+            ("description", "billing"),
+            ("_csrf", csrf.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let agent = app
+        .store
+        .list_agents(project.id)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+
+    // A call and a rejected delivery, then the pages that show them.
+    let (_, receipt) = status_and_json(app.send(&key, &seed_two_calls(agent.id)).await).await;
+    let call_id = receipt["calls"][0]["call_id"].as_str().unwrap().to_owned();
+    app.send(&key, &json!({"agent_id": "1", "calls": [call("bad")]}))
+        .await;
+    app.settle().await;
+    let calls = get(&format!("/projects/{}/calls", project.id))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(calls.contains("0199e72d-795e-7ffe-b9b9-d3b08a3a11ae"));
+    assert!(calls.contains("1.43 s"), "latency p50 column");
+    let detail = get(&format!("/projects/{}/calls/{call_id}", project.id))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        detail.contains("latency 1.43 s"),
+        "the gap before the agent's turn"
+    );
+    assert!(
+        detail.contains("interrupts (3.15 s overlap)"),
+        "the user's barge-in is marked"
+    );
+    assert!(detail.contains("agent_latency") && detail.contains("Raw payload"));
+    let failures = get(&format!(
+        "/projects/{}/deliveries?outcome=rejected",
+        project.id
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert!(failures.contains("invalid_payload") && failures.contains("agent_id"));
+    assert!(!failures.contains("0199e72d-795e-7ffe"), "only failures");
+
+    // Rotating the admin token signs everyone out.
+    callgrade_server::web::issue_admin_token(app.store.as_ref(), true)
+        .await
+        .unwrap()
+        .unwrap();
+    let r = get("/").await.unwrap();
+    assert_eq!(r.status(), 303);
+}
