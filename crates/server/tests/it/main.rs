@@ -1,6 +1,7 @@
 //! Integration tests: the real server on port 0, spoken to over HTTP.
 
 mod api;
+mod browser;
 mod common;
 mod dashboard;
 mod evaluation;

@@ -1,0 +1,227 @@
+//! The dashboard in a real browser: Debian's headless Chromium driven through chromedriver.
+//! Screenshots of the main pages go to target/screenshots/. Without chromedriver the test says
+//! it was skipped, unless CALLGRADE_REQUIRE_BROWSER is set (CI sets it).
+
+use callgrade_store::Store;
+use fantoccini::{ClientBuilder, Locator};
+use serde_json::json;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::common::*;
+
+const DRIVER: &str = "/usr/bin/chromedriver";
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn screenshot(client: &fantoccini::Client, name: &str) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = client.screenshot().await.unwrap();
+    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_walks_through_the_dashboard() {
+    if !std::path::Path::new(DRIVER).exists() {
+        assert!(
+            std::env::var("CALLGRADE_REQUIRE_BROWSER").is_err(),
+            "chromedriver is required here but missing"
+        );
+        eprintln!("skipped: {DRIVER} is not installed (apt-get install chromium chromium-driver)");
+        return;
+    }
+    let app = TestApp::spawn().await;
+    let token = callgrade_server::web::issue_admin_token(app.store.as_ref(), false)
+        .await
+        .unwrap()
+        .unwrap();
+    let port = free_port();
+    let _driver = Driver(
+        Command::new(DRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let profile = tempfile::tempdir().unwrap();
+    let mut caps = serde_json::Map::new();
+    caps.insert("goog:chromeOptions".into(), json!({
+        "binary": "/usr/bin/chromium",
+        "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1280,900", format!("--user-data-dir={}", profile.path().display())],
+    }));
+    let mut client = None;
+    for _ in 0..50 {
+        match ClientBuilder::rustls()
+            .unwrap()
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            Ok(c) => {
+                client = Some(c);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let c = client.expect("chromedriver answers");
+    let base = app.base.clone();
+
+    // Sign in.
+    c.goto(&format!("{base}/")).await.unwrap();
+    c.find(Locator::Css("input[name=token]"))
+        .await
+        .unwrap()
+        .send_keys(&token)
+        .await
+        .unwrap();
+    c.find(Locator::Css("form[action='/login'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let signed_in = c
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("form[action='/projects']"))
+        .await;
+    assert!(
+        signed_in.is_ok(),
+        "not signed in: {}",
+        c.source().await.unwrap()
+    );
+
+    // Create a project; the key is shown once.
+    c.find(Locator::Css("input[name=name]"))
+        .await
+        .unwrap()
+        .send_keys("browser")
+        .await
+        .unwrap();
+    c.find(Locator::Css("form[action='/projects'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let key = c
+        .wait()
+        .for_element(Locator::Id("api-key"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(key.starts_with("cg_"));
+    screenshot(&c, "project-created").await;
+
+    // Create an agent on the project page.
+    let project = app.store.authenticate(&key).await.unwrap().unwrap();
+    c.goto(&format!("{base}/projects/{}", project.id))
+        .await
+        .unwrap();
+    screenshot(&c, "project-empty").await;
+    c.find(Locator::Css("form[action$='/agents'] input[name=name]"))
+        .await
+        .unwrap()
+        .send_keys("support-bot")
+        .await
+        .unwrap();
+    c.find(Locator::Css("form[action$='/agents'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .for_element(Locator::XPath("//td[text()='support-bot']"))
+        .await
+        .unwrap();
+    let agent = app
+        .store
+        .list_agents(project.id)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert!(c.source().await.unwrap().contains("support-bot"));
+
+    // A call through the webhook, and a rejected delivery.
+    app.send(&key, &seed_two_calls(agent.id)).await;
+    app.send(&key, &json!({"agent_id": "oops", "calls": []}))
+        .await;
+    app.settle().await;
+
+    // Find it in the list, open it, see its latency and metrics.
+    c.goto(&format!("{base}/projects/{}/calls", project.id))
+        .await
+        .unwrap();
+    screenshot(&c, "calls").await;
+    c.find(Locator::LinkText("0199e72d-795e-7ffe-b9b9-d3b08a3a11ae"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait().for_element(Locator::Id("timeline")).await.unwrap();
+    let detail = c.source().await.unwrap();
+    assert!(
+        detail.contains("latency 1.43 s"),
+        "latency shown in the timeline"
+    );
+    let metrics = c
+        .find(Locator::Id("metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("agent_latency") && metrics.contains("1.43"),
+        "{metrics}"
+    );
+    screenshot(&c, "call-detail").await;
+
+    // The rejected delivery with its error.
+    c.goto(&format!("{base}/projects/{}/deliveries", project.id))
+        .await
+        .unwrap();
+    c.find(Locator::LinkText("Failures only"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let log = c
+        .wait()
+        .for_element(Locator::Id("deliveries"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(log.contains("400") && log.contains("agent_id"), "{log}");
+    screenshot(&c, "deliveries-failures").await;
+
+    c.close().await.unwrap();
+}
