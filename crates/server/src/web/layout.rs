@@ -55,14 +55,30 @@ pub fn csrf(admin: &Admin) -> Markup {
     html! { input type="hidden" name="_csrf" value=(admin.csrf); }
 }
 
+/// A page that could not be shown: its status and why, rendered as an error page.
+#[derive(Debug)]
+pub struct WebError {
+    status: StatusCode,
+    message: String,
+}
+
 /// An error page with its status.
-pub fn error(status: StatusCode, message: &str) -> Response {
-    let body = html! {
-        h1 { (status.as_u16()) " " (status.canonical_reason().unwrap_or("")) }
-        p { (message) }
-        p { a href="/" { "Back to the projects" } }
-    };
-    (status, page("Error", None, None, body)).into_response()
+pub fn error(status: StatusCode, message: &str) -> WebError {
+    WebError {
+        status,
+        message: message.to_owned(),
+    }
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        let body = html! {
+            h1 { (self.status.as_u16()) " " (self.status.canonical_reason().unwrap_or("")) }
+            p { (self.message) }
+            p { a href="/" { "Back to the projects" } }
+        };
+        (self.status, page("Error", None, None, body)).into_response()
+    }
 }
 
 /// A value that may be missing, shown as a dash.

@@ -46,7 +46,10 @@ async fn asset(axum::extract::Path(file): axum::extract::Path<String>) -> axum::
         ),
         "app.js" => (include_bytes!("../../assets/app.js"), "text/javascript"),
         "app.css" => (include_bytes!("../../assets/app.css"), "text/css"),
-        _ => return layout::error(axum::http::StatusCode::NOT_FOUND, "no such asset"),
+        _ => {
+            return layout::error(axum::http::StatusCode::NOT_FOUND, "no such asset")
+                .into_response()
+        }
     };
     (
         [

@@ -13,20 +13,20 @@ use chrono::{DateTime, Utc};
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::layout::{csrf, error, json_block, or_dash, page, verdict};
+use super::layout::{csrf, error, json_block, or_dash, page, verdict, WebError};
 use super::session::{cleared_cookie, new_session_cookie, token_matches, Admin};
 use crate::{cekura_webhook_url, project_webhook_url, AppState};
 
 /// Agent turns that start this long after the user stops are highlighted.
 const SLOW_SECONDS: f64 = 2.0;
 
-type Page = Result<Response, Response>;
+type Page = Result<Response, WebError>;
 
 fn see_other(to: &str) -> Response {
     (StatusCode::SEE_OTHER, [(LOCATION, to.to_owned())]).into_response()
 }
 
-fn internal(e: impl std::fmt::Display) -> Response {
+fn internal(e: impl std::fmt::Display) -> WebError {
     tracing::error!(error = %e, "dashboard storage failure");
     error(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -34,7 +34,7 @@ fn internal(e: impl std::fmt::Display) -> Response {
     )
 }
 
-async fn load_project(state: &AppState, id: &str) -> Result<Project, Response> {
+async fn load_project(state: &AppState, id: &str) -> Result<Project, WebError> {
     let missing = || error(StatusCode::NOT_FOUND, "no such project");
     let id: i64 = id.parse().map_err(|_| missing())?;
     state
@@ -45,7 +45,7 @@ async fn load_project(state: &AppState, id: &str) -> Result<Project, Response> {
         .ok_or_else(missing)
 }
 
-fn check_csrf(admin: &Admin, submitted: &str) -> Result<(), Response> {
+fn check_csrf(admin: &Admin, submitted: &str) -> Result<(), WebError> {
     if admin.csrf_ok(submitted) {
         Ok(())
     } else {
@@ -525,17 +525,29 @@ pub async fn call(
 /// Each turn with speaker, offset and duration; the gap before agent turns as latency (slow ones
 /// highlighted); overlaps marked as interruptions; tool rows folded.
 fn timeline(call: &CallDetail) -> Markup {
-    let mut previous_speech: Option<(Role, Option<f64>)> = None;
+    // The gap from the previous speaker's end to this turn's start (negative: an overlap).
+    let mut previous: Option<(Role, Option<f64>)> = None;
+    let gaps: Vec<Option<f64>> = call
+        .messages
+        .iter()
+        .map(|m| {
+            if !matches!(m.role, Role::Bot | Role::User) {
+                return None;
+            }
+            let gap = match (previous, m.start_offset) {
+                (Some((role, Some(end))), Some(start)) if role != m.role => Some(start - end),
+                _ => None,
+            };
+            previous = Some((m.role, m.end_offset));
+            gap
+        })
+        .collect();
     html! {
         table #timeline {
             tr { th { "#" } th { "Speaker" } th { "At" } th { "Length" } th { "Gap" } th { "Text" } }
-            @for (i, m) in call.messages.iter().enumerate() {
-                @let gap = match (m.role, previous_speech, m.start_offset) {
-                    (Role::Bot | Role::User, Some((prev_role, Some(prev_end))), Some(start)) if prev_role != m.role => Some(start - prev_end),
-                    _ => None,
-                };
-                @let latency = (m.role == Role::Bot).then_some(gap).flatten();
-                @let class = match gap { Some(g) if g < 0.0 => "overlap", _ if latency.is_some_and(|l| l > SLOW_SECONDS) => "slow", _ => "" };
+            @for (i, (m, gap)) in call.messages.iter().zip(gaps).enumerate() {
+                @let slow = m.role == Role::Bot && gap.is_some_and(|g| g > SLOW_SECONDS);
+                @let class = match gap { Some(g) if g < 0.0 => "overlap", _ if slow => "slow", _ => "" };
                 tr class=(class) {
                     td { (i) }
                     td { (match m.role { Role::Bot => "Agent", Role::User => "User", Role::System => "System", Role::FunctionCall => "Tool call", Role::FunctionCallResult => "Tool result" }) }
@@ -557,9 +569,6 @@ fn timeline(call: &CallDetail) -> Markup {
                             (m.content)
                         }
                     }
-                }
-                @if matches!(m.role, Role::Bot | Role::User) {
-                    @let _ = { previous_speech = Some((m.role, m.end_offset)); };
                 }
             }
         }
