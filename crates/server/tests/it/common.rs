@@ -32,7 +32,10 @@ impl TestApp {
         Self::spawn_with(Settings::default()).await
     }
 
-    pub async fn spawn_with(settings: Settings) -> Self {
+    pub async fn spawn_with(mut settings: Settings) -> Self {
+        // Tests move the clock by hand and sweep explicitly (`callgrade_server::sweep_runs`); a
+        // background sweep reading the clock just before a test sets it back would race.
+        settings.sweep_interval = std::time::Duration::from_secs(24 * 3600);
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("cg.db").display());
         let store = Arc::new(SqliteStore::open(&url).await.unwrap());

@@ -231,7 +231,11 @@ async fn every_api_route_is_isolated_by_project() {
 
     // A's data is intact.
     let (status, run) = app.api(&a.key, &format!("/api/v1/runs/{run_id}")).await;
-    assert_eq!((status, run["status"].as_str()), (200, Some("pending")));
+    assert_eq!(
+        (status, run["status"].as_str()),
+        (200, Some("pending")),
+        "{run}"
+    );
     assert!(app
         .store
         .metric(a.project_id, metric_id)
