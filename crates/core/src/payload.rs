@@ -55,6 +55,19 @@ pub struct NewCall {
     pub warnings: Vec<FieldError>,
 }
 
+impl NewCall {
+    /// What was said, one message per line, for text search.
+    pub fn transcript_text(&self) -> String {
+        let lines: Vec<&str> = self
+            .messages
+            .iter()
+            .map(|m| m.content.as_str())
+            .filter(|c| !c.is_empty())
+            .collect();
+        lines.join("\n")
+    }
+}
+
 /// One normalised transcript row, as stored and served.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

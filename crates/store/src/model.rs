@@ -206,8 +206,36 @@ pub struct CallFilter {
     pub started_from_ms: Option<i64>,
     /// Calls that started before this time (epoch ms).
     pub started_before_ms: Option<i64>,
+    pub ended_reason: Option<String>,
+    /// The rubric's verdict.
+    pub success: Option<bool>,
+    /// Test calls (attached to a run) or production calls.
+    pub kind: Option<CallKind>,
+    /// Calls on which this metric failed its pass condition.
+    pub failing_metric: Option<String>,
+    /// Text anywhere in the transcript (case-insensitive; tool data included).
+    pub text: Option<String>,
     pub cursor: Option<String>,
     pub limit: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum CallKind {
+    /// Attached to a test run.
+    Test,
+    /// Matched no run.
+    Production,
+}
+
+/// `%`-wrapped LIKE pattern for `text`, with the wildcards in it escaped (escape char `\`).
+pub fn like_pattern(text: &str) -> String {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -134,6 +134,86 @@ on_every_backend! {
     story_concurrent_claims => sqlite_concurrent_claims, postgres_concurrent_claims;
     story_concurrent_sweeps => sqlite_concurrent_sweeps, postgres_concurrent_sweeps;
     story_settings => sqlite_settings, postgres_settings;
+    story_call_filters => sqlite_call_filters, postgres_call_filters;
+}
+
+async fn story_call_filters(store: &dyn Store) {
+    let (project, _) = store.create_project("filters").await.unwrap();
+    let agent = store
+        .create_agent(project.id, "a", None, None)
+        .await
+        .unwrap();
+    let said = |id: &str, text: &str, reason: &str| {
+        let c = with(call(id), "endedReason", json!(reason));
+        with(c, "messages", json!([{"role": "user", "content": text}]))
+    };
+    accepted(
+        send(
+            store,
+            project.id,
+            Utc::now(),
+            Some(agent.id),
+            vec![
+                said("a", "I want a REFUND_100% now", "customer-hungup"),
+                said("b", "hello there", "assistant-ended-call"),
+            ],
+        )
+        .await,
+    );
+    let ids = |page: Page<CallSummary>| -> Vec<String> {
+        let mut ids: Vec<String> = page.data.into_iter().map(|c| c.id).collect();
+        ids.sort();
+        ids
+    };
+    let list = |filter: CallFilter| async move {
+        store
+            .list_calls(
+                project.id,
+                &CallFilter {
+                    limit: 10,
+                    ..filter
+                },
+            )
+            .await
+    };
+    let text = |t: &str| CallFilter {
+        text: Some(t.into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(list(text("refund_100%")).await.unwrap()),
+        ["a"],
+        "case-insensitive, wildcards literal"
+    );
+    assert_eq!(ids(list(text("_")).await.unwrap()), ["a"]);
+    assert_eq!(
+        ids(list(text("content")).await.unwrap()),
+        Vec::<String>::new(),
+        "field names are not text"
+    );
+    let reason = CallFilter {
+        ended_reason: Some("assistant-ended-call".into()),
+        ..Default::default()
+    };
+    assert_eq!(ids(list(reason).await.unwrap()), ["b"]);
+    let test = CallFilter {
+        kind: Some(CallKind::Test),
+        ..Default::default()
+    };
+    assert!(list(test).await.unwrap().data.is_empty());
+    let production = CallFilter {
+        kind: Some(CallKind::Production),
+        ..Default::default()
+    };
+    assert_eq!(ids(list(production).await.unwrap()), ["a", "b"]);
+    let unevaluated = CallFilter {
+        success: Some(true),
+        ..Default::default()
+    };
+    assert!(
+        list(unevaluated).await.unwrap().data.is_empty(),
+        "not evaluated yet"
+    );
 }
 
 async fn story_settings(store: &dyn Store) {

@@ -1,6 +1,6 @@
 use axum::extract::{Path, State};
 use axum::Json;
-use callgrade_store::{CallDetail, CallFilter, CallSummary, Page};
+use callgrade_store::{CallDetail, CallFilter, CallKind, CallSummary, Page};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -20,6 +20,16 @@ pub struct CallsQuery {
     started_from: Option<DateTime<Utc>>,
     /// Calls that started before this ISO 8601 time.
     started_before: Option<DateTime<Utc>>,
+    /// Only calls that ended with this reason.
+    ended_reason: Option<String>,
+    /// Only calls the rubric passed (true) or failed (false).
+    success: Option<bool>,
+    /// `test` (attached to a run) or `production`.
+    kind: Option<CallKind>,
+    /// Only calls on which this metric failed its pass condition.
+    failing_metric: Option<String>,
+    /// Text anywhere in the transcript (case-insensitive).
+    q: Option<String>,
     /// Page size, 1–200 (default 50).
     limit: Option<u32>,
     /// The `next_cursor` of the previous page.
@@ -42,6 +52,11 @@ pub async fn list_calls(
         external_id: q.external_id,
         started_from_ms: q.started_from.map(|t| t.timestamp_millis()),
         started_before_ms: q.started_before.map(|t| t.timestamp_millis()),
+        ended_reason: q.ended_reason,
+        success: q.success,
+        kind: q.kind,
+        failing_metric: q.failing_metric,
+        text: q.q.filter(|t| !t.trim().is_empty()),
         cursor: q.cursor,
         limit: page_limit(q.limit)?,
     };

@@ -7,7 +7,8 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::Form;
 use callgrade_core::{parse_name, parse_project_name, PhoneNumber, Role};
 use callgrade_store::{
-    CallDetail, CallFilter, DeliveryFilter, DeliveryOutcome, Project, ReevaluateFilter, RunFilter,
+    CallDetail, CallFilter, CallKind, DeliveryFilter, DeliveryOutcome, Project, ReevaluateFilter,
+    RunFilter,
 };
 use chrono::{DateTime, Utc};
 use maud::{html, Markup};
@@ -350,12 +351,27 @@ pub async fn rotate_key(
 
 // ---- calls ----
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize, serde::Serialize, Default)]
 pub struct CallsQuery {
     agent_id: Option<String>,
     started_from: Option<String>,
     started_before: Option<String>,
+    ended_reason: Option<String>,
+    /// "pass" or "fail".
+    success: Option<String>,
+    /// "test" or "production".
+    kind: Option<String>,
+    failing_metric: Option<String>,
+    q: Option<String>,
     cursor: Option<String>,
+}
+
+/// An empty form field means "any".
+fn given(v: &Option<String>) -> Option<String> {
+    v.as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
 }
 
 fn parse_time(s: &Option<String>) -> Option<i64> {
@@ -395,10 +411,24 @@ pub async fn calls(
         agent_id,
         started_from_ms: parse_time(&q.started_from),
         started_before_ms: parse_time(&q.started_before),
+        ended_reason: given(&q.ended_reason),
+        success: given(&q.success).map(|s| s == "pass"),
+        kind: match given(&q.kind).as_deref() {
+            Some("test") => Some(CallKind::Test),
+            Some("production") => Some(CallKind::Production),
+            _ => None,
+        },
+        failing_metric: given(&q.failing_metric),
+        text: given(&q.q),
         cursor: q.cursor.clone(),
         limit: 50,
         ..Default::default()
     };
+    let metrics = state
+        .store
+        .list_metrics(project.id)
+        .await
+        .map_err(internal)?;
     let page_of = state
         .store
         .list_calls(project.id, &filter)
@@ -418,12 +448,17 @@ pub async fn calls(
                 .map_err(internal)?,
         ));
     }
+    // The next page keeps the filters.
     let next = page_of.next_cursor.as_ref().map(|c| {
-        let mut link = format!("/projects/{}/calls?cursor={c}", project.id);
-        if let Some(a) = agent_id {
-            link.push_str(&format!("&agent_id={a}"));
-        }
-        link
+        let keep = CallsQuery {
+            cursor: Some(c.clone()),
+            ..q.clone()
+        };
+        format!(
+            "/projects/{}/calls?{}",
+            project.id,
+            serde_urlencoded::to_string(&keep).unwrap_or_default()
+        )
     });
     Ok(page("Calls", Some(&admin), Some(&project), html! {
         h1 { "Calls" }
@@ -434,6 +469,22 @@ pub async fn calls(
             } }
             label { "From " input type="datetime-local" name="started_from" value=[q.started_from.as_deref()]; }
             label { "Before " input type="datetime-local" name="started_before" value=[q.started_before.as_deref()]; }
+            label { "End reason " input type="text" name="ended_reason" size="14" value=[q.ended_reason.as_deref()]; }
+            label { "Result " select name="success" {
+                option value="" { "any" }
+                option value="pass" selected[q.success.as_deref() == Some("pass")] { "pass" }
+                option value="fail" selected[q.success.as_deref() == Some("fail")] { "fail" }
+            } }
+            label { "Kind " select name="kind" {
+                option value="" { "all" }
+                option value="test" selected[q.kind.as_deref() == Some("test")] { "test runs" }
+                option value="production" selected[q.kind.as_deref() == Some("production")] { "production" }
+            } }
+            label { "Failing metric " select name="failing_metric" {
+                option value="" { "none" }
+                @for m in &metrics { option value=(m.spec.name) selected[q.failing_metric.as_deref() == Some(m.spec.name.as_str())] { (m.spec.name) } }
+            } }
+            label { "Text " input type="search" name="q" value=[q.q.as_deref()]; }
             button type="submit" { "Filter" }
         }
         @if rows.is_empty() {

@@ -207,3 +207,71 @@ async fn openapi_document_describes_every_route() {
         );
     }
 }
+
+#[tokio::test]
+async fn calls_filter_by_reason_result_kind_failing_metric_and_text() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("filters").await;
+    let mut hung = call("hung");
+    hung["endedReason"] = json!("customer-hungup");
+    hung["messages"] = json!([
+        {"role": "user", "content": "I want a REFUND_100% now", "start_time": 1.0, "end_time": 2.0},
+        {"role": "bot", "content": "Let me check.", "start_time": 6.0, "end_time": 7.0}
+    ]);
+    let mut quick = call("quick");
+    quick["endedReason"] = json!("assistant-ended-call");
+    quick["messages"] = json!([
+        {"role": "user", "content": "Hello there", "start_time": 1.0, "end_time": 2.0},
+        {"role": "bot", "content": "Hi!", "start_time": 2.5, "end_time": 3.0}
+    ]);
+    app.send(&t.key, &batch(t.agent_id, vec![hung, quick]))
+        .await;
+    let r = app
+        .client
+        .put(format!("{}/api/v1/rubric", app.base))
+        .bearer_auth(&t.key)
+        .json(&json!({"rules": [{"metric": "agent_latency", "op": "lte", "value": 2}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = app.client.post(format!("{}/api/v1/metrics", app.base)).bearer_auth(&t.key)
+        .json(&json!({"name": "fast", "kind": "builtin", "config": {"builtin": "agent_latency", "pass": {"op": "lte", "value": 2}}})).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    app.client
+        .post(format!("{}/api/v1/evaluations/rerun", app.base))
+        .bearer_auth(&t.key)
+        .send()
+        .await
+        .unwrap();
+    app.settle().await;
+
+    let ids = |page: &serde_json::Value| -> Vec<String> {
+        page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for (query, expected) in [
+        ("ended_reason=customer-hungup", vec!["hung"]),
+        ("success=false", vec!["hung"]),
+        ("success=true", vec!["quick"]),
+        ("kind=production", vec!["hung", "quick"]),
+        ("kind=test", vec![]),
+        ("failing_metric=fast", vec!["hung"]),
+        ("q=refund_100%25", vec!["hung"]),
+        ("q=hello", vec!["quick"]),
+        ("q=_", vec!["hung"]),
+        ("q=content", vec![]),
+    ] {
+        let (status, page) = app.api(&t.key, &format!("/api/v1/calls?{query}")).await;
+        assert_eq!(status, 200, "{query}: {page}");
+        let mut got = ids(&page);
+        got.sort();
+        assert_eq!(got, expected, "{query}");
+    }
+    let (status, _) = app.api(&t.key, "/api/v1/calls?kind=sideways").await;
+    assert_eq!(status, 400);
+}

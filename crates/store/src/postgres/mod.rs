@@ -292,9 +292,9 @@ async fn insert_call(conn: &mut PgConnection, call: &NewCall, at: &StoredCall<'_
     let inserted = sqlx::query(
         "INSERT INTO calls (id, project_id, agent_id, external_id, content_hash, started_at,
             ended_at, to_phone_number, from_phone_number, ended_reason, trace_id, message_times,
-            message_count, messages, metadata, warnings, raw, delivery_id, received_at)
+            message_count, messages, metadata, warnings, raw, delivery_id, received_at, transcript)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-            $19)
+            $19, $20)
          ON CONFLICT (project_id, external_id) DO NOTHING",
     )
     .bind(at.id)
@@ -316,6 +316,7 @@ async fn insert_call(conn: &mut PgConnection, call: &NewCall, at: &StoredCall<'_
     .bind(to_json(&call.raw))
     .bind(at.delivery_id)
     .bind(at.received_at)
+    .bind(text(&call.transcript_text()).into_owned())
     .execute(&mut *conn)
     .await?;
     Ok(inserted.rows_affected() == 1)
@@ -575,6 +576,30 @@ impl Store for PgStore {
         }
         if let Some(before) = filter.started_before_ms {
             q.push(" AND started_at < ").push_bind(before);
+        }
+        if let Some(reason) = &filter.ended_reason {
+            q.push(" AND ended_reason = ")
+                .push_bind(text(reason).into_owned());
+        }
+        if let Some(success) = filter.success {
+            q.push(" AND success = ").push_bind(success);
+        }
+        match filter.kind {
+            Some(CallKind::Test) => drop(q.push(" AND run_id IS NOT NULL")),
+            Some(CallKind::Production) => drop(q.push(" AND run_id IS NULL")),
+            None => {}
+        }
+        if let Some(metric) = &filter.failing_metric {
+            q.push(" AND EXISTS (SELECT 1 FROM evaluations e WHERE e.call_id = calls.id AND e.metric_name = ")
+                .push_bind(text(metric).into_owned())
+                .push(" AND e.passed = ")
+                .push_bind(false)
+                .push(")");
+        }
+        if let Some(search) = &filter.text {
+            q.push(" AND transcript ILIKE ")
+                .push_bind(like_pattern(search))
+                .push(" ESCAPE '\\'");
         }
         if let Some(cursor) = &filter.cursor {
             let c = decode_cursor(cursor, 2)?;

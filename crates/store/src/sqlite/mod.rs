@@ -398,8 +398,8 @@ async fn insert_call(
         "INSERT INTO calls (id, project_id, agent_id, external_id, content_hash, started_at,
             ended_at, to_phone_number, from_phone_number, ended_reason, run_id, trace_id,
             message_times, message_count, messages, metadata, warnings, raw, delivery_id,
-            received_at, match_outcome, matched_by, match_reason, match_candidates)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            received_at, match_outcome, matched_by, match_reason, match_candidates, transcript)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(at.id)
     .bind(at.project_id)
@@ -425,6 +425,7 @@ async fn insert_call(
     .bind(decision.matched_by.map(MatchedBy::as_str))
     .bind(&decision.reason)
     .bind(to_json(&decision.candidates))
+    .bind(call.transcript_text())
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -626,6 +627,29 @@ impl Store for SqliteStore {
         }
         if let Some(before) = filter.started_before_ms {
             q.push(" AND started_at < ").push_bind(before);
+        }
+        if let Some(reason) = &filter.ended_reason {
+            q.push(" AND ended_reason = ").push_bind(reason.clone());
+        }
+        if let Some(success) = filter.success {
+            q.push(" AND success = ").push_bind(success);
+        }
+        match filter.kind {
+            Some(CallKind::Test) => drop(q.push(" AND run_id IS NOT NULL")),
+            Some(CallKind::Production) => drop(q.push(" AND run_id IS NULL")),
+            None => {}
+        }
+        if let Some(metric) = &filter.failing_metric {
+            q.push(" AND EXISTS (SELECT 1 FROM evaluations e WHERE e.call_id = calls.id AND e.metric_name = ")
+                .push_bind(metric.clone())
+                .push(" AND e.passed = ")
+                .push_bind(false)
+                .push(")");
+        }
+        if let Some(text) = &filter.text {
+            q.push(" AND transcript LIKE ")
+                .push_bind(like_pattern(text))
+                .push(" ESCAPE '\\'");
         }
         if let Some(cursor) = &filter.cursor {
             let c = decode_cursor(cursor, 2)?;
