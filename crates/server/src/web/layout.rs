@@ -33,6 +33,7 @@ pub fn page(
                             a href={ "/projects/" (p.id) } { (p.name) }
                             a href={ "/projects/" (p.id) "/calls" } { "Calls" }
                             a href={ "/projects/" (p.id) "/runs" } { "Runs" }
+                            a href={ "/projects/" (p.id) "/metrics" } { "Metrics" }
                             a href={ "/projects/" (p.id) "/deliveries" } { "Deliveries" }
                         }
                         @if let Some(admin) = admin {

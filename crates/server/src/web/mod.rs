@@ -30,6 +30,9 @@ pub fn router() -> Router<AppState> {
             post(pages::evaluate),
         )
         .route("/projects/{id}/runs", get(pages::runs))
+        .route("/projects/{id}/runs/{run_id}/attach", post(pages::attach))
+        .route("/projects/{id}/metrics", get(pages::metrics))
+        .route("/projects/{id}/metrics/try", post(pages::try_metric))
         .route("/projects/{id}/deliveries", get(pages::deliveries))
         .route(
             "/projects/{id}/deliveries/{delivery_id}",

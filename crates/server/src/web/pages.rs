@@ -675,7 +675,7 @@ pub async fn runs(State(state): State<AppState>, admin: Admin, Path(id): Path<St
             div.empty { p { "No test runs yet. Start some with " code { "callgrade test start" } " or " code { "POST /api/v1/results" } "." } }
         } @else {
             table {
-                tr { th { "Run" } th { "Result" } th { "Scenario" } th { "Tester" } th { "Status" } th { "Matched by" } th { "Call" } th { "Success" } th { "Why" } }
+                tr { th { "Run" } th { "Result" } th { "Scenario" } th { "Tester" } th { "Status" } th { "Matched by" } th { "Call" } th { "Success" } th { "Why" } th { "Attach a call" } }
                 @for r in &runs.data {
                     tr {
                         td { (r.id) } td { (r.result_id) } td { (r.scenario_name) }
@@ -685,6 +685,16 @@ pub async fn runs(State(state): State<AppState>, admin: Admin, Path(id): Path<St
                         td { @if let Some(c) = &r.call_id { a href={ "/projects/" (project.id) "/calls/" (c) } { "open" } } @else { span.muted { "–" } } }
                         td { (verdict(r.success)) }
                         td { (or_dash(r.error_message.as_deref())) }
+                        td {
+                            // Ambiguous and late calls are attached by hand.
+                            @if r.status != callgrade_core::RunStatus::Cancelled && (r.call_id.is_none() || r.late) {
+                                form method="post" action={ "/projects/" (project.id) "/runs/" (r.id) "/attach" } {
+                                    (csrf(&admin))
+                                    input type="text" name="call_id" placeholder="call id" size="12" required value=[r.call_id.as_deref()];
+                                    " " button.secondary type="submit" { "Attach" }
+                                }
+                            }
+                        }
                     }
                 }
             }
@@ -777,4 +787,170 @@ pub async fn delivery(
         h2 { "Body" @if d.body_truncated { " " span.muted { "(cut at the log's cap)" } } }
         pre { (d.body.as_deref().unwrap_or("")) }
     }).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct AttachForm {
+    #[serde(rename = "_csrf")]
+    csrf: String,
+    call_id: String,
+}
+
+pub async fn attach(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path((id, run_id)): Path<(String, String)>,
+    Form(form): Form<AttachForm>,
+) -> Page {
+    check_csrf(&admin, &form.csrf)?;
+    let project = load_project(&state, &id).await?;
+    let run_id: i64 = run_id
+        .parse()
+        .map_err(|_| error(StatusCode::NOT_FOUND, "no such run"))?;
+    state
+        .store
+        .attach_call(project.id, run_id, form.call_id.trim(), state.clock.now())
+        .await
+        .map_err(|e| match e {
+            callgrade_store::StoreError::NotFound(m) => error(StatusCode::NOT_FOUND, &m),
+            callgrade_store::StoreError::InvalidInput(m) => error(StatusCode::BAD_REQUEST, &m),
+            callgrade_store::StoreError::Conflict(m) => error(StatusCode::CONFLICT, &m),
+            other => internal(other),
+        })?;
+    state.jobs_ready.notify_waiters();
+    Ok(see_other(&format!("/projects/{}/runs", project.id)))
+}
+
+// ---- metrics ----
+
+const TRY_EXAMPLE: &str = r#"{"name": "mentions_refund", "kind": "script", "output": "binary",
+ "config": {"script": "result = data.transcript.contains(\"refund\");"}}"#;
+
+pub async fn metrics(State(state): State<AppState>, admin: Admin, Path(id): Path<String>) -> Page {
+    let project = load_project(&state, &id).await?;
+    metrics_page(&state, &admin, &project, None).await
+}
+
+async fn metrics_page(
+    state: &AppState,
+    admin: &Admin,
+    project: &Project,
+    tried: Option<Markup>,
+) -> Page {
+    let metrics = state
+        .store
+        .list_metrics(project.id)
+        .await
+        .map_err(internal)?;
+    let since = (state.clock.now() - chrono::TimeDelta::days(7)).timestamp_millis();
+    let summary = state
+        .store
+        .metrics_summary(project.id, None, Some(since), None)
+        .await
+        .map_err(internal)?;
+    let rubric = state.store.rubric(project.id).await.map_err(internal)?;
+    let number = |v: Option<f64>| v.map(|n| format!("{n:.3}"));
+    Ok(page("Metrics", Some(admin), Some(project), html! {
+        h1 { "Metrics" }
+        h2 { "Last 7 days" }
+        @if summary.is_empty() {
+            p.muted { "No evaluated calls in the last 7 days." }
+        } @else {
+            table #summary {
+                tr { th { "Metric" } th { "Results" } th { "Without value" } th { "Pass rate" } th { "Avg" } th { "p50" } th { "p90" } }
+                @for m in &summary {
+                    tr {
+                        td { (m.metric_name) }
+                        td { (m.count) }
+                        td { (m.without_value) }
+                        td { (or_dash(m.pass_rate.map(|r| format!("{:.0}%", r * 100.0)))) }
+                        td { (or_dash(number(m.avg))) }
+                        td { (or_dash(number(m.p50))) }
+                        td { (or_dash(number(m.p90))) }
+                    }
+                }
+            }
+        }
+        h2 { "Rubric" }
+        @if rubric.is_empty() {
+            p.muted { "No rules: every evaluated call succeeds. Set rules with " code { "PUT /api/v1/rubric" } " or " code { "callgrade metrics apply" } "." }
+        } @else {
+            ul { @for r in &rubric { li { code { (r.metric) " " (format!("{:?}", r.op).to_lowercase()) " " (r.value) } } } }
+        }
+        h2 { "Try a metric on a call" }
+        form.card method="post" action={ "/projects/" (project.id) "/metrics/try" } {
+            (csrf(admin))
+            p { "A metric definition (JSON, as for " code { "POST /api/v1/metrics" } ") and a call id; nothing is stored." }
+            textarea name="definition" rows="4" cols="100" { (TRY_EXAMPLE) }
+            br;
+            input type="text" name="call_id" placeholder="call id" required;
+            " " button type="submit" { "Try" }
+        }
+        @if let Some(tried) = tried { (tried) }
+        h2 { "Definitions" }
+        table #definitions {
+            tr { th { "Name" } th { "Kind" } th { "Output" } th { "Applies to" } th { "Version" } th { "Configuration" } }
+            @for m in &metrics {
+                tr {
+                    td { (m.spec.name) @if !m.spec.enabled { " " span.muted { "(disabled)" } } }
+                    td { (m.spec.kind.as_str()) }
+                    td { (m.spec.output.as_str()) }
+                    td { (m.spec.applies_to.as_str()) }
+                    td { (m.version) }
+                    td { code { (m.spec.config) } }
+                }
+            }
+        }
+    }).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct TryForm {
+    #[serde(rename = "_csrf")]
+    csrf: String,
+    definition: String,
+    call_id: String,
+}
+
+pub async fn try_metric(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+    Form(form): Form<TryForm>,
+) -> Page {
+    check_csrf(&admin, &form.csrf)?;
+    let project = load_project(&state, &id).await?;
+    let outcome = async {
+        let draft: callgrade_core::MetricDraft = serde_json::from_str(&form.definition)
+            .map_err(|e| format!("the definition is not valid: {e}"))?;
+        let spec = callgrade_eval::validate_metric(draft).map_err(|errors| {
+            errors
+                .iter()
+                .map(|e| format!("{}: {}", e.path, e.message))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })?;
+        let input = state
+            .store
+            .evaluation_input(project.id, form.call_id.trim())
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no call {:?} in this project", form.call_id.trim()))?;
+        state
+            .evaluator
+            .try_metric(&input, project.id, spec, state.clock.now())
+            .await
+            .map_err(|e| e.0)
+    }
+    .await;
+    let tried = match outcome {
+        Ok(e) => html! {
+            div.card #tried {
+                p { "Status " strong { (e.status.as_str()) } " · value " code { (or_dash(e.value.as_ref())) } " · pass " (verdict(e.passed)) }
+                p { (e.explanation) }
+            }
+        },
+        Err(problem) => html! { div.card #tried { p.bad { (problem) } } },
+    };
+    metrics_page(&state, &admin, &project, Some(tried)).await
 }

@@ -175,6 +175,78 @@ async fn sign_in_sessions_csrf_and_pages() {
     assert!(failures.contains("invalid_payload") && failures.contains("agent_id"));
     assert!(!failures.contains("0199e72d-795e-7ffe"), "only failures");
 
+    // Metrics: the summary, and trying a definition on a stored call.
+    let metrics = get(&format!("/projects/{}/metrics", project.id))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("agent_latency") && metrics.contains("Last 7 days"));
+    let definition = r#"{"name": "t", "kind": "script", "output": "numeric", "config": {"script": "result = data.messages.len();"}}"#;
+    let tried = client
+        .post(url(&format!("/projects/{}/metrics/try", project.id)))
+        .header("cookie", &cookie)
+        .form(&[
+            ("definition", definition),
+            ("call_id", call_id.as_str()),
+            ("_csrf", csrf.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        tried.contains("Status <strong>ok</strong> · value <code>4</code>"),
+        "{tried}"
+    );
+
+    // Runs: a call attached by hand from the runs page.
+    let (scenario, _) = {
+        let r = app
+            .post("/api/v1/scenarios")
+            .bearer_auth(&key)
+            .json(&json!({"agent_id": agent.id, "name": "s", "direction": "inbound"}))
+            .send()
+            .await
+            .unwrap();
+        (r.json::<serde_json::Value>().await.unwrap(), ())
+    };
+    let result: serde_json::Value = app
+        .post("/api/v1/results")
+        .bearer_auth(&key)
+        .json(&json!({"agent_id": agent.id, "scenario_ids": [scenario["id"]]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let run_id = result["runs"][0]["id"].as_i64().unwrap();
+    let runs = get(&format!("/projects/{}/runs", project.id))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(runs.contains(&format!("/runs/{run_id}/attach")));
+    let r = client
+        .post(url(&format!(
+            "/projects/{}/runs/{run_id}/attach",
+            project.id
+        )))
+        .header("cookie", &cookie)
+        .form(&[("call_id", call_id.as_str()), ("_csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    app.settle().await;
+    let run = app.store.run(project.id, run_id).await.unwrap().unwrap();
+    assert_eq!(run.call_id.as_deref(), Some(call_id.as_str()));
+
     // Rotating the admin token signs everyone out.
     callgrade_server::web::issue_admin_token(app.store.as_ref(), true)
         .await
