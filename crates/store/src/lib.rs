@@ -216,6 +216,15 @@ pub trait Store: Send + Sync + 'static {
         Ok(())
     }
 
+    /// The values of the named metrics on the given calls, in one query: (call id, metric
+    /// name, value). For list pages, so they never load each call.
+    async fn metric_values(
+        &self,
+        project_id: i64,
+        call_ids: &[String],
+        metric_names: &[&str],
+    ) -> Result<Vec<(String, String, serde_json::Value)>>;
+
     /// A server-wide setting (e.g. the dashboard admin token's hash).
     async fn setting(&self, key: &str) -> Result<Option<String>>;
     async fn set_setting(&self, key: &str, value: &str) -> Result<()>;

@@ -1431,6 +1431,24 @@ async fn story_job_queue(store: &dyn Store) {
     assert!(store.complete_job(&job, &outcome, now).await.unwrap());
     assert!(!store.complete_job(&job, &outcome, now).await.unwrap());
     assert!(!store.renew_lease(&job, now).await.unwrap());
+    // List pages read chosen metric values of many calls in one query.
+    let values = store
+        .metric_values(
+            project.id,
+            &[first.call_id.clone()],
+            &[metric.spec.name.as_str(), "other"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        values,
+        [(first.call_id.clone(), metric.spec.name.clone(), json!(1.5))]
+    );
+    assert!(store
+        .metric_values(project.id, &[], &["x"])
+        .await
+        .unwrap()
+        .is_empty());
     let detail = store
         .call(project.id, &first.call_id)
         .await

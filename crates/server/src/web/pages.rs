@@ -384,16 +384,6 @@ fn parse_time(s: &Option<String>) -> Option<i64> {
         .map(|t| t.timestamp_millis())
 }
 
-/// A metric's value on a call, for the list's columns.
-fn metric_value(call: &CallDetail, name: &str) -> Option<f64> {
-    call.evaluations
-        .iter()
-        .find(|e| e.metric_name == name)?
-        .value
-        .as_ref()?
-        .as_f64()
-}
-
 pub async fn calls(
     State(state): State<AppState>,
     admin: Admin,
@@ -437,17 +427,41 @@ pub async fn calls(
             callgrade_store::StoreError::InvalidInput(m) => error(StatusCode::BAD_REQUEST, &m),
             other => internal(other),
         })?;
-    let mut rows = Vec::with_capacity(page_of.data.len());
-    for summary in &page_of.data {
-        rows.push((
-            summary,
-            state
-                .store
-                .call(project.id, &summary.call_id)
-                .await
-                .map_err(internal)?,
-        ));
-    }
+    // The columns' metric values for the whole page, in one query.
+    let call_ids: Vec<String> = page_of.data.iter().map(|c| c.call_id.clone()).collect();
+    let values = state
+        .store
+        .metric_values(
+            project.id,
+            &call_ids,
+            &[
+                "agent_latency",
+                "user_interrupting_agent",
+                "agent_interrupting_user",
+            ],
+        )
+        .await
+        .map_err(internal)?;
+    let value_of = |call: &str, metric: &str| {
+        values
+            .iter()
+            .find(|(c, m, _)| c == call && m == metric)
+            .and_then(|(_, _, v)| v.as_f64())
+    };
+    let rows: Vec<(&callgrade_store::CallSummary, Option<f64>, Option<f64>)> = page_of
+        .data
+        .iter()
+        .map(|s| {
+            let interruptions = match (
+                value_of(&s.call_id, "user_interrupting_agent"),
+                value_of(&s.call_id, "agent_interrupting_user"),
+            ) {
+                (None, None) => None,
+                (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
+            };
+            (s, value_of(&s.call_id, "agent_latency"), interruptions)
+        })
+        .collect();
     // The next page keeps the filters.
     let next = page_of.next_cursor.as_ref().map(|c| {
         let keep = CallsQuery {
@@ -492,9 +506,7 @@ pub async fn calls(
         } @else {
             table #calls {
                 tr { th { "Started" } th { "Call" } th { "Agent" } th { "Duration" } th { "Latency p50" } th { "Interruptions" } th { "Run" } th { "Success" } }
-                @for (s, detail) in &rows {
-                    @let latency = detail.as_ref().and_then(|d| metric_value(d, "agent_latency"));
-                    @let interruptions = detail.as_ref().map(|d| metric_value(d, "user_interrupting_agent").unwrap_or(0.0) + metric_value(d, "agent_interrupting_user").unwrap_or(0.0));
+                @for (s, latency, interruptions) in rows.iter().copied() {
                     tr {
                         td { (when(s.started_at)) }
                         td { a href={ "/projects/" (project.id) "/calls/" (s.call_id) } { (s.id) } }

@@ -909,6 +909,35 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn metric_values(
+        &self,
+        project_id: i64,
+        call_ids: &[String],
+        metric_names: &[&str],
+    ) -> Result<Vec<(String, String, serde_json::Value)>> {
+        if call_ids.is_empty() || metric_names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut q = QueryBuilder::<Postgres>::new(
+            "SELECT call_id, metric_name, value FROM evaluations WHERE value IS NOT NULL AND project_id = ",
+        );
+        q.push_bind(project_id).push(" AND call_id IN (");
+        let mut ids = q.separated(", ");
+        for id in call_ids {
+            ids.push_bind(text(id).into_owned());
+        }
+        q.push(") AND metric_name IN (");
+        let mut names = q.separated(", ");
+        for name in metric_names {
+            names.push_bind(text(name).into_owned());
+        }
+        q.push(")");
+        let rows: Vec<(String, String, String)> = q.build_query_as().fetch_all(&self.pool).await?;
+        rows.into_iter()
+            .map(|(call, metric, value)| Ok((call, metric, crate::common::from_json(&value)?)))
+            .collect()
+    }
+
     async fn setting(&self, key: &str) -> Result<Option<String>> {
         Ok(
             sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
