@@ -1435,7 +1435,7 @@ async fn story_job_queue(store: &dyn Store) {
     let values = store
         .metric_values(
             project.id,
-            &[first.call_id.clone()],
+            std::slice::from_ref(&first.call_id),
             &[metric.spec.name.as_str(), "other"],
         )
         .await
