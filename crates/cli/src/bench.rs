@@ -20,6 +20,8 @@ pub enum BenchCommand {
     /// Webhook ingest: start the server on a temporary database, drive it over keep-alive
     /// connections, and compare with a parse-only baseline measured in the same run.
     Ingest(crate::bench_ingest::IngestBench),
+    /// Dashboard pages over a large database (100,000 calls by default).
+    Pages(crate::bench_pages::PagesBench),
     /// The parse-only baseline server (started by `bench ingest`).
     #[command(hide = true)]
     BaselineServer,
@@ -45,6 +47,7 @@ pub async fn run(cmd: BenchCommand, out: &Output) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::Metrics(args) => metrics(args, out),
         BenchCommand::Ingest(args) => crate::bench_ingest::run(args, out).await,
+        BenchCommand::Pages(args) => crate::bench_pages::run(args, out).await,
         BenchCommand::BaselineServer => crate::bench_ingest::baseline_server().await,
     }
 }

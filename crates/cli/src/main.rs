@@ -3,6 +3,7 @@
 mod admin;
 mod bench;
 mod bench_ingest;
+mod bench_pages;
 mod check;
 mod database;
 mod metrics;
