@@ -33,6 +33,8 @@ pub fn router() -> Router<AppState> {
         .route("/projects/{id}/runs/{run_id}/attach", post(pages::attach))
         .route("/projects/{id}/metrics", get(pages::metrics))
         .route("/projects/{id}/metrics/try", post(pages::try_metric))
+        .route("/projects/{id}/metrics/save", post(pages::save_metric))
+        .route("/projects/{id}/results/{result_id}", get(pages::result))
         .route("/projects/{id}/deliveries", get(pages::deliveries))
         .route(
             "/projects/{id}/deliveries/{delivery_id}",

@@ -690,7 +690,7 @@ pub async fn runs(State(state): State<AppState>, admin: Admin, Path(id): Path<St
                 tr { th { "Run" } th { "Result" } th { "Scenario" } th { "Tester" } th { "Status" } th { "Matched by" } th { "Call" } th { "Success" } th { "Why" } th { "Attach a call" } }
                 @for r in &runs.data {
                     tr {
-                        td { (r.id) } td { (r.result_id) } td { (r.scenario_name) }
+                        td { (r.id) } td { a href={ "/projects/" (project.id) "/results/" (r.result_id) } { (r.result_id) } } td { (r.scenario_name) }
                         td { (or_dash(r.tester_phone_number.as_deref())) }
                         td { (r.status.as_str()) @if r.late { " " span.warn { "late" } } }
                         td { (or_dash(r.matched_by.map(|m| m.as_str()))) }
@@ -838,15 +838,85 @@ pub async fn attach(
 const TRY_EXAMPLE: &str = r#"{"name": "mentions_refund", "kind": "script", "output": "binary",
  "config": {"script": "result = data.transcript.contains(\"refund\");"}}"#;
 
-pub async fn metrics(State(state): State<AppState>, admin: Admin, Path(id): Path<String>) -> Page {
+#[derive(Deserialize, Default)]
+pub struct MetricsQuery {
+    agent_id: Option<String>,
+}
+
+pub async fn metrics(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+    Query(q): Query<MetricsQuery>,
+) -> Page {
     let project = load_project(&state, &id).await?;
-    metrics_page(&state, &admin, &project, None).await
+    let agent_id: Option<i64> = q.agent_id.as_deref().and_then(|a| a.parse().ok());
+    metrics_page(&state, &admin, &project, agent_id, None).await
+}
+
+/// One day's aggregates, for the charts.
+struct Day {
+    label: String,
+    summary: Vec<callgrade_store::MetricSummary>,
+}
+
+impl Day {
+    fn get(&self, metric: &str) -> Option<&callgrade_store::MetricSummary> {
+        self.summary.iter().find(|m| m.metric_name == metric)
+    }
+}
+
+/// A chart's series: its name and how to read a day's value.
+type Series<'a> = (&'a str, &'a dyn Fn(&Day) -> Option<f64>);
+
+/// A small line chart as inline SVG: one polyline per series, days along the x axis.
+fn chart(title: &str, days: &[Day], series: &[Series<'_>]) -> Markup {
+    const W: f64 = 520.0;
+    const H: f64 = 140.0;
+    const COLORS: [&str; 3] = ["#3552d6", "#b54708", "#137a3f"];
+    let values: Vec<Vec<Option<f64>>> = series
+        .iter()
+        .map(|(_, f)| days.iter().map(f).collect())
+        .collect();
+    let max = values
+        .iter()
+        .flatten()
+        .flatten()
+        .fold(0.0_f64, |m, v| m.max(*v))
+        .max(1e-9);
+    let x = |i: usize| 30.0 + i as f64 * (W - 40.0) / (days.len().max(2) - 1) as f64;
+    let y = |v: f64| H - 20.0 - v / max * (H - 40.0);
+    html! {
+        figure.card {
+            figcaption {
+                strong { (title) } " "
+                @if values.iter().flatten().all(Option::is_none) { span.muted { "no data in these days" } }
+                @else { span.muted { "max " (format!("{max:.2}")) } }
+            }
+            svg width=(W) height=(H) viewBox={ "0 0 " (W) " " (H) } role="img" aria-label=(title) {
+                line x1="30" y1=(H - 20.0) x2=(W - 10.0) y2=(H - 20.0) stroke="#d0d5dd" {}
+                @for (s, points) in values.iter().enumerate() {
+                    polyline fill="none" stroke=(COLORS[s % 3]) stroke-width="2"
+                        points=(points.iter().enumerate().filter_map(|(i, v)| v.map(|v| format!("{:.1},{:.1}", x(i), y(v)))).collect::<Vec<_>>().join(" ")) {}
+                    // Dots, so a lone day still shows.
+                    @for (i, v) in points.iter().enumerate() {
+                        @if let Some(v) = v { circle cx=(format!("{:.1}", x(i))) cy=(format!("{:.1}", y(*v))) r="3" fill=(COLORS[s % 3]) {} }
+                    }
+                }
+                @for (i, d) in days.iter().enumerate() {
+                    @if i % 2 == 0 { text x=(x(i)) y=(H - 4.0) font-size="9" text-anchor="middle" fill="#667085" { (d.label) } }
+                }
+            }
+            p.muted { @for (s, (name, _)) in series.iter().enumerate() { span style={ "color:" (COLORS[s % 3]) } { "■ " (name) } " " } }
+        }
+    }
 }
 
 async fn metrics_page(
     state: &AppState,
     admin: &Admin,
     project: &Project,
+    agent_id: Option<i64>,
     tried: Option<Markup>,
 ) -> Page {
     let metrics = state
@@ -854,6 +924,46 @@ async fn metrics_page(
         .list_metrics(project.id)
         .await
         .map_err(internal)?;
+    let agents = state
+        .store
+        .list_agents(project.id)
+        .await
+        .map_err(internal)?;
+    // Fourteen days of per-metric aggregates, one summary per day.
+    let today = state.clock.now().date_naive();
+    let mut days = Vec::new();
+    for back in (0..14).rev() {
+        let day = today - chrono::Days::new(back);
+        let from = day.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc();
+        let summary = state
+            .store
+            .metrics_summary(
+                project.id,
+                agent_id,
+                Some(from.timestamp_millis()),
+                Some((from + chrono::TimeDelta::days(1)).timestamp_millis()),
+            )
+            .await
+            .map_err(internal)?;
+        days.push(Day {
+            label: day.format("%m-%d").to_string(),
+            summary,
+        });
+    }
+    let charts = html! {
+        (chart("Agent latency (s)", &days, &[
+            ("p50", &|d: &Day| d.get("agent_latency").and_then(|m| m.p50)),
+            ("p90", &|d: &Day| d.get("agent_latency").and_then(|m| m.p90)),
+        ]))
+        (chart("Interruptions per call", &days, &[
+            ("user", &|d: &Day| d.get("user_interrupting_agent").and_then(|m| m.avg)),
+            ("agent", &|d: &Day| d.get("agent_interrupting_user").and_then(|m| m.avg)),
+        ]))
+        (chart("Calls per day", &days, &[("calls", &|d: &Day| d.get("call_duration").map(|m| (m.count + m.without_value) as f64))]))
+        (chart("Pass rate", &days, &[
+            ("no long silence", &|d: &Day| d.get("silence_detected").and_then(|m| m.pass_rate)),
+        ]))
+    };
     let since = (state.clock.now() - chrono::TimeDelta::days(7)).timestamp_millis();
     let summary = state
         .store
@@ -864,6 +974,15 @@ async fn metrics_page(
     let number = |v: Option<f64>| v.map(|n| format!("{n:.3}"));
     Ok(page("Metrics", Some(admin), Some(project), html! {
         h1 { "Metrics" }
+        form.filters method="get" {
+            label { "Agent " select name="agent_id" {
+                option value="" { "all" }
+                @for a in &agents { option value=(a.id) selected[agent_id == Some(a.id)] { (a.name) } }
+            } }
+            button type="submit" { "Show" }
+        }
+        h2 { "Last 14 days" }
+        div #charts { (charts) }
         h2 { "Last 7 days" }
         @if summary.is_empty() {
             p.muted { "No evaluated calls in the last 7 days." }
@@ -899,6 +1018,14 @@ async fn metrics_page(
             " " button type="submit" { "Try" }
         }
         @if let Some(tried) = tried { (tried) }
+        h2 { "Create or change a metric" }
+        form.card method="post" action={ "/projects/" (project.id) "/metrics/save" } {
+            (csrf(admin))
+            p { "A definition as JSON. A metric with the same name is replaced (its version goes up; old results are kept)." }
+            textarea name="definition" rows="4" cols="100" { (TRY_EXAMPLE) }
+            br;
+            button type="submit" { "Save" }
+        }
         h2 { "Definitions" }
         table #definitions {
             tr { th { "Name" } th { "Kind" } th { "Output" } th { "Applies to" } th { "Version" } th { "Configuration" } }
@@ -964,5 +1091,82 @@ pub async fn try_metric(
         },
         Err(problem) => html! { div.card #tried { p.bad { (problem) } } },
     };
-    metrics_page(&state, &admin, &project, Some(tried)).await
+    metrics_page(&state, &admin, &project, None, Some(tried)).await
+}
+
+#[derive(Deserialize)]
+pub struct SaveForm {
+    #[serde(rename = "_csrf")]
+    csrf: String,
+    definition: String,
+}
+
+/// Creates a metric, or replaces the one with the same name.
+pub async fn save_metric(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+    Form(form): Form<SaveForm>,
+) -> Page {
+    check_csrf(&admin, &form.csrf)?;
+    let project = load_project(&state, &id).await?;
+    let draft: callgrade_core::MetricDraft =
+        serde_json::from_str(&form.definition).map_err(|e| {
+            error(
+                StatusCode::BAD_REQUEST,
+                &format!("The definition is not valid: {e}."),
+            )
+        })?;
+    let spec = callgrade_eval::validate_metric(draft).map_err(|errors| {
+        let text: Vec<String> = errors
+            .iter()
+            .map(|e| format!("{}: {}", e.path, e.message))
+            .collect();
+        error(StatusCode::BAD_REQUEST, &text.join("; "))
+    })?;
+    state
+        .store
+        .apply_metrics(project.id, &[spec])
+        .await
+        .map_err(internal)?;
+    Ok(see_other(&format!("/projects/{}/metrics", project.id)))
+}
+
+pub async fn result(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path((id, result_id)): Path<(String, String)>,
+) -> Page {
+    let project = load_project(&state, &id).await?;
+    let missing = || error(StatusCode::NOT_FOUND, "no such result in this project");
+    let result_id: i64 = result_id.parse().map_err(|_| missing())?;
+    let result = state
+        .store
+        .result(project.id, result_id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(missing)?;
+    let c = &result.counts;
+    Ok(page("Result", Some(&admin), Some(&project), html! {
+        h1 { "Result " (result.id) @if let Some(name) = &result.name { " · " (name) } }
+        div.card {
+            p { (c.total) " runs · " span.ok { (c.completed) " completed" } " · " span.bad { (c.failed) " failed" } " · "
+                span.warn { (c.timeout) " timed out" } " · " (c.cancelled) " cancelled · "
+                (c.pending + c.in_progress + c.awaiting_transcript + c.evaluating) " waiting"
+                @if result.finished { " · finished" } }
+        }
+        table #runs {
+            tr { th { "Run" } th { "Scenario" } th { "Status" } th { "Matched by" } th { "Call" } th { "Success" } th { "Why" } }
+            @for r in &result.runs {
+                tr {
+                    td { (r.id) } td { (r.scenario_name) }
+                    td { (r.status.as_str()) @if r.late { " " span.warn { "late" } } }
+                    td { (or_dash(r.matched_by.map(|m| m.as_str()))) }
+                    td { @if let Some(call) = &r.call_id { a href={ "/projects/" (project.id) "/calls/" (call) } { "open" } } @else { span.muted { "–" } } }
+                    td { (verdict(r.success)) }
+                    td { (or_dash(r.error_message.as_deref())) }
+                }
+            }
+        }
+    }).into_response())
 }

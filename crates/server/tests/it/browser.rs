@@ -223,5 +223,22 @@ async fn a_user_walks_through_the_dashboard() {
     assert!(log.contains("400") && log.contains("agent_id"), "{log}");
     screenshot(&c, "deliveries-failures").await;
 
+    // Today's calls, so the charts have a point to draw.
+    let now = chrono::Utc::now();
+    for (i, gap) in [0.8, 2.4].iter().enumerate() {
+        app.send(&key, &json!({"agent_id": agent.id, "calls": [{
+            "id": format!("today-{i}"),
+            "startedAt": (now - chrono::TimeDelta::seconds(60)).to_rfc3339(), "endedAt": now.to_rfc3339(),
+            "messages": [{"role": "user", "content": "Hi", "start_time": 1.0, "end_time": 2.0},
+                         {"role": "bot", "content": "Hello!", "start_time": 2.0 + gap, "end_time": 4.0 + gap}]
+        }]})).await;
+    }
+    app.settle().await;
+    c.goto(&format!("{base}/projects/{}/metrics", project.id))
+        .await
+        .unwrap();
+    c.wait().for_element(Locator::Id("charts")).await.unwrap();
+    screenshot(&c, "metrics").await;
+
     c.close().await.unwrap();
 }

@@ -183,6 +183,37 @@ async fn sign_in_sessions_csrf_and_pages() {
         .await
         .unwrap();
     assert!(metrics.contains("agent_latency") && metrics.contains("Last 7 days"));
+    assert_eq!(
+        metrics.matches("<svg").count(),
+        4,
+        "latency, interruptions, calls per day, pass rate"
+    );
+    let saved = client.post(url(&format!("/projects/{}/metrics/save", project.id))).header("cookie", &cookie)
+        .form(&[("definition", r#"{"name": "p90", "kind": "builtin", "config": {"builtin": "agent_latency", "latency_statistic": "p90"}}"#), ("_csrf", csrf.as_str())])
+        .send().await.unwrap();
+    assert_eq!(saved.status(), 303);
+    assert!(app
+        .store
+        .list_metrics(project.id)
+        .await
+        .unwrap()
+        .iter()
+        .any(|m| m.spec.name == "p90"));
+    let refused = client
+        .post(url(&format!("/projects/{}/metrics/save", project.id)))
+        .header("cookie", &cookie)
+        .form(&[
+            (
+                "definition",
+                r#"{"name": "x", "kind": "builtin", "config": {"builtin": "nope"}}"#,
+            ),
+            ("_csrf", csrf.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    assert!(refused.text().await.unwrap().contains("config.builtin"));
     let definition = r#"{"name": "t", "kind": "script", "output": "numeric", "config": {"script": "result = data.messages.len();"}}"#;
     let tried = client
         .post(url(&format!("/projects/{}/metrics/try", project.id)))
