@@ -77,6 +77,15 @@ pub trait Store: Send + Sync + 'static {
         description: Option<&str>,
     ) -> Result<Agent>;
     async fn list_agents(&self, project_id: i64) -> Result<Vec<Agent>>;
+    /// Replaces an agent's name, phone number and description (its id never changes).
+    async fn update_agent(
+        &self,
+        project_id: i64,
+        agent_id: i64,
+        name: &str,
+        phone_number: Option<&PhoneNumber>,
+        description: Option<&str>,
+    ) -> Result<Agent>;
 
     /// Stores a validated batch all-or-nothing, with its delivery record, and answers only after
     /// the commit is durable. Rejections (unknown agent or run, conflicting resend) store no call

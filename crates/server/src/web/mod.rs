@@ -22,6 +22,11 @@ pub fn router() -> Router<AppState> {
         .route("/projects", post(pages::create_project))
         .route("/projects/{id}", get(pages::project))
         .route("/projects/{id}/agents", post(pages::create_agent))
+        .route(
+            "/projects/{id}/agents/{agent_id}",
+            post(pages::update_agent),
+        )
+        .route("/projects/{id}/settings", post(pages::update_settings))
         .route("/projects/{id}/rotate-key", post(pages::rotate_key))
         .route("/projects/{id}/calls", get(pages::calls))
         .route("/projects/{id}/calls/{call_id}", get(pages::call))

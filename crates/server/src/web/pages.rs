@@ -274,16 +274,33 @@ pub async fn project(State(state): State<AppState>, admin: Admin, Path(id): Path
                 (csrf(&admin))
                 button.secondary type="submit" { "Rotate the key" }
             }
-            p.muted { "Listening window " (project.listening_window_seconds) " s; run deadline " (project.run_deadline_seconds) " s." }
+            form method="post" action={ "/projects/" (project.id) "/settings" } {
+                (csrf(&admin))
+                label { "Listening window (s) " input type="number" name="listening_window_seconds" min="1" max="86400" value=(project.listening_window_seconds); }
+                " "
+                label { "Run deadline (s) " input type="number" name="run_deadline_seconds" min="60" max="604800" value=(project.run_deadline_seconds); }
+                " " button.secondary type="submit" { "Save settings" }
+            }
         }
         h2 { "Agents" }
         @if agents.is_empty() {
             p.muted { "No agents yet." }
         } @else {
             table {
-                tr { th { "agent_id" } th { "Name" } th { "Phone" } th { "Description" } }
+                tr { th { "agent_id" } th { "Name, phone and description (edit and save)" } }
                 @for a in &agents {
-                    tr { td { code { (a.id) } } td { (a.name) } td { (or_dash(a.phone_number.as_deref())) } td { (or_dash(a.description.as_deref())) } }
+                    tr {
+                        td { code { (a.id) } }
+                        td {
+                            form method="post" action={ "/projects/" (project.id) "/agents/" (a.id) } {
+                                (csrf(&admin))
+                                input type="text" name="name" value=(a.name) required;
+                                " " input type="text" name="phone_number" placeholder="+14155551234" value=[a.phone_number.as_deref()];
+                                " " input type="text" name="description" size="40" value=[a.description.as_deref()];
+                                " " button.secondary type="submit" { "Save" }
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -319,6 +336,17 @@ pub async fn create_agent(
 ) -> Page {
     check_csrf(&admin, &form.csrf)?;
     let project = load_project(&state, &id).await?;
+    let (name, phone, description) = agent_fields(&form)?;
+    state
+        .store
+        .create_agent(project.id, &name, phone.as_ref(), description)
+        .await
+        .map_err(internal)?;
+    Ok(see_other(&format!("/projects/{}", project.id)))
+}
+
+/// Parses the agent form's fields.
+fn agent_fields(form: &AgentForm) -> Result<(String, Option<PhoneNumber>, Option<&str>), WebError> {
     let name = parse_name(&form.name)
         .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("The agent name {e}.")))?;
     let phone = match form.phone_number.trim() {
@@ -328,10 +356,67 @@ pub async fn create_agent(
                 .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("The phone number {e}.")))?,
         ),
     };
-    let description = Some(form.description.trim()).filter(|d| !d.is_empty());
+    Ok((
+        name,
+        phone,
+        Some(form.description.trim()).filter(|d| !d.is_empty()),
+    ))
+}
+
+pub async fn update_agent(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path((id, agent_id)): Path<(String, String)>,
+    Form(form): Form<AgentForm>,
+) -> Page {
+    check_csrf(&admin, &form.csrf)?;
+    let project = load_project(&state, &id).await?;
+    let agent_id: i64 = agent_id
+        .parse()
+        .map_err(|_| error(StatusCode::NOT_FOUND, "no such agent"))?;
+    let (name, phone, description) = agent_fields(&form)?;
     state
         .store
-        .create_agent(project.id, &name, phone.as_ref(), description)
+        .update_agent(project.id, agent_id, &name, phone.as_ref(), description)
+        .await
+        .map_err(|e| match e {
+            callgrade_store::StoreError::NotFound(m) => error(StatusCode::NOT_FOUND, &m),
+            other => internal(other),
+        })?;
+    Ok(see_other(&format!("/projects/{}", project.id)))
+}
+
+#[derive(Deserialize)]
+pub struct SettingsForm {
+    #[serde(rename = "_csrf")]
+    csrf: String,
+    listening_window_seconds: i64,
+    run_deadline_seconds: i64,
+}
+
+pub async fn update_settings(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+    Form(form): Form<SettingsForm>,
+) -> Page {
+    check_csrf(&admin, &form.csrf)?;
+    let project = load_project(&state, &id).await?;
+    let settings = callgrade_store::ProjectSettings {
+        listening_window_seconds: Some(form.listening_window_seconds),
+        run_deadline_seconds: Some(form.run_deadline_seconds),
+    };
+    let problems = settings.problems();
+    if !problems.is_empty() {
+        let text: Vec<String> = problems
+            .iter()
+            .map(|p| format!("{}: {}", p.path, p.message))
+            .collect();
+        return Err(error(StatusCode::BAD_REQUEST, &text.join("; ")));
+    }
+    state
+        .store
+        .update_project_settings(project.id, &settings)
         .await
         .map_err(internal)?;
     Ok(see_other(&format!("/projects/{}", project.id)))

@@ -154,7 +154,7 @@ async fn a_user_walks_through_the_dashboard() {
         .await
         .unwrap();
     c.wait()
-        .for_element(Locator::XPath("//td[text()='support-bot']"))
+        .for_element(Locator::Css("input[name=name][value='support-bot']"))
         .await
         .unwrap();
     let agent = app

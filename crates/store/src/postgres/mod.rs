@@ -525,6 +525,31 @@ impl Store for PgStore {
         agent_from(&row)
     }
 
+    async fn update_agent(
+        &self,
+        project_id: i64,
+        agent_id: i64,
+        name: &str,
+        phone_number: Option<&PhoneNumber>,
+        description: Option<&str>,
+    ) -> Result<Agent> {
+        let row = sqlx::query(&format!(
+            "UPDATE agents SET name = $1, phone_number = $2, description = $3
+             WHERE id = $4 AND project_id = $5 RETURNING {AGENT_COLUMNS}"
+        ))
+        .bind(text(name))
+        .bind(phone_number.map(PhoneNumber::as_str))
+        .bind(opt_text(description))
+        .bind(agent_id)
+        .bind(project_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| {
+            StoreError::NotFound(format!("no agent with id {agent_id} in this project"))
+        })?;
+        agent_from(&row)
+    }
+
     async fn list_agents(&self, project_id: i64) -> Result<Vec<Agent>> {
         sqlx::query(&format!(
             "SELECT {AGENT_COLUMNS} FROM agents WHERE project_id = $1 ORDER BY id"

@@ -583,6 +583,31 @@ impl Store for SqliteStore {
         agent_from(&row)
     }
 
+    async fn update_agent(
+        &self,
+        project_id: i64,
+        agent_id: i64,
+        name: &str,
+        phone_number: Option<&PhoneNumber>,
+        description: Option<&str>,
+    ) -> Result<Agent> {
+        let row = sqlx::query(&format!(
+            "UPDATE agents SET name = ?, phone_number = ?, description = ?
+             WHERE id = ? AND project_id = ? RETURNING {AGENT_COLUMNS}"
+        ))
+        .bind(name)
+        .bind(phone_number.map(PhoneNumber::as_str))
+        .bind(description)
+        .bind(agent_id)
+        .bind(project_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| {
+            StoreError::NotFound(format!("no agent with id {agent_id} in this project"))
+        })?;
+        agent_from(&row)
+    }
+
     async fn list_agents(&self, project_id: i64) -> Result<Vec<Agent>> {
         sqlx::query(&format!(
             "SELECT {AGENT_COLUMNS} FROM agents WHERE project_id = ? ORDER BY id"
