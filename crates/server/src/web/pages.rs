@@ -630,6 +630,10 @@ pub async fn call(
                 " · agent " (or_dash(s.agent_id)) " · from " (or_dash(s.from_phone_number.as_deref())) " to " (or_dash(s.to_phone_number.as_deref()))
             }
             p { "Match: " strong { (s.match_outcome.as_str()) } @if let Some(run) = s.run_id { " · run " (run) } @if let Some(r) = &call.match_reason { " · " span.muted { (r) } } }
+            @if !call.match_candidates.is_empty() {
+                p { "Candidate runs: " @for c in &call.match_candidates { code { (c) } " " } " — attach the call to one from the "
+                    a href={ "/projects/" (project.id) "/runs" } { "runs page" } "." }
+            }
             p { "Success: " (verdict(s.success)) " · message times read as " code { (call.message_times.as_str()) } }
             form method="post" action={ "/projects/" (project.id) "/calls/" (s.call_id) "/evaluate" } {
                 (csrf(&admin))
@@ -951,8 +955,11 @@ impl Day {
     }
 }
 
+/// How a chart reads one day's value.
+type DayValue = dyn Fn(&Day) -> Option<f64>;
+
 /// A chart's series: its name and how to read a day's value.
-type Series<'a> = (&'a str, &'a dyn Fn(&Day) -> Option<f64>);
+type Series<'a> = (&'a str, &'a DayValue);
 
 /// A small line chart as inline SVG: one polyline per series, days along the x axis.
 fn chart(title: &str, days: &[Day], series: &[Series<'_>]) -> Markup {
@@ -1035,19 +1042,42 @@ async fn metrics_page(
             summary,
         });
     }
-    let charts = html! {
-        (chart("Agent latency (s)", &days, &[
-            ("p50", &|d: &Day| d.get("agent_latency").and_then(|m| m.p50)),
-            ("p90", &|d: &Day| d.get("agent_latency").and_then(|m| m.p90)),
-        ]))
-        (chart("Interruptions per call", &days, &[
-            ("user", &|d: &Day| d.get("user_interrupting_agent").and_then(|m| m.avg)),
-            ("agent", &|d: &Day| d.get("agent_interrupting_user").and_then(|m| m.avg)),
-        ]))
-        (chart("Calls per day", &days, &[("calls", &|d: &Day| d.get("call_duration").map(|m| (m.count + m.without_value) as f64))]))
-        (chart("Pass rate", &days, &[
-            ("no long silence", &|d: &Day| d.get("silence_detected").and_then(|m| m.pass_rate)),
-        ]))
+    // The closures only live while the charts render (they are not Send).
+    let charts = {
+        // Pass rate per metric, for the (up to three) metrics that have a pass condition.
+        let judged: Vec<String> = metrics
+            .iter()
+            .filter(|m| {
+                m.spec.config.get("pass").is_some()
+                    || m.spec.output == callgrade_core::OutputType::Binary
+            })
+            .map(|m| m.spec.name.clone())
+            .take(3)
+            .collect();
+        let readers: Vec<Box<DayValue>> = judged
+            .iter()
+            .map(|name| {
+                let name = name.clone();
+                Box::new(move |d: &Day| d.get(&name).and_then(|m| m.pass_rate)) as Box<DayValue>
+            })
+            .collect();
+        let pass_series: Vec<Series<'_>> = judged
+            .iter()
+            .zip(&readers)
+            .map(|(n, r)| (n.as_str(), r.as_ref()))
+            .collect();
+        html! {
+            (chart("Agent latency (s)", &days, &[
+                ("p50", &|d: &Day| d.get("agent_latency").and_then(|m| m.p50)),
+                ("p90", &|d: &Day| d.get("agent_latency").and_then(|m| m.p90)),
+            ]))
+            (chart("Interruptions per call", &days, &[
+                ("user", &|d: &Day| d.get("user_interrupting_agent").and_then(|m| m.avg)),
+                ("agent", &|d: &Day| d.get("agent_interrupting_user").and_then(|m| m.avg)),
+            ]))
+            (chart("Calls per day", &days, &[("calls", &|d: &Day| d.get("call_duration").map(|m| (m.count + m.without_value) as f64))]))
+            (chart("Pass rate", &days, &pass_series))
+        }
     };
     let since = (state.clock.now() - chrono::TimeDelta::days(7)).timestamp_millis();
     let summary = state
