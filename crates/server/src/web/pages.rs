@@ -1265,7 +1265,7 @@ pub async fn result(
     Ok(page("Result", Some(&admin), Some(&project), html! {
         h1 { "Result " (result.id) @if let Some(name) = &result.name { " · " (name) } }
         div.card {
-            p { (c.total) " runs · " span.ok { (c.completed) " completed" } " · " span.bad { (c.failed) " failed" } " · "
+            p { (c.total) (if c.total == 1 { " run · " } else { " runs · " }) span.ok { (c.completed) " completed" } " · " span.bad { (c.failed) " failed" } " · "
                 span.warn { (c.timeout) " timed out" } " · " (c.cancelled) " cancelled · "
                 (c.pending + c.in_progress + c.awaiting_transcript + c.evaluating) " waiting"
                 @if result.finished { " · finished" } }
