@@ -136,7 +136,12 @@ pub async fn start(db: &DbArgs, args: TestStartArgs, out: &Output) -> anyhow::Re
         .as_array()
         .into_iter()
         .flatten()
-        .all(|r| r["status"] == "completed" && !r["late"].as_bool().unwrap_or(false));
+        // Completed in time, and not failed by the rubric.
+        .all(|r| {
+            r["status"] == "completed"
+                && !r["late"].as_bool().unwrap_or(false)
+                && r["success"] != Value::Bool(false)
+        });
     out.print(
         &json!({"result": result, "passed": passed, "timed_out": false}),
         || summary(&result),
@@ -208,7 +213,15 @@ fn summary(result: &Value) -> String {
         text.push_str(&format!(
             "\n{:<8} {:<20} {:<24} {}",
             run["id"].to_string(),
-            format!("{}{late}", run["status"].as_str().unwrap_or("")),
+            format!(
+                "{}{late}{}",
+                run["status"].as_str().unwrap_or(""),
+                if run["success"] == Value::Bool(false) {
+                    ", failed rubric"
+                } else {
+                    ""
+                }
+            ),
             run["scenario_name"].as_str().unwrap_or(""),
             run["error_message"]
                 .as_str()

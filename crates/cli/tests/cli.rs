@@ -519,6 +519,71 @@ fn test_start_waits_for_the_verdict() {
     assert!(status.success(), "{rest:?}");
     assert!(rest.iter().any(|l| l.contains("completed")), "{rest:?}");
 
+    // A rubric the call fails makes the step fail, though the run completed.
+    let rubric = data.join("rubric.toml");
+    std::fs::write(
+        &rubric,
+        "[[rubric]]\nmetric = \"turns\"\nop = \"gte\"\nvalue = 100\n",
+    )
+    .unwrap();
+    let (ok, _) = run_json(
+        data,
+        &[
+            "metrics",
+            "apply",
+            "--project",
+            "ci",
+            rubric.to_str().unwrap(),
+        ],
+    );
+    assert!(ok);
+    let mut failing = Command::new(BIN)
+        .args([
+            "test",
+            "start",
+            "--agent",
+            &agent_id,
+            "--tag",
+            "smoke",
+            "--wait",
+            "--json",
+            "--url",
+            &server.base,
+            "--key",
+            &key,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut progress = BufReader::new(failing.stderr.take().unwrap()).lines();
+    let row = progress.nth(2).unwrap().unwrap();
+    let second_run = row.split_whitespace().next().unwrap().to_owned();
+    std::fs::write(
+        &payload,
+        json!({"calls": [{"id": "ci-2", "run_id": second_run, "startedAt": chrono_now(-60), "endedAt": chrono_now(0),
+            "messages": [{"role": "bot", "content": "Hello"}]}]}).to_string(),
+    )
+    .unwrap();
+    let (ok, _) = run_json(
+        data,
+        &[
+            "send",
+            "--url",
+            &url,
+            "--key",
+            &key,
+            payload.to_str().unwrap(),
+        ],
+    );
+    assert!(ok);
+    let out = failing.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["passed"], false);
+    assert_eq!(report["result"]["runs"][0]["status"], "completed");
+    assert_eq!(report["result"]["runs"][0]["success"], false);
+
     // No transcript: gives up after its timeout and fails the step.
     let out = Command::new(BIN)
         .args([
