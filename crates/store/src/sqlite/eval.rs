@@ -1,13 +1,13 @@
 //! Metrics, evaluations, the job queue and the judge cache on SQLite.
 
 use callgrade_core::{MetricSpec, RubricRule};
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use sqlx::{QueryBuilder, Sqlite};
 
 use crate::common::{
-    apply_step, evaluation_failed_message, failed_job_state, from_json, job_counts as counts_from,
-    judge_field, metric_name_taken, no_call, no_metric, summarize, to_json, ApplyStep,
+    apply_step, from_json, job_counts as counts_from, judge_field, metric_name_taken, no_call,
+    no_metric, summarize, to_json, ApplyStep,
 };
 use crate::model::*;
 use crate::rows::{
@@ -16,8 +16,7 @@ use crate::rows::{
 };
 use crate::Result;
 
-use super::Apply;
-use async_trait::async_trait;
+use super::jobs::ENQUEUE;
 
 pub(super) async fn insert_metric(
     conn: &mut SqliteConnection,
@@ -260,16 +259,12 @@ pub(super) async fn enqueue(
     call_id: &str,
     now: i64,
 ) -> Result<bool> {
-    let inserted = sqlx::query(
-        "INSERT INTO jobs (kind, project_id, call_id, status, run_at, created_at)
-         SELECT 'evaluate_call', ?1, ?2, 'queued', ?3, ?3
-         WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE call_id = ?2 AND status = 'queued')",
-    )
-    .bind(project_id)
-    .bind(call_id)
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
+    let inserted = sqlx::query(ENQUEUE)
+        .bind(project_id)
+        .bind(call_id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
     Ok(inserted.rows_affected() == 1)
 }
 
@@ -308,195 +303,6 @@ pub(super) async fn enqueue_calls(
     }
     tx.commit().await?;
     Ok(queued)
-}
-
-/// Claims the oldest ready job, or one whose worker stopped renewing its lease. Runs in the
-/// writer task like every write, so workers never wait on SQLite's lock.
-pub(super) struct ClaimJobs {
-    pub worker: String,
-    pub now: DateTime<Utc>,
-    pub lease: TimeDelta,
-    pub limit: u32,
-}
-
-#[async_trait]
-impl Apply for ClaimJobs {
-    type Output = Vec<Job>;
-
-    async fn run(self, conn: &mut SqliteConnection) -> Result<Vec<Job>> {
-        let now_ms = self.now.timestamp_millis();
-        let rows: Vec<(i64, i64, String, i64)> = sqlx::query_as(
-            "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_at = ?1, locked_by = ?2
-             WHERE id IN (
-                SELECT id FROM jobs
-                WHERE (status = 'queued' AND run_at <= ?1) OR (status = 'running' AND locked_at < ?3)
-                ORDER BY id LIMIT ?4)
-             RETURNING id, project_id, call_id, attempts",
-        )
-        .bind(now_ms)
-        .bind(&self.worker)
-        .bind((self.now - self.lease).timestamp_millis())
-        .bind(i64::from(self.limit))
-        .fetch_all(&mut *conn)
-        .await?;
-        let mut jobs: Vec<Job> = rows
-            .into_iter()
-            .map(|(id, project_id, call_id, attempts)| Job {
-                id,
-                project_id,
-                call_id,
-                attempts,
-                worker: self.worker.clone(),
-            })
-            .collect();
-        jobs.sort_by_key(|j| j.id);
-        Ok(jobs)
-    }
-}
-
-/// Renews a running job's lease; false when another worker has taken it over.
-pub(super) struct RenewLease {
-    pub job: Job,
-    pub now: DateTime<Utc>,
-}
-
-#[async_trait]
-impl Apply for RenewLease {
-    type Output = bool;
-
-    async fn run(self, conn: &mut SqliteConnection) -> Result<bool> {
-        let updated = sqlx::query(
-            "UPDATE jobs SET locked_at = ? WHERE id = ? AND status = 'running' AND locked_by = ?",
-        )
-        .bind(self.now.timestamp_millis())
-        .bind(self.job.id)
-        .bind(&self.job.worker)
-        .execute(&mut *conn)
-        .await?;
-        Ok(updated.rows_affected() == 1)
-    }
-}
-
-/// Writes a job's results and marks it done, atomically. False (and nothing written) when the
-/// job's lease was lost to another worker.
-pub(super) struct CompleteJob {
-    pub job: Job,
-    pub outcome: CallEvaluation,
-    pub now: DateTime<Utc>,
-}
-
-#[async_trait]
-impl Apply for CompleteJob {
-    type Output = bool;
-
-    async fn run(self, conn: &mut SqliteConnection) -> Result<bool> {
-        let (job, now_ms) = (&self.job, self.now.timestamp_millis());
-        let done = sqlx::query(
-            "UPDATE jobs SET status = 'done', finished_at = ?, last_error = NULL
-             WHERE id = ? AND status = 'running' AND locked_by = ?",
-        )
-        .bind(now_ms)
-        .bind(job.id)
-        .bind(&job.worker)
-        .execute(&mut *conn)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Ok(false);
-        }
-        // Running a job again replaces its results.
-        sqlx::query("DELETE FROM evaluations WHERE call_id = ?")
-            .bind(&job.call_id)
-            .execute(&mut *conn)
-            .await?;
-        // One statement for all of a call's results (13 binds each, well under SQLite's limit).
-        if !self.outcome.evaluations.is_empty() {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO evaluations (project_id, call_id, metric_id, metric_name, metric_version,
-                    kind, output, status, value, passed, explanation, details, evaluated_at) ",
-            );
-            q.push_values(&self.outcome.evaluations, |mut row, e| {
-                row.push_bind(job.project_id)
-                    .push_bind(&job.call_id)
-                    .push_bind(e.metric_id)
-                    .push_bind(&e.metric_name)
-                    .push_bind(e.metric_version)
-                    .push_bind(e.kind.as_str())
-                    .push_bind(e.output.as_str())
-                    .push_bind(e.status.as_str())
-                    .push_bind(e.value.as_ref().map(to_json))
-                    .push_bind(e.passed)
-                    .push_bind(&e.explanation)
-                    .push_bind(to_json(&e.details))
-                    .push_bind(e.evaluated_at.timestamp_millis());
-            });
-            q.build().execute(&mut *conn).await?;
-        }
-        let success = self.outcome.verdict.success;
-        sqlx::query("UPDATE calls SET success = ?, rubric = ?, evaluated_at = ? WHERE id = ?")
-            .bind(success)
-            .bind(to_json(&self.outcome.verdict))
-            .bind(now_ms)
-            .bind(&job.call_id)
-            .execute(&mut *conn)
-            .await?;
-        // The run the call completes takes the verdict; a late run keeps its timeout status.
-        sqlx::query(
-            "UPDATE runs SET success = ?1, updated_at = ?2,
-                status = CASE WHEN status = 'evaluating' THEN 'completed' ELSE status END,
-                finished_at = CASE WHEN status = 'evaluating' THEN ?2 ELSE finished_at END
-             WHERE call_id = ?3",
-        )
-        .bind(success)
-        .bind(now_ms)
-        .bind(&job.call_id)
-        .execute(&mut *conn)
-        .await?;
-        Ok(true)
-    }
-}
-
-/// Gives a failed job back to the queue for `retry_at`, or buries it (dead) when `None`.
-pub(super) struct FailJob {
-    pub job: Job,
-    pub error: String,
-    pub retry_at: Option<DateTime<Utc>>,
-    pub now: DateTime<Utc>,
-}
-
-#[async_trait]
-impl Apply for FailJob {
-    type Output = ();
-
-    async fn run(self, conn: &mut SqliteConnection) -> Result<()> {
-        let (status, run_at, finished) = failed_job_state(self.retry_at, self.now);
-        let updated = sqlx::query(
-            "UPDATE jobs SET status = ?, run_at = ?, finished_at = ?, last_error = ?, locked_at = NULL,
-                locked_by = NULL
-             WHERE id = ? AND status = 'running' AND locked_by = ?",
-        )
-        .bind(status)
-        .bind(run_at)
-        .bind(finished)
-        .bind(&self.error)
-        .bind(self.job.id)
-        .bind(&self.job.worker)
-        .execute(&mut *conn)
-        .await?;
-        if updated.rows_affected() == 1 && self.retry_at.is_none() {
-            // A run waiting on this evaluation ends failed, with the reason.
-            sqlx::query(
-                "UPDATE runs SET status = 'failed', error_message = ?, finished_at = ?, updated_at = ?
-                 WHERE call_id = ? AND status = 'evaluating'",
-            )
-            .bind(evaluation_failed_message(&self.error))
-            .bind(self.now.timestamp_millis())
-            .bind(self.now.timestamp_millis())
-            .bind(&self.job.call_id)
-            .execute(&mut *conn)
-            .await?;
-        }
-        Ok(())
-    }
 }
 
 pub(super) async fn job_counts(pool: &SqlitePool, project_id: Option<i64>) -> Result<JobCounts> {

@@ -1,148 +1,43 @@
-//! The SQLite backend: WAL, `synchronous=FULL`, and one writer task that commits concurrent
-//! webhook requests together (group commit), so durability costs one fsync per group, not per
-//! request.
+//! The SQLite backend: WAL, `synchronous=FULL`, a pool of reading connections, and one writer
+//! thread (`writer.rs`) that commits concurrent webhook requests and job updates together.
 
 use async_trait::async_trait;
-use callgrade_core::{
-    match_by_phone, match_by_run_id, Batch, Decision, MatchedBy, MetricSpec, NewCall, PhoneNumber,
-    RubricRule,
-};
+use callgrade_core::{Batch, MetricSpec, PhoneNumber, RubricRule};
 use chrono::TimeDelta;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{ConnectOptions, Connection, QueryBuilder, Row, Sqlite};
-use std::collections::HashMap;
+use sqlx::{ConnectOptions, QueryBuilder, Row, Sqlite};
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
 
 use crate::common::{
-    call_context, call_facts, check_named_run, content_conflict, created_receipt, decode_cursor,
-    default_metrics, encode_cursor, existing_metric, existing_project, existing_run, no_project,
-    now_ms, project_name_taken, receipt, to_json, unknown_agent,
+    call_context, decode_cursor, default_metrics, encode_cursor, existing_metric, existing_project,
+    existing_run, no_project, now_ms, project_name_taken,
 };
 use crate::key::{hash_key, hashes_match, ApiKey};
 use crate::model::*;
 use crate::rows::{
     agent_from, call_detail_from, call_summary_from, delivery_from, delivery_summary_from,
-    duplicate_receipt, paginate, project_from, AGENT_COLUMNS, CALL_DETAIL_COLUMNS,
-    CALL_SUMMARY_COLUMNS, DELIVERY_SUMMARY_COLUMNS, DUPLICATE_COLUMNS, PROJECT_COLUMNS,
+    paginate, project_from, AGENT_COLUMNS, CALL_DETAIL_COLUMNS, CALL_SUMMARY_COLUMNS,
+    DELIVERY_SUMMARY_COLUMNS, PROJECT_COLUMNS,
 };
 use crate::{Result, Store, StoreError};
 
 mod eval;
+mod ingest;
+mod jobs;
 mod runs;
+mod writer;
 
-use runs::{load_run_facts, phone_candidates};
-
-/// How many queued writes one transaction may take. Bounds the latency a request can add to its
-/// neighbours' commit.
-const MAX_GROUP: usize = 256;
+use ingest::{DeliveryWrite, IngestWrite};
+use writer::Writer;
 
 pub struct SqliteStore {
     pool: SqlitePool,
-    writer: mpsc::Sender<Box<dyn Write>>,
-}
-
-/// One write, applied by the writer task inside a group transaction under its own savepoint
-/// `w`, and answered only once the group's commit is known.
-#[async_trait]
-trait Write: Send {
-    async fn apply(self: Box<Self>, conn: &mut SqliteConnection) -> Box<dyn Answer>;
-    /// The group could not even begin.
-    fn fail(self: Box<Self>, message: &str);
-}
-
-/// The outcome of an applied write, waiting for the commit.
-trait Answer: Send {
-    /// Whether the write's changes stay (an error rolls back to its savepoint).
-    fn keep(&self) -> bool;
-    fn send(self: Box<Self>, commit: std::result::Result<(), &str>);
-}
-
-/// What a write does on the connection, given its arguments.
-#[async_trait]
-trait Apply: Send + 'static {
-    type Output: Send + 'static;
-    async fn run(self, conn: &mut SqliteConnection) -> Result<Self::Output>;
-}
-
-struct Op<A: Apply> {
-    args: A,
-    reply: oneshot::Sender<Result<A::Output>>,
-}
-
-struct Answered<T> {
-    reply: oneshot::Sender<Result<T>>,
-    result: Result<T>,
-}
-
-#[async_trait]
-impl<A: Apply> Write for Op<A> {
-    async fn apply(self: Box<Self>, conn: &mut SqliteConnection) -> Box<dyn Answer> {
-        let result = self.args.run(conn).await;
-        Box::new(Answered {
-            reply: self.reply,
-            result,
-        })
-    }
-
-    fn fail(self: Box<Self>, message: &str) {
-        let _ = self.reply.send(Err(StoreError::Commit(message.into())));
-    }
-}
-
-impl<T: Send> Answer for Answered<T> {
-    fn keep(&self) -> bool {
-        self.result.is_ok()
-    }
-
-    fn send(self: Box<Self>, commit: std::result::Result<(), &str>) {
-        let result = match commit {
-            Ok(()) => self.result,
-            Err(e) => Err(StoreError::Commit(e.into())),
-        };
-        let _ = self.reply.send(result);
-    }
-}
-
-struct IngestWrite {
-    batch: Batch,
-    delivery: NewDelivery,
-}
-
-#[async_trait]
-impl Apply for IngestWrite {
-    type Output = IngestOutcome;
-
-    async fn run(self, conn: &mut SqliteConnection) -> Result<IngestOutcome> {
-        match apply_ingest(conn, &self.batch, &self.delivery).await? {
-            // Nothing of a refused request stays, but the refusal is logged.
-            IngestOutcome::Rejected(rejection) => {
-                sqlx::query("ROLLBACK TO w").execute(&mut *conn).await?;
-                insert_delivery(conn, &self.delivery, Some(&rejection), 0).await?;
-                Ok(IngestOutcome::Rejected(rejection))
-            }
-            accepted => Ok(accepted),
-        }
-    }
-}
-
-struct DeliveryWrite {
-    delivery: NewDelivery,
-    rejection: RejectedDelivery,
-}
-
-#[async_trait]
-impl Apply for DeliveryWrite {
-    type Output = i64;
-
-    async fn run(self, conn: &mut SqliteConnection) -> Result<i64> {
-        insert_delivery(conn, &self.delivery, Some(&self.rejection), 0).await
-    }
+    writer: Writer,
 }
 
 impl SqliteStore {
@@ -156,311 +51,19 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true)
             .disable_statement_logging();
+        if options.get_filename() == Path::new(":memory:") {
+            return Err(StoreError::InvalidInput(
+                "an in-memory SQLite database cannot be shared by the reader pool and the writer; give a file path".into(),
+            ));
+        }
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        let writer_conn = options.connect().await?;
-        let (tx, rx) = mpsc::channel(4 * MAX_GROUP);
-        tokio::spawn(run_writer(writer_conn, rx));
-        Ok(Self { pool, writer: tx })
+        let writer = Writer::start(options.get_filename())?;
+        Ok(Self { pool, writer })
     }
-
-    /// Runs a write through the writer task: grouped with concurrent writes, one commit.
-    async fn write<A: Apply>(&self, args: A) -> Result<A::Output> {
-        let (reply, answer) = oneshot::channel();
-        self.writer
-            .send(Box::new(Op { args, reply }))
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
-    }
-}
-
-async fn run_writer(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Box<dyn Write>>) {
-    let mut group = Vec::with_capacity(MAX_GROUP);
-    while let Some(op) = rx.recv().await {
-        group.push(op);
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(op) => group.push(op),
-                Err(_) => break,
-            }
-        }
-        commit_group(&mut conn, &mut group).await;
-    }
-    let _ = conn.close().await;
-}
-
-async fn commit_group(conn: &mut SqliteConnection, group: &mut Vec<Box<dyn Write>>) {
-    if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
-        tracing::error!(error = %e, writes = group.len(), "cannot begin a write transaction");
-        let message = e.to_string();
-        group.drain(..).for_each(|op| op.fail(&message));
-        return;
-    }
-    let mut answers = Vec::with_capacity(group.len());
-    let commit = match apply_group(conn, group.drain(..), &mut answers).await {
-        Ok(()) => sqlx::query("COMMIT").execute(&mut *conn).await.map(drop),
-        Err(e) => Err(e),
-    };
-    match commit {
-        Ok(()) => answers.into_iter().for_each(|a| a.send(Ok(()))),
-        Err(e) => {
-            tracing::error!(error = %e, writes = answers.len(), "group commit failed; nothing of it was stored");
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-            let message = e.to_string();
-            answers.into_iter().for_each(|a| a.send(Err(&message)));
-        }
-    }
-}
-
-/// Applies each write under its own savepoint, so one failing write leaves the others intact.
-/// An error here is one of the transaction itself, and fails the whole group.
-async fn apply_group(
-    conn: &mut SqliteConnection,
-    ops: impl Iterator<Item = Box<dyn Write>>,
-    answers: &mut Vec<Box<dyn Answer>>,
-) -> std::result::Result<(), sqlx::Error> {
-    for op in ops {
-        sqlx::query("SAVEPOINT w").execute(&mut *conn).await?;
-        let answer = op.apply(conn).await;
-        if !answer.keep() {
-            sqlx::query("ROLLBACK TO w").execute(&mut *conn).await?;
-        }
-        sqlx::query("RELEASE w").execute(&mut *conn).await?;
-        answers.push(answer);
-    }
-    Ok(())
-}
-
-async fn apply_ingest(
-    conn: &mut SqliteConnection,
-    batch: &Batch,
-    delivery: &NewDelivery,
-) -> Result<IngestOutcome> {
-    let project_id = delivery.project_id;
-    let mut errors = Vec::new();
-    if let Some(agent_id) = batch.agent_id {
-        let found: Option<i64> =
-            sqlx::query_scalar("SELECT id FROM agents WHERE id = ? AND project_id = ?")
-                .bind(agent_id)
-                .bind(project_id)
-                .fetch_optional(&mut *conn)
-                .await?;
-        if found.is_none() {
-            errors.push(unknown_agent(agent_id));
-        }
-    }
-    // Every named run must exist in this project (and belong to agent_id when given).
-    let mut run_agents = HashMap::new();
-    for call in &batch.calls {
-        let Some(run_id) = call.run_id else { continue };
-        let agent: Option<i64> =
-            sqlx::query_scalar("SELECT agent_id FROM runs WHERE id = ? AND project_id = ?")
-                .bind(run_id)
-                .bind(project_id)
-                .fetch_optional(&mut *conn)
-                .await?;
-        match check_named_run(call, run_id, agent, batch.agent_id) {
-            Ok(run_agent) => drop(run_agents.insert(call.index, run_agent)),
-            Err(e) => errors.push(e),
-        }
-    }
-    if !errors.is_empty() {
-        return Ok(IngestOutcome::Rejected(RejectedDelivery::invalid_payload(
-            errors,
-        )));
-    }
-
-    let mut existing = Vec::with_capacity(batch.calls.len());
-    let mut conflicts = Vec::new();
-    for call in &batch.calls {
-        let row = sqlx::query(&format!(
-            "SELECT {DUPLICATE_COLUMNS} FROM calls WHERE project_id = ? AND external_id = ?"
-        ))
-        .bind(project_id)
-        .bind(&call.external_id)
-        .fetch_optional(&mut *conn)
-        .await?;
-        match row {
-            Some(row) if row.try_get::<String, _>("content_hash")? != call.content_hash => {
-                conflicts.push(content_conflict(call))
-            }
-            row => existing.push(row),
-        }
-    }
-    if !conflicts.is_empty() {
-        return Ok(IngestOutcome::Rejected(RejectedDelivery::conflict(
-            conflicts,
-        )));
-    }
-
-    let delivery_id = insert_delivery(conn, delivery, None, batch.calls.len()).await?;
-    let now = delivery.received_at;
-    // Read once, and only if some call has a run to be matched against.
-    let mut window = None;
-    let mut receipts = Vec::with_capacity(batch.calls.len());
-    for (call, existing) in batch.calls.iter().zip(existing) {
-        let receipt = match existing {
-            Some(row) => duplicate_receipt(call, &row)?,
-            None => {
-                let agent_id = batch.agent_id.or(run_agents.get(&call.index).copied());
-                let decision = decide(conn, call, agent_id, project_id, &mut window, now).await?;
-                let call_id = uuid::Uuid::now_v7().to_string();
-                let stored = StoredCall {
-                    project_id,
-                    agent_id,
-                    id: &call_id,
-                    delivery_id,
-                    received_at: now.timestamp_millis(),
-                    decision: &decision,
-                };
-                insert_call(conn, call, &stored).await?;
-                runs::attach_decided(conn, &decision, &call_id, now).await?;
-                eval::enqueue(conn, project_id, &call_id, now.timestamp_millis()).await?;
-                created_receipt(call, call_id, agent_id, decision)
-            }
-        };
-        receipts.push(receipt);
-    }
-    Ok(IngestOutcome::Accepted(receipt(delivery_id, receipts)))
-}
-
-async fn listening_window(conn: &mut SqliteConnection, project_id: i64) -> Result<TimeDelta> {
-    let seconds: i64 =
-        sqlx::query_scalar("SELECT listening_window_seconds FROM projects WHERE id = ?")
-            .bind(project_id)
-            .fetch_one(&mut *conn)
-            .await?;
-    Ok(TimeDelta::seconds(seconds))
-}
-
-/// The matching ladder for one new call: its run_id, else its phone numbers, else none.
-async fn decide(
-    conn: &mut SqliteConnection,
-    call: &NewCall,
-    agent_id: Option<i64>,
-    project_id: i64,
-    window: &mut Option<TimeDelta>,
-    now: DateTime<Utc>,
-) -> Result<Decision> {
-    let facts = call_facts(call);
-    if let Some(run_id) = call.run_id {
-        let run = load_run_facts(conn, run_id).await?;
-        let window = project_window(conn, project_id, window).await?;
-        return Ok(match_by_run_id(&run, &facts, now, window));
-    }
-    let candidates = match agent_id {
-        Some(agent_id) => phone_candidates(conn, agent_id, &facts).await?,
-        None => Vec::new(),
-    };
-    // Without candidates the window does not matter: the call is a production call.
-    let window = if candidates.is_empty() {
-        TimeDelta::zero()
-    } else {
-        project_window(conn, project_id, window).await?
-    };
-    Ok(match_by_phone(&candidates, &facts, now, window))
-}
-
-async fn project_window(
-    conn: &mut SqliteConnection,
-    project_id: i64,
-    cached: &mut Option<TimeDelta>,
-) -> Result<TimeDelta> {
-    if let Some(w) = cached {
-        return Ok(*w);
-    }
-    let w = listening_window(conn, project_id).await?;
-    *cached = Some(w);
-    Ok(w)
-}
-
-/// Where a new call goes and what matching decided for it.
-struct StoredCall<'a> {
-    project_id: i64,
-    agent_id: Option<i64>,
-    id: &'a str,
-    delivery_id: i64,
-    received_at: i64,
-    decision: &'a Decision,
-}
-
-async fn insert_call(
-    conn: &mut SqliteConnection,
-    call: &NewCall,
-    at: &StoredCall<'_>,
-) -> Result<()> {
-    let decision = at.decision;
-    sqlx::query(
-        "INSERT INTO calls (id, project_id, agent_id, external_id, content_hash, started_at,
-            ended_at, to_phone_number, from_phone_number, ended_reason, run_id, trace_id,
-            message_times, message_count, messages, metadata, warnings, raw, delivery_id,
-            received_at, match_outcome, matched_by, match_reason, match_candidates, transcript)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(at.id)
-    .bind(at.project_id)
-    .bind(at.agent_id)
-    .bind(&call.external_id)
-    .bind(&call.content_hash)
-    .bind(call.started_at.timestamp_millis())
-    .bind(call.ended_at.timestamp_millis())
-    .bind(call.to_phone_number.as_ref().map(PhoneNumber::as_str))
-    .bind(call.from_phone_number.as_ref().map(PhoneNumber::as_str))
-    .bind(&call.ended_reason)
-    .bind(decision.run_id)
-    .bind(&call.trace_id)
-    .bind(call.message_times.as_str())
-    .bind(call.messages.len() as i64)
-    .bind(to_json(&call.messages))
-    .bind(to_json(&call.metadata))
-    .bind(to_json(&call.warnings))
-    .bind(to_json(&call.raw))
-    .bind(at.delivery_id)
-    .bind(at.received_at)
-    .bind(decision.outcome.as_str())
-    .bind(decision.matched_by.map(MatchedBy::as_str))
-    .bind(&decision.reason)
-    .bind(to_json(&decision.candidates))
-    .bind(call.transcript_text())
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-async fn insert_delivery(
-    conn: &mut SqliteConnection,
-    delivery: &NewDelivery,
-    rejection: Option<&RejectedDelivery>,
-    accepted_calls: usize,
-) -> Result<i64> {
-    let (status, outcome) = match rejection {
-        Some(r) => (r.status, DeliveryOutcome::Rejected),
-        None => (202, DeliveryOutcome::Accepted),
-    };
-    let id = sqlx::query_scalar(
-        "INSERT INTO deliveries (project_id, received_at, route, status, outcome, error, detail,
-            errors, body_size, body, body_truncated, accepted_calls)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-    )
-    .bind(delivery.project_id)
-    .bind(delivery.received_at.timestamp_millis())
-    .bind(&delivery.route)
-    .bind(status as i64)
-    .bind(outcome.as_str())
-    .bind(rejection.map(|r| r.error.as_str()))
-    .bind(rejection.map(|r| r.detail.as_str()))
-    .bind(rejection.map_or_else(|| "[]".to_owned(), |r| to_json(&r.errors)))
-    .bind(delivery.body_size as i64)
-    .bind(&delivery.body)
-    .bind(delivery.body_truncated)
-    .bind(accepted_calls as i64)
-    .fetch_one(&mut *conn)
-    .await?;
-    Ok(id)
 }
 
 #[async_trait]
@@ -621,7 +224,7 @@ impl Store for SqliteStore {
     }
 
     async fn ingest(&self, batch: Batch, delivery: NewDelivery) -> Result<IngestOutcome> {
-        self.write(IngestWrite { batch, delivery }).await
+        self.writer.write(IngestWrite::new(batch, delivery)).await
     }
 
     async fn record_delivery(
@@ -629,11 +232,12 @@ impl Store for SqliteStore {
         delivery: NewDelivery,
         rejection: RejectedDelivery,
     ) -> Result<i64> {
-        self.write(DeliveryWrite {
-            delivery,
-            rejection,
-        })
-        .await
+        self.writer
+            .write(DeliveryWrite {
+                delivery,
+                rejection,
+            })
+            .await
     }
 
     async fn list_calls(&self, project_id: i64, filter: &CallFilter) -> Result<Page<CallSummary>> {
@@ -902,21 +506,23 @@ impl Store for SqliteStore {
         lease: TimeDelta,
         limit: u32,
     ) -> Result<Vec<Job>> {
-        self.write(eval::ClaimJobs {
-            worker: worker.to_owned(),
-            now,
-            lease,
-            limit,
-        })
-        .await
+        self.writer
+            .write(jobs::ClaimJobs {
+                worker: worker.to_owned(),
+                now,
+                lease,
+                limit,
+            })
+            .await
     }
 
     async fn renew_lease(&self, job: &Job, now: DateTime<Utc>) -> Result<bool> {
-        self.write(eval::RenewLease {
-            job: job.clone(),
-            now,
-        })
-        .await
+        self.writer
+            .write(jobs::RenewLease {
+                job: job.clone(),
+                now,
+            })
+            .await
     }
 
     async fn complete_job(
@@ -925,12 +531,13 @@ impl Store for SqliteStore {
         outcome: &CallEvaluation,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        self.write(eval::CompleteJob {
-            job: job.clone(),
-            outcome: outcome.clone(),
-            now,
-        })
-        .await
+        self.writer
+            .write(jobs::CompleteJob {
+                job: job.clone(),
+                outcome: outcome.clone(),
+                now,
+            })
+            .await
     }
 
     async fn fail_job(
@@ -940,13 +547,14 @@ impl Store for SqliteStore {
         retry_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        self.write(eval::FailJob {
-            job: job.clone(),
-            error: error.to_owned(),
-            retry_at,
-            now,
-        })
-        .await
+        self.writer
+            .write(jobs::FailJob {
+                job: job.clone(),
+                error: error.to_owned(),
+                retry_at,
+                now,
+            })
+            .await
     }
 
     async fn job_counts(&self, project_id: Option<i64>) -> Result<JobCounts> {

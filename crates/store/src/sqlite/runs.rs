@@ -1,108 +1,21 @@
 //! Scenarios, results and runs on SQLite, and the run side of matching.
 
-use callgrade_core::{timeout_reason, CallFacts, Decision, RunFacts, RunStatus, CLOCK_SKEW};
+use callgrade_core::{timeout_reason, RunStatus};
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use crate::common::{
-    as_invalid_input, check_attach, decode_cursor, dedup_scenarios, encode_cursor, is_late,
-    late_run_message, no_agent, no_project, no_run, no_tagged_scenario, parse_column, run_taken,
-    run_update, time, unknown_scenario, AttachCall, AttachRun, RunUpdate,
+    as_invalid_input, check_attach, decode_cursor, dedup_scenarios, encode_cursor, no_agent,
+    no_project, no_run, no_tagged_scenario, parse_column, run_update, time, unknown_scenario,
+    AttachCall, AttachRun, RunUpdate,
 };
 use crate::model::*;
 use crate::rows::{
-    facts_from, paginate, run_from, scenario_from, FACT_COLUMNS, LISTENING, RUN_COLUMNS, RUN_FROM,
+    facts_from, paginate, run_from, scenario_from, LISTENING, RUN_COLUMNS, RUN_FROM,
     SCENARIO_BASE_COLUMNS,
 };
 use crate::{Result, StoreError};
-
-pub(super) async fn load_run_facts(conn: &mut SqliteConnection, run_id: i64) -> Result<RunFacts> {
-    let row = sqlx::query(&format!("SELECT {FACT_COLUMNS} FROM runs WHERE id = ?"))
-        .bind(run_id)
-        .fetch_one(&mut *conn)
-        .await?;
-    facts_from(&row)
-}
-
-/// The agent's runs that could take this call by phone number: without a call, listening or
-/// timed out, with a tester number on either side of the call, and created around its time.
-/// The core decides among them.
-pub(super) async fn phone_candidates(
-    conn: &mut SqliteConnection,
-    agent_id: i64,
-    call: &CallFacts<'_>,
-) -> Result<Vec<RunFacts>> {
-    let numbers: Vec<&str> = [call.to_phone_number, call.from_phone_number]
-        .into_iter()
-        .flatten()
-        .collect();
-    if numbers.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut q =
-        QueryBuilder::<Sqlite>::new(format!("SELECT {FACT_COLUMNS} FROM runs WHERE agent_id = "));
-    q.push_bind(agent_id)
-        .push(" AND call_id IS NULL AND status IN ('pending', 'in_progress', 'awaiting_transcript', 'timeout')")
-        .push(" AND created_at <= ")
-        .push_bind((call.started_at + CLOCK_SKEW).timestamp_millis())
-        .push(" AND deadline_at >= ")
-        .push_bind(call.started_at.timestamp_millis())
-        .push(" AND tester_phone_number IN (");
-    let mut list = q.separated(", ");
-    for n in numbers {
-        list.push_bind(n.to_owned());
-    }
-    q.push(") ORDER BY id");
-    q.build()
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(facts_from)
-        .collect()
-}
-
-/// Applies a matching decision to its run, in the transaction that stores the call.
-pub(super) async fn attach_decided(
-    conn: &mut SqliteConnection,
-    decision: &Decision,
-    call_id: &str,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    let (Some(run_id), Some(by)) = (decision.run_id, decision.matched_by) else {
-        return Ok(());
-    };
-    let now = now.timestamp_millis();
-    let updated = if is_late(decision) {
-        sqlx::query(
-            "UPDATE runs SET call_id = ?, matched_by = ?, late = 1, status = 'timeout',
-                error_message = ?, finished_at = COALESCE(finished_at, ?), updated_at = ?
-             WHERE id = ? AND call_id IS NULL",
-        )
-        .bind(call_id)
-        .bind(by.as_str())
-        .bind(late_run_message(decision))
-        .bind(now)
-        .bind(now)
-        .bind(run_id)
-    } else {
-        sqlx::query(
-            "UPDATE runs SET call_id = ?, matched_by = ?, status = 'evaluating', error_message = NULL,
-                updated_at = ?
-             WHERE id = ? AND call_id IS NULL",
-        )
-        .bind(call_id)
-        .bind(by.as_str())
-        .bind(now)
-        .bind(run_id)
-    }
-    .execute(&mut *conn)
-    .await?;
-    if updated.rows_affected() != 1 {
-        return Err(run_taken(run_id));
-    }
-    Ok(())
-}
 
 pub(super) async fn update_project_settings(
     pool: &SqlitePool,
