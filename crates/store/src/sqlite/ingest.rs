@@ -64,8 +64,8 @@ impl IngestWrite {
 impl Apply for IngestWrite {
     type Output = IngestOutcome;
 
-    fn run(self, conn: &Connection) -> Result<IngestOutcome> {
-        match apply_ingest(conn, &self)? {
+    fn run(&self, conn: &Connection) -> Result<IngestOutcome> {
+        match apply_ingest(conn, self)? {
             // Nothing of a refused request stays, but the refusal is logged.
             IngestOutcome::Rejected(rejection) => {
                 execute(conn, "ROLLBACK TO w")?;
@@ -86,7 +86,7 @@ pub(super) struct DeliveryWrite {
 impl Apply for DeliveryWrite {
     type Output = i64;
 
-    fn run(self, conn: &Connection) -> Result<i64> {
+    fn run(&self, conn: &Connection) -> Result<i64> {
         insert_delivery(conn, &self.delivery, Some(&self.rejection), 0)
     }
 }

@@ -35,7 +35,7 @@ pub(super) struct ClaimJobs {
 impl Apply for ClaimJobs {
     type Output = Vec<Job>;
 
-    fn run(self, conn: &Connection) -> Result<Vec<Job>> {
+    fn run(&self, conn: &Connection) -> Result<Vec<Job>> {
         let mut claim = conn.prepare_cached(
             "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_at = ?1, locked_by = ?2
              WHERE id IN (
@@ -74,7 +74,7 @@ pub(super) struct RenewLease {
 impl Apply for RenewLease {
     type Output = bool;
 
-    fn run(self, conn: &Connection) -> Result<bool> {
+    fn run(&self, conn: &Connection) -> Result<bool> {
         let updated = conn
             .prepare_cached(
                 "UPDATE jobs SET locked_at = ? WHERE id = ? AND status = 'running' AND locked_by = ?",
@@ -85,18 +85,65 @@ impl Apply for RenewLease {
 }
 
 /// Writes a job's results and marks it done, atomically. False (and nothing written) when the
-/// job's lease was lost to another worker.
+/// job's lease was lost to another worker. Built on the worker's task, with every JSON column
+/// serialised there.
 pub(super) struct CompleteJob {
-    pub job: Job,
-    pub outcome: CallEvaluation,
-    pub now: DateTime<Utc>,
+    job: Job,
+    rows: Vec<EvaluationRow>,
+    success: bool,
+    verdict: String,
+    now: i64,
+}
+
+/// One metric's result as its columns.
+struct EvaluationRow {
+    metric_id: i64,
+    metric_name: String,
+    metric_version: i64,
+    kind: &'static str,
+    output: &'static str,
+    status: &'static str,
+    value: Option<String>,
+    passed: Option<bool>,
+    explanation: String,
+    details: String,
+    evaluated_at: i64,
+}
+
+impl CompleteJob {
+    pub(super) fn new(job: &Job, outcome: &CallEvaluation, now: DateTime<Utc>) -> Self {
+        let rows = outcome
+            .evaluations
+            .iter()
+            .map(|e| EvaluationRow {
+                metric_id: e.metric_id,
+                metric_name: e.metric_name.clone(),
+                metric_version: e.metric_version,
+                kind: e.kind.as_str(),
+                output: e.output.as_str(),
+                status: e.status.as_str(),
+                value: e.value.as_ref().map(to_json),
+                passed: e.passed,
+                explanation: e.explanation.clone(),
+                details: to_json(&e.details),
+                evaluated_at: e.evaluated_at.timestamp_millis(),
+            })
+            .collect();
+        Self {
+            job: job.clone(),
+            rows,
+            success: outcome.verdict.success,
+            verdict: to_json(&outcome.verdict),
+            now: now.timestamp_millis(),
+        }
+    }
 }
 
 impl Apply for CompleteJob {
     type Output = bool;
 
-    fn run(self, conn: &Connection) -> Result<bool> {
-        let (job, now_ms) = (&self.job, self.now.timestamp_millis());
+    fn run(&self, conn: &Connection) -> Result<bool> {
+        let (job, now_ms) = (&self.job, self.now);
         let done = conn
             .prepare_cached(
                 "UPDATE jobs SET status = 'done', finished_at = ?, last_error = NULL
@@ -114,33 +161,27 @@ impl Apply for CompleteJob {
                 kind, output, status, value, passed, explanation, details, evaluated_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )?;
-        for e in &self.outcome.evaluations {
+        for e in &self.rows {
             insert.execute(params![
                 job.project_id,
                 job.call_id,
                 e.metric_id,
                 e.metric_name,
                 e.metric_version,
-                e.kind.as_str(),
-                e.output.as_str(),
-                e.status.as_str(),
-                e.value.as_ref().map(to_json),
+                e.kind,
+                e.output,
+                e.status,
+                e.value,
                 e.passed,
                 e.explanation,
-                to_json(&e.details),
-                e.evaluated_at.timestamp_millis(),
+                e.details,
+                e.evaluated_at,
             ])?;
         }
-        let success = self.outcome.verdict.success;
         conn.prepare_cached(
             "UPDATE calls SET success = ?, rubric = ?, evaluated_at = ? WHERE id = ?",
         )?
-        .execute(params![
-            success,
-            to_json(&self.outcome.verdict),
-            now_ms,
-            job.call_id
-        ])?;
+        .execute(params![self.success, self.verdict, now_ms, job.call_id])?;
         // The run the call completes takes the verdict; a late run keeps its timeout status.
         conn.prepare_cached(
             "UPDATE runs SET success = ?1, updated_at = ?2,
@@ -148,7 +189,7 @@ impl Apply for CompleteJob {
                 finished_at = CASE WHEN status = 'evaluating' THEN ?2 ELSE finished_at END
              WHERE call_id = ?3",
         )?
-        .execute(params![success, now_ms, job.call_id])?;
+        .execute(params![self.success, now_ms, job.call_id])?;
         Ok(true)
     }
 }
@@ -164,7 +205,7 @@ pub(super) struct FailJob {
 impl Apply for FailJob {
     type Output = ();
 
-    fn run(self, conn: &Connection) -> Result<()> {
+    fn run(&self, conn: &Connection) -> Result<()> {
         let (status, run_at, finished) = failed_job_state(self.retry_at, self.now);
         let updated = conn
             .prepare_cached(

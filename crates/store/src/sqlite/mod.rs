@@ -532,11 +532,7 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<bool> {
         self.writer
-            .write(jobs::CompleteJob {
-                job: job.clone(),
-                outcome: outcome.clone(),
-                now,
-            })
+            .write(jobs::CompleteJob::new(job, outcome, now))
             .await
     }
 

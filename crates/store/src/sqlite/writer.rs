@@ -22,11 +22,21 @@ const MAX_GROUP: usize = 256;
 /// Prepared statements kept per connection; more than the writer's distinct statements.
 const STATEMENT_CACHE: usize = 64;
 
+/// How often the checkpointer copies the WAL into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+/// WAL pages past which the checkpointer briefly holds writes back (a RESTART checkpoint) so
+/// the log can start over; under steady load PASSIVE checkpoints alone never catch up fully.
+const WAL_RESTART_PAGES: i64 = 16_384;
+
+/// The writer's page cache, in KiB (SQLite's default is 2 MiB).
+const WRITER_CACHE_KIB: i64 = 16_384;
+
 /// What a write does on the connection, given its arguments. It runs inside the group's
 /// transaction under its own savepoint: an error rolls back only this write.
 pub(super) trait Apply: Send + 'static {
     type Output: Send + 'static;
-    fn run(self, conn: &Connection) -> Result<Self::Output>;
+    fn run(&self, conn: &Connection) -> Result<Self::Output>;
 }
 
 /// A queued write, type-erased.
@@ -43,41 +53,54 @@ trait Answer: Send {
     fn send(self: Box<Self>, commit: std::result::Result<(), &str>);
 }
 
+/// The result, and the arguments handed back so that they are freed by the waiting task, not
+/// by the writer (a call's parsed JSON is a tree of small allocations).
+type Reply<A> = oneshot::Sender<(Result<<A as Apply>::Output>, A)>;
+
 struct Op<A: Apply> {
     args: A,
-    reply: oneshot::Sender<Result<A::Output>>,
+    reply: Reply<A>,
 }
 
-struct Answered<T> {
-    reply: oneshot::Sender<Result<T>>,
-    result: Result<T>,
+struct Answered<A: Apply> {
+    args: A,
+    reply: Reply<A>,
+    result: Result<A::Output>,
 }
 
 impl<A: Apply> Write for Op<A> {
     fn apply(self: Box<Self>, conn: &Connection) -> Box<dyn Answer> {
-        let result = self.args.run(conn);
+        let Op { args, reply } = *self;
+        let result = args.run(conn);
         Box::new(Answered {
-            reply: self.reply,
+            args,
+            reply,
             result,
         })
     }
 
     fn fail(self: Box<Self>, message: &str) {
-        let _ = self.reply.send(Err(StoreError::Commit(message.into())));
+        let Op { args, reply } = *self;
+        let _ = reply.send((Err(StoreError::Commit(message.into())), args));
     }
 }
 
-impl<T: Send> Answer for Answered<T> {
+impl<A: Apply> Answer for Answered<A> {
     fn keep(&self) -> bool {
         self.result.is_ok()
     }
 
     fn send(self: Box<Self>, commit: std::result::Result<(), &str>) {
+        let Answered {
+            args,
+            reply,
+            result,
+        } = *self;
         let result = match commit {
-            Ok(()) => self.result,
+            Ok(()) => result,
             Err(e) => Err(StoreError::Commit(e.into())),
         };
-        let _ = self.reply.send(result);
+        let _ = reply.send((result, args));
     }
 }
 
@@ -91,11 +114,21 @@ impl Writer {
     /// Opens the database file (already created and migrated) and starts the writer thread.
     pub(super) fn start(path: &Path) -> Result<Self> {
         let conn = open(path)?;
+        // Checkpoints run beside the writer, not inside its commits.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
+    // A WAL that grew under load is cut back when it starts over.
+    conn.pragma_update(None, "journal_size_limit", WAL_RESTART_PAGES * 4096)?;
+        let checkpoints = open(path)?;
         let (queue, rx) = mpsc::channel(4 * MAX_GROUP);
-        std::thread::Builder::new()
-            .name("callgrade-writer".into())
-            .spawn(move || run(conn, rx))
-            .map_err(|e| StoreError::Commit(format!("cannot start the writer thread: {e}")))?;
+        let (writing, writer_gone) = std::sync::mpsc::channel::<()>();
+        spawn("callgrade-checkpoint", move || {
+            checkpoint(&checkpoints, &writer_gone)
+        })?;
+        spawn("callgrade-writer", move || {
+            run(&conn, rx);
+            drop(writing);
+        })?;
         Ok(Self { queue })
     }
 
@@ -106,8 +139,17 @@ impl Writer {
             .send(Box::new(Op { args, reply }))
             .await
             .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        let (result, _args) = answer.await.map_err(|_| StoreError::Closed)?;
+        result
     }
+}
+
+fn spawn(name: &str, work: impl FnOnce() + Send + 'static) -> Result<()> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(work)
+        .map(drop)
+        .map_err(|e| StoreError::Commit(format!("cannot start the {name} thread: {e}")))
 }
 
 fn open(path: &Path) -> Result<Connection> {
@@ -119,12 +161,14 @@ fn open(path: &Path) -> Result<Connection> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Savepoints' undo pages stay in memory instead of a temporary file.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }
 
-fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Write>>) {
+fn run(conn: &Connection, mut rx: mpsc::Receiver<Box<dyn Write>>) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while let Some(op) = rx.blocking_recv() {
         group.push(op);
@@ -134,7 +178,29 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Write>>) {
                 Err(_) => break,
             }
         }
-        commit_group(&conn, &mut group);
+        commit_group(conn, &mut group);
+    }
+}
+
+/// Copies committed WAL pages into the database file until the writer stops, then once more.
+fn checkpoint(conn: &Connection, writer_gone: &std::sync::mpsc::Receiver<()>) {
+    let mut mode = "PASSIVE";
+    loop {
+        let stopping = matches!(
+            writer_gone.recv_timeout(CHECKPOINT_EVERY),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected)
+        );
+        let pages = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
+            row.get::<_, i64>(1)
+        });
+        match pages {
+            Ok(pages) if pages > WAL_RESTART_PAGES => mode = "RESTART",
+            Ok(_) => mode = "PASSIVE",
+            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; trying again"),
+        }
+        if stopping {
+            return;
+        }
     }
 }
 
