@@ -3,10 +3,11 @@
 //! another worker runs it again; running a job again replaces its results, so each call's
 //! results are written exactly once.
 
-use callgrade_eval::{EvalError, Evaluator, JudgeCache};
-use callgrade_store::{CallEvaluation, Job, Store};
+use callgrade_eval::{EvalError, JudgeCache};
+use callgrade_store::{EvaluationInput, Job, Store};
 use chrono::TimeDelta;
 use rand::Rng;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,7 +35,7 @@ impl Default for WorkerSettings {
             lease: TimeDelta::seconds(30),
             poll: Duration::from_millis(500),
             max_attempts: 5,
-            batch: 16,
+            batch: 64,
         }
     }
 }
@@ -80,11 +81,15 @@ pub async fn run_worker(state: AppState, name: String) {
             .await
         {
             Ok(jobs) if !jobs.is_empty() => {
-                // Evaluated side by side, their results commit together.
+                // Read together, evaluated side by side; their results commit together.
+                let mut inputs = load_inputs(&state, &jobs).await;
                 let mut running = tokio::task::JoinSet::new();
                 for job in jobs {
                     let state = state.clone();
-                    running.spawn(async move { process(&state, &job).await });
+                    let input = inputs.remove(&job.id).unwrap_or_else(|| {
+                        Err(EvalError(format!("call {} no longer exists", job.call_id)))
+                    });
+                    running.spawn(async move { process(&state, &job, input).await });
                 }
                 while running.join_next().await.is_some() {}
             }
@@ -102,8 +107,57 @@ pub async fn run_worker(state: AppState, name: String) {
     }
 }
 
+type Input = Result<EvaluationInput, EvalError>;
+
+/// The inputs of claimed jobs by job id, one read per project; a job whose call is gone has
+/// none.
+async fn load_inputs(state: &AppState, jobs: &[Job]) -> HashMap<i64, Input> {
+    let mut by_project: HashMap<i64, Vec<&Job>> = HashMap::new();
+    for job in jobs {
+        by_project.entry(job.project_id).or_default().push(job);
+    }
+    let mut inputs = HashMap::with_capacity(jobs.len());
+    for (project_id, jobs) in by_project {
+        let ids: Vec<String> = jobs.iter().map(|j| j.call_id.clone()).collect();
+        match state.store.evaluation_inputs(project_id, &ids).await {
+            Ok(loaded) => {
+                let mut by_call: HashMap<String, EvaluationInput> = loaded
+                    .into_iter()
+                    .map(|input| (input.call.summary.call_id.clone(), input))
+                    .collect();
+                // A call can be claimed twice in a batch (a queued job beside one whose lease
+                // expired): each job gets its input, the last one without a copy.
+                let mut wanted: HashMap<&str, usize> = HashMap::new();
+                for job in &jobs {
+                    *wanted.entry(job.call_id.as_str()).or_default() += 1;
+                }
+                for job in &jobs {
+                    let left = wanted.get_mut(job.call_id.as_str()).map_or(0, |n| {
+                        *n -= 1;
+                        *n
+                    });
+                    let input = match left {
+                        0 => by_call.remove(&job.call_id),
+                        _ => by_call.get(&job.call_id).cloned(),
+                    };
+                    if let Some(input) = input {
+                        inputs.insert(job.id, Ok(input));
+                    }
+                }
+            }
+            Err(e) => {
+                for job in jobs {
+                    let error = EvalError(format!("could not load the call: {e}"));
+                    inputs.insert(job.id, Err(error));
+                }
+            }
+        }
+    }
+    inputs
+}
+
 /// Evaluates one claimed job and records how it ended.
-pub async fn process(state: &AppState, job: &Job) {
+pub async fn process(state: &AppState, job: &Job, input: Input) {
     let lease = state.settings.workers.lease;
     let renew = {
         let (store, clock, job) = (state.store.clone(), state.clock.clone(), job.clone());
@@ -117,7 +171,10 @@ pub async fn process(state: &AppState, job: &Job) {
             }
         })
     };
-    let result = evaluate(state, &state.evaluator, job).await;
+    let result = match input {
+        Ok(input) => state.evaluator.evaluate(&input, state.clock.now()).await,
+        Err(e) => Err(e),
+    };
     renew.abort();
     let now = state.clock.now();
     match result {
@@ -147,18 +204,4 @@ pub async fn process(state: &AppState, job: &Job) {
             }
         }
     }
-}
-
-async fn evaluate(
-    state: &AppState,
-    evaluator: &Evaluator,
-    job: &Job,
-) -> Result<CallEvaluation, EvalError> {
-    let input = state
-        .store
-        .evaluation_input(job.project_id, &job.call_id)
-        .await
-        .map_err(|e| EvalError(format!("could not load the call: {e}")))?
-        .ok_or_else(|| EvalError(format!("call {} no longer exists", job.call_id)))?;
-    evaluator.evaluate(&input, state.clock.now()).await
 }

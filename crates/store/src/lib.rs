@@ -204,12 +204,24 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<()>;
     async fn job_counts(&self, project_id: Option<i64>) -> Result<JobCounts>;
-    /// The call and everything its evaluation needs.
+    /// Calls of one project and everything their evaluation needs, read together: the
+    /// project's metrics, rubric, judge settings and agents once for all. Calls that do not
+    /// exist are left out; the order is not kept. Each call's `evaluations` is left empty, as
+    /// evaluating does not read earlier results.
+    async fn evaluation_inputs(
+        &self,
+        project_id: i64,
+        call_ids: &[String],
+    ) -> Result<Vec<EvaluationInput>>;
+    /// One call and everything its evaluation needs.
     async fn evaluation_input(
         &self,
         project_id: i64,
         call_id: &str,
-    ) -> Result<Option<EvaluationInput>>;
+    ) -> Result<Option<EvaluationInput>> {
+        let ids = [call_id.to_owned()];
+        Ok(self.evaluation_inputs(project_id, &ids).await?.pop())
+    }
     async fn judge_cache_get(&self, key: &str) -> Result<Option<String>>;
     async fn judge_cache_put(&self, key: &str, response: &str, now: DateTime<Utc>) -> Result<()>;
     async fn metrics_summary(

@@ -21,8 +21,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::common::{
-    call_context, call_facts, check_named_run, content_conflict, created_receipt, decode_cursor,
-    default_metrics, encode_cursor, existing_metric, existing_project, existing_run, no_project,
+    call_facts, check_named_run, content_conflict, created_receipt, decode_cursor, default_metrics,
+    encode_cursor, evaluation_inputs, existing_metric, existing_project, existing_run, no_project,
     now_ms, project_name_taken, receipt, to_json, unknown_agent,
 };
 use crate::key::{hash_key, hashes_match, ApiKey};
@@ -873,24 +873,28 @@ impl Store for PgStore {
         eval::job_counts(&self.pool, project_id).await
     }
 
-    async fn evaluation_input(
+    async fn evaluation_inputs(
         &self,
         project_id: i64,
-        call_id: &str,
-    ) -> Result<Option<EvaluationInput>> {
-        let Some(call) = self.call(project_id, call_id).await? else {
-            return Ok(None);
-        };
-        let (agent, scenario) = call_context(self, project_id, &call).await?;
-        let (metrics, rubric, judge) = eval::inputs(&self.pool, project_id).await?;
-        Ok(Some(EvaluationInput {
-            call,
-            agent,
-            scenario,
-            metrics,
-            rubric,
-            judge,
-        }))
+        call_ids: &[String],
+    ) -> Result<Vec<EvaluationInput>> {
+        if call_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<&str> = call_ids.iter().map(String::as_str).collect();
+        let calls = sqlx::query(&format!(
+            "SELECT {CALL_SUMMARY_COLUMNS}, {CALL_DETAIL_COLUMNS}
+             FROM calls WHERE project_id = $1 AND id = ANY($2)"
+        ))
+        .bind(project_id)
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| call_detail_from(row, Vec::new()))
+        .collect::<Result<_>>()?;
+        let settings = eval::inputs(&self.pool, project_id).await?;
+        evaluation_inputs(self, project_id, calls, settings).await
     }
 
     async fn judge_cache_get(&self, key: &str) -> Result<Option<String>> {

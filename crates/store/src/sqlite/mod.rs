@@ -14,8 +14,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::common::{
-    call_context, decode_cursor, default_metrics, encode_cursor, existing_metric, existing_project,
-    existing_run, no_project, now_ms, project_name_taken,
+    decode_cursor, default_metrics, encode_cursor, evaluation_inputs, existing_metric,
+    existing_project, existing_run, no_project, now_ms, project_name_taken,
 };
 use crate::key::{hash_key, hashes_match, ApiKey};
 use crate::model::*;
@@ -557,24 +557,32 @@ impl Store for SqliteStore {
         eval::job_counts(&self.pool, project_id).await
     }
 
-    async fn evaluation_input(
+    async fn evaluation_inputs(
         &self,
         project_id: i64,
-        call_id: &str,
-    ) -> Result<Option<EvaluationInput>> {
-        let Some(call) = self.call(project_id, call_id).await? else {
-            return Ok(None);
-        };
-        let (agent, scenario) = call_context(self, project_id, &call).await?;
-        let (metrics, rubric, judge) = eval::inputs(&self.pool, project_id).await?;
-        Ok(Some(EvaluationInput {
-            call,
-            agent,
-            scenario,
-            metrics,
-            rubric,
-            judge,
-        }))
+        call_ids: &[String],
+    ) -> Result<Vec<EvaluationInput>> {
+        if call_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut q = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {CALL_SUMMARY_COLUMNS}, {CALL_DETAIL_COLUMNS} FROM calls WHERE project_id = "
+        ));
+        q.push_bind(project_id).push(" AND id IN (");
+        let mut ids = q.separated(", ");
+        for id in call_ids {
+            ids.push_bind(id);
+        }
+        q.push(")");
+        let calls = q
+            .build()
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| call_detail_from(row, Vec::new()))
+            .collect::<Result<_>>()?;
+        let settings = eval::inputs(&self.pool, project_id).await?;
+        evaluation_inputs(self, project_id, calls, settings).await
     }
 
     async fn judge_cache_get(&self, key: &str) -> Result<Option<String>> {

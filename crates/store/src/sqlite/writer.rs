@@ -9,6 +9,8 @@
 
 use rusqlite::{Connection, OpenFlags};
 use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -23,10 +25,11 @@ const MAX_GROUP: usize = 256;
 const STATEMENT_CACHE: usize = 64;
 
 /// How often the checkpointer copies the WAL into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(25);
 
-/// WAL pages past which the checkpointer briefly holds writes back (a RESTART checkpoint) so
-/// the log can start over; under steady load PASSIVE checkpoints alone never catch up fully.
+/// WAL pages past which the writer finishes the checkpoint itself, between two groups, so
+/// that the log starts over: under steady load the checkpointer, always a few commits behind,
+/// never catches up on its own, and the WAL would grow without end.
 const WAL_RESTART_PAGES: i64 = 16_384;
 
 /// The writer's page cache, in KiB (SQLite's default is 2 MiB).
@@ -117,16 +120,18 @@ impl Writer {
         // Checkpoints run beside the writer, not inside its commits.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
-    // A WAL that grew under load is cut back when it starts over.
-    conn.pragma_update(None, "journal_size_limit", WAL_RESTART_PAGES * 4096)?;
+        // A WAL that grew under load is cut back when it starts over.
+        conn.pragma_update(None, "journal_size_limit", WAL_RESTART_PAGES * 4096)?;
         let checkpoints = open(path)?;
         let (queue, rx) = mpsc::channel(4 * MAX_GROUP);
         let (writing, writer_gone) = std::sync::mpsc::channel::<()>();
+        let wal_pages = Arc::new(AtomicI64::new(0));
+        let seen = wal_pages.clone();
         spawn("callgrade-checkpoint", move || {
-            checkpoint(&checkpoints, &writer_gone)
+            checkpoint(&checkpoints, &writer_gone, &seen)
         })?;
         spawn("callgrade-writer", move || {
-            run(&conn, rx);
+            run(&conn, rx, &wal_pages);
             drop(writing);
         })?;
         Ok(Self { queue })
@@ -168,7 +173,7 @@ fn open(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
-fn run(conn: &Connection, mut rx: mpsc::Receiver<Box<dyn Write>>) {
+fn run(conn: &Connection, mut rx: mpsc::Receiver<Box<dyn Write>>, wal_pages: &AtomicI64) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while let Some(op) = rx.blocking_recv() {
         group.push(op);
@@ -178,30 +183,43 @@ fn run(conn: &Connection, mut rx: mpsc::Receiver<Box<dyn Write>>) {
                 Err(_) => break,
             }
         }
+        if wal_pages.load(Ordering::Relaxed) > WAL_RESTART_PAGES {
+            // Only the frames since the checkpointer's last pass are left to copy; with the
+            // log fully copied, the next transaction starts it over.
+            match wal_checkpoint(conn) {
+                Ok(_) => wal_pages.store(0, Ordering::Relaxed),
+                Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; trying again"),
+            }
+        }
         commit_group(conn, &mut group);
     }
 }
 
-/// Copies committed WAL pages into the database file until the writer stops, then once more.
-fn checkpoint(conn: &Connection, writer_gone: &std::sync::mpsc::Receiver<()>) {
-    let mut mode = "PASSIVE";
+/// Copies committed WAL pages into the database file, every [`CHECKPOINT_EVERY`] until the
+/// writer stops, and tells the writer how long the log has grown.
+fn checkpoint(
+    conn: &Connection,
+    writer_gone: &std::sync::mpsc::Receiver<()>,
+    wal_pages: &AtomicI64,
+) {
     loop {
         let stopping = matches!(
             writer_gone.recv_timeout(CHECKPOINT_EVERY),
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected)
         );
-        let pages = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
-            row.get::<_, i64>(1)
-        });
-        match pages {
-            Ok(pages) if pages > WAL_RESTART_PAGES => mode = "RESTART",
-            Ok(_) => mode = "PASSIVE",
+        match wal_checkpoint(conn) {
+            Ok(pages) => wal_pages.store(pages, Ordering::Relaxed),
             Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; trying again"),
         }
         if stopping {
             return;
         }
     }
+}
+
+/// A checkpoint that waits for nobody; gives the WAL's length in pages.
+fn wal_checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1))
 }
 
 fn commit_group(conn: &Connection, group: &mut Vec<Box<dyn Write>>) {
