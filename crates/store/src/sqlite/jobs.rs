@@ -8,7 +8,10 @@ use crate::common::{evaluation_failed_message, failed_job_state, to_json};
 use crate::model::*;
 use crate::Result;
 
-use super::writer::Apply;
+use crate::rows::{CALL_DETAIL_COLUMNS, CALL_SUMMARY_COLUMNS};
+use std::sync::Arc;
+
+use super::writer::{Apply, OwnedRow};
 
 /// Queues an evaluation of a call unless one is already waiting (parameters: project id, call
 /// id, now in ms).
@@ -24,7 +27,9 @@ pub(super) fn enqueue(conn: &Connection, project_id: i64, call_id: &str, now: i6
     Ok(inserted == 1)
 }
 
-/// Claims the oldest ready jobs, or ones whose worker stopped renewing its lease.
+/// Claims the oldest ready jobs, or ones whose worker stopped renewing its lease. Each comes
+/// with its call's row, read here from the writer's page cache, where the call usually still
+/// is: a reading connection would have to fetch it again from the WAL file.
 pub(super) struct ClaimJobs {
     pub worker: String,
     pub now: DateTime<Utc>,
@@ -33,9 +38,9 @@ pub(super) struct ClaimJobs {
 }
 
 impl Apply for ClaimJobs {
-    type Output = Vec<Job>;
+    type Output = Vec<(Job, Option<OwnedRow>)>;
 
-    fn run(&self, conn: &Connection) -> Result<Vec<Job>> {
+    fn run(&self, conn: &Connection) -> Result<Self::Output> {
         let mut claim = conn.prepare_cached(
             "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_at = ?1, locked_by = ?2
              WHERE id IN (
@@ -60,8 +65,26 @@ impl Apply for ClaimJobs {
                 worker: self.worker.clone(),
             });
         }
+        drop(rows);
         jobs.sort_by_key(|j| j.id);
-        Ok(jobs)
+        let mut select = conn.prepare_cached(&format!(
+            "SELECT {CALL_SUMMARY_COLUMNS}, {CALL_DETAIL_COLUMNS} FROM calls WHERE id = ?"
+        ))?;
+        let names: Arc<[String]> = select
+            .column_names()
+            .into_iter()
+            .map(String::from)
+            .collect();
+        jobs.into_iter()
+            .map(|job| {
+                let mut rows = select.query([&job.call_id])?;
+                let row = rows
+                    .next()?
+                    .map(|row| OwnedRow::copy(&names, row))
+                    .transpose()?;
+                Ok((job, row))
+            })
+            .collect()
     }
 }
 

@@ -9,8 +9,10 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, QueryBuilder, Row, Sqlite};
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::common::{
@@ -33,12 +35,18 @@ mod runs;
 mod writer;
 
 use ingest::{DeliveryWrite, IngestWrite};
-use writer::Writer;
+use writer::{OwnedRow, Writer};
 
 pub struct SqliteStore {
     pool: SqlitePool,
     writer: Writer,
+    /// Rows of claimed jobs' calls, read by the writer as it claimed them, waiting for
+    /// [`Store::evaluation_inputs`]; by call id, with the call's project.
+    prefetched: Mutex<HashMap<String, (i64, OwnedRow)>>,
 }
+
+/// Prefetched rows kept at most; only jobs claimed and never evaluated leave rows behind.
+const PREFETCH_LIMIT: usize = 4096;
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `url` (`sqlite:path` or `sqlite://path`) and
@@ -62,7 +70,11 @@ impl SqliteStore {
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         let writer = Writer::start(options.get_filename())?;
-        Ok(Self { pool, writer })
+        Ok(Self {
+            pool,
+            writer,
+            prefetched: Mutex::default(),
+        })
     }
 }
 
@@ -506,14 +518,31 @@ impl Store for SqliteStore {
         lease: TimeDelta,
         limit: u32,
     ) -> Result<Vec<Job>> {
-        self.writer
+        let claimed = self
+            .writer
             .write(jobs::ClaimJobs {
                 worker: worker.to_owned(),
                 now,
                 lease,
                 limit,
             })
-            .await
+            .await?;
+        let mut prefetched = self
+            .prefetched
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if prefetched.len() > PREFETCH_LIMIT {
+            prefetched.clear();
+        }
+        Ok(claimed
+            .into_iter()
+            .map(|(job, row)| {
+                if let Some(row) = row {
+                    prefetched.insert(job.call_id.clone(), (job.project_id, row));
+                }
+                job
+            })
+            .collect())
     }
 
     async fn renew_lease(&self, job: &Job, now: DateTime<Utc>) -> Result<bool> {
@@ -562,25 +591,40 @@ impl Store for SqliteStore {
         project_id: i64,
         call_ids: &[String],
     ) -> Result<Vec<EvaluationInput>> {
-        if call_ids.is_empty() {
-            return Ok(Vec::new());
+        let (mut calls, mut missing) = (Vec::with_capacity(call_ids.len()), Vec::new());
+        {
+            let mut prefetched = self
+                .prefetched
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for id in call_ids {
+                match prefetched.remove(id) {
+                    Some((project, row)) if project == project_id => calls.push(row),
+                    _ => missing.push(id),
+                }
+            }
         }
-        let mut q = QueryBuilder::<Sqlite>::new(format!(
-            "SELECT {CALL_SUMMARY_COLUMNS}, {CALL_DETAIL_COLUMNS} FROM calls WHERE project_id = "
-        ));
-        q.push_bind(project_id).push(" AND id IN (");
-        let mut ids = q.separated(", ");
-        for id in call_ids {
-            ids.push_bind(id);
-        }
-        q.push(")");
-        let calls = q
-            .build()
-            .fetch_all(&self.pool)
-            .await?
+        let mut calls = calls
             .iter()
             .map(|row| call_detail_from(row, Vec::new()))
-            .collect::<Result<_>>()?;
+            .collect::<Result<Vec<_>>>()?;
+        if !missing.is_empty() {
+            let mut q = QueryBuilder::<Sqlite>::new(format!(
+                "SELECT {CALL_SUMMARY_COLUMNS}, {CALL_DETAIL_COLUMNS} FROM calls WHERE project_id = "
+            ));
+            q.push_bind(project_id).push(" AND id IN (");
+            let mut ids = q.separated(", ");
+            for id in missing {
+                ids.push_bind(id);
+            }
+            q.push(")");
+            for row in q.build().fetch_all(&self.pool).await? {
+                calls.push(call_detail_from(&row, Vec::new())?);
+            }
+        }
+        if calls.is_empty() {
+            return Ok(Vec::new());
+        }
         let settings = eval::inputs(&self.pool, project_id).await?;
         evaluation_inputs(self, project_id, calls, settings).await
     }

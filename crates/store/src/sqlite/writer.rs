@@ -300,3 +300,56 @@ impl Columns for LiteRow<'_, '_> {
         self.get(column)
     }
 }
+
+/// A row copied out of the writer's connection, decoded later on another task.
+pub(super) struct OwnedRow {
+    names: std::sync::Arc<[String]>,
+    values: Vec<rusqlite::types::Value>,
+}
+
+impl OwnedRow {
+    /// Copies the current row of a query whose column names are `names`.
+    pub(super) fn copy(names: &std::sync::Arc<[String]>, row: &rusqlite::Row<'_>) -> Result<Self> {
+        let values = (0..names.len())
+            .map(|i| row.get::<_, rusqlite::types::Value>(i))
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(Self {
+            names: names.clone(),
+            values,
+        })
+    }
+
+    fn value(&self, column: &str) -> Result<&rusqlite::types::Value> {
+        self.names
+            .iter()
+            .position(|n| n == column)
+            .map(|i| &self.values[i])
+            .ok_or_else(|| StoreError::Corrupt(format!("no column {column}")))
+    }
+
+    fn get<T: rusqlite::types::FromSql>(&self, column: &str) -> Result<T> {
+        let value = rusqlite::types::ValueRef::from(self.value(column)?);
+        T::column_result(value).map_err(|e| StoreError::Corrupt(format!("column {column}: {e}")))
+    }
+}
+
+impl Columns for OwnedRow {
+    fn int(&self, column: &str) -> Result<i64> {
+        self.get(column)
+    }
+    fn opt_int(&self, column: &str) -> Result<Option<i64>> {
+        self.get(column)
+    }
+    fn text(&self, column: &str) -> Result<String> {
+        self.get(column)
+    }
+    fn opt_text(&self, column: &str) -> Result<Option<String>> {
+        self.get(column)
+    }
+    fn flag(&self, column: &str) -> Result<bool> {
+        self.get(column)
+    }
+    fn opt_flag(&self, column: &str) -> Result<Option<bool>> {
+        self.get(column)
+    }
+}
