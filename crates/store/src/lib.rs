@@ -206,8 +206,8 @@ pub trait Store: Send + Sync + 'static {
     async fn job_counts(&self, project_id: Option<i64>) -> Result<JobCounts>;
     /// Calls of one project and everything their evaluation needs, read together: the
     /// project's metrics, rubric, judge settings and agents once for all. Calls that do not
-    /// exist are left out; the order is not kept. Each call's `evaluations` is left empty, as
-    /// evaluating does not read earlier results.
+    /// exist are left out; the order is not kept. Each call's `evaluations` is left empty and its
+    /// `raw` is null: evaluating reads neither earlier results nor the payload as received.
     async fn evaluation_inputs(
         &self,
         project_id: i64,

@@ -125,6 +125,11 @@ pub(crate) const CALL_SUMMARY_COLUMNS: &str =
 pub(crate) const CALL_DETAIL_COLUMNS: &str = "trace_id, message_times, messages, metadata,
     warnings, raw, match_reason, match_candidates, rubric";
 
+/// [`CALL_DETAIL_COLUMNS`] without the raw payload, which evaluating does not read: it is
+/// decoded as `null`, and the largest column of a call is neither copied nor parsed.
+pub(crate) const EVALUATED_CALL_COLUMNS: &str = "trace_id, message_times, messages, metadata,
+    warnings, 'null' AS raw, match_reason, match_candidates, rubric";
+
 pub(crate) fn call_summary_from(row: &impl Columns) -> Result<CallSummary> {
     let started_at = row.int("started_at")?;
     let ended_at = row.int("ended_at")?;

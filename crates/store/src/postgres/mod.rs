@@ -30,7 +30,8 @@ use crate::model::*;
 use crate::rows::{
     agent_from, call_detail_from, call_summary_from, delivery_from, delivery_summary_from,
     duplicate_receipt, paginate, project_from, AGENT_COLUMNS, CALL_DETAIL_COLUMNS,
-    CALL_SUMMARY_COLUMNS, DELIVERY_SUMMARY_COLUMNS, DUPLICATE_COLUMNS, PROJECT_COLUMNS,
+    CALL_SUMMARY_COLUMNS, DELIVERY_SUMMARY_COLUMNS, DUPLICATE_COLUMNS, EVALUATED_CALL_COLUMNS,
+    PROJECT_COLUMNS,
 };
 use crate::{Result, Store, StoreError};
 
@@ -883,7 +884,7 @@ impl Store for PgStore {
         }
         let ids: Vec<&str> = call_ids.iter().map(String::as_str).collect();
         let calls = sqlx::query(&format!(
-            "SELECT {CALL_SUMMARY_COLUMNS}, {CALL_DETAIL_COLUMNS}
+            "SELECT {CALL_SUMMARY_COLUMNS}, {EVALUATED_CALL_COLUMNS}
              FROM calls WHERE project_id = $1 AND id = ANY($2)"
         ))
         .bind(project_id)

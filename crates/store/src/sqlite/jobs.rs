@@ -8,7 +8,7 @@ use crate::common::{evaluation_failed_message, failed_job_state, to_json};
 use crate::model::*;
 use crate::Result;
 
-use crate::rows::{CALL_DETAIL_COLUMNS, CALL_SUMMARY_COLUMNS};
+use crate::rows::{CALL_SUMMARY_COLUMNS, EVALUATED_CALL_COLUMNS};
 use std::sync::Arc;
 
 use super::writer::{Apply, OwnedRow};
@@ -68,7 +68,7 @@ impl Apply for ClaimJobs {
         drop(rows);
         jobs.sort_by_key(|j| j.id);
         let mut select = conn.prepare_cached(&format!(
-            "SELECT {CALL_SUMMARY_COLUMNS}, {CALL_DETAIL_COLUMNS} FROM calls WHERE id = ?"
+            "SELECT {CALL_SUMMARY_COLUMNS}, {EVALUATED_CALL_COLUMNS} FROM calls WHERE id = ?"
         ))?;
         let names: Arc<[String]> = select
             .column_names()

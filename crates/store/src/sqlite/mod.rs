@@ -24,7 +24,7 @@ use crate::model::*;
 use crate::rows::{
     agent_from, call_detail_from, call_summary_from, delivery_from, delivery_summary_from,
     paginate, project_from, AGENT_COLUMNS, CALL_DETAIL_COLUMNS, CALL_SUMMARY_COLUMNS,
-    DELIVERY_SUMMARY_COLUMNS, PROJECT_COLUMNS,
+    DELIVERY_SUMMARY_COLUMNS, EVALUATED_CALL_COLUMNS, PROJECT_COLUMNS,
 };
 use crate::{Result, Store, StoreError};
 
@@ -610,7 +610,7 @@ impl Store for SqliteStore {
             .collect::<Result<Vec<_>>>()?;
         if !missing.is_empty() {
             let mut q = QueryBuilder::<Sqlite>::new(format!(
-                "SELECT {CALL_SUMMARY_COLUMNS}, {CALL_DETAIL_COLUMNS} FROM calls WHERE project_id = "
+                "SELECT {CALL_SUMMARY_COLUMNS}, {EVALUATED_CALL_COLUMNS} FROM calls WHERE project_id = "
             ));
             q.push_bind(project_id).push(" AND id IN (");
             let mut ids = q.separated(", ");
