@@ -353,3 +353,87 @@ impl Columns for OwnedRow {
         self.get(column)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Inserts `rows` rows of 1 KiB each.
+    struct Fill {
+        rows: usize,
+    }
+
+    impl Apply for Fill {
+        type Output = ();
+        fn run(&self, conn: &Connection) -> Result<()> {
+            let mut insert = conn.prepare_cached("INSERT INTO t (v) VALUES (?)")?;
+            for _ in 0..self.rows {
+                insert.execute(["x".repeat(1024)])?;
+            }
+            Ok(())
+        }
+    }
+
+    /// Fails after writing, so its savepoint must undo it.
+    struct Broken;
+
+    impl Apply for Broken {
+        type Output = ();
+        fn run(&self, conn: &Connection) -> Result<()> {
+            conn.execute("INSERT INTO t (v) VALUES ('broken')", [])?;
+            Err(StoreError::Conflict("refused".into()))
+        }
+    }
+
+    fn database() -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        conn.execute(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)",
+            [],
+        )
+        .unwrap();
+        (dir, path)
+    }
+
+    #[tokio::test]
+    async fn the_checkpointer_copies_the_log_into_the_database_file() {
+        let (_dir, path) = database();
+        let before = std::fs::metadata(&path).unwrap().len();
+        let writer = Writer::start(&path).unwrap();
+        writer.write(Fill { rows: 2000 }).await.unwrap();
+        // The writer never checkpoints itself; only the checkpointer can grow the file.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::fs::metadata(&path).unwrap().len() < before + 2_000_000 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nothing was checkpointed"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_write_leaves_its_group_intact() {
+        let (_dir, path) = database();
+        let writer = Writer::start(&path).unwrap();
+        let (a, b, c) = tokio::join!(
+            writer.write(Fill { rows: 1 }),
+            writer.write(Broken),
+            writer.write(Fill { rows: 2 })
+        );
+        assert!(a.is_ok() && c.is_ok());
+        assert!(matches!(b, Err(StoreError::Conflict(_))));
+        let conn = Connection::open(&path).unwrap();
+        let (rows, broken): (i64, i64) = conn
+            .query_row(
+                "SELECT COUNT(*), COUNT(*) FILTER (WHERE v = 'broken') FROM t",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((rows, broken), (3, 0));
+    }
+}
