@@ -157,8 +157,14 @@ pub async fn sweep_runs(state: &AppState) -> Result<Vec<i64>, callgrade_store::S
     Ok(timed_out)
 }
 
+/// A timer whose first tick is one period from now, not at once: upkeep starting with the
+/// server would race whoever set the clock up (tests move it by hand).
+fn every(period: Duration) -> tokio::time::Interval {
+    tokio::time::interval_at(tokio::time::Instant::now() + period, period)
+}
+
 async fn sweep_runs_forever(state: AppState) {
-    let mut tick = tokio::time::interval(state.settings.sweep_interval);
+    let mut tick = every(state.settings.sweep_interval);
     loop {
         tick.tick().await;
         if let Err(e) = sweep_runs(&state).await {
@@ -168,7 +174,7 @@ async fn sweep_runs_forever(state: AppState) {
 }
 
 async fn prune_deliveries_forever(state: AppState) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    let mut tick = every(Duration::from_secs(60));
     loop {
         tick.tick().await;
         let retention = state.settings.delivery_retention;
