@@ -120,37 +120,38 @@ async fn load_inputs(state: &AppState, jobs: &[Job]) -> HashMap<i64, Input> {
     for (project_id, jobs) in by_project {
         let ids: Vec<String> = jobs.iter().map(|j| j.call_id.clone()).collect();
         match state.store.evaluation_inputs(project_id, &ids).await {
-            Ok(loaded) => {
-                let mut by_call: HashMap<String, EvaluationInput> = loaded
+            Ok(loaded) => inputs.extend(
+                inputs_by_job(&jobs, loaded)
                     .into_iter()
-                    .map(|input| (input.call.summary.call_id.clone(), input))
-                    .collect();
-                // A call can be claimed twice in a batch (a queued job beside one whose lease
-                // expired): each job gets its input, the last one without a copy.
-                let mut wanted: HashMap<&str, usize> = HashMap::new();
-                for job in &jobs {
-                    *wanted.entry(job.call_id.as_str()).or_default() += 1;
-                }
-                for job in &jobs {
-                    let left = wanted.get_mut(job.call_id.as_str()).map_or(0, |n| {
-                        *n -= 1;
-                        *n
-                    });
-                    let input = match left {
-                        0 => by_call.remove(&job.call_id),
-                        _ => by_call.get(&job.call_id).cloned(),
-                    };
-                    if let Some(input) = input {
-                        inputs.insert(job.id, Ok(input));
-                    }
-                }
-            }
+                    .map(|(job, input)| (job, Ok(input))),
+            ),
             Err(e) => {
                 for job in jobs {
                     let error = EvalError(format!("could not load the call: {e}"));
                     inputs.insert(job.id, Err(error));
                 }
             }
+        }
+    }
+    inputs
+}
+
+/// Gives each job its call's input. A call can be claimed twice in a batch (a queued job beside
+/// one whose lease expired): all but its last job get a copy.
+fn inputs_by_job(jobs: &[&Job], loaded: Vec<EvaluationInput>) -> HashMap<i64, EvaluationInput> {
+    let mut by_call: HashMap<String, EvaluationInput> = loaded
+        .into_iter()
+        .map(|input| (input.call.summary.call_id.clone(), input))
+        .collect();
+    let mut inputs = HashMap::with_capacity(jobs.len());
+    for (n, job) in jobs.iter().enumerate() {
+        let again_later = jobs[n + 1..].iter().any(|j| j.call_id == job.call_id);
+        let input = match again_later {
+            true => by_call.get(&job.call_id).cloned(),
+            false => by_call.remove(&job.call_id),
+        };
+        if let Some(input) = input {
+            inputs.insert(job.id, input);
         }
     }
     inputs
