@@ -120,7 +120,7 @@ impl Writer {
         // Checkpoints run beside the writer, not inside its commits.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
-        // A WAL that grew under load is cut back when it starts over.
+        // A WAL that grew under load is cut back when it starts over (4 KiB pages).
         conn.pragma_update(None, "journal_size_limit", WAL_RESTART_PAGES * 4096)?;
         let checkpoints = open(path)?;
         let (queue, rx) = mpsc::channel(4 * MAX_GROUP);
