@@ -154,7 +154,6 @@ impl Evaluator {
             })
             .collect();
 
-        let variables = Variables::of(input, now);
         for metric in applicable
             .iter()
             .filter(|m| m.spec.kind == MetricKind::Script)
@@ -185,9 +184,13 @@ impl Evaluator {
             .copied()
             .filter(|m| m.spec.kind == MetricKind::LlmJudge)
             .collect();
-        for metric in judges {
-            let p = self.judge_metric(metric, &variables, &input.judge).await?;
-            produced.push((metric, p));
+        // The prompt variables (the transcript as text, among others) only judges read.
+        if !judges.is_empty() {
+            let variables = Variables::of(input, now);
+            for metric in judges {
+                let p = self.judge_metric(metric, &variables, &input.judge).await?;
+                produced.push((metric, p));
+            }
         }
 
         let evaluations: Vec<Evaluation> = produced
