@@ -173,6 +173,16 @@ fn open(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
+/// A connection that only reads, beside the sqlx pool.
+pub(super) fn open_reader(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    Ok(conn)
+}
+
 fn run(conn: &Connection, mut rx: mpsc::Receiver<Box<dyn Write>>, wal_pages: &AtomicI64) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while let Some(op) = rx.blocking_recv() {
