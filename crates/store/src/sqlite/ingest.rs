@@ -46,9 +46,9 @@ impl From<NewCall> for PreparedCall {
 }
 
 pub(super) struct IngestWrite {
-    pub agent_id: Option<i64>,
-    pub calls: Vec<PreparedCall>,
-    pub delivery: NewDelivery,
+    agent_id: Option<i64>,
+    calls: Vec<PreparedCall>,
+    delivery: NewDelivery,
 }
 
 impl IngestWrite {
