@@ -38,7 +38,7 @@ pub enum StoreError {
     Conflict(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
-    /// From the SQLite writer thread, which runs on rusqlite.
+    /// From the SQLite connections that run in place on rusqlite (the writer, the key lookup).
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("migration failed: {0}")]

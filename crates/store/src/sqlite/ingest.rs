@@ -19,7 +19,8 @@ use crate::rows::{duplicate_receipt, facts_from, Columns, DUPLICATE_COLUMNS, FAC
 use crate::Result;
 
 use super::jobs::enqueue;
-use super::writer::{execute, Apply, LiteRow};
+use super::lite::LiteRow;
+use super::writer::{undo_this_write, Apply};
 
 /// A call with its JSON columns serialised beforehand, on the request's own task, so the
 /// single writer spends its time on SQL only.
@@ -68,7 +69,7 @@ impl Apply for IngestWrite {
         match apply_ingest(conn, self)? {
             // Nothing of a refused request stays, but the refusal is logged.
             IngestOutcome::Rejected(rejection) => {
-                execute(conn, "ROLLBACK TO w")?;
+                undo_this_write(conn)?;
                 insert_delivery(conn, &self.delivery, Some(&rejection), 0)?;
                 Ok(IngestOutcome::Rejected(rejection))
             }

@@ -11,7 +11,8 @@ use crate::Result;
 use crate::rows::{CALL_SUMMARY_COLUMNS, EVALUATED_CALL_COLUMNS};
 use std::sync::Arc;
 
-use super::writer::{Apply, OwnedRow};
+use super::lite::OwnedRow;
+use super::writer::Apply;
 
 /// Queues an evaluation of a call unless one is already waiting (parameters: project id, call
 /// id, now in ms).

@@ -31,11 +31,13 @@ use crate::{Result, Store, StoreError};
 mod eval;
 mod ingest;
 mod jobs;
+mod lite;
 mod runs;
 mod writer;
 
 use ingest::{DeliveryWrite, IngestWrite};
-use writer::{LiteRow, OwnedRow, Writer};
+use lite::{LiteRow, OwnedRow};
+use writer::Writer;
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -74,7 +76,7 @@ impl SqliteStore {
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         let writer = Writer::start(options.get_filename())?;
-        let keys = writer::open_reader(options.get_filename())?;
+        let keys = lite::open_reader(options.get_filename())?;
         Ok(Self {
             pool,
             writer,
@@ -597,7 +599,7 @@ impl Store for SqliteStore {
         project_id: i64,
         call_ids: &[String],
     ) -> Result<Vec<EvaluationInput>> {
-        let (mut calls, mut missing) = (Vec::with_capacity(call_ids.len()), Vec::new());
+        let (mut rows, mut missing) = (Vec::with_capacity(call_ids.len()), Vec::new());
         {
             let mut prefetched = self
                 .prefetched
@@ -605,12 +607,12 @@ impl Store for SqliteStore {
                 .unwrap_or_else(PoisonError::into_inner);
             for id in call_ids {
                 match prefetched.remove(id) {
-                    Some((project, row)) if project == project_id => calls.push(row),
+                    Some((project, row)) if project == project_id => rows.push(row),
                     _ => missing.push(id),
                 }
             }
         }
-        let mut calls = calls
+        let mut calls = rows
             .iter()
             .map(|row| call_detail_from(row, Vec::new()))
             .collect::<Result<Vec<_>>>()?;

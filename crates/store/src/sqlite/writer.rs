@@ -7,22 +7,19 @@
 //! sqlx's connection thread (20–30 µs on a busy machine). The reading pool stays on sqlx; both
 //! link the same SQLite.
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::rows::Columns;
+use super::lite::open_writer;
 use crate::{Result, StoreError};
 
 /// How many queued writes one transaction may take. Bounds the latency a write can add to its
 /// neighbours' commit.
 const MAX_GROUP: usize = 256;
-
-/// Prepared statements kept per connection; more than the writer's distinct statements.
-const STATEMENT_CACHE: usize = 64;
 
 /// How often the checkpointer copies the WAL into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(25);
@@ -116,13 +113,13 @@ pub(super) struct Writer {
 impl Writer {
     /// Opens the database file (already created and migrated) and starts the writer thread.
     pub(super) fn start(path: &Path) -> Result<Self> {
-        let conn = open(path)?;
+        let conn = open_writer(path)?;
         // Checkpoints run beside the writer, not inside its commits.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
         // A WAL that grew under load is cut back when it starts over (4 KiB pages).
         conn.pragma_update(None, "journal_size_limit", WAL_RESTART_PAGES * 4096)?;
-        let checkpoints = open(path)?;
+        let checkpoints = open_writer(path)?;
         let (queue, rx) = mpsc::channel(4 * MAX_GROUP);
         let (writing, writer_gone) = std::sync::mpsc::channel::<()>();
         let wal_pages = Arc::new(AtomicI64::new(0));
@@ -155,32 +152,6 @@ fn spawn(name: &str, work: impl FnOnce() + Send + 'static) -> Result<()> {
         .spawn(work)
         .map(drop)
         .map_err(|e| StoreError::Commit(format!("cannot start the {name} thread: {e}")))
-}
-
-fn open(path: &Path) -> Result<Connection> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    // The same durability as the reading pool: WAL, and an fsync at every commit.
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    // Savepoints' undo pages stay in memory instead of a temporary file.
-    conn.pragma_update(None, "temp_store", "MEMORY")?;
-    conn.busy_timeout(Duration::from_secs(10))?;
-    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-    Ok(conn)
-}
-
-/// A connection that only reads, beside the sqlx pool.
-pub(super) fn open_reader(path: &Path) -> Result<Connection> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(Duration::from_secs(10))?;
-    Ok(conn)
 }
 
 fn run(conn: &Connection, mut rx: mpsc::Receiver<Box<dyn Write>>, wal_pages: &AtomicI64) {
@@ -264,7 +235,7 @@ fn apply_group(
         execute(conn, "SAVEPOINT w")?;
         let answer = op.apply(conn);
         if !answer.keep() {
-            execute(conn, "ROLLBACK TO w")?;
+            undo_this_write(conn)?;
         }
         execute(conn, "RELEASE w")?;
         answers.push(answer);
@@ -272,96 +243,15 @@ fn apply_group(
     Ok(())
 }
 
+/// Undoes what the write being applied has done so far (its savepoint stays open).
+pub(super) fn undo_this_write(conn: &Connection) -> rusqlite::Result<()> {
+    execute(conn, "ROLLBACK TO w")
+}
+
 /// Runs a statement without parameters from the statement cache.
-pub(super) fn execute(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+fn execute(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([])?;
     Ok(())
-}
-
-/// A rusqlite row seen through the backend-neutral [`Columns`], so the shared decoders in
-/// `rows.rs` read it too.
-pub(super) struct LiteRow<'a, 'r>(pub &'a rusqlite::Row<'r>);
-
-impl LiteRow<'_, '_> {
-    fn get<T: rusqlite::types::FromSql>(&self, column: &str) -> Result<T> {
-        self.0
-            .get(column)
-            .map_err(|e| StoreError::Corrupt(format!("column {column}: {e}")))
-    }
-}
-
-impl Columns for LiteRow<'_, '_> {
-    fn int(&self, column: &str) -> Result<i64> {
-        self.get(column)
-    }
-    fn opt_int(&self, column: &str) -> Result<Option<i64>> {
-        self.get(column)
-    }
-    fn text(&self, column: &str) -> Result<String> {
-        self.get(column)
-    }
-    fn opt_text(&self, column: &str) -> Result<Option<String>> {
-        self.get(column)
-    }
-    fn flag(&self, column: &str) -> Result<bool> {
-        self.get(column)
-    }
-    fn opt_flag(&self, column: &str) -> Result<Option<bool>> {
-        self.get(column)
-    }
-}
-
-/// A row copied out of the writer's connection, decoded later on another task.
-pub(super) struct OwnedRow {
-    names: std::sync::Arc<[String]>,
-    values: Vec<rusqlite::types::Value>,
-}
-
-impl OwnedRow {
-    /// Copies the current row of a query whose column names are `names`.
-    pub(super) fn copy(names: &std::sync::Arc<[String]>, row: &rusqlite::Row<'_>) -> Result<Self> {
-        let values = (0..names.len())
-            .map(|i| row.get::<_, rusqlite::types::Value>(i))
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(Self {
-            names: names.clone(),
-            values,
-        })
-    }
-
-    fn value(&self, column: &str) -> Result<&rusqlite::types::Value> {
-        self.names
-            .iter()
-            .position(|n| n == column)
-            .map(|i| &self.values[i])
-            .ok_or_else(|| StoreError::Corrupt(format!("no column {column}")))
-    }
-
-    fn get<T: rusqlite::types::FromSql>(&self, column: &str) -> Result<T> {
-        let value = rusqlite::types::ValueRef::from(self.value(column)?);
-        T::column_result(value).map_err(|e| StoreError::Corrupt(format!("column {column}: {e}")))
-    }
-}
-
-impl Columns for OwnedRow {
-    fn int(&self, column: &str) -> Result<i64> {
-        self.get(column)
-    }
-    fn opt_int(&self, column: &str) -> Result<Option<i64>> {
-        self.get(column)
-    }
-    fn text(&self, column: &str) -> Result<String> {
-        self.get(column)
-    }
-    fn opt_text(&self, column: &str) -> Result<Option<String>> {
-        self.get(column)
-    }
-    fn flag(&self, column: &str) -> Result<bool> {
-        self.get(column)
-    }
-    fn opt_flag(&self, column: &str) -> Result<Option<bool>> {
-        self.get(column)
-    }
 }
 
 #[cfg(test)]
