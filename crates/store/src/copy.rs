@@ -20,7 +20,7 @@ pub const TABLES: &[&str] = &[
     "results",
     "runs",
     "metrics",
-    "evaluations",
+    "call_evaluations",
     "jobs",
     "judge_cache",
     "settings",

@@ -7,6 +7,8 @@
 mod common;
 mod copy;
 mod key;
+#[cfg(test)]
+mod migration_tests;
 mod model;
 mod postgres;
 mod rows;

@@ -309,27 +309,11 @@ pub(crate) fn metric_from(row: &impl Columns) -> Result<Metric> {
     })
 }
 
-pub(crate) const EVALUATION_COLUMNS: &str = "metric_id, metric_name, metric_version, kind, output,
-    status, value, passed, explanation, details, evaluated_at";
-
-pub(crate) fn evaluation_from(row: &impl Columns) -> Result<Evaluation> {
-    Ok(Evaluation {
-        metric_id: row.int("metric_id")?,
-        metric_name: row.text("metric_name")?,
-        metric_version: row.int("metric_version")?,
-        kind: parse_column(&row.text("kind")?, MetricKind::parse)?,
-        output: parse_column(&row.text("output")?, OutputType::parse)?,
-        status: parse_column(&row.text("status")?, EvaluationStatus::parse)?,
-        value: row
-            .opt_text("value")?
-            .as_deref()
-            .map(from_json)
-            .transpose()?,
-        passed: row.opt_flag("passed")?,
-        explanation: row.text("explanation")?,
-        details: from_json(&row.text("details")?)?,
-        evaluated_at: time(row.int("evaluated_at")?)?,
-    })
+/// A call's evaluations from its `call_evaluations.evaluations` document, by metric id.
+pub(crate) fn evaluations_from(document: &str) -> Result<Vec<Evaluation>> {
+    let mut evaluations: Vec<Evaluation> = from_json(document)?;
+    evaluations.sort_by_key(|e| e.metric_id);
+    Ok(evaluations)
 }
 
 pub(crate) const JUDGE_COLUMNS: &str =
@@ -346,8 +330,9 @@ pub(crate) fn judge_settings_from(row: &impl Columns) -> Result<JudgeSettings> {
     })
 }
 
-pub(crate) const SUMMARY_COLUMNS: &str = "e.metric_id, e.metric_name, e.output, e.value, e.passed";
-
+/// Each backend's metric summary selects one row per evaluation out of the documents, with
+/// these names: `metric_id`, `metric_name`, `output`, `value` (JSON text, null as NULL) and
+/// `passed`.
 pub(crate) fn summary_row_from(row: &impl Columns) -> Result<crate::common::SummaryRow> {
     Ok(crate::common::SummaryRow {
         metric_id: row.int("metric_id")?,

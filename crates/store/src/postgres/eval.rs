@@ -12,8 +12,8 @@ use crate::common::{
 };
 use crate::model::*;
 use crate::rows::{
-    evaluation_from, judge_settings_from, metric_from, summary_row_from, EVALUATION_COLUMNS,
-    JUDGE_COLUMNS, METRIC_COLUMNS, SUMMARY_COLUMNS,
+    evaluations_from, judge_settings_from, metric_from, summary_row_from, JUDGE_COLUMNS,
+    METRIC_COLUMNS,
 };
 use crate::Result;
 
@@ -395,7 +395,7 @@ pub(super) async fn complete_job(
         return Ok(false);
     }
     // The call's verdict first: its row lock makes two jobs of one call replace its results one
-    // after the other instead of colliding on (call_id, metric_id).
+    // after the other.
     let success = outcome.verdict.success;
     sqlx::query("UPDATE calls SET success = $1, rubric = $2, evaluated_at = $3 WHERE id = $4")
         .bind(success)
@@ -405,32 +405,17 @@ pub(super) async fn complete_job(
         .execute(&mut *tx)
         .await?;
     // Running a job again replaces its results.
-    sqlx::query("DELETE FROM evaluations WHERE call_id = $1")
-        .bind(&job.call_id)
-        .execute(&mut *tx)
-        .await?;
-    for e in &outcome.evaluations {
-        sqlx::query(
-            "INSERT INTO evaluations (project_id, call_id, metric_id, metric_name, metric_version,
-                kind, output, status, value, passed, explanation, details, evaluated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        )
-        .bind(job.project_id)
-        .bind(&job.call_id)
-        .bind(e.metric_id)
-        .bind(text(&e.metric_name))
-        .bind(e.metric_version)
-        .bind(e.kind.as_str())
-        .bind(e.output.as_str())
-        .bind(e.status.as_str())
-        .bind(e.value.as_ref().map(to_json))
-        .bind(e.passed)
-        .bind(text(&e.explanation))
-        .bind(to_json(&e.details))
-        .bind(e.evaluated_at.timestamp_millis())
-        .execute(&mut *tx)
-        .await?;
-    }
+    sqlx::query(
+        "INSERT INTO call_evaluations (call_id, project_id, evaluations, evaluated_at)
+         VALUES ($1, $2, $3, $4)
+         ON CONFLICT (call_id) DO UPDATE SET project_id = $2, evaluations = $3, evaluated_at = $4",
+    )
+    .bind(&job.call_id)
+    .bind(job.project_id)
+    .bind(to_json(&outcome.evaluations))
+    .bind(now_ms)
+    .execute(&mut *tx)
+    .await?;
     // The run the call completes takes the verdict; a late run keeps its timeout status.
     sqlx::query(
         "UPDATE runs SET success = $1, updated_at = $2,
@@ -499,15 +484,12 @@ pub(super) async fn job_counts(pool: &PgPool, project_id: Option<i64>) -> Result
 }
 
 pub(super) async fn evaluations_of(pool: &PgPool, call_id: &str) -> Result<Vec<Evaluation>> {
-    sqlx::query(&format!(
-        "SELECT {EVALUATION_COLUMNS} FROM evaluations WHERE call_id = $1 ORDER BY metric_id"
-    ))
-    .bind(text(call_id))
-    .fetch_all(pool)
-    .await?
-    .iter()
-    .map(evaluation_from)
-    .collect()
+    let document: Option<String> =
+        sqlx::query_scalar("SELECT evaluations FROM call_evaluations WHERE call_id = $1")
+            .bind(text(call_id))
+            .fetch_optional(pool)
+            .await?;
+    document.map_or(Ok(Vec::new()), |d| evaluations_from(&d))
 }
 
 pub(super) async fn inputs(
@@ -556,10 +538,16 @@ pub(super) async fn metrics_summary(
     from_ms: Option<i64>,
     before_ms: Option<i64>,
 ) -> Result<Vec<MetricSummary>> {
-    let mut q = QueryBuilder::<Postgres>::new(format!(
-        "SELECT {SUMMARY_COLUMNS} FROM evaluations e JOIN calls c ON c.id = e.call_id
-         WHERE e.project_id = "
-    ));
+    // `json`, not `jsonb`: an explanation may hold U+0000, which `jsonb` refuses.
+    let mut q = QueryBuilder::<Postgres>::new(
+        "SELECT (j ->> 'metric_id')::bigint AS metric_id, j ->> 'metric_name' AS metric_name,
+            j ->> 'output' AS output,
+            CASE WHEN json_typeof(j -> 'value') <> 'null' THEN (j -> 'value')::text END AS value,
+            (j ->> 'passed')::boolean AS passed
+         FROM call_evaluations e JOIN calls c ON c.id = e.call_id
+            CROSS JOIN LATERAL json_array_elements(e.evaluations::json) j
+         WHERE e.project_id = ",
+    );
     q.push_bind(project_id);
     if let Some(a) = agent_id {
         q.push(" AND c.agent_id = ").push_bind(a);
@@ -570,7 +558,7 @@ pub(super) async fn metrics_summary(
     if let Some(b) = before_ms {
         q.push(" AND c.started_at < ").push_bind(b);
     }
-    q.push(" ORDER BY e.metric_id");
+    q.push(" ORDER BY metric_id");
     let rows = q.build().fetch_all(pool).await?;
     summarize(rows.iter().map(summary_row_from))
 }

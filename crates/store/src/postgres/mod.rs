@@ -616,11 +616,14 @@ impl Store for PgStore {
             None => {}
         }
         if let Some(metric) = &filter.failing_metric {
-            q.push(" AND EXISTS (SELECT 1 FROM evaluations e WHERE e.call_id = calls.id AND e.metric_name = ")
-                .push_bind(text(metric).into_owned())
-                .push(" AND e.passed = ")
-                .push_bind(false)
-                .push(")");
+            q.push(
+                " AND EXISTS (SELECT 1 FROM call_evaluations e
+                    CROSS JOIN LATERAL json_array_elements(e.evaluations::json) j
+                    WHERE e.call_id = calls.id AND j ->> 'passed' = 'false'
+                    AND j ->> 'metric_name' = ",
+            )
+            .push_bind(text(metric).into_owned())
+            .push(")");
         }
         if let Some(search) = &filter.text {
             q.push(" AND transcript ILIKE ")
@@ -949,14 +952,16 @@ impl Store for PgStore {
             return Ok(Vec::new());
         }
         let mut q = QueryBuilder::<Postgres>::new(
-            "SELECT call_id, metric_name, value FROM evaluations WHERE value IS NOT NULL AND project_id = ",
+            "SELECT e.call_id, j ->> 'metric_name', (j -> 'value')::text
+             FROM call_evaluations e CROSS JOIN LATERAL json_array_elements(e.evaluations::json) j
+             WHERE json_typeof(j -> 'value') <> 'null' AND e.project_id = ",
         );
-        q.push_bind(project_id).push(" AND call_id IN (");
+        q.push_bind(project_id).push(" AND e.call_id IN (");
         let mut ids = q.separated(", ");
         for id in call_ids {
             ids.push_bind(text(id).into_owned());
         }
-        q.push(") AND metric_name IN (");
+        q.push(") AND j ->> 'metric_name' IN (");
         let mut names = q.separated(", ");
         for name in metric_names {
             names.push_bind(text(name).into_owned());

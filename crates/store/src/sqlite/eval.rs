@@ -11,8 +11,8 @@ use crate::common::{
 };
 use crate::model::*;
 use crate::rows::{
-    evaluation_from, judge_settings_from, metric_from, summary_row_from, EVALUATION_COLUMNS,
-    JUDGE_COLUMNS, METRIC_COLUMNS, SUMMARY_COLUMNS,
+    evaluations_from, judge_settings_from, metric_from, summary_row_from, JUDGE_COLUMNS,
+    METRIC_COLUMNS,
 };
 use crate::Result;
 
@@ -316,15 +316,12 @@ pub(super) async fn job_counts(pool: &SqlitePool, project_id: Option<i64>) -> Re
 }
 
 pub(super) async fn evaluations_of(pool: &SqlitePool, call_id: &str) -> Result<Vec<Evaluation>> {
-    sqlx::query(&format!(
-        "SELECT {EVALUATION_COLUMNS} FROM evaluations WHERE call_id = ? ORDER BY metric_id"
-    ))
-    .bind(call_id)
-    .fetch_all(pool)
-    .await?
-    .iter()
-    .map(evaluation_from)
-    .collect()
+    let document: Option<String> =
+        sqlx::query_scalar("SELECT evaluations FROM call_evaluations WHERE call_id = ?")
+            .bind(call_id)
+            .fetch_optional(pool)
+            .await?;
+    document.map_or(Ok(Vec::new()), |d| evaluations_from(&d))
 }
 
 pub(super) async fn inputs(
@@ -369,10 +366,13 @@ pub(super) async fn metrics_summary(
     from_ms: Option<i64>,
     before_ms: Option<i64>,
 ) -> Result<Vec<MetricSummary>> {
-    let mut q = QueryBuilder::<Sqlite>::new(format!(
-        "SELECT {SUMMARY_COLUMNS} FROM evaluations e JOIN calls c ON c.id = e.call_id
-         WHERE e.project_id = "
-    ));
+    let mut q = QueryBuilder::<Sqlite>::new(
+        "SELECT j.value ->> 'metric_id' AS metric_id, j.value ->> 'metric_name' AS metric_name,
+            j.value ->> 'output' AS output, NULLIF(j.value -> 'value', 'null') AS value,
+            j.value ->> 'passed' AS passed
+         FROM call_evaluations e JOIN calls c ON c.id = e.call_id, json_each(e.evaluations) j
+         WHERE e.project_id = ",
+    );
     q.push_bind(project_id);
     if let Some(a) = agent_id {
         q.push(" AND c.agent_id = ").push_bind(a);
@@ -383,7 +383,7 @@ pub(super) async fn metrics_summary(
     if let Some(b) = before_ms {
         q.push(" AND c.started_at < ").push_bind(b);
     }
-    q.push(" ORDER BY e.metric_id");
+    q.push(" ORDER BY metric_id");
     let rows = q.build().fetch_all(pool).await?;
     summarize(rows.iter().map(summary_row_from))
 }

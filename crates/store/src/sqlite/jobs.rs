@@ -113,49 +113,17 @@ impl Apply for RenewLease {
 /// serialised there.
 pub(super) struct CompleteJob {
     job: Job,
-    rows: Vec<EvaluationRow>,
+    evaluations: String,
     success: bool,
     verdict: String,
     now: i64,
 }
 
-/// One metric's result as its columns.
-struct EvaluationRow {
-    metric_id: i64,
-    metric_name: String,
-    metric_version: i64,
-    kind: &'static str,
-    output: &'static str,
-    status: &'static str,
-    value: Option<String>,
-    passed: Option<bool>,
-    explanation: String,
-    details: String,
-    evaluated_at: i64,
-}
-
 impl CompleteJob {
     pub(super) fn new(job: &Job, outcome: &CallEvaluation, now: DateTime<Utc>) -> Self {
-        let rows = outcome
-            .evaluations
-            .iter()
-            .map(|e| EvaluationRow {
-                metric_id: e.metric_id,
-                metric_name: e.metric_name.clone(),
-                metric_version: e.metric_version,
-                kind: e.kind.as_str(),
-                output: e.output.as_str(),
-                status: e.status.as_str(),
-                value: e.value.as_ref().map(to_json),
-                passed: e.passed,
-                explanation: e.explanation.clone(),
-                details: to_json(&e.details),
-                evaluated_at: e.evaluated_at.timestamp_millis(),
-            })
-            .collect();
         Self {
             job: job.clone(),
-            rows,
+            evaluations: to_json(&outcome.evaluations),
             success: outcome.verdict.success,
             verdict: to_json(&outcome.verdict),
             now: now.timestamp_millis(),
@@ -178,30 +146,12 @@ impl Apply for CompleteJob {
             return Ok(false);
         }
         // Running a job again replaces its results.
-        conn.prepare_cached("DELETE FROM evaluations WHERE call_id = ?")?
-            .execute([&job.call_id])?;
-        let mut insert = conn.prepare_cached(
-            "INSERT INTO evaluations (project_id, call_id, metric_id, metric_name, metric_version,
-                kind, output, status, value, passed, explanation, details, evaluated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )?;
-        for e in &self.rows {
-            insert.execute(params![
-                job.project_id,
-                job.call_id,
-                e.metric_id,
-                e.metric_name,
-                e.metric_version,
-                e.kind,
-                e.output,
-                e.status,
-                e.value,
-                e.passed,
-                e.explanation,
-                e.details,
-                e.evaluated_at,
-            ])?;
-        }
+        conn.prepare_cached(
+            "INSERT INTO call_evaluations (call_id, project_id, evaluations, evaluated_at)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (call_id) DO UPDATE SET project_id = ?2, evaluations = ?3, evaluated_at = ?4",
+        )?
+        .execute(params![job.call_id, job.project_id, self.evaluations, now_ms])?;
         conn.prepare_cached(
             "UPDATE calls SET success = ?, rubric = ?, evaluated_at = ? WHERE id = ?",
         )?

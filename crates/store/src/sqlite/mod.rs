@@ -289,11 +289,13 @@ impl Store for SqliteStore {
             None => {}
         }
         if let Some(metric) = &filter.failing_metric {
-            q.push(" AND EXISTS (SELECT 1 FROM evaluations e WHERE e.call_id = calls.id AND e.metric_name = ")
-                .push_bind(metric.clone())
-                .push(" AND e.passed = ")
-                .push_bind(false)
-                .push(")");
+            q.push(
+                " AND EXISTS (SELECT 1 FROM call_evaluations e, json_each(e.evaluations) j
+                    WHERE e.call_id = calls.id AND j.value ->> 'passed' = 0
+                    AND j.value ->> 'metric_name' = ",
+            )
+            .push_bind(metric.clone())
+            .push(")");
         }
         if let Some(text) = &filter.text {
             q.push(" AND transcript LIKE ")
@@ -672,14 +674,16 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let mut q = QueryBuilder::<Sqlite>::new(
-            "SELECT call_id, metric_name, value FROM evaluations WHERE value IS NOT NULL AND project_id = ",
+            "SELECT e.call_id, j.value ->> 'metric_name', j.value -> 'value'
+             FROM call_evaluations e, json_each(e.evaluations) j
+             WHERE j.value -> 'value' <> 'null' AND e.project_id = ",
         );
-        q.push_bind(project_id).push(" AND call_id IN (");
+        q.push_bind(project_id).push(" AND e.call_id IN (");
         let mut ids = q.separated(", ");
         for id in call_ids {
             ids.push_bind(id.clone());
         }
-        q.push(") AND metric_name IN (");
+        q.push(") AND j.value ->> 'metric_name' IN (");
         let mut names = q.separated(", ");
         for name in metric_names {
             names.push_bind(name.to_string());
