@@ -3,7 +3,7 @@
 
 use std::str::FromStr;
 
-use chrono::DateTime;
+use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::migrate::{Migrate, Migrator};
 use sqlx::postgres::PgPoolOptions;
@@ -13,23 +13,33 @@ use sqlx::{Connection, Database, Executor, PgConnection, Pool};
 use callgrade_core::{MetricKind, OutputType};
 
 use crate::model::EvaluationStatus;
-use crate::rows::evaluations_from;
-use crate::{PgStore, SqliteStore};
+use crate::{PgStore, SqliteStore, Store};
 
 /// The last migration with one `evaluations` row per metric.
 const BEFORE_CALL_EVALUATIONS: i64 = 5;
 
-/// Plain SQL both backends accept.
-const OLD_EVALUATIONS: &str = r#"INSERT INTO evaluations (project_id, call_id, metric_id,
-    metric_name, metric_version, kind, output, status, value, passed, explanation, details,
-    evaluated_at) VALUES
+/// Plain SQL both backends accept: three calls, two of them evaluated (`c2` by no metric).
+const OLD_ROWS: &str = r#"
+INSERT INTO projects (id, name, key_hash, key_prefix, created_at) VALUES (1, 'p', 'h', 'cg_', 0);
+INSERT INTO calls (id, project_id, external_id, content_hash, started_at, ended_at, ended_reason,
+    message_times, message_count, messages, metadata, warnings, raw, delivery_id, received_at,
+    success, rubric, evaluated_at) VALUES
+    ('c1', 1, 'e1', 'h1', 0, 1000, 'done', 'seconds_from_start', 0, '[]', '{}', '[]', '{}', 1, 0,
+        TRUE, '{"success":true,"rules":[]}', 1760520002900),
+    ('c2', 1, 'e2', 'h2', 0, 1000, 'done', 'seconds_from_start', 0, '[]', '{}', '[]', '{}', 1, 0,
+        FALSE, '{"success":false,"rules":[]}', 1760520003100),
+    ('c3', 1, 'e3', 'h3', 0, 1000, 'done', 'seconds_from_start', 0, '[]', '{}', '[]', '{}', 1, 0,
+        NULL, NULL, NULL);
+INSERT INTO evaluations (project_id, call_id, metric_id, metric_name, metric_version, kind,
+    output, status, value, passed, explanation, details, evaluated_at) VALUES
     (1, 'c1', 7, 'latency', 2, 'builtin', 'numeric', 'ok', '0.5', NULL, '', '{"p50":0.5}',
         1760520002844),
     (1, 'c1', 3, 'polite', 1, 'llm_judge', 'binary', 'ok', 'true', TRUE,
         'said "thanks"
 and left', '{"model":"m","usage":{"total_tokens":12}}', 1760520002005),
-    (1, 'c2', 7, 'latency', 2, 'builtin', 'numeric', 'not_computable', NULL, NULL, 'no handoff',
-        '{}', 1760520003000)"#;
+    (1, 'c1', 8, 'reached', 1, 'builtin', 'numeric', 'not_computable', NULL, NULL, 'no handoff',
+        '{}', 1760520002844);
+"#;
 
 async fn apply_until<DB>(pool: &Pool<DB>, migrator: Migrator, last: i64)
 where
@@ -43,13 +53,12 @@ where
     }
 }
 
-fn check_documents(documents: Vec<(String, String)>) {
-    let [(c1, first), (c2, second)] = <[_; 2]>::try_from(documents).expect("one row per call");
-    assert_eq!((c1.as_str(), c2.as_str()), ("c1", "c2"));
-
-    let first = evaluations_from(&first).unwrap();
-    assert_eq!(first.len(), 2);
-    let (polite, latency) = (&first[0], &first[1]);
+async fn check(store: &dyn Store) {
+    let first = store.call(1, "c1").await.unwrap().unwrap();
+    assert_eq!(first.summary.success, Some(true));
+    assert_eq!(first.summary.evaluated_at, Some(ms(1_760_520_002_900)));
+    assert!(first.rubric.as_ref().unwrap().success);
+    let [polite, latency, reached] = <[_; 3]>::try_from(first.evaluations).unwrap();
     assert_eq!(
         (polite.metric_id, polite.metric_name.as_str()),
         (3, "polite")
@@ -63,29 +72,34 @@ fn check_documents(documents: Vec<(String, String)>) {
         polite.details,
         json!({"model": "m", "usage": {"total_tokens": 12}})
     );
-    assert_eq!(
-        polite.evaluated_at,
-        DateTime::from_timestamp_millis(1_760_520_002_005).unwrap()
-    );
+    assert_eq!(polite.evaluated_at, ms(1_760_520_002_005));
     assert_eq!((latency.metric_id, latency.metric_version), (7, 2));
     assert_eq!(latency.value, Some(json!(0.5)));
     assert_eq!(latency.passed, None);
+    assert_eq!(latency.details, json!({"p50": 0.5}));
+    assert_eq!(latency.evaluated_at, ms(1_760_520_002_844));
+    assert_eq!(reached.status, EvaluationStatus::NotComputable);
     assert_eq!(
-        latency.evaluated_at,
-        DateTime::from_timestamp_millis(1_760_520_002_844).unwrap()
+        (reached.value, reached.explanation.as_str()),
+        (None, "no handoff")
     );
 
-    let second = evaluations_from(&second).unwrap();
-    assert_eq!(second.len(), 1);
-    assert_eq!(second[0].status, EvaluationStatus::NotComputable);
-    assert_eq!(second[0].value, None);
-    assert_eq!(second[0].explanation, "no handoff");
+    let second = store.call(1, "c2").await.unwrap().unwrap();
+    assert_eq!(second.summary.success, Some(false));
+    assert!(second.evaluations.is_empty());
+
+    let unevaluated = store.call(1, "c3").await.unwrap().unwrap();
+    assert_eq!(unevaluated.summary.success, None);
+    assert_eq!(unevaluated.summary.evaluated_at, None);
+    assert!(unevaluated.rubric.is_none());
 }
 
-const DOCUMENTS: &str = "SELECT call_id, evaluations FROM call_evaluations ORDER BY call_id";
+fn ms(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap()
+}
 
 #[tokio::test]
-async fn sqlite_keeps_per_metric_evaluations() {
+async fn sqlite_keeps_evaluations_and_verdicts() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("old.db").display());
     let options = SqliteConnectOptions::from_str(&url)
@@ -102,16 +116,14 @@ async fn sqlite_keeps_per_metric_evaluations() {
         BEFORE_CALL_EVALUATIONS,
     )
     .await;
-    pool.execute(OLD_EVALUATIONS).await.unwrap();
+    pool.execute(OLD_ROWS).await.unwrap();
+    pool.close().await;
 
-    drop(SqliteStore::open(&url).await.unwrap());
-
-    let documents = sqlx::query_as(DOCUMENTS).fetch_all(&pool).await.unwrap();
-    check_documents(documents);
+    check(&SqliteStore::open(&url).await.unwrap()).await;
 }
 
 #[tokio::test]
-async fn postgres_keeps_per_metric_evaluations() {
+async fn postgres_keeps_evaluations_and_verdicts() {
     let Ok(admin_url) = std::env::var("CALLGRADE_TEST_POSTGRES_URL") else {
         eprintln!("skipped: CALLGRADE_TEST_POSTGRES_URL is not set");
         return;
@@ -136,14 +148,16 @@ async fn postgres_keeps_per_metric_evaluations() {
         BEFORE_CALL_EVALUATIONS,
     )
     .await;
-    pool.execute(OLD_EVALUATIONS).await.unwrap();
-    drop(PgStore::open(&url).await.unwrap());
-    let documents = sqlx::query_as(DOCUMENTS).fetch_all(&pool).await;
+    pool.execute(OLD_ROWS).await.unwrap();
     pool.close().await;
+    let store = PgStore::open(&url).await.unwrap();
+    // Checked outside the database's lifetime, so a failure still drops it.
+    let checked = tokio::spawn(async move { check(&store).await }).await;
     admin
         .execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str())
         .await
         .unwrap();
-
-    check_documents(documents.unwrap());
+    if let Err(failure) = checked {
+        std::panic::resume_unwind(failure.into_panic());
+    }
 }

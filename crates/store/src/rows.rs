@@ -116,19 +116,28 @@ pub(crate) fn duplicate_receipt(call: &NewCall, row: &impl Columns) -> Result<Ca
     })
 }
 
+/// Calls with their evaluation, where they have one. The evaluation has a row of its own, so
+/// evaluating a call never rewrites the call's (large) row. Filters name `calls.project_id`:
+/// both tables have one.
+pub(crate) const CALLS: &str = "calls LEFT JOIN call_evaluations v ON v.call_id = calls.id";
+
+/// Selected from [`CALLS`].
 pub(crate) const CALL_SUMMARY_COLUMNS: &str =
-    "seq, id, external_id, agent_id, started_at, ended_at,
-    to_phone_number, from_phone_number, ended_reason, run_id, matched_by, match_outcome,
-    message_count, received_at, delivery_id, success, evaluated_at";
+    "calls.seq, calls.id, calls.external_id, calls.agent_id, calls.started_at, calls.ended_at,
+    calls.to_phone_number, calls.from_phone_number, calls.ended_reason, calls.run_id,
+    calls.matched_by, calls.match_outcome, calls.message_count, calls.received_at,
+    calls.delivery_id, v.success, v.evaluated_at";
 
 /// [`CALL_SUMMARY_COLUMNS`] plus what [`call_detail_from`] reads.
-pub(crate) const CALL_DETAIL_COLUMNS: &str = "trace_id, message_times, messages, metadata,
-    warnings, raw, match_reason, match_candidates, rubric";
+pub(crate) const CALL_DETAIL_COLUMNS: &str = "calls.trace_id, calls.message_times,
+    calls.messages, calls.metadata, calls.warnings, calls.raw, calls.match_reason,
+    calls.match_candidates, v.rubric";
 
 /// [`CALL_DETAIL_COLUMNS`] without the raw payload, which evaluating does not read: it is
 /// decoded as `null`, and the largest column of a call is neither copied nor parsed.
-pub(crate) const EVALUATED_CALL_COLUMNS: &str = "trace_id, message_times, messages, metadata,
-    warnings, 'null' AS raw, match_reason, match_candidates, rubric";
+pub(crate) const EVALUATED_CALL_COLUMNS: &str = "calls.trace_id, calls.message_times,
+    calls.messages, calls.metadata, calls.warnings, 'null' AS raw, calls.match_reason,
+    calls.match_candidates, v.rubric";
 
 pub(crate) fn call_summary_from(row: &impl Columns) -> Result<CallSummary> {
     let started_at = row.int("started_at")?;
@@ -173,6 +182,15 @@ pub(crate) fn call_detail_from(
         rubric: verdict(row.opt_text("rubric")?)?,
         evaluations,
     })
+}
+
+/// [`call_detail_from`] for a row that also selected `v.evaluations` from [`CALLS`].
+pub(crate) fn call_with_evaluations_from(row: &impl Columns) -> Result<CallDetail> {
+    let evaluations = match row.opt_text("evaluations")? {
+        Some(document) => evaluations_from(&document)?,
+        None => Vec::new(),
+    };
+    call_detail_from(row, evaluations)
 }
 
 /// The verdict stored on a call, if evaluated.

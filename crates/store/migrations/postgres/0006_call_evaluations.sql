@@ -1,16 +1,22 @@
--- A call's evaluations in one row: an evaluation job writes every metric's result at once, and
--- running it again replaces them all. One row per metric (with two index entries each) was the
--- largest single cost of ingest under load; see docs/performance.md.
+-- A call's evaluation in one row of its own: an evaluation job writes every metric's result
+-- and the verdict at once, and running it again replaces them all. One row per metric (with two
+-- index entries each), and the verdict written into the call's row, were the largest costs of
+-- ingest under load on SQLite; see docs/performance.md. Both backends keep one schema. A call's
+-- row is now written once.
 CREATE TABLE call_evaluations (
-    call_id      TEXT   PRIMARY KEY,        -- our call id
-    project_id   BIGINT NOT NULL,
-    evaluations  TEXT   NOT NULL,           -- JSON array of evaluations, as the API shows them
-    evaluated_at BIGINT NOT NULL
+    call_id      TEXT    PRIMARY KEY,       -- our call id
+    project_id   BIGINT  NOT NULL,
+    success      BOOLEAN NOT NULL,          -- the rubric's verdict
+    rubric       TEXT    NOT NULL,          -- JSON breakdown per rule
+    evaluations  TEXT    NOT NULL,          -- JSON array of evaluations, as the API shows them
+    evaluated_at BIGINT  NOT NULL
 );
 
-INSERT INTO call_evaluations (call_id, project_id, evaluations, evaluated_at)
-SELECT call_id, MIN(project_id),
-    json_agg(json_build_object(
+INSERT INTO call_evaluations (call_id, project_id, success, rubric, evaluations, evaluated_at)
+SELECT c.id, c.project_id, c.success, c.rubric, COALESCE(e.evaluations, '[]'), c.evaluated_at
+FROM calls c
+LEFT JOIN (
+    SELECT call_id, json_agg(json_build_object(
         'metric_id', metric_id,
         'metric_name', metric_name,
         'metric_version', metric_version,
@@ -23,9 +29,13 @@ SELECT call_id, MIN(project_id),
         'details', details::json,
         'evaluated_at', to_char(TIMESTAMP 'epoch' + evaluated_at * INTERVAL '1 millisecond',
             'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
-    ) ORDER BY metric_id)::text,
-    MAX(evaluated_at)
-FROM evaluations
-GROUP BY call_id;
+    ) ORDER BY metric_id)::text AS evaluations
+    FROM evaluations
+    GROUP BY call_id
+) e ON e.call_id = c.id
+WHERE c.evaluated_at IS NOT NULL;
 
 DROP TABLE evaluations;
+ALTER TABLE calls DROP COLUMN success;
+ALTER TABLE calls DROP COLUMN rubric;
+ALTER TABLE calls DROP COLUMN evaluated_at;

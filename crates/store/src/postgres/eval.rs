@@ -12,8 +12,7 @@ use crate::common::{
 };
 use crate::model::*;
 use crate::rows::{
-    evaluations_from, judge_settings_from, metric_from, summary_row_from, JUDGE_COLUMNS,
-    METRIC_COLUMNS,
+    judge_settings_from, metric_from, summary_row_from, JUDGE_COLUMNS, METRIC_COLUMNS,
 };
 use crate::Result;
 
@@ -394,24 +393,18 @@ pub(super) async fn complete_job(
     if done.rows_affected() != 1 {
         return Ok(false);
     }
-    // The call's verdict first: its row lock makes two jobs of one call replace its results one
-    // after the other.
-    let success = outcome.verdict.success;
-    sqlx::query("UPDATE calls SET success = $1, rubric = $2, evaluated_at = $3 WHERE id = $4")
-        .bind(success)
-        .bind(to_json(&outcome.verdict))
-        .bind(now_ms)
-        .bind(&job.call_id)
-        .execute(&mut *tx)
-        .await?;
-    // Running a job again replaces its results.
+    // Running a job again replaces its results; two jobs of one call take turns on its row.
     sqlx::query(
-        "INSERT INTO call_evaluations (call_id, project_id, evaluations, evaluated_at)
-         VALUES ($1, $2, $3, $4)
-         ON CONFLICT (call_id) DO UPDATE SET project_id = $2, evaluations = $3, evaluated_at = $4",
+        "INSERT INTO call_evaluations
+            (call_id, project_id, success, rubric, evaluations, evaluated_at)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (call_id) DO UPDATE SET project_id = $2, success = $3, rubric = $4,
+            evaluations = $5, evaluated_at = $6",
     )
     .bind(&job.call_id)
     .bind(job.project_id)
+    .bind(outcome.verdict.success)
+    .bind(to_json(&outcome.verdict))
     .bind(to_json(&outcome.evaluations))
     .bind(now_ms)
     .execute(&mut *tx)
@@ -423,7 +416,7 @@ pub(super) async fn complete_job(
             finished_at = CASE WHEN status = 'evaluating' THEN $2 ELSE finished_at END
          WHERE call_id = $3",
     )
-    .bind(success)
+    .bind(outcome.verdict.success)
     .bind(now_ms)
     .bind(&job.call_id)
     .execute(&mut *tx)
@@ -481,15 +474,6 @@ pub(super) async fn job_counts(pool: &PgPool, project_id: Option<i64>) -> Result
     .fetch_all(pool)
     .await?;
     Ok(counts_from(rows))
-}
-
-pub(super) async fn evaluations_of(pool: &PgPool, call_id: &str) -> Result<Vec<Evaluation>> {
-    let document: Option<String> =
-        sqlx::query_scalar("SELECT evaluations FROM call_evaluations WHERE call_id = $1")
-            .bind(text(call_id))
-            .fetch_optional(pool)
-            .await?;
-    document.map_or(Ok(Vec::new()), |d| evaluations_from(&d))
 }
 
 pub(super) async fn inputs(

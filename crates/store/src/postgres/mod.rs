@@ -28,10 +28,10 @@ use crate::common::{
 use crate::key::{hash_key, hashes_match, ApiKey};
 use crate::model::*;
 use crate::rows::{
-    agent_from, call_detail_from, call_summary_from, delivery_from, delivery_summary_from,
-    duplicate_receipt, paginate, project_from, AGENT_COLUMNS, CALL_DETAIL_COLUMNS,
-    CALL_SUMMARY_COLUMNS, DELIVERY_SUMMARY_COLUMNS, DUPLICATE_COLUMNS, EVALUATED_CALL_COLUMNS,
-    PROJECT_COLUMNS,
+    agent_from, call_detail_from, call_summary_from, call_with_evaluations_from, delivery_from,
+    delivery_summary_from, duplicate_receipt, paginate, project_from, AGENT_COLUMNS, CALLS,
+    CALL_DETAIL_COLUMNS, CALL_SUMMARY_COLUMNS, DELIVERY_SUMMARY_COLUMNS, DUPLICATE_COLUMNS,
+    EVALUATED_CALL_COLUMNS, PROJECT_COLUMNS,
 };
 use crate::{Result, Store, StoreError};
 
@@ -587,7 +587,7 @@ impl Store for PgStore {
 
     async fn list_calls(&self, project_id: i64, filter: &CallFilter) -> Result<Page<CallSummary>> {
         let mut q = QueryBuilder::<Postgres>::new(format!(
-            "SELECT {CALL_SUMMARY_COLUMNS} FROM calls WHERE project_id = "
+            "SELECT {CALL_SUMMARY_COLUMNS} FROM {CALLS} WHERE calls.project_id = "
         ));
         q.push_bind(project_id);
         if let Some(agent_id) = filter.agent_id {
@@ -608,7 +608,7 @@ impl Store for PgStore {
                 .push_bind(text(reason).into_owned());
         }
         if let Some(success) = filter.success {
-            q.push(" AND success = ").push_bind(success);
+            q.push(" AND v.success = ").push_bind(success);
         }
         match filter.kind {
             Some(CallKind::Test) => drop(q.push(" AND run_id IS NOT NULL")),
@@ -617,10 +617,8 @@ impl Store for PgStore {
         }
         if let Some(metric) = &filter.failing_metric {
             q.push(
-                " AND EXISTS (SELECT 1 FROM call_evaluations e
-                    CROSS JOIN LATERAL json_array_elements(e.evaluations::json) j
-                    WHERE e.call_id = calls.id AND j ->> 'passed' = 'false'
-                    AND j ->> 'metric_name' = ",
+                " AND EXISTS (SELECT 1 FROM json_array_elements(v.evaluations::json) j
+                    WHERE j ->> 'passed' = 'false' AND j ->> 'metric_name' = ",
             )
             .push_bind(text(metric).into_owned())
             .push(")");
@@ -651,16 +649,14 @@ impl Store for PgStore {
 
     async fn call(&self, project_id: i64, call_id: &str) -> Result<Option<CallDetail>> {
         let row = sqlx::query(&format!(
-            "SELECT {CALL_SUMMARY_COLUMNS}, {CALL_DETAIL_COLUMNS}
-             FROM calls WHERE project_id = $1 AND id = $2"
+            "SELECT {CALL_SUMMARY_COLUMNS}, {CALL_DETAIL_COLUMNS}, v.evaluations
+             FROM {CALLS} WHERE calls.project_id = $1 AND calls.id = $2"
         ))
         .bind(project_id)
         .bind(text(call_id))
         .fetch_optional(&self.pool)
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        let evaluations = eval::evaluations_of(&self.pool, call_id).await?;
-        Ok(Some(call_detail_from(&row, evaluations)?))
+        row.as_ref().map(call_with_evaluations_from).transpose()
     }
 
     async fn list_deliveries(
@@ -888,7 +884,7 @@ impl Store for PgStore {
         let ids: Vec<&str> = call_ids.iter().map(String::as_str).collect();
         let calls = sqlx::query(&format!(
             "SELECT {CALL_SUMMARY_COLUMNS}, {EVALUATED_CALL_COLUMNS}
-             FROM calls WHERE project_id = $1 AND id = ANY($2)"
+             FROM {CALLS} WHERE calls.project_id = $1 AND calls.id = ANY($2)"
         ))
         .bind(project_id)
         .bind(&ids)

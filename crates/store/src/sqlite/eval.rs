@@ -11,8 +11,7 @@ use crate::common::{
 };
 use crate::model::*;
 use crate::rows::{
-    evaluations_from, judge_settings_from, metric_from, summary_row_from, JUDGE_COLUMNS,
-    METRIC_COLUMNS,
+    judge_settings_from, metric_from, summary_row_from, JUDGE_COLUMNS, METRIC_COLUMNS,
 };
 use crate::Result;
 
@@ -313,15 +312,6 @@ pub(super) async fn job_counts(pool: &SqlitePool, project_id: Option<i64>) -> Re
     .fetch_all(pool)
     .await?;
     Ok(counts_from(rows))
-}
-
-pub(super) async fn evaluations_of(pool: &SqlitePool, call_id: &str) -> Result<Vec<Evaluation>> {
-    let document: Option<String> =
-        sqlx::query_scalar("SELECT evaluations FROM call_evaluations WHERE call_id = ?")
-            .bind(call_id)
-            .fetch_optional(pool)
-            .await?;
-    document.map_or(Ok(Vec::new()), |d| evaluations_from(&d))
 }
 
 pub(super) async fn inputs(

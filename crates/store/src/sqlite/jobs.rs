@@ -8,7 +8,7 @@ use crate::common::{evaluation_failed_message, failed_job_state, to_json};
 use crate::model::*;
 use crate::Result;
 
-use crate::rows::{CALL_SUMMARY_COLUMNS, EVALUATED_CALL_COLUMNS};
+use crate::rows::{CALLS, CALL_SUMMARY_COLUMNS, EVALUATED_CALL_COLUMNS};
 use std::sync::Arc;
 
 use super::lite::OwnedRow;
@@ -69,7 +69,7 @@ impl Apply for ClaimJobs {
         drop(rows);
         jobs.sort_by_key(|j| j.id);
         let mut select = conn.prepare_cached(&format!(
-            "SELECT {CALL_SUMMARY_COLUMNS}, {EVALUATED_CALL_COLUMNS} FROM calls WHERE id = ?"
+            "SELECT {CALL_SUMMARY_COLUMNS}, {EVALUATED_CALL_COLUMNS} FROM {CALLS} WHERE calls.id = ?"
         ))?;
         let names: Arc<[String]> = select
             .column_names()
@@ -147,15 +147,20 @@ impl Apply for CompleteJob {
         }
         // Running a job again replaces its results.
         conn.prepare_cached(
-            "INSERT INTO call_evaluations (call_id, project_id, evaluations, evaluated_at)
-             VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (call_id) DO UPDATE SET project_id = ?2, evaluations = ?3, evaluated_at = ?4",
+            "INSERT INTO call_evaluations
+                (call_id, project_id, success, rubric, evaluations, evaluated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (call_id) DO UPDATE SET project_id = ?2, success = ?3, rubric = ?4,
+                evaluations = ?5, evaluated_at = ?6",
         )?
-        .execute(params![job.call_id, job.project_id, self.evaluations, now_ms])?;
-        conn.prepare_cached(
-            "UPDATE calls SET success = ?, rubric = ?, evaluated_at = ? WHERE id = ?",
-        )?
-        .execute(params![self.success, self.verdict, now_ms, job.call_id])?;
+        .execute(params![
+            job.call_id,
+            job.project_id,
+            self.success,
+            self.verdict,
+            self.evaluations,
+            now_ms
+        ])?;
         // The run the call completes takes the verdict; a late run keeps its timeout status.
         conn.prepare_cached(
             "UPDATE runs SET success = ?1, updated_at = ?2,

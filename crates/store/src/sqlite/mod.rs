@@ -22,9 +22,10 @@ use crate::common::{
 use crate::key::{hash_key, hashes_match, ApiKey};
 use crate::model::*;
 use crate::rows::{
-    agent_from, call_detail_from, call_summary_from, delivery_from, delivery_summary_from,
-    paginate, project_from, Columns, AGENT_COLUMNS, CALL_DETAIL_COLUMNS, CALL_SUMMARY_COLUMNS,
-    DELIVERY_SUMMARY_COLUMNS, EVALUATED_CALL_COLUMNS, PROJECT_COLUMNS,
+    agent_from, call_detail_from, call_summary_from, call_with_evaluations_from, delivery_from,
+    delivery_summary_from, paginate, project_from, Columns, AGENT_COLUMNS, CALLS,
+    CALL_DETAIL_COLUMNS, CALL_SUMMARY_COLUMNS, DELIVERY_SUMMARY_COLUMNS, EVALUATED_CALL_COLUMNS,
+    PROJECT_COLUMNS,
 };
 use crate::{Result, Store, StoreError};
 
@@ -262,7 +263,7 @@ impl Store for SqliteStore {
 
     async fn list_calls(&self, project_id: i64, filter: &CallFilter) -> Result<Page<CallSummary>> {
         let mut q = QueryBuilder::<Sqlite>::new(format!(
-            "SELECT {CALL_SUMMARY_COLUMNS} FROM calls WHERE project_id = "
+            "SELECT {CALL_SUMMARY_COLUMNS} FROM {CALLS} WHERE calls.project_id = "
         ));
         q.push_bind(project_id);
         if let Some(agent_id) = filter.agent_id {
@@ -281,7 +282,7 @@ impl Store for SqliteStore {
             q.push(" AND ended_reason = ").push_bind(reason.clone());
         }
         if let Some(success) = filter.success {
-            q.push(" AND success = ").push_bind(success);
+            q.push(" AND v.success = ").push_bind(success);
         }
         match filter.kind {
             Some(CallKind::Test) => drop(q.push(" AND run_id IS NOT NULL")),
@@ -290,9 +291,8 @@ impl Store for SqliteStore {
         }
         if let Some(metric) = &filter.failing_metric {
             q.push(
-                " AND EXISTS (SELECT 1 FROM call_evaluations e, json_each(e.evaluations) j
-                    WHERE e.call_id = calls.id AND j.value ->> 'passed' = 0
-                    AND j.value ->> 'metric_name' = ",
+                " AND EXISTS (SELECT 1 FROM json_each(v.evaluations) j
+                    WHERE j.value ->> 'passed' = 0 AND j.value ->> 'metric_name' = ",
             )
             .push_bind(metric.clone())
             .push(")");
@@ -323,16 +323,14 @@ impl Store for SqliteStore {
 
     async fn call(&self, project_id: i64, call_id: &str) -> Result<Option<CallDetail>> {
         let row = sqlx::query(&format!(
-            "SELECT {CALL_SUMMARY_COLUMNS}, {CALL_DETAIL_COLUMNS}
-             FROM calls WHERE project_id = ? AND id = ?"
+            "SELECT {CALL_SUMMARY_COLUMNS}, {CALL_DETAIL_COLUMNS}, v.evaluations
+             FROM {CALLS} WHERE calls.project_id = ? AND calls.id = ?"
         ))
         .bind(project_id)
         .bind(call_id)
         .fetch_optional(&self.pool)
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        let evaluations = eval::evaluations_of(&self.pool, call_id).await?;
-        Ok(Some(call_detail_from(&row, evaluations)?))
+        row.as_ref().map(call_with_evaluations_from).transpose()
     }
 
     async fn list_deliveries(
@@ -620,9 +618,9 @@ impl Store for SqliteStore {
             .collect::<Result<Vec<_>>>()?;
         if !missing.is_empty() {
             let mut q = QueryBuilder::<Sqlite>::new(format!(
-                "SELECT {CALL_SUMMARY_COLUMNS}, {EVALUATED_CALL_COLUMNS} FROM calls WHERE project_id = "
+                "SELECT {CALL_SUMMARY_COLUMNS}, {EVALUATED_CALL_COLUMNS} FROM {CALLS} WHERE calls.project_id = "
             ));
-            q.push_bind(project_id).push(" AND id IN (");
+            q.push_bind(project_id).push(" AND calls.id IN (");
             let mut ids = q.separated(", ");
             for id in missing {
                 ids.push_bind(id);
