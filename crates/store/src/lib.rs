@@ -6,6 +6,7 @@
 
 mod common;
 mod copy;
+mod evaluation_document;
 mod key;
 #[cfg(test)]
 mod migration_tests;

@@ -529,8 +529,8 @@ impl EvaluationStatus {
     }
 }
 
-/// One metric's result on one call. Stored as this JSON too (`call_evaluations`).
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+/// One metric's result on one call.
+#[derive(Debug, Clone, Serialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct Evaluation {
     pub metric_id: i64,

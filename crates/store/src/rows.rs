@@ -10,6 +10,7 @@ use chrono::TimeDelta;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use crate::common::{from_json, matched_by, opt_time, parse_column, time};
+use crate::evaluation_document;
 use crate::model::*;
 use crate::Result;
 
@@ -187,7 +188,7 @@ pub(crate) fn call_detail_from(
 /// [`call_detail_from`] for a row that also selected `v.evaluations` from [`CALLS`].
 pub(crate) fn call_with_evaluations_from(row: &impl Columns) -> Result<CallDetail> {
     let evaluations = match row.opt_text("evaluations")? {
-        Some(document) => evaluations_from(&document)?,
+        Some(document) => evaluation_document::evaluations(&document)?,
         None => Vec::new(),
     };
     call_detail_from(row, evaluations)
@@ -325,13 +326,6 @@ pub(crate) fn metric_from(row: &impl Columns) -> Result<Metric> {
         created_at: time(row.int("created_at")?)?,
         updated_at: time(row.int("updated_at")?)?,
     })
-}
-
-/// A call's evaluations from its `call_evaluations.evaluations` document, by metric id.
-pub(crate) fn evaluations_from(document: &str) -> Result<Vec<Evaluation>> {
-    let mut evaluations: Vec<Evaluation> = from_json(document)?;
-    evaluations.sort_by_key(|e| e.metric_id);
-    Ok(evaluations)
 }
 
 pub(crate) const JUDGE_COLUMNS: &str =

@@ -8,7 +8,7 @@ CREATE TABLE call_evaluations (
     project_id   BIGINT  NOT NULL,
     success      BOOLEAN NOT NULL,          -- the rubric's verdict
     rubric       TEXT    NOT NULL,          -- JSON breakdown per rule
-    evaluations  TEXT    NOT NULL,          -- JSON array of evaluations, as the API shows them
+    evaluations  TEXT    NOT NULL,          -- JSON array, one object per metric (evaluation_document.rs)
     evaluated_at BIGINT  NOT NULL
 );
 
@@ -27,8 +27,7 @@ LEFT JOIN (
         'passed', passed,
         'explanation', explanation,
         'details', details::json,
-        'evaluated_at', to_char(TIMESTAMP 'epoch' + evaluated_at * INTERVAL '1 millisecond',
-            'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+        'evaluated_at', evaluated_at
     ) ORDER BY metric_id)::text AS evaluations
     FROM evaluations
     GROUP BY call_id

@@ -8,7 +8,7 @@ CREATE TABLE call_evaluations (
     project_id   INTEGER NOT NULL,
     success      INTEGER NOT NULL,          -- the rubric's verdict
     rubric       TEXT    NOT NULL,          -- JSON breakdown per rule
-    evaluations  TEXT    NOT NULL,          -- JSON array of evaluations, as the API shows them
+    evaluations  TEXT    NOT NULL,          -- JSON array, one object per metric (evaluation_document.rs)
     evaluated_at INTEGER NOT NULL
 );
 
@@ -27,8 +27,7 @@ LEFT JOIN (
         'passed', json(CASE passed WHEN 1 THEN 'true' WHEN 0 THEN 'false' ELSE 'null' END),
         'explanation', explanation,
         'details', json(details),
-        'evaluated_at', strftime('%Y-%m-%dT%H:%M:%S', evaluated_at / 1000, 'unixepoch')
-            || printf('.%03dZ', evaluated_at % 1000)
+        'evaluated_at', evaluated_at
     ) ORDER BY metric_id) AS evaluations
     FROM evaluations
     GROUP BY call_id

@@ -10,6 +10,7 @@ use crate::common::{
     apply_step, evaluation_failed_message, failed_job_state, from_json, job_counts as counts_from,
     judge_field, metric_name_taken, no_call, no_metric, summarize, to_json, ApplyStep,
 };
+use crate::evaluation_document;
 use crate::model::*;
 use crate::rows::{
     judge_settings_from, metric_from, summary_row_from, JUDGE_COLUMNS, METRIC_COLUMNS,
@@ -405,7 +406,7 @@ pub(super) async fn complete_job(
     .bind(job.project_id)
     .bind(outcome.verdict.success)
     .bind(to_json(&outcome.verdict))
-    .bind(to_json(&outcome.evaluations))
+    .bind(evaluation_document::document(&outcome.evaluations))
     .bind(now_ms)
     .execute(&mut *tx)
     .await?;

@@ -5,6 +5,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use rusqlite::{params, Connection};
 
 use crate::common::{evaluation_failed_message, failed_job_state, to_json};
+use crate::evaluation_document;
 use crate::model::*;
 use crate::Result;
 
@@ -123,7 +124,7 @@ impl CompleteJob {
     pub(super) fn new(job: &Job, outcome: &CallEvaluation, now: DateTime<Utc>) -> Self {
         Self {
             job: job.clone(),
-            evaluations: to_json(&outcome.evaluations),
+            evaluations: evaluation_document::document(&outcome.evaluations),
             success: outcome.verdict.success,
             verdict: to_json(&outcome.verdict),
             now: now.timestamp_millis(),
