@@ -151,7 +151,7 @@ async fn postgres_keeps_evaluations_and_verdicts() {
     pool.execute(OLD_ROWS).await.unwrap();
     pool.close().await;
     let store = PgStore::open(&url).await.unwrap();
-    // Checked outside the database's lifetime, so a failure still drops it.
+    // Checked in a task of its own, so that a failed assertion still lets the database be dropped.
     let checked = tokio::spawn(async move { check(&store).await }).await;
     admin
         .execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str())
