@@ -1,7 +1,8 @@
 //! Project and agent administration. Works on the database directly, also while the server runs.
 
 use anyhow::{anyhow, Context};
-use callgrade_core::{parse_name, parse_project_name, PhoneNumber};
+use callgrade_app::admin::{self, AgentDraft};
+use callgrade_app::{App, AppError, AppSettings};
 use callgrade_server::{cekura_webhook_url, project_webhook_url};
 use callgrade_store::{Project, ProjectSettings, Store};
 use clap::Subcommand;
@@ -106,8 +107,10 @@ pub async fn project(db: &DbArgs, cmd: ProjectCommand, out: &Output) -> anyhow::
     let cekura_url = cekura_webhook_url(&db.public_url);
     match cmd {
         ProjectCommand::Create { name } => {
-            let name = parse_project_name(&name).map_err(|e| anyhow!("project name {e}"))?;
-            let (project, key) = store.create_project(&name).await?;
+            let app = App::new(store.clone(), AppSettings::default());
+            let (project, key) = admin::create_project(&app, &name)
+                .await
+                .map_err(|e| flag_error(e, |_| "project name".into()))?;
             print_key(
                 out,
                 &project,
@@ -155,14 +158,14 @@ pub async fn project(db: &DbArgs, cmd: ProjectCommand, out: &Output) -> anyhow::
                 listening_window_seconds: listening_window,
                 run_deadline_seconds: run_deadline,
             };
-            if let Some(problem) = settings.problems().first() {
-                anyhow::bail!(
-                    "--{}: {}",
-                    problem.path.trim_end_matches("_seconds").replace('_', "-"),
-                    problem.message
-                );
-            }
-            let project = store.update_project_settings(project.id, &settings).await?;
+            let app = App::new(store.clone(), AppSettings::default());
+            let project = admin::configure_project(&app, project.id, &settings)
+                .await
+                .map_err(|e| {
+                    flag_error(e, |path| {
+                        format!("--{}:", path.trim_end_matches("_seconds").replace('_', "-"))
+                    })
+                })?;
             out.print(&project, || {
                 format!(
                     "Project {:?}: listening window {} s, run deadline {} s",
@@ -232,6 +235,17 @@ fn print_key(
     });
 }
 
+/// A use case's refusal as one line, its first problem named the way the command line names
+/// that field (`label` turns a path into a flag or a word).
+fn flag_error(e: AppError, label: impl Fn(&str) -> String) -> anyhow::Error {
+    match &e {
+        AppError::Invalid(errors) if !errors.is_empty() => {
+            anyhow!("{} {}", label(&errors[0].path), errors[0].message)
+        }
+        _ => anyhow!(e),
+    }
+}
+
 pub async fn find_project(store: &dyn Store, name_or_id: &str) -> anyhow::Result<Project> {
     store.find_project(name_or_id).await?.with_context(|| {
         format!("no project named or numbered {name_or_id:?} (`callgrade project list` shows them)")
@@ -247,16 +261,21 @@ pub async fn agent(db: &DbArgs, cmd: AgentCommand, out: &Output) -> anyhow::Resu
             phone_number,
             description,
         } => {
-            let name = parse_name(&name).map_err(|e| anyhow!("agent name {e}"))?;
-            let phone = phone_number
-                .as_deref()
-                .map(PhoneNumber::parse)
-                .transpose()
-                .map_err(|e| anyhow!("--phone-number {e}"))?;
             let project = find_project(store.as_ref(), &project).await?;
-            let agent = store
-                .create_agent(project.id, &name, phone.as_ref(), description.as_deref())
-                .await?;
+            let app = App::new(store.clone(), AppSettings::default());
+            let draft = AgentDraft {
+                name: &name,
+                phone_number: phone_number.as_deref(),
+                description: description.as_deref(),
+            };
+            let agent = admin::create_agent(&app, project.id, draft)
+                .await
+                .map_err(|e| {
+                    flag_error(e, |path| match path {
+                        "name" => "agent name".into(),
+                        other => format!("--{}", other.replace('_', "-")),
+                    })
+                })?;
             out.print(&agent, || {
                 format!(
                     "Created agent {:?} with id {} in project {:?}.\nSenders put \"agent_id\": {} in webhook payloads.",
@@ -295,7 +314,8 @@ pub async fn agent(db: &DbArgs, cmd: AgentCommand, out: &Output) -> anyhow::Resu
 /// `callgrade admin token [--rotate]`.
 pub async fn token(db: &DbArgs, rotate: bool, out: &Output) -> anyhow::Result<ExitCode> {
     let store = db.open().await?;
-    let token = callgrade_server::web::issue_admin_token(store.as_ref(), rotate).await?;
+    let app = App::new(store, AppSettings::default());
+    let token = admin::issue_admin_token(&app, rotate).await?;
     let value = serde_json::json!({ "token": token, "created": token.is_some() });
     out.print(&value, || match &token {
         Some(t) => format!(

@@ -69,10 +69,11 @@ pub async fn run(args: PagesBench, out: &Output) -> anyhow::Result<ExitCode> {
         }
         made += n;
     }
-    let token = callgrade_server::web::issue_admin_token(&store, false)
+    let app = callgrade_app::App::new(std::sync::Arc::new(store), Default::default());
+    let token = callgrade_app::admin::issue_admin_token(&app, false)
         .await?
         .context("a fresh database has no token")?;
-    drop(store);
+    drop(app);
     out.progress(&format!(
         "filled in {:.1} s; measuring pages…",
         started.elapsed().as_secs_f64()

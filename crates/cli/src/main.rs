@@ -57,7 +57,8 @@ pub struct DbArgs {
         default_value = "./callgrade-data"
     )]
     pub data_dir: PathBuf,
-    /// Database URL; overrides --data-dir. Only `sqlite:` URLs are supported for now.
+    /// Database URL; overrides --data-dir: `sqlite:PATH` (embedded) or
+    /// `postgres://USER@HOST/DB` (several instances on one database).
     #[arg(
         long,
         global = true,

@@ -1,8 +1,9 @@
 //! `callgrade metrics`: list, apply a TOML file of definitions, test a script on a stored call.
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, Context};
+use callgrade_app::{App, AppError, AppSettings};
+use callgrade_core::MetricsFile;
 use callgrade_core::{MetricKind, OutputType};
-use callgrade_server::{apply_file, AppState, MetricsFile, Settings};
 use callgrade_store::{JudgeSettingsPatch, Metric};
 use clap::Subcommand;
 use serde_json::{json, Value};
@@ -108,22 +109,10 @@ pub async fn run(db: &DbArgs, cmd: MetricsCommand, out: &Output) -> anyhow::Resu
                 "metrics": parsed.metrics, "rubric": parsed.rubric,
             }))
             .map_err(|e| anyhow!("{}: {e}", file.display()))?;
-            let state = AppState::new(store.clone(), Settings::default());
-            let summary = apply_file(&state, project.id, metrics_file)
+            let app = App::new(store.clone(), AppSettings::default());
+            let summary = callgrade_app::metrics::apply_file(&app, project.id, metrics_file)
                 .await
-                .map_err(|e| {
-                    let problems: Vec<String> = e
-                        .body
-                        .errors
-                        .iter()
-                        .map(|p| format!("  {}: {}", p.path, p.message))
-                        .collect();
-                    anyhow!(
-                        "{} — nothing was changed:\n{}",
-                        e.body.detail,
-                        problems.join("\n")
-                    )
-                })?;
+                .map_err(|e| nothing_changed(&e))?;
             if let Some(judge) = parsed.judge {
                 let api_key = match judge.api_key_env {
                     Some(var) => Some(std::env::var(&var).with_context(|| {
@@ -137,7 +126,9 @@ pub async fn run(db: &DbArgs, cmd: MetricsCommand, out: &Output) -> anyhow::Resu
                     api_key,
                     concurrency: judge.concurrency,
                 };
-                store.set_judge_settings(project.id, &patch).await?;
+                callgrade_app::metrics::set_judge(&app, project.id, &patch)
+                    .await
+                    .map_err(|e| anyhow!("[judge] {e}"))?;
             }
             out.print(&summary, || {
                 format!(
@@ -160,11 +151,6 @@ pub async fn run(db: &DbArgs, cmd: MetricsCommand, out: &Output) -> anyhow::Resu
                 String::from_utf8(read_input(&file)?).context("the script is not UTF-8")?;
             let output = OutputType::parse(&output)
                 .ok_or_else(|| anyhow!("--output must be binary, numeric, score, enum or text"))?;
-            let input = store
-                .evaluation_input(project.id, &call)
-                .await?
-                .ok_or_else(|| anyhow!("no call {call:?} in project {:?}", project.name))?;
-            let state = AppState::new(store.clone(), Settings::default());
             let spec = callgrade_core::MetricSpec {
                 name: file.display().to_string(),
                 kind: MetricKind::Script,
@@ -176,11 +162,15 @@ pub async fn run(db: &DbArgs, cmd: MetricsCommand, out: &Output) -> anyhow::Resu
                 config: json!({ "script": source }),
                 enabled: true,
             };
-            let result = state
-                .evaluator
-                .try_metric(&input, project.id, spec, chrono::Utc::now())
+            let app = App::new(store.clone(), AppSettings::default());
+            let result = callgrade_app::metrics::try_spec(&app, project.id, spec, &call)
                 .await
-                .map_err(|e| anyhow!(e.0))?;
+                .map_err(|e| match e {
+                    AppError::NotFound(_) => {
+                        anyhow!("no call {call:?} in project {:?}", project.name)
+                    }
+                    other => anyhow!(other),
+                })?;
             let ok = result.status == callgrade_store::EvaluationStatus::Ok;
             out.print(&result, || {
                 format!(
@@ -208,15 +198,19 @@ pub async fn set_judge(
     patch: JudgeSettingsPatch,
     out: &Output,
 ) -> anyhow::Result<ExitCode> {
-    if let Some(url) = patch.base_url.as_deref().filter(|u| !u.is_empty()) {
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            bail!("--base-url must be an http:// or https:// URL, e.g. https://api.openai.com/v1");
-        }
-    }
     let store = db.open().await?;
     let project = find_project(store.as_ref(), project).await?;
-    store.set_judge_settings(project.id, &patch).await?;
-    let judge = store.judge_settings(project.id).await?;
+    let app = App::new(store, AppSettings::default());
+    let judge = callgrade_app::metrics::set_judge(&app, project.id, &patch)
+        .await
+        .map_err(|e| match &e {
+            // Each problem names a flag: `base_url` is `--base-url`.
+            AppError::Invalid(errors) => {
+                let first = &errors[0];
+                anyhow!("--{} {}", first.path.replace('_', "-"), first.message)
+            }
+            _ => anyhow!(e),
+        })?;
     out.print(&judge, || {
         format!(
             "Judge of {:?}: {} model {} (key {}), {} at once",
@@ -228,4 +222,20 @@ pub async fn set_judge(
         )
     });
     Ok(ExitCode::SUCCESS)
+}
+
+/// A refused metrics file, each problem on a line of its own with its path in the file.
+fn nothing_changed(e: &AppError) -> anyhow::Error {
+    match e {
+        AppError::Invalid(errors) => {
+            let n = errors.len();
+            let lines: Vec<String> = e.problems().iter().map(|p| format!("  {p}")).collect();
+            anyhow!(
+                "the file has {n} problem{} — nothing was changed:\n{}",
+                if n == 1 { "" } else { "s" },
+                lines.join("\n")
+            )
+        }
+        other => anyhow!("{other} — nothing was changed"),
+    }
 }

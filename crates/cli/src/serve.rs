@@ -1,8 +1,9 @@
 //! `callgrade serve`: the HTTP server.
 
 use anyhow::Context;
+use callgrade_app::{App, AppSettings, Retention};
 use callgrade_core::Limits;
-use callgrade_server::{AppState, HttpLimits, RateLimit, Retention, Settings};
+use callgrade_server::{AppState, HttpLimits, RateLimit, Settings};
 use chrono::TimeDelta;
 use clap::{Args, ValueEnum};
 use std::net::SocketAddr;
@@ -87,7 +88,7 @@ pub struct EvalArgs {
 }
 
 impl EvalArgs {
-    fn apply(&self, settings: &mut Settings) {
+    fn apply(&self, settings: &mut AppSettings) {
         settings.workers.count = self.workers as usize;
         settings.workers.lease = TimeDelta::seconds(self.job_lease as i64);
         settings.judge.base_url = self.judge_base_url.clone();
@@ -110,14 +111,15 @@ pub struct WorkerArgs {
 pub async fn worker(db: &DbArgs, args: WorkerArgs) -> anyhow::Result<ExitCode> {
     init_logging(args.log_format);
     let store = db.open().await?;
-    let mut settings = Settings::default();
+    let mut settings = AppSettings::default();
     args.eval.apply(&mut settings);
     if settings.workers.count == 0 {
         anyhow::bail!("--workers must be at least 1 for `callgrade worker`");
     }
     let shutdown = shutdown_signal()?;
-    let state = AppState::new(store, settings);
-    let workers = callgrade_server::spawn_workers(&state, state.settings.workers.count);
+    let count = settings.workers.count;
+    let app = App::new(store, settings);
+    let workers = callgrade_app::worker::spawn(&app, count).await;
     tracing::info!(workers = workers.len(), data = %db.describe(), "evaluation workers running");
     shutdown.await;
     workers.iter().for_each(|w| w.abort());
@@ -135,19 +137,22 @@ pub async fn run(db: &DbArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let store = db.open().await?;
     let mut settings = Settings {
         public_url: db.public_url.clone(),
+        max_body_bytes: usize::try_from(args.max_body_bytes).unwrap_or(usize::MAX),
+        ..Settings::default()
+    };
+    settings.app = AppSettings {
         limits: Limits {
             max_calls_per_request: args.max_calls_per_request as usize,
         },
-        max_body_bytes: usize::try_from(args.max_body_bytes).unwrap_or(usize::MAX),
         delivery_body_cap: args.delivery_body_cap,
         delivery_retention: Retention {
             max_age: TimeDelta::days(i64::from(args.delivery_retention_days)),
             max_per_project: args.delivery_retention_count,
         },
-        ..Settings::default()
+        ..AppSettings::default()
     };
-    args.eval.apply(&mut settings);
-    settings.limits_http = HttpLimits {
+    args.eval.apply(&mut settings.app);
+    settings.http = HttpLimits {
         header_read_timeout: std::time::Duration::from_secs(args.header_timeout),
         body_read_timeout: std::time::Duration::from_secs(args.body_timeout),
         rate_limit: (args.rate_limit > 0).then_some(RateLimit {
@@ -156,7 +161,7 @@ pub async fn run(db: &DbArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
         }),
     };
     if args.no_workers {
-        settings.workers.count = 0;
+        settings.app.workers.count = 0;
     }
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await

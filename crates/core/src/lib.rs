@@ -4,9 +4,11 @@
 //! [`Message`]) while collecting *every* problem with its JSON path ([`FieldError`]), so a
 //! sender learns everything that is wrong with a request at once.
 
+mod agent;
 mod conversation;
 mod drafts;
 mod error;
+mod evaluation;
 mod metric_spec;
 mod names;
 mod payload;
@@ -14,15 +16,20 @@ mod phone;
 mod runs;
 mod time;
 
+pub use agent::{Agent, Scenario};
 pub use conversation::{
     builtin_metric, compute_all_builtins, compute_builtin, BuiltinConfig, BuiltinMetric,
     BuiltinOutcome, BuiltinOutput, Conversation, MetricValue, BUILTIN_METRICS,
 };
 pub use drafts::{NewScenario, NewTestResult, ResultDraft, ScenarioDraft};
 pub use error::FieldError;
+pub use evaluation::{
+    CallEvaluation, CallForEvaluation, Evaluation, EvaluationInput, EvaluationStatus,
+    JudgeSettings, Metric,
+};
 pub use metric_spec::{
-    apply_rubric, validate_rubric, AppliesTo, Condition, MetricDraft, MetricKind, MetricSpec, Op,
-    OutputType, RubricRule, RubricVerdict, RuleOutcome,
+    apply_rubric, validate_rubric, AppliesTo, Condition, MetricDraft, MetricKind, MetricSpec,
+    MetricsFile, Op, OutputType, RubricRule, RubricVerdict, RuleOutcome,
 };
 pub use names::{parse_name, parse_project_name};
 pub use payload::{

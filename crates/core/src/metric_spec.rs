@@ -72,6 +72,16 @@ str_enum!(MetricKind { Builtin => "builtin", LlmJudge => "llm_judge", Script => 
 str_enum!(OutputType { Binary => "binary", Numeric => "numeric", Score => "score", Enum => "enum", Text => "text" });
 str_enum!(AppliesTo { Production => "production", Test => "test", Both => "both" });
 
+/// Metric definitions kept in a team's repository, applied as a whole.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MetricsFile {
+    #[serde(default)]
+    pub metrics: Vec<MetricDraft>,
+    /// Replaces the rubric when present.
+    pub rubric: Option<Vec<RubricRule>>,
+}
+
 /// A metric as submitted by the API, the CLI or a TOML file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

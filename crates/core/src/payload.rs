@@ -275,25 +275,14 @@ pub fn validate_batch(body: &Value, limits: &Limits) -> Result<Batch, Vec<FieldE
         }
     }
 
-    if !agent_id_given && !without_run_id.is_empty() && !raw_calls.is_empty() {
-        let named: Vec<String> = without_run_id
-            .iter()
-            .take(10)
-            .map(|i| format!("calls[{i}]"))
-            .collect();
-        let more = without_run_id.len().saturating_sub(named.len());
-        let suffix = if more > 0 {
-            format!(" and {more} more")
-        } else {
-            String::new()
-        };
-        errors.push(FieldError::new(
-            "agent_id",
-            format!(
-                "is required unless every call has a run_id; these calls have none: {}{suffix}",
-                named.join(", ")
-            ),
-        ));
+    // Each call that cannot be placed gets its own error, so a tool can point at it.
+    if !agent_id_given && !raw_calls.is_empty() {
+        for i in without_run_id {
+            errors.push(FieldError::new(
+                format!("calls[{i}].run_id"),
+                "is required when the request has no agent_id: give this call its run_id, or agent_id for the whole request",
+            ));
+        }
     }
 
     if errors.is_empty() {

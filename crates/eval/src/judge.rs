@@ -4,8 +4,8 @@
 //! re-evaluation does not pay twice.
 
 use async_trait::async_trait;
+use callgrade_core::JudgeSettings;
 use callgrade_core::{MetricSpec, OutputType};
-use callgrade_store::JudgeSettings;
 use rand::Rng;
 use reqwest::StatusCode;
 use serde_json::{json, Value};

@@ -15,7 +15,7 @@ use callgrade_core::{
     apply_rubric, compute_all_builtins, compute_builtin, BuiltinConfig, BuiltinOutcome,
     Conversation, MetricKind, MetricValue,
 };
-use callgrade_store::{
+use callgrade_core::{
     CallEvaluation, Evaluation, EvaluationInput, EvaluationStatus, JudgeSettings, Metric,
 };
 use chrono::{DateTime, Utc};
@@ -113,9 +113,9 @@ impl Evaluator {
     ) -> Result<CallEvaluation, EvalError> {
         let call = &input.call;
         let conversation = Conversation {
-            duration_seconds: call.summary.duration_seconds,
+            duration_seconds: call.duration_seconds,
             messages: &call.messages,
-            ended_reason: &call.summary.ended_reason,
+            ended_reason: &call.ended_reason,
         };
         let defaults = BuiltinConfig::default();
         let builtins: HashMap<&str, BuiltinOutcome> =
@@ -125,7 +125,7 @@ impl Evaluator {
         let applicable: Vec<&Metric> = input
             .metrics
             .iter()
-            .filter(|m| m.spec.applies(call.summary.agent_id, input.is_test_call()))
+            .filter(|m| m.spec.applies(call.agent_id, input.is_test_call()))
             .collect();
 
         let mut produced: Vec<(&Metric, Produced)> = Vec::with_capacity(applicable.len());

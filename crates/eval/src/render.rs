@@ -1,7 +1,7 @@
 //! `{{variables}}` in judge prompts.
 
+use callgrade_core::EvaluationInput;
 use callgrade_core::{Message, Role};
-use callgrade_store::EvaluationInput;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -18,19 +18,16 @@ impl Variables {
             v.insert(k.to_owned(), val);
         };
         put("transcript", transcript_text(&call.messages));
-        put("call_end_reason", call.summary.ended_reason.clone());
-        put(
-            "date",
-            call.summary.started_at.format("%Y-%m-%d").to_string(),
-        );
-        put("timestamp", call.summary.started_at.to_rfc3339());
+        put("call_end_reason", call.ended_reason.clone());
+        put("date", call.started_at.format("%Y-%m-%d").to_string());
+        put("timestamp", call.started_at.to_rfc3339());
         put("now", now.to_rfc3339());
-        put("duration", format!("{:.1}", call.summary.duration_seconds));
-        put("call_id", call.summary.call_id.clone());
-        if let Some(n) = &call.summary.from_phone_number {
+        put("duration", format!("{:.1}", call.duration_seconds));
+        put("call_id", call.call_id.clone());
+        if let Some(n) = &call.from_phone_number {
             put("from_phone_number", n.clone());
         }
-        if let Some(n) = &call.summary.to_phone_number {
+        if let Some(n) = &call.to_phone_number {
             put("to_phone_number", n.clone());
         }
         if let Some(meta) = call.metadata.as_object() {

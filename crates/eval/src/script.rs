@@ -2,8 +2,8 @@
 //! limits on operations, sizes, call depth and wall time, all set in [`ScriptLimits`]. A runaway or
 //! failing script yields an error result; it never blocks or crashes a worker.
 
+use callgrade_core::EvaluationInput;
 use callgrade_core::Role;
-use callgrade_store::EvaluationInput;
 use rhai::{Dynamic, Engine, Scope};
 use serde_json::{json, Map, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,18 +71,18 @@ pub fn script_data(input: &EvaluationInput, builtins: &Map<String, Value>) -> Va
         })
         .collect();
     json!({
-        "call_id": call.summary.call_id,
+        "call_id": call.call_id,
         "transcript": transcript,
         "messages": messages,
         "transcript_object": messages,
-        "duration": call.summary.duration_seconds,
-        "call_end_reason": call.summary.ended_reason,
-        "ended_reason": call.summary.ended_reason,
+        "duration": call.duration_seconds,
+        "call_end_reason": call.ended_reason,
+        "ended_reason": call.ended_reason,
         "metadata": call.metadata,
-        "started_at": call.summary.started_at.to_rfc3339(),
-        "ended_at": call.summary.ended_at.to_rfc3339(),
-        "from_phone_number": call.summary.from_phone_number,
-        "to_phone_number": call.summary.to_phone_number,
+        "started_at": call.started_at.to_rfc3339(),
+        "ended_at": call.ended_at.to_rfc3339(),
+        "from_phone_number": call.from_phone_number,
+        "to_phone_number": call.to_phone_number,
         "agent": input.agent.as_ref().map(|a| json!({"id": a.id, "name": a.name, "description": a.description})),
         "scenario": input.scenario.as_ref().map(|s| json!({
             "id": s.id, "name": s.name, "instructions": s.instructions,

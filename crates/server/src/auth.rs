@@ -39,6 +39,7 @@ fn api_key(headers: &HeaderMap) -> Result<&str, ApiError> {
 /// The key's project, within its rate limit.
 pub async fn project_for_key(state: &AppState, key: &str) -> Result<Project, ApiError> {
     let project = state
+        .app
         .store
         .authenticate(key)
         .await?

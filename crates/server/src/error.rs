@@ -4,6 +4,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use callgrade_app::AppError;
 use callgrade_core::FieldError;
 use callgrade_store::{RejectedDelivery, StoreError};
 use serde::Serialize;
@@ -96,29 +97,37 @@ impl From<RejectedDelivery> for ApiError {
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> Self {
         match e {
-            StoreError::NotFound(detail) => Self::not_found(detail),
-            StoreError::AlreadyExists(detail) => {
+            AppError::NotFound(detail) => Self::not_found(detail),
+            AppError::Invalid(errors) => Self::invalid(errors),
+            AppError::BadRequest(detail) => Self::bad_request(detail),
+            AppError::AlreadyExists(detail) => {
                 Self::new(StatusCode::CONFLICT, "already_exists", detail)
             }
-            StoreError::InvalidInput(detail) => Self::bad_request(detail),
-            StoreError::Conflict(detail) => Self::new(StatusCode::CONFLICT, "conflict", detail),
-            StoreError::Closed => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "shutting_down",
-                "the server is shutting down; retry shortly",
-            ),
-            other => {
-                tracing::error!(error = %other, "storage failure");
-                Self::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal_error",
-                    "the server could not complete the request; nothing was stored, retry later",
-                )
+            AppError::Conflict(detail) => Self::new(StatusCode::CONFLICT, "conflict", detail),
+            AppError::Rejected(rejection) => rejection.into(),
+            AppError::Upstream(detail) => {
+                Self::new(StatusCode::BAD_GATEWAY, "judge_unavailable", detail)
             }
+            AppError::Unavailable(detail) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", detail)
+            }
+            AppError::Internal => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "the server could not complete the request; nothing was stored, retry later",
+            ),
         }
+    }
+}
+
+/// Reads go to the store directly; their failures map as the use cases' do.
+impl From<StoreError> for ApiError {
+    #[track_caller]
+    fn from(e: StoreError) -> Self {
+        AppError::from(e).into()
     }
 }
 

@@ -5,7 +5,7 @@
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use callgrade_core::{
     AppliesTo, CallFacts, Decision, FieldError, MatchOutcome, MatchedBy, MetricKind, MetricSpec,
-    NewCall, PhoneNumber, RubricRule, RunStatus, BUILTIN_METRICS,
+    NewCall, PhoneNumber, RunStatus, BUILTIN_METRICS,
 };
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -504,44 +504,6 @@ pub(crate) fn summarize(
             acc.summary
         })
         .collect())
-}
-
-/// Evaluation inputs from calls and their project's evaluation settings: each call gets its
-/// agent and, for a test call, its run's scenario, read through the trait so both backends
-/// assemble [`EvaluationInput`] the same way.
-pub(crate) async fn evaluation_inputs(
-    store: &(impl Store + ?Sized),
-    project_id: i64,
-    calls: Vec<CallDetail>,
-    (metrics, rubric, judge): (Vec<Metric>, Vec<RubricRule>, JudgeSettings),
-) -> Result<Vec<EvaluationInput>> {
-    let agents = match calls.iter().any(|c| c.summary.agent_id.is_some()) {
-        true => store.list_agents(project_id).await?,
-        false => Vec::new(),
-    };
-    let mut inputs = Vec::with_capacity(calls.len());
-    for call in calls {
-        let agent = call
-            .summary
-            .agent_id
-            .and_then(|id| agents.iter().find(|a| a.id == id).cloned());
-        let scenario = match call.summary.run_id {
-            Some(run_id) => match store.run(project_id, run_id).await? {
-                Some(run) => store.scenario(project_id, run.scenario_id).await?,
-                None => None,
-            },
-            None => None,
-        };
-        inputs.push(EvaluationInput {
-            call,
-            agent,
-            scenario,
-            metrics: metrics.clone(),
-            rubric: rubric.clone(),
-            judge: judge.clone(),
-        });
-    }
-    Ok(inputs)
 }
 
 pub(crate) async fn existing_run(

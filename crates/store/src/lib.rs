@@ -7,6 +7,7 @@
 mod common;
 mod copy;
 mod evaluation_document;
+mod inputs;
 mod key;
 #[cfg(test)]
 mod migration_tests;
@@ -173,14 +174,16 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<usize>;
     /// Atomically claims up to `limit` ready jobs (oldest first), including jobs whose lease
-    /// expired. A worker claims a handful at once so a busy queue costs few round trips.
-    async fn claim_jobs(
+    /// expired, each with everything its evaluation reads: the call, its agent and scenario,
+    /// and its project's metrics, rubric and judge settings (read once per project). A worker
+    /// claims a handful at once so a busy queue costs few round trips.
+    async fn claim_evaluations(
         &self,
         worker: &str,
         now: DateTime<Utc>,
         lease: chrono::TimeDelta,
         limit: u32,
-    ) -> Result<Vec<Job>>;
+    ) -> Result<Vec<ClaimedEvaluation>>;
     /// Claims the next ready job.
     async fn claim_job(
         &self,
@@ -188,7 +191,8 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
         lease: chrono::TimeDelta,
     ) -> Result<Option<Job>> {
-        Ok(self.claim_jobs(worker, now, lease, 1).await?.pop())
+        let mut claimed = self.claim_evaluations(worker, now, lease, 1).await?;
+        Ok(claimed.pop().map(|c| c.job))
     }
     async fn renew_lease(&self, job: &Job, now: DateTime<Utc>) -> Result<bool>;
     /// Writes the results and marks the job done in one transaction; false if the lease was lost.
@@ -209,8 +213,7 @@ pub trait Store: Send + Sync + 'static {
     async fn job_counts(&self, project_id: Option<i64>) -> Result<JobCounts>;
     /// Calls of one project and everything their evaluation needs, read together: the
     /// project's metrics, rubric, judge settings and agents once for all. Calls that do not
-    /// exist are left out; the order is not kept. Each call's `evaluations` is left empty and its
-    /// `raw` is null: evaluating reads neither earlier results nor the payload as received.
+    /// exist are left out; the order is not kept.
     async fn evaluation_inputs(
         &self,
         project_id: i64,
@@ -235,11 +238,15 @@ pub trait Store: Send + Sync + 'static {
         started_before_ms: Option<i64>,
     ) -> Result<Vec<MetricSummary>>;
 
-    /// Wakes `wake` (with `notify_waiters`) whenever any process queues a job on this database,
-    /// for backends that can push. Returns once listening has started. The default does nothing:
-    /// workers then rely on in-process wake-ups and polling.
-    async fn listen_for_jobs(&self, wake: Arc<Notify>) -> Result<()> {
-        let _ = wake;
+    /// Signalled (with `notify_waiters`) after this store commits new jobs, whoever asked for
+    /// them (ingest, a manual attach, a re-evaluation): workers wait on it between claims.
+    /// After [`Store::listen_for_jobs`], jobs committed by other processes signal it too.
+    fn job_signal(&self) -> Arc<Notify>;
+
+    /// Starts relaying other processes' job notifications to [`Store::job_signal`], for
+    /// backends that can push; returns once listening has started. The default does nothing:
+    /// workers then rely on this process's signal and on polling.
+    async fn listen_for_jobs(&self) -> Result<()> {
         Ok(())
     }
 

@@ -161,3 +161,62 @@ async fn postgres_keeps_evaluations_and_verdicts() {
         std::panic::resume_unwind(failure.into_panic());
     }
 }
+
+/// The two backends' migrations are written twice (two dialects); they must end in the same
+/// tables with the same columns, or `copy` and the shared row decoders break.
+#[tokio::test]
+async fn both_backends_have_the_same_tables_and_columns() {
+    let Ok(admin_url) = std::env::var("CALLGRADE_TEST_POSTGRES_URL") else {
+        eprintln!("skipped: CALLGRADE_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite_url = format!("sqlite://{}", dir.path().join("parity.db").display());
+    drop(SqliteStore::open(&sqlite_url).await.unwrap());
+    let sqlite = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect(&sqlite_url)
+        .await
+        .unwrap();
+    let mut on_sqlite: Vec<(String, String)> = sqlx::query_as(
+        "SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p
+         WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name NOT LIKE '_sqlx%'",
+    )
+    .fetch_all(&sqlite)
+    .await
+    .unwrap();
+
+    let name = format!("cg_parity_{}", uuid::Uuid::now_v7().simple());
+    let mut admin = PgConnection::connect(&admin_url).await.unwrap();
+    admin
+        .execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .unwrap();
+    let (base, _) = admin_url.rsplit_once('/').expect("a database URL");
+    let url = format!("{base}/{name}");
+    let read = async {
+        drop(PgStore::open(&url).await?);
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await?;
+        let columns: Vec<(String, String)> = sqlx::query_as(
+            "SELECT table_name::text, column_name::text FROM information_schema.columns
+             WHERE table_schema = current_schema() AND table_name NOT LIKE '\\_sqlx%'",
+        )
+        .fetch_all(&pool)
+        .await?;
+        pool.close().await;
+        Ok::<_, crate::StoreError>(columns)
+    }
+    .await;
+    admin
+        .execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str())
+        .await
+        .unwrap();
+    let mut on_postgres = read.unwrap();
+    on_sqlite.sort();
+    on_postgres.sort();
+    assert!(!on_sqlite.is_empty());
+    assert_eq!(on_sqlite, on_postgres, "SQLite's schema, then PostgreSQL's");
+}

@@ -1,10 +1,13 @@
 //! What the store takes and gives back.
 
-use callgrade_core::{
-    Direction, FieldError, MatchOutcome, MatchedBy, Message, MessageTimes, MetricKind, MetricSpec,
-    OutputType, RubricRule, RubricVerdict, RunStatus,
+pub use callgrade_core::{
+    Agent, CallEvaluation, CallForEvaluation, Evaluation, EvaluationInput, EvaluationStatus,
+    JudgeSettings, Metric, NewScenario, NewTestResult, Scenario,
 };
-pub use callgrade_core::{NewScenario, NewTestResult};
+use callgrade_core::{
+    Direction, FieldError, MatchOutcome, MatchedBy, Message, MessageTimes, OutputType,
+    RubricVerdict, RunStatus,
+};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -59,18 +62,6 @@ impl ProjectSettings {
         );
         errors
     }
-}
-
-#[derive(Debug, Clone, Serialize)]
-#[cfg_attr(feature = "openapi", derive(ToSchema))]
-pub struct Agent {
-    /// The `agent_id` that senders put in webhook payloads.
-    pub id: i64,
-    pub project_id: i64,
-    pub name: String,
-    pub phone_number: Option<String>,
-    pub description: Option<String>,
-    pub created_at: DateTime<Utc>,
 }
 
 /// A webhook request as received, for the delivery log.
@@ -347,24 +338,6 @@ pub struct Delivery {
     pub body_truncated: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
-#[cfg_attr(feature = "openapi", derive(ToSchema))]
-pub struct Scenario {
-    pub id: i64,
-    pub project_id: i64,
-    pub agent_id: i64,
-    pub name: String,
-    /// What the simulated caller does.
-    pub instructions: String,
-    /// What a successful call achieves, for judges.
-    pub expected_outcome_prompt: String,
-    pub tags: Vec<String>,
-    pub direction: Direction,
-    /// The tester's number: the call's from_phone_number (inbound) or to_phone_number (outbound).
-    pub tester_phone_number: Option<String>,
-    pub created_at: DateTime<Utc>,
-}
-
 /// One batch of test runs (a test suite execution).
 #[derive(Debug, Clone, Serialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
@@ -469,21 +442,6 @@ pub enum RunEvent {
     Cancel,
 }
 
-/// A stored metric definition.
-#[derive(Debug, Clone, Serialize)]
-#[cfg_attr(feature = "openapi", derive(ToSchema))]
-pub struct Metric {
-    pub id: i64,
-    pub project_id: i64,
-    #[serde(flatten)]
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
-    pub spec: MetricSpec,
-    /// Bumped by every change; each evaluation keeps the version it used.
-    pub version: i64,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
 /// What `apply_metrics` did, by metric name.
 #[derive(Debug, Clone, Default, Serialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
@@ -491,70 +449,6 @@ pub struct ApplySummary {
     pub created: Vec<String>,
     pub updated: Vec<String>,
     pub unchanged: Vec<String>,
-}
-
-/// How one metric's evaluation of one call ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[cfg_attr(feature = "openapi", derive(ToSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum EvaluationStatus {
-    /// A value was produced.
-    Ok,
-    /// The data cannot support the metric (e.g. no message times); the explanation says why.
-    NotComputable,
-    /// Not run (e.g. no judge endpoint configured); the explanation says why.
-    Skipped,
-    /// The metric failed (a script error, malformed judge output).
-    Error,
-}
-
-impl EvaluationStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ok => "ok",
-            Self::NotComputable => "not_computable",
-            Self::Skipped => "skipped",
-            Self::Error => "error",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "ok" => Some(Self::Ok),
-            "not_computable" => Some(Self::NotComputable),
-            "skipped" => Some(Self::Skipped),
-            "error" => Some(Self::Error),
-            _ => None,
-        }
-    }
-}
-
-/// One metric's result on one call.
-#[derive(Debug, Clone, Serialize)]
-#[cfg_attr(feature = "openapi", derive(ToSchema))]
-pub struct Evaluation {
-    pub metric_id: i64,
-    pub metric_name: String,
-    pub metric_version: i64,
-    pub kind: MetricKind,
-    pub output: OutputType,
-    pub status: EvaluationStatus,
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
-    pub value: Option<Value>,
-    /// The metric's own pass condition, where it has one.
-    pub passed: Option<bool>,
-    pub explanation: String,
-    /// Statistics, and for judges the model, prompt hash, reasoning, token usage and time.
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
-    pub details: Value,
-    pub evaluated_at: DateTime<Utc>,
-}
-
-/// Everything one evaluation job writes, all at once.
-#[derive(Debug, Clone)]
-pub struct CallEvaluation {
-    pub evaluations: Vec<Evaluation>,
-    pub verdict: RubricVerdict,
 }
 
 /// A claimed job.
@@ -568,6 +462,14 @@ pub struct Job {
     pub worker: String,
 }
 
+/// A claimed job with everything its evaluation reads, or why that could not be read (the
+/// call was deleted, its row could not be decoded); the worker fails such a job with the reason.
+#[derive(Debug, Clone)]
+pub struct ClaimedEvaluation {
+    pub job: Job,
+    pub input: std::result::Result<EvaluationInput, String>,
+}
+
 /// How the queue stands.
 #[derive(Debug, Clone, Default, Serialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
@@ -578,32 +480,6 @@ pub struct JobCounts {
     pub dead: i64,
 }
 
-/// Where a project's judge metrics send their prompts. Missing fields fall back to the server's
-/// defaults. The key is never serialised.
-#[derive(Clone, Default, Serialize)]
-#[cfg_attr(feature = "openapi", derive(ToSchema))]
-pub struct JudgeSettings {
-    pub base_url: Option<String>,
-    pub model: Option<String>,
-    #[serde(skip)]
-    pub api_key: Option<String>,
-    /// Whether a key is set (the key itself is never shown).
-    pub api_key_set: bool,
-    /// Judge requests in flight at once for this project.
-    pub concurrency: u32,
-}
-
-impl std::fmt::Debug for JudgeSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JudgeSettings")
-            .field("base_url", &self.base_url)
-            .field("model", &self.model)
-            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
-            .field("concurrency", &self.concurrency)
-            .finish()
-    }
-}
-
 /// A change to the judge settings; `None` keeps a field, `Some("")` clears it.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
@@ -612,24 +488,6 @@ pub struct JudgeSettingsPatch {
     pub model: Option<String>,
     pub api_key: Option<String>,
     pub concurrency: Option<u32>,
-}
-
-/// Everything needed to evaluate one call.
-#[derive(Debug, Clone)]
-pub struct EvaluationInput {
-    pub call: CallDetail,
-    pub agent: Option<Agent>,
-    /// The scenario of the run the call is attached to.
-    pub scenario: Option<Scenario>,
-    pub metrics: Vec<Metric>,
-    pub rubric: Vec<RubricRule>,
-    pub judge: JudgeSettings,
-}
-
-impl EvaluationInput {
-    pub fn is_test_call(&self) -> bool {
-        self.call.summary.run_id.is_some()
-    }
 }
 
 /// Which calls to re-evaluate.

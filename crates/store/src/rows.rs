@@ -134,11 +134,9 @@ pub(crate) const CALL_DETAIL_COLUMNS: &str = "calls.trace_id, calls.message_time
     calls.messages, calls.metadata, calls.warnings, calls.raw, calls.match_reason,
     calls.match_candidates, v.rubric";
 
-/// [`CALL_DETAIL_COLUMNS`] without the raw payload, which evaluating does not read: it is
-/// decoded as `null`, and the largest column of a call is neither copied nor parsed.
-pub(crate) const EVALUATED_CALL_COLUMNS: &str = "calls.trace_id, calls.message_times,
-    calls.messages, calls.metadata, calls.warnings, 'null' AS raw, calls.match_reason,
-    calls.match_candidates, v.rubric";
+/// [`CALL_SUMMARY_COLUMNS`] plus what [`call_for_evaluation_from`] reads: not the raw payload,
+/// the largest column of a call, which evaluating does not read.
+pub(crate) const EVALUATED_CALL_COLUMNS: &str = "calls.messages, calls.metadata";
 
 pub(crate) fn call_summary_from(row: &impl Columns) -> Result<CallSummary> {
     let started_at = row.int("started_at")?;
@@ -182,6 +180,24 @@ pub(crate) fn call_detail_from(
         raw: from_json(&row.text("raw")?)?,
         rubric: verdict(row.opt_text("rubric")?)?,
         evaluations,
+    })
+}
+
+/// A call as evaluation reads it, from [`CALL_SUMMARY_COLUMNS`] and [`EVALUATED_CALL_COLUMNS`].
+pub(crate) fn call_for_evaluation_from(row: &impl Columns) -> Result<CallForEvaluation> {
+    let summary = call_summary_from(row)?;
+    Ok(CallForEvaluation {
+        call_id: summary.call_id,
+        agent_id: summary.agent_id,
+        run_id: summary.run_id,
+        started_at: summary.started_at,
+        ended_at: summary.ended_at,
+        duration_seconds: summary.duration_seconds,
+        from_phone_number: summary.from_phone_number,
+        to_phone_number: summary.to_phone_number,
+        ended_reason: summary.ended_reason,
+        messages: from_json(&row.text("messages")?)?,
+        metadata: from_json(&row.text("metadata")?)?,
     })
 }
 

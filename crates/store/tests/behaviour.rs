@@ -12,7 +12,6 @@ use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::future::join_all;
 use serde_json::{json, Value};
 use sqlx::{Connection, Executor, PgConnection};
-use std::sync::Arc;
 use std::time::Duration;
 
 // ---- Backends ----
@@ -135,6 +134,7 @@ on_every_backend! {
     story_concurrent_sweeps => sqlite_concurrent_sweeps, postgres_concurrent_sweeps;
     story_settings => sqlite_settings, postgres_settings;
     story_call_filters => sqlite_call_filters, postgres_call_filters;
+    story_job_signal => sqlite_job_signal, postgres_job_signal;
 }
 
 async fn story_call_filters(store: &dyn Store) {
@@ -437,6 +437,66 @@ fn page(limit: u32) -> CallFilter {
 }
 
 // ---- Stories ----
+
+/// The store signals its own job signal after every commit that queued jobs, whoever asked:
+/// ingest, a re-evaluation, a manual attach. Nothing else has to remember to wake workers.
+async fn story_job_signal(store: &dyn Store) {
+    let (project, _) = store.create_project("signal").await.unwrap();
+    let agent = store
+        .create_agent(project.id, "Alex", None, None)
+        .await
+        .unwrap();
+    let signal = store.job_signal();
+    async fn within(notified: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>, what: &str) {
+        tokio::time::timeout(Duration::from_secs(5), notified)
+            .await
+            .unwrap_or_else(|_| panic!("{what} did not signal the workers"));
+    }
+
+    let notified = signal.notified();
+    tokio::pin!(notified);
+    notified.as_mut().enable();
+    let production = send_one(store, project.id, t0(), Some(agent.id), call("signal-1")).await;
+    within(notified.as_mut(), "ingest").await;
+
+    // Claim and finish the ingest's job so the call can be queued again.
+    let job = store
+        .claim_job("w", t0(), TimeDelta::seconds(30))
+        .await
+        .unwrap()
+        .unwrap();
+    store.fail_job(&job, "x", None, t0()).await.unwrap();
+    let notified = signal.notified();
+    tokio::pin!(notified);
+    notified.as_mut().enable();
+    let queued = store
+        .enqueue_evaluations(project.id, &ReevaluateFilter::default(), None, t0())
+        .await
+        .unwrap();
+    assert_eq!(queued, 1);
+    within(notified.as_mut(), "a re-evaluation").await;
+
+    // A run that matched nothing gets the production call by hand.
+    let twins = scenario(
+        store,
+        project.id,
+        agent.id,
+        "twins",
+        Direction::Inbound,
+        "+15550000009",
+        &[],
+    )
+    .await;
+    let run_ids = start_runs(store, project.id, agent.id, twins.id, 1).await;
+    let notified = signal.notified();
+    tokio::pin!(notified);
+    notified.as_mut().enable();
+    store
+        .attach_call(project.id, run_ids[0], &production.call_id, t0())
+        .await
+        .unwrap();
+    within(notified.as_mut(), "a manual attach").await;
+}
 
 async fn story_ingest(store: &dyn Store) {
     // Projects and keys.
@@ -2041,8 +2101,8 @@ async fn postgres_wakes_job_listeners() {
     // Another instance's listener: its own store on the same database.
     let url = with_database(&db.admin_url, &db.name);
     let other_instance = PgStore::open(&url).await.unwrap();
-    let wake = Arc::new(tokio::sync::Notify::new());
-    other_instance.listen_for_jobs(wake.clone()).await.unwrap();
+    let wake = other_instance.job_signal();
+    other_instance.listen_for_jobs().await.unwrap();
 
     for id in ["n1", "n2"] {
         let notified = wake.notified();
@@ -2081,8 +2141,5 @@ async fn postgres_wakes_job_listeners() {
 #[tokio::test]
 async fn sqlite_listening_is_a_no_op() {
     let (_dir, store) = sqlite().await;
-    store
-        .listen_for_jobs(Arc::new(tokio::sync::Notify::new()))
-        .await
-        .unwrap();
+    store.listen_for_jobs().await.unwrap();
 }

@@ -62,9 +62,10 @@ fn agent_id_missing_names_calls_without_run_id() {
     let errors = errors_of(
         json!({"calls": [call(), with_run, {"id": "c3", "startedAt": "2025-10-15T09:22:21Z", "endedAt": "2025-10-15T09:22:22Z"}]}),
     );
-    assert_eq!(paths(&errors), ["agent_id"]);
+    // One error per call that cannot be placed, at the field that would place it.
+    assert_eq!(paths(&errors), ["calls[0].run_id", "calls[2].run_id"]);
     assert!(
-        errors[0].message.contains("calls[0], calls[2]"),
+        errors[0].message.contains("no agent_id"),
         "{}",
         errors[0].message
     );

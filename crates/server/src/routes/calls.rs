@@ -60,7 +60,7 @@ pub async fn list_calls(
         cursor: q.cursor,
         limit: page_limit(q.limit)?,
     };
-    Ok(Json(state.store.list_calls(project.id, &filter).await?))
+    Ok(Json(state.app.store.list_calls(project.id, &filter).await?))
 }
 
 /// One call with its normalised messages, metadata, times and raw payload.
@@ -76,6 +76,7 @@ pub async fn get_call(
     Path(call_id): Path<String>,
 ) -> Result<Json<CallDetail>, ApiError> {
     state
+        .app
         .store
         .call(project.id, &call_id)
         .await?

@@ -47,7 +47,7 @@ pub async fn list_deliveries(
         limit: page_limit(q.limit)?,
     };
     Ok(Json(
-        state.store.list_deliveries(project.id, &filter).await?,
+        state.app.store.list_deliveries(project.id, &filter).await?,
     ))
 }
 
@@ -68,6 +68,7 @@ pub async fn get_delivery(
         return Err(missing());
     };
     state
+        .app
         .store
         .delivery(project.id, numeric)
         .await?

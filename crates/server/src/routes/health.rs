@@ -17,7 +17,7 @@ pub async fn healthz() -> Json<Value> {
     responses((status = 200, description = "Ready", body = Object),
               (status = 503, description = "The database does not answer", body = Object)))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    match state.store.ping().await {
+    match state.app.store.ping().await {
         Ok(()) => (StatusCode::OK, Json(json!({"status": "ready"}))),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");

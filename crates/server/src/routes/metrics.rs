@@ -3,8 +3,8 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use callgrade_core::{validate_rubric, FieldError, MetricDraft, MetricSpec, RubricRule};
-use callgrade_eval::validate_metric;
+use callgrade_app::{evaluation, metrics, AppError};
+use callgrade_core::{MetricDraft, MetricsFile, RubricRule};
 use callgrade_store::{
     ApplySummary, Evaluation, JobCounts, JudgeSettings, JudgeSettingsPatch, Metric, MetricSummary,
     ReevaluateFilter,
@@ -16,15 +16,6 @@ use utoipa::{IntoParams, ToSchema};
 use super::{parse_id, ApiJson, ApiQuery};
 use crate::auth::ApiProject;
 use crate::{ApiError, AppState};
-
-fn invalid_at(prefix: &str, errors: Vec<FieldError>) -> ApiError {
-    ApiError::invalid(
-        errors
-            .into_iter()
-            .map(|e| FieldError::new(format!("{prefix}{}", e.path), e.message))
-            .collect(),
-    )
-}
 
 fn metric_id(id: &str) -> Result<i64, ApiError> {
     parse_id(id).ok_or_else(|| ApiError::not_found(format!("no metric {id:?} in this project")))
@@ -43,7 +34,7 @@ pub async fn list_metrics(
     State(state): State<AppState>,
     ApiProject(project): ApiProject,
 ) -> Result<Json<MetricList>, ApiError> {
-    let data = state.store.list_metrics(project.id).await?;
+    let data = state.app.store.list_metrics(project.id).await?;
     Ok(Json(MetricList { data }))
 }
 
@@ -57,8 +48,7 @@ pub async fn create_metric(
     ApiProject(project): ApiProject,
     ApiJson(draft): ApiJson<MetricDraft>,
 ) -> Result<(StatusCode, Json<Metric>), ApiError> {
-    let spec = validate_metric(draft).map_err(ApiError::invalid)?;
-    let metric = state.store.create_metric(project.id, &spec).await?;
+    let metric = metrics::create(&state.app, project.id, draft).await?;
     Ok((StatusCode::CREATED, Json(metric)))
 }
 
@@ -74,6 +64,7 @@ pub async fn get_metric(
 ) -> Result<Json<Metric>, ApiError> {
     let numeric = metric_id(&id)?;
     state
+        .app
         .store
         .metric(project.id, numeric)
         .await?
@@ -95,12 +86,8 @@ pub async fn update_metric(
     ApiJson(draft): ApiJson<MetricDraft>,
 ) -> Result<Json<Metric>, ApiError> {
     let numeric = metric_id(&id)?;
-    let spec = validate_metric(draft).map_err(ApiError::invalid)?;
     Ok(Json(
-        state
-            .store
-            .update_metric(project.id, numeric, &spec)
-            .await?,
+        metrics::update(&state.app, project.id, numeric, draft).await?,
     ))
 }
 
@@ -115,72 +102,11 @@ pub async fn delete_metric(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     state
+        .app
         .store
         .delete_metric(project.id, metric_id(&id)?)
         .await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Metric definitions kept in a team's repository, applied as a whole.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct MetricsFile {
-    #[serde(default)]
-    pub metrics: Vec<MetricDraft>,
-    /// Replaces the rubric when present.
-    pub rubric: Option<Vec<RubricRule>>,
-}
-
-/// Validates every metric and rule, then creates or updates metrics by name (and replaces the
-/// rubric when given), all or nothing.
-pub async fn apply_file(
-    state: &AppState,
-    project_id: i64,
-    file: MetricsFile,
-) -> Result<ApplySummary, ApiError> {
-    let mut specs: Vec<MetricSpec> = Vec::new();
-    let mut errors = Vec::new();
-    for (i, draft) in file.metrics.into_iter().enumerate() {
-        match validate_metric(draft) {
-            Ok(spec) if specs.iter().any(|s| s.name == spec.name) => errors.push(FieldError::new(
-                format!("metrics[{i}].name"),
-                format!("{:?} appears twice", spec.name),
-            )),
-            Ok(spec) => specs.push(spec),
-            Err(e) => errors.extend(
-                e.into_iter()
-                    .map(|e| FieldError::new(format!("metrics[{i}].{}", e.path), e.message)),
-            ),
-        }
-    }
-    if let Some(rules) = &file.rubric {
-        let existing = state.store.list_metrics(project_id).await?;
-        let output_of = |name: &str| {
-            specs
-                .iter()
-                .find(|s| s.name == name)
-                .map(|s| s.output)
-                .or_else(|| {
-                    existing
-                        .iter()
-                        .find(|m| m.spec.name == name)
-                        .map(|m| m.spec.output)
-                })
-        };
-        if let Err(e) = validate_rubric(rules, output_of) {
-            errors.extend(
-                e.into_iter()
-                    .map(|e| FieldError::new(format!("rubric.{}", e.path), e.message)),
-            );
-        }
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::invalid(errors));
-    }
-    let summary = state.store.apply_metrics(project_id, &specs).await?;
-    if let Some(rules) = &file.rubric {
-        state.store.set_rubric(project_id, rules).await?;
-    }
-    Ok(summary)
 }
 
 /// Applies a set of metric definitions (and optionally the rubric), as `callgrade metrics apply` does.
@@ -192,7 +118,9 @@ pub async fn apply_metrics(
     ApiProject(project): ApiProject,
     ApiJson(file): ApiJson<MetricsFile>,
 ) -> Result<Json<ApplySummary>, ApiError> {
-    Ok(Json(apply_file(&state, project.id, file).await?))
+    Ok(Json(
+        metrics::apply_file(&state.app, project.id, file).await?,
+    ))
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -209,7 +137,7 @@ pub async fn get_rubric(
     ApiProject(project): ApiProject,
 ) -> Result<Json<Rubric>, ApiError> {
     Ok(Json(Rubric {
-        rules: state.store.rubric(project.id).await?,
+        rules: state.app.store.rubric(project.id).await?,
     }))
 }
 
@@ -222,15 +150,7 @@ pub async fn put_rubric(
     ApiProject(project): ApiProject,
     ApiJson(rubric): ApiJson<Rubric>,
 ) -> Result<Json<Rubric>, ApiError> {
-    let metrics = state.store.list_metrics(project.id).await?;
-    validate_rubric(&rubric.rules, |name| {
-        metrics
-            .iter()
-            .find(|m| m.spec.name == name)
-            .map(|m| m.spec.output)
-    })
-    .map_err(ApiError::invalid)?;
-    state.store.set_rubric(project.id, &rubric.rules).await?;
+    metrics::set_rubric(&state.app, project.id, &rubric.rules).await?;
     Ok(Json(rubric))
 }
 
@@ -241,7 +161,7 @@ pub async fn get_judge(
     State(state): State<AppState>,
     ApiProject(project): ApiProject,
 ) -> Result<Json<JudgeSettings>, ApiError> {
-    Ok(Json(state.store.judge_settings(project.id).await?))
+    Ok(Json(state.app.store.judge_settings(project.id).await?))
 }
 
 /// Changes the project's judge endpoint: an OpenAI-compatible base URL (…/v1), a model, a key,
@@ -254,23 +174,9 @@ pub async fn put_judge(
     ApiProject(project): ApiProject,
     ApiJson(patch): ApiJson<JudgeSettingsPatch>,
 ) -> Result<Json<JudgeSettings>, ApiError> {
-    let mut errors = Vec::new();
-    if let Some(url) = patch.base_url.as_deref().filter(|u| !u.is_empty()) {
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            errors.push(FieldError::new(
-                "base_url",
-                "must be an http:// or https:// URL, e.g. https://api.openai.com/v1",
-            ));
-        }
-    }
-    if patch.concurrency.is_some_and(|c| !(1..=256).contains(&c)) {
-        errors.push(FieldError::new("concurrency", "must be between 1 and 256"));
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::invalid(errors));
-    }
-    state.store.set_judge_settings(project.id, &patch).await?;
-    Ok(Json(state.store.judge_settings(project.id).await?))
+    Ok(Json(
+        metrics::set_judge(&state.app, project.id, &patch).await?,
+    ))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -289,16 +195,7 @@ pub async fn evaluate_call(
     ApiProject(project): ApiProject,
     Path(call_id): Path<String>,
 ) -> Result<(StatusCode, Json<Queued>), ApiError> {
-    let queued = state
-        .store
-        .enqueue_evaluations(
-            project.id,
-            &ReevaluateFilter::default(),
-            Some(&call_id),
-            state.clock.now(),
-        )
-        .await?;
-    state.jobs_ready.notify_waiters();
+    let queued = evaluation::enqueue(&state.app, project.id, &call_id).await?;
     Ok((StatusCode::ACCEPTED, Json(Queued { queued })))
 }
 
@@ -326,11 +223,7 @@ pub async fn rerun(
         started_from_ms: body.started_from.map(|t| t.timestamp_millis()),
         started_before_ms: body.started_before.map(|t| t.timestamp_millis()),
     };
-    let queued = state
-        .store
-        .enqueue_evaluations(project.id, &filter, None, state.clock.now())
-        .await?;
-    state.jobs_ready.notify_waiters();
+    let queued = evaluation::rerun(&state.app, project.id, &filter).await?;
     Ok((StatusCode::ACCEPTED, Json(Queued { queued })))
 }
 
@@ -351,19 +244,13 @@ pub async fn try_metric(
     ApiProject(project): ApiProject,
     ApiJson(body): ApiJson<TryBody>,
 ) -> Result<Json<Evaluation>, ApiError> {
-    let spec = validate_metric(body.metric).map_err(|e| invalid_at("metric.", e))?;
-    let input = state
-        .store
-        .evaluation_input(project.id, &body.call_id)
-        .await?
-        .ok_or_else(|| {
-            ApiError::not_found(format!("no call {:?} in this project", body.call_id))
-        })?;
-    let evaluation = state
-        .evaluator
-        .try_metric(&input, project.id, spec, state.clock.now())
+    let evaluation = metrics::try_metric(&state.app, project.id, body.metric, &body.call_id)
         .await
-        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "judge_unavailable", e.0))?;
+        .map_err(|e| match e {
+            // The definition sits under `metric` in this body.
+            AppError::Invalid(errors) => AppError::invalid_at("metric.", errors),
+            other => other,
+        })?;
     Ok(Json(evaluation))
 }
 
@@ -392,6 +279,7 @@ pub async fn summary(
     ApiQuery(q): ApiQuery<SummaryQuery>,
 ) -> Result<Json<SummaryList>, ApiError> {
     let data = state
+        .app
         .store
         .metrics_summary(
             project.id,
@@ -410,5 +298,5 @@ pub async fn jobs(
     State(state): State<AppState>,
     ApiProject(project): ApiProject,
 ) -> Result<Json<JobCounts>, ApiError> {
-    Ok(Json(state.store.job_counts(Some(project.id)).await?))
+    Ok(Json(state.app.store.job_counts(Some(project.id)).await?))
 }

@@ -66,7 +66,7 @@ pub(crate) fn documented() -> OpenApiRouter<AppState> {
 }
 
 pub(crate) fn router(state: AppState) -> Router {
-    let body_timeout = state.settings.limits_http.body_read_timeout;
+    let body_timeout = state.settings.http.body_read_timeout;
     let (router, spec) = documented().split_for_parts();
     let spec = Arc::new(spec);
     router

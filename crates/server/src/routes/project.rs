@@ -37,14 +37,7 @@ pub async fn update_project(
         listening_window_seconds: body.listening_window_seconds,
         run_deadline_seconds: body.run_deadline_seconds,
     };
-    let errors = settings.problems();
-    if !errors.is_empty() {
-        return Err(ApiError::invalid(errors));
-    }
     Ok(Json(
-        state
-            .store
-            .update_project_settings(project.id, &settings)
-            .await?,
+        callgrade_app::admin::configure_project(&state.app, project.id, &settings).await?,
     ))
 }

@@ -3,6 +3,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
+use callgrade_app::runs;
 use callgrade_core::{ResultDraft, RunStatus};
 use callgrade_store::{Page, Run, RunEvent, RunFilter, TestResult};
 use chrono::{DateTime, Utc};
@@ -24,11 +25,7 @@ pub async fn create_result(
     ApiProject(project): ApiProject,
     ApiJson(draft): ApiJson<ResultDraft>,
 ) -> Result<(StatusCode, Json<TestResult>), ApiError> {
-    let new = draft.validate().map_err(ApiError::invalid)?;
-    let result = state
-        .store
-        .create_result(project.id, &new, state.clock.now())
-        .await?;
+    let result = runs::create_result(&state.app, project.id, draft).await?;
     Ok((StatusCode::CREATED, Json(result)))
 }
 
@@ -45,6 +42,7 @@ pub async fn get_result(
     let missing = || ApiError::not_found(format!("no result {id:?} in this project"));
     let numeric = parse_id(&id).ok_or_else(missing)?;
     state
+        .app
         .store
         .result(project.id, numeric)
         .await?
@@ -89,7 +87,7 @@ pub async fn list_runs(
         cursor: q.cursor,
         limit: page_limit(q.limit)?,
     };
-    Ok(Json(state.store.list_runs(project.id, &filter).await?))
+    Ok(Json(state.app.store.list_runs(project.id, &filter).await?))
 }
 
 /// One run: its state, its call, how it was matched, and why it failed if it did.
@@ -104,6 +102,7 @@ pub async fn get_run(
 ) -> Result<Json<Run>, ApiError> {
     let run_id = run_id(&id)?;
     state
+        .app
         .store
         .run(project.id, run_id)
         .await?
@@ -128,12 +127,10 @@ async fn report(
     id: &str,
     event: impl FnOnce(DateTime<Utc>) -> RunEvent,
 ) -> Result<Json<Run>, ApiError> {
-    let now = state.clock.now();
-    let run = state
-        .store
-        .run_event(project_id, run_id(id)?, event(now), now)
-        .await?;
-    Ok(Json(run))
+    let event = event(state.app.now());
+    Ok(Json(
+        runs::report(&state.app, project_id, run_id(id)?, event).await?,
+    ))
 }
 
 /// The harness reports that the run's call started (run → in_progress).
@@ -209,9 +206,6 @@ pub async fn attach(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<AttachBody>,
 ) -> Result<Json<Run>, ApiError> {
-    let run = state
-        .store
-        .attach_call(project.id, run_id(&id)?, &body.call_id, state.clock.now())
-        .await?;
+    let run = runs::attach(&state.app, project.id, run_id(&id)?, &body.call_id).await?;
     Ok(Json(run))
 }

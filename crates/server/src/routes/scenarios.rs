@@ -21,8 +21,7 @@ pub async fn create_scenario(
     ApiProject(project): ApiProject,
     ApiJson(draft): ApiJson<ScenarioDraft>,
 ) -> Result<(StatusCode, Json<Scenario>), ApiError> {
-    let scenario = draft.validate().map_err(ApiError::invalid)?;
-    let created = state.store.create_scenario(project.id, &scenario).await?;
+    let created = callgrade_app::runs::create_scenario(&state.app, project.id, draft).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -47,7 +46,11 @@ pub async fn list_scenarios(
     ApiProject(project): ApiProject,
     ApiQuery(q): ApiQuery<ScenariosQuery>,
 ) -> Result<Json<ScenarioList>, ApiError> {
-    let data = state.store.list_scenarios(project.id, q.agent_id).await?;
+    let data = state
+        .app
+        .store
+        .list_scenarios(project.id, q.agent_id)
+        .await?;
     Ok(Json(ScenarioList { data }))
 }
 
@@ -64,6 +67,7 @@ pub async fn get_scenario(
     let missing = || ApiError::not_found(format!("no scenario {id:?} in this project"));
     let numeric = parse_id(&id).ok_or_else(missing)?;
     state
+        .app
         .store
         .scenario(project.id, numeric)
         .await?

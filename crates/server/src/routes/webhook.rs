@@ -5,9 +5,8 @@ use axum::extract::{Path, State};
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use callgrade_core::{parse_json, validate_batch, FieldError};
-use callgrade_store::{IngestOutcome, NewDelivery, Project, Receipt};
-use serde_json::Value;
+use callgrade_app::ingest::{self, Delivery};
+use callgrade_store::{Project, Receipt};
 
 use crate::auth::{project_for_key, webhook_key};
 use crate::{ApiError, AppState};
@@ -58,7 +57,7 @@ pub async fn project_path(
 ) -> Result<(StatusCode, Json<Receipt>), ApiError> {
     let missing = || ApiError::not_found(format!("no project with id {project_id:?}"));
     let id = project_id.parse::<i64>().map_err(|_| missing())?;
-    let project = state.store.project(id).await?.ok_or_else(missing)?;
+    let project = state.app.store.project(id).await?.ok_or_else(missing)?;
     let key_project = project_for_key(&state, webhook_key(&headers)?).await?;
     if key_project.id != project.id {
         return Err(ApiError::unauthorized(
@@ -69,8 +68,8 @@ pub async fn project_path(
     receive(&state, &project, &route, &headers, body).await
 }
 
-/// Everything after authentication: read, check, validate, store. Every outcome is recorded in
-/// the delivery log.
+/// Reads the body within the transport's limits, then hands it to the ingest use case, which
+/// validates, stores and records every outcome in the delivery log.
 async fn receive(
     state: &AppState,
     project: &Project,
@@ -78,96 +77,50 @@ async fn receive(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Receipt>), ApiError> {
-    let settings = &state.settings;
-    let received_at = state.clock.now();
-    let delivery = |bytes: &[u8]| {
-        NewDelivery::new(
-            project.id,
-            received_at,
-            route,
-            bytes,
-            settings.delivery_body_cap,
-        )
+    let delivery = Delivery {
+        project,
+        route,
+        received_at: state.app.now(),
     };
-
-    let bytes = match axum::body::to_bytes(body, settings.max_body_bytes).await {
+    let limit = state.settings.max_body_bytes;
+    let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => bytes,
         Err(e) => {
-            if caused_by::<tower_http::timeout::TimeoutError>(&e) {
+            let (rejection, size) = if caused_by::<tower_http::timeout::TimeoutError>(&e) {
                 let error = ApiError::new(
                     StatusCode::REQUEST_TIMEOUT,
                     "body_timeout",
                     "the request body arrived too slowly; send it at once",
                 );
-                return Err(reject(state, delivery(b""), error).await);
-            }
-            let too_large = caused_by::<http_body_util::LengthLimitError>(&e);
-            if !too_large {
+                (error, 0)
+            } else if caused_by::<http_body_util::LengthLimitError>(&e) {
+                let error = ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    format!(
+                        "the body is over the limit of {limit} bytes; send fewer calls per request"
+                    ),
+                );
+                let announced = headers
+                    .get(CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok()?.parse().ok())
+                    .unwrap_or(limit + 1);
+                (error, announced)
+            } else {
                 return Err(ApiError::bad_request("the request body could not be read"));
-            }
-            let mut record = delivery(b"");
-            record.body_size = headers
-                .get(CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok()?.parse().ok())
-                .unwrap_or(settings.max_body_bytes + 1);
-            let error = ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!(
-                    "the body is over the limit of {} bytes; send fewer calls per request",
-                    settings.max_body_bytes
-                ),
-            );
-            return Err(reject(state, record, error).await);
+            };
+            let refused = ingest::refuse_unread(
+                &state.app,
+                &delivery,
+                size,
+                rejection.to_rejected_delivery(),
+            )
+            .await;
+            return Err(refused.into());
         }
     };
-
-    if !is_json(headers) {
-        let error = ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "Content-Type must be application/json",
-        );
-        return Err(reject(state, delivery(&bytes), error).await);
-    }
-
-    let body: Value = match parse_json(&bytes) {
-        Ok(v) => v,
-        Err(e) => {
-            let error = ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.to_string())
-                .with_errors(vec![FieldError::new("$", e.to_string())]);
-            return Err(reject(state, delivery(&bytes), error).await);
-        }
-    };
-
-    let batch = match validate_batch(&body, &settings.limits) {
-        Ok(batch) => batch,
-        Err(errors) => {
-            let error = callgrade_store::RejectedDelivery::invalid_payload(errors).into();
-            return Err(reject(state, delivery(&bytes), error).await);
-        }
-    };
-
-    let calls = batch.calls.len();
-    match state.store.ingest(batch, delivery(&bytes)).await? {
-        IngestOutcome::Accepted(receipt) => {
-            if receipt.created > 0 {
-                state.jobs_ready.notify_waiters();
-            }
-            tracing::info!(
-                project_id = project.id,
-                calls,
-                created = receipt.created,
-                delivery_id = receipt.delivery_id,
-                "webhook accepted"
-            );
-            Ok((StatusCode::ACCEPTED, Json(receipt)))
-        }
-        IngestOutcome::Rejected(rejection) => {
-            tracing::info!(project_id = project.id, status = rejection.status, error = %rejection.error, "webhook rejected");
-            Err(rejection.into())
-        }
-    }
+    let receipt = ingest::receive(&state.app, &delivery, &bytes, is_json(headers)).await?;
+    Ok((StatusCode::ACCEPTED, Json(receipt)))
 }
 
 /// Whether an error, or anything in its chain of causes, is a `T`.
@@ -188,18 +141,4 @@ fn is_json(headers: &HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
-}
-
-/// Logs a rejection in the delivery log and gives it back to answer with. A failure to log does
-/// not change the answer: the request was refused either way.
-async fn reject(state: &AppState, delivery: NewDelivery, error: ApiError) -> ApiError {
-    tracing::info!(project_id = delivery.project_id, status = error.status.as_u16(), error = %error.body.error, "webhook rejected");
-    if let Err(e) = state
-        .store
-        .record_delivery(delivery, error.to_rejected_delivery())
-        .await
-    {
-        tracing::warn!(error = %e, "could not record a rejected delivery");
-    }
-    error
 }

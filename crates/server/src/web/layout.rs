@@ -71,6 +71,35 @@ pub fn error(status: StatusCode, message: &str) -> WebError {
     }
 }
 
+/// Every use case's error as a page; internal causes were logged where they arose.
+impl From<callgrade_app::AppError> for WebError {
+    fn from(e: callgrade_app::AppError) -> Self {
+        use callgrade_app::AppError::*;
+        let status = match &e {
+            NotFound(_) => StatusCode::NOT_FOUND,
+            Invalid(_) | BadRequest(_) => StatusCode::BAD_REQUEST,
+            AlreadyExists(_) | Conflict(_) => StatusCode::CONFLICT,
+            Rejected(r) => StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST),
+            Upstream(_) => StatusCode::BAD_GATEWAY,
+            Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let message = match &e {
+            Invalid(_) => e.problems().join("; "),
+            other => other.to_string(),
+        };
+        error(status, &message)
+    }
+}
+
+/// Reads go to the store directly; their failures map as the use cases' do.
+impl From<callgrade_store::StoreError> for WebError {
+    #[track_caller]
+    fn from(e: callgrade_store::StoreError) -> Self {
+        callgrade_app::AppError::from(e).into()
+    }
+}
+
 impl IntoResponse for WebError {
     fn into_response(self) -> Response {
         let body = html! {

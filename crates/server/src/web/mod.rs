@@ -3,7 +3,7 @@
 
 mod layout;
 mod pages;
-pub mod session;
+mod session;
 
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::IntoResponse;
@@ -11,8 +11,6 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::AppState;
-
-pub use session::issue_admin_token;
 
 pub fn router() -> Router<AppState> {
     Router::new()

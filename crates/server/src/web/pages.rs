@@ -5,18 +5,18 @@ use axum::http::header::{LOCATION, SET_COOKIE};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::Form;
-use callgrade_core::{parse_name, parse_project_name, PhoneNumber, Role};
+use callgrade_core::Role;
 use callgrade_store::{
-    CallDetail, CallFilter, CallKind, DeliveryFilter, DeliveryOutcome, Project, ReevaluateFilter,
-    RunFilter,
+    CallDetail, CallFilter, CallKind, DeliveryFilter, DeliveryOutcome, Project, RunFilter,
 };
 use chrono::{DateTime, Utc};
 use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::layout::{csrf, error, json_block, or_dash, page, verdict, WebError};
-use super::session::{cleared_cookie, new_session_cookie, token_matches, Admin};
+use super::session::{cleared_cookie, new_session_cookie, Admin};
 use crate::{cekura_webhook_url, project_webhook_url, AppState};
+use callgrade_app::{admin, metrics};
 
 /// Agent turns that start this long after the user stops are highlighted.
 const SLOW_SECONDS: f64 = 2.0;
@@ -27,23 +27,10 @@ fn see_other(to: &str) -> Response {
     (StatusCode::SEE_OTHER, [(LOCATION, to.to_owned())]).into_response()
 }
 
-fn internal(e: impl std::fmt::Display) -> WebError {
-    tracing::error!(error = %e, "dashboard storage failure");
-    error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "the server could not complete the request",
-    )
-}
-
 async fn load_project(state: &AppState, id: &str) -> Result<Project, WebError> {
     let missing = || error(StatusCode::NOT_FOUND, "no such project");
     let id: i64 = id.parse().map_err(|_| missing())?;
-    state
-        .store
-        .project(id)
-        .await
-        .map_err(internal)?
-        .ok_or_else(missing)
+    state.app.store.project(id).await?.ok_or_else(missing)
 }
 
 fn check_csrf(admin: &Admin, submitted: &str) -> Result<(), WebError> {
@@ -72,13 +59,7 @@ pub async fn login_page(State(state): State<AppState>) -> Html<String> {
 }
 
 async fn login_form(state: &AppState, problem: Option<&str>) -> Html<String> {
-    let configured = state
-        .store
-        .setting("admin_token_sha256")
-        .await
-        .ok()
-        .flatten()
-        .is_some();
+    let configured = matches!(admin::admin_token_hash(&state.app).await, Ok(Some(_)));
     page(
         "Sign in",
         None,
@@ -107,7 +88,7 @@ pub struct LoginForm {
 }
 
 pub async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Response {
-    if token_matches(&state, &form.token).await {
+    if admin::admin_token_matches(&state.app, &form.token).await {
         if let Some(cookie) = new_session_cookie(&state).await {
             let mut response = see_other("/");
             response.headers_mut().insert(SET_COOKIE, cookie);
@@ -137,7 +118,7 @@ pub async fn logout(admin: Admin, Form(form): Form<CsrfForm>) -> Page {
 // ---- projects ----
 
 pub async fn home(State(state): State<AppState>, admin: Admin) -> Page {
-    let projects = state.store.list_projects().await.map_err(internal)?;
+    let projects = state.app.store.list_projects().await?;
     Ok(page("Projects", Some(&admin), None, html! {
         h1 { "Projects" }
         @if projects.is_empty() {
@@ -178,16 +159,7 @@ pub async fn create_project(
     Form(form): Form<NameForm>,
 ) -> Page {
     check_csrf(&admin, &form.csrf)?;
-    let name = parse_project_name(&form.name)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("The project name {e}.")))?;
-    let (project, key) = state
-        .store
-        .create_project(&name)
-        .await
-        .map_err(|e| match e {
-            callgrade_store::StoreError::AlreadyExists(m) => error(StatusCode::CONFLICT, &m),
-            other => internal(other),
-        })?;
+    let (project, key) = admin::create_project(&state.app, &form.name).await?;
     Ok(key_page(&state, &admin, &project, key.expose(), "Project created").into_response())
 }
 
@@ -237,12 +209,9 @@ fn curl_example(state: &AppState, project: &Project, agent_id: i64) -> String {
 
 pub async fn project(State(state): State<AppState>, admin: Admin, Path(id): Path<String>) -> Page {
     let project = load_project(&state, &id).await?;
-    let agents = state
-        .store
-        .list_agents(project.id)
-        .await
-        .map_err(internal)?;
+    let agents = state.app.store.list_agents(project.id).await?;
     let has_calls = !state
+        .app
         .store
         .list_calls(
             project.id,
@@ -251,8 +220,7 @@ pub async fn project(State(state): State<AppState>, admin: Admin, Path(id): Path
                 ..Default::default()
             },
         )
-        .await
-        .map_err(internal)?
+        .await?
         .data
         .is_empty();
     let example_agent = agents.first().map_or(1, |a| a.id);
@@ -336,31 +304,18 @@ pub async fn create_agent(
 ) -> Page {
     check_csrf(&admin, &form.csrf)?;
     let project = load_project(&state, &id).await?;
-    let (name, phone, description) = agent_fields(&form)?;
-    state
-        .store
-        .create_agent(project.id, &name, phone.as_ref(), description)
-        .await
-        .map_err(internal)?;
+    admin::create_agent(&state.app, project.id, form.draft()).await?;
     Ok(see_other(&format!("/projects/{}", project.id)))
 }
 
-/// Parses the agent form's fields.
-fn agent_fields(form: &AgentForm) -> Result<(String, Option<PhoneNumber>, Option<&str>), WebError> {
-    let name = parse_name(&form.name)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("The agent name {e}.")))?;
-    let phone = match form.phone_number.trim() {
-        "" => None,
-        p => Some(
-            PhoneNumber::parse(p)
-                .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("The phone number {e}.")))?,
-        ),
-    };
-    Ok((
-        name,
-        phone,
-        Some(form.description.trim()).filter(|d| !d.is_empty()),
-    ))
+impl AgentForm {
+    fn draft(&self) -> admin::AgentDraft<'_> {
+        admin::AgentDraft {
+            name: &self.name,
+            phone_number: Some(&self.phone_number),
+            description: Some(&self.description),
+        }
+    }
 }
 
 pub async fn update_agent(
@@ -374,15 +329,7 @@ pub async fn update_agent(
     let agent_id: i64 = agent_id
         .parse()
         .map_err(|_| error(StatusCode::NOT_FOUND, "no such agent"))?;
-    let (name, phone, description) = agent_fields(&form)?;
-    state
-        .store
-        .update_agent(project.id, agent_id, &name, phone.as_ref(), description)
-        .await
-        .map_err(|e| match e {
-            callgrade_store::StoreError::NotFound(m) => error(StatusCode::NOT_FOUND, &m),
-            other => internal(other),
-        })?;
+    admin::update_agent(&state.app, project.id, agent_id, form.draft()).await?;
     Ok(see_other(&format!("/projects/{}", project.id)))
 }
 
@@ -406,19 +353,7 @@ pub async fn update_settings(
         listening_window_seconds: Some(form.listening_window_seconds),
         run_deadline_seconds: Some(form.run_deadline_seconds),
     };
-    let problems = settings.problems();
-    if !problems.is_empty() {
-        let text: Vec<String> = problems
-            .iter()
-            .map(|p| format!("{}: {}", p.path, p.message))
-            .collect();
-        return Err(error(StatusCode::BAD_REQUEST, &text.join("; ")));
-    }
-    state
-        .store
-        .update_project_settings(project.id, &settings)
-        .await
-        .map_err(internal)?;
+    admin::configure_project(&state.app, project.id, &settings).await?;
     Ok(see_other(&format!("/projects/{}", project.id)))
 }
 
@@ -430,7 +365,7 @@ pub async fn rotate_key(
 ) -> Page {
     check_csrf(&admin, &form.csrf)?;
     let project = load_project(&state, &id).await?;
-    let key = state.store.rotate_key(project.id).await.map_err(internal)?;
+    let key = state.app.store.rotate_key(project.id).await?;
     Ok(key_page(&state, &admin, &project, key.expose(), "Key rotated").into_response())
 }
 
@@ -476,11 +411,7 @@ pub async fn calls(
     Query(q): Query<CallsQuery>,
 ) -> Page {
     let project = load_project(&state, &id).await?;
-    let agents = state
-        .store
-        .list_agents(project.id)
-        .await
-        .map_err(internal)?;
+    let agents = state.app.store.list_agents(project.id).await?;
     let agent_id = q.agent_id.as_deref().and_then(|a| a.parse().ok());
     let filter = CallFilter {
         agent_id,
@@ -499,22 +430,12 @@ pub async fn calls(
         limit: 50,
         ..Default::default()
     };
-    let metrics = state
-        .store
-        .list_metrics(project.id)
-        .await
-        .map_err(internal)?;
-    let page_of = state
-        .store
-        .list_calls(project.id, &filter)
-        .await
-        .map_err(|e| match e {
-            callgrade_store::StoreError::InvalidInput(m) => error(StatusCode::BAD_REQUEST, &m),
-            other => internal(other),
-        })?;
+    let metrics = state.app.store.list_metrics(project.id).await?;
+    let page_of = state.app.store.list_calls(project.id, &filter).await?;
     // The columns' metric values for the whole page, in one query.
     let call_ids: Vec<String> = page_of.data.iter().map(|c| c.call_id.clone()).collect();
     let values = state
+        .app
         .store
         .metric_values(
             project.id,
@@ -525,8 +446,7 @@ pub async fn calls(
                 "agent_interrupting_user",
             ],
         )
-        .await
-        .map_err(internal)?;
+        .await?;
     let value_of = |call: &str, metric: &str| {
         values
             .iter()
@@ -616,10 +536,10 @@ pub async fn call(
 ) -> Page {
     let project = load_project(&state, &id).await?;
     let call = state
+        .app
         .store
         .call(project.id, &call_id)
-        .await
-        .map_err(internal)?
+        .await?
         .ok_or_else(|| error(StatusCode::NOT_FOUND, "no such call in this project"))?;
     let s = &call.summary;
     Ok(page(&s.id, Some(&admin), Some(&project), html! {
@@ -735,20 +655,7 @@ pub async fn evaluate(
 ) -> Page {
     check_csrf(&admin, &form.csrf)?;
     let project = load_project(&state, &id).await?;
-    state
-        .store
-        .enqueue_evaluations(
-            project.id,
-            &ReevaluateFilter::default(),
-            Some(&call_id),
-            state.clock.now(),
-        )
-        .await
-        .map_err(|e| match e {
-            callgrade_store::StoreError::NotFound(m) => error(StatusCode::NOT_FOUND, &m),
-            other => internal(other),
-        })?;
-    state.jobs_ready.notify_waiters();
+    callgrade_app::evaluation::enqueue(&state.app, project.id, &call_id).await?;
     Ok(see_other(&format!(
         "/projects/{}/calls/{call_id}",
         project.id
@@ -760,6 +667,7 @@ pub async fn evaluate(
 pub async fn runs(State(state): State<AppState>, admin: Admin, Path(id): Path<String>) -> Page {
     let project = load_project(&state, &id).await?;
     let runs = state
+        .app
         .store
         .list_runs(
             project.id,
@@ -768,8 +676,7 @@ pub async fn runs(State(state): State<AppState>, admin: Admin, Path(id): Path<St
                 ..Default::default()
             },
         )
-        .await
-        .map_err(internal)?;
+        .await?;
     Ok(page("Runs", Some(&admin), Some(&project), html! {
         h1 { "Test runs" }
         @if runs.data.is_empty() {
@@ -824,14 +731,7 @@ pub async fn deliveries(
         cursor: q.cursor.clone(),
         limit: 50,
     };
-    let log = state
-        .store
-        .list_deliveries(project.id, &filter)
-        .await
-        .map_err(|e| match e {
-            callgrade_store::StoreError::InvalidInput(m) => error(StatusCode::BAD_REQUEST, &m),
-            other => internal(other),
-        })?;
+    let log = state.app.store.list_deliveries(project.id, &filter).await?;
     Ok(page("Deliveries", Some(&admin), Some(&project), html! {
         h1 { "Webhook deliveries" }
         p.nav {
@@ -873,10 +773,10 @@ pub async fn delivery(
     let missing = || error(StatusCode::NOT_FOUND, "no such delivery in this project");
     let delivery_id: i64 = delivery_id.parse().map_err(|_| missing())?;
     let d = state
+        .app
         .store
         .delivery(project.id, delivery_id)
-        .await
-        .map_err(internal)?
+        .await?
         .ok_or_else(missing)?;
     Ok(page("Delivery", Some(&admin), Some(&project), html! {
         h1 { "Delivery " (d.summary.id) }
@@ -908,17 +808,7 @@ pub async fn attach(
     let run_id: i64 = run_id
         .parse()
         .map_err(|_| error(StatusCode::NOT_FOUND, "no such run"))?;
-    state
-        .store
-        .attach_call(project.id, run_id, form.call_id.trim(), state.clock.now())
-        .await
-        .map_err(|e| match e {
-            callgrade_store::StoreError::NotFound(m) => error(StatusCode::NOT_FOUND, &m),
-            callgrade_store::StoreError::InvalidInput(m) => error(StatusCode::BAD_REQUEST, &m),
-            callgrade_store::StoreError::Conflict(m) => error(StatusCode::CONFLICT, &m),
-            other => internal(other),
-        })?;
-    state.jobs_ready.notify_waiters();
+    callgrade_app::runs::attach(&state.app, project.id, run_id, &form.call_id).await?;
     Ok(see_other(&format!("/projects/{}/runs", project.id)))
 }
 
@@ -1011,23 +901,16 @@ async fn metrics_page(
     agent_id: Option<i64>,
     tried: Option<Markup>,
 ) -> Page {
-    let metrics = state
-        .store
-        .list_metrics(project.id)
-        .await
-        .map_err(internal)?;
-    let agents = state
-        .store
-        .list_agents(project.id)
-        .await
-        .map_err(internal)?;
+    let metrics = state.app.store.list_metrics(project.id).await?;
+    let agents = state.app.store.list_agents(project.id).await?;
     // Fourteen days of per-metric aggregates, one summary per day.
-    let today = state.clock.now().date_naive();
+    let today = state.app.now().date_naive();
     let mut days = Vec::new();
     for back in (0..14).rev() {
         let day = today - chrono::Days::new(back);
         let from = day.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc();
         let summary = state
+            .app
             .store
             .metrics_summary(
                 project.id,
@@ -1035,8 +918,7 @@ async fn metrics_page(
                 Some(from.timestamp_millis()),
                 Some((from + chrono::TimeDelta::days(1)).timestamp_millis()),
             )
-            .await
-            .map_err(internal)?;
+            .await?;
         days.push(Day {
             label: day.format("%m-%d").to_string(),
             summary,
@@ -1079,13 +961,13 @@ async fn metrics_page(
             (chart("Pass rate", &days, &pass_series))
         }
     };
-    let since = (state.clock.now() - chrono::TimeDelta::days(7)).timestamp_millis();
+    let since = (state.app.now() - chrono::TimeDelta::days(7)).timestamp_millis();
     let summary = state
+        .app
         .store
         .metrics_summary(project.id, None, Some(since), None)
-        .await
-        .map_err(internal)?;
-    let rubric = state.store.rubric(project.id).await.map_err(internal)?;
+        .await?;
+    let rubric = state.app.store.rubric(project.id).await?;
     let number = |v: Option<f64>| v.map(|n| format!("{n:.3}"));
     Ok(page("Metrics", Some(admin), Some(project), html! {
         h1 { "Metrics" }
@@ -1174,29 +1056,15 @@ pub async fn try_metric(
 ) -> Page {
     check_csrf(&admin, &form.csrf)?;
     let project = load_project(&state, &id).await?;
-    let outcome = async {
-        let draft: callgrade_core::MetricDraft = serde_json::from_str(&form.definition)
-            .map_err(|e| format!("the definition is not valid: {e}"))?;
-        let spec = callgrade_eval::validate_metric(draft).map_err(|errors| {
-            errors
-                .iter()
-                .map(|e| format!("{}: {}", e.path, e.message))
-                .collect::<Vec<_>>()
-                .join("; ")
-        })?;
-        let input = state
-            .store
-            .evaluation_input(project.id, form.call_id.trim())
+    let outcome = match serde_json::from_str::<callgrade_core::MetricDraft>(&form.definition) {
+        Err(e) => Err(format!("the definition is not valid: {e}")),
+        Ok(draft) => metrics::try_metric(&state.app, project.id, draft, form.call_id.trim())
             .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("no call {:?} in this project", form.call_id.trim()))?;
-        state
-            .evaluator
-            .try_metric(&input, project.id, spec, state.clock.now())
-            .await
-            .map_err(|e| e.0)
-    }
-    .await;
+            .map_err(|e| match e {
+                callgrade_app::AppError::Invalid(_) => e.problems().join("; "),
+                other => other.to_string(),
+            }),
+    };
     let tried = match outcome {
         Ok(e) => html! {
             div.card #tried {
@@ -1232,18 +1100,7 @@ pub async fn save_metric(
                 &format!("The definition is not valid: {e}."),
             )
         })?;
-    let spec = callgrade_eval::validate_metric(draft).map_err(|errors| {
-        let text: Vec<String> = errors
-            .iter()
-            .map(|e| format!("{}: {}", e.path, e.message))
-            .collect();
-        error(StatusCode::BAD_REQUEST, &text.join("; "))
-    })?;
-    state
-        .store
-        .apply_metrics(project.id, &[spec])
-        .await
-        .map_err(internal)?;
+    metrics::save(&state.app, project.id, draft).await?;
     Ok(see_other(&format!("/projects/{}/metrics", project.id)))
 }
 
@@ -1256,10 +1113,10 @@ pub async fn result(
     let missing = || error(StatusCode::NOT_FOUND, "no such result in this project");
     let result_id: i64 = result_id.parse().map_err(|_| missing())?;
     let result = state
+        .app
         .store
         .result(project.id, result_id)
-        .await
-        .map_err(internal)?
+        .await?
         .ok_or_else(missing)?;
     let c = &result.counts;
     Ok(page("Result", Some(&admin), Some(&project), html! {

@@ -8,46 +8,21 @@ use axum::http::header::{COOKIE, LOCATION};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use callgrade_store::{Store, StoreError};
 use hmac::{Hmac, Mac};
-use rand::distributions::Alphanumeric;
-use rand::Rng;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::AppState;
 
-const SETTING: &str = "admin_token_sha256";
 const COOKIE_NAME: &str = "cg_session";
 /// Sessions last 12 hours.
 const SESSION_SECONDS: i64 = 12 * 3600;
 
-fn sha256_hex(s: &str) -> String {
-    hex::encode(Sha256::digest(s.as_bytes()))
-}
-
-/// Creates the admin token if there is none, or replaces it when `rotate`; returns the new
-/// token, or `None` when one exists and was kept (it is shown only when created).
-pub async fn issue_admin_token(
-    store: &dyn Store,
-    rotate: bool,
-) -> Result<Option<String>, StoreError> {
-    if !rotate && store.setting(SETTING).await?.is_some() {
-        return Ok(None);
-    }
-    let secret: String = rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(40)
-        .map(char::from)
-        .collect();
-    let token = format!("cga_{secret}");
-    store.set_setting(SETTING, &sha256_hex(&token)).await?;
-    Ok(Some(token))
-}
-
 /// The signing key, or `None` when no admin token exists yet.
 async fn signing_key(state: &AppState) -> Option<Vec<u8>> {
-    let hash = state.store.setting(SETTING).await.ok()??;
+    let hash = callgrade_app::admin::admin_token_hash(&state.app)
+        .await
+        .ok()??;
     Some(Sha256::digest(format!("callgrade-session:{hash}").as_bytes()).to_vec())
 }
 
@@ -57,18 +32,10 @@ fn sign(key: &[u8], message: &str) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-/// Checks a submitted admin token.
-pub async fn token_matches(state: &AppState, token: &str) -> bool {
-    let Ok(Some(stored)) = state.store.setting(SETTING).await else {
-        return false;
-    };
-    bool::from(sha256_hex(token.trim()).as_bytes().ct_eq(stored.as_bytes()))
-}
-
 /// A `Set-Cookie` value for a new session.
 pub async fn new_session_cookie(state: &AppState) -> Option<HeaderValue> {
     let key = signing_key(state).await?;
-    let expires = state.clock.now().timestamp() + SESSION_SECONDS;
+    let expires = state.app.now().timestamp() + SESSION_SECONDS;
     let value = format!("{expires}.{}", sign(&key, &format!("session:{expires}")));
     let secure = if state.settings.public_url.starts_with("https://") {
         "; Secure"
@@ -121,7 +88,7 @@ impl FromRequestParts<AppState> for Admin {
             .ok_or(SignIn)?;
         let (expires, signature) = cookie.split_once('.').ok_or(SignIn)?;
         let expires: i64 = expires.parse().map_err(|_| SignIn)?;
-        if expires < state.clock.now().timestamp() {
+        if expires < state.app.now().timestamp() {
             return Err(SignIn);
         }
         let key = signing_key(state).await.ok_or(SignIn)?;

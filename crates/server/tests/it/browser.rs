@@ -47,7 +47,7 @@ async fn a_user_walks_through_the_dashboard() {
         return;
     }
     let app = TestApp::spawn().await;
-    let token = callgrade_server::web::issue_admin_token(app.store.as_ref(), false)
+    let token = callgrade_app::admin::issue_admin_token(&app.state.app, false)
         .await
         .unwrap()
         .unwrap();

@@ -1,4 +1,5 @@
-use callgrade_server::{AppState, Clock, Settings};
+use callgrade_app::Clock;
+use callgrade_server::{AppState, Settings};
 use callgrade_store::{SqliteStore, Store};
 use chrono::{DateTime, TimeDelta, Utc};
 use reqwest::{Client, RequestBuilder, Response};
@@ -35,7 +36,7 @@ impl TestApp {
     pub async fn spawn_with(mut settings: Settings) -> Self {
         // Tests move the clock by hand and sweep explicitly (`callgrade_server::sweep_runs`); a
         // background sweep reading the clock just before a test sets it back would race.
-        settings.sweep_interval = std::time::Duration::from_secs(24 * 3600);
+        settings.app.sweep_interval = std::time::Duration::from_secs(24 * 3600);
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("cg.db").display());
         let store = Arc::new(SqliteStore::open(&url).await.unwrap());

@@ -39,12 +39,12 @@ async fn sign_in_sessions_csrf_and_pages() {
         .unwrap();
     assert!(login.contains("callgrade admin token"));
 
-    let token = callgrade_server::web::issue_admin_token(app.store.as_ref(), false)
+    let token = callgrade_app::admin::issue_admin_token(&app.state.app, false)
         .await
         .unwrap()
         .unwrap();
     assert!(
-        callgrade_server::web::issue_admin_token(app.store.as_ref(), false)
+        callgrade_app::admin::issue_admin_token(&app.state.app, false)
             .await
             .unwrap()
             .is_none(),
@@ -279,7 +279,7 @@ async fn sign_in_sessions_csrf_and_pages() {
     assert_eq!(run.call_id.as_deref(), Some(call_id.as_str()));
 
     // Rotating the admin token signs everyone out.
-    callgrade_server::web::issue_admin_token(app.store.as_ref(), true)
+    callgrade_app::admin::issue_admin_token(&app.state.app, true)
         .await
         .unwrap()
         .unwrap();

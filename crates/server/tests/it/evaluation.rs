@@ -291,9 +291,9 @@ async fn judges_through_an_openai_compatible_endpoint() {
 async fn judge_failures_malformed_rate_limited_timeout_and_unconfigured() {
     let fake = FakeJudge::start().await;
     let mut settings = callgrade_server::Settings::default();
-    settings.judge.timeout = Duration::from_millis(500);
-    settings.judge.max_retries = 1;
-    settings.workers.max_attempts = 1;
+    settings.app.judge.timeout = Duration::from_millis(500);
+    settings.app.judge.max_retries = 1;
+    settings.app.workers.max_attempts = 1;
     let app = TestApp::spawn_with(settings).await;
     let t = app.tenant("flaky").await;
 

@@ -20,7 +20,11 @@ struct Lab {
 
 impl Lab {
     async fn new() -> Self {
-        let app = TestApp::spawn().await;
+        Self::with(callgrade_server::Settings::default()).await
+    }
+
+    async fn with(settings: callgrade_server::Settings) -> Self {
+        let app = TestApp::spawn_with(settings).await;
         app.clock.set(at("2025-10-15T09:20:00Z"));
         let t = app.tenant("lab").await;
         Self { app, t }
@@ -369,13 +373,15 @@ async fn the_sweeper_times_out_runs_with_a_reason() {
 
     // One second before the window closes nothing happens; one second after, the run times out.
     lab.app.clock.set(at("2025-10-15T09:29:30Z"));
-    assert!(callgrade_server::sweep_runs(&lab.app.state)
+    assert!(callgrade_app::upkeep::sweep_runs(&lab.app.state.app)
         .await
         .unwrap()
         .is_empty());
     lab.app.clock.set(at("2025-10-15T09:29:31Z"));
     assert_eq!(
-        callgrade_server::sweep_runs(&lab.app.state).await.unwrap(),
+        callgrade_app::upkeep::sweep_runs(&lab.app.state.app)
+            .await
+            .unwrap(),
         [runs[0]]
     );
     let run = lab.run(runs[0]).await;
@@ -387,13 +393,15 @@ async fn the_sweeper_times_out_runs_with_a_reason() {
 
     // The other run never reported an end: it times out at its deadline (30 min after creation).
     lab.app.clock.set(at("2025-10-15T09:50:00Z"));
-    assert!(callgrade_server::sweep_runs(&lab.app.state)
+    assert!(callgrade_app::upkeep::sweep_runs(&lab.app.state.app)
         .await
         .unwrap()
         .is_empty());
     lab.app.clock.advance(TimeDelta::seconds(1));
     assert_eq!(
-        callgrade_server::sweep_runs(&lab.app.state).await.unwrap(),
+        callgrade_app::upkeep::sweep_runs(&lab.app.state.app)
+            .await
+            .unwrap(),
         [runs[1]]
     );
     assert!(lab.run(runs[1]).await["error_message"]
@@ -401,7 +409,7 @@ async fn the_sweeper_times_out_runs_with_a_reason() {
         .unwrap()
         .contains("deadline"));
     // Sweeping again changes nothing.
-    assert!(callgrade_server::sweep_runs(&lab.app.state)
+    assert!(callgrade_app::upkeep::sweep_runs(&lab.app.state.app)
         .await
         .unwrap()
         .is_empty());
@@ -416,6 +424,48 @@ async fn the_sweeper_times_out_runs_with_a_reason() {
     assert_eq!(result["counts"]["timeout"], 2);
 }
 
+/// Attaching by API queues the run's evaluation and wakes a worker at once: with workers that
+/// would otherwise poll once a minute, the run completes within seconds.
+#[tokio::test]
+async fn api_attach_wakes_a_worker_at_once() {
+    let mut settings = callgrade_server::Settings::default();
+    settings.app.workers.poll = std::time::Duration::from_secs(60);
+    let lab = Lab::with(settings).await;
+    let s = lab.scenario("inbound", TESTER, &[]).await;
+    let (_, result) = lab
+        .post(
+            "/api/v1/results",
+            json!({"agent_id": lab.t.agent_id, "scenario_ids": [s], "frequency": 2}),
+        )
+        .await;
+    let run_id = result["runs"][0]["id"].as_i64().unwrap();
+    lab.app.clock.set(at("2025-10-15T09:25:00Z"));
+    let entry = lab.send(phone_call("amb", TESTER, AGENT_NUMBER)).await;
+    assert_eq!(entry["match"], "ambiguous");
+    lab.app.settle().await;
+
+    let started = std::time::Instant::now();
+    let (status, run) = lab
+        .post(
+            &format!("/api/v1/runs/{run_id}/attach"),
+            json!({"call_id": entry["call_id"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{run}");
+    loop {
+        let run = lab.get(&format!("/api/v1/runs/{run_id}")).await;
+        if run["status"] == "completed" {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the attached run is still {} after 10 s: no worker was woken",
+            run["status"]
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn late_transcript_is_kept_linked_and_can_be_attached() {
     let lab = Lab::new().await;
@@ -427,7 +477,9 @@ async fn late_transcript_is_kept_linked_and_can_be_attached() {
     )
     .await;
     lab.app.clock.set(at("2025-10-15T09:40:00Z"));
-    callgrade_server::sweep_runs(&lab.app.state).await.unwrap();
+    callgrade_app::upkeep::sweep_runs(&lab.app.state.app)
+        .await
+        .unwrap();
     assert_eq!(lab.run(runs[0]).await["status"], "timeout");
 
     let mut c = call("late");

@@ -12,7 +12,7 @@ use callgrade_store::Store;
 #[tokio::test]
 async fn rate_limits_answer_429_with_retry_after_per_project() {
     let mut settings = Settings::default();
-    settings.limits_http.rate_limit = Some(RateLimit {
+    settings.http.rate_limit = Some(RateLimit {
         per_second: 1,
         burst: 2,
     });
@@ -57,8 +57,8 @@ fn raw(addr: &str) -> std::net::TcpStream {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_clients_are_cut_off() {
     let mut settings = Settings::default();
-    settings.limits_http.header_read_timeout = Duration::from_millis(300);
-    settings.limits_http.body_read_timeout = Duration::from_millis(300);
+    settings.http.header_read_timeout = Duration::from_millis(300);
+    settings.http.body_read_timeout = Duration::from_millis(300);
     let app = TestApp::spawn_with(settings).await;
     let t = app.tenant("slow").await;
     let addr = app.base.trim_start_matches("http://").to_owned();

@@ -100,8 +100,8 @@ async fn every_validation_rule_reports_its_path() {
         (
             "agent_id missing",
             json!({"calls": [call("x")]}),
-            "agent_id",
-            "calls[0]",
+            "calls[0].run_id",
+            "no agent_id",
         ),
         ("calls missing", json!({"agent_id": a}), "calls", "required"),
         (
@@ -653,7 +653,7 @@ async fn transport_errors_413_415_405_and_malformed_json() {
 #[tokio::test]
 async fn max_calls_per_request_is_configurable() {
     let mut settings = callgrade_server::Settings::default();
-    settings.limits.max_calls_per_request = 2;
+    settings.app.limits.max_calls_per_request = 2;
     let app = TestApp::spawn_with(settings).await;
     let t = app.tenant("staging").await;
     let (status, err) = status_and_json(
@@ -670,10 +670,8 @@ async fn max_calls_per_request_is_configurable() {
 
 #[tokio::test]
 async fn delivery_log_keeps_rejections_with_errors_and_body() {
-    let settings = callgrade_server::Settings {
-        delivery_body_cap: 100,
-        ..Default::default()
-    };
+    let mut settings = callgrade_server::Settings::default();
+    settings.app.delivery_body_cap = 100;
     let app = TestApp::spawn_with(settings).await;
     let t = app.tenant("staging").await;
     let bad = json!({"agent_id": "1", "calls": [call("a")]});

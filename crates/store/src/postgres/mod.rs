@@ -22,15 +22,16 @@ use tokio::sync::Notify;
 
 use crate::common::{
     call_facts, check_named_run, content_conflict, created_receipt, decode_cursor, default_metrics,
-    encode_cursor, evaluation_inputs, existing_metric, existing_project, existing_run, no_project,
-    now_ms, project_name_taken, receipt, to_json, unknown_agent,
+    encode_cursor, existing_metric, existing_project, existing_run, no_project, now_ms,
+    project_name_taken, receipt, to_json, unknown_agent,
 };
+use crate::inputs::{claimed_evaluations, evaluation_inputs};
 use crate::key::{hash_key, hashes_match, ApiKey};
 use crate::model::*;
 use crate::rows::{
-    agent_from, call_detail_from, call_summary_from, call_with_evaluations_from, delivery_from,
-    delivery_summary_from, duplicate_receipt, paginate, project_from, AGENT_COLUMNS, CALLS,
-    CALL_DETAIL_COLUMNS, CALL_SUMMARY_COLUMNS, DELIVERY_SUMMARY_COLUMNS, DUPLICATE_COLUMNS,
+    agent_from, call_for_evaluation_from, call_summary_from, call_with_evaluations_from,
+    delivery_from, delivery_summary_from, duplicate_receipt, paginate, project_from, AGENT_COLUMNS,
+    CALLS, CALL_DETAIL_COLUMNS, CALL_SUMMARY_COLUMNS, DELIVERY_SUMMARY_COLUMNS, DUPLICATE_COLUMNS,
     EVALUATED_CALL_COLUMNS, PROJECT_COLUMNS,
 };
 use crate::{Result, Store, StoreError};
@@ -50,6 +51,8 @@ const INGEST_ATTEMPTS: u32 = 3;
 
 pub struct PgStore {
     pool: PgPool,
+    /// Signalled after this process commits jobs and, once listening, when others do.
+    jobs_ready: Arc<Notify>,
 }
 
 impl PgStore {
@@ -62,7 +65,10 @@ impl PgStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            jobs_ready: Arc::new(Notify::new()),
+        })
     }
 }
 
@@ -102,7 +108,7 @@ fn retryable(e: &StoreError) -> bool {
         .is_some_and(|code| code == "40P01" || code == "40001")
 }
 
-/// Relays notifications to `wake` until nobody holds it any more.
+/// Relays notifications to `wake` until its store is dropped.
 async fn relay_notifications(mut listener: PgListener, wake: Weak<Notify>) {
     const MIN_BACKOFF: Duration = Duration::from_millis(250);
     let mut backoff = MIN_BACKOFF;
@@ -571,7 +577,12 @@ impl Store for PgStore {
                     tracing::debug!(error = %e, attempt, "ingest transaction aborted; retrying");
                     attempt += 1;
                 }
-                other => return other,
+                other => {
+                    if matches!(&other, Ok(IngestOutcome::Accepted(r)) if r.created > 0) {
+                        self.jobs_ready.notify_waiters();
+                    }
+                    return other;
+                }
             }
         }
     }
@@ -777,6 +788,7 @@ impl Store for PgStore {
         now: DateTime<Utc>,
     ) -> Result<Run> {
         runs::attach_call(&self.pool, project_id, run_id, call_id, now).await?;
+        self.jobs_ready.notify_waiters();
         existing_run(self, project_id, run_id).await
     }
 
@@ -833,17 +845,67 @@ impl Store for PgStore {
         call_id: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<usize> {
-        eval::enqueue_calls(&self.pool, project_id, filter, call_id, now).await
+        let queued = eval::enqueue_calls(&self.pool, project_id, filter, call_id, now).await?;
+        if queued > 0 {
+            self.jobs_ready.notify_waiters();
+        }
+        Ok(queued)
     }
 
-    async fn claim_jobs(
+    async fn claim_evaluations(
         &self,
         worker: &str,
         now: DateTime<Utc>,
         lease: TimeDelta,
         limit: u32,
-    ) -> Result<Vec<Job>> {
-        eval::claim_jobs(&self.pool, worker, now, lease, limit).await
+    ) -> Result<Vec<ClaimedEvaluation>> {
+        let jobs = eval::claim_jobs(&self.pool, worker, now, lease, limit).await?;
+        // Each project's calls in one query.
+        let mut ids: HashMap<i64, Vec<&str>> = HashMap::new();
+        for job in &jobs {
+            ids.entry(job.project_id).or_default().push(&job.call_id);
+        }
+        let mut calls: HashMap<(i64, String), CallForEvaluation> = HashMap::new();
+        let mut failed: HashMap<i64, String> = HashMap::new();
+        for (project_id, ids) in ids {
+            let read = sqlx::query(&format!(
+                "SELECT {CALL_SUMMARY_COLUMNS}, {EVALUATED_CALL_COLUMNS}
+                 FROM {CALLS} WHERE calls.project_id = $1 AND calls.id = ANY($2)"
+            ))
+            .bind(project_id)
+            .bind(&ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::from)
+            .and_then(|rows| {
+                rows.iter()
+                    .map(call_for_evaluation_from)
+                    .collect::<Result<Vec<_>>>()
+            });
+            match read {
+                Ok(read) => calls.extend(
+                    read.into_iter()
+                        .map(|c| ((project_id, c.call_id.clone()), c)),
+                ),
+                Err(e) => {
+                    failed.insert(project_id, e.to_string());
+                }
+            }
+        }
+        let claimed = jobs
+            .into_iter()
+            .map(|job| {
+                let call = match failed.get(&job.project_id) {
+                    Some(e) => Err(e.clone()),
+                    None => Ok(calls.get(&(job.project_id, job.call_id.clone())).cloned()),
+                };
+                (job, call)
+            })
+            .collect();
+        Ok(claimed_evaluations(self, claimed, |project_id| {
+            eval::inputs(&self.pool, project_id)
+        })
+        .await)
     }
 
     async fn renew_lease(&self, job: &Job, now: DateTime<Utc>) -> Result<bool> {
@@ -891,7 +953,7 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(|row| call_detail_from(row, Vec::new()))
+        .map(call_for_evaluation_from)
         .collect::<Result<_>>()?;
         let settings = eval::inputs(&self.pool, project_id).await?;
         evaluation_inputs(self, project_id, calls, settings).await
@@ -922,7 +984,11 @@ impl Store for PgStore {
         .await
     }
 
-    async fn listen_for_jobs(&self, wake: Arc<Notify>) -> Result<()> {
+    fn job_signal(&self) -> Arc<Notify> {
+        self.jobs_ready.clone()
+    }
+
+    async fn listen_for_jobs(&self) -> Result<()> {
         // A pool of its own: the listener keeps its connection for good and must not hold one
         // of the query pool's; the pool also reconnects it when the connection is lost.
         let options = (*self.pool.connect_options()).clone();
@@ -934,7 +1000,10 @@ impl Store for PgStore {
             .await?;
         let mut listener = PgListener::connect_with(&pool).await?;
         listener.listen(JOBS_CHANNEL).await?;
-        tokio::spawn(relay_notifications(listener, Arc::downgrade(&wake)));
+        tokio::spawn(relay_notifications(
+            listener,
+            Arc::downgrade(&self.jobs_ready),
+        ));
         Ok(())
     }
 

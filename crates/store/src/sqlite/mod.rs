@@ -9,21 +9,22 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, QueryBuilder, Row, Sqlite};
-use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+use tokio::sync::Notify;
 
 use crate::common::{
-    decode_cursor, default_metrics, encode_cursor, evaluation_inputs, existing_metric,
-    existing_project, existing_run, no_project, now_ms, project_name_taken,
+    decode_cursor, default_metrics, encode_cursor, existing_metric, existing_project, existing_run,
+    no_project, now_ms, project_name_taken,
 };
+use crate::inputs::{claimed_evaluations, evaluation_inputs};
 use crate::key::{hash_key, hashes_match, ApiKey};
 use crate::model::*;
 use crate::rows::{
-    agent_from, call_detail_from, call_summary_from, call_with_evaluations_from, delivery_from,
-    delivery_summary_from, paginate, project_from, Columns, AGENT_COLUMNS, CALLS,
+    agent_from, call_for_evaluation_from, call_summary_from, call_with_evaluations_from,
+    delivery_from, delivery_summary_from, paginate, project_from, Columns, AGENT_COLUMNS, CALLS,
     CALL_DETAIL_COLUMNS, CALL_SUMMARY_COLUMNS, DELIVERY_SUMMARY_COLUMNS, EVALUATED_CALL_COLUMNS,
     PROJECT_COLUMNS,
 };
@@ -37,23 +38,19 @@ mod runs;
 mod writer;
 
 use ingest::{DeliveryWrite, IngestWrite};
-use lite::{LiteRow, OwnedRow};
+use lite::LiteRow;
 use writer::Writer;
 
 pub struct SqliteStore {
     pool: SqlitePool,
     writer: Writer,
-    /// Rows of claimed jobs' calls, read by the writer as it claimed them, waiting for
-    /// [`Store::evaluation_inputs`]; by call id, with the call's project.
-    prefetched: Mutex<HashMap<String, (i64, OwnedRow)>>,
+    /// Signalled after a commit that queued jobs (see [`Store::job_signal`]).
+    jobs_ready: Arc<Notify>,
     /// A reading connection of its own for authentication, which every webhook request does:
     /// looking one indexed row up in place costs less than the hand-off to a pooled
     /// connection's thread.
     keys: Mutex<rusqlite::Connection>,
 }
-
-/// Prefetched rows kept at most; only jobs claimed and never evaluated leave rows behind.
-const PREFETCH_LIMIT: usize = 4096;
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `url` (`sqlite:path` or `sqlite://path`) and
@@ -81,7 +78,7 @@ impl SqliteStore {
         Ok(Self {
             pool,
             writer,
-            prefetched: Mutex::default(),
+            jobs_ready: Arc::new(Notify::new()),
             keys: Mutex::new(keys),
         })
     }
@@ -245,7 +242,11 @@ impl Store for SqliteStore {
     }
 
     async fn ingest(&self, batch: Batch, delivery: NewDelivery) -> Result<IngestOutcome> {
-        self.writer.write(IngestWrite::new(batch, delivery)).await
+        let outcome = self.writer.write(IngestWrite::new(batch, delivery)).await?;
+        if matches!(&outcome, IngestOutcome::Accepted(r) if r.created > 0) {
+            self.jobs_ready.notify_waiters();
+        }
+        Ok(outcome)
     }
 
     async fn record_delivery(
@@ -460,6 +461,7 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<Run> {
         runs::attach_call(&self.pool, project_id, run_id, call_id, now).await?;
+        self.jobs_ready.notify_waiters();
         existing_run(self, project_id, run_id).await
     }
 
@@ -516,16 +518,20 @@ impl Store for SqliteStore {
         call_id: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<usize> {
-        eval::enqueue_calls(&self.pool, project_id, filter, call_id, now).await
+        let queued = eval::enqueue_calls(&self.pool, project_id, filter, call_id, now).await?;
+        if queued > 0 {
+            self.jobs_ready.notify_waiters();
+        }
+        Ok(queued)
     }
 
-    async fn claim_jobs(
+    async fn claim_evaluations(
         &self,
         worker: &str,
         now: DateTime<Utc>,
         lease: TimeDelta,
         limit: u32,
-    ) -> Result<Vec<Job>> {
+    ) -> Result<Vec<ClaimedEvaluation>> {
         let claimed = self
             .writer
             .write(jobs::ClaimJobs {
@@ -535,22 +541,21 @@ impl Store for SqliteStore {
                 limit,
             })
             .await?;
-        let mut prefetched = self
-            .prefetched
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if prefetched.len() > PREFETCH_LIMIT {
-            prefetched.clear();
-        }
-        Ok(claimed
+        // The writer read each call's row as it claimed: `None` means the call is gone.
+        let claimed = claimed
             .into_iter()
             .map(|(job, row)| {
-                if let Some(row) = row {
-                    prefetched.insert(job.call_id.clone(), (job.project_id, row));
-                }
-                job
+                let call = row
+                    .map(|row| call_for_evaluation_from(&row))
+                    .transpose()
+                    .map_err(|e| e.to_string());
+                (job, call)
             })
-            .collect())
+            .collect();
+        Ok(claimed_evaluations(self, claimed, |project_id| {
+            eval::inputs(&self.pool, project_id)
+        })
+        .await)
     }
 
     async fn renew_lease(&self, job: &Job, now: DateTime<Utc>) -> Result<bool> {
@@ -599,37 +604,25 @@ impl Store for SqliteStore {
         project_id: i64,
         call_ids: &[String],
     ) -> Result<Vec<EvaluationInput>> {
-        let (mut rows, mut missing) = (Vec::with_capacity(call_ids.len()), Vec::new());
-        {
-            let mut prefetched = self
-                .prefetched
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            for id in call_ids {
-                match prefetched.remove(id) {
-                    Some((project, row)) if project == project_id => rows.push(row),
-                    _ => missing.push(id),
-                }
-            }
+        if call_ids.is_empty() {
+            return Ok(Vec::new());
         }
-        let mut calls = rows
+        let mut q = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {CALL_SUMMARY_COLUMNS}, {EVALUATED_CALL_COLUMNS} FROM {CALLS} WHERE calls.project_id = "
+        ));
+        q.push_bind(project_id).push(" AND calls.id IN (");
+        let mut ids = q.separated(", ");
+        for id in call_ids {
+            ids.push_bind(id);
+        }
+        q.push(")");
+        let calls = q
+            .build()
+            .fetch_all(&self.pool)
+            .await?
             .iter()
-            .map(|row| call_detail_from(row, Vec::new()))
+            .map(call_for_evaluation_from)
             .collect::<Result<Vec<_>>>()?;
-        if !missing.is_empty() {
-            let mut q = QueryBuilder::<Sqlite>::new(format!(
-                "SELECT {CALL_SUMMARY_COLUMNS}, {EVALUATED_CALL_COLUMNS} FROM {CALLS} WHERE calls.project_id = "
-            ));
-            q.push_bind(project_id).push(" AND calls.id IN (");
-            let mut ids = q.separated(", ");
-            for id in missing {
-                ids.push_bind(id);
-            }
-            q.push(")");
-            for row in q.build().fetch_all(&self.pool).await? {
-                calls.push(call_detail_from(&row, Vec::new())?);
-            }
-        }
         if calls.is_empty() {
             return Ok(Vec::new());
         }
@@ -709,6 +702,10 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    fn job_signal(&self) -> Arc<Notify> {
+        self.jobs_ready.clone()
     }
 
     async fn ping(&self) -> Result<()> {

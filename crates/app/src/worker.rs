@@ -1,0 +1,177 @@
+//! Evaluation workers: claim jobs with their inputs, evaluate each call, write the results and
+//! mark the job done in one transaction. A crash between claim and commit leaves the job's
+//! lease to expire, and another worker runs it again; running a job again replaces its results,
+//! so each call's results are written exactly once.
+
+use callgrade_eval::{EvalError, JudgeCache};
+use callgrade_store::{ClaimedEvaluation, EvaluationInput, Job, Store};
+use chrono::TimeDelta;
+use rand::Rng;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::{App, Clock};
+
+/// The judge cache, kept in the store.
+pub struct StoreCache {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+}
+
+#[async_trait::async_trait]
+impl JudgeCache for StoreCache {
+    async fn get(&self, key: &str) -> Option<String> {
+        self.store.judge_cache_get(key).await.ok().flatten()
+    }
+
+    async fn put(&self, key: &str, value: &str) {
+        if let Err(e) = self
+            .store
+            .judge_cache_put(key, value, self.clock.now())
+            .await
+        {
+            tracing::warn!(error = %e, "could not cache a judge verdict");
+        }
+    }
+}
+
+/// Waits before retry `attempt` (1-based): 2 s, 4 s, 8 s… up to 10 min, with up to 25% jitter.
+pub fn retry_delay(attempt: i64) -> Duration {
+    let base = 2_000u64
+        .saturating_mul(1 << attempt.clamp(1, 20).saturating_sub(1))
+        .min(600_000);
+    Duration::from_millis(base + rand::thread_rng().gen_range(0..=base / 4))
+}
+
+/// Starts `count` workers, named after this process so a log shows who ran what, and relays
+/// other processes' job notifications where the store can.
+pub async fn spawn(app: &App, count: usize) -> Vec<tokio::task::JoinHandle<()>> {
+    if count > 0 {
+        if let Err(e) = app.store.listen_for_jobs().await {
+            tracing::warn!(error = %e, "cannot listen for job notifications; polling only");
+        }
+    }
+    let instance = format!(
+        "{}-{:06x}",
+        std::process::id(),
+        rand::thread_rng().gen_range(0..0xFF_FFFF)
+    );
+    (0..count)
+        .map(|i| tokio::spawn(run(app.clone(), format!("{instance}-{i}"))))
+        .collect()
+}
+
+/// Runs one worker until the task is aborted.
+pub async fn run(app: App, name: String) {
+    let settings = app.settings.workers;
+    let signal = app.store.job_signal();
+    loop {
+        // Listen before claiming: a job committed after an empty claim still wakes this worker
+        // (`notify_waiters` only reaches futures already listening).
+        let woken = signal.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        match run_once(&app, &name).await {
+            Ok(0) => {
+                tokio::select! {
+                    () = woken => {}
+                    () = tokio::time::sleep(settings.poll) => {}
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, worker = %name, "could not claim a job");
+                tokio::time::sleep(settings.poll).await;
+            }
+        }
+    }
+}
+
+/// Claims one batch and evaluates it, side by side; returns how many jobs it held.
+pub async fn run_once(app: &App, worker: &str) -> Result<usize, callgrade_store::StoreError> {
+    let settings = app.settings.workers;
+    let claimed = app
+        .store
+        .claim_evaluations(worker, app.now(), settings.lease, settings.batch)
+        .await?;
+    let count = claimed.len();
+    let mut running = tokio::task::JoinSet::new();
+    for ClaimedEvaluation { job, input } in claimed {
+        let app = app.clone();
+        running.spawn(async move { process(&app, &job, input.map_err(EvalError)).await });
+    }
+    while running.join_next().await.is_some() {}
+    Ok(count)
+}
+
+/// Evaluates one claimed job and records how it ended.
+pub async fn process(app: &App, job: &Job, input: Result<EvaluationInput, EvalError>) {
+    let lease = app.settings.workers.lease;
+    let renew = {
+        let (store, clock, job) = (app.store.clone(), app.clock.clone(), job.clone());
+        tokio::spawn(async move {
+            let every = (lease / 3).to_std().unwrap_or(Duration::from_secs(10));
+            loop {
+                tokio::time::sleep(every).await;
+                if !matches!(store.renew_lease(&job, clock.now()).await, Ok(true)) {
+                    break;
+                }
+            }
+        })
+    };
+    let result = match input {
+        Ok(input) => evaluate_guarded(app, input).await,
+        Err(e) => Err(e),
+    };
+    renew.abort();
+    let now = app.now();
+    match result {
+        Ok(outcome) => match app.store.complete_job(job, &outcome, now).await {
+            Ok(true) => tracing::debug!(job = job.id, call = %job.call_id, "evaluated"),
+            Ok(false) => tracing::warn!(
+                job = job.id,
+                "another worker took this job over; its results were kept"
+            ),
+            Err(e) => tracing::error!(job = job.id, error = %e, "could not store an evaluation"),
+        },
+        Err(e) => {
+            let retry_at = (job.attempts < app.settings.workers.max_attempts).then(|| {
+                now + TimeDelta::from_std(retry_delay(job.attempts))
+                    .unwrap_or(TimeDelta::minutes(1))
+            });
+            match retry_at {
+                Some(at) => {
+                    tracing::warn!(job = job.id, attempt = job.attempts, retry_at = %at, error = %e, "evaluation failed; will retry")
+                }
+                None => {
+                    tracing::error!(job = job.id, attempts = job.attempts, error = %e, "evaluation failed for good; the job is dead")
+                }
+            }
+            if let Err(e) = app.store.fail_job(job, &e.0, retry_at, now).await {
+                tracing::error!(job = job.id, error = %e, "could not record a failed job");
+            }
+        }
+    }
+}
+
+/// Evaluates on a task of its own, so a panic (in a script engine, a judge client, a metric)
+/// fails this job with a reason instead of leaving it to wait out its lease.
+async fn evaluate_guarded(
+    app: &App,
+    input: EvaluationInput,
+) -> Result<callgrade_store::CallEvaluation, EvalError> {
+    let (evaluator, now) = (app.evaluator.clone(), app.now());
+    match tokio::spawn(async move { evaluator.evaluate(&input, now).await }).await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => {
+            let panic = e.into_panic();
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".into());
+            Err(EvalError(format!("the evaluation panicked: {message}")))
+        }
+        Err(_) => Err(EvalError("the evaluation was cancelled".into())),
+    }
+}
