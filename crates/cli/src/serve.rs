@@ -12,6 +12,11 @@ use tracing_subscriber::EnvFilter;
 
 use crate::DbArgs;
 
+/// The one source of every default: the flags show and use these.
+fn defaults() -> Settings {
+    Settings::default()
+}
+
 #[derive(Args)]
 pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port).
@@ -21,33 +26,38 @@ pub struct ServeArgs {
     #[arg(long, value_enum, env = "CALLGRADE_LOG_FORMAT", default_value = "text")]
     log_format: LogFormat,
     /// The most calls one webhook request may hold.
-    #[arg(long, env = "CALLGRADE_MAX_CALLS_PER_REQUEST", default_value_t = 1000,
+    #[arg(long, env = "CALLGRADE_MAX_CALLS_PER_REQUEST", default_value_t = defaults().app.limits.max_calls_per_request as u32,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     max_calls_per_request: u32,
     /// The largest webhook body accepted, in bytes (413 above).
-    #[arg(long, env = "CALLGRADE_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024,
+    #[arg(long, env = "CALLGRADE_MAX_BODY_BYTES", default_value_t = defaults().max_body_bytes as u64,
           value_parser = clap::value_parser!(u64).range(1024..=1024 * 1024 * 1024))]
     max_body_bytes: u64,
     /// How many bytes of each request body the delivery log keeps.
-    #[arg(long, env = "CALLGRADE_DELIVERY_BODY_CAP", default_value_t = 64 * 1024)]
+    #[arg(long, env = "CALLGRADE_DELIVERY_BODY_CAP", default_value_t = defaults().app.delivery_body_cap)]
     delivery_body_cap: usize,
     /// Days the delivery log keeps entries.
-    #[arg(long, env = "CALLGRADE_DELIVERY_RETENTION_DAYS", default_value_t = 7,
+    #[arg(long, env = "CALLGRADE_DELIVERY_RETENTION_DAYS",
+          default_value_t = defaults().app.delivery_retention.max_age.num_days() as u32,
           value_parser = clap::value_parser!(u32).range(1..=3650))]
     delivery_retention_days: u32,
     /// Requests per second per project key (429 with Retry-After above); 0 turns the limit off.
-    #[arg(long, env = "CALLGRADE_RATE_LIMIT", default_value_t = 1000)]
+    #[arg(long, env = "CALLGRADE_RATE_LIMIT",
+          default_value_t = defaults().http.rate_limit.map_or(0, |r| r.per_second))]
     rate_limit: u32,
     /// Requests a key may send at once above its rate.
-    #[arg(long, env = "CALLGRADE_RATE_BURST", default_value_t = 2000,
+    #[arg(long, env = "CALLGRADE_RATE_BURST",
+          default_value_t = defaults().http.rate_limit.map_or(1, |r| r.burst),
           value_parser = clap::value_parser!(u32).range(1..))]
     rate_burst: u32,
     /// Seconds a client has to send its request headers.
-    #[arg(long, env = "CALLGRADE_HEADER_TIMEOUT", default_value_t = 10,
+    #[arg(long, env = "CALLGRADE_HEADER_TIMEOUT",
+          default_value_t = defaults().http.header_read_timeout.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..=600))]
     header_timeout: u64,
     /// Seconds a client has to send its request body (408 after).
-    #[arg(long, env = "CALLGRADE_BODY_TIMEOUT", default_value_t = 30,
+    #[arg(long, env = "CALLGRADE_BODY_TIMEOUT",
+          default_value_t = defaults().http.body_read_timeout.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     body_timeout: u64,
     /// Run no evaluation workers here (run `callgrade worker` elsewhere).
@@ -56,7 +66,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     eval: EvalArgs,
     /// Entries the delivery log keeps per project.
-    #[arg(long, env = "CALLGRADE_DELIVERY_RETENTION_COUNT", default_value_t = 10_000,
+    #[arg(long, env = "CALLGRADE_DELIVERY_RETENTION_COUNT",
+          default_value_t = defaults().app.delivery_retention.max_per_project,
           value_parser = clap::value_parser!(u32).range(1..))]
     delivery_retention_count: u32,
 }
@@ -65,7 +76,8 @@ pub struct ServeArgs {
 #[derive(Args)]
 pub struct EvalArgs {
     /// Evaluation workers to run.
-    #[arg(long, env = "CALLGRADE_WORKERS", default_value_t = 2,
+    #[arg(long, env = "CALLGRADE_WORKERS",
+          default_value_t = defaults().app.workers.count as u32,
           value_parser = clap::value_parser!(u32).range(0..=64))]
     workers: u32,
     /// The default OpenAI-compatible endpoint for judge metrics (e.g. https://api.openai.com/v1).
@@ -78,11 +90,13 @@ pub struct EvalArgs {
     #[arg(long, env = "CALLGRADE_JUDGE_API_KEY", hide_env_values = true)]
     judge_api_key: Option<String>,
     /// Seconds after which a job whose worker stopped (crashed) is run by another worker.
-    #[arg(long, env = "CALLGRADE_JOB_LEASE", default_value_t = 30,
+    #[arg(long, env = "CALLGRADE_JOB_LEASE",
+          default_value_t = defaults().app.workers.lease.num_seconds() as u64,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     job_lease: u64,
     /// Seconds before a judge request times out.
-    #[arg(long, env = "CALLGRADE_JUDGE_TIMEOUT", default_value_t = 60,
+    #[arg(long, env = "CALLGRADE_JUDGE_TIMEOUT",
+          default_value_t = defaults().app.judge.timeout.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..=600))]
     judge_timeout: u64,
 }
