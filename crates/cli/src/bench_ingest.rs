@@ -7,7 +7,8 @@
 use anyhow::{bail, Context};
 use axum::routing::post;
 use callgrade_core::{parse_json, validate_batch, Limits};
-use callgrade_store::{SqliteStore, Store};
+use callgrade_store::prelude::*;
+use callgrade_store::SqliteStore;
 use clap::Args;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -2,7 +2,8 @@
 
 use anyhow::Context;
 use callgrade_core::{validate_batch, Limits};
-use callgrade_store::{NewDelivery, SqliteStore, Store};
+use callgrade_store::prelude::*;
+use callgrade_store::{NewDelivery, SqliteStore};
 use clap::Args;
 use serde_json::{json, Value};
 use std::process::{Command, ExitCode, Stdio};

@@ -1,5 +1,6 @@
 use anyhow::{bail, Context};
-use callgrade_store::{PgStore, SqliteStore, Store};
+use callgrade_store::prelude::*;
+use callgrade_store::{PgStore, SqliteStore};
 use std::process::ExitCode;
 use std::sync::Arc;
 

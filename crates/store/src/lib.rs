@@ -1,8 +1,10 @@
 //! The storage seam of callgrade.
 //!
-//! Everything the server and the CLI persist goes through the [`Store`] trait, so a second
-//! backend can sit beside another: [`SqliteStore`] (embedded, the default) and [`PgStore`]
-//! (several server instances on one database) pass the same behaviour tests.
+//! Everything callgrade persists goes through [`Store`], the sum of one trait per capability
+//! ([`Projects`], [`Ingest`], [`Calls`], [`TestRuns`], [`Metrics`], [`JobQueue`]). Two backends
+//! implement each, one file per capability: [`SqliteStore`] (embedded, the default; `sqlite/`)
+//! and [`PgStore`] (several server instances on one database; `postgres/`). Both pass the same
+//! behaviour tests.
 
 mod common;
 mod copy;
@@ -28,6 +30,12 @@ use callgrade_core::{Batch, MetricSpec, PhoneNumber, RubricRule};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use tokio::sync::Notify;
+
+/// Every capability trait, for callers that hold a concrete backend (`SqliteStore`, `PgStore`)
+/// rather than an `Arc<dyn Store>`: `use callgrade_store::prelude::*;`.
+pub mod prelude {
+    pub use crate::{Calls, Ingest, JobQueue, Metrics, Projects, Store, TestRuns};
+}
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -57,9 +65,15 @@ pub enum StoreError {
     Closed,
 }
 
-/// The persistence operations of callgrade. One implementation per database backend.
+/// The persistence operations of callgrade, one trait per capability; a backend implements each
+/// (`sqlite/` and `postgres/` have one file per capability). Callers hold an `Arc<dyn Store>`.
+pub trait Store: Projects + Ingest + Calls + TestRuns + Metrics + JobQueue {}
+
+impl<T: Projects + Ingest + Calls + TestRuns + Metrics + JobQueue + ?Sized> Store for T {}
+
+/// Projects, their keys and agents, server-wide settings, and whether the database answers.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Projects: Send + Sync + 'static {
     /// Creates a project and its first API key (returned once, stored hashed).
     async fn create_project(&self, name: &str) -> Result<(Project, ApiKey)>;
     async fn list_projects(&self) -> Result<Vec<Project>>;
@@ -75,7 +89,6 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Project>;
     /// The project whose key this is, compared in constant time.
     async fn authenticate(&self, key: &str) -> Result<Option<Project>>;
-
     async fn create_agent(
         &self,
         project_id: i64,
@@ -93,18 +106,31 @@ pub trait Store: Send + Sync + 'static {
         phone_number: Option<&PhoneNumber>,
         description: Option<&str>,
     ) -> Result<Agent>;
+    /// A server-wide setting (e.g. the dashboard admin token's hash).
+    async fn setting(&self, key: &str) -> Result<Option<String>>;
+    async fn set_setting(&self, key: &str, value: &str) -> Result<()>;
+    /// Succeeds when the database answers.
+    async fn ping(&self) -> Result<()>;
+}
 
+/// Calls in: a validated batch stored all or nothing, and refusals recorded.
+#[async_trait]
+pub trait Ingest: Send + Sync + 'static {
     /// Stores a validated batch all-or-nothing, with its delivery record, and answers only after
     /// the commit is durable. Rejections (unknown agent or run, conflicting resend) store no call
     /// but are recorded in the delivery log.
     async fn ingest(&self, batch: Batch, delivery: NewDelivery) -> Result<IngestOutcome>;
-    /// Records a webhook request rejected before it reached [`Store::ingest`].
+    /// Records a webhook request rejected before it reached [`Ingest::ingest`].
     async fn record_delivery(
         &self,
         delivery: NewDelivery,
         rejection: RejectedDelivery,
     ) -> Result<i64>;
+}
 
+/// Stored calls and the delivery log, read back; metric values and summaries over calls.
+#[async_trait]
+pub trait Calls: Send + Sync + 'static {
     async fn list_calls(&self, project_id: i64, filter: &CallFilter) -> Result<Page<CallSummary>>;
     async fn call(&self, project_id: i64, call_id: &str) -> Result<Option<CallDetail>>;
     async fn list_deliveries(
@@ -115,12 +141,30 @@ pub trait Store: Send + Sync + 'static {
     async fn delivery(&self, project_id: i64, id: i64) -> Result<Option<Delivery>>;
     /// Deletes log entries older than `older_than_ms` and beyond `keep_per_project` per project.
     async fn prune_deliveries(&self, older_than_ms: i64, keep_per_project: u32) -> Result<u64>;
+    async fn metrics_summary(
+        &self,
+        project_id: i64,
+        agent_id: Option<i64>,
+        started_from_ms: Option<i64>,
+        started_before_ms: Option<i64>,
+    ) -> Result<Vec<MetricSummary>>;
+    /// The values of the named metrics on the given calls, in one query: (call id, metric
+    /// name, value). For list pages, so they never load each call.
+    async fn metric_values(
+        &self,
+        project_id: i64,
+        call_ids: &[String],
+        metric_names: &[&str],
+    ) -> Result<Vec<(String, String, serde_json::Value)>>;
+}
 
+/// Scenarios, results (batches of runs) and runs: created, reported on, attached, swept.
+#[async_trait]
+pub trait TestRuns: Send + Sync + 'static {
     async fn create_scenario(&self, project_id: i64, scenario: &NewScenario) -> Result<Scenario>;
     async fn list_scenarios(&self, project_id: i64, agent_id: Option<i64>)
         -> Result<Vec<Scenario>>;
     async fn scenario(&self, project_id: i64, id: i64) -> Result<Option<Scenario>>;
-
     /// Creates a result with one pending run per scenario × frequency.
     async fn create_result(
         &self,
@@ -149,7 +193,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Run>;
     /// Times out the runs whose listening window or deadline has passed; returns their ids.
     async fn sweep_runs(&self, now: DateTime<Utc>) -> Result<Vec<i64>>;
+}
 
+/// Metric definitions, the rubric, the judge endpoint and the judge's cache.
+#[async_trait]
+pub trait Metrics: Send + Sync + 'static {
     /// The project's live metrics (deleted ones are kept only for old results).
     async fn list_metrics(&self, project_id: i64) -> Result<Vec<Metric>>;
     async fn metric(&self, project_id: i64, id: i64) -> Result<Option<Metric>>;
@@ -163,7 +211,14 @@ pub trait Store: Send + Sync + 'static {
     async fn set_rubric(&self, project_id: i64, rules: &[RubricRule]) -> Result<()>;
     async fn judge_settings(&self, project_id: i64) -> Result<JudgeSettings>;
     async fn set_judge_settings(&self, project_id: i64, patch: &JudgeSettingsPatch) -> Result<()>;
+    async fn judge_cache_get(&self, key: &str) -> Result<Option<String>>;
+    async fn judge_cache_put(&self, key: &str, response: &str, now: DateTime<Utc>) -> Result<()>;
+}
 
+/// The evaluation job queue: enqueue, claim with inputs, renew, complete, fail, and the
+/// signal that wakes workers.
+#[async_trait]
+pub trait JobQueue: Send + Sync + 'static {
     /// Queues evaluations of the matching calls (one call when `call_id` is given); returns how
     /// many were queued (a call already waiting is not queued twice).
     async fn enqueue_evaluations(
@@ -228,41 +283,14 @@ pub trait Store: Send + Sync + 'static {
         let ids = [call_id.to_owned()];
         Ok(self.evaluation_inputs(project_id, &ids).await?.pop())
     }
-    async fn judge_cache_get(&self, key: &str) -> Result<Option<String>>;
-    async fn judge_cache_put(&self, key: &str, response: &str, now: DateTime<Utc>) -> Result<()>;
-    async fn metrics_summary(
-        &self,
-        project_id: i64,
-        agent_id: Option<i64>,
-        started_from_ms: Option<i64>,
-        started_before_ms: Option<i64>,
-    ) -> Result<Vec<MetricSummary>>;
-
     /// Signalled (with `notify_waiters`) after this store commits new jobs, whoever asked for
     /// them (ingest, a manual attach, a re-evaluation): workers wait on it between claims.
-    /// After [`Store::listen_for_jobs`], jobs committed by other processes signal it too.
+    /// After [`JobQueue::listen_for_jobs`], jobs committed by other processes signal it too.
     fn job_signal(&self) -> Arc<Notify>;
-
-    /// Starts relaying other processes' job notifications to [`Store::job_signal`], for
+    /// Starts relaying other processes' job notifications to [`JobQueue::job_signal`], for
     /// backends that can push; returns once listening has started. The default does nothing:
     /// workers then rely on this process's signal and on polling.
     async fn listen_for_jobs(&self) -> Result<()> {
         Ok(())
     }
-
-    /// The values of the named metrics on the given calls, in one query: (call id, metric
-    /// name, value). For list pages, so they never load each call.
-    async fn metric_values(
-        &self,
-        project_id: i64,
-        call_ids: &[String],
-        metric_names: &[&str],
-    ) -> Result<Vec<(String, String, serde_json::Value)>>;
-
-    /// A server-wide setting (e.g. the dashboard admin token's hash).
-    async fn setting(&self, key: &str) -> Result<Option<String>>;
-    async fn set_setting(&self, key: &str, value: &str) -> Result<()>;
-
-    /// Succeeds when the database answers.
-    async fn ping(&self) -> Result<()>;
 }

@@ -1,4 +1,4 @@
-use callgrade_store::Store;
+use callgrade_store::prelude::*;
 use serde_json::json;
 
 use crate::common::*;

@@ -1,6 +1,7 @@
 use callgrade_app::Clock;
 use callgrade_server::{AppState, Settings};
-use callgrade_store::{SqliteStore, Store};
+use callgrade_store::prelude::*;
+use callgrade_store::SqliteStore;
 use chrono::{DateTime, TimeDelta, Utc};
 use reqwest::{Client, RequestBuilder, Response};
 use serde_json::{json, Value};

@@ -2,15 +2,10 @@
 //! decides a write locks its rows; the lock order across the backend is jobs, then calls, then
 //! runs (each in id order), so concurrent writers queue instead of deadlocking.
 
-use callgrade_core::{timeout_reason, CallFacts, Decision, RunFacts, RunStatus, CLOCK_SKEW};
-use chrono::{DateTime, TimeDelta, Utc};
-use sqlx::postgres::{PgConnection, PgPool};
-use sqlx::{Postgres, QueryBuilder, Row};
-
-use super::{eval, notify_jobs, opt_text, text};
+use super::{notify_jobs, opt_text, text};
 use crate::common::{
-    as_invalid_input, check_attach, decode_cursor, dedup_scenarios, encode_cursor, is_late,
-    late_run_message, no_agent, no_project, no_run, no_tagged_scenario, parse_column, run_taken,
+    as_invalid_input, check_attach, decode_cursor, dedup_scenarios, encode_cursor, existing_run,
+    is_late, late_run_message, no_agent, no_run, no_tagged_scenario, parse_column, run_taken,
     run_update, time, unknown_scenario, AttachCall, AttachRun, RunUpdate,
 };
 use crate::model::*;
@@ -18,7 +13,14 @@ use crate::rows::{
     facts_from, paginate, run_from, scenario_from, FACT_COLUMNS, LISTENING, RUN_COLUMNS, RUN_FROM,
     SCENARIO_BASE_COLUMNS,
 };
-use crate::Result;
+use crate::{
+    Page, PgStore, Result, Run, RunCounts, RunEvent, RunFilter, StoreError, TestResult, TestRuns,
+};
+use async_trait::async_trait;
+use callgrade_core::{timeout_reason, CallFacts, Decision, RunFacts, RunStatus, CLOCK_SKEW};
+use chrono::{DateTime, TimeDelta, Utc};
+use sqlx::postgres::{PgConnection, PgPool};
+use sqlx::{Postgres, QueryBuilder, Row};
 
 /// A run named by a call's run_id, locked until the ingest transaction ends.
 pub(super) async fn lock_run_facts(conn: &mut PgConnection, run_id: i64) -> Result<RunFacts> {
@@ -105,28 +107,6 @@ pub(super) async fn attach_decided(
     .await?;
     if updated.rows_affected() != 1 {
         return Err(run_taken(run_id));
-    }
-    Ok(())
-}
-
-pub(super) async fn update_project_settings(
-    pool: &PgPool,
-    project_id: i64,
-    settings: &ProjectSettings,
-) -> Result<()> {
-    let updated = sqlx::query(
-        "UPDATE projects SET
-            listening_window_seconds = COALESCE($1, listening_window_seconds),
-            run_deadline_seconds = COALESCE($2, run_deadline_seconds)
-         WHERE id = $3",
-    )
-    .bind(settings.listening_window_seconds)
-    .bind(settings.run_deadline_seconds)
-    .bind(project_id)
-    .execute(pool)
-    .await?;
-    if updated.rows_affected() == 0 {
-        return Err(no_project(project_id));
     }
     Ok(())
 }
@@ -499,7 +479,7 @@ pub(super) async fn attach_call(
     .execute(&mut *tx)
     .await?;
     // Now a test call: evaluate it again, with the run's scenario.
-    if eval::enqueue(&mut tx, project_id, call_id, now_ms).await? {
+    if super::jobs::enqueue(&mut tx, project_id, call_id, now_ms).await? {
         notify_jobs(&mut tx).await?;
     }
     tx.commit().await?;
@@ -547,4 +527,65 @@ pub(super) async fn sweep_runs(pool: &PgPool, now: DateTime<Utc>) -> Result<Vec<
     }
     tx.commit().await?;
     Ok(timed_out)
+}
+
+#[async_trait]
+impl TestRuns for PgStore {
+    async fn create_scenario(&self, project_id: i64, scenario: &NewScenario) -> Result<Scenario> {
+        create_scenario(&self.pool, project_id, scenario, Utc::now()).await
+    }
+    async fn list_scenarios(
+        &self,
+        project_id: i64,
+        agent_id: Option<i64>,
+    ) -> Result<Vec<Scenario>> {
+        list_scenarios(&self.pool, project_id, agent_id).await
+    }
+    async fn scenario(&self, project_id: i64, id: i64) -> Result<Option<Scenario>> {
+        scenario(&self.pool, project_id, id).await
+    }
+    async fn create_result(
+        &self,
+        project_id: i64,
+        result: &NewTestResult,
+        now: DateTime<Utc>,
+    ) -> Result<TestResult> {
+        let id = create_result(&self.pool, project_id, result, now).await?;
+        self.result(project_id, id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("result {id} vanished")))
+    }
+    async fn result(&self, project_id: i64, id: i64) -> Result<Option<TestResult>> {
+        result(&self.pool, project_id, id).await
+    }
+    async fn run(&self, project_id: i64, id: i64) -> Result<Option<Run>> {
+        run(&self.pool, project_id, id).await
+    }
+    async fn list_runs(&self, project_id: i64, filter: &RunFilter) -> Result<Page<Run>> {
+        list_runs(&self.pool, project_id, filter).await
+    }
+    async fn run_event(
+        &self,
+        project_id: i64,
+        run_id: i64,
+        event: RunEvent,
+        now: DateTime<Utc>,
+    ) -> Result<Run> {
+        run_event(&self.pool, project_id, run_id, event, now).await?;
+        existing_run(self, project_id, run_id).await
+    }
+    async fn attach_call(
+        &self,
+        project_id: i64,
+        run_id: i64,
+        call_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Run> {
+        attach_call(&self.pool, project_id, run_id, call_id, now).await?;
+        self.jobs_ready.notify_waiters();
+        existing_run(self, project_id, run_id).await
+    }
+    async fn sweep_runs(&self, now: DateTime<Utc>) -> Result<Vec<i64>> {
+        sweep_runs(&self.pool, now).await
+    }
 }

@@ -2,6 +2,18 @@
 //! idempotency, matching, the call row, its evaluation job and the delivery log, in one
 //! savepoint of the group's transaction.
 
+use super::jobs::enqueue;
+use super::lite::LiteRow;
+use super::writer::{undo_this_write, Apply};
+use crate::common::{
+    call_facts, check_named_run, content_conflict, created_receipt, is_late, late_run_message,
+    receipt, run_taken, to_json, unknown_agent,
+};
+use crate::rows::{duplicate_receipt, facts_from, Columns, DUPLICATE_COLUMNS, FACT_COLUMNS};
+use crate::{
+    DeliveryOutcome, Ingest, IngestOutcome, NewDelivery, RejectedDelivery, Result, SqliteStore,
+};
+use async_trait::async_trait;
 use callgrade_core::{
     match_by_phone, match_by_run_id, Batch, CallFacts, Decision, MatchedBy, NewCall, PhoneNumber,
     RunFacts, CLOCK_SKEW,
@@ -9,18 +21,6 @@ use callgrade_core::{
 use chrono::{DateTime, TimeDelta, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
-
-use crate::common::{
-    call_facts, check_named_run, content_conflict, created_receipt, is_late, late_run_message,
-    receipt, run_taken, to_json, unknown_agent,
-};
-use crate::model::*;
-use crate::rows::{duplicate_receipt, facts_from, Columns, DUPLICATE_COLUMNS, FACT_COLUMNS};
-use crate::Result;
-
-use super::jobs::enqueue;
-use super::lite::LiteRow;
-use super::writer::{undo_this_write, Apply};
 
 /// A call with its JSON columns serialised beforehand, on the request's own task, so the
 /// single writer spends its time on SQL only.
@@ -389,4 +389,27 @@ fn insert_delivery(
         accepted_calls as i64,
     ])?;
     Ok(conn.last_insert_rowid())
+}
+
+#[async_trait]
+impl Ingest for SqliteStore {
+    async fn ingest(&self, batch: Batch, delivery: NewDelivery) -> Result<IngestOutcome> {
+        let outcome = self.writer.write(IngestWrite::new(batch, delivery)).await?;
+        if matches!(&outcome, IngestOutcome::Accepted(r) if r.created > 0) {
+            self.jobs_ready.notify_waiters();
+        }
+        Ok(outcome)
+    }
+    async fn record_delivery(
+        &self,
+        delivery: NewDelivery,
+        rejection: RejectedDelivery,
+    ) -> Result<i64> {
+        self.writer
+            .write(DeliveryWrite {
+                delivery,
+                rejection,
+            })
+            .await
+    }
 }

@@ -1,19 +1,25 @@
 //! The evaluation job queue's writes on SQLite. They run in the writer thread like every
 //! write, so workers never wait on SQLite's lock and their commits share the group's fsync.
 
-use chrono::{DateTime, TimeDelta, Utc};
-use rusqlite::{params, Connection};
-
-use crate::common::{evaluation_failed_message, failed_job_state, to_json};
-use crate::evaluation_document;
-use crate::model::*;
-use crate::Result;
-
-use crate::rows::{CALLS, CALL_SUMMARY_COLUMNS, EVALUATED_CALL_COLUMNS};
-use std::sync::Arc;
-
 use super::lite::OwnedRow;
 use super::writer::Apply;
+use crate::common::{
+    evaluation_failed_message, failed_job_state, job_counts as counts_from, no_call, to_json,
+};
+use crate::inputs::{claimed_evaluations, evaluation_inputs};
+use crate::model::*;
+use crate::rows::{call_for_evaluation_from, CALLS, CALL_SUMMARY_COLUMNS, EVALUATED_CALL_COLUMNS};
+use crate::{
+    evaluation_document, ClaimedEvaluation, Job, JobCounts, JobQueue, ReevaluateFilter, Result,
+    SqliteStore,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, TimeDelta, Utc};
+use rusqlite::{params, Connection};
+use sqlx::sqlite::{SqliteConnection, SqlitePool};
+use sqlx::{QueryBuilder, Sqlite};
+use std::sync::Arc;
+use tokio::sync::Notify;
 
 /// Queues an evaluation of a call unless one is already waiting (parameters: project id, call
 /// id, now in ms).
@@ -204,5 +210,185 @@ impl Apply for FailJob {
             .execute(params![evaluation_failed_message(&self.error), now, now, self.job.call_id])?;
         }
         Ok(())
+    }
+}
+
+/// Queues an evaluation of a call, unless one is already waiting.
+pub(super) async fn enqueue_in(
+    conn: &mut SqliteConnection,
+    project_id: i64,
+    call_id: &str,
+    now: i64,
+) -> Result<bool> {
+    let inserted = sqlx::query(ENQUEUE)
+        .bind(project_id)
+        .bind(call_id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
+pub(super) async fn enqueue_calls(
+    pool: &SqlitePool,
+    project_id: i64,
+    filter: &ReevaluateFilter,
+    call_id: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<usize> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut q = QueryBuilder::<Sqlite>::new("SELECT id FROM calls WHERE project_id = ");
+    q.push_bind(project_id);
+    if let Some(id) = call_id {
+        q.push(" AND id = ").push_bind(id.to_owned());
+    }
+    if let Some(agent_id) = filter.agent_id {
+        q.push(" AND agent_id = ").push_bind(agent_id);
+    }
+    if let Some(from) = filter.started_from_ms {
+        q.push(" AND started_at >= ").push_bind(from);
+    }
+    if let Some(before) = filter.started_before_ms {
+        q.push(" AND started_at < ").push_bind(before);
+    }
+    let ids: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await?;
+    if let (Some(call_id), true) = (call_id, ids.is_empty()) {
+        return Err(no_call(call_id));
+    }
+    let now = now.timestamp_millis();
+    let mut queued = 0;
+    for id in &ids {
+        if enqueue_in(&mut tx, project_id, id, now).await? {
+            queued += 1;
+        }
+    }
+    tx.commit().await?;
+    Ok(queued)
+}
+
+pub(super) async fn job_counts(pool: &SqlitePool, project_id: Option<i64>) -> Result<JobCounts> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT status, COUNT(*) FROM jobs WHERE ?1 IS NULL OR project_id = ?1 GROUP BY status",
+    )
+    .bind(project_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(counts_from(rows))
+}
+
+#[async_trait]
+impl JobQueue for SqliteStore {
+    async fn enqueue_evaluations(
+        &self,
+        project_id: i64,
+        filter: &ReevaluateFilter,
+        call_id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<usize> {
+        let queued = enqueue_calls(&self.pool, project_id, filter, call_id, now).await?;
+        if queued > 0 {
+            self.jobs_ready.notify_waiters();
+        }
+        Ok(queued)
+    }
+    async fn claim_evaluations(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease: TimeDelta,
+        limit: u32,
+    ) -> Result<Vec<ClaimedEvaluation>> {
+        let claimed = self
+            .writer
+            .write(ClaimJobs {
+                worker: worker.to_owned(),
+                now,
+                lease,
+                limit,
+            })
+            .await?;
+        // The writer read each call's row as it claimed: `None` means the call is gone.
+        let claimed = claimed
+            .into_iter()
+            .map(|(job, row)| {
+                let call = row
+                    .map(|row| call_for_evaluation_from(&row))
+                    .transpose()
+                    .map_err(|e| e.to_string());
+                (job, call)
+            })
+            .collect();
+        Ok(claimed_evaluations(self, claimed, |project_id| {
+            super::metrics::inputs(&self.pool, project_id)
+        })
+        .await)
+    }
+    async fn renew_lease(&self, job: &Job, now: DateTime<Utc>) -> Result<bool> {
+        self.writer
+            .write(RenewLease {
+                job: job.clone(),
+                now,
+            })
+            .await
+    }
+    async fn complete_job(
+        &self,
+        job: &Job,
+        outcome: &CallEvaluation,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        self.writer.write(CompleteJob::new(job, outcome, now)).await
+    }
+    async fn fail_job(
+        &self,
+        job: &Job,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        self.writer
+            .write(FailJob {
+                job: job.clone(),
+                error: error.to_owned(),
+                retry_at,
+                now,
+            })
+            .await
+    }
+    async fn job_counts(&self, project_id: Option<i64>) -> Result<JobCounts> {
+        job_counts(&self.pool, project_id).await
+    }
+    async fn evaluation_inputs(
+        &self,
+        project_id: i64,
+        call_ids: &[String],
+    ) -> Result<Vec<EvaluationInput>> {
+        if call_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut q = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {CALL_SUMMARY_COLUMNS}, {EVALUATED_CALL_COLUMNS} FROM {CALLS} WHERE calls.project_id = "
+        ));
+        q.push_bind(project_id).push(" AND calls.id IN (");
+        let mut ids = q.separated(", ");
+        for id in call_ids {
+            ids.push_bind(id);
+        }
+        q.push(")");
+        let calls = q
+            .build()
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(call_for_evaluation_from)
+            .collect::<Result<Vec<_>>>()?;
+        if calls.is_empty() {
+            return Ok(Vec::new());
+        }
+        let settings = super::metrics::inputs(&self.pool, project_id).await?;
+        evaluation_inputs(self, project_id, calls, settings).await
+    }
+    fn job_signal(&self) -> Arc<Notify> {
+        self.jobs_ready.clone()
     }
 }

@@ -1,13 +1,8 @@
 //! Scenarios, results and runs on SQLite, and the run side of matching.
 
-use callgrade_core::{timeout_reason, RunStatus};
-use chrono::{DateTime, TimeDelta, Utc};
-use sqlx::sqlite::{SqliteConnection, SqlitePool};
-use sqlx::{QueryBuilder, Row, Sqlite};
-
 use crate::common::{
-    as_invalid_input, check_attach, decode_cursor, dedup_scenarios, encode_cursor, no_agent,
-    no_project, no_run, no_tagged_scenario, parse_column, run_update, time, unknown_scenario,
+    as_invalid_input, check_attach, decode_cursor, dedup_scenarios, encode_cursor, existing_run,
+    no_agent, no_run, no_tagged_scenario, parse_column, run_update, time, unknown_scenario,
     AttachCall, AttachRun, RunUpdate,
 };
 use crate::model::*;
@@ -15,29 +10,15 @@ use crate::rows::{
     facts_from, paginate, run_from, scenario_from, LISTENING, RUN_COLUMNS, RUN_FROM,
     SCENARIO_BASE_COLUMNS,
 };
-use crate::{Result, StoreError};
-
-pub(super) async fn update_project_settings(
-    pool: &SqlitePool,
-    project_id: i64,
-    settings: &ProjectSettings,
-) -> Result<()> {
-    let updated = sqlx::query(
-        "UPDATE projects SET
-            listening_window_seconds = COALESCE(?, listening_window_seconds),
-            run_deadline_seconds = COALESCE(?, run_deadline_seconds)
-         WHERE id = ?",
-    )
-    .bind(settings.listening_window_seconds)
-    .bind(settings.run_deadline_seconds)
-    .bind(project_id)
-    .execute(pool)
-    .await?;
-    if updated.rows_affected() == 0 {
-        return Err(no_project(project_id));
-    }
-    Ok(())
-}
+use crate::{
+    Page, Result, Run, RunCounts, RunEvent, RunFilter, SqliteStore, StoreError, TestResult,
+    TestRuns,
+};
+use async_trait::async_trait;
+use callgrade_core::{timeout_reason, RunStatus};
+use chrono::{DateTime, TimeDelta, Utc};
+use sqlx::sqlite::{SqliteConnection, SqlitePool};
+use sqlx::{QueryBuilder, Row, Sqlite};
 
 /// The scenario's tags as a JSON array, in byte order.
 fn scenario_columns() -> String {
@@ -416,7 +397,7 @@ pub(super) async fn attach_call(
     .execute(&mut *tx)
     .await?;
     // Now a test call: evaluate it again, with the run's scenario.
-    super::eval::enqueue(&mut tx, project_id, call_id, now_ms).await?;
+    super::jobs::enqueue_in(&mut tx, project_id, call_id, now_ms).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -457,4 +438,65 @@ pub(super) async fn sweep_runs(pool: &SqlitePool, now: DateTime<Utc>) -> Result<
     }
     tx.commit().await?;
     Ok(timed_out)
+}
+
+#[async_trait]
+impl TestRuns for SqliteStore {
+    async fn create_scenario(&self, project_id: i64, scenario: &NewScenario) -> Result<Scenario> {
+        create_scenario(&self.pool, project_id, scenario, Utc::now()).await
+    }
+    async fn list_scenarios(
+        &self,
+        project_id: i64,
+        agent_id: Option<i64>,
+    ) -> Result<Vec<Scenario>> {
+        list_scenarios(&self.pool, project_id, agent_id).await
+    }
+    async fn scenario(&self, project_id: i64, id: i64) -> Result<Option<Scenario>> {
+        scenario(&self.pool, project_id, id).await
+    }
+    async fn create_result(
+        &self,
+        project_id: i64,
+        result: &NewTestResult,
+        now: DateTime<Utc>,
+    ) -> Result<TestResult> {
+        let id = create_result(&self.pool, project_id, result, now).await?;
+        self.result(project_id, id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("result {id} vanished")))
+    }
+    async fn result(&self, project_id: i64, id: i64) -> Result<Option<TestResult>> {
+        result(&self.pool, project_id, id).await
+    }
+    async fn run(&self, project_id: i64, id: i64) -> Result<Option<Run>> {
+        run(&self.pool, project_id, id).await
+    }
+    async fn list_runs(&self, project_id: i64, filter: &RunFilter) -> Result<Page<Run>> {
+        list_runs(&self.pool, project_id, filter).await
+    }
+    async fn run_event(
+        &self,
+        project_id: i64,
+        run_id: i64,
+        event: RunEvent,
+        now: DateTime<Utc>,
+    ) -> Result<Run> {
+        run_event(&self.pool, project_id, run_id, event, now).await?;
+        existing_run(self, project_id, run_id).await
+    }
+    async fn attach_call(
+        &self,
+        project_id: i64,
+        run_id: i64,
+        call_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Run> {
+        attach_call(&self.pool, project_id, run_id, call_id, now).await?;
+        self.jobs_ready.notify_waiters();
+        existing_run(self, project_id, run_id).await
+    }
+    async fn sweep_runs(&self, now: DateTime<Utc>) -> Result<Vec<i64>> {
+        sweep_runs(&self.pool, now).await
+    }
 }

@@ -7,15 +7,14 @@
 //! sqlx's connection thread (20–30 µs on a busy machine). The reading pool stays on sqlx; both
 //! link the same SQLite.
 
+use super::lite::open_writer;
+use crate::{Result, StoreError};
 use rusqlite::Connection;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
-
-use super::lite::open_writer;
-use crate::{Result, StoreError};
 
 /// How many queued writes one transaction may take. Bounds the latency a write can add to its
 /// neighbours' commit.

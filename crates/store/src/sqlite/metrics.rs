@@ -1,21 +1,16 @@
-//! Metrics, evaluations, the job queue and the judge cache on SQLite.
+//! Metric definitions, the rubric, judge settings and the judge cache on SQLite.
 
+use crate::common::{
+    apply_step, existing_metric, from_json, judge_field, metric_name_taken, no_metric, to_json,
+    ApplyStep,
+};
+use crate::model::*;
+use crate::rows::{judge_settings_from, metric_from, JUDGE_COLUMNS, METRIC_COLUMNS};
+use crate::{ApplySummary, JudgeSettingsPatch, Metrics, Result, SqliteStore};
+use async_trait::async_trait;
 use callgrade_core::{MetricSpec, RubricRule};
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
-use sqlx::{QueryBuilder, Sqlite};
-
-use crate::common::{
-    apply_step, from_json, job_counts as counts_from, judge_field, metric_name_taken, no_call,
-    no_metric, summarize, to_json, ApplyStep,
-};
-use crate::model::*;
-use crate::rows::{
-    judge_settings_from, metric_from, summary_row_from, JUDGE_COLUMNS, METRIC_COLUMNS,
-};
-use crate::Result;
-
-use super::jobs::ENQUEUE;
 
 pub(super) async fn insert_metric(
     conn: &mut SqliteConnection,
@@ -251,69 +246,6 @@ pub(super) async fn set_judge_settings(
     Ok(())
 }
 
-/// Queues an evaluation of a call, unless one is already waiting.
-pub(super) async fn enqueue(
-    conn: &mut SqliteConnection,
-    project_id: i64,
-    call_id: &str,
-    now: i64,
-) -> Result<bool> {
-    let inserted = sqlx::query(ENQUEUE)
-        .bind(project_id)
-        .bind(call_id)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-    Ok(inserted.rows_affected() == 1)
-}
-
-pub(super) async fn enqueue_calls(
-    pool: &SqlitePool,
-    project_id: i64,
-    filter: &ReevaluateFilter,
-    call_id: Option<&str>,
-    now: DateTime<Utc>,
-) -> Result<usize> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let mut q = QueryBuilder::<Sqlite>::new("SELECT id FROM calls WHERE project_id = ");
-    q.push_bind(project_id);
-    if let Some(id) = call_id {
-        q.push(" AND id = ").push_bind(id.to_owned());
-    }
-    if let Some(agent_id) = filter.agent_id {
-        q.push(" AND agent_id = ").push_bind(agent_id);
-    }
-    if let Some(from) = filter.started_from_ms {
-        q.push(" AND started_at >= ").push_bind(from);
-    }
-    if let Some(before) = filter.started_before_ms {
-        q.push(" AND started_at < ").push_bind(before);
-    }
-    let ids: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await?;
-    if let (Some(call_id), true) = (call_id, ids.is_empty()) {
-        return Err(no_call(call_id));
-    }
-    let now = now.timestamp_millis();
-    let mut queued = 0;
-    for id in &ids {
-        if enqueue(&mut tx, project_id, id, now).await? {
-            queued += 1;
-        }
-    }
-    tx.commit().await?;
-    Ok(queued)
-}
-
-pub(super) async fn job_counts(pool: &SqlitePool, project_id: Option<i64>) -> Result<JobCounts> {
-    let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT status, COUNT(*) FROM jobs WHERE ?1 IS NULL OR project_id = ?1 GROUP BY status",
-    )
-    .bind(project_id)
-    .fetch_all(pool)
-    .await?;
-    Ok(counts_from(rows))
-}
-
 pub(super) async fn inputs(
     pool: &SqlitePool,
     project_id: i64,
@@ -349,31 +281,44 @@ pub(super) async fn cache_put(
     Ok(())
 }
 
-pub(super) async fn metrics_summary(
-    pool: &SqlitePool,
-    project_id: i64,
-    agent_id: Option<i64>,
-    from_ms: Option<i64>,
-    before_ms: Option<i64>,
-) -> Result<Vec<MetricSummary>> {
-    let mut q = QueryBuilder::<Sqlite>::new(
-        "SELECT j.value ->> 'metric_id' AS metric_id, j.value ->> 'metric_name' AS metric_name,
-            j.value ->> 'output' AS output, NULLIF(j.value -> 'value', 'null') AS value,
-            j.value ->> 'passed' AS passed
-         FROM call_evaluations e JOIN calls c ON c.id = e.call_id, json_each(e.evaluations) j
-         WHERE e.project_id = ",
-    );
-    q.push_bind(project_id);
-    if let Some(a) = agent_id {
-        q.push(" AND c.agent_id = ").push_bind(a);
+#[async_trait]
+impl Metrics for SqliteStore {
+    async fn list_metrics(&self, project_id: i64) -> Result<Vec<Metric>> {
+        list_metrics(&self.pool, project_id).await
     }
-    if let Some(f) = from_ms {
-        q.push(" AND c.started_at >= ").push_bind(f);
+    async fn metric(&self, project_id: i64, id: i64) -> Result<Option<Metric>> {
+        metric(&self.pool, project_id, id).await
     }
-    if let Some(b) = before_ms {
-        q.push(" AND c.started_at < ").push_bind(b);
+    async fn create_metric(&self, project_id: i64, spec: &MetricSpec) -> Result<Metric> {
+        let id = create_metric(&self.pool, project_id, spec, Utc::now()).await?;
+        existing_metric(self, project_id, id).await
     }
-    q.push(" ORDER BY metric_id");
-    let rows = q.build().fetch_all(pool).await?;
-    summarize(rows.iter().map(summary_row_from))
+    async fn update_metric(&self, project_id: i64, id: i64, spec: &MetricSpec) -> Result<Metric> {
+        update_metric(&self.pool, project_id, id, spec, Utc::now()).await?;
+        existing_metric(self, project_id, id).await
+    }
+    async fn delete_metric(&self, project_id: i64, id: i64) -> Result<()> {
+        delete_metric(&self.pool, project_id, id, Utc::now()).await
+    }
+    async fn apply_metrics(&self, project_id: i64, specs: &[MetricSpec]) -> Result<ApplySummary> {
+        apply_metrics(&self.pool, project_id, specs, Utc::now()).await
+    }
+    async fn rubric(&self, project_id: i64) -> Result<Vec<RubricRule>> {
+        rubric(&mut *self.pool.acquire().await?, project_id).await
+    }
+    async fn set_rubric(&self, project_id: i64, rules: &[RubricRule]) -> Result<()> {
+        set_rubric(&self.pool, project_id, rules).await
+    }
+    async fn judge_settings(&self, project_id: i64) -> Result<JudgeSettings> {
+        judge_settings(&mut *self.pool.acquire().await?, project_id).await
+    }
+    async fn set_judge_settings(&self, project_id: i64, patch: &JudgeSettingsPatch) -> Result<()> {
+        set_judge_settings(&self.pool, project_id, patch).await
+    }
+    async fn judge_cache_get(&self, key: &str) -> Result<Option<String>> {
+        cache_get(&self.pool, key).await
+    }
+    async fn judge_cache_put(&self, key: &str, response: &str, now: DateTime<Utc>) -> Result<()> {
+        cache_put(&self.pool, key, response, now).await
+    }
 }

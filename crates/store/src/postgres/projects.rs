@@ -1,0 +1,213 @@
+//! Projects, their keys and agents, and server-wide settings on PostgreSQL.
+
+use super::{opt_text, text};
+use crate::common::{default_metrics, existing_project, no_project, now_ms, project_name_taken};
+use crate::key::{hash_key, hashes_match};
+use crate::model::*;
+use crate::rows::{agent_from, project_from, AGENT_COLUMNS, PROJECT_COLUMNS};
+use crate::{ApiKey, PgStore, Project, ProjectSettings, Projects, Result, StoreError};
+use async_trait::async_trait;
+use callgrade_core::PhoneNumber;
+use sqlx::postgres::PgPool;
+use sqlx::Row;
+
+pub(super) async fn update_project_settings(
+    pool: &PgPool,
+    project_id: i64,
+    settings: &ProjectSettings,
+) -> Result<()> {
+    let updated = sqlx::query(
+        "UPDATE projects SET
+            listening_window_seconds = COALESCE($1, listening_window_seconds),
+            run_deadline_seconds = COALESCE($2, run_deadline_seconds)
+         WHERE id = $3",
+    )
+    .bind(settings.listening_window_seconds)
+    .bind(settings.run_deadline_seconds)
+    .bind(project_id)
+    .execute(pool)
+    .await?;
+    if updated.rows_affected() == 0 {
+        return Err(no_project(project_id));
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Projects for PgStore {
+    async fn create_project(&self, name: &str) -> Result<(Project, ApiKey)> {
+        let key = ApiKey::generate();
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        // A concurrent creation of the same name waits on the unique index, then fails here.
+        let row = sqlx::query(&format!(
+            "INSERT INTO projects (name, key_hash, key_prefix, created_at) VALUES ($1, $2, $3, $4)
+             RETURNING {PROJECT_COLUMNS}"
+        ))
+        .bind(text(name))
+        .bind(key.hash())
+        .bind(key.prefix())
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| project_name_taken(e, name))?;
+        let project = project_from(&row)?;
+        for spec in default_metrics() {
+            super::metrics::insert_metric(&mut tx, project.id, &spec, now).await?;
+        }
+        tx.commit().await?;
+        Ok((project, key))
+    }
+    async fn list_projects(&self) -> Result<Vec<Project>> {
+        sqlx::query(&format!(
+            "SELECT {PROJECT_COLUMNS} FROM projects ORDER BY id"
+        ))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(project_from)
+        .collect()
+    }
+    async fn project(&self, id: i64) -> Result<Option<Project>> {
+        sqlx::query(&format!(
+            "SELECT {PROJECT_COLUMNS} FROM projects WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(project_from)
+        .transpose()
+    }
+    async fn find_project(&self, name_or_id: &str) -> Result<Option<Project>> {
+        if let Ok(id) = name_or_id.parse::<i64>() {
+            return self.project(id).await;
+        }
+        sqlx::query(&format!(
+            "SELECT {PROJECT_COLUMNS} FROM projects WHERE name = $1"
+        ))
+        .bind(text(name_or_id))
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(project_from)
+        .transpose()
+    }
+    async fn rotate_key(&self, project_id: i64) -> Result<ApiKey> {
+        let key = ApiKey::generate();
+        let updated = sqlx::query(
+            "UPDATE projects SET key_hash = $1, key_prefix = $2, key_rotated_at = $3 WHERE id = $4",
+        )
+        .bind(key.hash())
+        .bind(key.prefix())
+        .bind(now_ms())
+        .bind(project_id)
+        .execute(&self.pool)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(no_project(project_id));
+        }
+        Ok(key)
+    }
+    async fn update_project_settings(
+        &self,
+        project_id: i64,
+        settings: &ProjectSettings,
+    ) -> Result<Project> {
+        update_project_settings(&self.pool, project_id, settings).await?;
+        existing_project(self, project_id).await
+    }
+    async fn authenticate(&self, key: &str) -> Result<Option<Project>> {
+        let hash = hash_key(key);
+        let row = sqlx::query(&format!(
+            "SELECT {PROJECT_COLUMNS}, key_hash FROM projects WHERE key_hash = $1"
+        ))
+        .bind(&hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let stored: String = row.try_get("key_hash")?;
+        if hashes_match(&stored, &hash) {
+            Ok(Some(project_from(&row)?))
+        } else {
+            Ok(None)
+        }
+    }
+    async fn create_agent(
+        &self,
+        project_id: i64,
+        name: &str,
+        phone_number: Option<&PhoneNumber>,
+        description: Option<&str>,
+    ) -> Result<Agent> {
+        existing_project(self, project_id).await?;
+        let row = sqlx::query(&format!(
+            "INSERT INTO agents (project_id, name, phone_number, description, created_at)
+             VALUES ($1, $2, $3, $4, $5)
+             RETURNING {AGENT_COLUMNS}"
+        ))
+        .bind(project_id)
+        .bind(text(name))
+        .bind(phone_number.map(PhoneNumber::as_str))
+        .bind(opt_text(description))
+        .bind(now_ms())
+        .fetch_one(&self.pool)
+        .await?;
+        agent_from(&row)
+    }
+    async fn update_agent(
+        &self,
+        project_id: i64,
+        agent_id: i64,
+        name: &str,
+        phone_number: Option<&PhoneNumber>,
+        description: Option<&str>,
+    ) -> Result<Agent> {
+        let row = sqlx::query(&format!(
+            "UPDATE agents SET name = $1, phone_number = $2, description = $3
+             WHERE id = $4 AND project_id = $5 RETURNING {AGENT_COLUMNS}"
+        ))
+        .bind(text(name))
+        .bind(phone_number.map(PhoneNumber::as_str))
+        .bind(opt_text(description))
+        .bind(agent_id)
+        .bind(project_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| {
+            StoreError::NotFound(format!("no agent with id {agent_id} in this project"))
+        })?;
+        agent_from(&row)
+    }
+    async fn list_agents(&self, project_id: i64) -> Result<Vec<Agent>> {
+        sqlx::query(&format!(
+            "SELECT {AGENT_COLUMNS} FROM agents WHERE project_id = $1 ORDER BY id"
+        ))
+        .bind(project_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(agent_from)
+        .collect()
+    }
+    async fn setting(&self, key: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+    async fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+        sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
