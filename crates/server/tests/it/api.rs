@@ -275,3 +275,33 @@ async fn calls_filter_by_reason_result_kind_failing_metric_and_text() {
     let (status, _) = app.api(&t.key, "/api/v1/calls?kind=sideways").await;
     assert_eq!(status, 400);
 }
+
+/// The OpenAPI document is a contract: any change to it shows in review as a diff of
+/// `tests/openapi.json`. After an intended change, regenerate the file with
+/// `CALLGRADE_UPDATE_OPENAPI=1 cargo test -p callgrade-server --test it openapi_snapshot`.
+#[test]
+fn openapi_snapshot() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openapi.json");
+    let current = serde_json::to_value(callgrade_server::openapi()).unwrap();
+    // serde_json's maps are ordered by key, so the text is stable.
+    let text = serde_json::to_string_pretty(&current).unwrap() + "\n";
+    if std::env::var_os("CALLGRADE_UPDATE_OPENAPI").is_some() {
+        std::fs::write(&path, &text).unwrap();
+        return;
+    }
+    let snapshot = std::fs::read_to_string(&path).unwrap();
+    if snapshot != text {
+        let first = snapshot
+            .lines()
+            .zip(text.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(snapshot.lines().count().min(text.lines().count()));
+        panic!(
+            "the OpenAPI document changed (first difference at line {}: {:?} is now {:?}); if \
+             intended, regenerate tests/openapi.json with CALLGRADE_UPDATE_OPENAPI=1",
+            first + 1,
+            snapshot.lines().nth(first).unwrap_or(""),
+            text.lines().nth(first).unwrap_or("")
+        );
+    }
+}
