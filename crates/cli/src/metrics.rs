@@ -3,7 +3,7 @@
 use anyhow::{anyhow, Context};
 use callgrade_app::{App, AppError, AppSettings};
 use callgrade_core::MetricsFile;
-use callgrade_core::{MetricKind, OutputType};
+use callgrade_core::{MetricDefinition, OutputType};
 use callgrade_store::{JudgeSettingsPatch, Metric};
 use clap::Subcommand;
 use serde_json::{json, Value};
@@ -70,7 +70,7 @@ fn describe(m: &Metric) -> String {
         "{:<6} {:<32} {:<10} {:<8} {:<10} {}",
         m.id,
         m.spec.name,
-        m.spec.kind.as_str(),
+        m.spec.kind().as_str(),
         m.spec.output.as_str(),
         m.spec.applies_to.as_str(),
         if m.spec.enabled { "" } else { "(disabled)" }
@@ -153,13 +153,13 @@ pub async fn run(db: &DbArgs, cmd: MetricsCommand, out: &Output) -> anyhow::Resu
                 .ok_or_else(|| anyhow!("--output must be binary, numeric, score, enum or text"))?;
             let spec = callgrade_core::MetricSpec {
                 name: file.display().to_string(),
-                kind: MetricKind::Script,
                 output,
                 enum_values: Vec::new(),
                 applies_to: Default::default(),
                 agent_ids: Vec::new(),
                 description: String::new(),
-                config: json!({ "script": source }),
+                definition: MetricDefinition::Script { source },
+                pass: None,
                 enabled: true,
             };
             let app = App::new(store.clone(), AppSettings::default());

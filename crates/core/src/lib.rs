@@ -18,8 +18,8 @@ mod time;
 
 pub use agent::{Agent, Scenario};
 pub use conversation::{
-    builtin_metric, compute_all_builtins, compute_builtin, BuiltinConfig, BuiltinMetric,
-    BuiltinOutcome, BuiltinOutput, Conversation, MetricValue, BUILTIN_METRICS,
+    builtin_metric, compute_all_builtins, compute_builtin, compute_one, BuiltinConfig, BuiltinKey,
+    BuiltinMetric, BuiltinOutcome, BuiltinOutput, Conversation, MetricValue, BUILTIN_METRICS,
 };
 pub use drafts::{NewScenario, NewTestResult, ResultDraft, ScenarioDraft};
 pub use error::FieldError;
@@ -28,8 +28,9 @@ pub use evaluation::{
     JudgeSettings, Metric,
 };
 pub use metric_spec::{
-    apply_rubric, validate_rubric, AppliesTo, Condition, MetricDraft, MetricKind, MetricSpec,
-    MetricsFile, Op, OutputType, RubricRule, RubricVerdict, RuleOutcome,
+    apply_rubric, default_metrics, validate_rubric, AppliesTo, Condition, MetricDefinition,
+    MetricDraft, MetricKind, MetricSpec, MetricsFile, Op, OutputType, RubricRule, RubricVerdict,
+    RuleOutcome,
 };
 pub use names::{parse_name, parse_project_name};
 pub use payload::{

@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{parse_name, FieldError};
+use serde_json::Map;
+
+use crate::{parse_name, BuiltinConfig, BuiltinKey, FieldError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -119,18 +121,154 @@ fn yes() -> bool {
     true
 }
 
-/// A validated metric definition.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A validated metric: what it computes ([`MetricDefinition`], parsed once) and how its value
+/// is read (output type, pass condition, scope). It serialises in the draft's shape (`kind` and
+/// `config`), so the API shows a metric as it was submitted.
+#[derive(Debug, Clone, PartialEq)]
 pub struct MetricSpec {
     pub name: String,
-    pub kind: MetricKind,
     pub output: OutputType,
     pub enum_values: Vec<String>,
     pub applies_to: AppliesTo,
     pub agent_ids: Vec<i64>,
+    /// What the metric means; for a judge without a template, its prompt.
     pub description: String,
-    pub config: Value,
+    pub definition: MetricDefinition,
+    /// The metric's own pass condition (`config.pass`).
+    pub pass: Option<Condition>,
     pub enabled: bool,
+}
+
+/// What a metric computes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetricDefinition {
+    Builtin {
+        key: BuiltinKey,
+        /// The settings as given, shown back as given.
+        knobs: Map<String, Value>,
+        /// Those settings over the defaults; `None` when none is given, so the one shared pass
+        /// over the defaults serves the metric.
+        config: Option<BuiltinConfig>,
+    },
+    /// A sandboxed Rhai script.
+    Script { source: String },
+    /// A model's verdict; the prompt is the template's, or else the metric's description.
+    LlmJudge {
+        template: Option<String>,
+        /// The metric's own model and endpoint, over the project's and the server's.
+        model: Option<String>,
+        base_url: Option<String>,
+    },
+}
+
+/// The config keys a judge understands besides `pass`.
+const JUDGE_KEYS: [&str; 3] = ["template", "model", "base_url"];
+
+impl MetricDefinition {
+    /// A builtin with its settings: every key must be a known setting with a valid value.
+    /// Problems have paths under `config`.
+    pub fn builtin(key: BuiltinKey, knobs: Map<String, Value>) -> Result<Self, Vec<FieldError>> {
+        let config = builtin_config(&knobs)?;
+        Ok(Self::Builtin { key, knobs, config })
+    }
+
+    /// A judge's template, if it names one.
+    pub fn template(&self) -> Option<&str> {
+        match self {
+            Self::LlmJudge { template, .. } => template.as_deref(),
+            _ => None,
+        }
+    }
+
+    pub fn kind(&self) -> MetricKind {
+        match self {
+            Self::Builtin { .. } => MetricKind::Builtin,
+            Self::Script { .. } => MetricKind::Script,
+            Self::LlmJudge { .. } => MetricKind::LlmJudge,
+        }
+    }
+}
+
+impl MetricSpec {
+    pub fn kind(&self) -> MetricKind {
+        self.definition.kind()
+    }
+
+    /// The definition in the draft's shape: `{"builtin": KEY, …settings}`, `{"script": SOURCE}`
+    /// or `{"template", "model", "base_url"}`, each with `pass` when the metric has one.
+    pub fn config(&self) -> Value {
+        let mut config = Map::new();
+        match &self.definition {
+            MetricDefinition::Builtin { key, knobs, .. } => {
+                config.extend(knobs.clone());
+                config.insert("builtin".into(), Value::from(key.as_str()));
+            }
+            MetricDefinition::Script { source } => {
+                config.insert("script".into(), Value::from(source.as_str()));
+            }
+            MetricDefinition::LlmJudge {
+                template,
+                model,
+                base_url,
+            } => {
+                for (key, value) in JUDGE_KEYS.iter().zip([template, model, base_url]) {
+                    if let Some(v) = value {
+                        config.insert((*key).into(), Value::from(v.as_str()));
+                    }
+                }
+            }
+        }
+        if let Some(pass) = &self.pass {
+            config.insert(
+                "pass".into(),
+                serde_json::to_value(pass).unwrap_or_default(),
+            );
+        }
+        Value::Object(config)
+    }
+}
+
+/// The catalogue's deterministic metrics, installed in every new project.
+pub fn default_metrics() -> Vec<MetricSpec> {
+    crate::BUILTIN_METRICS
+        .iter()
+        .map(|b| MetricSpec {
+            name: b.key.as_str().to_owned(),
+            output: b.output.into(),
+            enum_values: Vec::new(),
+            applies_to: AppliesTo::Both,
+            agent_ids: Vec::new(),
+            description: b.description.to_owned(),
+            definition: MetricDefinition::Builtin {
+                key: b.key,
+                knobs: Map::new(),
+                config: None,
+            },
+            // Silence is the one builtin whose `true` is bad news.
+            pass: (b.key == BuiltinKey::SilenceDetected).then(|| Condition {
+                op: Op::Eq,
+                value: Value::Bool(false),
+            }),
+            enabled: true,
+        })
+        .collect()
+}
+
+impl Serialize for MetricSpec {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut s = serializer.serialize_struct("MetricSpec", 9)?;
+        s.serialize_field("name", &self.name)?;
+        s.serialize_field("kind", &self.kind())?;
+        s.serialize_field("output", &self.output)?;
+        s.serialize_field("enum_values", &self.enum_values)?;
+        s.serialize_field("applies_to", &self.applies_to)?;
+        s.serialize_field("agent_ids", &self.agent_ids)?;
+        s.serialize_field("description", &self.description)?;
+        s.serialize_field("config", &self.config())?;
+        s.serialize_field("enabled", &self.enabled)?;
+        s.end()
+    }
 }
 
 /// Rubric and pass-threshold comparisons.
@@ -313,25 +451,61 @@ impl MetricDraft {
         let text = |key: &str| config.get(key).and_then(Value::as_str);
         let mut output = self.output;
         let mut enum_values = self.enum_values;
-        match self.kind {
+        // Keys other than the definition's own and `pass`.
+        let others = |own: &[&str]| -> Map<String, Value> {
+            config
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(k, _)| k.as_str() != "pass" && !own.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        };
+        let unknown = |errors: &mut Vec<FieldError>, own: &[&str], what: &str| {
+            for key in others(own).keys() {
+                errors.push(FieldError::new(
+                    format!("config.{key}"),
+                    format!("is not a setting of {what}; its settings are {own:?} and \"pass\""),
+                ));
+            }
+        };
+        let definition = match self.kind {
             MetricKind::Builtin => match text("builtin") {
-                None => errors.push(FieldError::new(
-                    "config.builtin",
-                    "names the builtin computation, e.g. \"agent_latency\" (see docs/metrics.md)",
-                )),
-                Some(key) => match builtin_output(key) {
-                    None => errors.push(FieldError::new(
+                None => {
+                    errors.push(FieldError::new(
                         "config.builtin",
-                        format!("{key:?} is not a builtin metric (see docs/metrics.md)"),
-                    )),
-                    Some(catalogue) => {
+                        "names the builtin computation, e.g. \"agent_latency\" (see docs/metrics.md)",
+                    ));
+                    None
+                }
+                Some(key) => match (BuiltinKey::parse(key), builtin_output(key)) {
+                    (Some(key), Some(catalogue)) => {
                         output.get_or_insert(catalogue);
-                        errors.extend(builtin_knob_problems(&config));
+                        MetricDefinition::builtin(key, others(&["builtin"]))
+                            .map_err(|e| errors.extend(e))
+                            .ok()
+                    }
+                    _ => {
+                        errors.push(FieldError::new(
+                            "config.builtin",
+                            format!("{key:?} is not a builtin metric (see docs/metrics.md)"),
+                        ));
+                        None
                     }
                 },
             },
             MetricKind::LlmJudge => {
-                if let Some(t) = text("template") {
+                unknown(&mut errors, &JUDGE_KEYS, "a judge");
+                let field = |errors: &mut Vec<FieldError>, key: &str| match config.get(key) {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(s)) => Some(s.clone()),
+                    Some(_) => {
+                        errors.push(FieldError::new(format!("config.{key}"), "must be a string"));
+                        None
+                    }
+                };
+                let template = field(&mut errors, "template");
+                if let Some(t) = &template {
                     match judge_template(t) {
                         None => errors.push(FieldError::new(
                             "config.template",
@@ -351,16 +525,28 @@ impl MetricDraft {
                         "a judge needs a prompt (the description) or config.template",
                     ));
                 }
+                Some(MetricDefinition::LlmJudge {
+                    template,
+                    model: field(&mut errors, "model"),
+                    base_url: field(&mut errors, "base_url"),
+                })
             }
             MetricKind::Script => {
-                if text("script").is_none_or(|s| s.trim().is_empty()) {
-                    errors.push(FieldError::new(
-                        "config.script",
-                        "a script metric needs its Rhai source",
-                    ));
+                unknown(&mut errors, &["script"], "a script");
+                match text("script").filter(|s| !s.trim().is_empty()) {
+                    None => {
+                        errors.push(FieldError::new(
+                            "config.script",
+                            "a script metric needs its Rhai source",
+                        ));
+                        None
+                    }
+                    Some(source) => Some(MetricDefinition::Script {
+                        source: source.to_owned(),
+                    }),
                 }
             }
-        }
+        };
         let output = output.unwrap_or_else(|| {
             if self.kind != MetricKind::Builtin {
                 errors.push(FieldError::new(
@@ -376,50 +562,52 @@ impl MetricDraft {
                 "an enum metric lists its values",
             ));
         }
-        if let Some(pass) = config.get("pass") {
-            match serde_json::from_value::<Condition>(pass.clone()) {
-                Ok(c) if c.op.allowed_for(output) => {}
-                Ok(c) => errors.push(FieldError::new(
-                    "config.pass.op",
-                    format!("{:?} does not apply to a {} metric", c.op, output.as_str()),
-                )),
-                Err(e) => errors.push(FieldError::new(
-                    "config.pass",
-                    format!("must be {{\"op\": \"lte\", \"value\": 2.0}}-like: {e}"),
-                )),
-            }
-        }
-        if errors.is_empty() {
-            Ok(MetricSpec {
+        let pass = match config.get("pass") {
+            None => None,
+            Some(pass) => match serde_json::from_value::<Condition>(pass.clone()) {
+                Ok(c) if c.op.allowed_for(output) => Some(c),
+                Ok(c) => {
+                    errors.push(FieldError::new(
+                        "config.pass.op",
+                        format!("{:?} does not apply to a {} metric", c.op, output.as_str()),
+                    ));
+                    None
+                }
+                Err(e) => {
+                    errors.push(FieldError::new(
+                        "config.pass",
+                        format!("must be {{\"op\": \"lte\", \"value\": 2.0}}-like: {e}"),
+                    ));
+                    None
+                }
+            },
+        };
+        match definition {
+            Some(definition) if errors.is_empty() => Ok(MetricSpec {
                 name,
-                kind: self.kind,
                 output,
                 enum_values,
                 applies_to: self.applies_to,
                 agent_ids: self.agent_ids,
                 description: self.description,
-                config,
+                definition,
+                pass,
                 enabled: self.enabled,
-            })
-        } else {
-            Err(errors)
+            }),
+            _ => Err(errors),
         }
     }
 }
 
-/// A builtin metric's knobs (every config key but `builtin` and `pass`) must be known and valid:
-/// a mistyped knob is an error, not a silent default.
-fn builtin_knob_problems(config: &Value) -> Vec<FieldError> {
-    let Some(map) = config.as_object() else {
-        return Vec::new();
-    };
-    let defaults = serde_json::to_value(crate::BuiltinConfig::default()).unwrap_or_default();
+/// A builtin metric's settings over the defaults, `None` when none is given. Every key must be a
+/// known setting and every value valid: a mistyped setting is an error, not a silent default.
+fn builtin_config(knobs: &Map<String, Value>) -> Result<Option<BuiltinConfig>, Vec<FieldError>> {
+    if knobs.is_empty() {
+        return Ok(None);
+    }
+    let defaults = serde_json::to_value(BuiltinConfig::default()).unwrap_or_default();
     let mut errors = Vec::new();
-    let mut knobs = serde_json::Map::new();
-    for (key, value) in map {
-        if matches!(key.as_str(), "builtin" | "pass") {
-            continue;
-        }
+    for key in knobs.keys() {
         if defaults.get(key).is_none() {
             let known: Vec<&String> = defaults
                 .as_object()
@@ -429,30 +617,28 @@ fn builtin_knob_problems(config: &Value) -> Vec<FieldError> {
                 format!("config.{key}"),
                 format!("is not a builtin metric setting; the settings are {known:?}"),
             ));
-        } else {
-            knobs.insert(key.clone(), value.clone());
         }
     }
-    match serde_json::from_value::<crate::BuiltinConfig>(Value::Object(knobs)) {
-        Ok(cfg) => {
-            if let Err(problems) = cfg.validate() {
-                errors.extend(problems.into_iter().map(|p| FieldError::new("config", p)));
-            }
-        }
-        Err(e) => errors.push(FieldError::new("config", e.to_string())),
+    if !errors.is_empty() {
+        return Err(errors);
     }
-    errors
+    match serde_json::from_value::<BuiltinConfig>(Value::Object(knobs.clone())) {
+        Ok(cfg) => match cfg.validate() {
+            Ok(()) => Ok(Some(cfg)),
+            Err(problems) => Err(problems
+                .into_iter()
+                .map(|p| FieldError::new("config", p))
+                .collect()),
+        },
+        Err(e) => Err(vec![FieldError::new("config", e.to_string())]),
+    }
 }
 
 impl MetricSpec {
     /// Whether the metric's own pass condition holds for a value; `None` when it has none.
     /// Binary metrics pass when true unless `config.pass` says otherwise.
     pub fn passed(&self, value: &Value) -> Option<bool> {
-        match self
-            .config
-            .get("pass")
-            .and_then(|p| serde_json::from_value::<Condition>(p.clone()).ok())
-        {
+        match &self.pass {
             Some(c) => Some(c.op.holds(value, &c.value)),
             None if self.output == OutputType::Binary => value.as_bool(),
             None => None,
@@ -552,6 +738,65 @@ mod tests {
             )),
             ["config.pass.op"]
         );
+    }
+
+    /// The draft is parsed once into its typed definition, and shown back in the draft's shape.
+    #[test]
+    fn definitions_are_typed_and_shown_as_given() {
+        let latency = draft(
+            MetricKind::Builtin,
+            json!({"builtin": "agent_latency", "latency_statistic": "p90",
+                   "pass": {"op": "lte", "value": 2}}),
+        )
+        .validate(builtins, |_| None)
+        .unwrap();
+        let MetricDefinition::Builtin { key, config, .. } = &latency.definition else {
+            panic!("{:?}", latency.definition)
+        };
+        assert_eq!(*key, BuiltinKey::AgentLatency);
+        assert_eq!(config.as_ref().unwrap().latency_statistic, "p90");
+        assert_eq!(
+            latency.config(),
+            json!({"builtin": "agent_latency", "latency_statistic": "p90",
+                   "pass": {"op": "lte", "value": 2}})
+        );
+        let judge = draft(
+            MetricKind::LlmJudge,
+            json!({"template": "sentiment", "model": "m"}),
+        )
+        .validate(builtins, sentiment)
+        .unwrap();
+        assert_eq!(judge.definition.template(), Some("sentiment"));
+        assert_eq!(judge.kind(), MetricKind::LlmJudge);
+        assert_eq!(
+            judge.config(),
+            json!({"template": "sentiment", "model": "m"})
+        );
+    }
+
+    /// A judge's or a script's unknown setting is refused like a builtin's, not ignored.
+    #[test]
+    fn unknown_settings_are_refused_for_every_kind() {
+        let problems = |kind, config| -> Vec<(String, String)> {
+            let mut d = draft(kind, config);
+            d.output = Some(OutputType::Binary);
+            d.description = "Was it polite?".into();
+            d.validate(builtins, sentiment)
+                .unwrap_err()
+                .into_iter()
+                .map(|e| (e.path, e.message))
+                .collect()
+        };
+        let judge = problems(MetricKind::LlmJudge, json!({"temperature": 0.2}));
+        assert_eq!(judge[0].0, "config.temperature");
+        assert!(judge[0].1.contains("template"), "{}", judge[0].1);
+        let script = problems(
+            MetricKind::Script,
+            json!({"script": "result = true;", "lang": "x"}),
+        );
+        assert_eq!(script[0].0, "config.lang");
+        let typed = problems(MetricKind::LlmJudge, json!({"model": 7}));
+        assert_eq!(typed[0].0, "config.model");
     }
 
     #[test]

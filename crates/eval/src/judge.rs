@@ -4,7 +4,7 @@
 //! re-evaluation does not pay twice.
 
 use async_trait::async_trait;
-use callgrade_core::JudgeSettings;
+use callgrade_core::{JudgeSettings, MetricDefinition};
 use callgrade_core::{MetricSpec, OutputType};
 use rand::Rng;
 use reqwest::StatusCode;
@@ -117,12 +117,21 @@ impl JudgeClient {
     }
 
     /// The endpoint for a metric: its own config, else the project's, else the server's.
-    pub fn endpoint(&self, project: &JudgeSettings, config: &Value) -> Result<Endpoint, String> {
-        let own = |key: &str| config.get(key).and_then(Value::as_str).map(str::to_owned);
-        let base_url = own("base_url")
+    pub fn endpoint(
+        &self,
+        project: &JudgeSettings,
+        definition: &MetricDefinition,
+    ) -> Result<Endpoint, String> {
+        let (own_model, own_base_url) = match definition {
+            MetricDefinition::LlmJudge {
+                model, base_url, ..
+            } => (model.clone(), base_url.clone()),
+            _ => (None, None),
+        };
+        let base_url = own_base_url
             .or_else(|| project.base_url.clone())
             .or_else(|| self.defaults.base_url.clone());
-        let model = own("model")
+        let model = own_model
             .or_else(|| project.model.clone())
             .or_else(|| self.defaults.model.clone());
         match (base_url, model) {
@@ -374,8 +383,9 @@ fn enum_values(spec: &MetricSpec, template: Option<&Template>) -> Vec<String> {
 
 /// The verdict as the metric's type, or `None` when it does not fit.
 pub fn check_verdict(spec: &MetricSpec, verdict: Value) -> Option<Value> {
-    let template = spec.config["template"]
-        .as_str()
+    let template = spec
+        .definition
+        .template()
         .and_then(crate::templates::template);
     match spec.output {
         OutputType::Binary => verdict.as_bool().map(Value::Bool),

@@ -12,8 +12,8 @@ pub mod script;
 pub mod templates;
 
 use callgrade_core::{
-    apply_rubric, compute_all_builtins, compute_builtin, BuiltinConfig, BuiltinOutcome,
-    Conversation, MetricKind, MetricValue,
+    apply_rubric, compute_all_builtins, compute_one, BuiltinConfig, BuiltinKey, BuiltinOutcome,
+    Conversation, MetricDefinition, MetricKind, MetricValue,
 };
 use callgrade_core::{
     CallEvaluation, Evaluation, EvaluationInput, EvaluationStatus, JudgeSettings, Metric,
@@ -90,20 +90,6 @@ fn metric_value_json(v: MetricValue) -> Value {
     }
 }
 
-/// A builtin metric's own knobs, from its config (validated when the metric was defined).
-fn builtin_config(config: &Value) -> Option<BuiltinConfig> {
-    let map = config.as_object()?;
-    let knobs: Map<String, Value> = map
-        .iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "builtin" | "pass"))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    if knobs.is_empty() {
-        return None;
-    }
-    serde_json::from_value(Value::Object(knobs)).ok()
-}
-
 impl Evaluator {
     /// Evaluates every metric that applies to the call, then the rubric.
     pub async fn evaluate(
@@ -118,7 +104,7 @@ impl Evaluator {
             ended_reason: &call.ended_reason,
         };
         let defaults = BuiltinConfig::default();
-        let builtins: HashMap<&str, BuiltinOutcome> =
+        let builtins: HashMap<BuiltinKey, BuiltinOutcome> =
             compute_all_builtins(&conversation, &defaults)
                 .into_iter()
                 .collect();
@@ -130,40 +116,32 @@ impl Evaluator {
 
         let mut produced: Vec<(&Metric, Produced)> = Vec::with_capacity(applicable.len());
         // Builtins first: scripts see their values.
-        for metric in applicable
-            .iter()
-            .filter(|m| m.spec.kind == MetricKind::Builtin)
-        {
-            let key = metric.spec.config["builtin"].as_str().unwrap_or_default();
-            let outcome = match builtin_config(&metric.spec.config) {
-                Some(cfg) => compute_builtin(key, &conversation, &cfg),
-                None => builtins.get(key).cloned(),
+        for metric in &applicable {
+            let MetricDefinition::Builtin { key, config, .. } = &metric.spec.definition else {
+                continue;
             };
-            let p = outcome.map_or_else(
-                || Produced::error(format!("{key:?} is not a builtin metric")),
-                Produced::from_builtin,
-            );
-            produced.push((metric, p));
+            // Metrics with settings of their own are computed apart; the rest share the pass.
+            let outcome = match config {
+                Some(cfg) => compute_one(*key, &conversation, cfg),
+                None => builtins[key].clone(),
+            };
+            produced.push((metric, Produced::from_builtin(outcome)));
         }
         let builtin_values: Map<String, Value> = builtins
             .iter()
             .filter_map(|(k, o)| {
                 o.value
                     .clone()
-                    .map(|v| ((*k).to_owned(), metric_value_json(v)))
+                    .map(|v| (k.as_str().to_owned(), metric_value_json(v)))
             })
             .collect();
 
-        for metric in applicable
-            .iter()
-            .filter(|m| m.spec.kind == MetricKind::Script)
-        {
-            let source = metric.spec.config["script"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
+        for metric in &applicable {
+            let MetricDefinition::Script { source } = &metric.spec.definition else {
+                continue;
+            };
             let data = script::script_data(input, &builtin_values);
-            let p = match run_script(&source, data, self.script_limits).await {
+            let p = match run_script(source, data, self.script_limits).await {
                 Ok(out) => Produced {
                     status: if out.value.is_some() {
                         EvaluationStatus::Ok
@@ -182,7 +160,7 @@ impl Evaluator {
         let judges: Vec<&Metric> = applicable
             .iter()
             .copied()
-            .filter(|m| m.spec.kind == MetricKind::LlmJudge)
+            .filter(|m| m.spec.kind() == MetricKind::LlmJudge)
             .collect();
         // The prompt variables (the transcript as text, among others) only judges read.
         if !judges.is_empty() {
@@ -199,7 +177,7 @@ impl Evaluator {
                 metric_id: metric.id,
                 metric_name: metric.spec.name.clone(),
                 metric_version: metric.version,
-                kind: metric.spec.kind,
+                kind: metric.spec.kind(),
                 output: metric.spec.output,
                 status: p.status,
                 passed: p.value.as_ref().and_then(|v| metric.spec.passed(v)),
@@ -228,15 +206,13 @@ impl Evaluator {
         settings: &JudgeSettings,
     ) -> Result<Produced, EvalError> {
         let spec = &metric.spec;
-        let template = spec.config["template"]
-            .as_str()
-            .and_then(templates::template);
+        let template = spec.definition.template().and_then(templates::template);
         let prompt_source = if spec.description.trim().is_empty() {
             template.map(|t| t.prompt).unwrap_or_default()
         } else {
             spec.description.as_str()
         };
-        let endpoint = match self.judge.endpoint(settings, &spec.config) {
+        let endpoint = match self.judge.endpoint(settings, &spec.definition) {
             Ok(e) => e,
             Err(reason) => {
                 return Ok(Produced {

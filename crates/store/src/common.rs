@@ -4,11 +4,10 @@
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use callgrade_core::{
-    AppliesTo, CallFacts, Decision, FieldError, MatchOutcome, MatchedBy, MetricKind, MetricSpec,
-    NewCall, PhoneNumber, RunStatus, BUILTIN_METRICS,
+    CallFacts, Decision, FieldError, MatchOutcome, MatchedBy, MetricSpec, NewCall, PhoneNumber,
+    RunStatus,
 };
 use chrono::{DateTime, Utc};
-use serde_json::json;
 
 use crate::model::*;
 use crate::{Result, Store, StoreError};
@@ -338,31 +337,6 @@ pub(crate) fn as_invalid_input(e: StoreError) -> StoreError {
 }
 
 // ---- Evaluation ----
-
-/// The catalogue's deterministic metrics, installed in every new project.
-pub(crate) fn default_metrics() -> Vec<MetricSpec> {
-    BUILTIN_METRICS
-        .iter()
-        .map(|b| {
-            let mut config = json!({ "builtin": b.key });
-            // Silence is the one builtin whose `true` is bad news.
-            if b.key == "silence_detected" {
-                config["pass"] = json!({"op": "eq", "value": false});
-            }
-            MetricSpec {
-                name: b.key.to_owned(),
-                kind: MetricKind::Builtin,
-                output: b.output.into(),
-                enum_values: Vec::new(),
-                applies_to: AppliesTo::Both,
-                agent_ids: Vec::new(),
-                description: b.description.to_owned(),
-                config,
-                enabled: true,
-            }
-        })
-        .collect()
-}
 
 /// What `apply_metrics` does with one spec, given the live metrics.
 pub(crate) enum ApplyStep<'a> {

@@ -13,7 +13,8 @@ use sqlx::{Connection, Database, Executor, PgConnection, Pool};
 use callgrade_core::{MetricKind, OutputType};
 
 use crate::model::EvaluationStatus;
-use crate::{PgStore, SqliteStore, Store};
+use crate::prelude::*;
+use crate::{PgStore, SqliteStore};
 
 /// The last migration with one `evaluations` row per metric.
 const BEFORE_CALL_EVALUATIONS: i64 = 5;
@@ -219,4 +220,139 @@ async fn both_backends_have_the_same_tables_and_columns() {
     on_postgres.sort();
     assert!(!on_sqlite.is_empty());
     assert_eq!(on_sqlite, on_postgres, "SQLite's schema, then PostgreSQL's");
+}
+
+/// The last migration with a metric's definition as the draft's untyped `config` bag.
+const BEFORE_TAGGED_DEFINITIONS: i64 = 6;
+
+/// One metric of each kind as migration 6 left them, with settings, pass conditions, a key a
+/// judge never read, and a non-string model.
+const OLD_METRICS: &str = r#"
+INSERT INTO projects (id, name, key_hash, key_prefix, created_at) VALUES (1, 'p', 'h', 'cg_', 0);
+INSERT INTO metrics (id, project_id, name, kind, output, description, config, created_at,
+    updated_at) VALUES
+    (1, 1, 'latency', 'builtin', 'numeric', '',
+        '{"builtin":"agent_latency","latency_statistic":"p90","pass":{"op":"lte","value":2.5}}', 0, 0),
+    (2, 1, 'silence', 'builtin', 'binary', '',
+        '{"builtin":"silence_detected","pass":{"op":"eq","value":false}}', 0, 0),
+    (3, 1, 'turns', 'builtin', 'numeric', '', '{"builtin":"turns"}', 0, 0),
+    (4, 1, 'refund', 'script', 'binary', '',
+        '{"script":"result = data.transcript.contains(\"refund\");"}', 0, 0),
+    (5, 1, 'mood', 'llm_judge', 'enum', '',
+        '{"template":"sentiment","base_url":"http://127.0.0.1:1/v1","temperature":0.2,"model":7}',
+        0, 0),
+    (6, 1, 'polite', 'llm_judge', 'binary', 'Was the agent polite?',
+        '{"pass":{"op":"eq","value":true}}', 0, 0);
+"#;
+
+async fn check_metrics(store: &dyn Store) {
+    use callgrade_core::{BuiltinKey, MetricDefinition};
+    let metrics = store.list_metrics(1).await.unwrap();
+    let stored = |name: &str| {
+        let m = metrics.iter().find(|m| m.spec.name == name).unwrap();
+        (m.spec.config(), m.spec.definition.clone())
+    };
+    let (latency, definition) = stored("latency");
+    assert_eq!(
+        latency,
+        json!({"builtin": "agent_latency", "latency_statistic": "p90",
+               "pass": {"op": "lte", "value": 2.5}})
+    );
+    let MetricDefinition::Builtin { key, config, .. } = definition else {
+        panic!("{definition:?}")
+    };
+    assert_eq!(key, BuiltinKey::AgentLatency);
+    assert_eq!(config.unwrap().latency_statistic, "p90");
+    assert_eq!(
+        config_of(&metrics, "silence"),
+        json!({"builtin": "silence_detected", "pass": {"op": "eq", "value": false}})
+    );
+    let (turns, definition) = stored("turns");
+    assert_eq!(turns, json!({"builtin": "turns"}));
+    assert!(matches!(
+        definition,
+        MetricDefinition::Builtin { config: None, .. }
+    ));
+    assert_eq!(
+        config_of(&metrics, "refund"),
+        json!({"script": "result = data.transcript.contains(\"refund\");"})
+    );
+    assert_eq!(
+        config_of(&metrics, "mood"),
+        json!({"template": "sentiment", "base_url": "http://127.0.0.1:1/v1"})
+    );
+    assert_eq!(
+        config_of(&metrics, "polite"),
+        json!({"pass": {"op": "eq", "value": true}})
+    );
+}
+
+fn config_of(metrics: &[crate::Metric], name: &str) -> serde_json::Value {
+    metrics
+        .iter()
+        .find(|m| m.spec.name == name)
+        .unwrap()
+        .spec
+        .config()
+}
+
+#[tokio::test]
+async fn sqlite_keeps_metric_definitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("old.db").display());
+    let options = SqliteConnectOptions::from_str(&url)
+        .unwrap()
+        .create_if_missing(true);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .unwrap();
+    apply_until(
+        &pool,
+        sqlx::migrate!("./migrations/sqlite"),
+        BEFORE_TAGGED_DEFINITIONS,
+    )
+    .await;
+    pool.execute(OLD_METRICS).await.unwrap();
+    pool.close().await;
+    check_metrics(&SqliteStore::open(&url).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn postgres_keeps_metric_definitions() {
+    let Ok(admin_url) = std::env::var("CALLGRADE_TEST_POSTGRES_URL") else {
+        eprintln!("skipped: CALLGRADE_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let name = format!("cg_migration_{}", uuid::Uuid::now_v7().simple());
+    let mut admin = PgConnection::connect(&admin_url).await.unwrap();
+    admin
+        .execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .unwrap();
+    let (base, _) = admin_url.rsplit_once('/').expect("a database URL");
+    let url = format!("{base}/{name}");
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .unwrap();
+    apply_until(
+        &pool,
+        sqlx::migrate!("./migrations/postgres"),
+        BEFORE_TAGGED_DEFINITIONS,
+    )
+    .await;
+    pool.execute(OLD_METRICS).await.unwrap();
+    pool.close().await;
+    let store = PgStore::open(&url).await.unwrap();
+    let checked = tokio::spawn(async move { check_metrics(&store).await }).await;
+    admin
+        .execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str())
+        .await
+        .unwrap();
+    if let Err(failure) = checked {
+        std::panic::resume_unwind(failure.into_panic());
+    }
 }

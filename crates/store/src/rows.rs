@@ -3,7 +3,7 @@
 //! type serves SQLite and PostgreSQL alike; the column lists here are plain SQL both accept.
 
 use callgrade_core::{
-    AppliesTo, Direction, MatchOutcome, MessageTimes, MetricKind, MetricSpec, NewCall, OutputType,
+    AppliesTo, Direction, MatchOutcome, MessageTimes, MetricSpec, NewCall, OutputType,
     RubricVerdict, RunFacts, RunStatus,
 };
 use chrono::TimeDelta;
@@ -11,6 +11,7 @@ use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use crate::common::{from_json, matched_by, opt_time, parse_column, time};
 use crate::evaluation_document;
+use crate::metric_document;
 use crate::model::*;
 use crate::Result;
 
@@ -327,16 +328,19 @@ pub(crate) fn metric_from(row: &impl Columns) -> Result<Metric> {
     Ok(Metric {
         id: row.int("id")?,
         project_id: row.int("project_id")?,
-        spec: MetricSpec {
-            name: row.text("name")?,
-            kind: parse_column(&row.text("kind")?, MetricKind::parse)?,
-            output: parse_column(&row.text("output")?, OutputType::parse)?,
-            enum_values: from_json(&row.text("enum_values")?)?,
-            applies_to: parse_column(&row.text("applies_to")?, AppliesTo::parse)?,
-            agent_ids: from_json(&row.text("agent_ids")?)?,
-            description: row.text("description")?,
-            config: from_json(&row.text("config")?)?,
-            enabled: row.flag("enabled")?,
+        spec: {
+            let (definition, pass) = metric_document::definition(&row.text("config")?)?;
+            MetricSpec {
+                name: row.text("name")?,
+                output: parse_column(&row.text("output")?, OutputType::parse)?,
+                enum_values: from_json(&row.text("enum_values")?)?,
+                applies_to: parse_column(&row.text("applies_to")?, AppliesTo::parse)?,
+                agent_ids: from_json(&row.text("agent_ids")?)?,
+                description: row.text("description")?,
+                definition,
+                pass,
+                enabled: row.flag("enabled")?,
+            }
         },
         version: row.int("version")?,
         created_at: time(row.int("created_at")?)?,

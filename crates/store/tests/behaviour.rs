@@ -4,8 +4,8 @@
 //! created for it and dropped after it.
 
 use callgrade_core::{
-    validate_batch, Direction, Limits, MatchOutcome, MatchedBy, MetricKind, MetricSpec, Op,
-    OutputType, PhoneNumber, RubricRule, RubricVerdict, RunStatus, BUILTIN_METRICS,
+    validate_batch, Direction, Limits, MatchOutcome, MatchedBy, MetricSpec, Op, OutputType,
+    PhoneNumber, RubricRule, RubricVerdict, RunStatus, BUILTIN_METRICS,
 };
 use callgrade_store::*;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -1443,7 +1443,7 @@ fn evaluation(metric: &Metric, value: Value, passed: bool, at: DateTime<Utc>) ->
         metric_id: metric.id,
         metric_name: metric.spec.name.clone(),
         metric_version: metric.version,
-        kind: metric.spec.kind,
+        kind: metric.spec.kind(),
         output: metric.spec.output,
         status: EvaluationStatus::Ok,
         value: Some(value),
@@ -1687,13 +1687,18 @@ async fn story_job_queue(store: &dyn Store) {
 fn script_metric(name: &str, description: &str) -> MetricSpec {
     MetricSpec {
         name: name.into(),
-        kind: MetricKind::Script,
         output: OutputType::Binary,
         enum_values: Vec::new(),
         applies_to: callgrade_core::AppliesTo::Test,
         agent_ids: vec![1, 2],
         description: description.into(),
-        config: json!({"script": "result = true;", "pass": {"op": "eq", "value": true}}),
+        definition: callgrade_core::MetricDefinition::Script {
+            source: "result = true;".into(),
+        },
+        pass: Some(callgrade_core::Condition {
+            op: Op::Eq,
+            value: json!(true),
+        }),
         enabled: true,
     }
 }
@@ -1710,7 +1715,7 @@ async fn story_metrics(store: &dyn Store) {
         .iter()
         .find(|m| m.spec.name == "silence_detected")
         .unwrap();
-    assert_eq!(silence.spec.config["pass"]["value"], json!(false));
+    assert_eq!(silence.spec.config()["pass"]["value"], json!(false));
 
     // Create, update (version bump), rename clash, delete.
     let created = store

@@ -194,10 +194,75 @@ impl BuiltinOutput {
     }
 }
 
+/// The builtin metrics, one variant each. `as_str` is the key used in metric configs, in
+/// scripts' `metrics` map and in docs/metrics.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BuiltinKey {
+    CallDuration,
+    TimeToFirstWord,
+    AgentLatency,
+    AgentInterruptingUser,
+    UserInterruptingAgent,
+    InterruptionScore,
+    TalkRatio,
+    UserTalkRatio,
+    LongestSilence,
+    SilenceDetected,
+    InfrastructureIssues,
+    AgentWordsPerMinute,
+    UserWordsPerMinute,
+    Turns,
+    ToolCalls,
+    ToolCallSuccess,
+    UnnecessaryRepetition,
+    EndReason,
+}
+
+impl BuiltinKey {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CallDuration => "call_duration",
+            Self::TimeToFirstWord => "time_to_first_word",
+            Self::AgentLatency => "agent_latency",
+            Self::AgentInterruptingUser => "agent_interrupting_user",
+            Self::UserInterruptingAgent => "user_interrupting_agent",
+            Self::InterruptionScore => "interruption_score",
+            Self::TalkRatio => "talk_ratio",
+            Self::UserTalkRatio => "user_talk_ratio",
+            Self::LongestSilence => "longest_silence",
+            Self::SilenceDetected => "silence_detected",
+            Self::InfrastructureIssues => "infrastructure_issues",
+            Self::AgentWordsPerMinute => "agent_words_per_minute",
+            Self::UserWordsPerMinute => "user_words_per_minute",
+            Self::Turns => "turns",
+            Self::ToolCalls => "tool_calls",
+            Self::ToolCallSuccess => "tool_call_success",
+            Self::UnnecessaryRepetition => "unnecessary_repetition",
+            Self::EndReason => "end_reason",
+        }
+    }
+
+    pub fn parse(key: &str) -> Option<Self> {
+        BUILTIN_METRICS
+            .iter()
+            .map(|m| m.key)
+            .find(|k| k.as_str() == key)
+    }
+
+    /// The catalogue entry.
+    pub fn metric(self) -> &'static BuiltinMetric {
+        BUILTIN_METRICS
+            .iter()
+            .find(|m| m.key == self)
+            .expect("every key is in the catalogue")
+    }
+}
+
 /// One entry of the builtin catalogue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct BuiltinMetric {
-    pub key: &'static str,
+    pub key: BuiltinKey,
     pub name: &'static str,
     pub output: BuiltinOutput,
     pub unit: Option<&'static str>,
@@ -205,7 +270,7 @@ pub struct BuiltinMetric {
 }
 
 const fn metric(
-    key: &'static str,
+    key: BuiltinKey,
     name: &'static str,
     output: BuiltinOutput,
     unit: Option<&'static str>,
@@ -225,47 +290,47 @@ const WPM: Option<&str> = Some("words/min");
 
 /// The builtin metrics, in catalogue order.
 pub const BUILTIN_METRICS: &[BuiltinMetric] = &[
-    metric("call_duration", "Call duration", BuiltinOutput::Numeric, SECONDS,
+    metric(BuiltinKey::CallDuration, "Call duration", BuiltinOutput::Numeric, SECONDS,
         "The call's duration: endedAt − startedAt."),
-    metric("time_to_first_word", "Time to first word", BuiltinOutput::Numeric, SECONDS,
+    metric(BuiltinKey::TimeToFirstWord, "Time to first word", BuiltinOutput::Numeric, SECONDS,
         "When the agent first spoke: the earliest start time of an agent message."),
-    metric("agent_latency", "Agent latency", BuiltinOutput::Numeric, SECONDS,
+    metric(BuiltinKey::AgentLatency, "Agent latency", BuiltinOutput::Numeric, SECONDS,
         "How long the agent takes to answer: agent start − user end at each user→agent handoff (p50 by default)."),
-    metric("agent_interrupting_user", "Agent interrupting user", BuiltinOutput::Numeric, None,
+    metric(BuiltinKey::AgentInterruptingUser, "Agent interrupting user", BuiltinOutput::Numeric, None,
         "Agent messages that start while the preceding user message is still going (by at least min_overlap_seconds), backchannels excepted."),
-    metric("user_interrupting_agent", "User interrupting agent", BuiltinOutput::Numeric, None,
+    metric(BuiltinKey::UserInterruptingAgent, "User interrupting agent", BuiltinOutput::Numeric, None,
         "User messages that start while the preceding agent message is still going (by at least min_overlap_seconds), backchannels excepted."),
-    metric("interruption_score", "Interruption score", BuiltinOutput::Score, None,
+    metric(BuiltinKey::InterruptionScore, "Interruption score", BuiltinOutput::Score, None,
         "5 × (1 − interruptions / agent and user messages), from 0 to 5; 5 means no interruption."),
-    metric("talk_ratio", "Talk ratio", BuiltinOutput::Numeric, None,
+    metric(BuiltinKey::TalkRatio, "Talk ratio", BuiltinOutput::Numeric, None,
         "The agent's share of the call: seconds the agent speaks / call duration."),
-    metric("user_talk_ratio", "User talk ratio", BuiltinOutput::Numeric, None,
+    metric(BuiltinKey::UserTalkRatio, "User talk ratio", BuiltinOutput::Numeric, None,
         "The user's share of the call: seconds the user speaks / call duration."),
-    metric("longest_silence", "Longest silence", BuiltinOutput::Numeric, SECONDS,
+    metric(BuiltinKey::LongestSilence, "Longest silence", BuiltinOutput::Numeric, SECONDS,
         "The longest stretch of the call during which neither the agent nor the user speaks."),
-    metric("silence_detected", "Silence detected", BuiltinOutput::Binary, None,
+    metric(BuiltinKey::SilenceDetected, "Silence detected", BuiltinOutput::Binary, None,
         "Whether the longest silence reaches silence_threshold_seconds."),
-    metric("infrastructure_issues", "Infrastructure issues", BuiltinOutput::Numeric, None,
+    metric(BuiltinKey::InfrastructureIssues, "Infrastructure issues", BuiltinOutput::Numeric, None,
         "User messages after which the agent stays silent for more than infrastructure_silence_seconds."),
-    metric("agent_words_per_minute", "Agent words per minute", BuiltinOutput::Numeric, WPM,
+    metric(BuiltinKey::AgentWordsPerMinute, "Agent words per minute", BuiltinOutput::Numeric, WPM,
         "The agent's speaking rate: words / minutes the agent speaks."),
-    metric("user_words_per_minute", "User words per minute", BuiltinOutput::Numeric, WPM,
+    metric(BuiltinKey::UserWordsPerMinute, "User words per minute", BuiltinOutput::Numeric, WPM,
         "The user's speaking rate: words / minutes the user speaks."),
-    metric("turns", "Turns", BuiltinOutput::Numeric, None,
+    metric(BuiltinKey::Turns, "Turns", BuiltinOutput::Numeric, None,
         "Number of speaker turns: maximal runs of consecutive agent or user messages."),
-    metric("tool_calls", "Tool calls", BuiltinOutput::Numeric, None,
+    metric(BuiltinKey::ToolCalls, "Tool calls", BuiltinOutput::Numeric, None,
         "Number of function calls the agent made."),
-    metric("tool_call_success", "Tool call success", BuiltinOutput::Numeric, None,
+    metric(BuiltinKey::ToolCallSuccess, "Tool call success", BuiltinOutput::Numeric, None,
         "Fraction of function calls whose result arrived and reports no error."),
-    metric("unnecessary_repetition", "Unnecessary repetition", BuiltinOutput::Numeric, None,
+    metric(BuiltinKey::UnnecessaryRepetition, "Unnecessary repetition", BuiltinOutput::Numeric, None,
         "Agent messages that repeat an earlier agent message verbatim or nearly."),
-    metric("end_reason", "End reason", BuiltinOutput::Text, None,
+    metric(BuiltinKey::EndReason, "End reason", BuiltinOutput::Text, None,
         "Why the call ended, as the sender reported it (endedReason)."),
 ];
 
 /// The catalogue entry of a key.
 pub fn builtin_metric(key: &str) -> Option<&'static BuiltinMetric> {
-    BUILTIN_METRICS.iter().find(|m| m.key == key)
+    BuiltinKey::parse(key).map(BuiltinKey::metric)
 }
 
 /// Computes one builtin metric; `None` for an unknown key.
@@ -274,45 +339,47 @@ pub fn compute_builtin(
     conv: &Conversation,
     cfg: &BuiltinConfig,
 ) -> Option<BuiltinOutcome> {
-    let metric = builtin_metric(key)?;
-    let prepared = Prepared::new(conv);
-    compute_prepared(metric.key, &prepared, cfg)
+    Some(compute_one(BuiltinKey::parse(key)?, conv, cfg))
+}
+
+/// Computes one builtin metric.
+pub fn compute_one(key: BuiltinKey, conv: &Conversation, cfg: &BuiltinConfig) -> BuiltinOutcome {
+    compute_prepared(key, &Prepared::new(conv), cfg)
 }
 
 /// Computes every builtin metric, in catalogue order, preparing the transcript once.
 pub fn compute_all_builtins(
     conv: &Conversation,
     cfg: &BuiltinConfig,
-) -> Vec<(&'static str, BuiltinOutcome)> {
+) -> Vec<(BuiltinKey, BuiltinOutcome)> {
     let prepared = Prepared::new(conv);
     BUILTIN_METRICS
         .iter()
-        .filter_map(|m| Some((m.key, compute_prepared(m.key, &prepared, cfg)?)))
+        .map(|m| (m.key, compute_prepared(m.key, &prepared, cfg)))
         .collect()
 }
 
-fn compute_prepared(key: &str, p: &Prepared, cfg: &BuiltinConfig) -> Option<BuiltinOutcome> {
-    Some(match key {
-        "call_duration" => call_duration(p),
-        "time_to_first_word" => time_to_first_word(p),
-        "agent_latency" => agent_latency(p, cfg),
-        "agent_interrupting_user" => interruption_count(p, cfg, true),
-        "user_interrupting_agent" => interruption_count(p, cfg, false),
-        "interruption_score" => interruption_score(p, cfg),
-        "talk_ratio" => talk_ratio(p, true),
-        "user_talk_ratio" => talk_ratio(p, false),
-        "longest_silence" => longest_silence_outcome(p),
-        "silence_detected" => silence_detected(p, cfg),
-        "infrastructure_issues" => infrastructure_issues(p, cfg),
-        "agent_words_per_minute" => words_per_minute(p, true),
-        "user_words_per_minute" => words_per_minute(p, false),
-        "turns" => turns(p),
-        "tool_calls" => tool_calls(p),
-        "tool_call_success" => tool_call_success(p),
-        "unnecessary_repetition" => unnecessary_repetition(p, cfg),
-        "end_reason" => end_reason(p),
-        _ => return None,
-    })
+fn compute_prepared(key: BuiltinKey, p: &Prepared, cfg: &BuiltinConfig) -> BuiltinOutcome {
+    match key {
+        BuiltinKey::CallDuration => call_duration(p),
+        BuiltinKey::TimeToFirstWord => time_to_first_word(p),
+        BuiltinKey::AgentLatency => agent_latency(p, cfg),
+        BuiltinKey::AgentInterruptingUser => interruption_count(p, cfg, true),
+        BuiltinKey::UserInterruptingAgent => interruption_count(p, cfg, false),
+        BuiltinKey::InterruptionScore => interruption_score(p, cfg),
+        BuiltinKey::TalkRatio => talk_ratio(p, true),
+        BuiltinKey::UserTalkRatio => talk_ratio(p, false),
+        BuiltinKey::LongestSilence => longest_silence_outcome(p),
+        BuiltinKey::SilenceDetected => silence_detected(p, cfg),
+        BuiltinKey::InfrastructureIssues => infrastructure_issues(p, cfg),
+        BuiltinKey::AgentWordsPerMinute => words_per_minute(p, true),
+        BuiltinKey::UserWordsPerMinute => words_per_minute(p, false),
+        BuiltinKey::Turns => turns(p),
+        BuiltinKey::ToolCalls => tool_calls(p),
+        BuiltinKey::ToolCallSuccess => tool_call_success(p),
+        BuiltinKey::UnnecessaryRepetition => unnecessary_repetition(p, cfg),
+        BuiltinKey::EndReason => end_reason(p),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -81,6 +81,9 @@ fn not_computable(o: &BuiltinOutcome, reason_contains: &str) {
 
 fn all(duration: f64, messages: &[Message]) -> Vec<(&'static str, BuiltinOutcome)> {
     compute_all_builtins(&conv(duration, messages), &BuiltinConfig::default())
+        .into_iter()
+        .map(|(k, o)| (k.as_str(), o))
+        .collect()
 }
 
 fn get<'o>(outcomes: &'o [(&'static str, BuiltinOutcome)], key: &str) -> &'o BuiltinOutcome {
@@ -92,7 +95,7 @@ fn get<'o>(outcomes: &'o [(&'static str, BuiltinOutcome)], key: &str) -> &'o Bui
 
 #[test]
 fn catalogue_has_the_eighteen_keys_in_order() {
-    let keys: Vec<&str> = BUILTIN_METRICS.iter().map(|m| m.key).collect();
+    let keys: Vec<&str> = BUILTIN_METRICS.iter().map(|m| m.key.as_str()).collect();
     assert_eq!(
         keys,
         [
@@ -216,6 +219,9 @@ fn example_call(body: Value) -> Vec<(&'static str, BuiltinOutcome)> {
         ended_reason: &call.ended_reason,
     };
     compute_all_builtins(&c, &BuiltinConfig::default())
+        .into_iter()
+        .map(|(k, o)| (k.as_str(), o))
+        .collect()
 }
 
 fn epoch_ms_example() -> Value {

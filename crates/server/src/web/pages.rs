@@ -5,7 +5,7 @@ use axum::http::header::{LOCATION, SET_COOKIE};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::Form;
-use callgrade_core::Role;
+use callgrade_core::{BuiltinKey, MetricDefinition, Role};
 use callgrade_store::{
     CallDetail, CallFilter, CallKind, DeliveryFilter, DeliveryOutcome, Project, RunFilter,
 };
@@ -434,17 +434,19 @@ pub async fn calls(
     let page_of = state.app.store.list_calls(project.id, &filter).await?;
     // The columns' metric values for the whole page, in one query.
     let call_ids: Vec<String> = page_of.data.iter().map(|c| c.call_id.clone()).collect();
+    let [latency, user_interrupting, agent_interrupting] = [
+        BuiltinKey::AgentLatency,
+        BuiltinKey::UserInterruptingAgent,
+        BuiltinKey::AgentInterruptingUser,
+    ]
+    .map(|key| builtin_metric_name(&metrics, key));
     let values = state
         .app
         .store
         .metric_values(
             project.id,
             &call_ids,
-            &[
-                "agent_latency",
-                "user_interrupting_agent",
-                "agent_interrupting_user",
-            ],
+            &[latency, user_interrupting, agent_interrupting],
         )
         .await?;
     let value_of = |call: &str, metric: &str| {
@@ -458,13 +460,13 @@ pub async fn calls(
         .iter()
         .map(|s| {
             let interruptions = match (
-                value_of(&s.call_id, "user_interrupting_agent"),
-                value_of(&s.call_id, "agent_interrupting_user"),
+                value_of(&s.call_id, user_interrupting),
+                value_of(&s.call_id, agent_interrupting),
             ) {
                 (None, None) => None,
                 (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
             };
-            (s, value_of(&s.call_id, "agent_latency"), interruptions)
+            (s, value_of(&s.call_id, latency), interruptions)
         })
         .collect();
     // The next page keeps the filters.
@@ -839,6 +841,21 @@ struct Day {
     summary: Vec<callgrade_store::MetricSummary>,
 }
 
+/// The name of the project's metric that computes a builtin, preferring one on the catalogue's
+/// settings: columns and charts follow the computation, whatever the metric is called. The
+/// builtin's own key when the project has no such metric (it then shows no values).
+fn builtin_metric_name(metrics: &[callgrade_store::Metric], key: BuiltinKey) -> &str {
+    let computes = |m: &&callgrade_store::Metric, defaults: bool| {
+        matches!(&m.spec.definition,
+            MetricDefinition::Builtin { key: k, config, .. } if *k == key && (!defaults || config.is_none()))
+    };
+    metrics
+        .iter()
+        .find(|m| computes(m, true))
+        .or_else(|| metrics.iter().find(|m| computes(m, false)))
+        .map_or(key.as_str(), |m| m.spec.name.as_str())
+}
+
 impl Day {
     fn get(&self, metric: &str) -> Option<&callgrade_store::MetricSummary> {
         self.summary.iter().find(|m| m.metric_name == metric)
@@ -846,10 +863,10 @@ impl Day {
 }
 
 /// How a chart reads one day's value.
-type DayValue = dyn Fn(&Day) -> Option<f64>;
+type DayValue<'a> = dyn Fn(&Day) -> Option<f64> + 'a;
 
 /// A chart's series: its name and how to read a day's value.
-type Series<'a> = (&'a str, &'a DayValue);
+type Series<'a> = (&'a str, &'a DayValue<'a>);
 
 /// A small line chart as inline SVG: one polyline per series, days along the x axis.
 fn chart(title: &str, days: &[Day], series: &[Series<'_>]) -> Markup {
@@ -924,23 +941,29 @@ async fn metrics_page(
             summary,
         });
     }
+    let [latency, user_interrupting, agent_interrupting, duration] = [
+        BuiltinKey::AgentLatency,
+        BuiltinKey::UserInterruptingAgent,
+        BuiltinKey::AgentInterruptingUser,
+        BuiltinKey::CallDuration,
+    ]
+    .map(|key| builtin_metric_name(&metrics, key));
     // The closures only live while the charts render (they are not Send).
     let charts = {
         // Pass rate per metric, for the (up to three) metrics that have a pass condition.
         let judged: Vec<String> = metrics
             .iter()
             .filter(|m| {
-                m.spec.config.get("pass").is_some()
-                    || m.spec.output == callgrade_core::OutputType::Binary
+                m.spec.pass.is_some() || m.spec.output == callgrade_core::OutputType::Binary
             })
             .map(|m| m.spec.name.clone())
             .take(3)
             .collect();
-        let readers: Vec<Box<DayValue>> = judged
+        let readers: Vec<Box<DayValue<'_>>> = judged
             .iter()
             .map(|name| {
                 let name = name.clone();
-                Box::new(move |d: &Day| d.get(&name).and_then(|m| m.pass_rate)) as Box<DayValue>
+                Box::new(move |d: &Day| d.get(&name).and_then(|m| m.pass_rate)) as Box<DayValue<'_>>
             })
             .collect();
         let pass_series: Vec<Series<'_>> = judged
@@ -950,14 +973,14 @@ async fn metrics_page(
             .collect();
         html! {
             (chart("Agent latency (s)", &days, &[
-                ("p50", &|d: &Day| d.get("agent_latency").and_then(|m| m.p50)),
-                ("p90", &|d: &Day| d.get("agent_latency").and_then(|m| m.p90)),
+                ("p50", &|d: &Day| d.get(latency).and_then(|m| m.p50)),
+                ("p90", &|d: &Day| d.get(latency).and_then(|m| m.p90)),
             ]))
             (chart("Interruptions per call", &days, &[
-                ("user", &|d: &Day| d.get("user_interrupting_agent").and_then(|m| m.avg)),
-                ("agent", &|d: &Day| d.get("agent_interrupting_user").and_then(|m| m.avg)),
+                ("user", &|d: &Day| d.get(user_interrupting).and_then(|m| m.avg)),
+                ("agent", &|d: &Day| d.get(agent_interrupting).and_then(|m| m.avg)),
             ]))
-            (chart("Calls per day", &days, &[("calls", &|d: &Day| d.get("call_duration").map(|m| (m.count + m.without_value) as f64))]))
+            (chart("Calls per day", &days, &[("calls", &|d: &Day| d.get(duration).map(|m| (m.count + m.without_value) as f64))]))
             (chart("Pass rate", &days, &pass_series))
         }
     };
@@ -1029,11 +1052,11 @@ async fn metrics_page(
             @for m in &metrics {
                 tr {
                     td { (m.spec.name) @if !m.spec.enabled { " " span.muted { "(disabled)" } } }
-                    td { (m.spec.kind.as_str()) }
+                    td { (m.spec.kind().as_str()) }
                     td { (m.spec.output.as_str()) }
                     td { (m.spec.applies_to.as_str()) }
                     td { (m.version) }
-                    td { code { (m.spec.config) } }
+                    td { code { (m.spec.config()) } }
                 }
             }
         }

@@ -286,3 +286,61 @@ async fn sign_in_sessions_csrf_and_pages() {
     let r = get("/").await.unwrap();
     assert_eq!(r.status(), 303);
 }
+
+/// The calls page finds its latency column by what a metric computes, not by its name: a
+/// renamed default metric still fills it.
+#[tokio::test]
+async fn calls_page_columns_follow_the_computation_not_the_name() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("renamed").await;
+    let metrics = app.store.list_metrics(t.project_id).await.unwrap();
+    let latency = metrics
+        .iter()
+        .find(|m| m.spec.name == "agent_latency")
+        .unwrap();
+    let r = app
+        .client
+        .put(format!("{}/api/v1/metrics/{}", app.base, latency.id))
+        .bearer_auth(&t.key)
+        .json(
+            &json!({"name": "latency", "kind": "builtin", "config": {"builtin": "agent_latency"}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    app.send(&t.key, &seed_two_calls(t.agent_id)).await;
+    app.settle().await;
+
+    let client = reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .unwrap();
+    let token = callgrade_app::admin::issue_admin_token(&app.state.app, false)
+        .await
+        .unwrap()
+        .unwrap();
+    let r = client
+        .post(format!("{}/login", app.base))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let calls = client
+        .get(format!("{}/projects/{}/calls", app.base, t.project_id))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(calls.contains("1.43 s"), "the latency column is filled");
+}

@@ -1,7 +1,7 @@
 //! Projects, their keys and agents, and server-wide settings on PostgreSQL.
 
 use super::{opt_text, text};
-use crate::common::{default_metrics, existing_project, no_project, now_ms, project_name_taken};
+use crate::common::{existing_project, no_project, now_ms, project_name_taken};
 use crate::key::{hash_key, hashes_match};
 use crate::model::*;
 use crate::rows::{agent_from, project_from, AGENT_COLUMNS, PROJECT_COLUMNS};
@@ -52,7 +52,7 @@ impl Projects for PgStore {
         .await
         .map_err(|e| project_name_taken(e, name))?;
         let project = project_from(&row)?;
-        for spec in default_metrics() {
+        for spec in callgrade_core::default_metrics() {
             super::metrics::insert_metric(&mut tx, project.id, &spec, now).await?;
         }
         tx.commit().await?;

@@ -4,6 +4,7 @@ use crate::common::{
     apply_step, existing_metric, from_json, judge_field, metric_name_taken, no_metric, to_json,
     ApplyStep,
 };
+use crate::metric_document;
 use crate::model::*;
 use crate::rows::{judge_settings_from, metric_from, JUDGE_COLUMNS, METRIC_COLUMNS};
 use crate::{ApplySummary, JudgeSettingsPatch, Metrics, Result, SqliteStore};
@@ -25,13 +26,13 @@ pub(super) async fn insert_metric(
     )
     .bind(project_id)
     .bind(&spec.name)
-    .bind(spec.kind.as_str())
+    .bind(spec.kind().as_str())
     .bind(spec.output.as_str())
     .bind(to_json(&spec.enum_values))
     .bind(spec.applies_to.as_str())
     .bind(to_json(&spec.agent_ids))
     .bind(&spec.description)
-    .bind(to_json(&spec.config))
+    .bind(metric_document::document(&spec.definition, &spec.pass))
     .bind(spec.enabled)
     .bind(now)
     .bind(now)
@@ -54,13 +55,13 @@ async fn update_metric_row(
          WHERE id = ?",
     )
     .bind(&spec.name)
-    .bind(spec.kind.as_str())
+    .bind(spec.kind().as_str())
     .bind(spec.output.as_str())
     .bind(to_json(&spec.enum_values))
     .bind(spec.applies_to.as_str())
     .bind(to_json(&spec.agent_ids))
     .bind(&spec.description)
-    .bind(to_json(&spec.config))
+    .bind(metric_document::document(&spec.definition, &spec.pass))
     .bind(spec.enabled)
     .bind(now)
     .bind(id)

@@ -1,7 +1,7 @@
 //! Projects, their keys and agents, and server-wide settings on SQLite.
 
 use super::lite::LiteRow;
-use crate::common::{default_metrics, existing_project, no_project, now_ms, project_name_taken};
+use crate::common::{existing_project, no_project, now_ms, project_name_taken};
 use crate::key::{hash_key, hashes_match};
 use crate::model::*;
 use crate::rows::{agent_from, project_from, Columns, AGENT_COLUMNS, PROJECT_COLUMNS};
@@ -51,7 +51,7 @@ impl Projects for SqliteStore {
         .await
         .map_err(|e| project_name_taken(e, name))?;
         let project = project_from(&row)?;
-        for spec in default_metrics() {
+        for spec in callgrade_core::default_metrics() {
             super::metrics::insert_metric(&mut tx, project.id, &spec, now).await?;
         }
         tx.commit().await?;
