@@ -245,7 +245,7 @@ pub fn default_metrics() -> Vec<MetricSpec> {
                 config: None,
             },
             // Silence is the one builtin whose `true` is bad news.
-            pass: (b.key == BuiltinKey::SilenceDetected).then(|| Condition {
+            pass: (b.key == BuiltinKey::SilenceDetected).then_some(Condition {
                 op: Op::Eq,
                 value: Value::Bool(false),
             }),
