@@ -13,6 +13,7 @@ mod metric_spec;
 mod names;
 mod payload;
 mod phone;
+mod run_lifecycle;
 mod runs;
 mod time;
 
@@ -37,6 +38,7 @@ pub use payload::{
     parse_json, validate_batch, Batch, JsonSyntaxError, Limits, Message, NewCall, Role,
 };
 pub use phone::PhoneNumber;
+pub use run_lifecycle::{lifecycle_table, Field, Finish, Refusal, RunChange, RunEvent, Transition};
 pub use runs::{
     listen_until, match_by_phone, match_by_run_id, timeout_reason, times_fit, CallFacts, Decision,
     Direction, MatchOutcome, MatchedBy, RunFacts, RunStatus, CLOCK_SKEW, REPORTED_TIME_TOLERANCE,

@@ -5,7 +5,6 @@
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use callgrade_core::{
     CallFacts, Decision, FieldError, MatchOutcome, MatchedBy, MetricSpec, NewCall, PhoneNumber,
-    RunStatus,
 };
 use chrono::{DateTime, Utc};
 
@@ -214,58 +213,8 @@ pub(crate) fn is_late(decision: &Decision) -> bool {
 
 // ---- Runs ----
 
-/// What a harness report does to a run.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum RunUpdate {
-    /// `in_progress`, with the reported start.
-    Started(i64),
-    /// Only records the reported end: the transcript is already there.
-    EndRecorded(i64),
-    /// `awaiting_transcript`, with the reported end.
-    Ended(i64),
-    Cancelled,
-}
-
-/// Decides what a report does to a run in `status`, or why it is refused.
-pub(crate) fn run_update(
-    run_id: i64,
-    status: RunStatus,
-    has_call: bool,
-    event: RunEvent,
-) -> Result<RunUpdate> {
-    let refuse = |what: &str| {
-        Err(StoreError::Conflict(format!(
-            "run {run_id} is {}; {what}",
-            status.as_str()
-        )))
-    };
-    match event {
-        RunEvent::CallStarted(at) => {
-            if !matches!(status, RunStatus::Pending | RunStatus::InProgress) {
-                return refuse("its call can no longer start");
-            }
-            Ok(RunUpdate::Started(at.timestamp_millis()))
-        }
-        // The transcript may arrive before the harness reports the end: record the time only.
-        RunEvent::CallEnded(at) if has_call => Ok(RunUpdate::EndRecorded(at.timestamp_millis())),
-        RunEvent::CallEnded(at) => {
-            if !status.is_listening() {
-                return refuse("its call's end can no longer be reported");
-            }
-            Ok(RunUpdate::Ended(at.timestamp_millis()))
-        }
-        RunEvent::Cancel => {
-            if !status.is_listening() {
-                return refuse("only a run that is still waiting can be cancelled");
-            }
-            Ok(RunUpdate::Cancelled)
-        }
-    }
-}
-
 /// The run side of a manual attach, as read (and locked) by the backend.
 pub(crate) struct AttachRun {
-    pub status: RunStatus,
     pub call_id: Option<String>,
     pub agent_id: i64,
 }
@@ -302,9 +251,6 @@ pub(crate) fn check_attach(
         return Err(StoreError::Conflict(format!(
             "run {run_id} already has call {other:?}"
         )));
-    }
-    if run.status == RunStatus::Cancelled {
-        return Err(StoreError::Conflict(format!("run {run_id} was cancelled")));
     }
     Ok(())
 }
@@ -371,10 +317,6 @@ pub(crate) fn failed_job_state(
         Some(at) => ("queued", at.timestamp_millis(), None),
         None => ("dead", now.timestamp_millis(), Some(now.timestamp_millis())),
     }
-}
-
-pub(crate) fn evaluation_failed_message(error: &str) -> String {
-    format!("evaluation failed: {error}")
 }
 
 pub(crate) fn job_counts(rows: Vec<(String, i64)>) -> JobCounts {

@@ -11,6 +11,7 @@ mod copy;
 mod evaluation_document;
 mod inputs;
 mod key;
+mod lifecycle;
 mod metric_document;
 #[cfg(test)]
 mod migration_tests;

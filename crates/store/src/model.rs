@@ -2,7 +2,7 @@
 
 pub use callgrade_core::{
     Agent, CallEvaluation, CallForEvaluation, Evaluation, EvaluationInput, EvaluationStatus,
-    JudgeSettings, Metric, NewScenario, NewTestResult, Scenario,
+    JudgeSettings, Metric, NewScenario, NewTestResult, RunEvent, Scenario,
 };
 use callgrade_core::{
     Direction, FieldError, MatchOutcome, MatchedBy, Message, MessageTimes, OutputType,
@@ -432,14 +432,6 @@ pub struct RunFilter {
     pub result_id: Option<i64>,
     pub cursor: Option<String>,
     pub limit: u32,
-}
-
-/// What a test harness reports about a run's call.
-#[derive(Debug, Clone, Copy)]
-pub enum RunEvent {
-    CallStarted(DateTime<Utc>),
-    CallEnded(DateTime<Utc>),
-    Cancel,
 }
 
 /// What `apply_metrics` did, by metric name.

@@ -300,9 +300,6 @@ pub(crate) fn run_from(row: &impl Columns) -> Result<Run> {
     })
 }
 
-/// The statuses of a run still waiting for its transcript, as an SQL list.
-pub(crate) const LISTENING: &str = "('pending', 'in_progress', 'awaiting_transcript')";
-
 /// What matching and the sweeper read of a run (unqualified, or qualified by `r.` in joins).
 pub(crate) const FACT_COLUMNS: &str = "id, direction, tester_phone_number, status, created_at,
     deadline_at, call_started_at, call_ended_at, call_id";

@@ -1,9 +1,7 @@
 //! The evaluation job queue on PostgreSQL.
 
 use super::{notify_jobs, text, JOBS_CHANNEL};
-use crate::common::{
-    evaluation_failed_message, failed_job_state, job_counts as counts_from, no_call, to_json,
-};
+use crate::common::{failed_job_state, job_counts as counts_from, no_call, to_json};
 use crate::inputs::{claimed_evaluations, evaluation_inputs};
 use crate::model::*;
 use crate::rows::{call_for_evaluation_from, CALLS, CALL_SUMMARY_COLUMNS, EVALUATED_CALL_COLUMNS};
@@ -12,6 +10,7 @@ use crate::{
     ReevaluateFilter, Result, StoreError,
 };
 use async_trait::async_trait;
+use callgrade_core::RunChange;
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::postgres::{PgConnection, PgListener, PgPool, PgPoolOptions};
 use sqlx::{Postgres, QueryBuilder};
@@ -199,17 +198,23 @@ pub(super) async fn complete_job(
     .execute(&mut *tx)
     .await?;
     // The run the call completes takes the verdict; a late run keeps its timeout status.
-    sqlx::query(
-        "UPDATE runs SET success = $1, updated_at = $2,
-            status = CASE WHEN status = 'evaluating' THEN 'completed' ELSE status END,
-            finished_at = CASE WHEN status = 'evaluating' THEN $2 ELSE finished_at END
-         WHERE call_id = $3",
-    )
-    .bind(outcome.verdict.success)
-    .bind(now_ms)
-    .bind(&job.call_id)
-    .execute(&mut *tx)
-    .await?;
+    if let Some(run) = super::runs::state_of(&mut tx, "call_id = $1", &job.call_id).await? {
+        let w = run.apply(RunChange::Evaluated, now_ms)?;
+        sqlx::query(
+            "UPDATE runs SET success = $1, status = $2, error_message = $3, finished_at = $4,
+                updated_at = $5
+             WHERE id = $6 AND status = $7",
+        )
+        .bind(outcome.verdict.success)
+        .bind(w.status.as_str())
+        .bind(w.error_message.as_deref().map(text))
+        .bind(w.finished_at)
+        .bind(now_ms)
+        .bind(run.id)
+        .bind(w.from.as_str())
+        .execute(&mut *tx)
+        .await?;
+    }
     tx.commit().await?;
     Ok(true)
 }
@@ -239,16 +244,22 @@ pub(super) async fn fail_job(
     .await?;
     if updated.rows_affected() == 1 && retry_at.is_none() {
         // A run waiting on this evaluation ends failed, with the reason.
-        sqlx::query(
-            "UPDATE runs SET status = 'failed', error_message = $1, finished_at = $2,
-                updated_at = $2
-             WHERE call_id = $3 AND status = 'evaluating'",
-        )
-        .bind(text(&evaluation_failed_message(error)).into_owned())
-        .bind(now.timestamp_millis())
-        .bind(&job.call_id)
-        .execute(&mut *tx)
-        .await?;
+        let now_ms = now.timestamp_millis();
+        if let Some(run) = super::runs::state_of(&mut tx, "call_id = $1", &job.call_id).await? {
+            let w = run.apply(RunChange::EvaluationFailed(error), now_ms)?;
+            sqlx::query(
+                "UPDATE runs SET status = $1, error_message = $2, finished_at = $3, updated_at = $4
+                 WHERE id = $5 AND status = $6",
+            )
+            .bind(w.status.as_str())
+            .bind(w.error_message.as_deref().map(text))
+            .bind(w.finished_at)
+            .bind(now_ms)
+            .bind(run.id)
+            .bind(w.from.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
     }
     tx.commit().await?;
     Ok(())

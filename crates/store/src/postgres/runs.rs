@@ -5,19 +5,22 @@
 use super::{notify_jobs, opt_text, text};
 use crate::common::{
     as_invalid_input, check_attach, decode_cursor, dedup_scenarios, encode_cursor, existing_run,
-    is_late, late_run_message, no_agent, no_run, no_tagged_scenario, parse_column, run_taken,
-    run_update, time, unknown_scenario, AttachCall, AttachRun, RunUpdate,
+    is_late, late_run_message, no_agent, no_run, no_tagged_scenario, run_taken, time,
+    unknown_scenario, AttachCall, AttachRun,
 };
+use crate::lifecycle::{changed_meanwhile, RunState, LISTENING, MATCHABLE, RUN_STATE_COLUMNS};
 use crate::model::*;
 use crate::rows::{
-    facts_from, paginate, run_from, scenario_from, FACT_COLUMNS, LISTENING, RUN_COLUMNS, RUN_FROM,
+    facts_from, paginate, run_from, scenario_from, FACT_COLUMNS, RUN_COLUMNS, RUN_FROM,
     SCENARIO_BASE_COLUMNS,
 };
 use crate::{
     Page, PgStore, Result, Run, RunCounts, RunEvent, RunFilter, StoreError, TestResult, TestRuns,
 };
 use async_trait::async_trait;
-use callgrade_core::{timeout_reason, CallFacts, Decision, RunFacts, RunStatus, CLOCK_SKEW};
+use callgrade_core::{
+    timeout_reason, CallFacts, Decision, RunChange, RunFacts, RunStatus, CLOCK_SKEW,
+};
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{Postgres, QueryBuilder, Row};
@@ -54,7 +57,7 @@ pub(super) async fn lock_phone_candidates(
     let mut q =
         QueryBuilder::<Postgres>::new(format!("SELECT {FACT_COLUMNS} FROM runs WHERE agent_id = "));
     q.push_bind(agent_id)
-        .push(" AND call_id IS NULL AND status IN ('pending', 'in_progress', 'awaiting_transcript', 'timeout')")
+        .push(format!(" AND call_id IS NULL AND status IN {}", *MATCHABLE))
         .push(" AND created_at <= ")
         .push_bind((call.started_at + CLOCK_SKEW).timestamp_millis())
         .push(" AND deadline_at >= ")
@@ -81,28 +84,31 @@ pub(super) async fn attach_decided(
         return Ok(());
     };
     let now = now.timestamp_millis();
-    let updated = if is_late(decision) {
-        sqlx::query(
-            "UPDATE runs SET call_id = $1, matched_by = $2, late = TRUE, status = 'timeout',
-                error_message = $3, finished_at = COALESCE(finished_at, $4), updated_at = $4
-             WHERE id = $5 AND call_id IS NULL",
+    let late = is_late(decision).then(|| late_run_message(decision));
+    let w = state_of(conn, "id = $1", run_id)
+        .await?
+        .ok_or_else(|| run_taken(run_id))?
+        .apply(
+            RunChange::Matched {
+                late: late.as_deref(),
+            },
+            now,
         )
-        .bind(call_id)
-        .bind(by.as_str())
-        .bind(late_run_message(decision))
-        .bind(now)
-        .bind(run_id)
-    } else {
-        sqlx::query(
-            "UPDATE runs SET call_id = $1, matched_by = $2, status = 'evaluating',
-                error_message = NULL, updated_at = $3
-             WHERE id = $4 AND call_id IS NULL",
-        )
-        .bind(call_id)
-        .bind(by.as_str())
-        .bind(now)
-        .bind(run_id)
-    }
+        .map_err(|_| run_taken(run_id))?;
+    let updated = sqlx::query(
+        "UPDATE runs SET call_id = $1, matched_by = $2, late = $3, status = $4,
+            error_message = $5, finished_at = $6, updated_at = $7
+         WHERE id = $8 AND call_id IS NULL AND status = $9",
+    )
+    .bind(call_id)
+    .bind(by.as_str())
+    .bind(late.is_some())
+    .bind(w.status.as_str())
+    .bind(w.error_message.as_deref().map(text))
+    .bind(w.finished_at)
+    .bind(now)
+    .bind(run_id)
+    .bind(w.from.as_str())
     .execute(&mut *conn)
     .await?;
     if updated.rows_affected() != 1 {
@@ -283,7 +289,7 @@ pub(super) async fn create_result(
                 "INSERT INTO runs (project_id, result_id, scenario_id, agent_id, direction,
                     tester_phone_number, agent_phone_number, status, created_at, updated_at,
                     deadline_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $8, $9)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $10, $8, $8, $9)",
             )
             .bind(project_id)
             .bind(result_id)
@@ -294,6 +300,7 @@ pub(super) async fn create_result(
             .bind(&agent_phone)
             .bind(now_ms)
             .bind(deadline)
+            .bind(RunStatus::Pending.as_str())
             .execute(&mut *tx)
             .await?;
         }
@@ -377,25 +384,44 @@ pub(super) async fn list_runs(
     })
 }
 
-/// The run's status, agent and call, locked for the rest of the transaction.
+/// The state of the run that `filter` (`id = $1`, `call_id = $1`) names, if any, locked for the
+/// rest of the transaction.
+pub(super) async fn state_of(
+    conn: &mut PgConnection,
+    filter: &str,
+    param: impl for<'q> sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send,
+) -> Result<Option<RunState>> {
+    sqlx::query(&format!(
+        "SELECT {RUN_STATE_COLUMNS} FROM runs WHERE {filter} FOR UPDATE"
+    ))
+    .bind(param)
+    .fetch_optional(&mut *conn)
+    .await?
+    .as_ref()
+    .map(RunState::from_row)
+    .transpose()
+}
+
+/// The run's state, agent and call, locked for the rest of the transaction.
 async fn lock_run(
     conn: &mut PgConnection,
     project_id: i64,
     run_id: i64,
-) -> Result<Option<AttachRun>> {
-    let row: Option<(String, Option<String>, i64)> = sqlx::query_as(
-        "SELECT status, call_id, agent_id FROM runs WHERE id = $1 AND project_id = $2 FOR UPDATE",
-    )
+) -> Result<Option<(RunState, AttachRun)>> {
+    let row = sqlx::query(&format!(
+        "SELECT {RUN_STATE_COLUMNS}, call_id, agent_id FROM runs
+         WHERE id = $1 AND project_id = $2 FOR UPDATE"
+    ))
     .bind(run_id)
     .bind(project_id)
     .fetch_optional(&mut *conn)
     .await?;
-    row.map(|(status, call_id, agent_id)| {
-        Ok(AttachRun {
-            status: parse_column(&status, RunStatus::parse)?,
-            call_id,
-            agent_id,
-        })
+    row.map(|row| {
+        let run = AttachRun {
+            call_id: row.try_get("call_id")?,
+            agent_id: row.try_get("agent_id")?,
+        };
+        Ok((RunState::from_row(&row)?, run))
     })
     .transpose()
 }
@@ -408,32 +434,35 @@ pub(super) async fn run_event(
     now: DateTime<Utc>,
 ) -> Result<()> {
     let mut tx = pool.begin().await?;
-    let run = lock_run(&mut tx, project_id, run_id)
+    let (run, _) = lock_run(&mut tx, project_id, run_id)
         .await?
         .ok_or_else(|| no_run(run_id))?;
     let now_ms = now.timestamp_millis();
-    let query = match run_update(run_id, run.status, run.call_id.is_some(), event)? {
-        RunUpdate::Started(at) => sqlx::query(
-            "UPDATE runs SET status = 'in_progress', call_started_at = $1, updated_at = $2
-             WHERE id = $3",
-        )
-        .bind(at),
-        RunUpdate::EndRecorded(at) => {
-            sqlx::query("UPDATE runs SET call_ended_at = $1, updated_at = $2 WHERE id = $3")
-                .bind(at)
-        }
-        RunUpdate::Ended(at) => sqlx::query(
-            "UPDATE runs SET status = 'awaiting_transcript', call_ended_at = $1, updated_at = $2
-             WHERE id = $3",
-        )
-        .bind(at),
-        RunUpdate::Cancelled => sqlx::query(
-            "UPDATE runs SET status = 'cancelled', error_message = 'cancelled', finished_at = $1,
-                updated_at = $2 WHERE id = $3",
-        )
-        .bind(now_ms),
+    let w = run.apply(RunChange::Report(event), now_ms)?;
+    // The reported time, in the column of the report (a cancel reports none: the column keeps
+    // its value).
+    let (column, at) = match event {
+        RunEvent::CallStarted(at) => ("call_started_at", Some(at.timestamp_millis())),
+        RunEvent::CallEnded(at) => ("call_ended_at", Some(at.timestamp_millis())),
+        RunEvent::Cancel => ("call_ended_at", None),
     };
-    query.bind(now_ms).bind(run_id).execute(&mut *tx).await?;
+    let updated = sqlx::query(&format!(
+        "UPDATE runs SET status = $1, error_message = $2, finished_at = $3, updated_at = $4,
+            {column} = COALESCE($5, {column})
+         WHERE id = $6 AND status = $7"
+    ))
+    .bind(w.status.as_str())
+    .bind(w.error_message.as_deref().map(text))
+    .bind(w.finished_at)
+    .bind(now_ms)
+    .bind(at)
+    .bind(run_id)
+    .bind(w.from.as_str())
+    .execute(&mut *tx)
+    .await?;
+    if updated.rows_affected() != 1 {
+        return Err(changed_meanwhile(run_id));
+    }
     tx.commit().await?;
     Ok(())
 }
@@ -456,19 +485,29 @@ pub(super) async fn attach_call(
     .fetch_optional(&mut *tx)
     .await?;
     let call = call.map(|(agent_id, run_id)| AttachCall { agent_id, run_id });
-    let run = lock_run(&mut tx, project_id, run_id).await?;
+    let (state, run) = lock_run(&mut tx, project_id, run_id).await?.unzip();
     check_attach(run_id, call_id, run, call)?;
     let now_ms = now.timestamp_millis();
-    sqlx::query(
-        "UPDATE runs SET call_id = $1, matched_by = 'manual', status = 'evaluating',
-            error_message = NULL, finished_at = NULL, success = NULL, updated_at = $2
-         WHERE id = $3",
+    let w = state
+        .ok_or_else(|| no_run(run_id))?
+        .apply(RunChange::Attached, now_ms)?;
+    let updated = sqlx::query(
+        "UPDATE runs SET call_id = $1, matched_by = 'manual', status = $2, error_message = $3,
+            finished_at = $4, success = NULL, updated_at = $5
+         WHERE id = $6 AND status = $7",
     )
     .bind(call_id)
+    .bind(w.status.as_str())
+    .bind(w.error_message.as_deref().map(text))
+    .bind(w.finished_at)
     .bind(now_ms)
     .bind(run_id)
+    .bind(w.from.as_str())
     .execute(&mut *tx)
     .await?;
+    if updated.rows_affected() != 1 {
+        return Err(changed_meanwhile(run_id));
+    }
     sqlx::query(
         "UPDATE calls SET run_id = $1, matched_by = 'manual', match_outcome = 'matched',
             match_reason = NULL, match_candidates = '[]'
@@ -491,11 +530,13 @@ pub(super) async fn attach_call(
 pub(super) async fn sweep_runs(pool: &PgPool, now: DateTime<Utc>) -> Result<Vec<i64>> {
     let now_ms = now.timestamp_millis();
     let mut tx = pool.begin().await?;
+    let listening = &*LISTENING;
     let rows = sqlx::query(&format!(
         "SELECT r.id, r.direction, r.tester_phone_number, r.status, r.created_at, r.deadline_at,
-            r.call_started_at, r.call_ended_at, r.call_id, p.listening_window_seconds
+            r.call_started_at, r.call_ended_at, r.call_id, p.listening_window_seconds,
+            r.call_id IS NOT NULL AS has_call, r.error_message, r.finished_at
          FROM runs r JOIN projects p ON p.id = r.project_id
-         WHERE r.status IN {LISTENING} AND r.call_id IS NULL AND (
+         WHERE r.status IN {listening} AND r.call_id IS NULL AND (
             (r.call_ended_at IS NOT NULL AND r.call_ended_at + p.listening_window_seconds * 1000 < $1)
             OR (r.call_ended_at IS NULL AND r.deadline_at < $1))
          ORDER BY r.id
@@ -511,14 +552,19 @@ pub(super) async fn sweep_runs(pool: &PgPool, now: DateTime<Utc>) -> Result<Vec<
         let Some(reason) = timeout_reason(&run, now, window) else {
             continue;
         };
-        let updated = sqlx::query(&format!(
-            "UPDATE runs SET status = 'timeout', error_message = $1, finished_at = $2,
-                updated_at = $2
-             WHERE id = $3 AND call_id IS NULL AND status IN {LISTENING}"
-        ))
-        .bind(reason)
+        let Ok(w) = RunState::from_row(&row)?.apply(RunChange::TimedOut(&reason), now_ms) else {
+            continue;
+        };
+        let updated = sqlx::query(
+            "UPDATE runs SET status = $1, error_message = $2, finished_at = $3, updated_at = $4
+             WHERE id = $5 AND call_id IS NULL AND status = $6",
+        )
+        .bind(w.status.as_str())
+        .bind(w.error_message.as_deref().map(text))
+        .bind(w.finished_at)
         .bind(now_ms)
         .bind(run.id)
+        .bind(w.from.as_str())
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 1 {

@@ -9,11 +9,13 @@ use crate::common::{
     call_facts, check_named_run, content_conflict, created_receipt, is_late, late_run_message,
     receipt, run_taken, to_json, unknown_agent,
 };
+use crate::lifecycle::MATCHABLE;
 use crate::rows::{duplicate_receipt, facts_from, Columns, DUPLICATE_COLUMNS, FACT_COLUMNS};
 use crate::{
     DeliveryOutcome, Ingest, IngestOutcome, NewDelivery, RejectedDelivery, Result, SqliteStore,
 };
 use async_trait::async_trait;
+use callgrade_core::RunChange;
 use callgrade_core::{
     match_by_phone, match_by_run_id, Batch, CallFacts, Decision, MatchedBy, NewCall, PhoneNumber,
     RunFacts, CLOCK_SKEW,
@@ -253,9 +255,10 @@ fn phone_candidates(
     let second = numbers.next().unwrap_or(first);
     let mut select = conn.prepare_cached(&format!(
         "SELECT {FACT_COLUMNS} FROM runs WHERE agent_id = ?
-            AND call_id IS NULL AND status IN ('pending', 'in_progress', 'awaiting_transcript', 'timeout')
+            AND call_id IS NULL AND status IN {matchable}
             AND created_at <= ? AND deadline_at >= ? AND tester_phone_number IN (?, ?)
-         ORDER BY id"
+         ORDER BY id",
+        matchable = *MATCHABLE
     ))?;
     let mut rows = select.query(params![
         agent_id,
@@ -282,28 +285,33 @@ fn attach_decided(
         return Ok(());
     };
     let now = now.timestamp_millis();
-    let updated = if is_late(decision) {
-        conn.prepare_cached(
-            "UPDATE runs SET call_id = ?, matched_by = ?, late = 1, status = 'timeout',
-                error_message = ?, finished_at = COALESCE(finished_at, ?), updated_at = ?
-             WHERE id = ? AND call_id IS NULL",
+    let late = is_late(decision).then(|| late_run_message(decision));
+    let w = super::runs::run_state_in_place(conn, "id = ?", run_id)?
+        .ok_or_else(|| run_taken(run_id))?
+        .apply(
+            RunChange::Matched {
+                late: late.as_deref(),
+            },
+            now,
+        )
+        .map_err(|_| run_taken(run_id))?;
+    let updated = conn
+        .prepare_cached(
+            "UPDATE runs SET call_id = ?, matched_by = ?, late = ?, status = ?, error_message = ?,
+                finished_at = ?, updated_at = ?
+             WHERE id = ? AND call_id IS NULL AND status = ?",
         )?
         .execute(params![
             call_id,
             by.as_str(),
-            late_run_message(decision),
+            late.is_some(),
+            w.status.as_str(),
+            w.error_message,
+            w.finished_at,
             now,
-            now,
-            run_id
-        ])?
-    } else {
-        conn.prepare_cached(
-            "UPDATE runs SET call_id = ?, matched_by = ?, status = 'evaluating', error_message = NULL,
-                updated_at = ?
-             WHERE id = ? AND call_id IS NULL",
-        )?
-        .execute(params![call_id, by.as_str(), now, run_id])?
-    };
+            run_id,
+            w.from.as_str()
+        ])?;
     if updated != 1 {
         return Err(run_taken(run_id));
     }

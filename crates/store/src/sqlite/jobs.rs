@@ -3,9 +3,7 @@
 
 use super::lite::OwnedRow;
 use super::writer::Apply;
-use crate::common::{
-    evaluation_failed_message, failed_job_state, job_counts as counts_from, no_call, to_json,
-};
+use crate::common::{failed_job_state, job_counts as counts_from, no_call, to_json};
 use crate::inputs::{claimed_evaluations, evaluation_inputs};
 use crate::model::*;
 use crate::rows::{call_for_evaluation_from, CALLS, CALL_SUMMARY_COLUMNS, EVALUATED_CALL_COLUMNS};
@@ -14,6 +12,7 @@ use crate::{
     SqliteStore,
 };
 use async_trait::async_trait;
+use callgrade_core::RunChange;
 use chrono::{DateTime, TimeDelta, Utc};
 use rusqlite::{params, Connection};
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
@@ -169,13 +168,23 @@ impl Apply for CompleteJob {
             now_ms
         ])?;
         // The run the call completes takes the verdict; a late run keeps its timeout status.
-        conn.prepare_cached(
-            "UPDATE runs SET success = ?1, updated_at = ?2,
-                status = CASE WHEN status = 'evaluating' THEN 'completed' ELSE status END,
-                finished_at = CASE WHEN status = 'evaluating' THEN ?2 ELSE finished_at END
-             WHERE call_id = ?3",
-        )?
-        .execute(params![self.success, now_ms, job.call_id])?;
+        if let Some(run) = super::runs::run_state_in_place(conn, "call_id = ?", &job.call_id)? {
+            let w = run.apply(RunChange::Evaluated, now_ms)?;
+            conn.prepare_cached(
+                "UPDATE runs SET success = ?, status = ?, error_message = ?, finished_at = ?,
+                    updated_at = ?
+                 WHERE id = ? AND status = ?",
+            )?
+            .execute(params![
+                self.success,
+                w.status.as_str(),
+                w.error_message,
+                w.finished_at,
+                now_ms,
+                run.id,
+                w.from.as_str()
+            ])?;
+        }
         Ok(true)
     }
 }
@@ -203,11 +212,22 @@ impl Apply for FailJob {
         if updated == 1 && self.retry_at.is_none() {
             // A run waiting on this evaluation ends failed, with the reason.
             let now = self.now.timestamp_millis();
-            conn.prepare_cached(
-                "UPDATE runs SET status = 'failed', error_message = ?, finished_at = ?, updated_at = ?
-                 WHERE call_id = ? AND status = 'evaluating'",
-            )?
-            .execute(params![evaluation_failed_message(&self.error), now, now, self.job.call_id])?;
+            let run = super::runs::run_state_in_place(conn, "call_id = ?", &self.job.call_id)?;
+            if let Some(run) = run {
+                let w = run.apply(RunChange::EvaluationFailed(&self.error), now)?;
+                conn.prepare_cached(
+                    "UPDATE runs SET status = ?, error_message = ?, finished_at = ?, updated_at = ?
+                     WHERE id = ? AND status = ?",
+                )?
+                .execute(params![
+                    w.status.as_str(),
+                    w.error_message,
+                    w.finished_at,
+                    now,
+                    run.id,
+                    w.from.as_str()
+                ])?;
+            }
         }
         Ok(())
     }

@@ -2,20 +2,19 @@
 
 use crate::common::{
     as_invalid_input, check_attach, decode_cursor, dedup_scenarios, encode_cursor, existing_run,
-    no_agent, no_run, no_tagged_scenario, parse_column, run_update, time, unknown_scenario,
-    AttachCall, AttachRun, RunUpdate,
+    no_agent, no_run, no_tagged_scenario, time, unknown_scenario, AttachCall, AttachRun,
 };
+use crate::lifecycle::{changed_meanwhile, RunState, LISTENING, RUN_STATE_COLUMNS};
 use crate::model::*;
 use crate::rows::{
-    facts_from, paginate, run_from, scenario_from, LISTENING, RUN_COLUMNS, RUN_FROM,
-    SCENARIO_BASE_COLUMNS,
+    facts_from, paginate, run_from, scenario_from, RUN_COLUMNS, RUN_FROM, SCENARIO_BASE_COLUMNS,
 };
 use crate::{
     Page, Result, Run, RunCounts, RunEvent, RunFilter, SqliteStore, StoreError, TestResult,
     TestRuns,
 };
 use async_trait::async_trait;
-use callgrade_core::{timeout_reason, RunStatus};
+use callgrade_core::{timeout_reason, RunChange, RunStatus};
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use sqlx::{QueryBuilder, Row, Sqlite};
@@ -197,7 +196,7 @@ pub(super) async fn create_result(
                 "INSERT INTO runs (project_id, result_id, scenario_id, agent_id, direction,
                     tester_phone_number, agent_phone_number, status, created_at, updated_at,
                     deadline_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(project_id)
             .bind(result_id)
@@ -206,6 +205,7 @@ pub(super) async fn create_result(
             .bind(direction)
             .bind(tester)
             .bind(&agent_phone)
+            .bind(RunStatus::Pending.as_str())
             .bind(now_ms)
             .bind(now_ms)
             .bind(deadline)
@@ -296,19 +296,32 @@ pub(super) async fn list_runs(
     })
 }
 
-async fn status_of(
-    conn: &mut SqliteConnection,
-    project_id: i64,
-    run_id: i64,
-) -> Result<(RunStatus, Option<String>)> {
-    let row: Option<(String, Option<String>)> =
-        sqlx::query_as("SELECT status, call_id FROM runs WHERE id = ? AND project_id = ?")
-            .bind(run_id)
-            .bind(project_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-    let (status, call_id) = row.ok_or_else(|| no_run(run_id))?;
-    Ok((parse_column(&status, RunStatus::parse)?, call_id))
+/// On the writer's connection: the state of the run that `filter` (`id = ?`, `call_id = ?`)
+/// names, if there is one.
+pub(super) fn run_state_in_place(
+    conn: &rusqlite::Connection,
+    filter: &str,
+    param: impl rusqlite::ToSql,
+) -> Result<Option<RunState>> {
+    let mut select = conn.prepare_cached(&format!(
+        "SELECT {RUN_STATE_COLUMNS} FROM runs WHERE {filter}"
+    ))?;
+    let mut rows = select.query([param])?;
+    rows.next()?
+        .map(|row| RunState::from_row(&super::lite::LiteRow(row)))
+        .transpose()
+}
+
+/// The run's state, for a change to be decided on.
+async fn state_of(conn: &mut SqliteConnection, project_id: i64, run_id: i64) -> Result<RunState> {
+    let row = sqlx::query(&format!(
+        "SELECT {RUN_STATE_COLUMNS} FROM runs WHERE id = ? AND project_id = ?"
+    ))
+    .bind(run_id)
+    .bind(project_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    RunState::from_row(&row.ok_or_else(|| no_run(run_id))?)
 }
 
 pub(super) async fn run_event(
@@ -319,27 +332,34 @@ pub(super) async fn run_event(
     now: DateTime<Utc>,
 ) -> Result<()> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let (status, call_id) = status_of(&mut tx, project_id, run_id).await?;
     let now_ms = now.timestamp_millis();
-    let query = match run_update(run_id, status, call_id.is_some(), event)? {
-        RunUpdate::Started(at) => sqlx::query(
-            "UPDATE runs SET status = 'in_progress', call_started_at = ?, updated_at = ? WHERE id = ?",
-        )
-        .bind(at),
-        RunUpdate::EndRecorded(at) => {
-            sqlx::query("UPDATE runs SET call_ended_at = ?, updated_at = ? WHERE id = ?").bind(at)
-        }
-        RunUpdate::Ended(at) => sqlx::query(
-            "UPDATE runs SET status = 'awaiting_transcript', call_ended_at = ?, updated_at = ? WHERE id = ?",
-        )
-        .bind(at),
-        RunUpdate::Cancelled => sqlx::query(
-            "UPDATE runs SET status = 'cancelled', error_message = 'cancelled', finished_at = ?,
-                updated_at = ? WHERE id = ?",
-        )
-        .bind(now_ms),
+    let w = state_of(&mut tx, project_id, run_id)
+        .await?
+        .apply(RunChange::Report(event), now_ms)?;
+    // The reported time, in the column of the report (a cancel reports none: the column keeps
+    // its value).
+    let (column, at) = match event {
+        RunEvent::CallStarted(at) => ("call_started_at", Some(at.timestamp_millis())),
+        RunEvent::CallEnded(at) => ("call_ended_at", Some(at.timestamp_millis())),
+        RunEvent::Cancel => ("call_ended_at", None),
     };
-    query.bind(now_ms).bind(run_id).execute(&mut *tx).await?;
+    let updated = sqlx::query(&format!(
+        "UPDATE runs SET status = ?, error_message = ?, finished_at = ?, updated_at = ?,
+            {column} = COALESCE(?, {column})
+         WHERE id = ? AND status = ?"
+    ))
+    .bind(w.status.as_str())
+    .bind(w.error_message)
+    .bind(w.finished_at)
+    .bind(now_ms)
+    .bind(at)
+    .bind(run_id)
+    .bind(w.from.as_str())
+    .execute(&mut *tx)
+    .await?;
+    if updated.rows_affected() != 1 {
+        return Err(changed_meanwhile(run_id));
+    }
     tx.commit().await?;
     Ok(())
 }
@@ -352,22 +372,23 @@ pub(super) async fn attach_call(
     now: DateTime<Utc>,
 ) -> Result<()> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let run: Option<(String, Option<String>, i64)> = sqlx::query_as(
-        "SELECT status, call_id, agent_id FROM runs WHERE id = ? AND project_id = ?",
-    )
+    let row = sqlx::query(&format!(
+        "SELECT {RUN_STATE_COLUMNS}, call_id, agent_id FROM runs WHERE id = ? AND project_id = ?"
+    ))
     .bind(run_id)
     .bind(project_id)
     .fetch_optional(&mut *tx)
     .await?;
-    let run = run
-        .map(|(status, call_id, agent_id)| {
-            Ok::<_, StoreError>(AttachRun {
-                status: parse_column(&status, RunStatus::parse)?,
-                call_id,
-                agent_id,
-            })
-        })
-        .transpose()?;
+    let (state, run) = match row {
+        Some(row) => {
+            let run = AttachRun {
+                call_id: row.try_get("call_id")?,
+                agent_id: row.try_get("agent_id")?,
+            };
+            (Some(RunState::from_row(&row)?), Some(run))
+        }
+        None => (None, None),
+    };
     let call: Option<(Option<i64>, Option<i64>)> =
         sqlx::query_as("SELECT agent_id, run_id FROM calls WHERE id = ? AND project_id = ?")
             .bind(call_id)
@@ -377,16 +398,26 @@ pub(super) async fn attach_call(
     let call = call.map(|(agent_id, run_id)| AttachCall { agent_id, run_id });
     check_attach(run_id, call_id, run, call)?;
     let now_ms = now.timestamp_millis();
-    sqlx::query(
-        "UPDATE runs SET call_id = ?, matched_by = 'manual', status = 'evaluating',
-            error_message = NULL, finished_at = NULL, success = NULL, updated_at = ?
-         WHERE id = ?",
+    let w = state
+        .ok_or_else(|| no_run(run_id))?
+        .apply(RunChange::Attached, now_ms)?;
+    let updated = sqlx::query(
+        "UPDATE runs SET call_id = ?, matched_by = 'manual', status = ?, error_message = ?,
+            finished_at = ?, success = NULL, updated_at = ?
+         WHERE id = ? AND status = ?",
     )
     .bind(call_id)
+    .bind(w.status.as_str())
+    .bind(w.error_message)
+    .bind(w.finished_at)
     .bind(now_ms)
     .bind(run_id)
+    .bind(w.from.as_str())
     .execute(&mut *tx)
     .await?;
+    if updated.rows_affected() != 1 {
+        return Err(changed_meanwhile(run_id));
+    }
     sqlx::query(
         "UPDATE calls SET run_id = ?, matched_by = 'manual', match_outcome = 'matched',
             match_reason = NULL, match_candidates = '[]'
@@ -405,11 +436,13 @@ pub(super) async fn attach_call(
 pub(super) async fn sweep_runs(pool: &SqlitePool, now: DateTime<Utc>) -> Result<Vec<i64>> {
     let now_ms = now.timestamp_millis();
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let listening = &*LISTENING;
     let rows = sqlx::query(&format!(
         "SELECT r.id, r.direction, r.tester_phone_number, r.status, r.created_at, r.deadline_at,
-            r.call_started_at, r.call_ended_at, r.call_id, p.listening_window_seconds
+            r.call_started_at, r.call_ended_at, r.call_id, p.listening_window_seconds,
+            r.call_id IS NOT NULL AS has_call, r.error_message, r.finished_at
          FROM runs r JOIN projects p ON p.id = r.project_id
-         WHERE r.status IN {LISTENING} AND r.call_id IS NULL AND (
+         WHERE r.status IN {listening} AND r.call_id IS NULL AND (
             (r.call_ended_at IS NOT NULL AND r.call_ended_at + p.listening_window_seconds * 1000 < ?)
             OR (r.call_ended_at IS NULL AND r.deadline_at < ?))"
     ))
@@ -424,17 +457,24 @@ pub(super) async fn sweep_runs(pool: &SqlitePool, now: DateTime<Utc>) -> Result<
         let Some(reason) = timeout_reason(&run, now, window) else {
             continue;
         };
-        sqlx::query(&format!(
-            "UPDATE runs SET status = 'timeout', error_message = ?, finished_at = ?, updated_at = ?
-             WHERE id = ? AND call_id IS NULL AND status IN {LISTENING}"
-        ))
-        .bind(reason)
-        .bind(now_ms)
+        let Ok(w) = RunState::from_row(&row)?.apply(RunChange::TimedOut(&reason), now_ms) else {
+            continue;
+        };
+        let updated = sqlx::query(
+            "UPDATE runs SET status = ?, error_message = ?, finished_at = ?, updated_at = ?
+             WHERE id = ? AND call_id IS NULL AND status = ?",
+        )
+        .bind(w.status.as_str())
+        .bind(w.error_message)
+        .bind(w.finished_at)
         .bind(now_ms)
         .bind(run.id)
+        .bind(w.from.as_str())
         .execute(&mut *tx)
         .await?;
-        timed_out.push(run.id);
+        if updated.rows_affected() == 1 {
+            timed_out.push(run.id);
+        }
     }
     tx.commit().await?;
     Ok(timed_out)
