@@ -10,54 +10,7 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_callgrade");
 
-/// A fresh database on the test server, dropped at the end.
-struct TestDb {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl TestDb {
-    async fn create() -> Option<Self> {
-        let Ok(admin) = std::env::var("CALLGRADE_TEST_POSTGRES_URL") else {
-            eprintln!("skipped: CALLGRADE_TEST_POSTGRES_URL is not set");
-            return None;
-        };
-        let name = format!("cg_cli_{}", uuid::Uuid::now_v7().simple());
-        let pool = sqlx::PgPool::connect(&admin)
-            .await
-            .expect("PostgreSQL is reachable");
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&pool)
-            .await
-            .unwrap();
-        let (base, _) = admin.rsplit_once('/').expect("a URL with a database");
-        let url = format!("{base}/{name}");
-        Some(Self { admin, name, url })
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let (admin, name) = (self.admin.clone(), self.name.clone());
-        // Best effort, on a runtime of its own (we may be inside a test's runtime).
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok(pool) = sqlx::PgPool::connect(&admin).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .execute(&pool)
-                        .await;
-                }
-            });
-        })
-        .join()
-        .ok();
-    }
-}
+use callgrade_testkit::TestDb;
 
 fn cli(db: &[&str], args: &[&str]) -> Value {
     let out = Command::new(BIN)
@@ -147,7 +100,7 @@ fn now(offset: i64) -> String {
 /// job ran once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_one_database() {
-    let Some(db) = TestDb::create().await else {
+    let Some(db) = TestDb::create("cli postgres").await else {
         return;
     };
     let dbargs = ["--database-url", db.url.as_str()];
@@ -261,7 +214,7 @@ async fn two_instances_share_one_database() {
 /// A SQLite installation copied to PostgreSQL serves the same answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_moves_a_sqlite_installation_to_postgres() {
-    let Some(db) = TestDb::create().await else {
+    let Some(db) = TestDb::create("cli postgres").await else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

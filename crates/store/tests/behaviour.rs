@@ -11,97 +11,11 @@ use callgrade_store::*;
 use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::future::join_all;
 use serde_json::{json, Value};
-use sqlx::{Connection, Executor, PgConnection};
 use std::time::Duration;
 
 // ---- Backends ----
 
-async fn sqlite() -> (tempfile::TempDir, SqliteStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("test.db").display());
-    (dir, SqliteStore::open(&url).await.unwrap())
-}
-
-const POSTGRES_URL_VAR: &str = "CALLGRADE_TEST_POSTGRES_URL";
-
-/// A fresh PostgreSQL database for one test, dropped (best effort) when the test ends, even
-/// when it fails.
-struct TestDb {
-    admin_url: String,
-    name: String,
-    store: PgStore,
-}
-
-impl TestDb {
-    /// `None` (and a note on stderr) when no server is configured.
-    async fn create(test: &str) -> Option<Self> {
-        let Ok(admin_url) = std::env::var(POSTGRES_URL_VAR) else {
-            eprintln!("{test}: skipped, {POSTGRES_URL_VAR} is not set");
-            return None;
-        };
-        let name = format!("cg_test_{}", uuid::Uuid::now_v7().simple());
-        let mut admin = PgConnection::connect(&admin_url)
-            .await
-            .unwrap_or_else(|e| panic!("cannot connect to {POSTGRES_URL_VAR}: {e}"));
-        admin
-            .execute(format!("CREATE DATABASE {name}").as_str())
-            .await
-            .unwrap();
-        let _ = admin.close().await;
-        let store = PgStore::open(&with_database(&admin_url, &name))
-            .await
-            .unwrap();
-        Some(Self {
-            admin_url,
-            name,
-            store,
-        })
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let (url, name) = (self.admin_url.clone(), self.name.clone());
-        // Drop cannot await, and the test's runtime cannot be blocked on: a thread of its own.
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
-            runtime.block_on(async {
-                let mut admin = PgConnection::connect(&url)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                admin
-                    .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok::<_, String>(())
-            })
-        })
-        .join();
-        if let Ok(Err(e)) = dropped {
-            eprintln!("could not drop test database {}: {e}", self.name);
-        }
-    }
-}
-
-/// The URL with its database replaced by `name` (query parameters kept).
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let authority = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[authority..].find('/') {
-        Some(i) => &base[..authority + i],
-        None => base,
-    };
-    match query {
-        Some(query) => format!("{base}/{name}?{query}"),
-        None => format!("{base}/{name}"),
-    }
-}
+use callgrade_testkit::{sqlite, TestDb};
 
 /// One `sqlite_…` and one `postgres_…` test per story.
 macro_rules! on_every_backend {
@@ -115,7 +29,7 @@ macro_rules! on_every_backend {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $postgres() {
             let Some(db) = TestDb::create(stringify!($postgres)).await else { return };
-            $story(&db.store).await;
+            $story(&db.store().await).await;
         }
     )*};
 }
@@ -259,19 +173,6 @@ async fn story_settings(store: &dyn Store) {
             .as_deref(),
         Some("second")
     );
-}
-
-#[test]
-fn database_urls_are_rewritten() {
-    assert_eq!(
-        with_database("postgres://postgres@127.0.0.1:5432/postgres", "x"),
-        "postgres://postgres@127.0.0.1:5432/x"
-    );
-    assert_eq!(
-        with_database("postgres://u:p@h/db?sslmode=disable", "x"),
-        "postgres://u:p@h/x?sslmode=disable"
-    );
-    assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
 }
 
 // ---- Helpers ----
@@ -2097,15 +1998,14 @@ async fn postgres_wakes_job_listeners() {
     let Some(db) = TestDb::create("postgres_wakes_job_listeners").await else {
         return;
     };
-    let store = &db.store;
+    let store = &db.store().await;
     let (project, _) = store.create_project("wake").await.unwrap();
     let agent = store
         .create_agent(project.id, "Alex", None, None)
         .await
         .unwrap();
     // Another instance's listener: its own store on the same database.
-    let url = with_database(&db.admin_url, &db.name);
-    let other_instance = PgStore::open(&url).await.unwrap();
+    let other_instance = db.store().await;
     let wake = other_instance.job_signal();
     other_instance.listen_for_jobs().await.unwrap();
 

@@ -2,7 +2,6 @@
 //! Screenshots of the main pages go to target/screenshots/. Without chromedriver the test says
 //! it was skipped, unless CALLGRADE_REQUIRE_BROWSER is set (CI sets it).
 
-use callgrade_store::prelude::*;
 use fantoccini::{ClientBuilder, Locator};
 use serde_json::json;
 use std::process::{Child, Command, Stdio};

@@ -1,24 +1,24 @@
-use callgrade_app::Clock;
 use callgrade_server::{AppState, Settings};
-use callgrade_store::prelude::*;
-use callgrade_store::SqliteStore;
-use chrono::{DateTime, TimeDelta, Utc};
+use callgrade_store::Store;
+use callgrade_testkit::Backend;
+pub use callgrade_testkit::ManualClock;
+use chrono::Utc;
 use reqwest::{Client, RequestBuilder, Response};
 use serde_json::{json, Value};
 use std::sync::Arc;
-use std::sync::Mutex;
 use tokio::sync::oneshot;
 
 pub const CEKURA_PATH: &str = "/test_framework/custom-provider-transcript-webhook/";
 
-/// A running server on a temporary SQLite database.
+/// A running server on a temporary database: SQLite, or PostgreSQL when
+/// `CALLGRADE_TEST_BACKEND=postgres` (CI runs the suite on both).
 pub struct TestApp {
     pub base: String,
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<dyn Store>,
     pub state: AppState,
     pub clock: Arc<ManualClock>,
     pub client: Client,
-    _dir: tempfile::TempDir,
+    _db: Backend,
     _shutdown: oneshot::Sender<()>,
 }
 
@@ -38,9 +38,7 @@ impl TestApp {
         // Tests move the clock by hand and sweep explicitly (`callgrade_server::sweep_runs`); a
         // background sweep reading the clock just before a test sets it back would race.
         settings.app.sweep_interval = std::time::Duration::from_secs(24 * 3600);
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("cg.db").display());
-        let store = Arc::new(SqliteStore::open(&url).await.unwrap());
+        let (db, store) = Backend::from_env("server suite").await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let clock = Arc::new(ManualClock::new(Utc::now()));
@@ -55,7 +53,7 @@ impl TestApp {
             state,
             clock,
             client: Client::new(),
-            _dir: dir,
+            _db: db,
             _shutdown: tx,
         }
     }
@@ -173,27 +171,4 @@ pub async fn status_and_json(r: Response) -> (u16, Value) {
         status,
         serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text:?}")),
     )
-}
-
-/// A clock the test moves by hand.
-pub struct ManualClock(Mutex<DateTime<Utc>>);
-
-impl ManualClock {
-    pub fn new(at: DateTime<Utc>) -> Self {
-        Self(Mutex::new(at))
-    }
-
-    pub fn set(&self, at: DateTime<Utc>) {
-        *self.0.lock().unwrap() = at;
-    }
-
-    pub fn advance(&self, by: TimeDelta) {
-        *self.0.lock().unwrap() += by;
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> DateTime<Utc> {
-        *self.0.lock().unwrap()
-    }
 }

@@ -1,6 +1,5 @@
 //! The dashboard over HTTP: sign-in, sessions, CSRF, and the pages a user walks through.
 
-use callgrade_store::prelude::*;
 use reqwest::redirect::Policy;
 use serde_json::json;
 

@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::common::*;
-use callgrade_store::prelude::*;
 
 /// How the fake judge answers its next requests.
 #[derive(Clone, Copy, PartialEq)]

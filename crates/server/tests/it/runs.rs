@@ -150,7 +150,6 @@ async fn run_id_must_be_this_projects_and_this_agents() {
         .create_agent(lab.t.project_id, "other", None, None)
         .await
         .unwrap();
-    use callgrade_store::prelude::*;
 
     let mut c = call("x");
     c["run_id"] = json!(runs[0]);

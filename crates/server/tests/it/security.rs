@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 use callgrade_server::{RateLimit, Settings};
-use callgrade_store::prelude::*;
 
 #[tokio::test]
 async fn rate_limits_answer_429_with_retry_after_per_project() {

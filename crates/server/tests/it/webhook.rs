@@ -1,4 +1,3 @@
-use callgrade_store::prelude::*;
 use serde_json::{json, Value};
 
 use crate::common::*;
