@@ -1,0 +1,316 @@
+//! Metrics: the summary and charts, trying and saving a definition.
+
+use super::*;
+
+pub(super) const TRY_EXAMPLE: &str = r#"{"name": "mentions_refund", "kind": "script", "output": "binary",
+ "config": {"script": "result = data.transcript.contains(\"refund\");"}}"#;
+
+#[derive(Deserialize, Default)]
+pub struct MetricsQuery {
+    agent_id: Option<String>,
+}
+
+pub async fn metrics(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+    Query(q): Query<MetricsQuery>,
+) -> Page {
+    let project = load_project(&state, &id).await?;
+    let agent_id: Option<i64> = q.agent_id.as_deref().and_then(|a| a.parse().ok());
+    metrics_page(&state, &admin, &project, agent_id, None).await
+}
+
+/// One day's aggregates, for the charts.
+pub(super) struct Day {
+    label: String,
+    summary: Vec<callgrade_store::MetricSummary>,
+}
+
+/// The name of the project's metric that computes a builtin, preferring one on the catalogue's
+/// settings: columns and charts follow the computation, whatever the metric is called. The
+/// builtin's own key when the project has no such metric (it then shows no values).
+pub(super) fn builtin_metric_name(metrics: &[callgrade_store::Metric], key: BuiltinKey) -> &str {
+    let computes = |m: &&callgrade_store::Metric, defaults: bool| {
+        matches!(&m.spec.definition,
+            MetricDefinition::Builtin { key: k, config, .. } if *k == key && (!defaults || config.is_none()))
+    };
+    metrics
+        .iter()
+        .find(|m| computes(m, true))
+        .or_else(|| metrics.iter().find(|m| computes(m, false)))
+        .map_or(key.as_str(), |m| m.spec.name.as_str())
+}
+
+impl Day {
+    fn get(&self, metric: &str) -> Option<&callgrade_store::MetricSummary> {
+        self.summary.iter().find(|m| m.metric_name == metric)
+    }
+}
+
+/// How a chart reads one day's value.
+pub(super) type DayValue<'a> = dyn Fn(&Day) -> Option<f64> + 'a;
+
+/// A chart's series: its name and how to read a day's value.
+pub(super) type Series<'a> = (&'a str, &'a DayValue<'a>);
+
+/// A small line chart as inline SVG: one polyline per series, days along the x axis.
+pub(super) fn chart(title: &str, days: &[Day], series: &[Series<'_>]) -> Markup {
+    const W: f64 = 520.0;
+    const H: f64 = 140.0;
+    const COLORS: [&str; 3] = ["#3552d6", "#b54708", "#137a3f"];
+    let values: Vec<Vec<Option<f64>>> = series
+        .iter()
+        .map(|(_, f)| days.iter().map(f).collect())
+        .collect();
+    let max = values
+        .iter()
+        .flatten()
+        .flatten()
+        .fold(0.0_f64, |m, v| m.max(*v))
+        .max(1e-9);
+    let x = |i: usize| 30.0 + i as f64 * (W - 40.0) / (days.len().max(2) - 1) as f64;
+    let y = |v: f64| H - 20.0 - v / max * (H - 40.0);
+    html! {
+        figure.card {
+            figcaption {
+                strong { (title) } " "
+                @if values.iter().flatten().all(Option::is_none) { span.muted { "no data in these days" } }
+                @else { span.muted { "max " (format!("{max:.2}")) } }
+            }
+            svg width=(W) height=(H) viewBox={ "0 0 " (W) " " (H) } role="img" aria-label=(title) {
+                line x1="30" y1=(H - 20.0) x2=(W - 10.0) y2=(H - 20.0) stroke="#d0d5dd" {}
+                @for (s, points) in values.iter().enumerate() {
+                    polyline fill="none" stroke=(COLORS[s % 3]) stroke-width="2"
+                        points=(points.iter().enumerate().filter_map(|(i, v)| v.map(|v| format!("{:.1},{:.1}", x(i), y(v)))).collect::<Vec<_>>().join(" ")) {}
+                    // Dots, so a lone day still shows.
+                    @for (i, v) in points.iter().enumerate() {
+                        @if let Some(v) = v { circle cx=(format!("{:.1}", x(i))) cy=(format!("{:.1}", y(*v))) r="3" fill=(COLORS[s % 3]) {} }
+                    }
+                }
+                @for (i, d) in days.iter().enumerate() {
+                    @if i % 2 == 0 { text x=(x(i)) y=(H - 4.0) font-size="9" text-anchor="middle" fill="#667085" { (d.label) } }
+                }
+            }
+            p.muted { @for (s, (name, _)) in series.iter().enumerate() { span style={ "color:" (COLORS[s % 3]) } { "■ " (name) } " " } }
+        }
+    }
+}
+
+pub(super) async fn metrics_page(
+    state: &AppState,
+    admin: &Admin,
+    project: &Project,
+    agent_id: Option<i64>,
+    tried: Option<Markup>,
+) -> Page {
+    let metrics = state.app.store.list_metrics(project.id).await?;
+    let agents = state.app.store.list_agents(project.id).await?;
+    // Fourteen days of per-metric aggregates, one summary per day.
+    let today = state.app.now().date_naive();
+    let mut days = Vec::new();
+    for back in (0..14).rev() {
+        let day = today - chrono::Days::new(back);
+        let from = day.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc();
+        let summary = state
+            .app
+            .store
+            .metrics_summary(
+                project.id,
+                agent_id,
+                Some(from.timestamp_millis()),
+                Some((from + chrono::TimeDelta::days(1)).timestamp_millis()),
+            )
+            .await?;
+        days.push(Day {
+            label: day.format("%m-%d").to_string(),
+            summary,
+        });
+    }
+    let [latency, user_interrupting, agent_interrupting, duration] = [
+        BuiltinKey::AgentLatency,
+        BuiltinKey::UserInterruptingAgent,
+        BuiltinKey::AgentInterruptingUser,
+        BuiltinKey::CallDuration,
+    ]
+    .map(|key| builtin_metric_name(&metrics, key));
+    // The closures only live while the charts render (they are not Send).
+    let charts = {
+        // Pass rate per metric, for the (up to three) metrics that have a pass condition.
+        let judged: Vec<String> = metrics
+            .iter()
+            .filter(|m| {
+                m.spec.pass.is_some() || m.spec.output == callgrade_core::OutputType::Binary
+            })
+            .map(|m| m.spec.name.clone())
+            .take(3)
+            .collect();
+        let readers: Vec<Box<DayValue<'_>>> = judged
+            .iter()
+            .map(|name| {
+                let name = name.clone();
+                Box::new(move |d: &Day| d.get(&name).and_then(|m| m.pass_rate)) as Box<DayValue<'_>>
+            })
+            .collect();
+        let pass_series: Vec<Series<'_>> = judged
+            .iter()
+            .zip(&readers)
+            .map(|(n, r)| (n.as_str(), r.as_ref()))
+            .collect();
+        html! {
+            (chart("Agent latency (s)", &days, &[
+                ("p50", &|d: &Day| d.get(latency).and_then(|m| m.p50)),
+                ("p90", &|d: &Day| d.get(latency).and_then(|m| m.p90)),
+            ]))
+            (chart("Interruptions per call", &days, &[
+                ("user", &|d: &Day| d.get(user_interrupting).and_then(|m| m.avg)),
+                ("agent", &|d: &Day| d.get(agent_interrupting).and_then(|m| m.avg)),
+            ]))
+            (chart("Calls per day", &days, &[("calls", &|d: &Day| d.get(duration).map(|m| (m.count + m.without_value) as f64))]))
+            (chart("Pass rate", &days, &pass_series))
+        }
+    };
+    let since = (state.app.now() - chrono::TimeDelta::days(7)).timestamp_millis();
+    let summary = state
+        .app
+        .store
+        .metrics_summary(project.id, None, Some(since), None)
+        .await?;
+    let rubric = state.app.store.rubric(project.id).await?;
+    let number = |v: Option<f64>| v.map(|n| format!("{n:.3}"));
+    Ok(page("Metrics", Some(admin), Some(project), html! {
+        h1 { "Metrics" }
+        form.filters method="get" {
+            label { "Agent " select name="agent_id" {
+                option value="" { "all" }
+                @for a in &agents { option value=(a.id) selected[agent_id == Some(a.id)] { (a.name) } }
+            } }
+            button type="submit" { "Show" }
+        }
+        h2 { "Last 14 days" }
+        div #charts { (charts) }
+        h2 { "Last 7 days" }
+        @if summary.is_empty() {
+            p.muted { "No evaluated calls in the last 7 days." }
+        } @else {
+            table #summary {
+                tr { th { "Metric" } th { "Results" } th { "Without value" } th { "Pass rate" } th { "Avg" } th { "p50" } th { "p90" } }
+                @for m in &summary {
+                    tr {
+                        td { (m.metric_name) }
+                        td { (m.count) }
+                        td { (m.without_value) }
+                        td { (or_dash(m.pass_rate.map(|r| format!("{:.0}%", r * 100.0)))) }
+                        td { (or_dash(number(m.avg))) }
+                        td { (or_dash(number(m.p50))) }
+                        td { (or_dash(number(m.p90))) }
+                    }
+                }
+            }
+        }
+        h2 { "Rubric" }
+        @if rubric.is_empty() {
+            p.muted { "No rules: every evaluated call succeeds. Set rules with " code { "PUT /api/v1/rubric" } " or " code { "callgrade metrics apply" } "." }
+        } @else {
+            ul { @for r in &rubric { li { code { (r.metric) " " (format!("{:?}", r.op).to_lowercase()) " " (r.value) } } } }
+        }
+        h2 { "Try a metric on a call" }
+        form.card method="post" action={ "/projects/" (project.id) "/metrics/try" } {
+            (csrf(admin))
+            p { "A metric definition (JSON, as for " code { "POST /api/v1/metrics" } ") and a call id; nothing is stored." }
+            textarea name="definition" rows="4" cols="100" { (TRY_EXAMPLE) }
+            br;
+            input type="text" name="call_id" placeholder="call id" required;
+            " " button type="submit" { "Try" }
+        }
+        @if let Some(tried) = tried { (tried) }
+        h2 { "Create or change a metric" }
+        form.card method="post" action={ "/projects/" (project.id) "/metrics/save" } {
+            (csrf(admin))
+            p { "A definition as JSON. A metric with the same name is replaced (its version goes up; old results are kept)." }
+            textarea name="definition" rows="4" cols="100" { (TRY_EXAMPLE) }
+            br;
+            button type="submit" { "Save" }
+        }
+        h2 { "Definitions" }
+        table #definitions {
+            tr { th { "Name" } th { "Kind" } th { "Output" } th { "Applies to" } th { "Version" } th { "Configuration" } }
+            @for m in &metrics {
+                tr {
+                    td { (m.spec.name) @if !m.spec.enabled { " " span.muted { "(disabled)" } } }
+                    td { (m.spec.kind().as_str()) }
+                    td { (m.spec.output.as_str()) }
+                    td { (m.spec.applies_to.as_str()) }
+                    td { (m.version) }
+                    td { code { (m.spec.config()) } }
+                }
+            }
+        }
+    }).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct TryForm {
+    #[serde(rename = "_csrf")]
+    csrf: String,
+    definition: String,
+    call_id: String,
+}
+
+pub async fn try_metric(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+    Form(form): Form<TryForm>,
+) -> Page {
+    check_csrf(&admin, &form.csrf)?;
+    let project = load_project(&state, &id).await?;
+    let outcome = match serde_json::from_str::<callgrade_core::MetricDraft>(&form.definition) {
+        Err(e) => Err(format!("the definition is not valid: {e}")),
+        Ok(draft) => {
+            callgrade_app::metrics::try_metric(&state.app, project.id, draft, form.call_id.trim())
+                .await
+                .map_err(|e| match e {
+                    callgrade_app::AppError::Invalid(_) => e.problems().join("; "),
+                    other => other.to_string(),
+                })
+        }
+    };
+    let tried = match outcome {
+        Ok(e) => html! {
+            div.card #tried {
+                p { "Status " strong { (e.status.as_str()) } " · value " code { (or_dash(e.value.as_ref())) } " · pass " (verdict(e.passed)) }
+                p { (e.explanation) }
+            }
+        },
+        Err(problem) => html! { div.card #tried { p.bad { (problem) } } },
+    };
+    metrics_page(&state, &admin, &project, None, Some(tried)).await
+}
+
+#[derive(Deserialize)]
+pub struct SaveForm {
+    #[serde(rename = "_csrf")]
+    csrf: String,
+    definition: String,
+}
+
+/// Creates a metric, or replaces the one with the same name.
+pub async fn save_metric(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+    Form(form): Form<SaveForm>,
+) -> Page {
+    check_csrf(&admin, &form.csrf)?;
+    let project = load_project(&state, &id).await?;
+    let draft: callgrade_core::MetricDraft =
+        serde_json::from_str(&form.definition).map_err(|e| {
+            error(
+                StatusCode::BAD_REQUEST,
+                &format!("The definition is not valid: {e}."),
+            )
+        })?;
+    callgrade_app::metrics::save(&state.app, project.id, draft).await?;
+    Ok(see_other(&format!("/projects/{}/metrics", project.id)))
+}
