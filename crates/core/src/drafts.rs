@@ -155,6 +155,13 @@ impl ResultDraft {
     }
 }
 
+/// Keeps the scenarios of a result in the order named, each once (a scenario named by id and
+/// by tag runs once per frequency).
+pub fn dedup_scenarios<T>(scenarios: &mut Vec<(i64, T, Option<String>)>) {
+    let mut seen = std::collections::HashSet::new();
+    scenarios.retain(|(id, _, _)| seen.insert(*id));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

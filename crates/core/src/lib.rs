@@ -9,12 +9,14 @@ mod conversation;
 mod drafts;
 mod error;
 mod evaluation;
+mod ingest_checks;
 mod metric_spec;
 mod names;
 mod payload;
 mod phone;
 mod run_lifecycle;
 mod runs;
+mod summary;
 mod time;
 
 pub use agent::{Agent, Scenario};
@@ -22,16 +24,17 @@ pub use conversation::{
     builtin_metric, compute_all_builtins, compute_builtin, compute_one, BuiltinConfig, BuiltinKey,
     BuiltinMetric, BuiltinOutcome, BuiltinOutput, Conversation, MetricValue, BUILTIN_METRICS,
 };
-pub use drafts::{NewScenario, NewTestResult, ResultDraft, ScenarioDraft};
+pub use drafts::{dedup_scenarios, NewScenario, NewTestResult, ResultDraft, ScenarioDraft};
 pub use error::FieldError;
 pub use evaluation::{
     CallEvaluation, CallForEvaluation, Evaluation, EvaluationInput, EvaluationStatus,
     JudgeSettings, Metric,
 };
+pub use ingest_checks::{check_named_run, content_conflict, unknown_agent};
 pub use metric_spec::{
-    apply_rubric, default_metrics, validate_rubric, AppliesTo, Condition, MetricDefinition,
-    MetricDraft, MetricKind, MetricSpec, MetricsFile, Op, OutputType, RubricRule, RubricVerdict,
-    RuleOutcome,
+    apply_rubric, apply_step, default_metrics, validate_rubric, AppliesTo, ApplyStep, Condition,
+    MetricDefinition, MetricDraft, MetricKind, MetricSpec, MetricsFile, Op, OutputType, RubricRule,
+    RubricVerdict, RuleOutcome,
 };
 pub use names::{parse_name, parse_project_name};
 pub use payload::{
@@ -40,7 +43,9 @@ pub use payload::{
 pub use phone::PhoneNumber;
 pub use run_lifecycle::{lifecycle_table, Field, Finish, Refusal, RunChange, RunEvent, Transition};
 pub use runs::{
-    listen_until, match_by_phone, match_by_run_id, timeout_reason, times_fit, CallFacts, Decision,
-    Direction, MatchOutcome, MatchedBy, RunFacts, RunStatus, CLOCK_SKEW, REPORTED_TIME_TOLERANCE,
+    check_attach, listen_until, match_by_phone, match_by_run_id, timeout_reason, times_fit,
+    AttachCall, AttachRefusal, AttachRun, CallFacts, Decision, Direction, MatchOutcome, MatchedBy,
+    RunFacts, RunStatus, CLOCK_SKEW, REPORTED_TIME_TOLERANCE,
 };
+pub use summary::{percentile, summarize, MetricSummary, SummaryEntry};
 pub use time::{parse_datetime, MessageTimes};

@@ -228,6 +228,22 @@ impl MetricSpec {
     }
 }
 
+/// What applying a metrics file does with one definition, given the project's live metrics.
+pub enum ApplyStep<'a> {
+    Unchanged,
+    Update(&'a crate::Metric),
+    Create,
+}
+
+/// Decides [`ApplyStep`] by name: same definition, another one, or none yet.
+pub fn apply_step<'a>(existing: &'a [crate::Metric], spec: &MetricSpec) -> ApplyStep<'a> {
+    match existing.iter().find(|m| m.spec.name == spec.name) {
+        Some(m) if &m.spec == spec => ApplyStep::Unchanged,
+        Some(m) => ApplyStep::Update(m),
+        None => ApplyStep::Create,
+    }
+}
+
 /// The catalogue's deterministic metrics, installed in every new project.
 pub fn default_metrics() -> Vec<MetricSpec> {
     crate::BUILTIN_METRICS

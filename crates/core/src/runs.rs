@@ -212,6 +212,19 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// Whether the call is linked to its run as late (the run stays timed out).
+    pub fn is_late(&self) -> bool {
+        self.outcome == MatchOutcome::Late
+    }
+
+    /// The run's `error_message` when a late transcript is linked to it.
+    pub fn late_message(&self) -> String {
+        format!(
+            "{}; the transcript is linked to this run as late — attach it by hand to complete the run",
+            self.reason.as_deref().unwrap_or("the transcript arrived late")
+        )
+    }
+
     fn attach(run: &RunFacts, by: MatchedBy, late: Option<String>) -> Self {
         Self {
             outcome: if late.is_some() {
@@ -407,3 +420,54 @@ pub fn timeout_reason(run: &RunFacts, now: DateTime<Utc>, window: TimeDelta) -> 
 
 #[cfg(test)]
 mod tests;
+
+/// The run side of a manual attach: the call it has, and its agent.
+pub struct AttachRun {
+    pub call_id: Option<String>,
+    pub agent_id: i64,
+}
+
+/// The call side of a manual attach: its agent, and the run it is attached to.
+pub struct AttachCall {
+    pub agent_id: Option<i64>,
+    pub run_id: Option<i64>,
+}
+
+/// Why a call cannot be attached to a run by hand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttachRefusal {
+    /// The call does not fit the run (missing, another agent's): the request is wrong.
+    Unfit(String),
+    /// The call or the run is taken by another.
+    Taken(String),
+}
+
+/// Whether the call `call_id` (`None`: not in the project) may be attached to `run_id` by
+/// hand. The run's own state is the lifecycle's to judge ([`crate::RunChange::Attached`]).
+pub fn check_attach(
+    run_id: i64,
+    call_id: &str,
+    run: &AttachRun,
+    call: Option<&AttachCall>,
+) -> Result<(), AttachRefusal> {
+    let call =
+        call.ok_or_else(|| AttachRefusal::Unfit(format!("no call {call_id:?} in this project")))?;
+    if call.agent_id != Some(run.agent_id) {
+        return Err(AttachRefusal::Unfit(format!(
+            "call {call_id:?} is of agent {}, run {run_id} of agent {}",
+            call.agent_id.map_or("none".into(), |a| a.to_string()),
+            run.agent_id
+        )));
+    }
+    if let Some(other) = call.run_id.filter(|&r| r != run_id) {
+        return Err(AttachRefusal::Taken(format!(
+            "call {call_id:?} is already attached to run {other}"
+        )));
+    }
+    if let Some(other) = run.call_id.as_deref().filter(|&c| c != call_id) {
+        return Err(AttachRefusal::Taken(format!(
+            "run {run_id} already has call {other:?}"
+        )));
+    }
+    Ok(())
+}

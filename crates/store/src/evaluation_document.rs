@@ -10,7 +10,7 @@ use callgrade_core::{MetricKind, OutputType};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::common::{from_json, time, to_json};
+use crate::codec::{from_json, time, to_json};
 use crate::model::{Evaluation, EvaluationStatus};
 use crate::Result;
 

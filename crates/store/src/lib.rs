@@ -6,21 +6,24 @@
 //! and [`PgStore`] (several server instances on one database; `postgres/`). Both pass the same
 //! behaviour tests.
 
-mod common;
+mod codec;
 mod copy;
+mod errors;
 mod evaluation_document;
 mod inputs;
 mod key;
 mod lifecycle;
+mod lookups;
 mod metric_document;
 #[cfg(test)]
 mod migration_tests;
 mod model;
 mod postgres;
+mod queue;
+mod receipts;
 mod rows;
 mod sqlite;
 
-pub use common::percentile;
 pub use copy::{copy_sqlite_to_postgres, TABLES};
 pub use key::ApiKey;
 pub use model::*;

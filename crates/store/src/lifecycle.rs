@@ -6,7 +6,7 @@
 use callgrade_core::{RunChange, RunStatus};
 use std::sync::LazyLock;
 
-use crate::common::parse_column;
+use crate::codec::parse_column;
 use crate::rows::Columns;
 use crate::{Result, StoreError};
 

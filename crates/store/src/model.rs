@@ -2,11 +2,10 @@
 
 pub use callgrade_core::{
     Agent, CallEvaluation, CallForEvaluation, Evaluation, EvaluationInput, EvaluationStatus,
-    JudgeSettings, Metric, NewScenario, NewTestResult, RunEvent, Scenario,
+    JudgeSettings, Metric, MetricSummary, NewScenario, NewTestResult, RunEvent, Scenario,
 };
 use callgrade_core::{
-    Direction, FieldError, MatchOutcome, MatchedBy, Message, MessageTimes, OutputType,
-    RubricVerdict, RunStatus,
+    Direction, FieldError, MatchOutcome, MatchedBy, Message, MessageTimes, RubricVerdict, RunStatus,
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -488,22 +487,4 @@ pub struct ReevaluateFilter {
     pub agent_id: Option<i64>,
     pub started_from_ms: Option<i64>,
     pub started_before_ms: Option<i64>,
-}
-
-/// One metric aggregated over a time range.
-#[derive(Debug, Clone, Serialize)]
-#[cfg_attr(feature = "openapi", derive(ToSchema))]
-pub struct MetricSummary {
-    pub metric_id: i64,
-    pub metric_name: String,
-    pub output: OutputType,
-    /// Evaluations with a value.
-    pub count: usize,
-    /// Evaluations without one (not computable, skipped, errors).
-    pub without_value: usize,
-    /// Share of evaluations with a pass/fail that passed.
-    pub pass_rate: Option<f64>,
-    pub avg: Option<f64>,
-    pub p50: Option<f64>,
-    pub p90: Option<f64>,
 }

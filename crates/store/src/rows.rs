@@ -9,7 +9,7 @@ use callgrade_core::{
 use chrono::TimeDelta;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
-use crate::common::{from_json, matched_by, opt_time, parse_column, time};
+use crate::codec::{from_json, matched_by, opt_time, parse_column, time};
 use crate::evaluation_document;
 use crate::metric_document;
 use crate::model::*;
@@ -362,12 +362,16 @@ pub(crate) fn judge_settings_from(row: &impl Columns) -> Result<JudgeSettings> {
 /// Each backend's metric summary selects one row per evaluation out of the documents, with
 /// these names: `metric_id`, `metric_name`, `output`, `value` (JSON text, null as NULL) and
 /// `passed`.
-pub(crate) fn summary_row_from(row: &impl Columns) -> Result<crate::common::SummaryRow> {
-    Ok(crate::common::SummaryRow {
+pub(crate) fn summary_entry_from(row: &impl Columns) -> Result<callgrade_core::SummaryEntry> {
+    Ok(callgrade_core::SummaryEntry {
         metric_id: row.int("metric_id")?,
         metric_name: row.text("metric_name")?,
-        output: row.text("output")?,
-        value: row.opt_text("value")?,
+        output: parse_column(&row.text("output")?, OutputType::parse)?,
+        value: row
+            .opt_text("value")?
+            .as_deref()
+            .map(from_json)
+            .transpose()?,
         passed: row.opt_flag("passed")?,
     })
 }

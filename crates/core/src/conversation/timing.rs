@@ -93,15 +93,9 @@ impl Stat {
     }
 }
 
-/// Percentile `q` (0–100) of sorted, non-empty samples, by linear interpolation between the
-/// closest ranks (numpy's default): rank `h = (n − 1)·q/100`, value
-/// `x[⌊h⌋] + (h − ⌊h⌋)·(x[⌊h⌋+1] − x[⌊h⌋])`.
+/// [`crate::percentile`] of samples known to be there.
 pub(super) fn percentile(sorted: &[f64], q: f64) -> f64 {
-    let n = sorted.len();
-    let h = (n - 1) as f64 * q / 100.0;
-    let lo = (h.floor() as usize).min(n - 1);
-    let hi = (lo + 1).min(n - 1);
-    sorted[lo] + (h - lo as f64) * (sorted[hi] - sorted[lo])
+    crate::percentile(sorted, q).unwrap_or(f64::NAN)
 }
 
 pub(super) fn agent_latency(p: &Prepared, cfg: &BuiltinConfig) -> BuiltinOutcome {

@@ -1,16 +1,17 @@
 //! Stored calls and the delivery log read back on PostgreSQL; metric values and summaries.
 
 use super::text;
-use crate::common::{decode_cursor, encode_cursor, summarize};
+use crate::codec::{decode_cursor, encode_cursor};
 use crate::rows::{
     call_summary_from, call_with_evaluations_from, delivery_from, delivery_summary_from, paginate,
-    summary_row_from, CALLS, CALL_DETAIL_COLUMNS, CALL_SUMMARY_COLUMNS, DELIVERY_SUMMARY_COLUMNS,
+    summary_entry_from, CALLS, CALL_DETAIL_COLUMNS, CALL_SUMMARY_COLUMNS, DELIVERY_SUMMARY_COLUMNS,
 };
 use crate::{
     like_pattern, CallDetail, CallFilter, CallKind, CallSummary, Calls, Delivery, DeliveryFilter,
     DeliverySummary, MetricSummary, Page, PgStore, Result,
 };
 use async_trait::async_trait;
+use callgrade_core::summarize;
 use sqlx::postgres::PgPool;
 use sqlx::{Postgres, QueryBuilder, Row};
 
@@ -43,7 +44,10 @@ pub(super) async fn metrics_summary(
     }
     q.push(" ORDER BY metric_id");
     let rows = q.build().fetch_all(pool).await?;
-    summarize(rows.iter().map(summary_row_from))
+    rows.iter()
+        .map(summary_entry_from)
+        .collect::<Result<Vec<_>>>()
+        .map(summarize)
 }
 
 #[async_trait]
@@ -219,7 +223,7 @@ impl Calls for PgStore {
         q.push(")");
         let rows: Vec<(String, String, String)> = q.build_query_as().fetch_all(&self.pool).await?;
         rows.into_iter()
-            .map(|(call, metric, value)| Ok((call, metric, crate::common::from_json(&value)?)))
+            .map(|(call, metric, value)| Ok((call, metric, crate::codec::from_json(&value)?)))
             .collect()
     }
 }

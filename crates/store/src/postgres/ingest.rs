@@ -1,15 +1,15 @@
 //! Ingest on PostgreSQL: a validated batch, its run matching and its delivery record in one transaction.
 
 use super::{notify_jobs, opt_text, text};
-use crate::common::{
-    call_facts, check_named_run, content_conflict, created_receipt, receipt, to_json, unknown_agent,
-};
+use crate::codec::to_json;
+use crate::receipts::{call_facts, created_receipt, receipt};
 use crate::rows::{duplicate_receipt, DUPLICATE_COLUMNS};
 use crate::{
     DeliveryOutcome, Ingest, IngestOutcome, NewDelivery, PgStore, RejectedDelivery, Result,
     StoreError,
 };
 use async_trait::async_trait;
+use callgrade_core::{check_named_run, content_conflict, unknown_agent};
 use callgrade_core::{
     match_by_phone, match_by_run_id, Batch, Decision, FieldError, MatchedBy, NewCall, PhoneNumber,
 };

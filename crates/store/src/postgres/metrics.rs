@@ -1,15 +1,15 @@
 //! Metric definitions, the rubric, judge settings and the judge cache on PostgreSQL.
 
 use super::{opt_text, text};
-use crate::common::{
-    apply_step, existing_metric, from_json, judge_field, metric_name_taken, no_metric, to_json,
-    ApplyStep,
-};
+use crate::codec::{from_json, judge_field, to_json};
+use crate::errors::{metric_name_taken, no_metric};
+use crate::lookups::existing_metric;
 use crate::metric_document;
 use crate::model::*;
 use crate::rows::{judge_settings_from, metric_from, JUDGE_COLUMNS, METRIC_COLUMNS};
 use crate::{ApplySummary, JudgeSettingsPatch, Metrics, PgStore, Result};
 use async_trait::async_trait;
+use callgrade_core::{apply_step, ApplyStep};
 use callgrade_core::{MetricSpec, RubricRule};
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnection, PgPool};

@@ -3,12 +3,12 @@
 //! runs (each in id order), so concurrent writers queue instead of deadlocking.
 
 use super::{notify_jobs, opt_text, text};
-use crate::common::{
-    as_invalid_input, check_attach, decode_cursor, dedup_scenarios, encode_cursor, existing_run,
-    is_late, late_run_message, no_agent, no_run, no_tagged_scenario, run_taken, time,
-    unknown_scenario, AttachCall, AttachRun,
+use crate::codec::{decode_cursor, encode_cursor, time};
+use crate::errors::{
+    as_invalid_input, no_agent, no_run, no_tagged_scenario, run_taken, unknown_scenario,
 };
 use crate::lifecycle::{changed_meanwhile, RunState, LISTENING, MATCHABLE, RUN_STATE_COLUMNS};
+use crate::lookups::existing_run;
 use crate::model::*;
 use crate::rows::{
     facts_from, paginate, run_from, scenario_from, FACT_COLUMNS, RUN_COLUMNS, RUN_FROM,
@@ -18,6 +18,7 @@ use crate::{
     Page, PgStore, Result, Run, RunCounts, RunEvent, RunFilter, StoreError, TestResult, TestRuns,
 };
 use async_trait::async_trait;
+use callgrade_core::{check_attach, dedup_scenarios, AttachCall, AttachRun};
 use callgrade_core::{
     timeout_reason, CallFacts, Decision, RunChange, RunFacts, RunStatus, CLOCK_SKEW,
 };
@@ -84,7 +85,7 @@ pub(super) async fn attach_decided(
         return Ok(());
     };
     let now = now.timestamp_millis();
-    let late = is_late(decision).then(|| late_run_message(decision));
+    let late = decision.is_late().then(|| decision.late_message());
     let w = state_of(conn, "id = $1", run_id)
         .await?
         .ok_or_else(|| run_taken(run_id))?
@@ -486,7 +487,8 @@ pub(super) async fn attach_call(
     .await?;
     let call = call.map(|(agent_id, run_id)| AttachCall { agent_id, run_id });
     let (state, run) = lock_run(&mut tx, project_id, run_id).await?.unzip();
-    check_attach(run_id, call_id, run, call)?;
+    let run = run.ok_or_else(|| no_run(run_id))?;
+    check_attach(run_id, call_id, &run, call.as_ref())?;
     let now_ms = now.timestamp_millis();
     let w = state
         .ok_or_else(|| no_run(run_id))?

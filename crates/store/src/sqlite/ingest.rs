@@ -5,17 +5,17 @@
 use super::jobs::enqueue;
 use super::lite::LiteRow;
 use super::writer::{undo_this_write, Apply};
-use crate::common::{
-    call_facts, check_named_run, content_conflict, created_receipt, is_late, late_run_message,
-    receipt, run_taken, to_json, unknown_agent,
-};
+use crate::codec::to_json;
+use crate::errors::run_taken;
 use crate::lifecycle::MATCHABLE;
+use crate::receipts::{call_facts, created_receipt, receipt};
 use crate::rows::{duplicate_receipt, facts_from, Columns, DUPLICATE_COLUMNS, FACT_COLUMNS};
 use crate::{
     DeliveryOutcome, Ingest, IngestOutcome, NewDelivery, RejectedDelivery, Result, SqliteStore,
 };
 use async_trait::async_trait;
 use callgrade_core::RunChange;
+use callgrade_core::{check_named_run, content_conflict, unknown_agent};
 use callgrade_core::{
     match_by_phone, match_by_run_id, Batch, CallFacts, Decision, MatchedBy, NewCall, PhoneNumber,
     RunFacts, CLOCK_SKEW,
@@ -285,7 +285,7 @@ fn attach_decided(
         return Ok(());
     };
     let now = now.timestamp_millis();
-    let late = is_late(decision).then(|| late_run_message(decision));
+    let late = decision.is_late().then(|| decision.late_message());
     let w = super::runs::run_state_in_place(conn, "id = ?", run_id)?
         .ok_or_else(|| run_taken(run_id))?
         .apply(

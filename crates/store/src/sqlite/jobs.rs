@@ -3,9 +3,11 @@
 
 use super::lite::OwnedRow;
 use super::writer::Apply;
-use crate::common::{failed_job_state, job_counts as counts_from, no_call, to_json};
+use crate::codec::to_json;
+use crate::errors::no_call;
 use crate::inputs::{claimed_evaluations, evaluation_inputs};
 use crate::model::*;
+use crate::queue::{failed_job_state, job_counts as counts_from};
 use crate::rows::{call_for_evaluation_from, CALLS, CALL_SUMMARY_COLUMNS, EVALUATED_CALL_COLUMNS};
 use crate::{
     evaluation_document, ClaimedEvaluation, Job, JobCounts, JobQueue, ReevaluateFilter, Result,

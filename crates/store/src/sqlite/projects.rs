@@ -1,8 +1,10 @@
 //! Projects, their keys and agents, and server-wide settings on SQLite.
 
 use super::lite::LiteRow;
-use crate::common::{existing_project, no_project, now_ms, project_name_taken};
+use crate::codec::now_ms;
+use crate::errors::{no_project, project_name_taken};
 use crate::key::{hash_key, hashes_match};
+use crate::lookups::existing_project;
 use crate::model::*;
 use crate::rows::{agent_from, project_from, Columns, AGENT_COLUMNS, PROJECT_COLUMNS};
 use crate::{ApiKey, Project, ProjectSettings, Projects, Result, SqliteStore, StoreError};

@@ -1,10 +1,9 @@
 //! Scenarios, results and runs on SQLite, and the run side of matching.
 
-use crate::common::{
-    as_invalid_input, check_attach, decode_cursor, dedup_scenarios, encode_cursor, existing_run,
-    no_agent, no_run, no_tagged_scenario, time, unknown_scenario, AttachCall, AttachRun,
-};
+use crate::codec::{decode_cursor, encode_cursor, time};
+use crate::errors::{as_invalid_input, no_agent, no_run, no_tagged_scenario, unknown_scenario};
 use crate::lifecycle::{changed_meanwhile, RunState, LISTENING, RUN_STATE_COLUMNS};
+use crate::lookups::existing_run;
 use crate::model::*;
 use crate::rows::{
     facts_from, paginate, run_from, scenario_from, RUN_COLUMNS, RUN_FROM, SCENARIO_BASE_COLUMNS,
@@ -14,6 +13,7 @@ use crate::{
     TestRuns,
 };
 use async_trait::async_trait;
+use callgrade_core::{check_attach, dedup_scenarios, AttachCall, AttachRun};
 use callgrade_core::{timeout_reason, RunChange, RunStatus};
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
@@ -396,7 +396,8 @@ pub(super) async fn attach_call(
             .fetch_optional(&mut *tx)
             .await?;
     let call = call.map(|(agent_id, run_id)| AttachCall { agent_id, run_id });
-    check_attach(run_id, call_id, run, call)?;
+    let run = run.ok_or_else(|| no_run(run_id))?;
+    check_attach(run_id, call_id, &run, call.as_ref())?;
     let now_ms = now.timestamp_millis();
     let w = state
         .ok_or_else(|| no_run(run_id))?
