@@ -5,7 +5,7 @@ use callgrade_app::admin::{self, AgentDraft};
 use callgrade_app::{App, AppError, AppSettings};
 use callgrade_server::{cekura_webhook_url, project_webhook_url};
 use callgrade_store::prelude::*;
-use callgrade_store::{Project, ProjectSettings};
+use callgrade_store::{JudgeSettingsPatch, Project, ProjectSettings};
 use clap::Subcommand;
 use serde::Serialize;
 use std::process::ExitCode;
@@ -193,7 +193,7 @@ pub async fn project(db: &DbArgs, cmd: ProjectCommand, out: &Output) -> anyhow::
                 api_key,
                 concurrency,
             };
-            return crate::metrics::set_judge(db, &project, patch, out).await;
+            return set_judge(db, &project, patch, out).await;
         }
         ProjectCommand::RotateKey { project } => {
             let project = find_project(store.as_ref(), &project).await?;
@@ -324,6 +324,39 @@ pub async fn token(db: &DbArgs, rotate: bool, out: &Output) -> anyhow::Result<Ex
             db.public_url
         ),
         None => "An admin token exists; it is shown only when created. `callgrade admin token --rotate` replaces it (and signs everyone out).".into(),
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `callgrade project judge`: where a project's judge metrics send their prompts.
+pub async fn set_judge(
+    db: &DbArgs,
+    project: &str,
+    patch: JudgeSettingsPatch,
+    out: &Output,
+) -> anyhow::Result<ExitCode> {
+    let store = db.open().await?;
+    let project = find_project(store.as_ref(), project).await?;
+    let app = App::new(store, AppSettings::default());
+    let judge = callgrade_app::metrics::set_judge(&app, project.id, &patch)
+        .await
+        .map_err(|e| match &e {
+            // Each problem names a flag: `base_url` is `--base-url`.
+            AppError::Invalid(errors) => {
+                let first = &errors[0];
+                anyhow!("--{} {}", first.path.replace('_', "-"), first.message)
+            }
+            _ => anyhow!(e),
+        })?;
+    out.print(&judge, || {
+        format!(
+            "Judge of {:?}: {} model {} (key {}), {} at once",
+            project.name,
+            judge.base_url.as_deref().unwrap_or("(server default)"),
+            judge.model.as_deref().unwrap_or("(server default)"),
+            if judge.api_key_set { "set" } else { "not set" },
+            judge.concurrency
+        )
     });
     Ok(ExitCode::SUCCESS)
 }

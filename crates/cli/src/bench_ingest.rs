@@ -18,7 +18,7 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::bench::generated_messages;
+use crate::corpus::generated_messages;
 use crate::output::Output;
 
 #[derive(Args)]

@@ -5,6 +5,7 @@ mod bench;
 mod bench_ingest;
 mod bench_pages;
 mod check;
+mod corpus;
 mod database;
 mod metrics;
 mod output;

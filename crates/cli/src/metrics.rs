@@ -191,39 +191,6 @@ pub async fn run(db: &DbArgs, cmd: MetricsCommand, out: &Output) -> anyhow::Resu
     Ok(ExitCode::SUCCESS)
 }
 
-/// `callgrade project judge`: where a project's judge metrics send their prompts.
-pub async fn set_judge(
-    db: &DbArgs,
-    project: &str,
-    patch: JudgeSettingsPatch,
-    out: &Output,
-) -> anyhow::Result<ExitCode> {
-    let store = db.open().await?;
-    let project = find_project(store.as_ref(), project).await?;
-    let app = App::new(store, AppSettings::default());
-    let judge = callgrade_app::metrics::set_judge(&app, project.id, &patch)
-        .await
-        .map_err(|e| match &e {
-            // Each problem names a flag: `base_url` is `--base-url`.
-            AppError::Invalid(errors) => {
-                let first = &errors[0];
-                anyhow!("--{} {}", first.path.replace('_', "-"), first.message)
-            }
-            _ => anyhow!(e),
-        })?;
-    out.print(&judge, || {
-        format!(
-            "Judge of {:?}: {} model {} (key {}), {} at once",
-            project.name,
-            judge.base_url.as_deref().unwrap_or("(server default)"),
-            judge.model.as_deref().unwrap_or("(server default)"),
-            if judge.api_key_set { "set" } else { "not set" },
-            judge.concurrency
-        )
-    });
-    Ok(ExitCode::SUCCESS)
-}
-
 /// A refused metrics file, each problem on a line of its own with its path in the file.
 fn nothing_changed(e: &AppError) -> anyhow::Error {
     match e {

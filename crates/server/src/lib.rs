@@ -13,7 +13,7 @@ mod web;
 
 pub use error::ApiError;
 pub use limits::RateLimit;
-pub use openapi::openapi;
+pub use routes::openapi;
 pub use settings::{cekura_webhook_url, project_webhook_url, HttpLimits, Settings};
 
 use axum::Router;

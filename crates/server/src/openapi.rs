@@ -35,8 +35,3 @@ impl Modify for Security {
         );
     }
 }
-
-/// The OpenAPI document of every documented route.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    crate::routes::documented().into_openapi()
-}

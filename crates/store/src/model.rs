@@ -156,8 +156,9 @@ pub struct Receipt {
 #[derive(Debug, Clone, Serialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct CallReceipt {
-    /// The sender's id.
-    pub id: String,
+    /// The sender's id (`id` on the wire, as in Cekura's payload).
+    #[serde(rename = "id")]
+    pub external_id: String,
     /// Our id, for `GET /api/v1/calls/{call_id}`.
     pub call_id: String,
     pub status: CallStatus,
@@ -264,8 +265,9 @@ pub struct Page<T> {
 pub struct CallSummary {
     /// Our id.
     pub call_id: String,
-    /// The sender's id.
-    pub id: String,
+    /// The sender's id (`id` on the wire, as in Cekura's payload).
+    #[serde(rename = "id")]
+    pub external_id: String,
     pub agent_id: Option<i64>,
     pub started_at: DateTime<Utc>,
     pub ended_at: DateTime<Utc>,

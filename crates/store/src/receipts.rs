@@ -23,7 +23,7 @@ pub(crate) fn created_receipt(
     decision: Decision,
 ) -> CallReceipt {
     CallReceipt {
-        id: call.external_id.clone(),
+        external_id: call.external_id.clone(),
         call_id,
         status: CallStatus::Created,
         agent_id,

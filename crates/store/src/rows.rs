@@ -104,7 +104,7 @@ pub(crate) const DUPLICATE_COLUMNS: &str =
 /// The receipt of a resent call: what was decided when it was first stored.
 pub(crate) fn duplicate_receipt(call: &NewCall, row: &impl Columns) -> Result<CallReceipt> {
     Ok(CallReceipt {
-        id: call.external_id.clone(),
+        external_id: call.external_id.clone(),
         call_id: row.text("id")?,
         status: CallStatus::Duplicate,
         agent_id: row.opt_int("agent_id")?,
@@ -144,7 +144,7 @@ pub(crate) fn call_summary_from(row: &impl Columns) -> Result<CallSummary> {
     let ended_at = row.int("ended_at")?;
     Ok(CallSummary {
         call_id: row.text("id")?,
-        id: row.text("external_id")?,
+        external_id: row.text("external_id")?,
         agent_id: row.opt_int("agent_id")?,
         started_at: time(started_at)?,
         ended_at: time(ended_at)?,

@@ -23,6 +23,11 @@ use utoipa_axum::routes;
 use crate::openapi::ApiDoc;
 use crate::{ApiError, AppState};
 
+/// The OpenAPI document of every documented route.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    documented().into_openapi()
+}
+
 /// Every documented route, registered once for both the router and the OpenAPI document.
 pub(crate) fn documented() -> OpenApiRouter<AppState> {
     use utoipa::OpenApi;

@@ -26,7 +26,7 @@ pub(super) async fn story_call_filters(store: &dyn Store) {
         .await,
     );
     let ids = |page: Page<CallSummary>| -> Vec<String> {
-        let mut ids: Vec<String> = page.data.into_iter().map(|c| c.id).collect();
+        let mut ids: Vec<String> = page.data.into_iter().map(|c| c.external_id).collect();
         ids.sort();
         ids
     };
@@ -336,7 +336,7 @@ pub(super) async fn story_ingest(store: &dyn Store) {
         .data
         .iter()
         .chain(&second.data)
-        .map(|c| c.id.as_str())
+        .map(|c| c.external_id.as_str())
         .collect();
     assert_eq!(ids, ["c1", "p4", "p3", "p2", "p1", "p0"]);
     assert!(second.next_cursor.is_none());
@@ -366,7 +366,7 @@ pub(super) async fn story_ingest(store: &dyn Store) {
         )
         .await
         .unwrap();
-    let ids: Vec<&str> = early.data.iter().map(|c| c.id.as_str()).collect();
+    let ids: Vec<&str> = early.data.iter().map(|c| c.external_id.as_str()).collect();
     assert_eq!(ids, ["p2", "p1"]);
     store.ping().await.unwrap();
 }

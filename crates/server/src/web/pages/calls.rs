@@ -147,7 +147,7 @@ pub async fn calls(
                 @for (s, latency, interruptions) in rows.iter().copied() {
                     tr {
                         td { (when(s.started_at)) }
-                        td { a href={ "/projects/" (project.id) "/calls/" (s.call_id) } { (s.id) } }
+                        td { a href={ "/projects/" (project.id) "/calls/" (s.call_id) } { (s.external_id) } }
                         td { (or_dash(s.agent_id)) }
                         td { (seconds(s.duration_seconds)) }
                         td { (or_dash(latency.map(seconds))) }
@@ -175,8 +175,8 @@ pub async fn call(
         .await?
         .ok_or_else(|| error(StatusCode::NOT_FOUND, "no such call in this project"))?;
     let s = &call.summary;
-    Ok(page(&s.id, Some(&admin), Some(&project), html! {
-        h1 { "Call " code { (s.id) } }
+    Ok(page(&s.external_id, Some(&admin), Some(&project), html! {
+        h1 { "Call " code { (s.external_id) } }
         div.card {
             p {
                 "Started " (when(s.started_at)) " · " (seconds(s.duration_seconds)) " · ended: " (s.ended_reason)
