@@ -156,7 +156,8 @@ pub struct Receipt {
 #[derive(Debug, Clone, Serialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct CallReceipt {
-    /// The sender's id (`id` on the wire, as in Cekura's payload).
+    /// The sender's id.
+    // `id` on the wire, as in Cekura's payload.
     #[serde(rename = "id")]
     pub external_id: String,
     /// Our id, for `GET /api/v1/calls/{call_id}`.
@@ -265,7 +266,8 @@ pub struct Page<T> {
 pub struct CallSummary {
     /// Our id.
     pub call_id: String,
-    /// The sender's id (`id` on the wire, as in Cekura's payload).
+    /// The sender's id.
+    // `id` on the wire, as in Cekura's payload.
     #[serde(rename = "id")]
     pub external_id: String,
     pub agent_id: Option<i64>,
