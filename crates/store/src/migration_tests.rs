@@ -99,8 +99,9 @@ fn ms(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap()
 }
 
-#[tokio::test]
-async fn sqlite_keeps_evaluations_and_verdicts() {
+/// A SQLite database as migration `last` left it, holding `rows`; its URL (valid while the
+/// directory lives).
+async fn sqlite_at(last: i64, rows: &str) -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("old.db").display());
     let options = SqliteConnectOptions::from_str(&url)
@@ -111,20 +112,20 @@ async fn sqlite_keeps_evaluations_and_verdicts() {
         .connect_with(options)
         .await
         .unwrap();
-    apply_until(
-        &pool,
-        sqlx::migrate!("./migrations/sqlite"),
-        BEFORE_CALL_EVALUATIONS,
-    )
-    .await;
-    pool.execute(OLD_ROWS).await.unwrap();
+    apply_until(&pool, sqlx::migrate!("./migrations/sqlite"), last).await;
+    pool.execute(rows).await.unwrap();
     pool.close().await;
-
-    check(&SqliteStore::open(&url).await.unwrap()).await;
+    (dir, url)
 }
 
-#[tokio::test]
-async fn postgres_keeps_evaluations_and_verdicts() {
+/// Runs `check` on a store opened over a PostgreSQL database as migration `last` left it,
+/// holding `rows`; the database is dropped afterwards, even when `check` fails. Skipped (with a
+/// note) when no server is configured.
+async fn on_postgres_at<F, Fut>(last: i64, rows: &str, check: F)
+where
+    F: FnOnce(PgStore) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let Ok(admin_url) = std::env::var("CALLGRADE_TEST_POSTGRES_URL") else {
         eprintln!("skipped: CALLGRADE_TEST_POSTGRES_URL is not set");
         return;
@@ -137,23 +138,17 @@ async fn postgres_keeps_evaluations_and_verdicts() {
         .unwrap();
     let (base, _) = admin_url.rsplit_once('/').expect("a database URL");
     let url = format!("{base}/{name}");
-
     let pool = PgPoolOptions::new()
         .max_connections(1)
         .connect(&url)
         .await
         .unwrap();
-    apply_until(
-        &pool,
-        sqlx::migrate!("./migrations/postgres"),
-        BEFORE_CALL_EVALUATIONS,
-    )
-    .await;
-    pool.execute(OLD_ROWS).await.unwrap();
+    apply_until(&pool, sqlx::migrate!("./migrations/postgres"), last).await;
+    pool.execute(rows).await.unwrap();
     pool.close().await;
     let store = PgStore::open(&url).await.unwrap();
     // Checked in a task of its own, so that a failed assertion still lets the database be dropped.
-    let checked = tokio::spawn(async move { check(&store).await }).await;
+    let checked = tokio::spawn(check(store)).await;
     admin
         .execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str())
         .await
@@ -161,6 +156,20 @@ async fn postgres_keeps_evaluations_and_verdicts() {
     if let Err(failure) = checked {
         std::panic::resume_unwind(failure.into_panic());
     }
+}
+
+#[tokio::test]
+async fn sqlite_keeps_evaluations_and_verdicts() {
+    let (_dir, url) = sqlite_at(BEFORE_CALL_EVALUATIONS, OLD_ROWS).await;
+    check(&SqliteStore::open(&url).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn postgres_keeps_evaluations_and_verdicts() {
+    on_postgres_at(BEFORE_CALL_EVALUATIONS, OLD_ROWS, |store| async move {
+        check(&store).await
+    })
+    .await;
 }
 
 /// The two backends' migrations are written twice (two dialects); they must end in the same
@@ -298,61 +307,14 @@ fn config_of(metrics: &[crate::Metric], name: &str) -> serde_json::Value {
 
 #[tokio::test]
 async fn sqlite_keeps_metric_definitions() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("old.db").display());
-    let options = SqliteConnectOptions::from_str(&url)
-        .unwrap()
-        .create_if_missing(true);
-    let pool = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(options)
-        .await
-        .unwrap();
-    apply_until(
-        &pool,
-        sqlx::migrate!("./migrations/sqlite"),
-        BEFORE_TAGGED_DEFINITIONS,
-    )
-    .await;
-    pool.execute(OLD_METRICS).await.unwrap();
-    pool.close().await;
+    let (_dir, url) = sqlite_at(BEFORE_TAGGED_DEFINITIONS, OLD_METRICS).await;
     check_metrics(&SqliteStore::open(&url).await.unwrap()).await;
 }
 
 #[tokio::test]
 async fn postgres_keeps_metric_definitions() {
-    let Ok(admin_url) = std::env::var("CALLGRADE_TEST_POSTGRES_URL") else {
-        eprintln!("skipped: CALLGRADE_TEST_POSTGRES_URL is not set");
-        return;
-    };
-    let name = format!("cg_migration_{}", uuid::Uuid::now_v7().simple());
-    let mut admin = PgConnection::connect(&admin_url).await.unwrap();
-    admin
-        .execute(format!("CREATE DATABASE {name}").as_str())
-        .await
-        .unwrap();
-    let (base, _) = admin_url.rsplit_once('/').expect("a database URL");
-    let url = format!("{base}/{name}");
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&url)
-        .await
-        .unwrap();
-    apply_until(
-        &pool,
-        sqlx::migrate!("./migrations/postgres"),
-        BEFORE_TAGGED_DEFINITIONS,
-    )
+    on_postgres_at(BEFORE_TAGGED_DEFINITIONS, OLD_METRICS, |store| async move {
+        check_metrics(&store).await
+    })
     .await;
-    pool.execute(OLD_METRICS).await.unwrap();
-    pool.close().await;
-    let store = PgStore::open(&url).await.unwrap();
-    let checked = tokio::spawn(async move { check_metrics(&store).await }).await;
-    admin
-        .execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str())
-        .await
-        .unwrap();
-    if let Err(failure) = checked {
-        std::panic::resume_unwind(failure.into_panic());
-    }
 }
