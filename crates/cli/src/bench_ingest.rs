@@ -5,8 +5,6 @@
 //! them holds across machines even when the absolute numbers do not.
 
 use anyhow::{bail, Context};
-use axum::routing::post;
-use callgrade_core::{parse_json, validate_batch, Limits};
 use callgrade_store::prelude::*;
 use callgrade_store::SqliteStore;
 use clap::Args;
@@ -402,21 +400,8 @@ async fn measure(
 
 /// The baseline: the same parsing and validation, answered with 202, nothing stored.
 pub async fn baseline_server() -> anyhow::Result<ExitCode> {
-    let app = axum::Router::new().route(
-        "/hook",
-        post(|body: axum::body::Bytes| async move {
-            let valid = parse_json(&body)
-                .ok()
-                .is_some_and(|v| validate_batch(&v, &Limits::default()).is_ok());
-            if valid {
-                (axum::http::StatusCode::ACCEPTED, r#"{"accepted":1}"#)
-            } else {
-                (axum::http::StatusCode::BAD_REQUEST, "{}")
-            }
-        }),
-    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     println!("callgrade listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app).await?;
+    callgrade_server::serve_parse_only_baseline(listener).await?;
     bail!("the baseline server stopped")
 }

@@ -47,6 +47,27 @@ impl AppState {
     }
 }
 
+/// For `callgrade bench ingest`: the webhook's parsing and validation answered with 202 and
+/// nothing stored, on `POST /hook`. The baseline the bench measures callgrade against.
+pub async fn serve_parse_only_baseline(listener: TcpListener) -> std::io::Result<()> {
+    use axum::http::StatusCode;
+    use callgrade_core::{parse_json, validate_batch, Limits};
+    let app = Router::new().route(
+        "/hook",
+        axum::routing::post(|body: axum::body::Bytes| async move {
+            let valid = parse_json(&body)
+                .ok()
+                .is_some_and(|v| validate_batch(&v, &Limits::default()).is_ok());
+            if valid {
+                (StatusCode::ACCEPTED, r#"{"accepted":1}"#)
+            } else {
+                (StatusCode::BAD_REQUEST, "{}")
+            }
+        }),
+    );
+    axum::serve(listener, app).await
+}
+
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     routes::router(state)
