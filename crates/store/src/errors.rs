@@ -4,24 +4,34 @@
 use crate::model::*;
 use crate::StoreError;
 
-pub(crate) fn unique_violation(e: &sqlx::Error) -> bool {
-    e.as_database_error()
-        .is_some_and(|d| d.is_unique_violation())
-}
-
-pub(crate) fn project_name_taken(e: sqlx::Error, name: &str) -> StoreError {
-    if unique_violation(&e) {
-        StoreError::AlreadyExists(format!("a project named {name:?} already exists"))
-    } else {
-        e.into()
+/// A unique constraint refused the write, on either driver.
+fn unique_violation(e: &StoreError) -> bool {
+    match e {
+        StoreError::Database(e) => e
+            .as_database_error()
+            .is_some_and(|d| d.is_unique_violation()),
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(failure, _)) => {
+            failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+        }
+        _ => false,
     }
 }
 
-pub(crate) fn metric_name_taken(e: sqlx::Error, name: &str) -> StoreError {
+pub(crate) fn project_name_taken(e: impl Into<StoreError>, name: &str) -> StoreError {
+    let e = e.into();
+    if unique_violation(&e) {
+        StoreError::AlreadyExists(format!("a project named {name:?} already exists"))
+    } else {
+        e
+    }
+}
+
+pub(crate) fn metric_name_taken(e: impl Into<StoreError>, name: &str) -> StoreError {
+    let e = e.into();
     if unique_violation(&e) {
         StoreError::AlreadyExists(format!("a metric named {name:?} already exists"))
     } else {
-        e.into()
+        e
     }
 }
 

@@ -11,64 +11,80 @@ use async_trait::async_trait;
 use callgrade_core::{apply_step, ApplyStep};
 use callgrade_core::{MetricSpec, RubricRule};
 use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection};
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
 
-pub(super) async fn insert_metric(
-    conn: &mut SqliteConnection,
+use super::lite::LiteRow;
+use super::writer::in_place;
+use crate::codec::now_ms;
+
+/// Inserts a metric on the writer's connection; its id.
+pub(super) fn insert_metric(
+    conn: &Connection,
     project_id: i64,
     spec: &MetricSpec,
     now: i64,
 ) -> Result<i64> {
-    let id = sqlx::query_scalar(
+    conn.prepare_cached(
         "INSERT INTO metrics (project_id, name, kind, output, enum_values, applies_to, agent_ids,
             description, config, enabled, created_at, updated_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+    )?
+    .query_row(
+        params![
+            project_id,
+            spec.name,
+            spec.kind().as_str(),
+            spec.output.as_str(),
+            to_json(&spec.enum_values),
+            spec.applies_to.as_str(),
+            to_json(&spec.agent_ids),
+            spec.description,
+            metric_document::document(&spec.definition, &spec.pass),
+            spec.enabled,
+            now,
+            now
+        ],
+        |row| row.get(0),
     )
-    .bind(project_id)
-    .bind(&spec.name)
-    .bind(spec.kind().as_str())
-    .bind(spec.output.as_str())
-    .bind(to_json(&spec.enum_values))
-    .bind(spec.applies_to.as_str())
-    .bind(to_json(&spec.agent_ids))
-    .bind(&spec.description)
-    .bind(metric_document::document(&spec.definition, &spec.pass))
-    .bind(spec.enabled)
-    .bind(now)
-    .bind(now)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(|e| metric_name_taken(e, &spec.name))?;
-    Ok(id)
+    .map_err(|e| metric_name_taken(e, &spec.name))
 }
 
-async fn update_metric_row(
-    conn: &mut SqliteConnection,
-    id: i64,
-    spec: &MetricSpec,
-    now: i64,
-) -> Result<()> {
-    sqlx::query(
+fn update_metric_row(conn: &Connection, id: i64, spec: &MetricSpec, now: i64) -> Result<()> {
+    conn.prepare_cached(
         "UPDATE metrics SET name = ?, kind = ?, output = ?, enum_values = ?, applies_to = ?,
             agent_ids = ?, description = ?, config = ?, enabled = ?, version = version + 1,
             updated_at = ?
          WHERE id = ?",
-    )
-    .bind(&spec.name)
-    .bind(spec.kind().as_str())
-    .bind(spec.output.as_str())
-    .bind(to_json(&spec.enum_values))
-    .bind(spec.applies_to.as_str())
-    .bind(to_json(&spec.agent_ids))
-    .bind(&spec.description)
-    .bind(metric_document::document(&spec.definition, &spec.pass))
-    .bind(spec.enabled)
-    .bind(now)
-    .bind(id)
-    .execute(&mut *conn)
-    .await
+    )?
+    .execute(params![
+        spec.name,
+        spec.kind().as_str(),
+        spec.output.as_str(),
+        to_json(&spec.enum_values),
+        spec.applies_to.as_str(),
+        to_json(&spec.agent_ids),
+        spec.description,
+        metric_document::document(&spec.definition, &spec.pass),
+        spec.enabled,
+        now,
+        id
+    ])
     .map_err(|e| metric_name_taken(e, &spec.name))?;
     Ok(())
+}
+
+/// The project's live metrics, read on the writer's connection (inside a write).
+fn live_metrics_in_place(conn: &Connection, project_id: i64) -> Result<Vec<Metric>> {
+    let mut select = conn.prepare_cached(&format!(
+        "SELECT {METRIC_COLUMNS} FROM metrics WHERE project_id = ? AND deleted_at IS NULL ORDER BY id"
+    ))?;
+    let mut rows = select.query([project_id])?;
+    let mut metrics = Vec::new();
+    while let Some(row) = rows.next()? {
+        metrics.push(metric_from(&LiteRow(row))?);
+    }
+    Ok(metrics)
 }
 
 async fn live_metrics(conn: &mut SqliteConnection, project_id: i64) -> Result<Vec<Metric>> {
@@ -100,87 +116,6 @@ pub(super) async fn metric(pool: &SqlitePool, project_id: i64, id: i64) -> Resul
     .transpose()
 }
 
-pub(super) async fn create_metric(
-    pool: &SqlitePool,
-    project_id: i64,
-    spec: &MetricSpec,
-    now: DateTime<Utc>,
-) -> Result<i64> {
-    let mut conn = pool.acquire().await?;
-    insert_metric(&mut conn, project_id, spec, now.timestamp_millis()).await
-}
-
-pub(super) async fn update_metric(
-    pool: &SqlitePool,
-    project_id: i64,
-    id: i64,
-    spec: &MetricSpec,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let exists: Option<i64> = sqlx::query_scalar(
-        "SELECT id FROM metrics WHERE id = ? AND project_id = ? AND deleted_at IS NULL",
-    )
-    .bind(id)
-    .bind(project_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if exists.is_none() {
-        return Err(no_metric(id));
-    }
-    update_metric_row(&mut tx, id, spec, now.timestamp_millis()).await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-pub(super) async fn delete_metric(
-    pool: &SqlitePool,
-    project_id: i64,
-    id: i64,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    let deleted = sqlx::query(
-        "UPDATE metrics SET deleted_at = ? WHERE id = ? AND project_id = ? AND deleted_at IS NULL",
-    )
-    .bind(now.timestamp_millis())
-    .bind(id)
-    .bind(project_id)
-    .execute(pool)
-    .await?;
-    if deleted.rows_affected() == 0 {
-        return Err(no_metric(id));
-    }
-    Ok(())
-}
-
-/// Creates or updates metrics by name, in one transaction; an unchanged one keeps its version.
-pub(super) async fn apply_metrics(
-    pool: &SqlitePool,
-    project_id: i64,
-    specs: &[MetricSpec],
-    now: DateTime<Utc>,
-) -> Result<ApplySummary> {
-    let now = now.timestamp_millis();
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let existing = live_metrics(&mut tx, project_id).await?;
-    let mut summary = ApplySummary::default();
-    for spec in specs {
-        match apply_step(&existing, spec) {
-            ApplyStep::Unchanged => summary.unchanged.push(spec.name.clone()),
-            ApplyStep::Update(m) => {
-                update_metric_row(&mut tx, m.id, spec, now).await?;
-                summary.updated.push(spec.name.clone());
-            }
-            ApplyStep::Create => {
-                insert_metric(&mut tx, project_id, spec, now).await?;
-                summary.created.push(spec.name.clone());
-            }
-        }
-    }
-    tx.commit().await?;
-    Ok(summary)
-}
-
 pub(super) async fn rubric(
     conn: &mut SqliteConnection,
     project_id: i64,
@@ -190,19 +125,6 @@ pub(super) async fn rubric(
         .fetch_one(&mut *conn)
         .await?;
     from_json(&text)
-}
-
-pub(super) async fn set_rubric(
-    pool: &SqlitePool,
-    project_id: i64,
-    rules: &[RubricRule],
-) -> Result<()> {
-    sqlx::query("UPDATE projects SET rubric = ? WHERE id = ?")
-        .bind(to_json(&rules))
-        .bind(project_id)
-        .execute(pool)
-        .await?;
-    Ok(())
 }
 
 pub(super) async fn judge_settings(
@@ -216,35 +138,6 @@ pub(super) async fn judge_settings(
     .fetch_one(&mut *conn)
     .await?;
     judge_settings_from(&row)
-}
-
-pub(super) async fn set_judge_settings(
-    pool: &SqlitePool,
-    project_id: i64,
-    patch: &JudgeSettingsPatch,
-) -> Result<()> {
-    let (set_url, url) = judge_field(&patch.base_url);
-    let (set_model, model) = judge_field(&patch.model);
-    let (set_key, key) = judge_field(&patch.api_key);
-    sqlx::query(
-        "UPDATE projects SET
-            judge_base_url = CASE WHEN ? THEN ? ELSE judge_base_url END,
-            judge_model = CASE WHEN ? THEN ? ELSE judge_model END,
-            judge_api_key = CASE WHEN ? THEN ? ELSE judge_api_key END,
-            judge_concurrency = COALESCE(?, judge_concurrency)
-         WHERE id = ?",
-    )
-    .bind(set_url)
-    .bind(url)
-    .bind(set_model)
-    .bind(model)
-    .bind(set_key)
-    .bind(key)
-    .bind(patch.concurrency.map(i64::from))
-    .bind(project_id)
-    .execute(pool)
-    .await?;
-    Ok(())
 }
 
 pub(super) async fn inputs(
@@ -267,21 +160,6 @@ pub(super) async fn cache_get(pool: &SqlitePool, key: &str) -> Result<Option<Str
     )
 }
 
-pub(super) async fn cache_put(
-    pool: &SqlitePool,
-    key: &str,
-    response: &str,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    sqlx::query("INSERT OR REPLACE INTO judge_cache (key, response, created_at) VALUES (?, ?, ?)")
-        .bind(key)
-        .bind(response)
-        .bind(now.timestamp_millis())
-        .execute(pool)
-        .await?;
-    Ok(())
-}
-
 #[async_trait]
 impl Metrics for SqliteStore {
     async fn list_metrics(&self, project_id: i64) -> Result<Vec<Metric>> {
@@ -291,35 +169,129 @@ impl Metrics for SqliteStore {
         metric(&self.pool, project_id, id).await
     }
     async fn create_metric(&self, project_id: i64, spec: &MetricSpec) -> Result<Metric> {
-        let id = create_metric(&self.pool, project_id, spec, Utc::now()).await?;
+        let (spec, now) = (spec.clone(), now_ms());
+        let id = self
+            .writer
+            .write(in_place(move |conn| insert_metric(conn, project_id, &spec, now)))
+            .await?;
         existing_metric(self, project_id, id).await
     }
     async fn update_metric(&self, project_id: i64, id: i64, spec: &MetricSpec) -> Result<Metric> {
-        update_metric(&self.pool, project_id, id, spec, Utc::now()).await?;
+        let (spec, now) = (spec.clone(), now_ms());
+        self.writer
+            .write(in_place(move |conn| {
+                let exists = conn
+                    .prepare_cached(
+                        "SELECT 1 FROM metrics WHERE id = ? AND project_id = ? AND deleted_at IS NULL",
+                    )?
+                    .exists(params![id, project_id])?;
+                if !exists {
+                    return Err(no_metric(id));
+                }
+                update_metric_row(conn, id, &spec, now)
+            }))
+            .await?;
         existing_metric(self, project_id, id).await
     }
     async fn delete_metric(&self, project_id: i64, id: i64) -> Result<()> {
-        delete_metric(&self.pool, project_id, id, Utc::now()).await
+        let now = now_ms();
+        self.writer
+            .write(in_place(move |conn| {
+                let deleted = conn
+                    .prepare_cached(
+                        "UPDATE metrics SET deleted_at = ?
+                         WHERE id = ? AND project_id = ? AND deleted_at IS NULL",
+                    )?
+                    .execute(params![now, id, project_id])?;
+                if deleted == 0 {
+                    return Err(no_metric(id));
+                }
+                Ok(())
+            }))
+            .await
     }
     async fn apply_metrics(&self, project_id: i64, specs: &[MetricSpec]) -> Result<ApplySummary> {
-        apply_metrics(&self.pool, project_id, specs, Utc::now()).await
+        // Creates or updates by name in one write; an unchanged metric keeps its version.
+        let (specs, now) = (specs.to_vec(), now_ms());
+        self.writer
+            .write(in_place(move |conn| {
+                let existing = live_metrics_in_place(conn, project_id)?;
+                let mut summary = ApplySummary::default();
+                for spec in &specs {
+                    match apply_step(&existing, spec) {
+                        ApplyStep::Unchanged => summary.unchanged.push(spec.name.clone()),
+                        ApplyStep::Update(m) => {
+                            update_metric_row(conn, m.id, spec, now)?;
+                            summary.updated.push(spec.name.clone());
+                        }
+                        ApplyStep::Create => {
+                            insert_metric(conn, project_id, spec, now)?;
+                            summary.created.push(spec.name.clone());
+                        }
+                    }
+                }
+                Ok(summary)
+            }))
+            .await
     }
     async fn rubric(&self, project_id: i64) -> Result<Vec<RubricRule>> {
         rubric(&mut *self.pool.acquire().await?, project_id).await
     }
     async fn set_rubric(&self, project_id: i64, rules: &[RubricRule]) -> Result<()> {
-        set_rubric(&self.pool, project_id, rules).await
+        let rules = to_json(&rules);
+        self.writer
+            .write(in_place(move |conn| {
+                conn.prepare_cached("UPDATE projects SET rubric = ? WHERE id = ?")?
+                    .execute(params![rules, project_id])?;
+                Ok(())
+            }))
+            .await
     }
     async fn judge_settings(&self, project_id: i64) -> Result<JudgeSettings> {
         judge_settings(&mut *self.pool.acquire().await?, project_id).await
     }
     async fn set_judge_settings(&self, project_id: i64, patch: &JudgeSettingsPatch) -> Result<()> {
-        set_judge_settings(&self.pool, project_id, patch).await
+        let (set_url, url) = judge_field(&patch.base_url);
+        let (set_model, model) = judge_field(&patch.model);
+        let (set_key, key) = judge_field(&patch.api_key);
+        let concurrency = patch.concurrency.map(i64::from);
+        self.writer
+            .write(in_place(move |conn| {
+                conn.prepare_cached(
+                    "UPDATE projects SET
+                        judge_base_url = CASE WHEN ? THEN ? ELSE judge_base_url END,
+                        judge_model = CASE WHEN ? THEN ? ELSE judge_model END,
+                        judge_api_key = CASE WHEN ? THEN ? ELSE judge_api_key END,
+                        judge_concurrency = COALESCE(?, judge_concurrency)
+                     WHERE id = ?",
+                )?
+                .execute(params![
+                    set_url,
+                    url,
+                    set_model,
+                    model,
+                    set_key,
+                    key,
+                    concurrency,
+                    project_id
+                ])?;
+                Ok(())
+            }))
+            .await
     }
     async fn judge_cache_get(&self, key: &str) -> Result<Option<String>> {
         cache_get(&self.pool, key).await
     }
     async fn judge_cache_put(&self, key: &str, response: &str, now: DateTime<Utc>) -> Result<()> {
-        cache_put(&self.pool, key, response, now).await
+        let (key, response, now) = (key.to_owned(), response.to_owned(), now.timestamp_millis());
+        self.writer
+            .write(in_place(move |conn| {
+                conn.prepare_cached(
+                    "INSERT OR REPLACE INTO judge_cache (key, response, created_at) VALUES (?, ?, ?)",
+                )?
+                .execute(params![key, response, now])?;
+                Ok(())
+            }))
+            .await
     }
 }

@@ -10,53 +10,34 @@ use crate::rows::{agent_from, project_from, Columns, AGENT_COLUMNS, PROJECT_COLU
 use crate::{ApiKey, Project, ProjectSettings, Projects, Result, SqliteStore, StoreError};
 use async_trait::async_trait;
 use callgrade_core::PhoneNumber;
-use sqlx::sqlite::SqlitePool;
-use std::sync::PoisonError;
+use rusqlite::{params, OptionalExtension};
 
-pub(super) async fn update_project_settings(
-    pool: &SqlitePool,
-    project_id: i64,
-    settings: &ProjectSettings,
-) -> Result<()> {
-    let updated = sqlx::query(
-        "UPDATE projects SET
-            listening_window_seconds = COALESCE(?, listening_window_seconds),
-            run_deadline_seconds = COALESCE(?, run_deadline_seconds)
-         WHERE id = ?",
-    )
-    .bind(settings.listening_window_seconds)
-    .bind(settings.run_deadline_seconds)
-    .bind(project_id)
-    .execute(pool)
-    .await?;
-    if updated.rows_affected() == 0 {
-        return Err(no_project(project_id));
-    }
-    Ok(())
-}
+use super::writer::in_place;
+use std::sync::PoisonError;
 
 #[async_trait]
 impl Projects for SqliteStore {
     async fn create_project(&self, name: &str) -> Result<(Project, ApiKey)> {
-        let key = ApiKey::generate();
-        let now = now_ms();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row = sqlx::query(&format!(
-            "INSERT INTO projects (name, key_hash, key_prefix, created_at) VALUES (?, ?, ?, ?)
-             RETURNING {PROJECT_COLUMNS}"
-        ))
-        .bind(name)
-        .bind(key.hash())
-        .bind(key.prefix())
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| project_name_taken(e, name))?;
-        let project = project_from(&row)?;
-        for spec in callgrade_core::default_metrics() {
-            super::metrics::insert_metric(&mut tx, project.id, &spec, now).await?;
-        }
-        tx.commit().await?;
+        let (key, name, now) = (ApiKey::generate(), name.to_owned(), now_ms());
+        let (hash, prefix) = (key.hash().to_owned(), key.prefix().to_owned());
+        let project = self
+            .writer
+            .write(in_place(move |conn| {
+                let project = conn
+                    .prepare_cached(&format!(
+                        "INSERT INTO projects (name, key_hash, key_prefix, created_at)
+                         VALUES (?, ?, ?, ?) RETURNING {PROJECT_COLUMNS}"
+                    ))?
+                    .query_row(params![name, hash, prefix, now], |row| {
+                        Ok(project_from(&LiteRow(row)))
+                    })
+                    .map_err(|e| project_name_taken(e, &name))??;
+                for spec in callgrade_core::default_metrics() {
+                    super::metrics::insert_metric(conn, project.id, &spec, now)?;
+                }
+                Ok(project)
+            }))
+            .await?;
         Ok((project, key))
     }
     async fn list_projects(&self) -> Result<Vec<Project>> {
@@ -96,18 +77,21 @@ impl Projects for SqliteStore {
     }
     async fn rotate_key(&self, project_id: i64) -> Result<ApiKey> {
         let key = ApiKey::generate();
-        let updated = sqlx::query(
-            "UPDATE projects SET key_hash = ?, key_prefix = ?, key_rotated_at = ? WHERE id = ?",
-        )
-        .bind(key.hash())
-        .bind(key.prefix())
-        .bind(now_ms())
-        .bind(project_id)
-        .execute(&self.pool)
-        .await?;
-        if updated.rows_affected() == 0 {
-            return Err(no_project(project_id));
-        }
+        let (hash, prefix, now) = (key.hash().to_owned(), key.prefix().to_owned(), now_ms());
+        self.writer
+            .write(in_place(move |conn| {
+                let updated = conn
+                    .prepare_cached(
+                        "UPDATE projects SET key_hash = ?, key_prefix = ?, key_rotated_at = ?
+                         WHERE id = ?",
+                    )?
+                    .execute(params![hash, prefix, now, project_id])?;
+                if updated == 0 {
+                    return Err(no_project(project_id));
+                }
+                Ok(())
+            }))
+            .await?;
         Ok(key)
     }
     async fn authenticate(&self, key: &str) -> Result<Option<Project>> {
@@ -134,19 +118,21 @@ impl Projects for SqliteStore {
         description: Option<&str>,
     ) -> Result<Agent> {
         existing_project(self, project_id).await?;
-        let row = sqlx::query(&format!(
-            "INSERT INTO agents (project_id, name, phone_number, description, created_at)
-             VALUES (?, ?, ?, ?, ?)
-             RETURNING {AGENT_COLUMNS}"
-        ))
-        .bind(project_id)
-        .bind(name)
-        .bind(phone_number.map(PhoneNumber::as_str))
-        .bind(description)
-        .bind(now_ms())
-        .fetch_one(&self.pool)
-        .await?;
-        agent_from(&row)
+        let (name, now) = (name.to_owned(), now_ms());
+        let phone = phone_number.map(|p| p.as_str().to_owned());
+        let description = description.map(str::to_owned);
+        self.writer
+            .write(in_place(move |conn| {
+                conn.prepare_cached(&format!(
+                    "INSERT INTO agents (project_id, name, phone_number, description, created_at)
+                     VALUES (?, ?, ?, ?, ?)
+                     RETURNING {AGENT_COLUMNS}"
+                ))?
+                .query_row(params![project_id, name, phone, description, now], |row| {
+                    Ok(agent_from(&LiteRow(row)))
+                })?
+            }))
+            .await
     }
     async fn update_agent(
         &self,
@@ -156,21 +142,25 @@ impl Projects for SqliteStore {
         phone_number: Option<&PhoneNumber>,
         description: Option<&str>,
     ) -> Result<Agent> {
-        let row = sqlx::query(&format!(
-            "UPDATE agents SET name = ?, phone_number = ?, description = ?
-             WHERE id = ? AND project_id = ? RETURNING {AGENT_COLUMNS}"
-        ))
-        .bind(name)
-        .bind(phone_number.map(PhoneNumber::as_str))
-        .bind(description)
-        .bind(agent_id)
-        .bind(project_id)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or_else(|| {
-            StoreError::NotFound(format!("no agent with id {agent_id} in this project"))
-        })?;
-        agent_from(&row)
+        let name = name.to_owned();
+        let phone = phone_number.map(|p| p.as_str().to_owned());
+        let description = description.map(str::to_owned);
+        self.writer
+            .write(in_place(move |conn| {
+                conn.prepare_cached(&format!(
+                    "UPDATE agents SET name = ?, phone_number = ?, description = ?
+                     WHERE id = ? AND project_id = ? RETURNING {AGENT_COLUMNS}"
+                ))?
+                .query_row(
+                    params![name, phone, description, agent_id, project_id],
+                    |row| Ok(agent_from(&LiteRow(row))),
+                )
+                .optional()?
+                .ok_or_else(|| {
+                    StoreError::NotFound(format!("no agent with id {agent_id} in this project"))
+                })?
+            }))
+            .await
     }
     async fn list_agents(&self, project_id: i64) -> Result<Vec<Agent>> {
         sqlx::query(&format!(
@@ -188,7 +178,23 @@ impl Projects for SqliteStore {
         project_id: i64,
         settings: &ProjectSettings,
     ) -> Result<Project> {
-        update_project_settings(&self.pool, project_id, settings).await?;
+        let (window, deadline) = (settings.listening_window_seconds, settings.run_deadline_seconds);
+        self.writer
+            .write(in_place(move |conn| {
+                let updated = conn
+                    .prepare_cached(
+                        "UPDATE projects SET
+                            listening_window_seconds = COALESCE(?, listening_window_seconds),
+                            run_deadline_seconds = COALESCE(?, run_deadline_seconds)
+                         WHERE id = ?",
+                    )?
+                    .execute(params![window, deadline, project_id])?;
+                if updated == 0 {
+                    return Err(no_project(project_id));
+                }
+                Ok(())
+            }))
+            .await?;
         existing_project(self, project_id).await
     }
     async fn setting(&self, key: &str) -> Result<Option<String>> {
@@ -200,12 +206,17 @@ impl Projects for SqliteStore {
         )
     }
     async fn set_setting(&self, key: &str, value: &str) -> Result<()> {
-        sqlx::query("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
-            .bind(key)
-            .bind(value)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        let (key, value) = (key.to_owned(), value.to_owned());
+        self.writer
+            .write(in_place(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO settings (key, value) VALUES (?, ?)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                )?
+                .execute(params![key, value])?;
+                Ok(())
+            }))
+            .await
     }
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;

@@ -38,6 +38,31 @@ pub(super) trait Apply: Send + 'static {
     fn run(&self, conn: &Connection) -> Result<Self::Output>;
 }
 
+/// A write given as a function of the connection, for writes whose arguments are small: the
+/// administrative ones (projects, agents, metrics, scenarios, runs), so that every write of the
+/// backend goes through this one thread.
+pub(super) struct InPlace<F>(F);
+
+/// A write of `f` on the writer's connection.
+pub(super) fn in_place<T, F>(f: F) -> InPlace<F>
+where
+    F: Fn(&Connection) -> Result<T> + Send + 'static,
+{
+    InPlace(f)
+}
+
+impl<T, F> Apply for InPlace<F>
+where
+    T: Send + 'static,
+    F: Fn(&Connection) -> Result<T> + Send + 'static,
+{
+    type Output = T;
+
+    fn run(&self, conn: &Connection) -> Result<T> {
+        (self.0)(conn)
+    }
+}
+
 /// A queued write, type-erased.
 trait Write: Send {
     fn apply(self: Box<Self>, conn: &Connection) -> Box<dyn Answer>;
