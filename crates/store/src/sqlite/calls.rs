@@ -1,5 +1,6 @@
 //! Stored calls and the delivery log read back on SQLite; metric values and summaries.
 
+use super::writer::in_place;
 use crate::codec::{decode_cursor, encode_cursor};
 use crate::rows::{
     call_summary_from, call_with_evaluations_from, delivery_from, delivery_summary_from, paginate,
@@ -152,27 +153,26 @@ impl Calls for SqliteStore {
         row.as_ref().map(delivery_from).transpose()
     }
     async fn prune_deliveries(&self, older_than_ms: i64, keep_per_project: u32) -> Result<u64> {
-        let mut deleted = sqlx::query("DELETE FROM deliveries WHERE received_at < ?")
-            .bind(older_than_ms)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        let projects: Vec<i64> = sqlx::query_scalar("SELECT id FROM projects")
-            .fetch_all(&self.pool)
-            .await?;
-        for project_id in projects {
-            deleted += sqlx::query(
-                "DELETE FROM deliveries WHERE project_id = ?1 AND id <= (
-                    SELECT id FROM deliveries WHERE project_id = ?1
-                    ORDER BY id DESC LIMIT 1 OFFSET ?2)",
-            )
-            .bind(project_id)
-            .bind(i64::from(keep_per_project))
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        }
-        Ok(deleted)
+        self.writer
+            .write(in_place(move |conn| {
+                let mut deleted = conn
+                    .prepare_cached("DELETE FROM deliveries WHERE received_at < ?")?
+                    .execute([older_than_ms])?;
+                let projects: Vec<i64> = conn
+                    .prepare_cached("SELECT id FROM projects")?
+                    .query_map([], |row| row.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                let mut keep_only = conn.prepare_cached(
+                    "DELETE FROM deliveries WHERE project_id = ?1 AND id <= (
+                        SELECT id FROM deliveries WHERE project_id = ?1
+                        ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+                )?;
+                for project_id in projects {
+                    deleted += keep_only.execute([project_id, i64::from(keep_per_project)])?;
+                }
+                Ok(deleted as u64)
+            }))
+            .await
     }
     async fn metrics_summary(
         &self,

@@ -2,7 +2,7 @@
 //! write, so workers never wait on SQLite's lock and their commits share the group's fsync.
 
 use super::lite::OwnedRow;
-use super::writer::Apply;
+use super::writer::{in_place, Apply};
 use crate::codec::to_json;
 use crate::errors::no_call;
 use crate::inputs::{claimed_evaluations, evaluation_inputs};
@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use callgrade_core::RunChange;
 use chrono::{DateTime, TimeDelta, Utc};
 use rusqlite::{params, Connection};
-use sqlx::sqlite::{SqliteConnection, SqlitePool};
+use sqlx::sqlite::SqlitePool;
 use sqlx::{QueryBuilder, Sqlite};
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -235,56 +235,46 @@ impl Apply for FailJob {
     }
 }
 
-/// Queues an evaluation of a call, unless one is already waiting.
-pub(super) async fn enqueue_in(
-    conn: &mut SqliteConnection,
-    project_id: i64,
-    call_id: &str,
-    now: i64,
-) -> Result<bool> {
-    let inserted = sqlx::query(ENQUEUE)
-        .bind(project_id)
-        .bind(call_id)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-    Ok(inserted.rows_affected() == 1)
-}
-
-pub(super) async fn enqueue_calls(
-    pool: &SqlitePool,
+/// Queues the matching calls (one call when `call_id` is given) on the writer's connection;
+/// how many were queued.
+fn enqueue_calls(
+    conn: &Connection,
     project_id: i64,
     filter: &ReevaluateFilter,
     call_id: Option<&str>,
-    now: DateTime<Utc>,
+    now: i64,
 ) -> Result<usize> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let mut q = QueryBuilder::<Sqlite>::new("SELECT id FROM calls WHERE project_id = ");
-    q.push_bind(project_id);
+    let mut sql = String::from("SELECT id FROM calls WHERE project_id = ?");
+    let mut args: Vec<rusqlite::types::Value> = vec![project_id.into()];
+    let mut and = |clause: &str, value: rusqlite::types::Value| {
+        sql.push_str(clause);
+        args.push(value);
+    };
     if let Some(id) = call_id {
-        q.push(" AND id = ").push_bind(id.to_owned());
+        and(" AND id = ?", id.to_owned().into());
     }
     if let Some(agent_id) = filter.agent_id {
-        q.push(" AND agent_id = ").push_bind(agent_id);
+        and(" AND agent_id = ?", agent_id.into());
     }
     if let Some(from) = filter.started_from_ms {
-        q.push(" AND started_at >= ").push_bind(from);
+        and(" AND started_at >= ?", from.into());
     }
     if let Some(before) = filter.started_before_ms {
-        q.push(" AND started_at < ").push_bind(before);
+        and(" AND started_at < ?", before.into());
     }
-    let ids: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await?;
+    let ids: Vec<String> = conn
+        .prepare_cached(&sql)?
+        .query_map(rusqlite::params_from_iter(args), |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
     if let (Some(call_id), true) = (call_id, ids.is_empty()) {
         return Err(no_call(call_id));
     }
-    let now = now.timestamp_millis();
     let mut queued = 0;
     for id in &ids {
-        if enqueue_in(&mut tx, project_id, id, now).await? {
+        if enqueue(conn, project_id, id, now)? {
             queued += 1;
         }
     }
-    tx.commit().await?;
     Ok(queued)
 }
 
@@ -307,7 +297,14 @@ impl JobQueue for SqliteStore {
         call_id: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<usize> {
-        let queued = enqueue_calls(&self.pool, project_id, filter, call_id, now).await?;
+        let (filter, call_id) = (filter.clone(), call_id.map(str::to_owned));
+        let now = now.timestamp_millis();
+        let queued = self
+            .writer
+            .write(in_place(move |conn| {
+                enqueue_calls(conn, project_id, &filter, call_id.as_deref(), now)
+            }))
+            .await?;
         if queued > 0 {
             self.jobs_ready.notify_waiters();
         }

@@ -172,7 +172,9 @@ impl Metrics for SqliteStore {
         let (spec, now) = (spec.clone(), now_ms());
         let id = self
             .writer
-            .write(in_place(move |conn| insert_metric(conn, project_id, &spec, now)))
+            .write(in_place(move |conn| {
+                insert_metric(conn, project_id, &spec, now)
+            }))
             .await?;
         existing_metric(self, project_id, id).await
     }

@@ -1,5 +1,6 @@
 //! The SQLite backend: WAL, `synchronous=FULL`, a pool of reading connections, and one writer
-//! thread (`writer.rs`) that commits concurrent webhook requests and job updates together.
+//! thread (`writer.rs`) through which every write goes: webhook requests and job updates in
+//! their own operations, the administrative writes as `in_place` functions, committed together.
 
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,

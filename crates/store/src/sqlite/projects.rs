@@ -178,7 +178,10 @@ impl Projects for SqliteStore {
         project_id: i64,
         settings: &ProjectSettings,
     ) -> Result<Project> {
-        let (window, deadline) = (settings.listening_window_seconds, settings.run_deadline_seconds);
+        let (window, deadline) = (
+            settings.listening_window_seconds,
+            settings.run_deadline_seconds,
+        );
         self.writer
             .write(in_place(move |conn| {
                 let updated = conn

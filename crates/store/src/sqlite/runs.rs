@@ -16,7 +16,12 @@ use async_trait::async_trait;
 use callgrade_core::{check_attach, dedup_scenarios, AttachCall, AttachRun};
 use callgrade_core::{timeout_reason, RunChange, RunStatus};
 use chrono::{DateTime, TimeDelta, Utc};
-use sqlx::sqlite::{SqliteConnection, SqlitePool};
+use rusqlite::{params, Connection, OptionalExtension};
+use sqlx::sqlite::SqlitePool;
+
+use super::lite::LiteRow;
+use super::writer::in_place;
+use crate::rows::Columns;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 /// The scenario's tags as a JSON array, in byte order.
@@ -28,60 +33,42 @@ fn scenario_columns() -> String {
     )
 }
 
-async fn agent_in_project(
-    conn: &mut SqliteConnection,
-    project_id: i64,
-    agent_id: i64,
-) -> Result<Option<String>> {
-    let row: Option<Option<String>> =
-        sqlx::query_scalar("SELECT phone_number FROM agents WHERE id = ? AND project_id = ?")
-            .bind(agent_id)
-            .bind(project_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-    row.ok_or_else(|| no_agent(agent_id))
+/// The agent's phone number, if the agent is the project's.
+fn agent_in_project(conn: &Connection, project_id: i64, agent_id: i64) -> Result<Option<String>> {
+    conn.prepare_cached("SELECT phone_number FROM agents WHERE id = ? AND project_id = ?")?
+        .query_row(params![agent_id, project_id], |row| row.get(0))
+        .optional()?
+        .ok_or_else(|| no_agent(agent_id))
 }
 
-pub(super) async fn create_scenario(
-    pool: &SqlitePool,
-    project_id: i64,
-    new: &NewScenario,
-    now: DateTime<Utc>,
-) -> Result<Scenario> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    agent_in_project(&mut tx, project_id, new.agent_id).await?;
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO scenarios (project_id, agent_id, name, instructions, expected_outcome_prompt,
-            direction, tester_phone_number, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-    )
-    .bind(project_id)
-    .bind(new.agent_id)
-    .bind(&new.name)
-    .bind(&new.instructions)
-    .bind(&new.expected_outcome_prompt)
-    .bind(new.direction.as_str())
-    .bind(new.tester_phone_number.as_ref().map(|p| p.as_str()))
-    .bind(now.timestamp_millis())
-    .fetch_one(&mut *tx)
-    .await?;
-    for tag in &new.tags {
-        sqlx::query("INSERT OR IGNORE INTO scenario_tags (scenario_id, tag) VALUES (?, ?)")
-            .bind(id)
-            .bind(tag)
-            .execute(&mut *tx)
-            .await?;
+/// Creates a scenario on the writer's connection; its id.
+fn create_scenario(conn: &Connection, project_id: i64, new: &NewScenario, now: i64) -> Result<i64> {
+    agent_in_project(conn, project_id, new.agent_id)?;
+    let id: i64 = conn
+        .prepare_cached(
+            "INSERT INTO scenarios (project_id, agent_id, name, instructions,
+                expected_outcome_prompt, direction, tester_phone_number, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )?
+        .query_row(
+            params![
+                project_id,
+                new.agent_id,
+                new.name,
+                new.instructions,
+                new.expected_outcome_prompt,
+                new.direction.as_str(),
+                new.tester_phone_number.as_ref().map(|p| p.as_str()),
+                now
+            ],
+            |row| row.get(0),
+        )?;
+    let mut tag = conn
+        .prepare_cached("INSERT OR IGNORE INTO scenario_tags (scenario_id, tag) VALUES (?, ?)")?;
+    for t in &new.tags {
+        tag.execute(params![id, t])?;
     }
-    let row = sqlx::query(&format!(
-        "SELECT {} FROM scenarios WHERE id = ?",
-        scenario_columns()
-    ))
-    .bind(id)
-    .fetch_one(&mut *tx)
-    .await?;
-    let scenario = scenario_from(&row)?;
-    tx.commit().await?;
-    Ok(scenario)
+    Ok(id)
 }
 
 pub(super) async fn list_scenarios(
@@ -124,48 +111,44 @@ pub(super) async fn scenario(
     .transpose()
 }
 
-pub(super) async fn create_result(
-    pool: &SqlitePool,
+/// Creates a result and its runs on the writer's connection; its id.
+fn create_result(
+    conn: &Connection,
     project_id: i64,
     new: &NewTestResult,
     now: DateTime<Utc>,
 ) -> Result<i64> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let agent_phone = agent_in_project(&mut tx, project_id, new.agent_id)
-        .await
-        .map_err(as_invalid_input)?;
+    let agent_phone = agent_in_project(conn, project_id, new.agent_id).map_err(as_invalid_input)?;
 
     // The scenarios named by id (each must be this agent's) and those carrying any tag.
     let mut scenarios: Vec<(i64, String, Option<String>)> = Vec::new();
+    let mut named = conn.prepare_cached(
+        "SELECT id, direction, tester_phone_number FROM scenarios
+         WHERE id = ? AND project_id = ? AND agent_id = ?",
+    )?;
     for &id in &new.scenario_ids {
-        let row: Option<(i64, String, Option<String>)> = sqlx::query_as(
-            "SELECT id, direction, tester_phone_number FROM scenarios
-             WHERE id = ? AND project_id = ? AND agent_id = ?",
-        )
-        .bind(id)
-        .bind(project_id)
-        .bind(new.agent_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let row = row.ok_or_else(|| unknown_scenario(id, new.agent_id))?;
-        scenarios.push(row);
+        let row = named
+            .query_row(params![id, project_id, new.agent_id], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })
+            .optional()?;
+        scenarios.push(row.ok_or_else(|| unknown_scenario(id, new.agent_id))?);
     }
     if !new.tags.is_empty() {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "SELECT DISTINCT s.id, s.direction, s.tester_phone_number FROM scenarios s
-             JOIN scenario_tags t ON t.scenario_id = s.id WHERE s.project_id = ",
-        );
-        q.push_bind(project_id)
-            .push(" AND s.agent_id = ")
-            .push_bind(new.agent_id)
-            .push(" AND t.tag IN (");
-        let mut list = q.separated(", ");
-        for tag in &new.tags {
-            list.push_bind(tag.clone());
-        }
-        q.push(") ORDER BY s.id");
-        let tagged: Vec<(i64, String, Option<String>)> =
-            q.build_query_as().fetch_all(&mut *tx).await?;
+        let placeholders = vec!["?"; new.tags.len()].join(", ");
+        let mut args: Vec<rusqlite::types::Value> = vec![project_id.into(), new.agent_id.into()];
+        args.extend(new.tags.iter().map(|t| t.clone().into()));
+        let tagged = conn
+            .prepare(&format!(
+                "SELECT DISTINCT s.id, s.direction, s.tester_phone_number FROM scenarios s
+                 JOIN scenario_tags t ON t.scenario_id = s.id
+                 WHERE s.project_id = ? AND s.agent_id = ? AND t.tag IN ({placeholders})
+                 ORDER BY s.id"
+            ))?
+            .query_map(rusqlite::params_from_iter(args), |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         scenarios.extend(tagged);
     }
     dedup_scenarios(&mut scenarios);
@@ -173,47 +156,41 @@ pub(super) async fn create_result(
         return Err(no_tagged_scenario(new));
     }
 
-    let deadline_seconds: i64 =
-        sqlx::query_scalar("SELECT run_deadline_seconds FROM projects WHERE id = ?")
-            .bind(project_id)
-            .fetch_one(&mut *tx)
-            .await?;
+    let deadline_seconds: i64 = conn
+        .prepare_cached("SELECT run_deadline_seconds FROM projects WHERE id = ?")?
+        .query_row([project_id], |row| row.get(0))?;
     let now_ms = now.timestamp_millis();
     let deadline = (now + TimeDelta::seconds(deadline_seconds)).timestamp_millis();
-    let result_id: i64 = sqlx::query_scalar(
-        "INSERT INTO results (project_id, agent_id, name, created_at) VALUES (?, ?, ?, ?)
-         RETURNING id",
-    )
-    .bind(project_id)
-    .bind(new.agent_id)
-    .bind(&new.name)
-    .bind(now_ms)
-    .fetch_one(&mut *tx)
-    .await?;
+    let result_id: i64 = conn
+        .prepare_cached(
+            "INSERT INTO results (project_id, agent_id, name, created_at) VALUES (?, ?, ?, ?)
+             RETURNING id",
+        )?
+        .query_row(params![project_id, new.agent_id, new.name, now_ms], |row| {
+            row.get(0)
+        })?;
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO runs (project_id, result_id, scenario_id, agent_id, direction,
+            tester_phone_number, agent_phone_number, status, created_at, updated_at, deadline_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )?;
     for (scenario_id, direction, tester) in &scenarios {
         for _ in 0..new.frequency {
-            sqlx::query(
-                "INSERT INTO runs (project_id, result_id, scenario_id, agent_id, direction,
-                    tester_phone_number, agent_phone_number, status, created_at, updated_at,
-                    deadline_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(project_id)
-            .bind(result_id)
-            .bind(scenario_id)
-            .bind(new.agent_id)
-            .bind(direction)
-            .bind(tester)
-            .bind(&agent_phone)
-            .bind(RunStatus::Pending.as_str())
-            .bind(now_ms)
-            .bind(now_ms)
-            .bind(deadline)
-            .execute(&mut *tx)
-            .await?;
+            insert.execute(params![
+                project_id,
+                result_id,
+                scenario_id,
+                new.agent_id,
+                direction,
+                tester,
+                agent_phone,
+                RunStatus::Pending.as_str(),
+                now_ms,
+                now_ms,
+                deadline
+            ])?;
         }
     }
-    tx.commit().await?;
     Ok(result_id)
 }
 
@@ -313,29 +290,26 @@ pub(super) fn run_state_in_place(
 }
 
 /// The run's state, for a change to be decided on.
-async fn state_of(conn: &mut SqliteConnection, project_id: i64, run_id: i64) -> Result<RunState> {
-    let row = sqlx::query(&format!(
+/// The run's state, for a change to be decided on.
+fn state_of(conn: &Connection, project_id: i64, run_id: i64) -> Result<RunState> {
+    let mut select = conn.prepare_cached(&format!(
         "SELECT {RUN_STATE_COLUMNS} FROM runs WHERE id = ? AND project_id = ?"
-    ))
-    .bind(run_id)
-    .bind(project_id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    RunState::from_row(&row.ok_or_else(|| no_run(run_id))?)
+    ))?;
+    let mut rows = select.query(params![run_id, project_id])?;
+    match rows.next()? {
+        Some(row) => RunState::from_row(&LiteRow(row)),
+        None => Err(no_run(run_id)),
+    }
 }
 
-pub(super) async fn run_event(
-    pool: &SqlitePool,
+fn run_event(
+    conn: &Connection,
     project_id: i64,
     run_id: i64,
     event: RunEvent,
-    now: DateTime<Utc>,
+    now_ms: i64,
 ) -> Result<()> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let now_ms = now.timestamp_millis();
-    let w = state_of(&mut tx, project_id, run_id)
-        .await?
-        .apply(RunChange::Report(event), now_ms)?;
+    let w = state_of(conn, project_id, run_id)?.apply(RunChange::Report(event), now_ms)?;
     // The reported time, in the column of the report (a cancel reports none: the column keeps
     // its value).
     let (column, at) = match event {
@@ -343,148 +317,148 @@ pub(super) async fn run_event(
         RunEvent::CallEnded(at) => ("call_ended_at", Some(at.timestamp_millis())),
         RunEvent::Cancel => ("call_ended_at", None),
     };
-    let updated = sqlx::query(&format!(
-        "UPDATE runs SET status = ?, error_message = ?, finished_at = ?, updated_at = ?,
-            {column} = COALESCE(?, {column})
-         WHERE id = ? AND status = ?"
-    ))
-    .bind(w.status.as_str())
-    .bind(w.error_message)
-    .bind(w.finished_at)
-    .bind(now_ms)
-    .bind(at)
-    .bind(run_id)
-    .bind(w.from.as_str())
-    .execute(&mut *tx)
-    .await?;
-    if updated.rows_affected() != 1 {
+    let updated = conn
+        .prepare_cached(&format!(
+            "UPDATE runs SET status = ?, error_message = ?, finished_at = ?, updated_at = ?,
+                {column} = COALESCE(?, {column})
+             WHERE id = ? AND status = ?"
+        ))?
+        .execute(params![
+            w.status.as_str(),
+            w.error_message,
+            w.finished_at,
+            now_ms,
+            at,
+            run_id,
+            w.from.as_str()
+        ])?;
+    if updated != 1 {
         return Err(changed_meanwhile(run_id));
     }
-    tx.commit().await?;
     Ok(())
 }
 
-pub(super) async fn attach_call(
-    pool: &SqlitePool,
+fn attach_call(
+    conn: &Connection,
     project_id: i64,
     run_id: i64,
     call_id: &str,
-    now: DateTime<Utc>,
+    now_ms: i64,
 ) -> Result<()> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let row = sqlx::query(&format!(
+    let mut select = conn.prepare_cached(&format!(
         "SELECT {RUN_STATE_COLUMNS}, call_id, agent_id FROM runs WHERE id = ? AND project_id = ?"
-    ))
-    .bind(run_id)
-    .bind(project_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let (state, run) = match row {
-        Some(row) => {
-            let run = AttachRun {
-                call_id: row.try_get("call_id")?,
-                agent_id: row.try_get("agent_id")?,
-            };
-            (Some(RunState::from_row(&row)?), Some(run))
-        }
-        None => (None, None),
+    ))?;
+    let mut rows = select.query(params![run_id, project_id])?;
+    let Some(row) = rows.next()? else {
+        return Err(no_run(run_id));
     };
-    let call: Option<(Option<i64>, Option<i64>)> =
-        sqlx::query_as("SELECT agent_id, run_id FROM calls WHERE id = ? AND project_id = ?")
-            .bind(call_id)
-            .bind(project_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let call = call.map(|(agent_id, run_id)| AttachCall { agent_id, run_id });
-    let run = run.ok_or_else(|| no_run(run_id))?;
+    let row = LiteRow(row);
+    let run = AttachRun {
+        call_id: row.opt_text("call_id")?,
+        agent_id: row.int("agent_id")?,
+    };
+    let state = RunState::from_row(&row)?;
+    drop(rows);
+    let call = conn
+        .prepare_cached("SELECT agent_id, run_id FROM calls WHERE id = ? AND project_id = ?")?
+        .query_row(params![call_id, project_id], |row| {
+            Ok(AttachCall {
+                agent_id: row.get(0)?,
+                run_id: row.get(1)?,
+            })
+        })
+        .optional()?;
     check_attach(run_id, call_id, &run, call.as_ref())?;
-    let now_ms = now.timestamp_millis();
-    let w = state
-        .ok_or_else(|| no_run(run_id))?
-        .apply(RunChange::Attached, now_ms)?;
-    let updated = sqlx::query(
-        "UPDATE runs SET call_id = ?, matched_by = 'manual', status = ?, error_message = ?,
-            finished_at = ?, success = NULL, updated_at = ?
-         WHERE id = ? AND status = ?",
-    )
-    .bind(call_id)
-    .bind(w.status.as_str())
-    .bind(w.error_message)
-    .bind(w.finished_at)
-    .bind(now_ms)
-    .bind(run_id)
-    .bind(w.from.as_str())
-    .execute(&mut *tx)
-    .await?;
-    if updated.rows_affected() != 1 {
+    let w = state.apply(RunChange::Attached, now_ms)?;
+    let updated = conn
+        .prepare_cached(
+            "UPDATE runs SET call_id = ?, matched_by = 'manual', status = ?, error_message = ?,
+                finished_at = ?, success = NULL, updated_at = ?
+             WHERE id = ? AND status = ?",
+        )?
+        .execute(params![
+            call_id,
+            w.status.as_str(),
+            w.error_message,
+            w.finished_at,
+            now_ms,
+            run_id,
+            w.from.as_str()
+        ])?;
+    if updated != 1 {
         return Err(changed_meanwhile(run_id));
     }
-    sqlx::query(
+    conn.prepare_cached(
         "UPDATE calls SET run_id = ?, matched_by = 'manual', match_outcome = 'matched',
             match_reason = NULL, match_candidates = '[]'
          WHERE id = ?",
-    )
-    .bind(run_id)
-    .bind(call_id)
-    .execute(&mut *tx)
-    .await?;
+    )?
+    .execute(params![run_id, call_id])?;
     // Now a test call: evaluate it again, with the run's scenario.
-    super::jobs::enqueue_in(&mut tx, project_id, call_id, now_ms).await?;
-    tx.commit().await?;
+    super::jobs::enqueue(conn, project_id, call_id, now_ms)?;
     Ok(())
 }
 
-pub(super) async fn sweep_runs(pool: &SqlitePool, now: DateTime<Utc>) -> Result<Vec<i64>> {
+fn sweep_runs(conn: &Connection, now: DateTime<Utc>) -> Result<Vec<i64>> {
     let now_ms = now.timestamp_millis();
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let listening = &*LISTENING;
-    let rows = sqlx::query(&format!(
+    let mut select = conn.prepare_cached(&format!(
         "SELECT r.id, r.direction, r.tester_phone_number, r.status, r.created_at, r.deadline_at,
             r.call_started_at, r.call_ended_at, r.call_id, p.listening_window_seconds,
             r.call_id IS NOT NULL AS has_call, r.error_message, r.finished_at
          FROM runs r JOIN projects p ON p.id = r.project_id
          WHERE r.status IN {listening} AND r.call_id IS NULL AND (
-            (r.call_ended_at IS NOT NULL AND r.call_ended_at + p.listening_window_seconds * 1000 < ?)
-            OR (r.call_ended_at IS NULL AND r.deadline_at < ?))"
-    ))
-    .bind(now_ms)
-    .bind(now_ms)
-    .fetch_all(&mut *tx)
-    .await?;
+            (r.call_ended_at IS NOT NULL AND r.call_ended_at + p.listening_window_seconds * 1000 < ?1)
+            OR (r.call_ended_at IS NULL AND r.deadline_at < ?1))"
+    ))?;
+    let mut due = Vec::new();
+    let mut rows = select.query([now_ms])?;
+    while let Some(row) = rows.next()? {
+        let row = LiteRow(row);
+        let window = TimeDelta::seconds(row.int("listening_window_seconds")?);
+        due.push((facts_from(&row)?, RunState::from_row(&row)?, window));
+    }
+    drop(rows);
+    let mut update = conn.prepare_cached(
+        "UPDATE runs SET status = ?, error_message = ?, finished_at = ?, updated_at = ?
+         WHERE id = ? AND call_id IS NULL AND status = ?",
+    )?;
     let mut timed_out = Vec::new();
-    for row in rows {
-        let run = facts_from(&row)?;
-        let window = TimeDelta::seconds(row.try_get("listening_window_seconds")?);
+    for (run, state, window) in due {
         let Some(reason) = timeout_reason(&run, now, window) else {
             continue;
         };
-        let Ok(w) = RunState::from_row(&row)?.apply(RunChange::TimedOut(&reason), now_ms) else {
+        let Ok(w) = state.apply(RunChange::TimedOut(&reason), now_ms) else {
             continue;
         };
-        let updated = sqlx::query(
-            "UPDATE runs SET status = ?, error_message = ?, finished_at = ?, updated_at = ?
-             WHERE id = ? AND call_id IS NULL AND status = ?",
-        )
-        .bind(w.status.as_str())
-        .bind(w.error_message)
-        .bind(w.finished_at)
-        .bind(now_ms)
-        .bind(run.id)
-        .bind(w.from.as_str())
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() == 1 {
+        let updated = update.execute(params![
+            w.status.as_str(),
+            w.error_message,
+            w.finished_at,
+            now_ms,
+            run.id,
+            w.from.as_str()
+        ])?;
+        if updated == 1 {
             timed_out.push(run.id);
         }
     }
-    tx.commit().await?;
     Ok(timed_out)
 }
 
 #[async_trait]
 impl TestRuns for SqliteStore {
     async fn create_scenario(&self, project_id: i64, scenario: &NewScenario) -> Result<Scenario> {
-        create_scenario(&self.pool, project_id, scenario, Utc::now()).await
+        let (new, now) = (scenario.clone(), Utc::now().timestamp_millis());
+        let id = self
+            .writer
+            .write(in_place(move |conn| {
+                create_scenario(conn, project_id, &new, now)
+            }))
+            .await?;
+        self::scenario(&self.pool, project_id, id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("scenario {id} vanished")))
     }
     async fn list_scenarios(
         &self,
@@ -502,7 +476,13 @@ impl TestRuns for SqliteStore {
         result: &NewTestResult,
         now: DateTime<Utc>,
     ) -> Result<TestResult> {
-        let id = create_result(&self.pool, project_id, result, now).await?;
+        let new = result.clone();
+        let id = self
+            .writer
+            .write(in_place(move |conn| {
+                create_result(conn, project_id, &new, now)
+            }))
+            .await?;
         self.result(project_id, id)
             .await?
             .ok_or_else(|| StoreError::Corrupt(format!("result {id} vanished")))
@@ -523,7 +503,12 @@ impl TestRuns for SqliteStore {
         event: RunEvent,
         now: DateTime<Utc>,
     ) -> Result<Run> {
-        run_event(&self.pool, project_id, run_id, event, now).await?;
+        let now_ms = now.timestamp_millis();
+        self.writer
+            .write(in_place(move |conn| {
+                run_event(conn, project_id, run_id, event, now_ms)
+            }))
+            .await?;
         existing_run(self, project_id, run_id).await
     }
     async fn attach_call(
@@ -533,11 +518,18 @@ impl TestRuns for SqliteStore {
         call_id: &str,
         now: DateTime<Utc>,
     ) -> Result<Run> {
-        attach_call(&self.pool, project_id, run_id, call_id, now).await?;
+        let (call_id, now_ms) = (call_id.to_owned(), now.timestamp_millis());
+        self.writer
+            .write(in_place(move |conn| {
+                attach_call(conn, project_id, run_id, &call_id, now_ms)
+            }))
+            .await?;
         self.jobs_ready.notify_waiters();
         existing_run(self, project_id, run_id).await
     }
     async fn sweep_runs(&self, now: DateTime<Utc>) -> Result<Vec<i64>> {
-        sweep_runs(&self.pool, now).await
+        self.writer
+            .write(in_place(move |conn| sweep_runs(conn, now)))
+            .await
     }
 }
