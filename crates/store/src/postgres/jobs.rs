@@ -148,19 +148,6 @@ pub(super) async fn claim_jobs(
     Ok(jobs)
 }
 
-/// Renews a running job's lease; false when another worker has taken it over.
-pub(super) async fn renew_lease(pool: &PgPool, job: &Job, now: DateTime<Utc>) -> Result<bool> {
-    let updated = sqlx::query(
-        "UPDATE jobs SET locked_at = $1 WHERE id = $2 AND status = 'running' AND locked_by = $3",
-    )
-    .bind(now.timestamp_millis())
-    .bind(job.id)
-    .bind(text(&job.worker))
-    .execute(pool)
-    .await?;
-    Ok(updated.rows_affected() == 1)
-}
-
 /// Writes a job's results and marks it done, atomically. False (and nothing written) when the
 /// job's lease was lost to another worker.
 pub(super) async fn complete_job(
@@ -267,17 +254,6 @@ pub(super) async fn fail_job(
     Ok(())
 }
 
-pub(super) async fn job_counts(pool: &PgPool, project_id: Option<i64>) -> Result<JobCounts> {
-    let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT status, COUNT(*) FROM jobs WHERE $1::BIGINT IS NULL OR project_id = $1
-         GROUP BY status",
-    )
-    .bind(project_id)
-    .fetch_all(pool)
-    .await?;
-    Ok(counts_from(rows))
-}
-
 #[async_trait]
 impl JobQueue for PgStore {
     async fn enqueue_evaluations(
@@ -348,8 +324,18 @@ impl JobQueue for PgStore {
         })
         .await)
     }
+    /// Renews a running job's lease; false when another worker has taken it over.
     async fn renew_lease(&self, job: &Job, now: DateTime<Utc>) -> Result<bool> {
-        renew_lease(&self.pool, job, now).await
+        let pool = &self.pool;
+        let updated = sqlx::query(
+            "UPDATE jobs SET locked_at = $1 WHERE id = $2 AND status = 'running' AND locked_by = $3",
+        )
+        .bind(now.timestamp_millis())
+        .bind(job.id)
+        .bind(text(&job.worker))
+        .execute(pool)
+        .await?;
+        Ok(updated.rows_affected() == 1)
     }
     async fn complete_job(
         &self,
@@ -369,7 +355,15 @@ impl JobQueue for PgStore {
         fail_job(&self.pool, job, error, retry_at, now).await
     }
     async fn job_counts(&self, project_id: Option<i64>) -> Result<JobCounts> {
-        job_counts(&self.pool, project_id).await
+        let pool = &self.pool;
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT status, COUNT(*) FROM jobs WHERE $1::BIGINT IS NULL OR project_id = $1
+             GROUP BY status",
+        )
+        .bind(project_id)
+        .fetch_all(pool)
+        .await?;
+        Ok(counts_from(rows))
     }
     async fn evaluation_inputs(
         &self,

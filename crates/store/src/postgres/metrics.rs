@@ -84,24 +84,6 @@ async fn live_metrics(conn: &mut PgConnection, project_id: i64) -> Result<Vec<Me
     .collect()
 }
 
-pub(super) async fn list_metrics(pool: &PgPool, project_id: i64) -> Result<Vec<Metric>> {
-    live_metrics(&mut *pool.acquire().await?, project_id).await
-}
-
-pub(super) async fn metric(pool: &PgPool, project_id: i64, id: i64) -> Result<Option<Metric>> {
-    sqlx::query(&format!(
-        "SELECT {METRIC_COLUMNS} FROM metrics
-         WHERE project_id = $1 AND id = $2 AND deleted_at IS NULL"
-    ))
-    .bind(project_id)
-    .bind(id)
-    .fetch_optional(pool)
-    .await?
-    .as_ref()
-    .map(metric_from)
-    .transpose()
-}
-
 pub(super) async fn create_metric(
     pool: &PgPool,
     project_id: i64,
@@ -137,76 +119,12 @@ pub(super) async fn update_metric(
     Ok(())
 }
 
-pub(super) async fn delete_metric(
-    pool: &PgPool,
-    project_id: i64,
-    id: i64,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    let deleted = sqlx::query(
-        "UPDATE metrics SET deleted_at = $1
-         WHERE id = $2 AND project_id = $3 AND deleted_at IS NULL",
-    )
-    .bind(now.timestamp_millis())
-    .bind(id)
-    .bind(project_id)
-    .execute(pool)
-    .await?;
-    if deleted.rows_affected() == 0 {
-        return Err(no_metric(id));
-    }
-    Ok(())
-}
-
-/// Creates or updates metrics by name, in one transaction; an unchanged one keeps its version.
-pub(super) async fn apply_metrics(
-    pool: &PgPool,
-    project_id: i64,
-    specs: &[MetricSpec],
-    now: DateTime<Utc>,
-) -> Result<ApplySummary> {
-    let now = now.timestamp_millis();
-    let mut tx = pool.begin().await?;
-    // The whole comparison decides the writes: applies to one project run one at a time, as
-    // they do under SQLite's single writer.
-    sqlx::query("SELECT 1 FROM projects WHERE id = $1 FOR UPDATE")
-        .bind(project_id)
-        .execute(&mut *tx)
-        .await?;
-    let existing = live_metrics(&mut tx, project_id).await?;
-    let mut summary = ApplySummary::default();
-    for spec in specs {
-        match apply_step(&existing, spec) {
-            ApplyStep::Unchanged => summary.unchanged.push(spec.name.clone()),
-            ApplyStep::Update(m) => {
-                update_metric_row(&mut tx, m.id, spec, now).await?;
-                summary.updated.push(spec.name.clone());
-            }
-            ApplyStep::Create => {
-                insert_metric(&mut tx, project_id, spec, now).await?;
-                summary.created.push(spec.name.clone());
-            }
-        }
-    }
-    tx.commit().await?;
-    Ok(summary)
-}
-
 pub(super) async fn rubric(conn: &mut PgConnection, project_id: i64) -> Result<Vec<RubricRule>> {
     let text: String = sqlx::query_scalar("SELECT rubric FROM projects WHERE id = $1")
         .bind(project_id)
         .fetch_one(&mut *conn)
         .await?;
     from_json(&text)
-}
-
-pub(super) async fn set_rubric(pool: &PgPool, project_id: i64, rules: &[RubricRule]) -> Result<()> {
-    sqlx::query("UPDATE projects SET rubric = $1 WHERE id = $2")
-        .bind(to_json(&rules))
-        .bind(project_id)
-        .execute(pool)
-        .await?;
-    Ok(())
 }
 
 pub(super) async fn judge_settings(
@@ -222,35 +140,6 @@ pub(super) async fn judge_settings(
     judge_settings_from(&row)
 }
 
-pub(super) async fn set_judge_settings(
-    pool: &PgPool,
-    project_id: i64,
-    patch: &JudgeSettingsPatch,
-) -> Result<()> {
-    let (set_url, url) = judge_field(&patch.base_url);
-    let (set_model, model) = judge_field(&patch.model);
-    let (set_key, key) = judge_field(&patch.api_key);
-    sqlx::query(
-        "UPDATE projects SET
-            judge_base_url = CASE WHEN $1 THEN $2 ELSE judge_base_url END,
-            judge_model = CASE WHEN $3 THEN $4 ELSE judge_model END,
-            judge_api_key = CASE WHEN $5 THEN $6 ELSE judge_api_key END,
-            judge_concurrency = COALESCE($7, judge_concurrency)
-         WHERE id = $8",
-    )
-    .bind(set_url)
-    .bind(opt_text(url.as_deref()))
-    .bind(set_model)
-    .bind(opt_text(model.as_deref()))
-    .bind(set_key)
-    .bind(opt_text(key.as_deref()))
-    .bind(patch.concurrency.map(i64::from))
-    .bind(project_id)
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
 pub(super) async fn inputs(
     pool: &PgPool,
     project_id: i64,
@@ -262,41 +151,25 @@ pub(super) async fn inputs(
     Ok((metrics, rules, judge))
 }
 
-pub(super) async fn cache_get(pool: &PgPool, key: &str) -> Result<Option<String>> {
-    Ok(
-        sqlx::query_scalar("SELECT response FROM judge_cache WHERE key = $1")
-            .bind(text(key))
-            .fetch_optional(pool)
-            .await?,
-    )
-}
-
-pub(super) async fn cache_put(
-    pool: &PgPool,
-    key: &str,
-    response: &str,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO judge_cache (key, response, created_at) VALUES ($1, $2, $3)
-         ON CONFLICT (key) DO UPDATE SET response = EXCLUDED.response,
-            created_at = EXCLUDED.created_at",
-    )
-    .bind(text(key))
-    .bind(text(response))
-    .bind(now.timestamp_millis())
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
 #[async_trait]
 impl Metrics for PgStore {
     async fn list_metrics(&self, project_id: i64) -> Result<Vec<Metric>> {
-        list_metrics(&self.pool, project_id).await
+        let pool = &self.pool;
+        live_metrics(&mut *pool.acquire().await?, project_id).await
     }
     async fn metric(&self, project_id: i64, id: i64) -> Result<Option<Metric>> {
-        metric(&self.pool, project_id, id).await
+        let pool = &self.pool;
+        sqlx::query(&format!(
+            "SELECT {METRIC_COLUMNS} FROM metrics
+             WHERE project_id = $1 AND id = $2 AND deleted_at IS NULL"
+        ))
+        .bind(project_id)
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .as_ref()
+        .map(metric_from)
+        .transpose()
     }
     async fn create_metric(&self, project_id: i64, spec: &MetricSpec) -> Result<Metric> {
         let id = create_metric(&self.pool, project_id, spec, Utc::now()).await?;
@@ -307,27 +180,113 @@ impl Metrics for PgStore {
         existing_metric(self, project_id, id).await
     }
     async fn delete_metric(&self, project_id: i64, id: i64) -> Result<()> {
-        delete_metric(&self.pool, project_id, id, Utc::now()).await
+        let pool = &self.pool;
+        let now = Utc::now();
+        let deleted = sqlx::query(
+            "UPDATE metrics SET deleted_at = $1
+             WHERE id = $2 AND project_id = $3 AND deleted_at IS NULL",
+        )
+        .bind(now.timestamp_millis())
+        .bind(id)
+        .bind(project_id)
+        .execute(pool)
+        .await?;
+        if deleted.rows_affected() == 0 {
+            return Err(no_metric(id));
+        }
+        Ok(())
     }
+    /// Creates or updates metrics by name, in one transaction; an unchanged one keeps its version.
     async fn apply_metrics(&self, project_id: i64, specs: &[MetricSpec]) -> Result<ApplySummary> {
-        apply_metrics(&self.pool, project_id, specs, Utc::now()).await
+        let pool = &self.pool;
+        let now = Utc::now();
+        let now = now.timestamp_millis();
+        let mut tx = pool.begin().await?;
+        // The whole comparison decides the writes: applies to one project run one at a time, as
+        // they do under SQLite's single writer.
+        sqlx::query("SELECT 1 FROM projects WHERE id = $1 FOR UPDATE")
+            .bind(project_id)
+            .execute(&mut *tx)
+            .await?;
+        let existing = live_metrics(&mut tx, project_id).await?;
+        let mut summary = ApplySummary::default();
+        for spec in specs {
+            match apply_step(&existing, spec) {
+                ApplyStep::Unchanged => summary.unchanged.push(spec.name.clone()),
+                ApplyStep::Update(m) => {
+                    update_metric_row(&mut tx, m.id, spec, now).await?;
+                    summary.updated.push(spec.name.clone());
+                }
+                ApplyStep::Create => {
+                    insert_metric(&mut tx, project_id, spec, now).await?;
+                    summary.created.push(spec.name.clone());
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(summary)
     }
     async fn rubric(&self, project_id: i64) -> Result<Vec<RubricRule>> {
         rubric(&mut *self.pool.acquire().await?, project_id).await
     }
     async fn set_rubric(&self, project_id: i64, rules: &[RubricRule]) -> Result<()> {
-        set_rubric(&self.pool, project_id, rules).await
+        let pool = &self.pool;
+        sqlx::query("UPDATE projects SET rubric = $1 WHERE id = $2")
+            .bind(to_json(&rules))
+            .bind(project_id)
+            .execute(pool)
+            .await?;
+        Ok(())
     }
     async fn judge_settings(&self, project_id: i64) -> Result<JudgeSettings> {
         judge_settings(&mut *self.pool.acquire().await?, project_id).await
     }
     async fn set_judge_settings(&self, project_id: i64, patch: &JudgeSettingsPatch) -> Result<()> {
-        set_judge_settings(&self.pool, project_id, patch).await
+        let pool = &self.pool;
+        let (set_url, url) = judge_field(&patch.base_url);
+        let (set_model, model) = judge_field(&patch.model);
+        let (set_key, key) = judge_field(&patch.api_key);
+        sqlx::query(
+            "UPDATE projects SET
+                judge_base_url = CASE WHEN $1 THEN $2 ELSE judge_base_url END,
+                judge_model = CASE WHEN $3 THEN $4 ELSE judge_model END,
+                judge_api_key = CASE WHEN $5 THEN $6 ELSE judge_api_key END,
+                judge_concurrency = COALESCE($7, judge_concurrency)
+             WHERE id = $8",
+        )
+        .bind(set_url)
+        .bind(opt_text(url.as_deref()))
+        .bind(set_model)
+        .bind(opt_text(model.as_deref()))
+        .bind(set_key)
+        .bind(opt_text(key.as_deref()))
+        .bind(patch.concurrency.map(i64::from))
+        .bind(project_id)
+        .execute(pool)
+        .await?;
+        Ok(())
     }
     async fn judge_cache_get(&self, key: &str) -> Result<Option<String>> {
-        cache_get(&self.pool, key).await
+        let pool = &self.pool;
+        Ok(
+            sqlx::query_scalar("SELECT response FROM judge_cache WHERE key = $1")
+                .bind(text(key))
+                .fetch_optional(pool)
+                .await?,
+        )
     }
     async fn judge_cache_put(&self, key: &str, response: &str, now: DateTime<Utc>) -> Result<()> {
-        cache_put(&self.pool, key, response, now).await
+        let pool = &self.pool;
+        sqlx::query(
+            "INSERT INTO judge_cache (key, response, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT (key) DO UPDATE SET response = EXCLUDED.response,
+                created_at = EXCLUDED.created_at",
+        )
+        .bind(text(key))
+        .bind(text(response))
+        .bind(now.timestamp_millis())
+        .execute(pool)
+        .await?;
+        Ok(())
     }
 }

@@ -141,50 +141,6 @@ async fn agent_in_project(
     row.ok_or_else(|| no_agent(agent_id))
 }
 
-pub(super) async fn create_scenario(
-    pool: &PgPool,
-    project_id: i64,
-    new: &NewScenario,
-    now: DateTime<Utc>,
-) -> Result<Scenario> {
-    let mut tx = pool.begin().await?;
-    agent_in_project(&mut tx, project_id, new.agent_id).await?;
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO scenarios (project_id, agent_id, name, instructions, expected_outcome_prompt,
-            direction, tester_phone_number, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-    )
-    .bind(project_id)
-    .bind(new.agent_id)
-    .bind(text(&new.name))
-    .bind(text(&new.instructions))
-    .bind(text(&new.expected_outcome_prompt))
-    .bind(new.direction.as_str())
-    .bind(new.tester_phone_number.as_ref().map(|p| p.as_str()))
-    .bind(now.timestamp_millis())
-    .fetch_one(&mut *tx)
-    .await?;
-    for tag in &new.tags {
-        sqlx::query(
-            "INSERT INTO scenario_tags (scenario_id, tag) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        )
-        .bind(id)
-        .bind(text(tag))
-        .execute(&mut *tx)
-        .await?;
-    }
-    let row = sqlx::query(&format!(
-        "SELECT {} FROM scenarios WHERE id = $1",
-        scenario_columns()
-    ))
-    .bind(id)
-    .fetch_one(&mut *tx)
-    .await?;
-    let scenario = scenario_from(&row)?;
-    tx.commit().await?;
-    Ok(scenario)
-}
-
 pub(super) async fn list_scenarios(
     pool: &PgPool,
     project_id: i64,
@@ -342,49 +298,6 @@ pub(super) async fn result(pool: &PgPool, project_id: i64, id: i64) -> Result<Op
     }))
 }
 
-pub(super) async fn run(pool: &PgPool, project_id: i64, id: i64) -> Result<Option<Run>> {
-    sqlx::query(&format!(
-        "SELECT {RUN_COLUMNS} {RUN_FROM} WHERE r.project_id = $1 AND r.id = $2"
-    ))
-    .bind(project_id)
-    .bind(id)
-    .fetch_optional(pool)
-    .await?
-    .as_ref()
-    .map(run_from)
-    .transpose()
-}
-
-pub(super) async fn list_runs(
-    pool: &PgPool,
-    project_id: i64,
-    filter: &RunFilter,
-) -> Result<Page<Run>> {
-    let mut q = QueryBuilder::<Postgres>::new(format!(
-        "SELECT {RUN_COLUMNS} {RUN_FROM} WHERE r.project_id = "
-    ));
-    q.push_bind(project_id);
-    if let Some(status) = filter.status {
-        q.push(" AND r.status = ").push_bind(status.as_str());
-    }
-    if let Some(agent_id) = filter.agent_id {
-        q.push(" AND r.agent_id = ").push_bind(agent_id);
-    }
-    if let Some(result_id) = filter.result_id {
-        q.push(" AND r.result_id = ").push_bind(result_id);
-    }
-    if let Some(cursor) = &filter.cursor {
-        q.push(" AND r.id < ")
-            .push_bind(decode_cursor(cursor, 1)?[0]);
-    }
-    q.push(" ORDER BY r.id DESC LIMIT ")
-        .push_bind(i64::from(filter.limit) + 1);
-    let rows = q.build().fetch_all(pool).await?;
-    paginate(rows, filter.limit, run_from, |row| {
-        Ok(encode_cursor(&[row.try_get("id")?]))
-    })
-}
-
 /// The state of the run that `filter` (`id = $1`, `call_id = $1`) names, if any, locked for the
 /// rest of the transaction.
 pub(super) async fn state_of(
@@ -527,60 +440,47 @@ pub(super) async fn attach_call(
     Ok(())
 }
 
-/// Times out overdue runs. Safe with many instances: rows another sweeper (or an ingest) holds
-/// are skipped rather than waited for, and the update re-checks the status.
-pub(super) async fn sweep_runs(pool: &PgPool, now: DateTime<Utc>) -> Result<Vec<i64>> {
-    let now_ms = now.timestamp_millis();
-    let mut tx = pool.begin().await?;
-    let listening = &*LISTENING;
-    let rows = sqlx::query(&format!(
-        "SELECT r.id, r.direction, r.tester_phone_number, r.status, r.created_at, r.deadline_at,
-            r.call_started_at, r.call_ended_at, r.call_id, p.listening_window_seconds,
-            r.call_id IS NOT NULL AS has_call, r.error_message, r.finished_at
-         FROM runs r JOIN projects p ON p.id = r.project_id
-         WHERE r.status IN {listening} AND r.call_id IS NULL AND (
-            (r.call_ended_at IS NOT NULL AND r.call_ended_at + p.listening_window_seconds * 1000 < $1)
-            OR (r.call_ended_at IS NULL AND r.deadline_at < $1))
-         ORDER BY r.id
-         FOR UPDATE OF r SKIP LOCKED"
-    ))
-    .bind(now_ms)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut timed_out = Vec::new();
-    for row in rows {
-        let run = facts_from(&row)?;
-        let window = TimeDelta::seconds(row.try_get("listening_window_seconds")?);
-        let Some(reason) = timeout_reason(&run, now, window) else {
-            continue;
-        };
-        let Ok(w) = RunState::from_row(&row)?.apply(RunChange::TimedOut(&reason), now_ms) else {
-            continue;
-        };
-        let updated = sqlx::query(
-            "UPDATE runs SET status = $1, error_message = $2, finished_at = $3, updated_at = $4
-             WHERE id = $5 AND call_id IS NULL AND status = $6",
-        )
-        .bind(w.status.as_str())
-        .bind(w.error_message.as_deref().map(text))
-        .bind(w.finished_at)
-        .bind(now_ms)
-        .bind(run.id)
-        .bind(w.from.as_str())
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() == 1 {
-            timed_out.push(run.id);
-        }
-    }
-    tx.commit().await?;
-    Ok(timed_out)
-}
-
 #[async_trait]
 impl TestRuns for PgStore {
     async fn create_scenario(&self, project_id: i64, scenario: &NewScenario) -> Result<Scenario> {
-        create_scenario(&self.pool, project_id, scenario, Utc::now()).await
+        let pool = &self.pool;
+        let (new, now) = (scenario, Utc::now());
+        let mut tx = pool.begin().await?;
+        agent_in_project(&mut tx, project_id, new.agent_id).await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO scenarios (project_id, agent_id, name, instructions, expected_outcome_prompt,
+                direction, tester_phone_number, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        )
+        .bind(project_id)
+        .bind(new.agent_id)
+        .bind(text(&new.name))
+        .bind(text(&new.instructions))
+        .bind(text(&new.expected_outcome_prompt))
+        .bind(new.direction.as_str())
+        .bind(new.tester_phone_number.as_ref().map(|p| p.as_str()))
+        .bind(now.timestamp_millis())
+        .fetch_one(&mut *tx)
+        .await?;
+        for tag in &new.tags {
+            sqlx::query(
+                "INSERT INTO scenario_tags (scenario_id, tag) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(id)
+            .bind(text(tag))
+            .execute(&mut *tx)
+            .await?;
+        }
+        let row = sqlx::query(&format!(
+            "SELECT {} FROM scenarios WHERE id = $1",
+            scenario_columns()
+        ))
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let scenario = scenario_from(&row)?;
+        tx.commit().await?;
+        Ok(scenario)
     }
     async fn list_scenarios(
         &self,
@@ -607,10 +507,43 @@ impl TestRuns for PgStore {
         result(&self.pool, project_id, id).await
     }
     async fn run(&self, project_id: i64, id: i64) -> Result<Option<Run>> {
-        run(&self.pool, project_id, id).await
+        let pool = &self.pool;
+        sqlx::query(&format!(
+            "SELECT {RUN_COLUMNS} {RUN_FROM} WHERE r.project_id = $1 AND r.id = $2"
+        ))
+        .bind(project_id)
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .as_ref()
+        .map(run_from)
+        .transpose()
     }
     async fn list_runs(&self, project_id: i64, filter: &RunFilter) -> Result<Page<Run>> {
-        list_runs(&self.pool, project_id, filter).await
+        let pool = &self.pool;
+        let mut q = QueryBuilder::<Postgres>::new(format!(
+            "SELECT {RUN_COLUMNS} {RUN_FROM} WHERE r.project_id = "
+        ));
+        q.push_bind(project_id);
+        if let Some(status) = filter.status {
+            q.push(" AND r.status = ").push_bind(status.as_str());
+        }
+        if let Some(agent_id) = filter.agent_id {
+            q.push(" AND r.agent_id = ").push_bind(agent_id);
+        }
+        if let Some(result_id) = filter.result_id {
+            q.push(" AND r.result_id = ").push_bind(result_id);
+        }
+        if let Some(cursor) = &filter.cursor {
+            q.push(" AND r.id < ")
+                .push_bind(decode_cursor(cursor, 1)?[0]);
+        }
+        q.push(" ORDER BY r.id DESC LIMIT ")
+            .push_bind(i64::from(filter.limit) + 1);
+        let rows = q.build().fetch_all(pool).await?;
+        paginate(rows, filter.limit, run_from, |row| {
+            Ok(encode_cursor(&[row.try_get("id")?]))
+        })
     }
     async fn run_event(
         &self,
@@ -633,7 +566,55 @@ impl TestRuns for PgStore {
         self.jobs_ready.notify_waiters();
         existing_run(self, project_id, run_id).await
     }
+    /// Times out overdue runs. Safe with many instances: rows another sweeper (or an ingest) holds
+    /// are skipped rather than waited for, and the update re-checks the status.
     async fn sweep_runs(&self, now: DateTime<Utc>) -> Result<Vec<i64>> {
-        sweep_runs(&self.pool, now).await
+        let pool = &self.pool;
+        let now_ms = now.timestamp_millis();
+        let mut tx = pool.begin().await?;
+        let listening = &*LISTENING;
+        let rows = sqlx::query(&format!(
+            "SELECT r.id, r.direction, r.tester_phone_number, r.status, r.created_at, r.deadline_at,
+                r.call_started_at, r.call_ended_at, r.call_id, p.listening_window_seconds,
+                r.call_id IS NOT NULL AS has_call, r.error_message, r.finished_at
+             FROM runs r JOIN projects p ON p.id = r.project_id
+             WHERE r.status IN {listening} AND r.call_id IS NULL AND (
+                (r.call_ended_at IS NOT NULL AND r.call_ended_at + p.listening_window_seconds * 1000 < $1)
+                OR (r.call_ended_at IS NULL AND r.deadline_at < $1))
+             ORDER BY r.id
+             FOR UPDATE OF r SKIP LOCKED"
+        ))
+        .bind(now_ms)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut timed_out = Vec::new();
+        for row in rows {
+            let run = facts_from(&row)?;
+            let window = TimeDelta::seconds(row.try_get("listening_window_seconds")?);
+            let Some(reason) = timeout_reason(&run, now, window) else {
+                continue;
+            };
+            let Ok(w) = RunState::from_row(&row)?.apply(RunChange::TimedOut(&reason), now_ms)
+            else {
+                continue;
+            };
+            let updated = sqlx::query(
+                "UPDATE runs SET status = $1, error_message = $2, finished_at = $3, updated_at = $4
+                 WHERE id = $5 AND call_id IS NULL AND status = $6",
+            )
+            .bind(w.status.as_str())
+            .bind(w.error_message.as_deref().map(text))
+            .bind(w.finished_at)
+            .bind(now_ms)
+            .bind(run.id)
+            .bind(w.from.as_str())
+            .execute(&mut *tx)
+            .await?;
+            if updated.rows_affected() == 1 {
+                timed_out.push(run.id);
+            }
+        }
+        tx.commit().await?;
+        Ok(timed_out)
     }
 }

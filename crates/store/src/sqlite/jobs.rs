@@ -17,7 +17,6 @@ use async_trait::async_trait;
 use callgrade_core::RunChange;
 use chrono::{DateTime, TimeDelta, Utc};
 use rusqlite::{params, Connection};
-use sqlx::sqlite::SqlitePool;
 use sqlx::{QueryBuilder, Sqlite};
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -278,16 +277,6 @@ fn enqueue_calls(
     Ok(queued)
 }
 
-pub(super) async fn job_counts(pool: &SqlitePool, project_id: Option<i64>) -> Result<JobCounts> {
-    let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT status, COUNT(*) FROM jobs WHERE ?1 IS NULL OR project_id = ?1 GROUP BY status",
-    )
-    .bind(project_id)
-    .fetch_all(pool)
-    .await?;
-    Ok(counts_from(rows))
-}
-
 #[async_trait]
 impl JobQueue for SqliteStore {
     async fn enqueue_evaluations(
@@ -375,7 +364,14 @@ impl JobQueue for SqliteStore {
             .await
     }
     async fn job_counts(&self, project_id: Option<i64>) -> Result<JobCounts> {
-        job_counts(&self.pool, project_id).await
+        let pool = &self.pool;
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT status, COUNT(*) FROM jobs WHERE ?1 IS NULL OR project_id = ?1 GROUP BY status",
+        )
+        .bind(project_id)
+        .fetch_all(pool)
+        .await?;
+        Ok(counts_from(rows))
     }
     async fn evaluation_inputs(
         &self,

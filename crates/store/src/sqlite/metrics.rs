@@ -99,23 +99,6 @@ async fn live_metrics(conn: &mut SqliteConnection, project_id: i64) -> Result<Ve
     .collect()
 }
 
-pub(super) async fn list_metrics(pool: &SqlitePool, project_id: i64) -> Result<Vec<Metric>> {
-    live_metrics(&mut *pool.acquire().await?, project_id).await
-}
-
-pub(super) async fn metric(pool: &SqlitePool, project_id: i64, id: i64) -> Result<Option<Metric>> {
-    sqlx::query(&format!(
-        "SELECT {METRIC_COLUMNS} FROM metrics WHERE project_id = ? AND id = ? AND deleted_at IS NULL"
-    ))
-    .bind(project_id)
-    .bind(id)
-    .fetch_optional(pool)
-    .await?
-    .as_ref()
-    .map(metric_from)
-    .transpose()
-}
-
 pub(super) async fn rubric(
     conn: &mut SqliteConnection,
     project_id: i64,
@@ -151,22 +134,24 @@ pub(super) async fn inputs(
     Ok((metrics, rules, judge))
 }
 
-pub(super) async fn cache_get(pool: &SqlitePool, key: &str) -> Result<Option<String>> {
-    Ok(
-        sqlx::query_scalar("SELECT response FROM judge_cache WHERE key = ?")
-            .bind(key)
-            .fetch_optional(pool)
-            .await?,
-    )
-}
-
 #[async_trait]
 impl Metrics for SqliteStore {
     async fn list_metrics(&self, project_id: i64) -> Result<Vec<Metric>> {
-        list_metrics(&self.pool, project_id).await
+        let pool = &self.pool;
+        live_metrics(&mut *pool.acquire().await?, project_id).await
     }
     async fn metric(&self, project_id: i64, id: i64) -> Result<Option<Metric>> {
-        metric(&self.pool, project_id, id).await
+        let pool = &self.pool;
+        sqlx::query(&format!(
+            "SELECT {METRIC_COLUMNS} FROM metrics WHERE project_id = ? AND id = ? AND deleted_at IS NULL"
+        ))
+        .bind(project_id)
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .as_ref()
+        .map(metric_from)
+        .transpose()
     }
     async fn create_metric(&self, project_id: i64, spec: &MetricSpec) -> Result<Metric> {
         let (spec, now) = (spec.clone(), now_ms());
@@ -282,7 +267,13 @@ impl Metrics for SqliteStore {
             .await
     }
     async fn judge_cache_get(&self, key: &str) -> Result<Option<String>> {
-        cache_get(&self.pool, key).await
+        let pool = &self.pool;
+        Ok(
+            sqlx::query_scalar("SELECT response FROM judge_cache WHERE key = ?")
+                .bind(key)
+                .fetch_optional(pool)
+                .await?,
+        )
     }
     async fn judge_cache_put(&self, key: &str, response: &str, now: DateTime<Utc>) -> Result<()> {
         let (key, response, now) = (key.to_owned(), response.to_owned(), now.timestamp_millis());

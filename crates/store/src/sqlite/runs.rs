@@ -230,49 +230,6 @@ pub(super) async fn result(
     }))
 }
 
-pub(super) async fn run(pool: &SqlitePool, project_id: i64, id: i64) -> Result<Option<Run>> {
-    sqlx::query(&format!(
-        "SELECT {RUN_COLUMNS} {RUN_FROM} WHERE r.project_id = ? AND r.id = ?"
-    ))
-    .bind(project_id)
-    .bind(id)
-    .fetch_optional(pool)
-    .await?
-    .as_ref()
-    .map(run_from)
-    .transpose()
-}
-
-pub(super) async fn list_runs(
-    pool: &SqlitePool,
-    project_id: i64,
-    filter: &RunFilter,
-) -> Result<Page<Run>> {
-    let mut q = QueryBuilder::<Sqlite>::new(format!(
-        "SELECT {RUN_COLUMNS} {RUN_FROM} WHERE r.project_id = "
-    ));
-    q.push_bind(project_id);
-    if let Some(status) = filter.status {
-        q.push(" AND r.status = ").push_bind(status.as_str());
-    }
-    if let Some(agent_id) = filter.agent_id {
-        q.push(" AND r.agent_id = ").push_bind(agent_id);
-    }
-    if let Some(result_id) = filter.result_id {
-        q.push(" AND r.result_id = ").push_bind(result_id);
-    }
-    if let Some(cursor) = &filter.cursor {
-        q.push(" AND r.id < ")
-            .push_bind(decode_cursor(cursor, 1)?[0]);
-    }
-    q.push(" ORDER BY r.id DESC LIMIT ")
-        .push_bind(i64::from(filter.limit) + 1);
-    let rows = q.build().fetch_all(pool).await?;
-    paginate(rows, filter.limit, run_from, |row| {
-        Ok(encode_cursor(&[row.try_get("id")?]))
-    })
-}
-
 /// On the writer's connection: the state of the run that `filter` (`id = ?`, `call_id = ?`)
 /// names, if there is one.
 pub(super) fn run_state_in_place(
@@ -491,10 +448,43 @@ impl TestRuns for SqliteStore {
         result(&self.pool, project_id, id).await
     }
     async fn run(&self, project_id: i64, id: i64) -> Result<Option<Run>> {
-        run(&self.pool, project_id, id).await
+        let pool = &self.pool;
+        sqlx::query(&format!(
+            "SELECT {RUN_COLUMNS} {RUN_FROM} WHERE r.project_id = ? AND r.id = ?"
+        ))
+        .bind(project_id)
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .as_ref()
+        .map(run_from)
+        .transpose()
     }
     async fn list_runs(&self, project_id: i64, filter: &RunFilter) -> Result<Page<Run>> {
-        list_runs(&self.pool, project_id, filter).await
+        let pool = &self.pool;
+        let mut q = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {RUN_COLUMNS} {RUN_FROM} WHERE r.project_id = "
+        ));
+        q.push_bind(project_id);
+        if let Some(status) = filter.status {
+            q.push(" AND r.status = ").push_bind(status.as_str());
+        }
+        if let Some(agent_id) = filter.agent_id {
+            q.push(" AND r.agent_id = ").push_bind(agent_id);
+        }
+        if let Some(result_id) = filter.result_id {
+            q.push(" AND r.result_id = ").push_bind(result_id);
+        }
+        if let Some(cursor) = &filter.cursor {
+            q.push(" AND r.id < ")
+                .push_bind(decode_cursor(cursor, 1)?[0]);
+        }
+        q.push(" ORDER BY r.id DESC LIMIT ")
+            .push_bind(i64::from(filter.limit) + 1);
+        let rows = q.build().fetch_all(pool).await?;
+        paginate(rows, filter.limit, run_from, |row| {
+            Ok(encode_cursor(&[row.try_get("id")?]))
+        })
     }
     async fn run_event(
         &self,
