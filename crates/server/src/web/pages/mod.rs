@@ -1,5 +1,6 @@
 //! Dashboard pages, one module per area. Thin like the API handlers: extract, call a use case
-//! (or read the store), render. The helpers here are shared by every page.
+//! (or read the store), render. The helpers here, and the imports below, are shared by every
+//! page module through its `use super::*`.
 
 use axum::extract::{Path, Query, State};
 use axum::http::header::{LOCATION, SET_COOKIE};
