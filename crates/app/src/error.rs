@@ -3,7 +3,8 @@
 //! they are converted and never carried to a client.
 
 use callgrade_core::FieldError;
-use callgrade_store::{RejectedDelivery, StoreError};
+use callgrade_core::Rejection;
+use callgrade_store::StoreError;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum AppError {
@@ -18,7 +19,7 @@ pub enum AppError {
     /// The input is valid but the thing is not in a state that allows it.
     Conflict(String),
     /// A webhook request refused, as answered and as recorded in the delivery log.
-    Rejected(RejectedDelivery),
+    Rejected(Rejection),
     /// An upstream service (a judge endpoint) failed.
     Upstream(String),
     /// The server is shutting down; retrying shortly will work.

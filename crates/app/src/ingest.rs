@@ -2,17 +2,19 @@
 //! recorded in the delivery log. The edge authenticates and reads the body (its size and time
 //! limits are the transport's); everything after that happens here.
 
-use callgrade_core::{parse_json, validate_batch, FieldError};
-use callgrade_store::{IngestOutcome, NewDelivery, Project, Receipt, RejectedDelivery};
+use callgrade_core::{parse_json, validate_batch, Answer, FieldError, Rejection, RejectionKind};
+use callgrade_store::{IngestOutcome, NewDelivery, Project, Receipt};
 use chrono::{DateTime, Utc};
 
 use crate::{App, AppError, Result};
 
-/// One webhook request: whose, where it arrived, when.
+/// One webhook request: whose, where it arrived, when, and how the edge answers it (the
+/// delivery log records the status the edge gives).
 pub struct Delivery<'a> {
     pub project: &'a Project,
     pub route: &'a str,
     pub received_at: DateTime<Utc>,
+    pub answer: Answer,
 }
 
 impl Delivery<'_> {
@@ -23,6 +25,7 @@ impl Delivery<'_> {
             self.route,
             body,
             app.settings.delivery_body_cap,
+            self.answer,
         )
     }
 }
@@ -36,20 +39,17 @@ pub async fn receive(
     is_json: bool,
 ) -> Result<Receipt> {
     if !is_json {
-        let rejection = RejectedDelivery {
-            status: 415,
-            error: "unsupported_media_type".into(),
-            detail: "Content-Type must be application/json".into(),
-            errors: Vec::new(),
-        };
+        let rejection = Rejection::new(
+            RejectionKind::UnsupportedMediaType,
+            "Content-Type must be application/json",
+        );
         return Err(refuse(app, delivery.record(app, body), rejection).await);
     }
     let json = match parse_json(body) {
         Ok(v) => v,
         Err(e) => {
-            let rejection = RejectedDelivery {
-                status: 400,
-                error: "malformed_json".into(),
+            let rejection = Rejection {
+                kind: RejectionKind::MalformedJson,
                 detail: e.to_string(),
                 errors: vec![FieldError::new("$", e.to_string())],
             };
@@ -59,7 +59,7 @@ pub async fn receive(
     let batch = match validate_batch(&json, &app.settings.limits) {
         Ok(batch) => batch,
         Err(errors) => {
-            let rejection = RejectedDelivery::invalid_payload(errors);
+            let rejection = Rejection::invalid_payload(errors);
             return Err(refuse(app, delivery.record(app, body), rejection).await);
         }
     };
@@ -76,7 +76,11 @@ pub async fn receive(
             Ok(receipt)
         }
         IngestOutcome::Rejected(rejection) => {
-            tracing::info!(project_id = delivery.project.id, status = rejection.status, error = %rejection.error, "webhook rejected");
+            tracing::info!(
+                project_id = delivery.project.id,
+                error = rejection.kind.code(),
+                "webhook rejected"
+            );
             Err(AppError::Rejected(rejection))
         }
     }
@@ -88,7 +92,7 @@ pub async fn refuse_unread(
     app: &App,
     delivery: &Delivery<'_>,
     body_size: usize,
-    rejection: RejectedDelivery,
+    rejection: Rejection,
 ) -> AppError {
     let mut record = delivery.record(app, b"");
     record.body_size = body_size;
@@ -97,8 +101,12 @@ pub async fn refuse_unread(
 
 /// Logs a refusal in the delivery log and gives it back to answer with. A failure to log does
 /// not change the answer: the request was refused either way.
-async fn refuse(app: &App, record: NewDelivery, rejection: RejectedDelivery) -> AppError {
-    tracing::info!(project_id = record.project_id, status = rejection.status, error = %rejection.error, "webhook rejected");
+async fn refuse(app: &App, record: NewDelivery, rejection: Rejection) -> AppError {
+    tracing::info!(
+        project_id = record.project_id,
+        error = rejection.kind.code(),
+        "webhook rejected"
+    );
     if let Err(e) = app.store.record_delivery(record, rejection.clone()).await {
         tracing::warn!(error = %e, "could not record a rejected delivery");
     }

@@ -79,6 +79,7 @@ async fn a_panicking_evaluation_fails_its_job_with_the_reason() {
         project: &project,
         route: "/test",
         received_at: app.now(),
+        answer: |kind| if kind.is_none() { 202 } else { 400 },
     };
     let bytes = serde_json::to_vec(&body).unwrap();
     ingest::receive(&app, &delivery, &bytes, true)

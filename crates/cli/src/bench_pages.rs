@@ -63,7 +63,7 @@ pub async fn run(args: PagesBench, out: &Output) -> anyhow::Result<ExitCode> {
         let body = json!({"agent_id": agent.id, "calls": calls});
         let batch =
             validate_batch(&body, &Limits::default()).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        let delivery = NewDelivery::new(project.id, chrono::Utc::now(), "/bench", b"", 0);
+        let delivery = NewDelivery::new(project.id, chrono::Utc::now(), "/bench", b"", 0, |_| 202);
         match store.ingest(batch, delivery).await? {
             callgrade_store::IngestOutcome::Accepted(r) => last_call = r.calls[0].call_id.clone(),
             callgrade_store::IngestOutcome::Rejected(r) => anyhow::bail!("{}", r.detail),

@@ -14,6 +14,7 @@ mod metric_spec;
 mod names;
 mod payload;
 mod phone;
+mod rejection;
 mod run_lifecycle;
 mod runs;
 mod summary;
@@ -41,6 +42,7 @@ pub use payload::{
     parse_json, validate_batch, Batch, JsonSyntaxError, Limits, Message, NewCall, Role,
 };
 pub use phone::PhoneNumber;
+pub use rejection::{Answer, Rejection, RejectionKind};
 pub use run_lifecycle::{lifecycle_table, Field, Finish, Refusal, RunChange, RunEvent, Transition};
 pub use runs::{
     check_attach, listen_until, match_by_phone, match_by_run_id, timeout_reason, times_fit,

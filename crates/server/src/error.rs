@@ -6,7 +6,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use callgrade_app::AppError;
 use callgrade_core::FieldError;
-use callgrade_store::{RejectedDelivery, StoreError};
+use callgrade_core::{Rejection, RejectionKind};
+use callgrade_store::StoreError;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -68,32 +69,35 @@ impl ApiError {
 
     /// A request body with problems, each with its path.
     pub fn invalid(errors: Vec<FieldError>) -> Self {
-        RejectedDelivery::invalid_payload(errors).into()
+        Rejection::invalid_payload(errors).into()
     }
 
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", detail)
     }
-
-    /// The same rejection, in the form the delivery log keeps.
-    pub fn to_rejected_delivery(&self) -> RejectedDelivery {
-        RejectedDelivery {
-            status: self.status.as_u16(),
-            error: self.body.error.clone(),
-            detail: self.body.detail.clone(),
-            errors: self.body.errors.clone(),
-        }
-    }
 }
 
-impl From<RejectedDelivery> for ApiError {
-    fn from(r: RejectedDelivery) -> Self {
-        Self::new(
-            StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST),
-            &r.error,
-            r.detail,
-        )
-        .with_errors(r.errors)
+/// How the webhook answers each outcome: the one place its statuses are chosen. The delivery
+/// log records what this gives.
+pub fn webhook_answer(outcome: Option<RejectionKind>) -> u16 {
+    let status = match outcome {
+        None => StatusCode::ACCEPTED,
+        Some(RejectionKind::InvalidPayload | RejectionKind::MalformedJson) => {
+            StatusCode::BAD_REQUEST
+        }
+        Some(RejectionKind::Conflict) => StatusCode::CONFLICT,
+        Some(RejectionKind::UnsupportedMediaType) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        Some(RejectionKind::PayloadTooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
+        Some(RejectionKind::BodyTimeout) => StatusCode::REQUEST_TIMEOUT,
+    };
+    status.as_u16()
+}
+
+impl From<Rejection> for ApiError {
+    fn from(r: Rejection) -> Self {
+        let status =
+            StatusCode::from_u16(webhook_answer(Some(r.kind))).unwrap_or(StatusCode::BAD_REQUEST);
+        Self::new(status, r.kind.code(), r.detail).with_errors(r.errors)
     }
 }
 

@@ -126,11 +126,7 @@ pub trait Ingest: Send + Sync + 'static {
     /// but are recorded in the delivery log.
     async fn ingest(&self, batch: Batch, delivery: NewDelivery) -> Result<IngestOutcome>;
     /// Records a webhook request rejected before it reached [`Ingest::ingest`].
-    async fn record_delivery(
-        &self,
-        delivery: NewDelivery,
-        rejection: RejectedDelivery,
-    ) -> Result<i64>;
+    async fn record_delivery(&self, delivery: NewDelivery, rejection: Rejection) -> Result<i64>;
 }
 
 /// Stored calls and the delivery log, read back; metric values and summaries over calls.

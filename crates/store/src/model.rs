@@ -1,8 +1,9 @@
 //! What the store takes and gives back.
 
 pub use callgrade_core::{
-    Agent, CallEvaluation, CallForEvaluation, Evaluation, EvaluationInput, EvaluationStatus,
-    JudgeSettings, Metric, MetricSummary, NewScenario, NewTestResult, RunEvent, Scenario,
+    Agent, Answer, CallEvaluation, CallForEvaluation, Evaluation, EvaluationInput,
+    EvaluationStatus, JudgeSettings, Metric, MetricSummary, NewScenario, NewTestResult, Rejection,
+    RejectionKind, RunEvent, Scenario,
 };
 use callgrade_core::{
     Direction, FieldError, MatchOutcome, MatchedBy, Message, MessageTimes, RubricVerdict, RunStatus,
@@ -73,6 +74,8 @@ pub struct NewDelivery {
     /// The body as text, cut at the log's cap.
     pub body: String,
     pub body_truncated: bool,
+    /// How the edge answers this request; the log records the status it gives.
+    pub answer: Answer,
 }
 
 impl NewDelivery {
@@ -83,6 +86,7 @@ impl NewDelivery {
         route: &str,
         body: &[u8],
         cap: usize,
+        answer: Answer,
     ) -> Self {
         let text = String::from_utf8_lossy(body);
         let mut end = text.len().min(cap);
@@ -96,40 +100,7 @@ impl NewDelivery {
             body_size: body.len(),
             body: text[..end].to_owned(),
             body_truncated: end < text.len(),
-        }
-    }
-}
-
-/// Why a webhook request was refused, as answered and as logged.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RejectedDelivery {
-    pub status: u16,
-    /// A stable machine code, e.g. `invalid_payload`.
-    pub error: String,
-    pub detail: String,
-    pub errors: Vec<FieldError>,
-}
-
-impl RejectedDelivery {
-    pub fn invalid_payload(errors: Vec<FieldError>) -> Self {
-        let n = errors.len();
-        Self {
-            status: 400,
-            error: "invalid_payload".into(),
-            detail: format!(
-                "the payload has {n} problem{}; each is listed with its JSON path",
-                if n == 1 { "" } else { "s" }
-            ),
-            errors,
-        }
-    }
-
-    pub fn conflict(errors: Vec<FieldError>) -> Self {
-        Self {
-            status: 409,
-            error: "conflict".into(),
-            detail: "calls with these ids were already received with different content; nothing from this request was stored".into(),
-            errors,
+            answer,
         }
     }
 }
@@ -137,7 +108,7 @@ impl RejectedDelivery {
 #[derive(Debug, Clone)]
 pub enum IngestOutcome {
     Accepted(Receipt),
-    Rejected(RejectedDelivery),
+    Rejected(Rejection),
 }
 
 /// The answer to an accepted webhook request.

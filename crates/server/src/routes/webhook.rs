@@ -6,9 +6,11 @@ use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use callgrade_app::ingest::{self, Delivery};
+use callgrade_core::{Rejection, RejectionKind};
 use callgrade_store::{Project, Receipt};
 
 use crate::auth::{project_for_key, webhook_key};
+use crate::error::webhook_answer;
 use crate::{ApiError, AppState};
 
 pub const CEKURA_PATH: &str = "/test_framework/custom-provider-transcript-webhook/";
@@ -81,22 +83,21 @@ async fn receive(
         project,
         route,
         received_at: state.app.now(),
+        answer: webhook_answer,
     };
     let limit = state.settings.max_body_bytes;
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => bytes,
         Err(e) => {
             let (rejection, size) = if caused_by::<tower_http::timeout::TimeoutError>(&e) {
-                let error = ApiError::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "body_timeout",
+                let rejection = Rejection::new(
+                    RejectionKind::BodyTimeout,
                     "the request body arrived too slowly; send it at once",
                 );
-                (error, 0)
+                (rejection, 0)
             } else if caused_by::<http_body_util::LengthLimitError>(&e) {
-                let error = ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
+                let rejection = Rejection::new(
+                    RejectionKind::PayloadTooLarge,
                     format!(
                         "the body is over the limit of {limit} bytes; send fewer calls per request"
                     ),
@@ -105,17 +106,11 @@ async fn receive(
                     .get(CONTENT_LENGTH)
                     .and_then(|v| v.to_str().ok()?.parse().ok())
                     .unwrap_or(limit + 1);
-                (error, announced)
+                (rejection, announced)
             } else {
                 return Err(ApiError::bad_request("the request body could not be read"));
             };
-            let refused = ingest::refuse_unread(
-                &state.app,
-                &delivery,
-                size,
-                rejection.to_rejected_delivery(),
-            )
-            .await;
+            let refused = ingest::refuse_unread(&state.app, &delivery, size, rejection).await;
             return Err(refused.into());
         }
     };

@@ -79,7 +79,8 @@ impl From<callgrade_app::AppError> for WebError {
             NotFound(_) => StatusCode::NOT_FOUND,
             Invalid(_) | BadRequest(_) => StatusCode::BAD_REQUEST,
             AlreadyExists(_) | Conflict(_) => StatusCode::CONFLICT,
-            Rejected(r) => StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST),
+            Rejected(r) => StatusCode::from_u16(crate::error::webhook_answer(Some(r.kind)))
+                .unwrap_or(StatusCode::BAD_REQUEST),
             Upstream(_) => StatusCode::BAD_GATEWAY,
             Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,

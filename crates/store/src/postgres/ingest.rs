@@ -5,8 +5,7 @@ use crate::codec::to_json;
 use crate::receipts::{call_facts, created_receipt, receipt};
 use crate::rows::{duplicate_receipt, DUPLICATE_COLUMNS};
 use crate::{
-    DeliveryOutcome, Ingest, IngestOutcome, NewDelivery, PgStore, RejectedDelivery, Result,
-    StoreError,
+    DeliveryOutcome, Ingest, IngestOutcome, NewDelivery, PgStore, Rejection, Result, StoreError,
 };
 use async_trait::async_trait;
 use callgrade_core::{check_named_run, content_conflict, unknown_agent};
@@ -76,9 +75,7 @@ async fn apply_ingest(
         }
     }
     if !errors.is_empty() {
-        return Ok(IngestOutcome::Rejected(RejectedDelivery::invalid_payload(
-            errors,
-        )));
+        return Ok(IngestOutcome::Rejected(Rejection::invalid_payload(errors)));
     }
 
     // The calls reference their delivery; a rejection below rolls this entry back.
@@ -123,7 +120,7 @@ async fn apply_ingest(
     if !conflicts.is_empty() {
         conflicts.sort_by_key(|(index, _)| *index);
         let errors: Vec<FieldError> = conflicts.into_iter().map(|(_, e)| e).collect();
-        return Ok(IngestOutcome::Rejected(RejectedDelivery::conflict(errors)));
+        return Ok(IngestOutcome::Rejected(Rejection::conflict(errors)));
     }
 
     // Then match the new calls in the request's order, as SQLite does.
@@ -256,12 +253,14 @@ async fn record_decision(
 async fn insert_delivery(
     conn: &mut PgConnection,
     delivery: &NewDelivery,
-    rejection: Option<&RejectedDelivery>,
+    rejection: Option<&Rejection>,
     accepted_calls: usize,
 ) -> Result<i64> {
-    let (status, outcome) = match rejection {
-        Some(r) => (r.status, DeliveryOutcome::Rejected),
-        None => (202, DeliveryOutcome::Accepted),
+    // The status is the one the edge answers this outcome with.
+    let status = (delivery.answer)(rejection.map(|r| r.kind));
+    let outcome = match rejection {
+        Some(_) => DeliveryOutcome::Rejected,
+        None => DeliveryOutcome::Accepted,
     };
     let id = sqlx::query_scalar(
         "INSERT INTO deliveries (project_id, received_at, route, status, outcome, error, detail,
@@ -273,7 +272,7 @@ async fn insert_delivery(
     .bind(text(&delivery.route))
     .bind(i64::from(status))
     .bind(outcome.as_str())
-    .bind(opt_text(rejection.map(|r| r.error.as_str())))
+    .bind(rejection.map(|r| r.kind.code()))
     .bind(opt_text(rejection.map(|r| r.detail.as_str())))
     .bind(rejection.map_or_else(|| "[]".to_owned(), |r| to_json(&r.errors)))
     .bind(delivery.body_size as i64)
@@ -324,11 +323,7 @@ impl Ingest for PgStore {
             }
         }
     }
-    async fn record_delivery(
-        &self,
-        delivery: NewDelivery,
-        rejection: RejectedDelivery,
-    ) -> Result<i64> {
+    async fn record_delivery(&self, delivery: NewDelivery, rejection: Rejection) -> Result<i64> {
         let mut conn = self.pool.acquire().await?;
         insert_delivery(&mut conn, &delivery, Some(&rejection), 0).await
     }

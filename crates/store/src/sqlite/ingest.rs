@@ -10,9 +10,7 @@ use crate::errors::run_taken;
 use crate::lifecycle::MATCHABLE;
 use crate::receipts::{call_facts, created_receipt, receipt};
 use crate::rows::{duplicate_receipt, facts_from, Columns, DUPLICATE_COLUMNS, FACT_COLUMNS};
-use crate::{
-    DeliveryOutcome, Ingest, IngestOutcome, NewDelivery, RejectedDelivery, Result, SqliteStore,
-};
+use crate::{DeliveryOutcome, Ingest, IngestOutcome, NewDelivery, Rejection, Result, SqliteStore};
 use async_trait::async_trait;
 use callgrade_core::RunChange;
 use callgrade_core::{check_named_run, content_conflict, unknown_agent};
@@ -83,7 +81,7 @@ impl Apply for IngestWrite {
 /// A request refused before its calls were read: only the delivery log keeps it.
 pub(super) struct DeliveryWrite {
     pub delivery: NewDelivery,
-    pub rejection: RejectedDelivery,
+    pub rejection: Rejection,
 }
 
 impl Apply for DeliveryWrite {
@@ -120,9 +118,7 @@ fn apply_ingest(conn: &Connection, write: &IngestWrite) -> Result<IngestOutcome>
         }
     }
     if !errors.is_empty() {
-        return Ok(IngestOutcome::Rejected(RejectedDelivery::invalid_payload(
-            errors,
-        )));
+        return Ok(IngestOutcome::Rejected(Rejection::invalid_payload(errors)));
     }
 
     let mut existing = Vec::with_capacity(write.calls.len());
@@ -146,9 +142,7 @@ fn apply_ingest(conn: &Connection, write: &IngestWrite) -> Result<IngestOutcome>
         existing.push(stored);
     }
     if !conflicts.is_empty() {
-        return Ok(IngestOutcome::Rejected(RejectedDelivery::conflict(
-            conflicts,
-        )));
+        return Ok(IngestOutcome::Rejected(Rejection::conflict(conflicts)));
     }
 
     let delivery_id = insert_delivery(conn, delivery, None, write.calls.len())?;
@@ -370,12 +364,14 @@ fn insert_call(conn: &Connection, prepared: &PreparedCall, at: &StoredCall<'_>) 
 fn insert_delivery(
     conn: &Connection,
     delivery: &NewDelivery,
-    rejection: Option<&RejectedDelivery>,
+    rejection: Option<&Rejection>,
     accepted_calls: usize,
 ) -> Result<i64> {
-    let (status, outcome) = match rejection {
-        Some(r) => (r.status, DeliveryOutcome::Rejected),
-        None => (202, DeliveryOutcome::Accepted),
+    // The status is the one the edge answers this outcome with.
+    let status = (delivery.answer)(rejection.map(|r| r.kind));
+    let outcome = match rejection {
+        Some(_) => DeliveryOutcome::Rejected,
+        None => DeliveryOutcome::Accepted,
     };
     conn.prepare_cached(
         "INSERT INTO deliveries (project_id, received_at, route, status, outcome, error, detail,
@@ -388,7 +384,7 @@ fn insert_delivery(
         delivery.route,
         i64::from(status),
         outcome.as_str(),
-        rejection.map(|r| r.error.as_str()),
+        rejection.map(|r| r.kind.code()),
         rejection.map(|r| r.detail.as_str()),
         rejection.map_or_else(|| "[]".to_owned(), |r| to_json(&r.errors)),
         delivery.body_size as i64,
@@ -408,11 +404,7 @@ impl Ingest for SqliteStore {
         }
         Ok(outcome)
     }
-    async fn record_delivery(
-        &self,
-        delivery: NewDelivery,
-        rejection: RejectedDelivery,
-    ) -> Result<i64> {
+    async fn record_delivery(&self, delivery: NewDelivery, rejection: Rejection) -> Result<i64> {
         self.writer
             .write(DeliveryWrite {
                 delivery,

@@ -171,7 +171,8 @@ pub(super) async fn story_ingest(store: &dyn Store) {
             .await
             .unwrap(),
     );
-    assert_eq!(conflict.status, 409);
+    // The store decides the kind; the edge answers it (409 here, by `answer`).
+    assert_eq!(conflict.kind, RejectionKind::Conflict);
     assert_eq!(conflict.errors[0].path, "calls[0].id");
 
     let (foreign, body3) = batch(foreign_agent.id, "c2", "x");
@@ -279,7 +280,7 @@ pub(super) async fn story_ingest(store: &dyn Store) {
     let logged_id = store
         .record_delivery(
             delivery(project.id, "{not json"),
-            RejectedDelivery::invalid_payload(vec![callgrade_core::FieldError::new("$", "bad")]),
+            Rejection::invalid_payload(vec![callgrade_core::FieldError::new("$", "bad")]),
         )
         .await
         .unwrap();
@@ -400,7 +401,7 @@ pub(super) async fn story_text_with_nul(store: &dyn Store) {
     let logged = store
         .record_delivery(
             delivery(project.id, "\u{0}garbage"),
-            RejectedDelivery::invalid_payload(Vec::new()),
+            Rejection::invalid_payload(Vec::new()),
         )
         .await
         .unwrap();

@@ -95,8 +95,24 @@ fn batch(agent_id: i64, id: &str, reason: &str) -> (callgrade_core::Batch, Strin
     )
 }
 
+/// The webhook's answers (the server's are the same).
+fn answer(outcome: Option<RejectionKind>) -> u16 {
+    match outcome {
+        None => 202,
+        Some(RejectionKind::Conflict) => 409,
+        Some(_) => 400,
+    }
+}
+
 fn delivery(project_id: i64, body: &str) -> NewDelivery {
-    NewDelivery::new(project_id, Utc::now(), "/test", body.as_bytes(), 1 << 16)
+    NewDelivery::new(
+        project_id,
+        Utc::now(),
+        "/test",
+        body.as_bytes(),
+        1 << 16,
+        answer,
+    )
 }
 
 /// Sends `calls` as one webhook request received at `at`.
@@ -115,6 +131,7 @@ async fn send(
         "/test",
         body.to_string().as_bytes(),
         1 << 16,
+        answer,
     );
     store.ingest(batch, delivery).await.unwrap()
 }
@@ -126,7 +143,7 @@ fn accepted(outcome: IngestOutcome) -> Receipt {
     }
 }
 
-fn rejected(outcome: IngestOutcome) -> RejectedDelivery {
+fn rejected(outcome: IngestOutcome) -> Rejection {
     match outcome {
         IngestOutcome::Rejected(r) => r,
         IngestOutcome::Accepted(r) => panic!("rejected expected, got {r:?}"),
