@@ -340,14 +340,8 @@ pub async fn set_judge(
     let app = App::new(store, AppSettings::default());
     let judge = callgrade_app::metrics::set_judge(&app, project.id, &patch)
         .await
-        .map_err(|e| match &e {
-            // Each problem names a flag: `base_url` is `--base-url`.
-            AppError::Invalid(errors) => {
-                let first = &errors[0];
-                anyhow!("--{} {}", first.path.replace('_', "-"), first.message)
-            }
-            _ => anyhow!(e),
-        })?;
+        // Each problem names a flag: `base_url` is `--base-url`.
+        .map_err(|e| flag_error(e, |path| format!("--{}", path.replace('_', "-"))))?;
     out.print(&judge, || {
         format!(
             "Judge of {:?}: {} model {} (key {}), {} at once",

@@ -1,6 +1,7 @@
 //! `callgrade scenario`: test cases for an agent, stored directly in the database.
 
 use anyhow::anyhow;
+use callgrade_app::{App, AppError, AppSettings};
 use callgrade_core::ScenarioDraft;
 use callgrade_store::Scenario;
 use clap::Subcommand;
@@ -92,14 +93,20 @@ pub async fn run(db: &DbArgs, cmd: ScenarioCommand, out: &Output) -> anyhow::Res
                 direction,
                 tester_phone_number,
             };
-            let new = draft.validate().map_err(|errors| {
-                let lines: Vec<String> = errors
-                    .iter()
-                    .map(|e| format!("--{}: {}", e.path.replace('_', "-"), e.message))
-                    .collect();
-                anyhow!("{}", lines.join("; "))
-            })?;
-            let scenario = store.create_scenario(project.id, &new).await?;
+            let app = App::new(store.clone(), AppSettings::default());
+            let scenario = callgrade_app::runs::create_scenario(&app, project.id, draft)
+                .await
+                .map_err(|e| match e {
+                    // Each problem names its flag: `tester_phone_number` is `--tester-phone-number`.
+                    AppError::Invalid(errors) => {
+                        let lines: Vec<String> = errors
+                            .iter()
+                            .map(|e| format!("--{}: {}", e.path.replace('_', "-"), e.message))
+                            .collect();
+                        anyhow!("{}", lines.join("; "))
+                    }
+                    other => anyhow!(other),
+                })?;
             out.print(&scenario, || format!("Created {}", describe(&scenario)));
         }
         ScenarioCommand::List { project, agent } => {

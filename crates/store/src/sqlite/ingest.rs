@@ -280,7 +280,7 @@ fn attach_decided(
     };
     let now = now.timestamp_millis();
     let late = decision.is_late().then(|| decision.late_message());
-    let w = super::runs::run_state_in_place(conn, "id = ?", run_id)?
+    let w = super::runs::run_state_in_place(conn, "id = ?", [run_id])?
         .ok_or_else(|| run_taken(run_id))?
         .apply(
             RunChange::Matched {

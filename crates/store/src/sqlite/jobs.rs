@@ -169,7 +169,7 @@ impl Apply for CompleteJob {
             now_ms
         ])?;
         // The run the call completes takes the verdict; a late run keeps its timeout status.
-        if let Some(run) = super::runs::run_state_in_place(conn, "call_id = ?", &job.call_id)? {
+        if let Some(run) = super::runs::run_state_in_place(conn, "call_id = ?", [&job.call_id])? {
             let w = run.apply(RunChange::Evaluated, now_ms)?;
             conn.prepare_cached(
                 "UPDATE runs SET success = ?, status = ?, error_message = ?, finished_at = ?,
@@ -213,7 +213,7 @@ impl Apply for FailJob {
         if updated == 1 && self.retry_at.is_none() {
             // A run waiting on this evaluation ends failed, with the reason.
             let now = self.now.timestamp_millis();
-            let run = super::runs::run_state_in_place(conn, "call_id = ?", &self.job.call_id)?;
+            let run = super::runs::run_state_in_place(conn, "call_id = ?", [&self.job.call_id])?;
             if let Some(run) = run {
                 let w = run.apply(RunChange::EvaluationFailed(&self.error), now)?;
                 conn.prepare_cached(

@@ -231,16 +231,16 @@ pub(super) async fn result(
 }
 
 /// On the writer's connection: the state of the run that `filter` (`id = ?`, `call_id = ?`)
-/// names, if there is one.
+/// names with `params`, if there is one.
 pub(super) fn run_state_in_place(
     conn: &rusqlite::Connection,
     filter: &str,
-    param: impl rusqlite::ToSql,
+    params: impl rusqlite::Params,
 ) -> Result<Option<RunState>> {
     let mut select = conn.prepare_cached(&format!(
         "SELECT {RUN_STATE_COLUMNS} FROM runs WHERE {filter}"
     ))?;
-    let mut rows = select.query([param])?;
+    let mut rows = select.query(params)?;
     rows.next()?
         .map(|row| RunState::from_row(&super::lite::LiteRow(row)))
         .transpose()
@@ -249,14 +249,12 @@ pub(super) fn run_state_in_place(
 /// The run's state, for a change to be decided on.
 /// The run's state, for a change to be decided on.
 fn state_of(conn: &Connection, project_id: i64, run_id: i64) -> Result<RunState> {
-    let mut select = conn.prepare_cached(&format!(
-        "SELECT {RUN_STATE_COLUMNS} FROM runs WHERE id = ? AND project_id = ?"
-    ))?;
-    let mut rows = select.query(params![run_id, project_id])?;
-    match rows.next()? {
-        Some(row) => RunState::from_row(&LiteRow(row)),
-        None => Err(no_run(run_id)),
-    }
+    run_state_in_place(
+        conn,
+        "id = ? AND project_id = ?",
+        params![run_id, project_id],
+    )?
+    .ok_or_else(|| no_run(run_id))
 }
 
 fn run_event(
