@@ -4,6 +4,7 @@
 //! ([`ApiError`], and the dashboard's `WebError`), each `From<AppError>`.
 
 mod auth;
+mod deadline;
 mod error;
 mod limits;
 mod openapi;

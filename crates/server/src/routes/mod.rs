@@ -91,10 +91,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(TraceLayer::new_for_http())
-        // A body that trickles in slower than this gets 408; the handler never waits forever.
-        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
-            body_timeout,
-        ))
+        // A body not in whole by its deadline gets 408, however it trickles.
+        .layer(axum::middleware::from_fn(move |req, next| {
+            crate::deadline::body_deadline(body_timeout, req, next)
+        }))
         .with_state(state)
 }
 
@@ -134,7 +134,17 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
         <Json<T> as FromRequest<S>>::from_request(req, state)
             .await
             .map(|Json(v)| ApiJson(v))
-            .map_err(|e| ApiError::bad_request(e.body_text()))
+            .map_err(|e| {
+                if caused_by::<crate::deadline::BodyDeadlineExceeded>(&e) {
+                    ApiError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "body_timeout",
+                        "the request body did not arrive whole within the body deadline",
+                    )
+                } else {
+                    ApiError::bad_request(e.body_text())
+                }
+            })
     }
 }
 
@@ -154,6 +164,20 @@ impl<T: DeserializeOwned, S: Send + Sync> OptionalFromRequest<S> for ApiJson<T> 
             .await
             .map(Some)
     }
+}
+
+/// Whether an error, or anything in its chain of causes, is a `T`.
+pub(crate) fn caused_by<T: std::error::Error + 'static>(
+    e: &(dyn std::error::Error + 'static),
+) -> bool {
+    let mut current = Some(e);
+    while let Some(err) = current {
+        if err.is::<T>() {
+            return true;
+        }
+        current = err.source();
+    }
+    false
 }
 
 /// Integer ids in paths; anything else names nothing.

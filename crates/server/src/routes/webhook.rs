@@ -2,13 +2,14 @@
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use callgrade_app::ingest::{self, Delivery};
 use callgrade_core::{Rejection, RejectionKind};
 use callgrade_store::{Project, Receipt};
 
+use super::caused_by;
 use crate::auth::{project_for_key, webhook_key};
 use crate::error::webhook_answer;
 use crate::{ApiError, AppState};
@@ -85,14 +86,29 @@ async fn receive(
         received_at: state.app.now(),
         answer: webhook_answer,
     };
+    if let Some(encoding) = compressed(headers) {
+        let rejection = Rejection::new(
+            RejectionKind::UnsupportedMediaType,
+            format!("Content-Encoding {encoding:?} is not accepted; send the JSON uncompressed"),
+        );
+        let size = headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .unwrap_or(0);
+        return Err(
+            ingest::refuse_unread(&state.app, &delivery, size, rejection)
+                .await
+                .into(),
+        );
+    }
     let limit = state.settings.max_body_bytes;
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => bytes,
         Err(e) => {
-            let (rejection, size) = if caused_by::<tower_http::timeout::TimeoutError>(&e) {
+            let (rejection, size) = if caused_by::<crate::deadline::BodyDeadlineExceeded>(&e) {
                 let rejection = Rejection::new(
                     RejectionKind::BodyTimeout,
-                    "the request body arrived too slowly; send it at once",
+                    "the request body did not arrive whole within the body deadline (--body-timeout); send it at once",
                 );
                 (rejection, 0)
             } else if caused_by::<http_body_util::LengthLimitError>(&e) {
@@ -118,16 +134,14 @@ async fn receive(
     Ok((StatusCode::ACCEPTED, Json(receipt)))
 }
 
-/// Whether an error, or anything in its chain of causes, is a `T`.
-fn caused_by<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut current = Some(e);
-    while let Some(err) = current {
-        if err.is::<T>() {
-            return true;
-        }
-        current = err.source();
-    }
-    false
+/// The body's encoding when it is anything but plain bytes; a gzip body read as JSON would only
+/// be reported as malformed.
+fn compressed(headers: &HeaderMap) -> Option<String> {
+    let encoding = headers.get(CONTENT_ENCODING)?;
+    let encoding = String::from_utf8_lossy(encoding.as_bytes())
+        .trim()
+        .to_owned();
+    (!encoding.eq_ignore_ascii_case("identity")).then(|| encoding.chars().take(40).collect())
 }
 
 fn is_json(headers: &HeaderMap) -> bool {

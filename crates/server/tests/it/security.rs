@@ -82,9 +82,62 @@ async fn slow_clients_are_cut_off() {
         stream.read_to_string(&mut answer).unwrap();
         assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
         assert!(answer.contains("body_timeout"));
+
+        // A body that trickles one byte every 100 ms never stalls for the 300 ms deadline, yet
+        // it is cut off by the deadline counted from its headers.
+        let mut stream = raw(&addr);
+        stream.write_all(head.as_bytes()).unwrap();
+        let started = Instant::now();
+        let mut answered = false;
+        for _ in 0..100 {
+            std::thread::sleep(Duration::from_millis(100));
+            if stream.write_all(b" ").is_err() {
+                answered = true;
+                break;
+            }
+            stream.set_nonblocking(true).unwrap();
+            let mut peek = [0u8; 1];
+            let seen = stream.peek(&mut peek).is_ok_and(|n| n > 0);
+            stream.set_nonblocking(false).unwrap();
+            if seen {
+                answered = true;
+                break;
+            }
+        }
+        assert!(answered, "a trickling body was held for {:?}", started.elapsed());
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
     })
     .await
     .unwrap();
+}
+
+/// A compressed body is refused as such (it used to be read as JSON and reported malformed),
+/// and the refusal is in the delivery log.
+#[tokio::test]
+async fn a_compressed_body_is_refused_by_its_encoding() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("gzip").await;
+    let r = app
+        .post(CEKURA_PATH)
+        .header("X-CEKURA-API-KEY", &t.key)
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(vec![0x1f, 0x8b, 0x08, 0x00])
+        .send()
+        .await
+        .unwrap();
+    let (status, err) = status_and_json(r).await;
+    assert_eq!(status, 415, "{err}");
+    assert_eq!(err["error"], "unsupported_media_type");
+    assert!(
+        err["detail"].as_str().unwrap().contains("\"gzip\""),
+        "{err}"
+    );
+    let (_, log) = app.api(&t.key, "/api/v1/deliveries").await;
+    assert_eq!(log["data"][0]["status"], 415, "{log}");
 }
 
 #[tokio::test]
