@@ -254,18 +254,21 @@ pub fn validate_batch(body: &Value, limits: &Limits) -> Result<Batch, Vec<FieldE
         let path = format!("calls[{i}]");
         let before = errors.len();
         let call = parse_call(i, &path, raw, &canonical_agent, &mut errors);
-        if let Some(call) = call.filter(|_| errors.len() == before) {
-            if let Some(&first) = first_index_of_id.get(&call.external_id) {
+        // Checked on the raw id, so a duplicate is reported even when either call has other
+        // problems too.
+        if let Some(id) = usable_id(raw) {
+            if let Some(&first) = first_index_of_id.get(&id) {
                 errors.push(FieldError::new(
                     format!("{path}.id"),
                     format!(
-                        "{:?} is already used by calls[{first}]; ids must be unique within a request",
-                        call.external_id
+                        "{id:?} is already used by calls[{first}]; ids must be unique within a request"
                     ),
                 ));
             } else {
-                first_index_of_id.insert(call.external_id.clone(), i);
+                first_index_of_id.insert(id, i);
             }
+        }
+        if let Some(call) = call.filter(|_| errors.len() == before) {
             if call.run_id.is_none() {
                 without_run_id.push(i);
             }
@@ -289,6 +292,15 @@ pub fn validate_batch(body: &Value, limits: &Limits) -> Result<Batch, Vec<FieldE
         Ok(Batch { agent_id, calls })
     } else {
         Err(errors)
+    }
+}
+
+/// A call's id as it will be stored, when it is a valid one (`parse_call` reports the others).
+fn usable_id(raw: &Value) -> Option<String> {
+    match raw.get("id")? {
+        Value::String(s) if (1..=255).contains(&s.chars().count()) => Some(s.clone()),
+        Value::Number(n) if n.is_i64() || n.is_u64() => Some(n.to_string()),
+        _ => None,
     }
 }
 

@@ -140,6 +140,22 @@ fn duplicate_ids_in_one_request() {
 }
 
 #[test]
+fn duplicate_ids_are_reported_beside_other_errors() {
+    let mut first = call();
+    first["id"] = json!("dup");
+    first["to_phone_number"] = json!("555");
+    let mut second = call();
+    second["id"] = json!("dup");
+    second["endedAt"] = json!("not a time");
+    let errors = errors_of(json!({"agent_id": 1, "calls": [first, second]}));
+    assert_eq!(
+        paths(&errors),
+        ["calls[0].to_phone_number", "calls[1].endedAt", "calls[1].id"]
+    );
+    assert!(errors[2].message.contains("calls[0]"), "{errors:?}");
+}
+
+#[test]
 fn datetime_rules() {
     let mut missing = call();
     missing.as_object_mut().unwrap().remove("startedAt");
