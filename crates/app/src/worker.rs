@@ -125,32 +125,38 @@ pub async fn process(app: &App, job: &Job, input: Result<EvaluationInput, EvalEr
     };
     renew.abort();
     let now = app.now();
-    match result {
+    let failure = match result {
         Ok(outcome) => match app.store.complete_job(job, &outcome, now).await {
-            Ok(true) => tracing::debug!(job = job.id, call = %job.call_id, "evaluated"),
-            Ok(false) => tracing::warn!(
-                job = job.id,
-                "another worker took this job over; its results were kept"
-            ),
-            Err(e) => tracing::error!(job = job.id, error = %e, "could not store an evaluation"),
+            Ok(true) => {
+                tracing::debug!(job = job.id, call = %job.call_id, "evaluated");
+                return;
+            }
+            Ok(false) => {
+                tracing::warn!(
+                    job = job.id,
+                    "another worker took this job over; its results were kept"
+                );
+                return;
+            }
+            // Failed with the reason, not left running until its lease runs out.
+            Err(e) => EvalError(format!("the evaluation could not be stored: {e}")),
         },
-        Err(e) => {
-            let retry_at = (job.attempts < app.settings.workers.max_attempts).then(|| {
-                now + TimeDelta::from_std(retry_delay(job.attempts))
-                    .unwrap_or(TimeDelta::minutes(1))
-            });
-            match retry_at {
-                Some(at) => {
-                    tracing::warn!(job = job.id, attempt = job.attempts, retry_at = %at, error = %e, "evaluation failed; will retry")
-                }
-                None => {
-                    tracing::error!(job = job.id, attempts = job.attempts, error = %e, "evaluation failed for good; the job is dead")
-                }
-            }
-            if let Err(e) = app.store.fail_job(job, &e.0, retry_at, now).await {
-                tracing::error!(job = job.id, error = %e, "could not record a failed job");
-            }
+        Err(e) => e,
+    };
+    let e = failure;
+    let retry_at = (job.attempts < app.settings.workers.max_attempts).then(|| {
+        now + TimeDelta::from_std(retry_delay(job.attempts)).unwrap_or(TimeDelta::minutes(1))
+    });
+    match retry_at {
+        Some(at) => {
+            tracing::warn!(job = job.id, attempt = job.attempts, retry_at = %at, error = %e, "evaluation failed; will retry")
         }
+        None => {
+            tracing::error!(job = job.id, attempts = job.attempts, error = %e, "evaluation failed for good; the job is dead")
+        }
+    }
+    if let Err(e) = app.store.fail_job(job, &e.0, retry_at, now).await {
+        tracing::error!(job = job.id, error = %e, "could not record a failed job");
     }
 }
 

@@ -135,7 +135,8 @@ enum AdminCommand {
 #[derive(Subcommand)]
 enum TestCommand {
     /// Create a result with one run per scenario × frequency; print each run's id and tester
-    /// number for the harness; with --wait, wait for every run and exit 1 unless all completed.
+    /// number for the harness; with --wait, wait for every run: exit 0 when all completed and
+    /// passed, 1 when any did not, 2 when the rubric could not decide (no rule had a value).
     Start(test_run::TestStartArgs),
 }
 

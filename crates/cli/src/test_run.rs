@@ -132,24 +132,27 @@ pub async fn start(db: &DbArgs, args: TestStartArgs, out: &Output) -> anyhow::Re
             last = counts;
         }
     }
-    let passed = result["runs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        // Completed in time, and not failed by the rubric.
-        .all(|r| {
-            r["status"] == "completed"
-                && !r["late"].as_bool().unwrap_or(false)
-                && r["success"] != Value::Bool(false)
-        });
+    let runs: Vec<&Value> = result["runs"].as_array().into_iter().flatten().collect();
+    // Completed in time, and not failed by the rubric.
+    let failed = runs.iter().any(|r| {
+        r["status"] != "completed" || r["late"].as_bool().unwrap_or(false) || r["success"] == false
+    });
+    // A completed run whose rubric had rules but no value for any of them.
+    let undecided = runs
+        .iter()
+        .any(|r| r["status"] == "completed" && r["success"].is_null());
+    let passed = !failed && !undecided;
     out.print(
-        &json!({"result": result, "passed": passed, "timed_out": false}),
+        &json!({"result": result, "passed": passed, "undecided": undecided && !failed, "timed_out": false}),
         || summary(&result),
     );
-    Ok(if passed {
-        ExitCode::SUCCESS
-    } else {
+    Ok(if failed {
         ExitCode::FAILURE
+    } else if undecided {
+        out.progress("could not decide: the rubric had no value to check for at least one run");
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
     })
 }
 
@@ -216,10 +219,10 @@ fn summary(result: &Value) -> String {
             format!(
                 "{}{late}{}",
                 run["status"].as_str().unwrap_or(""),
-                if run["success"] == Value::Bool(false) {
-                    ", failed rubric"
-                } else {
-                    ""
+                match (&run["status"], &run["success"]) {
+                    (_, Value::Bool(false)) => ", failed rubric",
+                    (status, Value::Null) if status == "completed" => ", rubric could not decide",
+                    _ => "",
                 }
             ),
             run["scenario_name"].as_str().unwrap_or(""),

@@ -537,52 +537,84 @@ fn test_start_waits_for_the_verdict() {
         ],
     );
     assert!(ok);
-    let mut failing = Command::new(BIN)
-        .args([
-            "test",
-            "start",
-            "--agent",
-            &agent_id,
-            "--tag",
-            "smoke",
-            "--wait",
-            "--json",
-            "--url",
-            &server.base,
-            "--key",
-            &key,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+    // Starts the smoke runs, answers the one run with `messages`, and gives the exit code and
+    // the JSON report.
+    let verdict_for = |call_id: &str, messages: Value| {
+        let mut waiting = Command::new(BIN)
+            .args([
+                "test",
+                "start",
+                "--agent",
+                &agent_id,
+                "--tag",
+                "smoke",
+                "--wait",
+                "--json",
+                "--url",
+                &server.base,
+                "--key",
+                &key,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut progress = BufReader::new(waiting.stderr.take().unwrap()).lines();
+        let row = progress.nth(2).unwrap().unwrap();
+        let run = row.split_whitespace().next().unwrap().to_owned();
+        std::fs::write(
+            &payload,
+            json!({"calls": [{"id": call_id, "run_id": run, "startedAt": chrono_now(-60), "endedAt": chrono_now(0),
+                "messages": messages}]}).to_string(),
+        )
         .unwrap();
-    let mut progress = BufReader::new(failing.stderr.take().unwrap()).lines();
-    let row = progress.nth(2).unwrap().unwrap();
-    let second_run = row.split_whitespace().next().unwrap().to_owned();
+        let (ok, _) = run_json(
+            data,
+            &[
+                "send",
+                "--url",
+                &url,
+                "--key",
+                &key,
+                payload.to_str().unwrap(),
+            ],
+        );
+        assert!(ok);
+        let out = waiting.wait_with_output().unwrap();
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (out.status.code(), report)
+    };
+    let (code, report) = verdict_for("ci-2", json!([{"role": "bot", "content": "Hello"}]));
+    assert_eq!(code, Some(1));
+    assert_eq!(report["passed"], false);
+    assert_eq!(report["result"]["runs"][0]["status"], "completed");
+    assert_eq!(report["result"]["runs"][0]["success"], false);
+
+    // A rubric with no value to check (no message has times, so no latency) could not decide:
+    // exit 2, not a pass.
     std::fs::write(
-        &payload,
-        json!({"calls": [{"id": "ci-2", "run_id": second_run, "startedAt": chrono_now(-60), "endedAt": chrono_now(0),
-            "messages": [{"role": "bot", "content": "Hello"}]}]}).to_string(),
+        &rubric,
+        "[[rubric]]\nmetric = \"agent_latency\"\nop = \"lte\"\nvalue = 5\n",
     )
     .unwrap();
     let (ok, _) = run_json(
         data,
         &[
-            "send",
-            "--url",
-            &url,
-            "--key",
-            &key,
-            payload.to_str().unwrap(),
+            "metrics",
+            "apply",
+            "--project",
+            "ci",
+            rubric.to_str().unwrap(),
         ],
     );
     assert!(ok);
-    let out = failing.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["passed"], false);
-    assert_eq!(report["result"]["runs"][0]["status"], "completed");
-    assert_eq!(report["result"]["runs"][0]["success"], false);
+    let (code, report) = verdict_for("ci-3", json!([{"role": "bot", "content": "Hello"}]));
+    assert_eq!(code, Some(2), "{report}");
+    assert_eq!(
+        (report["passed"].as_bool(), report["undecided"].as_bool()),
+        (Some(false), Some(true))
+    );
+    assert_eq!(report["result"]["runs"][0]["success"], Value::Null);
 
     // No transcript: gives up after its timeout and fails the step.
     let out = Command::new(BIN)

@@ -378,10 +378,15 @@ pub struct RuleOutcome {
 }
 
 /// The rubric's verdict: every rule with a value holds (AND); rules without a value are skipped.
+/// When the rubric has rules and none of them had a value, it could not decide: `success` is
+/// null and `undecided` says why. No rules at all asks for nothing, so nothing fails.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RubricVerdict {
-    pub success: bool,
+    pub success: Option<bool>,
+    /// Why the rubric could not decide (only when `success` is null).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undecided: Option<String>,
     pub rules: Vec<RuleOutcome>,
 }
 
@@ -403,8 +408,20 @@ pub fn apply_rubric<'a>(
             }
         })
         .collect();
+    if !rules.is_empty() && rules.iter().all(|r| r.passed.is_none()) {
+        let metrics: Vec<&str> = rules.iter().map(|r| r.metric.as_str()).collect();
+        return RubricVerdict {
+            success: None,
+            undecided: Some(format!(
+                "no rubric rule could be checked: {} produced no value for this call",
+                metrics.join(", ")
+            )),
+            rules,
+        };
+    }
     RubricVerdict {
-        success: rules.iter().all(|r| r.passed != Some(false)),
+        success: Some(rules.iter().all(|r| r.passed != Some(false))),
+        undecided: None,
         rules,
     }
 }
@@ -837,16 +854,23 @@ mod tests {
         let values = [("latency", json!(1.2)), ("outcome", json!("pass"))];
         let look = |name: &str| values.iter().find(|(n, _)| *n == name).map(|(_, v)| v);
         let verdict = apply_rubric(&rules, look);
-        assert!(verdict.success);
+        assert_eq!(verdict.success, Some(true));
         assert_eq!(verdict.rules[2].passed, None);
 
         let values = [("latency", json!(2.5)), ("outcome", json!("pass"))];
         let look = |name: &str| values.iter().find(|(n, _)| *n == name).map(|(_, v)| v);
-        assert!(!apply_rubric(&rules, look).success);
-        assert!(
+        assert_eq!(apply_rubric(&rules, look).success, Some(false));
+        assert_eq!(
             apply_rubric(&[], |_| None).success,
+            Some(true),
             "no rules: nothing fails"
         );
+
+        // Every rule skipped: the rubric could not decide, and says which metrics had no value.
+        let verdict = apply_rubric(&rules, |_| None);
+        assert_eq!(verdict.success, None);
+        let reason = verdict.undecided.unwrap();
+        assert!(reason.contains("latency, outcome, judge"), "{reason}");
     }
 
     #[test]

@@ -150,7 +150,11 @@ fn duplicate_ids_are_reported_beside_other_errors() {
     let errors = errors_of(json!({"agent_id": 1, "calls": [first, second]}));
     assert_eq!(
         paths(&errors),
-        ["calls[0].to_phone_number", "calls[1].endedAt", "calls[1].id"]
+        [
+            "calls[0].to_phone_number",
+            "calls[1].endedAt",
+            "calls[1].id"
+        ]
     );
     assert!(errors[2].message.contains("calls[0]"), "{errors:?}");
 }

@@ -384,7 +384,7 @@ async fn scripts_rubric_and_runs_pass_or_fail_end_to_end() {
         "config": {"script": "result = data.transcript.contains(\"refund\"); explanation = `turns: ${data.metrics.turns}`;"}
     })).await;
     assert_eq!(status, 201, "{m}");
-    post(&app, &t.key, "/api/v1/metrics", json!({
+    let (_, runaway) = post(&app, &t.key, "/api/v1/metrics", json!({
         "name": "runaway", "kind": "script", "output": "numeric", "config": {"script": "loop {}"}
     })).await;
     // Rubric: latency at most 1 s, and the refund must be mentioned.
@@ -443,8 +443,7 @@ async fn scripts_rubric_and_runs_pass_or_fail_end_to_end() {
         evaluation(&call, "mentions_refund")["explanation"],
         "turns: 2.0"
     );
-    let runaway = evaluation(&call, "runaway");
-    assert_eq!(runaway["status"], "error");
+    assert_eq!(evaluation(&call, "runaway")["status"], "error");
     assert_eq!(call["success"], false);
     assert_eq!(call["rubric"]["rules"][0]["passed"], false);
     assert_eq!(call["rubric"]["rules"][0]["actual"], 2.5);
@@ -497,6 +496,56 @@ async fn scripts_rubric_and_runs_pass_or_fail_end_to_end() {
         .find(|m| m["metric_name"] == "mentions_refund")
         .unwrap();
     assert_eq!(refund["pass_rate"], 1.0);
+
+    // A rubric whose only rule has no value (its script throws) could not decide: the call and
+    // the run are neither passed nor failed, and say why. (The runaway goes: it is slow.)
+    let r = app
+        .client
+        .delete(format!("{}/api/v1/metrics/{}", app.base, runaway["id"]))
+        .header("X-CEKURA-API-KEY", &t.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    post(
+        &app,
+        &t.key,
+        "/api/v1/metrics",
+        json!({
+            "name": "unanswerable", "kind": "script", "output": "numeric",
+            "config": {"script": "throw \"not for this call\";"}
+        }),
+    )
+    .await;
+    put(
+        &app,
+        &t.key,
+        "/api/v1/rubric",
+        json!({"rules": [{"metric": "unanswerable", "op": "lte", "value": 3}]}),
+    )
+    .await;
+    post(
+        &app,
+        &t.key,
+        "/api/v1/evaluations/rerun",
+        json!({"agent_id": t.agent_id}),
+    )
+    .await;
+    app.settle().await;
+    let call = evaluations_of(
+        &app,
+        &t.key,
+        receipt["calls"][0]["call_id"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(call["success"], Value::Null);
+    let why = call["rubric"]["undecided"].as_str().unwrap();
+    assert!(why.contains("unanswerable"), "{why}");
+    let (_, run) = app.api(&t.key, &format!("/api/v1/runs/{run_id}")).await;
+    assert_eq!(
+        (run["status"].as_str(), &run["success"]),
+        (Some("completed"), &Value::Null)
+    );
 }
 
 #[tokio::test]

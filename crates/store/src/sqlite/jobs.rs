@@ -121,7 +121,7 @@ impl Apply for RenewLease {
 pub(super) struct CompleteJob {
     job: Job,
     evaluations: String,
-    success: bool,
+    success: Option<bool>,
     verdict: String,
     now: i64,
 }

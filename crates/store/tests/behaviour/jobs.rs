@@ -142,7 +142,7 @@ pub(super) async fn story_job_queue(store: &dyn Store) {
         .unwrap();
     assert_eq!(detail.summary.success, Some(true));
     assert!(detail.summary.evaluated_at.is_some());
-    assert_eq!(detail.rubric.as_ref().map(|v| v.success), Some(true));
+    assert_eq!(detail.rubric.as_ref().and_then(|v| v.success), Some(true));
     assert_eq!(detail.evaluations.len(), 1);
     let stored = &detail.evaluations[0];
     assert_eq!(stored.value, Some(json!(1.5)));

@@ -257,7 +257,8 @@ fn evaluation(metric: &Metric, value: Value, passed: bool, at: DateTime<Utc>) ->
 
 fn verdict(success: bool) -> RubricVerdict {
     RubricVerdict {
-        success,
+        success: Some(success),
+        undecided: None,
         rules: Vec::new(),
     }
 }

@@ -214,6 +214,9 @@ pub async fn call(
         }
         @if let Some(rubric) = &call.rubric {
             h2 { "Rubric" }
+            @if let Some(why) = &rubric.undecided {
+                p.bad { "Could not decide: " (why) }
+            }
             table {
                 tr { th { "Metric" } th { "Rule" } th { "Actual" } th { "Result" } }
                 @for r in &rubric.rules {
