@@ -45,6 +45,10 @@ pub async fn receive(
         );
         return Err(refuse(app, delivery.record(app, body), rejection).await);
     }
+    if let Err(too_many) = app.settings.limits.check_json_values(body) {
+        let rejection = Rejection::new(RejectionKind::PayloadTooLarge, too_many);
+        return Err(refuse(app, delivery.record(app, body), rejection).await);
+    }
     let json = match parse_json(body) {
         Ok(v) => v,
         Err(e) => {
@@ -56,7 +60,10 @@ pub async fn receive(
             return Err(refuse(app, delivery.record(app, body), rejection).await);
         }
     };
-    let batch = match validate_batch(&json, &app.settings.limits) {
+    let validated = validate_batch(&json, &app.settings.limits);
+    // The tree is the request's largest allocation; the validated calls hold what is kept.
+    drop(json);
+    let batch = match validated {
         Ok(batch) => batch,
         Err(errors) => {
             let rejection = Rejection::invalid_payload(errors);

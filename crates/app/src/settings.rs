@@ -63,6 +63,9 @@ pub struct WorkerSettings {
     pub max_attempts: i64,
     /// Jobs a worker claims at once and evaluates concurrently.
     pub batch: u32,
+    /// How long one call's evaluation may take, every metric included; past it the job fails
+    /// with that reason.
+    pub evaluation_timeout: Duration,
 }
 
 impl Default for WorkerSettings {
@@ -73,6 +76,7 @@ impl Default for WorkerSettings {
             poll: Duration::from_millis(500),
             max_attempts: 5,
             batch: 64,
+            evaluation_timeout: Duration::from_secs(120),
         }
     }
 }

@@ -167,7 +167,19 @@ async fn evaluate_guarded(
     input: EvaluationInput,
 ) -> Result<callgrade_store::CallEvaluation, EvalError> {
     let (evaluator, now) = (app.evaluator.clone(), app.now());
-    match tokio::spawn(async move { evaluator.evaluate(&input, now).await }).await {
+    let limit = app.settings.workers.evaluation_timeout;
+    let evaluation = tokio::spawn(async move { evaluator.evaluate(&input, now).await });
+    let abort = evaluation.abort_handle();
+    let Ok(joined) = tokio::time::timeout(limit, evaluation).await else {
+        // Scripts run on blocking threads with their own wall-time limit; the rest stops here.
+        abort.abort();
+        return Err(EvalError(format!(
+            "the evaluation took longer than the evaluation timeout ({} s); \
+             the call may be too long, or a judge too slow",
+            limit.as_secs()
+        )));
+    };
+    match joined {
         Ok(result) => result,
         Err(e) if e.is_panic() => {
             let panic = e.into_panic();

@@ -1,7 +1,7 @@
 //! `callgrade check FILE`: the server's validator, offline.
 
 use anyhow::Context;
-use callgrade_core::{parse_json, validate_batch, FieldError, Limits};
+use callgrade_core::{parse_json, validate_batch, FieldError};
 use clap::Args;
 use serde::Serialize;
 use std::io::Read;
@@ -14,9 +14,9 @@ use crate::output::Output;
 pub struct CheckArgs {
     /// The payload file, or - for standard input.
     file: PathBuf,
-    /// The most calls one request may hold (the server's --max-calls-per-request).
-    #[arg(long, default_value_t = Limits::default().max_calls_per_request)]
-    max_calls_per_request: usize,
+    /// The server's limits, with its flags and environment variables.
+    #[command(flatten)]
+    limits: crate::serve::PayloadLimitArgs,
 }
 
 #[derive(Serialize)]
@@ -42,14 +42,16 @@ pub fn read_input(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
 
 pub fn run(args: CheckArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let bytes = read_input(&args.file)?;
-    let limits = Limits {
-        max_calls_per_request: args.max_calls_per_request,
-    };
-    let report = match parse_json(&bytes) {
+    let limits = args.limits.limits();
+    let parsed = limits
+        .check_json_values(&bytes)
+        .map_err(|too_many| FieldError::new("$", too_many))
+        .and_then(|()| parse_json(&bytes).map_err(|e| FieldError::new("$", e.to_string())));
+    let report = match parsed {
         Err(e) => Report {
             valid: false,
             calls: 0,
-            errors: vec![FieldError::new("$", e.to_string())],
+            errors: vec![e],
             warnings: Vec::new(),
         },
         Ok(body) => match validate_batch(&body, &limits) {

@@ -5,6 +5,7 @@ use callgrade_app::{App, AppSettings, Retention};
 use callgrade_core::Limits;
 use callgrade_server::{AppState, HttpLimits, RateLimit, Settings};
 use chrono::TimeDelta;
+use clap::builder::TypedValueParser;
 use clap::{Args, ValueEnum};
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -25,10 +26,8 @@ pub struct ServeArgs {
     /// Log format on stderr; the level comes from RUST_LOG (default info).
     #[arg(long, value_enum, env = "CALLGRADE_LOG_FORMAT", default_value = "text")]
     log_format: LogFormat,
-    /// The most calls one webhook request may hold.
-    #[arg(long, env = "CALLGRADE_MAX_CALLS_PER_REQUEST", default_value_t = defaults().app.limits.max_calls_per_request as u32,
-          value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    max_calls_per_request: u32,
+    #[command(flatten)]
+    limits: PayloadLimitArgs,
     /// The largest webhook body accepted, in bytes (413 above).
     #[arg(long, env = "CALLGRADE_MAX_BODY_BYTES", default_value_t = defaults().max_body_bytes as u64,
           value_parser = clap::value_parser!(u64).range(1024..=1024 * 1024 * 1024))]
@@ -72,6 +71,45 @@ pub struct ServeArgs {
     delivery_retention_count: u32,
 }
 
+/// What one webhook request may hold, shared by `serve` and `check` (so `check` judges a file
+/// as the server would).
+#[derive(Args)]
+pub struct PayloadLimitArgs {
+    /// The most calls one webhook request may hold.
+    #[arg(long, env = "CALLGRADE_MAX_CALLS_PER_REQUEST", default_value_t = Limits::default().max_calls_per_request,
+          value_parser = clap::value_parser!(u32).range(1..=100_000).map(|n| n as usize))]
+    max_calls_per_request: usize,
+    /// The most JSON values one request body may hold, counted before parsing (413 above): it
+    /// bounds the memory a request can take.
+    #[arg(long, env = "CALLGRADE_MAX_JSON_VALUES", default_value_t = Limits::default().max_json_values,
+          value_parser = clap::value_parser!(u32).range(100..=50_000_000).map(|n| n as usize))]
+    max_json_values: usize,
+    /// The most messages one call may hold.
+    #[arg(long, env = "CALLGRADE_MAX_MESSAGES_PER_CALL", default_value_t = Limits::default().max_messages_per_call,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000).map(|n| n as usize))]
+    max_messages_per_call: usize,
+    /// The largest `metadata` of one call, in bytes of compact JSON.
+    #[arg(long, env = "CALLGRADE_MAX_METADATA_BYTES", default_value_t = Limits::default().max_metadata_bytes,
+          value_parser = clap::value_parser!(u32).range(0..=100_000_000).map(|n| n as usize))]
+    max_metadata_bytes: usize,
+    /// The largest `data` of one message, in bytes of compact JSON.
+    #[arg(long, env = "CALLGRADE_MAX_MESSAGE_DATA_BYTES", default_value_t = Limits::default().max_message_data_bytes,
+          value_parser = clap::value_parser!(u32).range(0..=100_000_000).map(|n| n as usize))]
+    max_message_data_bytes: usize,
+}
+
+impl PayloadLimitArgs {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_calls_per_request: self.max_calls_per_request,
+            max_json_values: self.max_json_values,
+            max_messages_per_call: self.max_messages_per_call,
+            max_metadata_bytes: self.max_metadata_bytes,
+            max_message_data_bytes: self.max_message_data_bytes,
+        }
+    }
+}
+
 /// Evaluation settings shared by `serve` and `worker`.
 #[derive(Args)]
 pub struct EvalArgs {
@@ -99,6 +137,12 @@ pub struct EvalArgs {
           default_value_t = defaults().app.judge.timeout.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..=600))]
     judge_timeout: u64,
+    /// Seconds one call's evaluation may take, all metrics together; past it the job fails
+    /// with that reason (and is retried), so no call holds a worker for long.
+    #[arg(long, env = "CALLGRADE_EVALUATION_TIMEOUT",
+          default_value_t = defaults().app.workers.evaluation_timeout.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    evaluation_timeout: u64,
 }
 
 impl EvalArgs {
@@ -109,6 +153,8 @@ impl EvalArgs {
         settings.judge.model = self.judge_model.clone();
         settings.judge.api_key = self.judge_api_key.clone();
         settings.judge.timeout = std::time::Duration::from_secs(self.judge_timeout);
+        settings.workers.evaluation_timeout =
+            std::time::Duration::from_secs(self.evaluation_timeout);
     }
 }
 
@@ -155,9 +201,7 @@ pub async fn run(db: &DbArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
         ..Settings::default()
     };
     settings.app = AppSettings {
-        limits: Limits {
-            max_calls_per_request: args.max_calls_per_request as usize,
-        },
+        limits: args.limits.limits(),
         delivery_body_cap: args.delivery_body_cap,
         delivery_retention: Retention {
             max_age: TimeDelta::days(i64::from(args.delivery_retention_days)),

@@ -8,17 +8,49 @@ use std::collections::HashMap;
 
 use crate::{parse_datetime, FieldError, MessageTimes, PhoneNumber};
 
-/// Limits that a deployment may tune.
+mod budget;
+
+pub use budget::{json_len, json_values};
+
+/// Limits that a deployment may tune. Together with the body size they bound the memory and the
+/// work one request can cost (docs/security.md works out the worst case).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_calls_per_request: usize,
+    /// JSON values in one body, counted before it is parsed ([`json_values`]).
+    pub max_json_values: usize,
+    /// Messages in one call.
+    pub max_messages_per_call: usize,
+    /// A call's `metadata`, as compact JSON.
+    pub max_metadata_bytes: usize,
+    /// One message's `data`, as compact JSON.
+    pub max_message_data_bytes: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_calls_per_request: 1000,
+            max_json_values: 250_000,
+            max_messages_per_call: 10_000,
+            max_metadata_bytes: 64 * 1024,
+            max_message_data_bytes: 16 * 1024,
         }
+    }
+}
+
+impl Limits {
+    /// Refuses a body with more JSON values than allowed, before building any of them.
+    pub fn check_json_values(&self, bytes: &[u8]) -> Result<(), String> {
+        let values = json_values(bytes);
+        if values > self.max_json_values {
+            return Err(format!(
+                "the body holds about {values} JSON values; at most {} are accepted per request \
+                 (split the batch, or keep large metadata elsewhere)",
+                self.max_json_values
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -253,7 +285,7 @@ pub fn validate_batch(body: &Value, limits: &Limits) -> Result<Batch, Vec<FieldE
     for (i, raw) in raw_calls.iter().enumerate() {
         let path = format!("calls[{i}]");
         let before = errors.len();
-        let call = parse_call(i, &path, raw, &canonical_agent, &mut errors);
+        let call = parse_call(i, &path, raw, &canonical_agent, limits, &mut errors);
         // Checked on the raw id, so a duplicate is reported even when either call has other
         // problems too.
         if let Some(id) = usable_id(raw) {
@@ -295,6 +327,17 @@ pub fn validate_batch(body: &Value, limits: &Limits) -> Result<Batch, Vec<FieldE
     }
 }
 
+/// Whether a free-form object is within its size limit, as compact JSON.
+fn within(value: &Value, max_bytes: usize) -> Result<(), String> {
+    let len = json_len(value);
+    if len > max_bytes {
+        return Err(format!(
+            "is {len} bytes as JSON; at most {max_bytes} are accepted here (keep large data elsewhere and link to it)"
+        ));
+    }
+    Ok(())
+}
+
 /// A call's id as it will be stored, when it is a valid one (`parse_call` reports the others).
 fn usable_id(raw: &Value) -> Option<String> {
     match raw.get("id")? {
@@ -309,6 +352,7 @@ fn parse_call(
     path: &str,
     raw: &Value,
     canonical_agent: &Value,
+    limits: &Limits,
     errors: &mut Vec<FieldError>,
 ) -> Option<NewCall> {
     let Some(obj) = raw.as_object() else {
@@ -373,7 +417,12 @@ fn parse_call(
 
     let metadata = match obj.get("metadata") {
         None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(m)) => m.clone(),
+        Some(v @ Value::Object(m)) => {
+            if let Err(e) = within(v, limits.max_metadata_bytes) {
+                errors.push(FieldError::new(at("metadata"), e));
+            }
+            m.clone()
+        }
         Some(other) => {
             errors.push(FieldError::new(
                 at("metadata"),
@@ -447,11 +496,20 @@ fn parse_call(
     };
 
     let (messages, message_times, warnings) = match (started_at, ended_at) {
-        (Some(s), Some(e)) => parse_messages(obj.get("messages"), &at("messages"), s, e, errors),
+        (Some(s), Some(e)) => {
+            parse_messages(obj.get("messages"), &at("messages"), s, e, limits, errors)
+        }
         _ => {
             // Still report message problems even when the call's times are unusable.
             let epoch = DateTime::<Utc>::UNIX_EPOCH;
-            parse_messages(obj.get("messages"), &at("messages"), epoch, epoch, errors);
+            parse_messages(
+                obj.get("messages"),
+                &at("messages"),
+                epoch,
+                epoch,
+                limits,
+                errors,
+            );
             (Vec::new(), MessageTimes::None, Vec::new())
         }
     };
@@ -577,10 +635,22 @@ fn parse_messages(
     path: &str,
     started_at: DateTime<Utc>,
     ended_at: DateTime<Utc>,
+    limits: &Limits,
     errors: &mut Vec<FieldError>,
 ) -> (Vec<Message>, MessageTimes, Vec<FieldError>) {
     let items = match value {
         None | Some(Value::Null) => return (Vec::new(), MessageTimes::None, Vec::new()),
+        Some(Value::Array(items)) if items.len() > limits.max_messages_per_call => {
+            errors.push(FieldError::new(
+                path,
+                format!(
+                    "holds {} messages; at most {} are accepted per call",
+                    items.len(),
+                    limits.max_messages_per_call
+                ),
+            ));
+            return (Vec::new(), MessageTimes::None, Vec::new());
+        }
         Some(Value::Array(items)) => items,
         Some(other) => {
             errors.push(FieldError::new(
@@ -598,7 +668,7 @@ fn parse_messages(
     let before = errors.len();
     for (j, item) in items.iter().enumerate() {
         let mpath = format!("{path}[{j}]");
-        if let Some(m) = parse_message(&mpath, item, errors) {
+        if let Some(m) = parse_message(&mpath, item, limits, errors) {
             raw.push(m);
         }
     }
@@ -665,7 +735,12 @@ fn parse_messages(
     (messages, times, warnings)
 }
 
-fn parse_message(path: &str, item: &Value, errors: &mut Vec<FieldError>) -> Option<RawMessage> {
+fn parse_message(
+    path: &str,
+    item: &Value,
+    limits: &Limits,
+    errors: &mut Vec<FieldError>,
+) -> Option<RawMessage> {
     let Some(obj) = item.as_object() else {
         errors.push(FieldError::new(
             path,
@@ -759,7 +834,13 @@ fn parse_message(path: &str, item: &Value, errors: &mut Vec<FieldError>) -> Opti
 
     let data = match obj.get("data") {
         None | Some(Value::Null) => None,
-        Some(v @ Value::Object(_)) => Some(v.clone()),
+        Some(v @ Value::Object(_)) => match within(v, limits.max_message_data_bytes) {
+            Ok(()) => Some(v.clone()),
+            Err(e) => {
+                errors.push(FieldError::new(at("data"), e));
+                None
+            }
+        },
         Some(other) => {
             errors.push(FieldError::new(
                 at("data"),

@@ -97,6 +97,7 @@ fn calls_shape() {
     );
     let limits = Limits {
         max_calls_per_request: 2,
+        ..Limits::default()
     };
     let body = json!({"agent_id": 1, "calls": [call(), call(), call()]});
     let errors = validate_batch(&body, &limits).unwrap_err();
@@ -340,4 +341,46 @@ fn json_syntax_errors_have_line_and_column() {
     assert_eq!(err.line, 2);
     assert_eq!(err.column, 13);
     assert!(!err.message.contains("at line"));
+}
+
+#[test]
+fn limits_on_messages_metadata_data_and_values() {
+    let limits = Limits {
+        max_messages_per_call: 2,
+        max_metadata_bytes: 20,
+        max_message_data_bytes: 10,
+        max_json_values: 50,
+        ..Limits::default()
+    };
+    let mut c = call();
+    c["messages"] = json!([
+        {"role": "bot", "content": "a"}, {"role": "user", "content": "b"}, {"role": "bot", "content": "c"}
+    ]);
+    c["metadata"] = json!({"note": "x".repeat(30)});
+    let mut d = call();
+    d["id"] = json!("d");
+    d["messages"] = json!([{"role": "bot", "content": "a", "data": {"k": "0123456789"}}]);
+    let body = json!({"agent_id": 1, "calls": [c, d]});
+    let errors = validate_batch(&body, &limits).unwrap_err();
+    assert_eq!(
+        paths(&errors),
+        [
+            "calls[0].metadata",
+            "calls[0].messages",
+            "calls[1].messages[0].data"
+        ]
+    );
+    assert!(errors[0].message.contains("at most 20"), "{errors:?}");
+    assert!(
+        errors[1].message.contains("holds 3 messages; at most 2"),
+        "{errors:?}"
+    );
+
+    // Counted on the bytes, before a tree is built.
+    let wide = format!("{{\"calls\": [{}]}}", vec!["[]"; 100].join(","));
+    let refused = limits.check_json_values(wide.as_bytes()).unwrap_err();
+    assert!(refused.contains("at most 50"), "{refused}");
+    assert!(limits
+        .check_json_values(body.to_string().as_bytes())
+        .is_ok());
 }

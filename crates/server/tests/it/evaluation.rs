@@ -374,6 +374,58 @@ async fn judge_failures_malformed_rate_limited_timeout_and_unconfigured() {
     assert_eq!(stored["success"], Value::Null);
 }
 
+/// A call whose evaluation outlasts the evaluation timeout fails its job with that reason (the
+/// run waiting on it says so) instead of holding a worker: here a judge that answers in 3 s,
+/// with a judge timeout that would wait, and an evaluation timeout of 1 s.
+#[tokio::test]
+async fn an_evaluation_past_its_deadline_fails_with_the_reason() {
+    let fake = FakeJudge::start().await;
+    fake.set(Mode::Slow);
+    let mut settings = callgrade_server::Settings::default();
+    settings.app.judge.timeout = Duration::from_secs(30);
+    settings.app.workers.evaluation_timeout = Duration::from_secs(1);
+    settings.app.workers.max_attempts = 1;
+    let app = TestApp::spawn_with(settings).await;
+    let t = app.tenant("deadline").await;
+    put(
+        &app,
+        &t.key,
+        "/api/v1/judge",
+        json!({"base_url": fake.base, "model": "fake-judge-1"}),
+    )
+    .await;
+    post(&app, &t.key, "/api/v1/metrics", json!({"name": "voicemail", "kind": "llm_judge", "config": {"template": "voicemail_detection"}})).await;
+    app.clock.set("2025-10-15T09:20:00Z".parse().unwrap());
+    let (_, scenario) = post(&app, &t.key, "/api/v1/scenarios", json!({
+        "agent_id": t.agent_id, "name": "slow judge", "direction": "inbound", "tester_phone_number": "+14155551234"
+    })).await;
+    let (_, result) = post(
+        &app,
+        &t.key,
+        "/api/v1/results",
+        json!({"agent_id": t.agent_id, "scenario_ids": [scenario["id"]]}),
+    )
+    .await;
+    let run_id = result["runs"][0]["id"].as_i64().unwrap();
+    app.clock.set("2025-10-15T09:25:00Z".parse().unwrap());
+    let mut c = call("judged-slowly");
+    c["run_id"] = json!(run_id);
+    let started = std::time::Instant::now();
+    let (status, receipt) =
+        status_and_json(app.send(&t.key, &batch(t.agent_id, vec![c])).await).await;
+    assert_eq!(status, 202, "{receipt}");
+    app.settle().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the worker waited for the judge"
+    );
+    assert_eq!(app.store.job_counts(None).await.unwrap().dead, 1);
+    let (_, run) = app.api(&t.key, &format!("/api/v1/runs/{run_id}")).await;
+    assert_eq!(run["status"], "failed", "{run}");
+    let reason = run["error_message"].as_str().unwrap();
+    assert!(reason.contains("evaluation timeout (1 s)"), "{reason}");
+}
+
 #[tokio::test]
 async fn scripts_rubric_and_runs_pass_or_fail_end_to_end() {
     let app = TestApp::spawn().await;
