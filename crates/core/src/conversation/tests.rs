@@ -1130,4 +1130,116 @@ fn end_reason_and_duration() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Throughput: `cargo test -p callgrade-core -- --ignored throughput --nocapture`.
+// The fast searches against straightforward ones, on seeded random calls.
+
+/// SplitMix64: a seeded generator, so these tests see the same inputs on every run.
+struct Seeded(u64);
+
+impl Seeded {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let z = (self.0 ^ (self.0 >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        let z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+
+    /// A time in `[0, seconds)` on a 1/64 s grid: sums and differences of such times are exact
+    /// in f64, so two ways of adding them up give the same bits.
+    fn seconds(&mut self, seconds: u64) -> f64 {
+        self.below(seconds * 64) as f64 / 64.0
+    }
+}
+
+/// Messages whose times go mostly forward with gaps up to 11 s, sometimes back (overlaps), some
+/// of them zero-length, reversed or missing a time; a few system rows.
+fn random_timed_call(rng: &mut Seeded, n: usize) -> (f64, Vec<Message>) {
+    let mut clock = 0.0f64;
+    let messages = (0..n)
+        .map(|_| {
+            let role = match rng.below(20) {
+                0 => Role::System,
+                r if r < 10 => Role::Bot,
+                _ => Role::User,
+            };
+            clock = (clock + rng.seconds(14) - 3.0).max(0.0);
+            let (start, end) = (clock, clock + rng.seconds(6));
+            let (start, end) = if rng.chance(3) {
+                (end, start)
+            } else {
+                (start, end)
+            };
+            clock = clock.max(end);
+            msg(
+                role,
+                "words",
+                (!rng.chance(10)).then_some(start),
+                (!rng.chance(10)).then_some(end),
+            )
+        })
+        .collect();
+    (clock + rng.seconds(20), messages)
+}
+
+/// `infrastructure_issues`' list of issues as docs/metrics.md words it: for each user message,
+/// a scan of every agent message and of the whole speech union.
+fn infrastructure_issues_by_scanning(p: &Prepared, cfg: &BuiltinConfig) -> Vec<Value> {
+    let d = *p.duration.as_ref().unwrap();
+    let user_ends = p
+        .rows
+        .iter()
+        .filter(|r| !r.bot)
+        .filter_map(|u| Some((u, u.end?)));
+    user_ends
+        .filter_map(|(u, e)| {
+            let answer = p
+                .rows
+                .iter()
+                .filter(|r| r.bot)
+                .filter_map(|r| match (r.start, r.end) {
+                    (Some(s), Some(be)) if be > e => Some(s.max(e)),
+                    (Some(s), None) if s >= e => Some(s),
+                    _ => None,
+                })
+                .min_by(f64::total_cmp);
+            let until = answer.unwrap_or(d);
+            let silent = (until - e) - covered(&p.speech_union, e, until);
+            (until > e && silent > cfg.infrastructure_silence_seconds + EPS).then(|| {
+                json!({
+                    "user_message": u.idx,
+                    "user_end": r6(e),
+                    "agent_answer_at": answer.map(r6),
+                    "silent_seconds": r6(silent),
+                })
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn infrastructure_issues_agree_with_scanning_every_agent_message() {
+    let mut rng = Seeded(20);
+    let mut issues = 0;
+    for round in 0..60 {
+        let (duration, m) = random_timed_call(&mut rng, 300);
+        let cfg = BuiltinConfig {
+            infrastructure_silence_seconds: [2.0, 5.0, 10.0][round % 3],
+            ..BuiltinConfig::default()
+        };
+        let p = Prepared::new(&conv(duration, &m));
+        let expected = infrastructure_issues_by_scanning(&p, &cfg);
+        let outcome = infrastructure_issues(&p, &cfg);
+        assert_eq!(outcome.details["issues"], json!(expected), "round {round}");
+        close(num(&outcome), expected.len() as f64);
+        issues += expected.len();
+    }
+    // Not a comparison of empty lists.
+    assert!(issues > 1000, "{issues} issues");
+}
