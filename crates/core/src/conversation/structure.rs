@@ -1,5 +1,8 @@
 //! The shape of the conversation: turns, tool calls, repetition, the end reason.
 
+use std::borrow::Cow;
+use std::collections::{HashMap, VecDeque};
+
 use super::*;
 
 // ---------------------------------------------------------------------------------------------
@@ -70,13 +73,12 @@ pub(super) fn tool_id(m: &Message) -> Option<&Value> {
     })
 }
 
-/// Ids match when equal as JSON, or when one is a string holding the other number's digits.
-pub(super) fn ids_match(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::String(x), Value::Number(n)) | (Value::Number(n), Value::String(x)) => {
-            *x == n.to_string()
-        }
-        _ => a == b,
+/// An id as text: a string as is, a number in its JSON form. Ids match when their texts are
+/// equal, so `"7"` matches `7`.
+pub(super) fn id_text(id: &Value) -> Cow<'_, str> {
+    match id {
+        Value::String(s) => Cow::Borrowed(s),
+        other => Cow::Owned(other.to_string()),
     }
 }
 
@@ -150,29 +152,44 @@ pub(super) fn tool_call_success(p: &Prepared) -> BuiltinOutcome {
         .collect();
     let mut used = vec![false; results.len()];
     let mut paired: Vec<Option<usize>> = vec![None; calls.len()];
-    // First by id, when both rows have one.
+    // First by id, when both rows have one: each id's results wait in order, taken from the front.
+    let mut results_by_id: HashMap<Cow<str>, VecDeque<usize>> = HashMap::new();
+    let (mut with_id, mut without_id) = (Vec::new(), Vec::new());
+    for (r, &ri) in results.iter().enumerate() {
+        match tool_id(&msgs[ri]) {
+            Some(id) => {
+                results_by_id.entry(id_text(id)).or_default().push_back(r);
+                with_id.push(r);
+            }
+            None => without_id.push(r),
+        }
+    }
     for (c, &ci) in calls.iter().enumerate() {
         let Some(id) = tool_id(&msgs[ci]) else {
             continue;
         };
-        if let Some(r) = (0..results.len())
-            .find(|&r| !used[r] && tool_id(&msgs[results[r]]).is_some_and(|rid| ids_match(id, rid)))
+        if let Some(r) = results_by_id
+            .get_mut(id_text(id).as_ref())
+            .and_then(VecDeque::pop_front)
         {
             used[r] = true;
             paired[c] = Some(r);
         }
     }
     // Then by position: the next unused result after the call, unless both have (different) ids.
+    let (mut with_id, mut without_id) = (Unpaired::new(with_id), Unpaired::new(without_id));
     for (c, &ci) in calls.iter().enumerate() {
         if paired[c].is_some() {
             continue;
         }
-        let call_id = tool_id(&msgs[ci]);
-        if let Some(r) = (0..results.len()).find(|&r| {
-            !used[r]
-                && results[r] > ci
-                && !(call_id.is_some() && tool_id(&msgs[results[r]]).is_some())
-        }) {
+        let mut next = without_id.first_after(ci, &results, &used);
+        if tool_id(&msgs[ci]).is_none() {
+            next = next
+                .into_iter()
+                .chain(with_id.first_after(ci, &results, &used))
+                .min();
+        }
+        if let Some(r) = next {
             used[r] = true;
             paired[c] = Some(r);
         }
@@ -214,6 +231,31 @@ pub(super) fn tool_call_success(p: &Prepared) -> BuiltinOutcome {
         json!({ "calls": list, "succeeded": ok, "total": total }),
         warning.into_iter().collect(),
     )
+}
+
+/// Results of one kind (with an id, or without), in order, for pairing by position. Calls ask in
+/// order, so the cursor only moves on: what it passes is paired already or lies before every
+/// call still to come.
+struct Unpaired {
+    results: Vec<usize>,
+    cursor: usize,
+}
+
+impl Unpaired {
+    fn new(results: Vec<usize>) -> Self {
+        Self { results, cursor: 0 }
+    }
+
+    /// The first of these results not yet `used` whose message comes after message `call`.
+    fn first_after(&mut self, call: usize, positions: &[usize], used: &[bool]) -> Option<usize> {
+        while let Some(&r) = self.results.get(self.cursor) {
+            if !used[r] && positions[r] > call {
+                return Some(r);
+            }
+            self.cursor += 1;
+        }
+        None
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1243,3 +1243,78 @@ fn infrastructure_issues_agree_with_scanning_every_agent_message() {
     // Not a comparison of empty lists.
     assert!(issues > 1000, "{issues} issues");
 }
+
+/// Each call's result message, paired the straightforward way: for every call, a search of
+/// every result (docs/metrics.md, tool_call_success).
+fn tool_pairs_by_searching(m: &[Message]) -> Vec<Option<usize>> {
+    let of_role = |role| {
+        (0..m.len())
+            .filter(|&i| m[i].role == role)
+            .collect::<Vec<_>>()
+    };
+    let (calls, results) = (
+        of_role(Role::FunctionCall),
+        of_role(Role::FunctionCallResult),
+    );
+    let mut used = vec![false; results.len()];
+    let mut paired = vec![None; calls.len()];
+    for (c, &ci) in calls.iter().enumerate() {
+        let Some(id) = tool_id(&m[ci]) else { continue };
+        let same_id =
+            |r: &usize| tool_id(&m[results[*r]]).is_some_and(|rid| id_text(rid) == id_text(id));
+        if let Some(r) = (0..results.len()).filter(|r| !used[*r]).find(same_id) {
+            used[r] = true;
+            paired[c] = Some(results[r]);
+        }
+    }
+    for (c, &ci) in calls.iter().enumerate() {
+        let both_ids = |r: usize| tool_id(&m[ci]).is_some() && tool_id(&m[results[r]]).is_some();
+        if paired[c].is_none() {
+            if let Some(r) =
+                (0..results.len()).find(|&r| !used[r] && results[r] > ci && !both_ids(r))
+            {
+                used[r] = true;
+                paired[c] = Some(results[r]);
+            }
+        }
+    }
+    paired
+}
+
+#[test]
+fn tool_pairing_agrees_with_searching_every_result() {
+    use Role::{FunctionCall as Call, FunctionCallResult as Res};
+    let ids = [
+        json!("a"),
+        json!("b"),
+        json!("7"),
+        json!(7),
+        json!(7.0),
+        json!(""),
+    ];
+    let mut rng = Seeded(16);
+    let mut paired = 0;
+    for round in 0..40 {
+        let m: Vec<Message> = (0..300)
+            .map(|_| {
+                let role = if rng.chance(50) { Call } else { Res };
+                let data = match rng.below(8) as usize {
+                    k if k < ids.len() => json!({ "id": ids[k], "name": "lookup" }),
+                    _ => json!({ "name": "lookup" }),
+                };
+                tool(role, data)
+            })
+            .collect();
+        let expected = tool_pairs_by_searching(&m);
+        let outcome = run("tool_call_success", 10.0, &m);
+        let found: Vec<Option<usize>> = outcome.details["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["result_message"].as_u64().map(|r| r as usize))
+            .collect();
+        assert_eq!(found, expected, "round {round}");
+        paired += expected.iter().flatten().count();
+    }
+    assert!(paired > 1000, "{paired} pairs");
+}
