@@ -322,6 +322,135 @@ pub(super) fn fnv1a(s: &[u8]) -> u64 {
     })
 }
 
+/// The messages' token sets, each sorted and deduplicated, in one flat list. Tokens are numbered
+/// rarest first (by how many messages use them, then by first use), so a set begins with its
+/// rarest tokens.
+pub(super) struct TokenSets {
+    tokens: Vec<u32>,
+    bounds: Vec<Span>,
+    /// How many distinct tokens there are: the numbers are `0..distinct`.
+    distinct: usize,
+}
+
+impl TokenSets {
+    /// `messages`: each message's range in `tokens`, byte ranges of `text`.
+    pub(super) fn new(text: &[u8], tokens: &[Span], messages: impl Iterator<Item = Span>) -> Self {
+        let ids = intern(text, tokens);
+        let mut sets: Vec<u32> = Vec::with_capacity(ids.len());
+        let mut bounds: Vec<Span> = Vec::new();
+        let mut messages_using = vec![0u32; ids.len()];
+        // The last message that used each id, to keep one copy per message.
+        let mut last_use = vec![usize::MAX; ids.len()];
+        for (m, (a, b)) in messages.enumerate() {
+            let start = sets.len();
+            for &id in &ids[a..b] {
+                if last_use[id as usize] != m {
+                    last_use[id as usize] = m;
+                    messages_using[id as usize] += 1;
+                    sets.push(id);
+                }
+            }
+            bounds.push((start, sets.len()));
+        }
+        // An id is the index of the first token with its text.
+        let mut rarest_first: Vec<u32> = (0..ids.len() as u32)
+            .filter(|&i| ids[i as usize] == i)
+            .collect();
+        rarest_first.sort_unstable_by_key(|&id| (messages_using[id as usize], id));
+        let mut number = vec![0u32; ids.len()];
+        for (n, &id) in rarest_first.iter().enumerate() {
+            number[id as usize] = n as u32;
+        }
+        for &(a, b) in &bounds {
+            let set = &mut sets[a..b];
+            set.iter_mut().for_each(|id| *id = number[*id as usize]);
+            set.sort_unstable();
+        }
+        Self {
+            tokens: sets,
+            bounds,
+            distinct: rarest_first.len(),
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.bounds.len()
+    }
+
+    pub(super) fn get(&self, k: usize) -> &[u32] {
+        &self.tokens[self.bounds[k].0..self.bounds[k].1]
+    }
+}
+
+/// How many earlier messages a message is compared with at most (docs/metrics.md).
+pub(super) const REPETITION_CANDIDATES: usize = 64;
+
+/// The length of a set's prefix (its rarest tokens) such that any two sets at least `threshold`
+/// (> 0) similar share a token of their prefixes: they share at least ⌈threshold × len⌉ tokens
+/// of each set, and the rarest of those lies within both prefixes.
+pub(super) fn prefix_len(len: usize, threshold: f64) -> usize {
+    let shared = (threshold * len as f64 - EPS).ceil().max(1.0) as usize;
+    len + 1 - shared.min(len)
+}
+
+/// For each message that repeats an earlier one: (message, the earlier message most similar to
+/// it, their similarity), the earliest on a tie. Exact when the set equals an earlier one's, and
+/// whenever a message has at most [`REPETITION_CANDIDATES`] candidates: the earlier messages with
+/// a token of its prefix in theirs. Beyond that only the first so many are compared, rarest token
+/// first and under each the most recent first, which bounds the work on a long call of
+/// near-identical messages.
+pub(super) fn earlier_repeats(sets: &TokenSets, threshold: f64) -> Vec<(usize, (usize, f64))> {
+    let mut repeats = Vec::new();
+    // The first message with each set: an equal set is as similar as can be (1), and a later
+    // equal set never wins a tie against it, so only the first is indexed.
+    let mut first_with: HashMap<&[u32], usize> = HashMap::new();
+    // Under each token, the messages that have it among their prefix tokens, in order.
+    let mut by_prefix_token: Vec<Vec<u32>> = vec![Vec::new(); sets.distinct];
+    // The message each one was last compared with, to compare a pair once.
+    let mut compared_with = vec![usize::MAX; sets.len()];
+    for j in 0..sets.len() {
+        let x = sets.get(j);
+        let first = *first_with.entry(x).or_insert(j);
+        if first != j {
+            repeats.push((j, (first, 1.0)));
+            continue;
+        }
+        let prefix = &x[..prefix_len(x.len(), threshold)];
+        let mut best: Option<(usize, f64)> = None;
+        let mut compared = 0;
+        let candidates = prefix
+            .iter()
+            .flat_map(|&t| by_prefix_token[t as usize].iter().rev());
+        for &i in candidates {
+            let i = i as usize;
+            if compared_with[i] == j {
+                continue;
+            }
+            compared_with[i] = j;
+            let y = sets.get(i);
+            // The similarity is at most the smaller set's size over the larger's.
+            let (small, large) = (x.len().min(y.len()), x.len().max(y.len()));
+            let sim = (small as f64 >= threshold * large as f64).then(|| jaccard(x, y));
+            if let Some(sim) = sim.filter(|&s| s >= threshold) {
+                if best.is_none_or(|(bi, b)| sim > b || (sim == b && i < bi)) {
+                    best = Some((i, sim));
+                }
+            }
+            compared += 1;
+            if compared == REPETITION_CANDIDATES {
+                break;
+            }
+        }
+        if let Some(found) = best {
+            repeats.push((j, found));
+        }
+        for &t in prefix {
+            by_prefix_token[t as usize].push(j as u32);
+        }
+    }
+    repeats
+}
+
 pub(super) fn unnecessary_repetition(p: &Prepared, cfg: &BuiltinConfig) -> BuiltinOutcome {
     // The normalised texts of agent messages with at least 4 words, in one UTF-8 buffer.
     let mut text: Vec<u8> = Vec::with_capacity(
@@ -347,48 +476,15 @@ pub(super) fn unnecessary_repetition(p: &Prepared, cfg: &BuiltinConfig) -> Built
     }
     let mut pairs = Vec::new();
     if texts.len() > 1 {
-        let ids = intern(&text, &tokens);
-        // Each message's token set: sorted, deduplicated ids, in one flat list.
-        let mut sets: Vec<u32> = Vec::with_capacity(ids.len());
-        let mut bounds: Vec<(usize, usize)> = Vec::with_capacity(texts.len());
-        for &(_, _, (a, b)) in &texts {
-            let start = sets.len();
-            sets.extend_from_slice(&ids[a..b]);
-            sets[start..].sort_unstable();
-            let mut w = start;
-            for k in start..sets.len() {
-                if k == start || sets[k] != sets[w - 1] {
-                    sets[w] = sets[k];
-                    w += 1;
-                }
-            }
-            sets.truncate(w);
-            bounds.push((start, w));
-        }
-        let threshold = cfg.repetition_similarity - EPS;
-        let set = |k: usize| &sets[bounds[k].0..bounds[k].1];
-        for j in 1..texts.len() {
-            let mut best: Option<(usize, f64)> = None;
-            for i in 0..j {
-                let (la, lb) = (set(i).len(), set(j).len());
-                // The similarity is at most the smaller set's size over the larger's.
-                if (la.min(lb) as f64) < threshold * la.max(lb) as f64 {
-                    continue;
-                }
-                let sim = jaccard(set(i), set(j));
-                if sim >= threshold && best.is_none_or(|(_, b)| sim > b) {
-                    best = Some((i, sim));
-                }
-            }
-            if let Some((i, sim)) = best {
-                let slice = |k: usize| &text[texts[k].1 .0..texts[k].1 .1];
-                pairs.push(json!({
-                    "message": texts[j].0,
-                    "repeats": texts[i].0,
-                    "similarity": r6(sim),
-                    "verbatim": slice(i) == slice(j),
-                }));
-            }
+        let sets = TokenSets::new(&text, &tokens, texts.iter().map(|t| t.2));
+        let slice = |k: usize| &text[texts[k].1 .0..texts[k].1 .1];
+        for (j, (i, sim)) in earlier_repeats(&sets, cfg.repetition_similarity - EPS) {
+            pairs.push(json!({
+                "message": texts[j].0,
+                "repeats": texts[i].0,
+                "similarity": r6(sim),
+                "verbatim": slice(i) == slice(j),
+            }));
         }
     }
     let n = pairs.len();

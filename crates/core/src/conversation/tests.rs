@@ -1244,6 +1244,71 @@ fn infrastructure_issues_agree_with_scanning_every_agent_message() {
     assert!(issues > 1000, "{issues} issues");
 }
 
+/// Every pair compared: each message's most similar earlier one at or above the threshold, the
+/// earliest on a tie.
+fn repeats_by_comparing_all_pairs(sets: &TokenSets, threshold: f64) -> Vec<(usize, (usize, f64))> {
+    (1..sets.len())
+        .filter_map(|j| {
+            let mut best: Option<(usize, f64)> = None;
+            for i in 0..j {
+                let sim = jaccard(sets.get(i), sets.get(j));
+                if sim >= threshold && best.is_none_or(|(_, b)| sim > b) {
+                    best = Some((i, sim));
+                }
+            }
+            Some((j, best?))
+        })
+        .collect()
+}
+
+#[test]
+fn repetition_candidates_miss_no_repeat_of_a_normal_call() {
+    // A vocabulary of 400 words, a few of them common (like "the" or "you"), most rare.
+    let mut words = Seeded(17);
+    let mut word = || {
+        let commoner = words.below(400) + 1;
+        format!("w{}", words.below(commoner))
+    };
+    let mut rng = Seeded(18);
+    let mut repeats = 0;
+    for round in 0..20 {
+        // Agent messages of 4–12 words; a third of them an earlier one with a word changed,
+        // added or dropped.
+        let mut said: Vec<Vec<String>> = Vec::new();
+        for _ in 0..300 {
+            let message = if !said.is_empty() && rng.chance(33) {
+                let mut m = said[rng.below(said.len() as u64) as usize].clone();
+                let at = rng.below(m.len() as u64) as usize;
+                match rng.below(3) {
+                    0 => m[at] = word(),
+                    1 => m.insert(at, word()),
+                    _ if m.len() > 4 => drop(m.remove(at)),
+                    _ => {}
+                }
+                m
+            } else {
+                (0..4 + rng.below(9)).map(|_| word()).collect()
+            };
+            said.push(message);
+        }
+        let threshold = [0.5, 0.8, 0.9, 1.0][round % 4] - EPS;
+        let (mut text, mut tokens) = (Vec::new(), Vec::new());
+        let spans: Vec<Span> = said
+            .iter()
+            .map(|words| {
+                let first = tokens.len();
+                normalise_append(&words.join(" "), &mut text, |s, e| tokens.push((s, e)));
+                (first, tokens.len())
+            })
+            .collect();
+        let sets = TokenSets::new(&text, &tokens, spans.into_iter());
+        let expected = repeats_by_comparing_all_pairs(&sets, threshold);
+        assert_eq!(earlier_repeats(&sets, threshold), expected, "round {round}");
+        repeats += expected.len();
+    }
+    assert!(repeats > 1000, "{repeats} repeats");
+}
+
 /// Each call's result message, paired the straightforward way: for every call, a search of
 /// every result (docs/metrics.md, tool_call_success).
 fn tool_pairs_by_searching(m: &[Message]) -> Vec<Option<usize>> {
