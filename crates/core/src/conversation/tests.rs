@@ -1383,3 +1383,153 @@ fn tool_pairing_agrees_with_searching_every_result() {
     }
     assert!(paired > 1000, "{paired} pairs");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Long calls: 100,000 messages through every builtin, with values known by construction.
+
+/// `n` messages, agent and user in turn from the agent at 0 s, each 1.5 s long and starting
+/// 0.5 s after the one before ends, except every 1000th (an agent's), which starts 12.5 s after.
+/// `says(i)` is message i's content. Times are multiples of 0.5 s, so every sum is exact.
+fn long_call(n: usize, says: impl Fn(usize) -> String) -> (f64, Vec<Message>) {
+    let mut start = 0.0;
+    let messages = (0..n)
+        .map(|i| {
+            if i > 0 {
+                start += 1.5 + if i % 1000 == 0 { 12.5 } else { 0.5 };
+            }
+            let content = says(i);
+            if i % 2 == 0 {
+                bot(&content, start, start + 1.5)
+            } else {
+                user(&content, start, start + 1.5)
+            }
+        })
+        .collect();
+    (start + 2.5, messages)
+}
+
+/// Evaluates a `long_call` of 100,000 messages of `words` words each and checks what does not
+/// depend on what they say; returns the outcomes.
+fn long_call_outcomes(
+    words: usize,
+    says: impl Fn(usize) -> String,
+) -> Vec<(&'static str, BuiltinOutcome)> {
+    let (duration, m) = long_call(100_000, says);
+    assert!(m.iter().all(|m| word_count(&m.content) == words));
+    let o = all(duration, &m);
+    for (key, outcome) in &o {
+        assert!(outcome.warnings.is_empty(), "{key}: {:?}", outcome.warnings);
+    }
+    // 1.5 s of speech each; 99,999 gaps, 99 of them 12.5 s and the others 0.5 s; 1 s at the end.
+    close(
+        duration,
+        100_000.0 * 1.5 + 99_900.0 * 0.5 + 99.0 * 12.5 + 1.0,
+    );
+    close(num(get(&o, "call_duration")), duration);
+    close(num(get(&o, "time_to_first_word")), 0.0);
+    close(num(get(&o, "turns")), 100_000.0);
+    // 49,999 user→agent handoffs: 99 of them 12.5 s, the rest 0.5 s.
+    let latency = get(&o, "agent_latency");
+    close(num(latency), 0.5);
+    assert_eq!(latency.details["count"], json!(49_999));
+    assert_eq!(latency.details["max"], json!(12.5));
+    close(num(get(&o, "agent_interrupting_user")), 0.0);
+    close(num(get(&o, "user_interrupting_agent")), 0.0);
+    close(num(get(&o, "interruption_score")), 5.0);
+    close(num(get(&o, "talk_ratio")), 75_000.0 / duration);
+    close(num(get(&o, "user_talk_ratio")), 75_000.0 / duration);
+    close(num(get(&o, "longest_silence")), 12.5);
+    assert!(boolean(get(&o, "silence_detected")));
+    // The user messages before the 99 late agent messages: 12.5 s of silence each.
+    let infra = get(&o, "infrastructure_issues");
+    close(num(infra), 99.0);
+    assert_eq!(infra.details["checked_user_messages"], json!(50_000));
+    let issues = infra.details["issues"].as_array().unwrap();
+    for (k, issue) in (1..).zip(issues) {
+        assert_eq!(issue["user_message"], json!(1000 * k - 1));
+        assert_eq!(issue["silent_seconds"], json!(12.5));
+    }
+    let wpm = words as f64 * 60.0 / 1.5;
+    close(num(get(&o, "agent_words_per_minute")), wpm);
+    close(num(get(&o, "user_words_per_minute")), wpm);
+    close(num(get(&o, "tool_calls")), 0.0);
+    not_computable(get(&o, "tool_call_success"), "no function call");
+    o
+}
+
+/// The repetitions of a long call: (message, repeats, similarity, verbatim).
+fn repetitions(o: &[(&'static str, BuiltinOutcome)]) -> Vec<(u64, u64, f64, bool)> {
+    get(o, "unnecessary_repetition").details["repetitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["message"].as_u64().unwrap(),
+                r["repeats"].as_u64().unwrap(),
+                r["similarity"].as_f64().unwrap(),
+                r["verbatim"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_hundred_thousand_one_word_messages() {
+    let o = long_call_outcomes(1, |i| format!("word{i}"));
+    let repetition = get(&o, "unnecessary_repetition");
+    close(num(repetition), 0.0);
+    assert_eq!(repetition.details["compared_messages"], json!(0));
+}
+
+#[test]
+fn a_hundred_thousand_six_word_messages() {
+    // The agent's messages share 5 of 6 words (5/7 ≈ 0.71, below 0.8), except that every
+    // 200th message says the same sentence: 500 times, so 499 verbatim repeats of message 0.
+    let o = long_call_outcomes(6, |i| match i {
+        _ if i % 200 == 0 => "Let me check that for you.".to_owned(),
+        _ if i % 2 == 0 => format!("Your order number {i} is ready."),
+        _ => "Yes, I would like that please.".to_owned(),
+    });
+    close(num(get(&o, "unnecessary_repetition")), 499.0);
+    let expected: Vec<(u64, u64, f64, bool)> = (1..500).map(|k| (200 * k, 0, 1.0, true)).collect();
+    assert_eq!(repetitions(&o), expected);
+    assert_eq!(
+        get(&o, "unnecessary_repetition").details["compared_messages"],
+        json!(50_000)
+    );
+}
+
+#[test]
+fn a_hundred_thousand_messages_the_agent_always_says_the_same() {
+    let o = long_call_outcomes(8, |i| match i % 2 {
+        0 => "I can help you with your booking today.".to_owned(),
+        _ => "Thanks, that is all I needed to know.".to_owned(),
+    });
+    // Every agent message after the first repeats message 0 verbatim.
+    let expected: Vec<(u64, u64, f64, bool)> = (1..50_000).map(|k| (2 * k, 0, 1.0, true)).collect();
+    assert_eq!(repetitions(&o), expected);
+}
+
+#[test]
+fn a_hundred_thousand_messages_the_agent_says_nearly_the_same() {
+    // "please hold the line while i check your order number N": any two share 10 of 12 words
+    // (0.833333), so every agent message after the first repeats one. Each is compared with the
+    // 64 most recent (its rarest token, N, is its own; the next, "please", every message's),
+    // of which the earliest wins the tie.
+    let o = long_call_outcomes(11, |i| match i % 2 {
+        0 => format!("Please hold the line while I check your order number {i}."),
+        _ => "Okay, I will hold the line, take the time you need.".to_owned(),
+    });
+    let expected: Vec<(u64, u64, f64, bool)> = (1..50_000u64)
+        .map(|k| {
+            (
+                2 * k,
+                2 * k.saturating_sub(REPETITION_CANDIDATES as u64),
+                0.833333,
+                false,
+            )
+        })
+        .collect();
+    assert_eq!(repetitions(&o), expected);
+}
