@@ -284,43 +284,20 @@ pub(super) fn jaccard<T: Ord>(a: &[T], b: &[T]) -> f64 {
 }
 
 /// An id per token (a byte range of `text`): equal texts get equal ids (the index of the
-/// first token with that text). Open addressing on a hash, each hit confirmed on the text.
+/// first token with that text). std's hasher is keyed per map, so no transcript can make its
+/// tokens collide.
 pub(super) fn intern(text: &[u8], tokens: &[Span]) -> Vec<u32> {
-    let mask = (tokens.len() * 2).next_power_of_two().max(8) - 1;
-    // (hash, index of the first token with this text + 1); 0 marks an empty slot.
-    let mut table: Vec<(u64, u32)> = vec![(0, 0); mask + 1];
-    let mut ids = Vec::with_capacity(tokens.len());
-    for (i, &(s, e)) in tokens.iter().enumerate() {
-        let t = &text[s..e];
-        let h = fnv1a(t);
-        let mut slot = (h as usize) & mask;
-        loop {
-            let (sh, first) = table[slot];
-            if first == 0 {
-                table[slot] = (h, i as u32 + 1);
-                ids.push(i as u32);
-                break;
-            }
-            let (fs, fe) = tokens[first as usize - 1];
-            if sh == h && &text[fs..fe] == t {
-                ids.push(first - 1);
-                break;
-            }
-            slot = (slot + 1) & mask;
-        }
-    }
-    ids
+    let mut first_with: HashMap<&[u8], u32> = HashMap::with_capacity(tokens.len());
+    (0..tokens.len() as u32)
+        .map(|i| {
+            let (s, e) = tokens[i as usize];
+            *first_with.entry(&text[s..e]).or_insert(i)
+        })
+        .collect()
 }
 
 /// A half-open range `[start, end)` of indices.
 pub(super) type Span = (usize, usize);
-
-/// 64-bit FNV-1a.
-pub(super) fn fnv1a(s: &[u8]) -> u64 {
-    s.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
 
 /// The messages' token sets, each sorted and deduplicated, in one flat list. Tokens are numbered
 /// rarest first (by how many messages use them, then by first use), so a set begins with its
@@ -403,7 +380,7 @@ pub(super) fn earlier_repeats(sets: &TokenSets, threshold: f64) -> Vec<(usize, (
     let mut repeats = Vec::new();
     // The first message with each set: an equal set is as similar as can be (1), and a later
     // equal set never wins a tie against it, so only the first is indexed.
-    let mut first_with: HashMap<&[u32], usize> = HashMap::new();
+    let mut first_with: HashMap<&[u32], usize> = HashMap::with_capacity(sets.len());
     // Under each token, the messages that have it among their prefix tokens, in order.
     let mut by_prefix_token: Vec<Vec<u32>> = vec![Vec::new(); sets.distinct];
     // The message each one was last compared with, to compare a pair once.

@@ -1097,6 +1097,13 @@ fn normalisation_and_word_count() {
 }
 
 #[test]
+fn intern_numbers_a_token_by_the_first_with_its_text() {
+    let text = b"hold on hold the line on";
+    let tokens = [(0, 4), (5, 7), (8, 12), (13, 16), (17, 21), (22, 24)];
+    assert_eq!(intern(text, &tokens), [0, 1, 0, 3, 4, 1]);
+}
+
+#[test]
 fn jaccard_by_hand() {
     // {a b c d} vs {b c d e}: 3 shared of 5.
     close(jaccard(&["a", "b", "c", "d"], &["b", "c", "d", "e"]), 0.6);
