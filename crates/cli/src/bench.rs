@@ -1,10 +1,12 @@
 //! `callgrade bench`: measured speed, not timed tests.
 //!
 //! `bench metrics` runs every builtin metric over generated calls on one thread and reports calls
-//! per second per core. Payloads come from a fixed seed, so two runs measure the same work.
+//! per second per core; `bench evaluate` times one call of growing length, to show how evaluation
+//! scales with the message count. Payloads come from a fixed seed, so two runs measure the same
+//! work.
 
 use crate::corpus::generated_messages;
-use callgrade_core::{compute_all_builtins, BuiltinConfig, Conversation, Message};
+use callgrade_core::{compute_all_builtins, percentile, BuiltinConfig, Conversation, Message};
 use clap::{Args, Subcommand};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -18,6 +20,9 @@ use crate::output::Output;
 pub enum BenchCommand {
     /// Builtin-metric throughput: calls evaluated per second on one core.
     Metrics(MetricsBench),
+    /// Evaluation time against call length: every builtin metric on one generated call per
+    /// size; with linear growth the time per 1,000 messages stays flat.
+    Evaluate(EvaluateBench),
     /// Webhook ingest: start the server on a temporary database, drive it over keep-alive
     /// connections, and compare with a parse-only baseline measured in the same run.
     Ingest(crate::bench_ingest::IngestBench),
@@ -44,9 +49,28 @@ pub struct MetricsBench {
     seed: u64,
 }
 
+#[derive(Args)]
+pub struct EvaluateBench {
+    /// Call sizes, in messages, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_values_t = [1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000],
+        value_parser = clap::value_parser!(u32).range(2..=1_000_000),
+    )]
+    messages: Vec<u32>,
+    /// Evaluations of each call; the median is reported.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    repetitions: u32,
+    /// The generator's seed.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+}
+
 pub async fn run(cmd: BenchCommand, out: &Output) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::Metrics(args) => metrics(args, out),
+        BenchCommand::Evaluate(args) => evaluate(args, out),
         BenchCommand::Ingest(args) => crate::bench_ingest::run(args, out).await,
         BenchCommand::Pages(args) => crate::bench_pages::run(args, out).await,
         BenchCommand::BaselineServer => crate::bench_ingest::baseline_server().await,
@@ -94,6 +118,69 @@ fn metrics(args: MetricsBench, out: &Output) -> anyhow::Result<ExitCode> {
             "builtin metrics: {:.0} calls/s on one core ({} calls of {} messages in {:.1} s; target 20000)",
             per_second, evaluated, args.messages, elapsed
         )
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+fn evaluate(args: EvaluateBench, out: &Output) -> anyhow::Result<ExitCode> {
+    let mut sizes = args.messages;
+    sizes.sort_unstable();
+    sizes.dedup();
+    let config = BuiltinConfig::default();
+    out.progress(&format!(
+        "evaluating every builtin metric on one generated call per size, median of {} (one thread)…",
+        args.repetitions
+    ));
+    // (messages, median seconds, milliseconds per 1,000 messages)
+    let mut timings: Vec<(u32, f64, f64)> = Vec::with_capacity(sizes.len());
+    for &n in &sizes {
+        // The same seed for every size: each call begins like the others.
+        let (duration, messages) =
+            generated_messages(&mut StdRng::seed_from_u64(args.seed), n as usize);
+        let conv = Conversation {
+            duration_seconds: duration,
+            messages: &messages,
+            ended_reason: "customer-hungup",
+        };
+        let mut seconds: Vec<f64> = (0..args.repetitions)
+            .map(|_| {
+                let started = Instant::now();
+                std::hint::black_box(compute_all_builtins(&conv, &config));
+                started.elapsed().as_secs_f64()
+            })
+            .collect();
+        seconds.sort_unstable_by(f64::total_cmp);
+        let median = percentile(&seconds, 50.0).expect("at least one repetition");
+        timings.push((n, median, median * 1e6 / f64::from(n)));
+    }
+    let (smallest, largest) = (timings[0], timings[timings.len() - 1]);
+    let growth = largest.2 / smallest.2;
+    let report = json!({
+        "benchmark": "evaluate_by_call_length",
+        "repetitions": args.repetitions,
+        "sizes": timings.iter().map(|&(n, median, per_thousand)| json!({
+            "messages": n,
+            "median_seconds": median,
+            "ms_per_1000_messages": per_thousand,
+        })).collect::<Vec<_>>(),
+        "per_1000_ratio_largest_to_smallest": growth,
+    });
+    out.print(&report, || {
+        let mut text = format!(
+            "{:>9}  {:>11}  {:>18}",
+            "messages", "median", "per 1,000 messages"
+        );
+        for &(n, median, per_thousand) in &timings {
+            text.push_str(&format!(
+                "\n{n:>9}  {:>8.2} ms  {per_thousand:>15.3} ms",
+                median * 1000.0
+            ));
+        }
+        text.push_str(&format!(
+            "\nper-1,000 time at {} messages / at {}: {growth:.2} (1 means linear growth)",
+            largest.0, smallest.0
+        ));
+        text
     });
     Ok(ExitCode::SUCCESS)
 }

@@ -115,7 +115,7 @@ enum Command {
         #[arg(long)]
         to: String,
     },
-    /// Measure speed (builtin-metric throughput).
+    /// Measure speed (builtin metrics, ingest, dashboard pages).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
     /// Print the OpenAPI document of the REST API.

@@ -284,6 +284,45 @@ pub(super) fn covered(union: &[(f64, f64)], lo: f64, hi: f64) -> f64 {
         .sum()
 }
 
+/// A union with the running total of its lengths, so that the part of a window it covers costs
+/// two binary searches instead of a pass over the union.
+pub(super) struct Coverage<'u> {
+    union: &'u [(f64, f64)],
+    /// `before[k]`: the total length of `union[..k]`.
+    before: Vec<f64>,
+}
+
+impl<'u> Coverage<'u> {
+    pub(super) fn new(union: &'u [(f64, f64)]) -> Self {
+        let mut before = Vec::with_capacity(union.len() + 1);
+        before.push(0.0);
+        for &(s, e) in union {
+            before.push(before[before.len() - 1] + (e - s));
+        }
+        Self { union, before }
+    }
+
+    /// [`covered`]`(union, lo, hi)`: the same number when the window meets at most two parts,
+    /// which it measures alone; the parts in between come from the running total, so over more
+    /// parts the sum may differ by rounding.
+    pub(super) fn within(&self, lo: f64, hi: f64) -> f64 {
+        let first = self.union.partition_point(|&(_, e)| e <= lo);
+        let end = self.union.partition_point(|&(s, _)| s < hi);
+        if first >= end {
+            return 0.0;
+        }
+        let part = |k: usize| {
+            let (s, e) = self.union[k];
+            (e.min(hi) - s.max(lo)).max(0.0)
+        };
+        let last = end - 1;
+        if first == last {
+            return part(first);
+        }
+        part(first) + (self.before[last] - self.before[first + 1]) + part(last)
+    }
+}
+
 pub(super) fn union_length(union: &[(f64, f64)]) -> f64 {
     union.iter().map(|&(s, e)| e - s).sum()
 }

@@ -176,29 +176,20 @@ pub(super) fn infrastructure_issues(p: &Prepared, cfg: &BuiltinConfig) -> Builti
         );
     }
     let limit = cfg.infrastructure_silence_seconds;
+    let agent = AgentSpeech::new(p);
+    let speech = Coverage::new(&p.speech_union);
     let mut issues = Vec::new();
     let mut checked = 0usize;
     for u in p.rows.iter().filter(|r| !r.bot) {
         let Some(e) = u.end else { continue };
         checked += 1;
-        // The agent's next speech at or after the user's end: a bot message still going at `e`
-        // counts from `e`; a bot message with only a start counts if it starts at or after `e`.
-        let answer = p
-            .rows
-            .iter()
-            .filter(|r| r.bot)
-            .filter_map(|r| match (r.start, r.end) {
-                (Some(s), Some(be)) if be > e => Some(s.max(e)),
-                (Some(s), None) if s >= e => Some(s),
-                _ => None,
-            })
-            .min_by(f64::total_cmp);
+        let answer = agent.next_from(e);
         let until = answer.unwrap_or(d);
         if until <= e {
             continue;
         }
         // Time nobody speaks between the two: user speech in between pauses the clock.
-        let silent = (until - e) - covered(&p.speech_union, e, until);
+        let silent = (until - e) - speech.within(e, until);
         if silent > limit + EPS {
             issues.push(json!({
                 "user_message": u.idx,
@@ -226,6 +217,48 @@ pub(super) fn infrastructure_issues(p: &Prepared, cfg: &BuiltinConfig) -> Builti
             partial_warning(p.bot.rows, p.bot.with_start, "agent", "a start time"),
         ]),
     )
+}
+
+/// When the agent speaks, arranged so that its next speech after a moment is two binary searches
+/// away rather than a pass over every agent message.
+struct AgentSpeech<'p> {
+    /// The union of the agent's timed messages.
+    timed: &'p [(f64, f64)],
+    /// Sorted starts of the agent messages that have a start and no end.
+    open_starts: Vec<f64>,
+}
+
+impl<'p> AgentSpeech<'p> {
+    fn new(p: &'p Prepared) -> Self {
+        let mut open_starts: Vec<f64> = p
+            .rows
+            .iter()
+            .filter(|r| r.bot && r.end.is_none())
+            .filter_map(|r| r.start)
+            .collect();
+        open_starts.sort_unstable_by(f64::total_cmp);
+        Self {
+            timed: &p.bot_union,
+            open_starts,
+        }
+    }
+
+    /// The agent's next speech at or after `t`: `t` itself while a timed agent message is going
+    /// (`start ≤ t < end`), else the earliest start after `t` of a timed message or at or after
+    /// `t` of one with only a start. A part of the union holds `t` in `[start, end)` exactly
+    /// when one of its messages does, and its start is the earliest of its messages'.
+    fn next_from(&self, t: f64) -> Option<f64> {
+        let later = self.timed.partition_point(|&(s, _)| s <= t);
+        let timed = match later.checked_sub(1).map(|k| self.timed[k]) {
+            Some((_, end)) if t < end => Some(t),
+            _ => self.timed.get(later).map(|&(s, _)| s),
+        };
+        let open = self
+            .open_starts
+            .get(self.open_starts.partition_point(|&s| s < t))
+            .copied();
+        timed.into_iter().chain(open).min_by(f64::total_cmp)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

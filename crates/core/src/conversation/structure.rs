@@ -1,5 +1,8 @@
 //! The shape of the conversation: turns, tool calls, repetition, the end reason.
 
+use std::borrow::Cow;
+use std::collections::{HashMap, VecDeque};
+
 use super::*;
 
 // ---------------------------------------------------------------------------------------------
@@ -70,13 +73,12 @@ pub(super) fn tool_id(m: &Message) -> Option<&Value> {
     })
 }
 
-/// Ids match when equal as JSON, or when one is a string holding the other number's digits.
-pub(super) fn ids_match(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::String(x), Value::Number(n)) | (Value::Number(n), Value::String(x)) => {
-            *x == n.to_string()
-        }
-        _ => a == b,
+/// An id as text: a string as is, a number in its JSON form. Ids match when their texts are
+/// equal, so `"7"` matches `7`.
+pub(super) fn id_text(id: &Value) -> Cow<'_, str> {
+    match id {
+        Value::String(s) => Cow::Borrowed(s),
+        other => Cow::Owned(other.to_string()),
     }
 }
 
@@ -150,29 +152,44 @@ pub(super) fn tool_call_success(p: &Prepared) -> BuiltinOutcome {
         .collect();
     let mut used = vec![false; results.len()];
     let mut paired: Vec<Option<usize>> = vec![None; calls.len()];
-    // First by id, when both rows have one.
+    // First by id, when both rows have one: each id's results wait in order, taken from the front.
+    let mut results_by_id: HashMap<Cow<str>, VecDeque<usize>> = HashMap::new();
+    let (mut with_id, mut without_id) = (Vec::new(), Vec::new());
+    for (r, &ri) in results.iter().enumerate() {
+        match tool_id(&msgs[ri]) {
+            Some(id) => {
+                results_by_id.entry(id_text(id)).or_default().push_back(r);
+                with_id.push(r);
+            }
+            None => without_id.push(r),
+        }
+    }
     for (c, &ci) in calls.iter().enumerate() {
         let Some(id) = tool_id(&msgs[ci]) else {
             continue;
         };
-        if let Some(r) = (0..results.len())
-            .find(|&r| !used[r] && tool_id(&msgs[results[r]]).is_some_and(|rid| ids_match(id, rid)))
+        if let Some(r) = results_by_id
+            .get_mut(id_text(id).as_ref())
+            .and_then(VecDeque::pop_front)
         {
             used[r] = true;
             paired[c] = Some(r);
         }
     }
     // Then by position: the next unused result after the call, unless both have (different) ids.
+    let (mut with_id, mut without_id) = (Unpaired::new(with_id), Unpaired::new(without_id));
     for (c, &ci) in calls.iter().enumerate() {
         if paired[c].is_some() {
             continue;
         }
-        let call_id = tool_id(&msgs[ci]);
-        if let Some(r) = (0..results.len()).find(|&r| {
-            !used[r]
-                && results[r] > ci
-                && !(call_id.is_some() && tool_id(&msgs[results[r]]).is_some())
-        }) {
+        let mut next = without_id.first_after(ci, &results, &used);
+        if tool_id(&msgs[ci]).is_none() {
+            next = next
+                .into_iter()
+                .chain(with_id.first_after(ci, &results, &used))
+                .min();
+        }
+        if let Some(r) = next {
             used[r] = true;
             paired[c] = Some(r);
         }
@@ -216,6 +233,31 @@ pub(super) fn tool_call_success(p: &Prepared) -> BuiltinOutcome {
     )
 }
 
+/// Results of one kind (with an id, or without), in order, for pairing by position. Calls ask in
+/// order, so the cursor only moves on: what it passes is paired already or lies before every
+/// call still to come.
+struct Unpaired {
+    results: Vec<usize>,
+    cursor: usize,
+}
+
+impl Unpaired {
+    fn new(results: Vec<usize>) -> Self {
+        Self { results, cursor: 0 }
+    }
+
+    /// The first of these results not yet `used` whose message comes after message `call`.
+    fn first_after(&mut self, call: usize, positions: &[usize], used: &[bool]) -> Option<usize> {
+        while let Some(&r) = self.results.get(self.cursor) {
+            if !used[r] && positions[r] > call {
+                return Some(r);
+            }
+            self.cursor += 1;
+        }
+        None
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // 17. unnecessary_repetition
 
@@ -242,42 +284,148 @@ pub(super) fn jaccard<T: Ord>(a: &[T], b: &[T]) -> f64 {
 }
 
 /// An id per token (a byte range of `text`): equal texts get equal ids (the index of the
-/// first token with that text). Open addressing on a hash, each hit confirmed on the text.
+/// first token with that text). std's hasher is keyed per map, so no transcript can make its
+/// tokens collide.
 pub(super) fn intern(text: &[u8], tokens: &[Span]) -> Vec<u32> {
-    let mask = (tokens.len() * 2).next_power_of_two().max(8) - 1;
-    // (hash, index of the first token with this text + 1); 0 marks an empty slot.
-    let mut table: Vec<(u64, u32)> = vec![(0, 0); mask + 1];
-    let mut ids = Vec::with_capacity(tokens.len());
-    for (i, &(s, e)) in tokens.iter().enumerate() {
-        let t = &text[s..e];
-        let h = fnv1a(t);
-        let mut slot = (h as usize) & mask;
-        loop {
-            let (sh, first) = table[slot];
-            if first == 0 {
-                table[slot] = (h, i as u32 + 1);
-                ids.push(i as u32);
-                break;
-            }
-            let (fs, fe) = tokens[first as usize - 1];
-            if sh == h && &text[fs..fe] == t {
-                ids.push(first - 1);
-                break;
-            }
-            slot = (slot + 1) & mask;
-        }
-    }
-    ids
+    let mut first_with: HashMap<&[u8], u32> = HashMap::with_capacity(tokens.len());
+    (0..tokens.len() as u32)
+        .map(|i| {
+            let (s, e) = tokens[i as usize];
+            *first_with.entry(&text[s..e]).or_insert(i)
+        })
+        .collect()
 }
 
 /// A half-open range `[start, end)` of indices.
 pub(super) type Span = (usize, usize);
 
-/// 64-bit FNV-1a.
-pub(super) fn fnv1a(s: &[u8]) -> u64 {
-    s.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
+/// The messages' token sets, each sorted and deduplicated, in one flat list. Tokens are numbered
+/// rarest first (by how many messages use them, then by first use), so a set begins with its
+/// rarest tokens.
+pub(super) struct TokenSets {
+    tokens: Vec<u32>,
+    bounds: Vec<Span>,
+    /// How many distinct tokens there are: the numbers are `0..distinct`.
+    distinct: usize,
+}
+
+impl TokenSets {
+    /// `messages`: each message's range in `tokens`, byte ranges of `text`.
+    pub(super) fn new(text: &[u8], tokens: &[Span], messages: impl Iterator<Item = Span>) -> Self {
+        let ids = intern(text, tokens);
+        let mut sets: Vec<u32> = Vec::with_capacity(ids.len());
+        let mut bounds: Vec<Span> = Vec::new();
+        let mut messages_using = vec![0u32; ids.len()];
+        // The last message that used each id, to keep one copy per message.
+        let mut last_use = vec![usize::MAX; ids.len()];
+        for (m, (a, b)) in messages.enumerate() {
+            let start = sets.len();
+            for &id in &ids[a..b] {
+                if last_use[id as usize] != m {
+                    last_use[id as usize] = m;
+                    messages_using[id as usize] += 1;
+                    sets.push(id);
+                }
+            }
+            bounds.push((start, sets.len()));
+        }
+        // An id is the index of the first token with its text.
+        let mut rarest_first: Vec<u32> = (0..ids.len() as u32)
+            .filter(|&i| ids[i as usize] == i)
+            .collect();
+        rarest_first.sort_unstable_by_key(|&id| (messages_using[id as usize], id));
+        let mut number = vec![0u32; ids.len()];
+        for (n, &id) in rarest_first.iter().enumerate() {
+            number[id as usize] = n as u32;
+        }
+        for &(a, b) in &bounds {
+            let set = &mut sets[a..b];
+            set.iter_mut().for_each(|id| *id = number[*id as usize]);
+            set.sort_unstable();
+        }
+        Self {
+            tokens: sets,
+            bounds,
+            distinct: rarest_first.len(),
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.bounds.len()
+    }
+
+    pub(super) fn get(&self, k: usize) -> &[u32] {
+        &self.tokens[self.bounds[k].0..self.bounds[k].1]
+    }
+}
+
+/// How many earlier messages a message is compared with at most (docs/metrics.md).
+pub(super) const REPETITION_CANDIDATES: usize = 64;
+
+/// The length of a set's prefix (its rarest tokens) such that any two sets at least `threshold`
+/// (> 0) similar share a token of their prefixes: they share at least ⌈threshold × len⌉ tokens
+/// of each set, and the rarest of those lies within both prefixes.
+pub(super) fn prefix_len(len: usize, threshold: f64) -> usize {
+    let shared = (threshold * len as f64 - EPS).ceil().max(1.0) as usize;
+    len + 1 - shared.min(len)
+}
+
+/// For each message that repeats an earlier one: (message, the earlier message most similar to
+/// it, their similarity), the earliest on a tie. Exact when the set equals an earlier one's, and
+/// whenever a message has at most [`REPETITION_CANDIDATES`] candidates: the earlier messages with
+/// a token of its prefix in theirs. Beyond that only the first so many are compared, rarest token
+/// first and under each the most recent first, which bounds the work on a long call of
+/// near-identical messages.
+pub(super) fn earlier_repeats(sets: &TokenSets, threshold: f64) -> Vec<(usize, (usize, f64))> {
+    let mut repeats = Vec::new();
+    // The first message with each set: an equal set is as similar as can be (1), and a later
+    // equal set never wins a tie against it, so only the first is indexed.
+    let mut first_with: HashMap<&[u32], usize> = HashMap::with_capacity(sets.len());
+    // Under each token, the messages that have it among their prefix tokens, in order.
+    let mut by_prefix_token: Vec<Vec<u32>> = vec![Vec::new(); sets.distinct];
+    // The message each one was last compared with, to compare a pair once.
+    let mut compared_with = vec![usize::MAX; sets.len()];
+    for j in 0..sets.len() {
+        let x = sets.get(j);
+        let first = *first_with.entry(x).or_insert(j);
+        if first != j {
+            repeats.push((j, (first, 1.0)));
+            continue;
+        }
+        let prefix = &x[..prefix_len(x.len(), threshold)];
+        let mut best: Option<(usize, f64)> = None;
+        let mut compared = 0;
+        let candidates = prefix
+            .iter()
+            .flat_map(|&t| by_prefix_token[t as usize].iter().rev());
+        for &i in candidates {
+            let i = i as usize;
+            if compared_with[i] == j {
+                continue;
+            }
+            compared_with[i] = j;
+            let y = sets.get(i);
+            // The similarity is at most the smaller set's size over the larger's.
+            let (small, large) = (x.len().min(y.len()), x.len().max(y.len()));
+            let sim = (small as f64 >= threshold * large as f64).then(|| jaccard(x, y));
+            if let Some(sim) = sim.filter(|&s| s >= threshold) {
+                if best.is_none_or(|(bi, b)| sim > b || (sim == b && i < bi)) {
+                    best = Some((i, sim));
+                }
+            }
+            compared += 1;
+            if compared == REPETITION_CANDIDATES {
+                break;
+            }
+        }
+        if let Some(found) = best {
+            repeats.push((j, found));
+        }
+        for &t in prefix {
+            by_prefix_token[t as usize].push(j as u32);
+        }
+    }
+    repeats
 }
 
 pub(super) fn unnecessary_repetition(p: &Prepared, cfg: &BuiltinConfig) -> BuiltinOutcome {
@@ -305,48 +453,15 @@ pub(super) fn unnecessary_repetition(p: &Prepared, cfg: &BuiltinConfig) -> Built
     }
     let mut pairs = Vec::new();
     if texts.len() > 1 {
-        let ids = intern(&text, &tokens);
-        // Each message's token set: sorted, deduplicated ids, in one flat list.
-        let mut sets: Vec<u32> = Vec::with_capacity(ids.len());
-        let mut bounds: Vec<(usize, usize)> = Vec::with_capacity(texts.len());
-        for &(_, _, (a, b)) in &texts {
-            let start = sets.len();
-            sets.extend_from_slice(&ids[a..b]);
-            sets[start..].sort_unstable();
-            let mut w = start;
-            for k in start..sets.len() {
-                if k == start || sets[k] != sets[w - 1] {
-                    sets[w] = sets[k];
-                    w += 1;
-                }
-            }
-            sets.truncate(w);
-            bounds.push((start, w));
-        }
-        let threshold = cfg.repetition_similarity - EPS;
-        let set = |k: usize| &sets[bounds[k].0..bounds[k].1];
-        for j in 1..texts.len() {
-            let mut best: Option<(usize, f64)> = None;
-            for i in 0..j {
-                let (la, lb) = (set(i).len(), set(j).len());
-                // The similarity is at most the smaller set's size over the larger's.
-                if (la.min(lb) as f64) < threshold * la.max(lb) as f64 {
-                    continue;
-                }
-                let sim = jaccard(set(i), set(j));
-                if sim >= threshold && best.is_none_or(|(_, b)| sim > b) {
-                    best = Some((i, sim));
-                }
-            }
-            if let Some((i, sim)) = best {
-                let slice = |k: usize| &text[texts[k].1 .0..texts[k].1 .1];
-                pairs.push(json!({
-                    "message": texts[j].0,
-                    "repeats": texts[i].0,
-                    "similarity": r6(sim),
-                    "verbatim": slice(i) == slice(j),
-                }));
-            }
+        let sets = TokenSets::new(&text, &tokens, texts.iter().map(|t| t.2));
+        let slice = |k: usize| &text[texts[k].1 .0..texts[k].1 .1];
+        for (j, (i, sim)) in earlier_repeats(&sets, cfg.repetition_similarity - EPS) {
+            pairs.push(json!({
+                "message": texts[j].0,
+                "repeats": texts[i].0,
+                "similarity": r6(sim),
+                "verbatim": slice(i) == slice(j),
+            }));
         }
     }
     let n = pairs.len();

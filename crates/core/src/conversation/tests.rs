@@ -1097,6 +1097,13 @@ fn normalisation_and_word_count() {
 }
 
 #[test]
+fn intern_numbers_a_token_by_the_first_with_its_text() {
+    let text = b"hold on hold the line on";
+    let tokens = [(0, 4), (5, 7), (8, 12), (13, 16), (17, 21), (22, 24)];
+    assert_eq!(intern(text, &tokens), [0, 1, 0, 3, 4, 1]);
+}
+
+#[test]
 fn jaccard_by_hand() {
     // {a b c d} vs {b c d e}: 3 shared of 5.
     close(jaccard(&["a", "b", "c", "d"], &["b", "c", "d", "e"]), 0.6);
@@ -1130,4 +1137,406 @@ fn end_reason_and_duration() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Throughput: `cargo test -p callgrade-core -- --ignored throughput --nocapture`.
+// The fast searches against straightforward ones, on seeded random calls.
+
+/// SplitMix64: a seeded generator, so these tests see the same inputs on every run.
+struct Seeded(u64);
+
+impl Seeded {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let z = (self.0 ^ (self.0 >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        let z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+
+    /// A time in `[0, seconds)` on a 1/64 s grid: sums and differences of such times are exact
+    /// in f64, so two ways of adding them up give the same bits.
+    fn seconds(&mut self, seconds: u64) -> f64 {
+        self.below(seconds * 64) as f64 / 64.0
+    }
+}
+
+/// Messages whose times go mostly forward with gaps up to 11 s, sometimes back (overlaps), some
+/// of them zero-length, reversed or missing a time; a few system rows.
+fn random_timed_call(rng: &mut Seeded, n: usize) -> (f64, Vec<Message>) {
+    let mut clock = 0.0f64;
+    let messages = (0..n)
+        .map(|_| {
+            let role = match rng.below(20) {
+                0 => Role::System,
+                r if r < 10 => Role::Bot,
+                _ => Role::User,
+            };
+            clock = (clock + rng.seconds(14) - 3.0).max(0.0);
+            let (start, end) = (clock, clock + rng.seconds(6));
+            let (start, end) = if rng.chance(3) {
+                (end, start)
+            } else {
+                (start, end)
+            };
+            clock = clock.max(end);
+            msg(
+                role,
+                "words",
+                (!rng.chance(10)).then_some(start),
+                (!rng.chance(10)).then_some(end),
+            )
+        })
+        .collect();
+    (clock + rng.seconds(20), messages)
+}
+
+/// `infrastructure_issues`' list of issues as docs/metrics.md words it: for each user message,
+/// a scan of every agent message and of the whole speech union.
+fn infrastructure_issues_by_scanning(p: &Prepared, cfg: &BuiltinConfig) -> Vec<Value> {
+    let d = *p.duration.as_ref().unwrap();
+    let user_ends = p
+        .rows
+        .iter()
+        .filter(|r| !r.bot)
+        .filter_map(|u| Some((u, u.end?)));
+    user_ends
+        .filter_map(|(u, e)| {
+            let answer = p
+                .rows
+                .iter()
+                .filter(|r| r.bot)
+                .filter_map(|r| match (r.start, r.end) {
+                    (Some(s), Some(be)) if be > e => Some(s.max(e)),
+                    (Some(s), None) if s >= e => Some(s),
+                    _ => None,
+                })
+                .min_by(f64::total_cmp);
+            let until = answer.unwrap_or(d);
+            let silent = (until - e) - covered(&p.speech_union, e, until);
+            (until > e && silent > cfg.infrastructure_silence_seconds + EPS).then(|| {
+                json!({
+                    "user_message": u.idx,
+                    "user_end": r6(e),
+                    "agent_answer_at": answer.map(r6),
+                    "silent_seconds": r6(silent),
+                })
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn infrastructure_issues_agree_with_scanning_every_agent_message() {
+    let mut rng = Seeded(20);
+    let mut issues = 0;
+    for round in 0..60 {
+        let (duration, m) = random_timed_call(&mut rng, 300);
+        let cfg = BuiltinConfig {
+            infrastructure_silence_seconds: [2.0, 5.0, 10.0][round % 3],
+            ..BuiltinConfig::default()
+        };
+        let p = Prepared::new(&conv(duration, &m));
+        let expected = infrastructure_issues_by_scanning(&p, &cfg);
+        let outcome = infrastructure_issues(&p, &cfg);
+        assert_eq!(outcome.details["issues"], json!(expected), "round {round}");
+        close(num(&outcome), expected.len() as f64);
+        issues += expected.len();
+    }
+    // Not a comparison of empty lists.
+    assert!(issues > 1000, "{issues} issues");
+}
+
+/// Every pair compared: each message's most similar earlier one at or above the threshold, the
+/// earliest on a tie.
+fn repeats_by_comparing_all_pairs(sets: &TokenSets, threshold: f64) -> Vec<(usize, (usize, f64))> {
+    (1..sets.len())
+        .filter_map(|j| {
+            let mut best: Option<(usize, f64)> = None;
+            for i in 0..j {
+                let sim = jaccard(sets.get(i), sets.get(j));
+                if sim >= threshold && best.is_none_or(|(_, b)| sim > b) {
+                    best = Some((i, sim));
+                }
+            }
+            Some((j, best?))
+        })
+        .collect()
+}
+
+#[test]
+fn repetition_candidates_miss_no_repeat_of_a_normal_call() {
+    // A vocabulary of 400 words, a few of them common (like "the" or "you"), most rare.
+    let mut words = Seeded(17);
+    let mut word = || {
+        let commoner = words.below(400) + 1;
+        format!("w{}", words.below(commoner))
+    };
+    let mut rng = Seeded(18);
+    let mut repeats = 0;
+    for round in 0..20 {
+        // Agent messages of 4–12 words; a third of them an earlier one with a word changed,
+        // added or dropped.
+        let mut said: Vec<Vec<String>> = Vec::new();
+        for _ in 0..300 {
+            let message = if !said.is_empty() && rng.chance(33) {
+                let mut m = said[rng.below(said.len() as u64) as usize].clone();
+                let at = rng.below(m.len() as u64) as usize;
+                match rng.below(3) {
+                    0 => m[at] = word(),
+                    1 => m.insert(at, word()),
+                    _ if m.len() > 4 => drop(m.remove(at)),
+                    _ => {}
+                }
+                m
+            } else {
+                (0..4 + rng.below(9)).map(|_| word()).collect()
+            };
+            said.push(message);
+        }
+        let threshold = [0.5, 0.8, 0.9, 1.0][round % 4] - EPS;
+        let (mut text, mut tokens) = (Vec::new(), Vec::new());
+        let spans: Vec<Span> = said
+            .iter()
+            .map(|words| {
+                let first = tokens.len();
+                normalise_append(&words.join(" "), &mut text, |s, e| tokens.push((s, e)));
+                (first, tokens.len())
+            })
+            .collect();
+        let sets = TokenSets::new(&text, &tokens, spans.into_iter());
+        let expected = repeats_by_comparing_all_pairs(&sets, threshold);
+        assert_eq!(earlier_repeats(&sets, threshold), expected, "round {round}");
+        repeats += expected.len();
+    }
+    assert!(repeats > 1000, "{repeats} repeats");
+}
+
+/// Each call's result message, paired the straightforward way: for every call, a search of
+/// every result (docs/metrics.md, tool_call_success).
+fn tool_pairs_by_searching(m: &[Message]) -> Vec<Option<usize>> {
+    let of_role = |role| {
+        (0..m.len())
+            .filter(|&i| m[i].role == role)
+            .collect::<Vec<_>>()
+    };
+    let (calls, results) = (
+        of_role(Role::FunctionCall),
+        of_role(Role::FunctionCallResult),
+    );
+    let mut used = vec![false; results.len()];
+    let mut paired = vec![None; calls.len()];
+    for (c, &ci) in calls.iter().enumerate() {
+        let Some(id) = tool_id(&m[ci]) else { continue };
+        let same_id =
+            |r: &usize| tool_id(&m[results[*r]]).is_some_and(|rid| id_text(rid) == id_text(id));
+        if let Some(r) = (0..results.len()).filter(|r| !used[*r]).find(same_id) {
+            used[r] = true;
+            paired[c] = Some(results[r]);
+        }
+    }
+    for (c, &ci) in calls.iter().enumerate() {
+        let both_ids = |r: usize| tool_id(&m[ci]).is_some() && tool_id(&m[results[r]]).is_some();
+        if paired[c].is_none() {
+            if let Some(r) =
+                (0..results.len()).find(|&r| !used[r] && results[r] > ci && !both_ids(r))
+            {
+                used[r] = true;
+                paired[c] = Some(results[r]);
+            }
+        }
+    }
+    paired
+}
+
+#[test]
+fn tool_pairing_agrees_with_searching_every_result() {
+    use Role::{FunctionCall as Call, FunctionCallResult as Res};
+    let ids = [
+        json!("a"),
+        json!("b"),
+        json!("7"),
+        json!(7),
+        json!(7.0),
+        json!(""),
+    ];
+    let mut rng = Seeded(16);
+    let mut paired = 0;
+    for round in 0..40 {
+        let m: Vec<Message> = (0..300)
+            .map(|_| {
+                let role = if rng.chance(50) { Call } else { Res };
+                let data = match rng.below(8) as usize {
+                    k if k < ids.len() => json!({ "id": ids[k], "name": "lookup" }),
+                    _ => json!({ "name": "lookup" }),
+                };
+                tool(role, data)
+            })
+            .collect();
+        let expected = tool_pairs_by_searching(&m);
+        let outcome = run("tool_call_success", 10.0, &m);
+        let found: Vec<Option<usize>> = outcome.details["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["result_message"].as_u64().map(|r| r as usize))
+            .collect();
+        assert_eq!(found, expected, "round {round}");
+        paired += expected.iter().flatten().count();
+    }
+    assert!(paired > 1000, "{paired} pairs");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Long calls: 100,000 messages through every builtin, with values known by construction.
+
+/// `n` messages, agent and user in turn from the agent at 0 s, each 1.5 s long and starting
+/// 0.5 s after the one before ends, except every 1000th (an agent's), which starts 12.5 s after.
+/// `says(i)` is message i's content. Times are multiples of 0.5 s, so every sum is exact.
+fn long_call(n: usize, says: impl Fn(usize) -> String) -> (f64, Vec<Message>) {
+    let mut start = 0.0;
+    let messages = (0..n)
+        .map(|i| {
+            if i > 0 {
+                start += 1.5 + if i % 1000 == 0 { 12.5 } else { 0.5 };
+            }
+            let content = says(i);
+            if i % 2 == 0 {
+                bot(&content, start, start + 1.5)
+            } else {
+                user(&content, start, start + 1.5)
+            }
+        })
+        .collect();
+    (start + 2.5, messages)
+}
+
+/// Evaluates a `long_call` of 100,000 messages of `words` words each and checks what does not
+/// depend on what they say; returns the outcomes.
+fn long_call_outcomes(
+    words: usize,
+    says: impl Fn(usize) -> String,
+) -> Vec<(&'static str, BuiltinOutcome)> {
+    let (duration, m) = long_call(100_000, says);
+    assert!(m.iter().all(|m| word_count(&m.content) == words));
+    let o = all(duration, &m);
+    for (key, outcome) in &o {
+        assert!(outcome.warnings.is_empty(), "{key}: {:?}", outcome.warnings);
+    }
+    // 1.5 s of speech each; 99,999 gaps, 99 of them 12.5 s and the others 0.5 s; 1 s at the end.
+    close(
+        duration,
+        100_000.0 * 1.5 + 99_900.0 * 0.5 + 99.0 * 12.5 + 1.0,
+    );
+    close(num(get(&o, "call_duration")), duration);
+    close(num(get(&o, "time_to_first_word")), 0.0);
+    close(num(get(&o, "turns")), 100_000.0);
+    // 49,999 user→agent handoffs: 99 of them 12.5 s, the rest 0.5 s.
+    let latency = get(&o, "agent_latency");
+    close(num(latency), 0.5);
+    assert_eq!(latency.details["count"], json!(49_999));
+    assert_eq!(latency.details["max"], json!(12.5));
+    close(num(get(&o, "agent_interrupting_user")), 0.0);
+    close(num(get(&o, "user_interrupting_agent")), 0.0);
+    close(num(get(&o, "interruption_score")), 5.0);
+    close(num(get(&o, "talk_ratio")), 75_000.0 / duration);
+    close(num(get(&o, "user_talk_ratio")), 75_000.0 / duration);
+    close(num(get(&o, "longest_silence")), 12.5);
+    assert!(boolean(get(&o, "silence_detected")));
+    // The user messages before the 99 late agent messages: 12.5 s of silence each.
+    let infra = get(&o, "infrastructure_issues");
+    close(num(infra), 99.0);
+    assert_eq!(infra.details["checked_user_messages"], json!(50_000));
+    let issues = infra.details["issues"].as_array().unwrap();
+    for (k, issue) in (1..).zip(issues) {
+        assert_eq!(issue["user_message"], json!(1000 * k - 1));
+        assert_eq!(issue["silent_seconds"], json!(12.5));
+    }
+    let wpm = words as f64 * 60.0 / 1.5;
+    close(num(get(&o, "agent_words_per_minute")), wpm);
+    close(num(get(&o, "user_words_per_minute")), wpm);
+    close(num(get(&o, "tool_calls")), 0.0);
+    not_computable(get(&o, "tool_call_success"), "no function call");
+    o
+}
+
+/// The repetitions of a long call: (message, repeats, similarity, verbatim).
+fn repetitions(o: &[(&'static str, BuiltinOutcome)]) -> Vec<(u64, u64, f64, bool)> {
+    get(o, "unnecessary_repetition").details["repetitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["message"].as_u64().unwrap(),
+                r["repeats"].as_u64().unwrap(),
+                r["similarity"].as_f64().unwrap(),
+                r["verbatim"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_hundred_thousand_one_word_messages() {
+    let o = long_call_outcomes(1, |i| format!("word{i}"));
+    let repetition = get(&o, "unnecessary_repetition");
+    close(num(repetition), 0.0);
+    assert_eq!(repetition.details["compared_messages"], json!(0));
+}
+
+#[test]
+fn a_hundred_thousand_six_word_messages() {
+    // The agent's messages share 5 of 6 words (5/7 ≈ 0.71, below 0.8), except that every
+    // 200th message says the same sentence: 500 times, so 499 verbatim repeats of message 0.
+    let o = long_call_outcomes(6, |i| match i {
+        _ if i % 200 == 0 => "Let me check that for you.".to_owned(),
+        _ if i % 2 == 0 => format!("Your order number {i} is ready."),
+        _ => "Yes, I would like that please.".to_owned(),
+    });
+    close(num(get(&o, "unnecessary_repetition")), 499.0);
+    let expected: Vec<(u64, u64, f64, bool)> = (1..500).map(|k| (200 * k, 0, 1.0, true)).collect();
+    assert_eq!(repetitions(&o), expected);
+    assert_eq!(
+        get(&o, "unnecessary_repetition").details["compared_messages"],
+        json!(50_000)
+    );
+}
+
+#[test]
+fn a_hundred_thousand_messages_the_agent_always_says_the_same() {
+    let o = long_call_outcomes(8, |i| match i % 2 {
+        0 => "I can help you with your booking today.".to_owned(),
+        _ => "Thanks, that is all I needed to know.".to_owned(),
+    });
+    // Every agent message after the first repeats message 0 verbatim.
+    let expected: Vec<(u64, u64, f64, bool)> = (1..50_000).map(|k| (2 * k, 0, 1.0, true)).collect();
+    assert_eq!(repetitions(&o), expected);
+}
+
+#[test]
+fn a_hundred_thousand_messages_the_agent_says_nearly_the_same() {
+    // "please hold the line while i check your order number N": any two share 10 of 12 words
+    // (0.833333), so every agent message after the first repeats one. Each is compared with the
+    // 64 most recent (its rarest token, N, is its own; the next, "please", every message's),
+    // of which the earliest wins the tie.
+    let o = long_call_outcomes(11, |i| match i % 2 {
+        0 => format!("Please hold the line while I check your order number {i}."),
+        _ => "Okay, I will hold the line, take the time you need.".to_owned(),
+    });
+    let expected: Vec<(u64, u64, f64, bool)> = (1..50_000u64)
+        .map(|k| {
+            (
+                2 * k,
+                2 * k.saturating_sub(REPETITION_CANDIDATES as u64),
+                0.833333,
+                false,
+            )
+        })
+        .collect();
+    assert_eq!(repetitions(&o), expected);
+}
