@@ -2,7 +2,9 @@
 //! recorded in the delivery log. The edge authenticates and reads the body (its size and time
 //! limits are the transport's); everything after that happens here.
 
-use callgrade_core::{parse_json, validate_batch, Answer, FieldError, Rejection, RejectionKind};
+use callgrade_core::{
+    parse_json, validate_batch_owned, Answer, FieldError, Rejection, RejectionKind,
+};
 use callgrade_store::{IngestOutcome, NewDelivery, Project, Receipt};
 use chrono::{DateTime, Utc};
 
@@ -31,25 +33,30 @@ impl Delivery<'_> {
 }
 
 /// Validates and stores a webhook body; `is_json` is whether the request said it was JSON.
-/// A 2xx may be answered once this returns `Ok`: the calls are durable.
+/// A 2xx may be answered once this returns `Ok`: the calls are durable. The body is taken so
+/// it can be let go once parsed: a large request is not held in three forms at once.
 pub async fn receive(
     app: &App,
     delivery: &Delivery<'_>,
-    body: &[u8],
+    body: impl AsRef<[u8]>,
     is_json: bool,
 ) -> Result<Receipt> {
+    // The delivery log keeps (a capped copy of) the body, whatever the outcome.
+    let record = delivery.record(app, body.as_ref());
     if !is_json {
         let rejection = Rejection::new(
             RejectionKind::UnsupportedMediaType,
             "Content-Type must be application/json",
         );
-        return Err(refuse(app, delivery.record(app, body), rejection).await);
+        return Err(refuse(app, record, rejection).await);
     }
-    if let Err(too_many) = app.settings.limits.check_json_values(body) {
+    if let Err(too_many) = app.settings.limits.check_json_values(body.as_ref()) {
         let rejection = Rejection::new(RejectionKind::PayloadTooLarge, too_many);
-        return Err(refuse(app, delivery.record(app, body), rejection).await);
+        return Err(refuse(app, record, rejection).await);
     }
-    let json = match parse_json(body) {
+    let parsed = parse_json(body.as_ref());
+    drop(body);
+    let json = match parsed {
         Ok(v) => v,
         Err(e) => {
             let rejection = Rejection {
@@ -57,21 +64,19 @@ pub async fn receive(
                 detail: e.to_string(),
                 errors: vec![FieldError::new("$", e.to_string())],
             };
-            return Err(refuse(app, delivery.record(app, body), rejection).await);
+            return Err(refuse(app, record, rejection).await);
         }
     };
-    let validated = validate_batch(&json, &app.settings.limits);
-    // The tree is the request's largest allocation; the validated calls hold what is kept.
-    drop(json);
-    let batch = match validated {
+    // Each call's raw object is moved out of the tree, which is then dropped.
+    let batch = match validate_batch_owned(json, &app.settings.limits) {
         Ok(batch) => batch,
         Err(errors) => {
             let rejection = Rejection::invalid_payload(errors);
-            return Err(refuse(app, delivery.record(app, body), rejection).await);
+            return Err(refuse(app, record, rejection).await);
         }
     };
     let calls = batch.calls.len();
-    match app.store.ingest(batch, delivery.record(app, body)).await? {
+    match app.store.ingest(batch, record).await? {
         IngestOutcome::Accepted(receipt) => {
             tracing::info!(
                 project_id = delivery.project.id,

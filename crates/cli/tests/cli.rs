@@ -979,3 +979,99 @@ async fn no_secret_reaches_the_logs() {
         assert!(!logs.contains(secret), "{secret} is in the logs");
     }
 }
+
+/// The server process's peak resident memory so far (VmHWM), in MiB.
+fn peak_rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        / 1024
+}
+
+/// Eight ~10 MB worst-case bodies at once, of each kind, stay far below 512 MiB of resident
+/// memory: a value bomb (the 1.7-million-tiny-arrays metadata that used to take ~900 MB), metadata
+/// just under the value limit but over its size limit, and accepted calls of 1,000 long messages.
+/// Ingest only (--no-workers): evaluation's own concurrency is bounded by the worker settings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_worst_case_bodies_at_once_stay_bounded_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let (_, project) = run_json(data, &["project", "create", "heavy"]);
+    let key = project["api_key"].as_str().unwrap().to_owned();
+    run_json(
+        data,
+        &["agent", "create", "--project", "heavy", "--name", "bot"],
+    );
+    let server = Server::start_with(data, &["--no-workers"]);
+    let url = format!(
+        "{}/test_framework/custom-provider-transcript-webhook/",
+        server.base
+    );
+    let limit = 10 * 1024 * 1024 - 8 * 1024;
+    let head = r#"{"agent_id": 1, "calls": [{"id": "x", "startedAt": "2025-10-15T09:22:21Z", "endedAt": "2025-10-15T09:32:21Z", "metadata": "#;
+    let tiny_arrays = format!(
+        "{head}{{\"x\": [{}]}}}}]}}",
+        vec!["[]"; limit / 3 - 100].join(",")
+    );
+    let long_keys = format!(
+        "{head}{{{}}}}}]}}",
+        (0..240_000)
+            .map(|i| format!("\"{}{i:07}\":1", "k".repeat(limit / 240_000 - 14)))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let content = "hello there, this is a sentence about refunds and orders. ".repeat(16);
+    let accepted = |k: usize| {
+        let calls: Vec<Value> = (0..10).map(|i| json!({
+            "id": format!("c{k}-{i}"), "startedAt": "2025-10-15T09:22:21Z", "endedAt": "2025-10-15T09:32:21Z",
+            "messages": (0..1000).map(|j| json!({"role": if j % 2 == 0 { "user" } else { "bot" },
+                "content": content, "start_time": j as f64 * 0.5, "end_time": j as f64 * 0.5 + 0.4})).collect::<Vec<_>>(),
+        })).collect();
+        json!({"agent_id": 1, "calls": calls}).to_string()
+    };
+    let client = reqwest::Client::new();
+    for (kind, bodies, status) in [
+        ("tiny arrays", vec![tiny_arrays; 8], 413),
+        ("long metadata keys", vec![long_keys; 8], 400),
+        ("accepted long calls", (0..8).map(accepted).collect(), 202),
+    ] {
+        assert!(
+            bodies[0].len() <= 10 * 1024 * 1024,
+            "{kind}: {}",
+            bodies[0].len()
+        );
+        let sends = bodies.into_iter().map(|body| {
+            client
+                .post(&url)
+                .header("X-CEKURA-API-KEY", &key)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+        });
+        for r in futures_join_all(sends).await {
+            assert_eq!(r.unwrap().status().as_u16(), status, "{kind}");
+        }
+        let peak = peak_rss_mib(server.child.id());
+        assert!(peak < 512, "{kind}: the server peaked at {peak} MiB");
+    }
+}
+
+/// Awaits every future, in order (a few lines instead of a dependency on `futures`).
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output>
+where
+    F: Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}

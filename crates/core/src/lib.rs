@@ -39,8 +39,8 @@ pub use metric_spec::{
 };
 pub use names::{parse_name, parse_project_name};
 pub use payload::{
-    json_len, json_values, parse_json, validate_batch, Batch, JsonSyntaxError, Limits, Message,
-    NewCall, Role,
+    json_len, json_values, parse_json, validate_batch, validate_batch_owned, Batch,
+    JsonSyntaxError, Limits, Message, NewCall, Role,
 };
 pub use phone::PhoneNumber;
 pub use rejection::{Answer, Rejection, RejectionKind};

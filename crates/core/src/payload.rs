@@ -219,6 +219,48 @@ pub fn parse_json(bytes: &[u8]) -> Result<Value, JsonSyntaxError> {
 ///
 /// Checks that need the database (the agent and runs exist in the project) are the store's.
 pub fn validate_batch(body: &Value, limits: &Limits) -> Result<Batch, Vec<FieldError>> {
+    let mut batch = validate(body, limits)?;
+    for call in &mut batch.calls {
+        call.raw = body["calls"][call.index].clone();
+    }
+    Ok(batch)
+}
+
+/// [`validate_batch`] on a body it may take apart: each call's raw object is moved into the
+/// batch instead of copied, so a large body is not held twice.
+pub fn validate_batch_owned(mut body: Value, limits: &Limits) -> Result<Batch, Vec<FieldError>> {
+    let mut batch = validate(&body, limits)?;
+    for call in &mut batch.calls {
+        call.raw = body["calls"][call.index].take();
+    }
+    Ok(batch)
+}
+
+/// The hash that tells an identical resend from a changed call: SHA-256 of
+/// `{"agent_id":…,"call":…}` as compact JSON, streamed into the hasher rather than built.
+fn content_hash(agent_id: &Value, call: &Value) -> String {
+    struct Digest(Sha256);
+    impl std::io::Write for Digest {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.update(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    use std::io::Write;
+    let mut digest = Digest(Sha256::new());
+    // Writing into a hasher cannot fail.
+    let _ = digest.write_all(br#"{"agent_id":"#);
+    let _ = serde_json::to_writer(&mut digest, agent_id);
+    let _ = digest.write_all(br#","call":"#);
+    let _ = serde_json::to_writer(&mut digest, call);
+    let _ = digest.write_all(b"}");
+    hex::encode(digest.0.finalize())
+}
+
+fn validate(body: &Value, limits: &Limits) -> Result<Batch, Vec<FieldError>> {
     let mut errors = Vec::new();
     let Some(obj) = body.as_object() else {
         return Err(vec![FieldError::new(
@@ -514,10 +556,7 @@ fn parse_call(
         }
     };
 
-    let content_hash = {
-        let canonical = serde_json::json!({ "agent_id": canonical_agent, "call": raw });
-        hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
-    };
+    let content_hash = content_hash(canonical_agent, raw);
 
     Some(NewCall {
         index,
@@ -532,7 +571,8 @@ fn parse_call(
         ended_reason,
         run_id,
         trace_id,
-        raw: raw.clone(),
+        // Attached by the caller of `validate`: moved out of an owned body, or copied.
+        raw: Value::Null,
         content_hash,
         warnings,
     })

@@ -384,3 +384,20 @@ fn limits_on_messages_metadata_data_and_values() {
         .check_json_values(body.to_string().as_bytes())
         .is_ok());
 }
+
+#[test]
+fn the_content_hash_is_the_canonical_json_hash_and_owned_validation_moves_raw() {
+    use sha2::{Digest, Sha256};
+    let mut c = call();
+    c["metadata"] = json!({"z": 1, "a": [1, 2]});
+    let body = json!({"agent_id": 1, "calls": [c.clone()]});
+    let borrowed = validate_batch(&body, &Limits::default()).unwrap();
+    // What stored hashes were computed as before it was streamed: resends must still match.
+    let canonical = json!({"agent_id": 1, "call": c}).to_string();
+    let expected = hex::encode(Sha256::digest(canonical.as_bytes()));
+    assert_eq!(borrowed.calls[0].content_hash, expected);
+    let owned = validate_batch_owned(body, &Limits::default()).unwrap();
+    assert_eq!(owned.calls[0].content_hash, expected);
+    assert_eq!(owned.calls[0].raw, borrowed.calls[0].raw);
+    assert_eq!(owned.calls[0].raw, c);
+}

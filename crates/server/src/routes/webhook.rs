@@ -130,7 +130,7 @@ async fn receive(
             return Err(refused.into());
         }
     };
-    let receipt = ingest::receive(&state.app, &delivery, &bytes, is_json(headers)).await?;
+    let receipt = ingest::receive(&state.app, &delivery, bytes, is_json(headers)).await?;
     Ok((StatusCode::ACCEPTED, Json(receipt)))
 }
 
