@@ -1,9 +1,11 @@
 use axum::extract::{Path, State};
 use axum::Json;
+use callgrade_core::json_len;
 use callgrade_store::{CallDetail, CallFilter, CallKind, CallSummary, Page};
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use utoipa::IntoParams;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use super::{page_limit, ApiQuery};
 use crate::auth::ApiProject;
@@ -63,23 +65,70 @@ pub async fn list_calls(
     Ok(Json(state.app.store.list_calls(project.id, &filter).await?))
 }
 
-/// One call with its normalised messages, metadata, times and raw payload.
+/// Raw payloads larger than this (as compact JSON) are left out of a call's detail and served
+/// on their own, so reading a call never costs tens of megabytes.
+pub(crate) const RAW_INLINE_MAX_BYTES: usize = 256 * 1024;
+
+/// A call as the API shows it: the stored call, with its raw payload left out when large.
+#[derive(Serialize, ToSchema)]
+pub struct CallResponse {
+    #[serde(flatten)]
+    call: CallDetail,
+    /// True when `raw` is null because the payload is over 256 KiB; `raw_url` serves it.
+    raw_truncated: bool,
+    /// Where the whole raw payload is, always.
+    raw_url: String,
+}
+
+/// One call with its normalised messages, metadata, times and raw payload (the payload only
+/// up to 256 KiB; larger ones are at `raw_url`).
 #[utoipa::path(get, path = "/api/v1/calls/{call_id}", tag = "calls",
     params(("call_id" = String, Path, description = "Our call id (the receipt's `call_id`)")),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, body = CallDetail),
+    responses((status = 200, body = CallResponse),
               (status = 401, body = crate::error::ErrorBody),
               (status = 404, body = crate::error::ErrorBody)))]
 pub async fn get_call(
     State(state): State<AppState>,
     ApiProject(project): ApiProject,
     Path(call_id): Path<String>,
-) -> Result<Json<CallDetail>, ApiError> {
+) -> Result<Json<CallResponse>, ApiError> {
+    let mut call = stored_call(&state, project.id, &call_id).await?;
+    let raw_truncated = json_len(&call.raw) > RAW_INLINE_MAX_BYTES;
+    if raw_truncated {
+        call.raw = Value::Null;
+    }
+    Ok(Json(CallResponse {
+        raw_url: format!("/api/v1/calls/{}/raw", call.summary.call_id),
+        call,
+        raw_truncated,
+    }))
+}
+
+/// A call's payload exactly as received, whatever its size.
+#[utoipa::path(get, path = "/api/v1/calls/{call_id}/raw", tag = "calls",
+    params(("call_id" = String, Path, description = "Our call id (the receipt's `call_id`)")),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, description = "The call object as it was posted", body = Object),
+              (status = 401, body = crate::error::ErrorBody),
+              (status = 404, body = crate::error::ErrorBody)))]
+pub async fn get_call_raw(
+    State(state): State<AppState>,
+    ApiProject(project): ApiProject,
+    Path(call_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(stored_call(&state, project.id, &call_id).await?.raw))
+}
+
+async fn stored_call(
+    state: &AppState,
+    project_id: i64,
+    call_id: &str,
+) -> Result<CallDetail, ApiError> {
     state
         .app
         .store
-        .call(project.id, &call_id)
+        .call(project_id, call_id)
         .await?
-        .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no call {call_id:?} in this project")))
 }

@@ -36,6 +36,7 @@ pub(crate) fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(webhook::project_path))
         .routes(routes!(calls::list_calls))
         .routes(routes!(calls::get_call))
+        .routes(routes!(calls::get_call_raw))
         .routes(routes!(deliveries::list_deliveries))
         .routes(routes!(deliveries::get_delivery))
         .routes(routes!(project::get_project, project::update_project))

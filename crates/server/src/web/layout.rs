@@ -129,6 +129,26 @@ pub fn verdict(success: Option<bool>) -> Markup {
     }
 }
 
+/// Pretty JSON shown up to this many bytes; a page never grows to the size of a large payload.
+const JSON_PREVIEW_BYTES: usize = 64 * 1024;
+
+/// JSON, pretty and escaped, cut at [`JSON_PREVIEW_BYTES`] with a link to the whole of it.
+pub fn json_preview(value: &serde_json::Value, whole: &str) -> Markup {
+    let text = serde_json::to_string_pretty(value).unwrap_or_default();
+    if text.len() <= JSON_PREVIEW_BYTES {
+        return html! { pre { (text) } };
+    }
+    let mut cut = JSON_PREVIEW_BYTES;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    html! {
+        p.muted { "Showing the first " (cut / 1024) " KiB of " (text.len() / 1024) " KiB. "
+            a href=(whole) { "Download the whole payload" } "." }
+        pre { (&text[..cut]) "\n…" }
+    }
+}
+
 /// JSON, pretty and escaped.
 pub fn json_block(value: &serde_json::Value) -> Markup {
     let text = serde_json::to_string_pretty(value).unwrap_or_default();

@@ -28,6 +28,7 @@ pub fn router() -> Router<AppState> {
         .route("/projects/{id}/rotate-key", post(pages::rotate_key))
         .route("/projects/{id}/calls", get(pages::calls))
         .route("/projects/{id}/calls/{call_id}", get(pages::call))
+        .route("/projects/{id}/calls/{call_id}/raw", get(pages::call_raw))
         .route(
             "/projects/{id}/calls/{call_id}/evaluate",
             post(pages::evaluate),

@@ -1,7 +1,7 @@
 //! The dashboard over HTTP: sign-in, sessions, CSRF, and the pages a user walks through.
 
 use reqwest::redirect::Policy;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::common::*;
 
@@ -311,6 +311,21 @@ async fn calls_page_columns_follow_the_computation_not_the_name() {
     app.send(&t.key, &seed_two_calls(t.agent_id)).await;
     app.settle().await;
 
+    let (client, cookie) = signed_in(&app).await;
+    let calls = client
+        .get(format!("{}/projects/{}/calls", app.base, t.project_id))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(calls.contains("1.43 s"), "the latency column is filled");
+}
+
+/// A client signed in to the dashboard, and its session cookie.
+async fn signed_in(app: &TestApp) -> (reqwest::Client, String) {
     let client = reqwest::Client::builder()
         .redirect(Policy::none())
         .build()
@@ -325,15 +340,43 @@ async fn calls_page_columns_follow_the_computation_not_the_name() {
         .send()
         .await
         .unwrap();
-    let cookie = r.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let calls = client
-        .get(format!("{}/projects/{}/calls", app.base, t.project_id))
+    let cookie = r.headers()["set-cookie"].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    (client, cookie)
+}
+
+/// A large payload (here 400 KB of transcript) is left out of the API's call detail and cut on
+/// the dashboard's page, each with a way to the whole of it.
+#[tokio::test]
+async fn large_payloads_are_linked_not_inlined() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("large").await;
+    let mut c = call("large");
+    c["messages"] = json!((0..40)
+        .map(|j| json!({"role": if j % 2 == 0 { "user" } else { "bot" }, "content": "word ".repeat(2000)}))
+        .collect::<Vec<_>>());
+    let (status, receipt) =
+        status_and_json(app.send(&t.key, &batch(t.agent_id, vec![c.clone()])).await).await;
+    assert_eq!(status, 202, "{receipt}");
+    let call_id = receipt["calls"][0]["call_id"].as_str().unwrap().to_owned();
+
+    let (_, detail) = app.api(&t.key, &format!("/api/v1/calls/{call_id}")).await;
+    assert_eq!(
+        (&detail["raw"], &detail["raw_truncated"]),
+        (&Value::Null, &json!(true))
+    );
+    assert_eq!(detail["messages"].as_array().unwrap().len(), 40);
+    let (status, raw) = app.api(&t.key, detail["raw_url"].as_str().unwrap()).await;
+    assert_eq!((status, &raw), (200, &c));
+    let (_, small) = app.api(&t.key, "/api/v1/calls?limit=1").await;
+    assert!(small["data"].is_array());
+
+    let (client, cookie) = signed_in(&app).await;
+    let page = client
+        .get(format!(
+            "{}/projects/{}/calls/{call_id}",
+            app.base, t.project_id
+        ))
         .header("cookie", &cookie)
         .send()
         .await
@@ -341,5 +384,27 @@ async fn calls_page_columns_follow_the_computation_not_the_name() {
         .text()
         .await
         .unwrap();
-    assert!(calls.contains("1.43 s"), "the latency column is filled");
+    assert!(
+        page.contains("Download the whole payload"),
+        "the page links the payload"
+    );
+    assert!(
+        page.len() < 700_000,
+        "the page holds the transcript once and a preview: {}",
+        page.len()
+    );
+    let download = client
+        .get(format!(
+            "{}/projects/{}/calls/{call_id}/raw",
+            app.base, t.project_id
+        ))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert!(download.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .starts_with("attachment"));
+    assert_eq!(download.json::<Value>().await.unwrap(), c);
 }

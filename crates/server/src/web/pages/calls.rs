@@ -175,6 +175,7 @@ pub async fn call(
         .await?
         .ok_or_else(|| error(StatusCode::NOT_FOUND, "no such call in this project"))?;
     let s = &call.summary;
+    let raw_link = format!("/projects/{}/calls/{}/raw", project.id, s.call_id);
     Ok(page(&s.external_id, Some(&admin), Some(&project), html! {
         h1 { "Call " code { (s.external_id) } }
         div.card {
@@ -225,9 +226,36 @@ pub async fn call(
             }
         }
         h2 { "Metadata" }
-        (json_block(&call.metadata))
-        details { summary { "Raw payload, as received" } (json_block(&call.raw)) }
+        (json_preview(&call.metadata, &raw_link))
+        details { summary { "Raw payload, as received" } (json_preview(&call.raw, &raw_link)) }
     }).into_response())
+}
+
+/// A call's payload as received, to download whole (the page shows only its beginning).
+pub async fn call_raw(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path((id, call_id)): Path<(String, String)>,
+) -> Page {
+    let project = load_project(&state, &id).await?;
+    let call = state
+        .app
+        .store
+        .call(project.id, &call_id)
+        .await?
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, "no such call in this project"))?;
+    let disposition = format!("attachment; filename=\"call-{call_id}.json\"");
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "application/json".to_owned(),
+            ),
+            (axum::http::header::CONTENT_DISPOSITION, disposition),
+        ],
+        axum::Json(call.raw),
+    )
+        .into_response())
 }
 
 /// Each turn with speaker, offset and duration; the gap before agent turns as latency (slow ones

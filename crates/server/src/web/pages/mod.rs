@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::layout::{csrf, error, json_block, or_dash, page, verdict, WebError};
+use super::layout::{csrf, error, json_block, json_preview, or_dash, page, verdict, WebError};
 use super::session::{cleared_cookie, new_session_cookie, Admin};
 use crate::{cekura_webhook_url, project_webhook_url, AppState};
 use callgrade_app::admin;
