@@ -289,7 +289,7 @@ impl Evaluator {
 pub fn validate_metric(
     draft: callgrade_core::MetricDraft,
 ) -> Result<callgrade_core::MetricSpec, Vec<callgrade_core::FieldError>> {
-    draft.validate(
+    let spec = draft.validate(
         |key| callgrade_core::builtin_metric(key).map(|b| b.output.into()),
         |name| {
             templates::template(name).map(|t| {
@@ -299,7 +299,13 @@ pub fn validate_metric(
                 )
             })
         },
-    )
+    )?;
+    // A script that does not compile would fail on every call: refused when saved instead.
+    if let callgrade_core::MetricDefinition::Script { source } = &spec.definition {
+        script::compile_check(source)
+            .map_err(|e| vec![callgrade_core::FieldError::new("config.script", e)])?;
+    }
+    Ok(spec)
 }
 
 /// Evaluates one metric on one call, outside the queue: "try this metric", `metrics test`.

@@ -115,6 +115,20 @@ fn engine(limits: ScriptLimits, started: Instant, operations: Arc<AtomicU64>) ->
     engine
 }
 
+/// Whether a script compiles; the error names its line and column.
+pub fn compile_check(source: &str) -> Result<(), String> {
+    let engine = engine(ScriptLimits::default(), Instant::now(), Arc::default());
+    engine.compile(source).map(drop).map_err(|e| {
+        let at = e.1;
+        match (at.line(), at.position()) {
+            (Some(line), Some(column)) => {
+                format!("does not compile: {} (line {line}, column {column})", e.0)
+            }
+            _ => format!("does not compile: {}", e.0),
+        }
+    })
+}
+
 /// Runs a script on a blocking thread, so a slow one never stalls the async workers.
 pub async fn run_script(
     source: &str,

@@ -604,6 +604,24 @@ async fn scripts_rubric_and_runs_pass_or_fail_end_to_end() {
 async fn metric_definitions_crud_apply_and_try() {
     let app = TestApp::spawn().await;
     let t = app.tenant("defs").await;
+    // A script that does not compile is refused when saved, saying where.
+    let (status, err) = post(
+        &app,
+        &t.key,
+        "/api/v1/metrics",
+        json!({
+            "name": "broken", "kind": "script", "output": "binary",
+            "config": {"script": "let turns = data.metrics.turns;\nresult = turns > ;"}
+        }),
+    )
+    .await;
+    assert_eq!(
+        (status, error_paths(&err)),
+        (400, vec!["config.script".to_owned()]),
+        "{err}"
+    );
+    let why = err["errors"][0]["message"].as_str().unwrap();
+    assert!(why.contains("line 2, column"), "{why}");
     let (_, list) = app.api(&t.key, "/api/v1/metrics").await;
     let names: Vec<&str> = list["data"]
         .as_array()
