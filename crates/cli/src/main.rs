@@ -31,8 +31,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
     version,
     about = "Self-hosted QA and observability for voice AI agents",
     long_about = "Self-hosted QA and observability for voice AI agents.\n\n\
-        Receives call transcripts on a Cekura-compatible webhook, stores them durably in an \
-        embedded SQLite database, and serves them through a REST API.\n\n\
+        Receives call transcripts on a Cekura-compatible webhook, stores them durably (embedded \
+        SQLite, or PostgreSQL for several instances), evaluates every call with builtin metrics, \
+        LLM judges, scripts and a rubric, matches calls to test runs, and serves it all through \
+        a REST API and a dashboard.\n\n\
         Quick start:\n  callgrade serve &\n  callgrade project create staging\n  \
         callgrade agent create --project staging --name support-bot\n  \
         callgrade send --url <webhook_url> --key <api_key> payload.json"
@@ -79,7 +81,7 @@ pub struct DbArgs {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the HTTP server (webhook, REST API).
+    /// Run the server: webhook, REST API, dashboard and evaluation workers.
     Serve(serve::ServeArgs),
     /// Create, list projects and rotate their API keys.
     #[command(subcommand)]
@@ -115,7 +117,7 @@ enum Command {
         #[arg(long)]
         to: String,
     },
-    /// Measure speed (builtin metrics, ingest, dashboard pages).
+    /// Measure speed (builtin metrics, evaluation by call length, ingest, dashboard pages).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
     /// Print the OpenAPI document of the REST API.

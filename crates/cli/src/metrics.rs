@@ -49,9 +49,10 @@ pub enum MetricsCommand {
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TomlFile {
+    // Typed here, not read as JSON values first, so an error names its line and column.
     #[serde(default)]
-    metrics: Vec<Value>,
-    rubric: Option<Vec<Value>>,
+    metrics: Vec<callgrade_core::MetricDraft>,
+    rubric: Option<Vec<callgrade_core::RubricRule>>,
     judge: Option<TomlJudge>,
 }
 
@@ -105,10 +106,10 @@ pub async fn run(db: &DbArgs, cmd: MetricsCommand, out: &Output) -> anyhow::Resu
             let text = String::from_utf8(read_input(&file)?).context("the file is not UTF-8")?;
             let parsed: TomlFile =
                 toml::from_str(&text).map_err(|e| anyhow!("{}: {e}", file.display()))?;
-            let metrics_file: MetricsFile = serde_json::from_value(json!({
-                "metrics": parsed.metrics, "rubric": parsed.rubric,
-            }))
-            .map_err(|e| anyhow!("{}: {e}", file.display()))?;
+            let metrics_file = MetricsFile {
+                metrics: parsed.metrics,
+                rubric: parsed.rubric,
+            };
             let app = App::new(store.clone(), AppSettings::default());
             let summary = callgrade_app::metrics::apply_file(&app, project.id, metrics_file)
                 .await

@@ -42,6 +42,7 @@ pub enum ScenarioCommand {
     },
     /// List a project's scenarios.
     List {
+        /// The project's name or id.
         #[arg(long)]
         project: String,
         /// Only this agent's.
@@ -50,8 +51,10 @@ pub enum ScenarioCommand {
     },
     /// Show one scenario.
     Show {
+        /// The project's name or id.
         #[arg(long)]
         project: String,
+        /// The scenario's id.
         id: i64,
     },
 }

@@ -1052,7 +1052,7 @@ async fn eight_worst_case_bodies_at_once_stay_bounded_in_memory() {
                 .body(body)
                 .send()
         });
-        for r in futures_join_all(sends).await {
+        for r in join_all(sends).await {
             assert_eq!(r.unwrap().status().as_u16(), status, "{kind}");
         }
         let peak = peak_rss_mib(server.child.id());
@@ -1060,12 +1060,11 @@ async fn eight_worst_case_bodies_at_once_stay_bounded_in_memory() {
     }
 }
 
-/// Awaits every future, in order (a few lines instead of a dependency on `futures`).
-async fn futures_join_all<F: std::future::Future>(
-    futures: impl Iterator<Item = F>,
-) -> Vec<F::Output>
+/// Runs every future at once and gives their outputs in order (a few lines instead of a
+/// dependency on `futures`).
+async fn join_all<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
 where
-    F: Send + 'static,
+    F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
 {
     let handles: Vec<_> = futures.map(tokio::spawn).collect();
