@@ -101,6 +101,24 @@ async fn answer(
     .into_response()
 }
 
+/// Starts one run of a new inbound scenario at 09:20 and moves the clock to 09:25, inside its
+/// listening window; gives the run's id.
+async fn start_run(app: &TestApp, t: &Tenant, scenario: &str) -> i64 {
+    app.clock.set("2025-10-15T09:20:00Z".parse().unwrap());
+    let (_, scenario) = post(app, &t.key, "/api/v1/scenarios", json!({
+        "agent_id": t.agent_id, "name": scenario, "direction": "inbound", "tester_phone_number": "+14155551234"
+    })).await;
+    let (_, result) = post(
+        app,
+        &t.key,
+        "/api/v1/results",
+        json!({"agent_id": t.agent_id, "scenario_ids": [scenario["id"]]}),
+    )
+    .await;
+    app.clock.set("2025-10-15T09:25:00Z".parse().unwrap());
+    result["runs"][0]["id"].as_i64().unwrap()
+}
+
 async fn evaluations_of(app: &TestApp, key: &str, call_id: &str) -> Value {
     app.settle().await;
     let (status, call) = app.api(key, &format!("/api/v1/calls/{call_id}")).await;
@@ -395,19 +413,7 @@ async fn an_evaluation_past_its_deadline_fails_with_the_reason() {
     )
     .await;
     post(&app, &t.key, "/api/v1/metrics", json!({"name": "voicemail", "kind": "llm_judge", "config": {"template": "voicemail_detection"}})).await;
-    app.clock.set("2025-10-15T09:20:00Z".parse().unwrap());
-    let (_, scenario) = post(&app, &t.key, "/api/v1/scenarios", json!({
-        "agent_id": t.agent_id, "name": "slow judge", "direction": "inbound", "tester_phone_number": "+14155551234"
-    })).await;
-    let (_, result) = post(
-        &app,
-        &t.key,
-        "/api/v1/results",
-        json!({"agent_id": t.agent_id, "scenario_ids": [scenario["id"]]}),
-    )
-    .await;
-    let run_id = result["runs"][0]["id"].as_i64().unwrap();
-    app.clock.set("2025-10-15T09:25:00Z".parse().unwrap());
+    let run_id = start_run(&app, &t, "slow judge").await;
     let mut c = call("judged-slowly");
     c["run_id"] = json!(run_id);
     let started = std::time::Instant::now();
@@ -464,19 +470,7 @@ async fn scripts_rubric_and_runs_pass_or_fail_end_to_end() {
     );
 
     // A test run whose call is slow to answer: it completes, and fails the rubric.
-    app.clock.set("2025-10-15T09:20:00Z".parse().unwrap());
-    let (_, scenario) = post(&app, &t.key, "/api/v1/scenarios", json!({
-        "agent_id": t.agent_id, "name": "refund", "direction": "inbound", "tester_phone_number": "+14155551234"
-    })).await;
-    let (_, result) = post(
-        &app,
-        &t.key,
-        "/api/v1/results",
-        json!({"agent_id": t.agent_id, "scenario_ids": [scenario["id"]]}),
-    )
-    .await;
-    let run_id = result["runs"][0]["id"].as_i64().unwrap();
-    app.clock.set("2025-10-15T09:25:00Z".parse().unwrap());
+    let run_id = start_run(&app, &t, "refund").await;
     let mut c = call("slow-agent");
     c["messages"] = json!([
         {"role": "user", "content": "I want a refund.", "start_time": 1.0, "end_time": 2.0},

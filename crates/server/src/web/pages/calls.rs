@@ -162,18 +162,27 @@ pub async fn calls(
     }).into_response())
 }
 
+async fn load_call(
+    state: &AppState,
+    id: &str,
+    call_id: &str,
+) -> Result<(Project, CallDetail), WebError> {
+    let project = load_project(state, id).await?;
+    let call = state
+        .app
+        .store
+        .call(project.id, call_id)
+        .await?
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, "no such call in this project"))?;
+    Ok((project, call))
+}
+
 pub async fn call(
     State(state): State<AppState>,
     admin: Admin,
     Path((id, call_id)): Path<(String, String)>,
 ) -> Page {
-    let project = load_project(&state, &id).await?;
-    let call = state
-        .app
-        .store
-        .call(project.id, &call_id)
-        .await?
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, "no such call in this project"))?;
+    let (project, call) = load_call(&state, &id, &call_id).await?;
     let s = &call.summary;
     let raw_link = format!("/projects/{}/calls/{}/raw", project.id, s.call_id);
     Ok(page(&s.external_id, Some(&admin), Some(&project), html! {
@@ -237,13 +246,7 @@ pub async fn call_raw(
     _admin: Admin,
     Path((id, call_id)): Path<(String, String)>,
 ) -> Page {
-    let project = load_project(&state, &id).await?;
-    let call = state
-        .app
-        .store
-        .call(project.id, &call_id)
-        .await?
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, "no such call in this project"))?;
+    let (_, call) = load_call(&state, &id, &call_id).await?;
     let disposition = format!("attachment; filename=\"call-{call_id}.json\"");
     Ok((
         [
