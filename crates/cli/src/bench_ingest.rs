@@ -27,9 +27,10 @@ pub struct IngestBench {
     /// Seconds of load for each server.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     seconds: u64,
-    /// Fewest and most messages per generated call.
+    /// Fewest messages per generated call.
     #[arg(long, default_value_t = 6)]
     min_messages: u32,
+    /// Most messages per generated call.
     #[arg(long, default_value_t = 60)]
     max_messages: u32,
     /// The generator's seed.
