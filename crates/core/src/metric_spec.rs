@@ -89,11 +89,12 @@ pub struct MetricsFile {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MetricDraft {
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::name_schema))]
     pub name: String,
     pub kind: MetricKind,
     /// Required for judges and scripts; a builtin's defaults to its catalogue type.
     pub output: Option<OutputType>,
-    /// The allowed values of an enum metric.
+    /// The allowed values of an enum metric (required when `output` is `enum`).
     #[serde(default)]
     pub enum_values: Vec<String>,
     #[serde(default)]
@@ -107,7 +108,7 @@ pub struct MetricDraft {
     /// Builtin: `{"builtin": KEY, …thresholds}`. Judge: `{"template": NAME}` and/or
     /// `{"model", "base_url"}`. Script: `{"script": SOURCE}`. Any kind: `{"pass": {"op", "value"}}`.
     #[serde(default = "empty_object")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub config: Value,
     #[serde(default = "yes")]
     pub enabled: bool,
@@ -287,6 +288,34 @@ impl Serialize for MetricSpec {
     }
 }
 
+/// A metric is shown in its draft's shape, so its schema is the draft's with every field present.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for MetricSpec {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::{schema::Schema, RefOr};
+        let mut schema = <MetricDraft as utoipa::PartialSchema>::schema();
+        if let RefOr::T(Schema::Object(object)) = &mut schema {
+            object.required = object.properties.keys().cloned().collect();
+            object.additional_properties = None;
+            object.description =
+                Some("A metric's definition, in the shape it was submitted.".into());
+        }
+        schema
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for MetricSpec {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        <MetricDraft as utoipa::ToSchema>::schemas(schemas);
+    }
+}
+
 /// Rubric and pass-threshold comparisons.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -349,7 +378,7 @@ fn equal(a: &Value, b: &Value) -> bool {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Condition {
     pub op: Op,
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    /// Any JSON value; `in` takes an array.
     pub value: Value,
 }
 
@@ -359,7 +388,7 @@ pub struct Condition {
 pub struct RubricRule {
     pub metric: String,
     pub op: Op,
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    /// Any JSON value; `in` takes an array.
     pub value: Value,
 }
 
@@ -369,9 +398,9 @@ pub struct RubricRule {
 pub struct RuleOutcome {
     pub metric: String,
     pub op: Op,
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    /// The rule's value.
     pub expected: Value,
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    /// The metric's value; null when it produced none.
     pub actual: Option<Value>,
     /// null when skipped: the metric produced no value.
     pub passed: Option<bool>,
