@@ -30,18 +30,45 @@ impl<T: DeserializeOwned + IntoParams + Send, S: Send + Sync> FromRequestParts<S
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or_default();
-        serde_urlencoded::from_str(query)
+        let mut pairs: Vec<(String, String)> =
+            serde_urlencoded::from_str(query).unwrap_or_default();
+        let params: Vec<(String, Value)> = T::into_params(|| Some(ParameterIn::Query))
+            .into_iter()
+            .map(|p| (p.name, serde_json::to_value(p.schema).unwrap_or_default()))
+            .collect();
+        // JSON Schema counts `2.0` as an integer, and so does the document's `integer`.
+        for (name, value) in &mut pairs {
+            let integer = params
+                .iter()
+                .any(|(param, schema)| param == name && schema["type"] == "integer");
+            if let Some(whole) = value
+                .parse()
+                .ok()
+                .and_then(whole_number)
+                .filter(|_| integer)
+            {
+                *value = whole.to_string();
+            }
+        }
+        let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
+        serde_urlencoded::from_str(&query)
             .map(ApiQuery)
-            .map_err(|_| query_error::<T>(query))
+            .map_err(|_| query_error::<T>(&pairs, &params))
     }
+}
+
+/// A float with no fraction as the integer it is, within ±2^53 where each is exactly one.
+fn whole_number(f: f64) -> Option<i64> {
+    (f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0).then_some(f as i64)
 }
 
 /// Which parameter of a query that does not parse is wrong, and why. Every field of a query
 /// type is optional, so a value that is wrong alone is the culprit.
-fn query_error<T: DeserializeOwned + IntoParams>(query: &str) -> ApiError {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
-    for param in T::into_params(|| Some(ParameterIn::Query)) {
-        let name = param.name.as_str();
+fn query_error<T: DeserializeOwned>(
+    pairs: &[(String, String)],
+    params: &[(String, Value)],
+) -> ApiError {
+    for (name, schema) in params {
         let given: Vec<&str> = pairs
             .iter()
             .filter(|(key, _)| key == name)
@@ -54,7 +81,7 @@ fn query_error<T: DeserializeOwned + IntoParams>(query: &str) -> ApiError {
                 if serde_urlencoded::from_str::<T>(&alone).is_err() {
                     return ApiError::bad_request(format!(
                         "query parameter {name} must be {} (got {value:?})",
-                        expected(param.schema.as_ref())
+                        expected(schema)
                     ));
                 }
             }
@@ -70,10 +97,7 @@ fn query_error<T: DeserializeOwned + IntoParams>(query: &str) -> ApiError {
 }
 
 /// What a parameter's schema accepts, in words.
-fn expected(schema: Option<&RefOr<Schema>>) -> String {
-    let schema = schema
-        .and_then(|s| serde_json::to_value(s).ok())
-        .unwrap_or_default();
+fn expected(schema: &Value) -> String {
     let text = |key: &str| schema.get(key).and_then(Value::as_str);
     if let Some(values) = schema.get("enum").and_then(Value::as_array) {
         let names: Vec<&str> = values.iter().filter_map(Value::as_str).collect();
@@ -148,13 +172,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 fn as_the_document_reads(bytes: Bytes) -> Result<Bytes, ApiError> {
     fn rewrite(value: &mut Value) -> bool {
         match value {
-            Value::Number(n) if n.is_f64() => match n.as_f64() {
-                // Within ±2^53 every whole f64 is exactly one i64.
-                Some(f) if f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0 => {
-                    *value = Value::from(f as i64);
+            Value::Number(n) if n.is_f64() => match n.as_f64().and_then(whole_number) {
+                Some(whole) => {
+                    *value = Value::from(whole);
                     true
                 }
-                _ => false,
+                None => false,
             },
             Value::Array(items) => items
                 .iter_mut()

@@ -185,6 +185,9 @@ async fn parameter_errors_name_the_parameter_and_what_it_takes() {
         assert_eq!(body["detail"], detail, "{path}");
         assert_eq!(body["errors"], json!([]), "{path}");
     }
+    // JSON Schema's integers include 2.0, in a query too.
+    let (status, page) = app.api(&t.key, "/api/v1/calls?limit=2.0").await;
+    assert_eq!(status, 200, "{page}");
 }
 
 /// Bodies are read as the document describes them: JSON Schema's integers include `2.0`, a
