@@ -124,6 +124,24 @@ pub struct ResultDraft {
     pub name: Option<String>,
 }
 
+/// What a draft's derived schema cannot state: it names a scenario id or a tag to run. The
+/// OpenAPI document adds it to `ResultDraft`.
+#[cfg(feature = "openapi")]
+impl ResultDraft {
+    pub fn cross_field_rules() -> Vec<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder};
+        let non_empty = |field: &str| {
+            ObjectBuilder::new()
+                .required(field)
+                .property(field, ArrayBuilder::new().min_items(Some(1)))
+        };
+        vec![AnyOfBuilder::new()
+            .item(non_empty("scenario_ids"))
+            .item(non_empty("tags"))
+            .into()]
+    }
+}
+
 /// A validated test result, ready to create.
 #[derive(Debug, Clone)]
 pub struct NewTestResult {

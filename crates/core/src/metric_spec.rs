@@ -288,6 +288,76 @@ impl Serialize for MetricSpec {
     }
 }
 
+/// The rules of a draft that depend on its kind, which its derived schema cannot state; the
+/// OpenAPI document adds them to `MetricDraft`. Each is one that [`MetricDraft::validate`]
+/// enforces; the rest (a builtin's settings, a template's name, a pass operator that fits the
+/// output) are described in docs/metrics.md.
+#[cfg(feature = "openapi")]
+impl MetricDraft {
+    pub fn cross_field_rules() -> Vec<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Type};
+        use utoipa::openapi::Ref;
+        use MetricKind::{Builtin, LlmJudge, Script};
+        let kind_is = |kinds: &[MetricKind]| {
+            ObjectBuilder::new().property(
+                "kind",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(kinds.iter().map(|k| k.as_str()))),
+            )
+        };
+        let with = |object: ObjectBuilder, field: &str, schema: ObjectBuilder| {
+            object.required(field).property(field, schema)
+        };
+        let config_with = |key: &str, schema: ObjectBuilder| {
+            let config = with(ObjectBuilder::new().schema_type(Type::Object), key, schema);
+            with(ObjectBuilder::new(), "config", config)
+        };
+        let text = || {
+            let space = crate::names::char_class(char::is_whitespace);
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(format!("[^{space}]")))
+        };
+        let builtin_keys = crate::BUILTIN_METRICS.iter().map(|b| b.key.as_str());
+        vec![
+            // Judges and scripts name their output; a builtin's is its catalogue's.
+            AnyOfBuilder::new()
+                .item(kind_is(&[Builtin]))
+                .item(
+                    ObjectBuilder::new()
+                        .required("output")
+                        .property("output", Ref::from_schema_name("OutputType")),
+                )
+                .into(),
+            // A builtin names its computation.
+            AnyOfBuilder::new()
+                .item(kind_is(&[LlmJudge, Script]))
+                .item(config_with(
+                    "builtin",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .enum_values(Some(builtin_keys)),
+                ))
+                .into(),
+            // A script has its source.
+            AnyOfBuilder::new()
+                .item(kind_is(&[Builtin, LlmJudge]))
+                .item(config_with("script", text()))
+                .into(),
+            // A judge has a prompt: its description, or its template's.
+            AnyOfBuilder::new()
+                .item(kind_is(&[Builtin, Script]))
+                .item(with(ObjectBuilder::new(), "description", text()))
+                .item(config_with(
+                    "template",
+                    ObjectBuilder::new().schema_type(Type::String),
+                ))
+                .into(),
+        ]
+    }
+}
+
 /// A metric is shown in its draft's shape, so its schema is the draft's with every field present.
 #[cfg(feature = "openapi")]
 impl utoipa::PartialSchema for MetricSpec {

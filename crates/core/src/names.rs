@@ -50,7 +50,7 @@ pub fn name_schema() -> utoipa::openapi::schema::Object {
 /// Every character a predicate holds for, as the inside of a regex class (`\uXXXX` ranges).
 /// Whitespace and control characters all lie in the Basic Multilingual Plane.
 #[cfg(feature = "openapi")]
-fn char_class(holds: fn(char) -> bool) -> String {
+pub(crate) fn char_class(holds: fn(char) -> bool) -> String {
     let mut ranges: Vec<(char, char)> = Vec::new();
     for c in (0..=0xFFFF)
         .filter_map(char::from_u32)

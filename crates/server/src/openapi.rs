@@ -1,6 +1,6 @@
-use callgrade_core::Limits;
+use callgrade_core::{Limits, MetricDraft, ResultDraft};
 use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
-use utoipa::openapi::schema::{Object, Schema, Type};
+use utoipa::openapi::schema::{AllOfBuilder, Object, Schema, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
@@ -40,8 +40,9 @@ impl Modify for Security {
     }
 }
 
-/// The document of the documented routes, completed with what holds for every route and with
-/// this deployment's webhook limit.
+/// The document of the documented routes, completed with what holds for every route, the rules
+/// across fields that the drafts' derived schemas cannot state, and this deployment's webhook
+/// limit.
 pub(crate) fn complete(
     mut openapi: utoipa::openapi::OpenApi,
     limits: &Limits,
@@ -49,6 +50,20 @@ pub(crate) fn complete(
     EdgeAnswers.modify(&mut openapi);
     if let Some(calls) = webhook_calls_schema(&mut openapi) {
         calls.max_items = Some(limits.max_calls_per_request);
+    }
+    if let Some(components) = openapi.components.as_mut() {
+        for (name, rules) in [
+            ("MetricDraft", MetricDraft::cross_field_rules()),
+            ("ResultDraft", ResultDraft::cross_field_rules()),
+        ] {
+            if let Some(schema) = components.schemas.get_mut(name) {
+                let fields = std::mem::replace(schema, RefOr::T(Schema::default()));
+                let all = rules
+                    .into_iter()
+                    .fold(AllOfBuilder::new().item(fields), |all, rule| all.item(rule));
+                *schema = all.into();
+            }
+        }
     }
     openapi
 }
