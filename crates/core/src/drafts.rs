@@ -10,6 +10,7 @@ use crate::{parse_name, Direction, FieldError, PhoneNumber};
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScenarioDraft {
     pub agent_id: i64,
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::name_schema))]
     pub name: String,
     /// What the simulated caller does.
     #[serde(default)]
@@ -18,10 +19,13 @@ pub struct ScenarioDraft {
     #[serde(default)]
     pub expected_outcome_prompt: String,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = tags_schema))]
     pub tags: Vec<String>,
     /// `inbound` (the tester calls the agent) or `outbound` (the agent calls the tester).
+    #[cfg_attr(feature = "openapi", schema(value_type = Direction))]
     pub direction: String,
     /// `+` then digits, at most 15 characters.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<PhoneNumber>))]
     pub tester_phone_number: Option<String>,
 }
 
@@ -35,6 +39,20 @@ pub struct NewScenario {
     pub tags: Vec<String>,
     pub direction: Direction,
     pub tester_phone_number: Option<PhoneNumber>,
+}
+
+/// Tags are names; a repeated one counts once.
+#[cfg(feature = "openapi")]
+fn tags_schema() -> utoipa::openapi::schema::Array {
+    utoipa::openapi::schema::Array::new(crate::name_schema())
+}
+
+#[cfg(feature = "openapi")]
+fn optional_name_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{SchemaType, Type};
+    let mut schema = crate::name_schema();
+    schema.schema_type = SchemaType::from_iter([Type::String, Type::Null]);
+    schema
 }
 
 fn parse_tags(tags: &[String], path: &str, errors: &mut Vec<FieldError>) -> Vec<String> {
@@ -97,10 +115,31 @@ pub struct ResultDraft {
     pub scenario_ids: Vec<i64>,
     /// Also run every scenario of the agent that has any of these tags.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = tags_schema))]
     pub tags: Vec<String>,
-    /// Runs per scenario, 1–100 (default 1).
+    /// Runs per scenario (default 1).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100))]
     pub frequency: Option<u32>,
+    #[cfg_attr(feature = "openapi", schema(schema_with = optional_name_schema))]
     pub name: Option<String>,
+}
+
+/// What a draft's derived schema cannot state: it names a scenario id or a tag to run. The
+/// OpenAPI document adds it to `ResultDraft`.
+#[cfg(feature = "openapi")]
+impl ResultDraft {
+    pub fn cross_field_rules() -> Vec<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder};
+        let non_empty = |field: &str| {
+            ObjectBuilder::new()
+                .required(field)
+                .property(field, ArrayBuilder::new().min_items(Some(1)))
+        };
+        vec![AnyOfBuilder::new()
+            .item(non_empty("scenario_ids"))
+            .item(non_empty("tags"))
+            .into()]
+    }
 }
 
 /// A validated test result, ready to create.

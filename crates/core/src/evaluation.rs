@@ -18,7 +18,6 @@ pub struct Metric {
     pub id: i64,
     pub project_id: i64,
     #[serde(flatten)]
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub spec: MetricSpec,
     /// Bumped by every change; each evaluation keeps the version it used.
     pub version: i64,
@@ -72,7 +71,8 @@ pub struct Evaluation {
     pub kind: MetricKind,
     pub output: OutputType,
     pub status: EvaluationStatus,
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    /// A boolean, number or string as `output` says for builtins and judges; whatever JSON a
+    /// script set. Null when none was produced.
     pub value: Option<Value>,
     /// The metric's own pass condition, where it has one.
     pub passed: Option<bool>,

@@ -37,11 +37,15 @@ pub use metric_spec::{
     MetricDefinition, MetricDraft, MetricKind, MetricSpec, MetricsFile, Op, OutputType, RubricRule,
     RubricVerdict, RuleOutcome,
 };
-pub use names::{parse_name, parse_project_name};
+#[cfg(feature = "openapi")]
+pub use names::name_schema;
+pub use names::{parse_name, parse_project_name, NAME_MAX_CHARS};
 pub use payload::{
     json_len, json_values, parse_json, validate_batch, validate_batch_owned, Batch,
-    JsonSyntaxError, Limits, Message, NewCall, Role,
+    JsonSyntaxError, Limits, Message, NewCall, Role, CALL_ID_MAX_CHARS, TRACE_ID_MAX_CHARS,
 };
+#[cfg(feature = "openapi")]
+pub use payload::{WebhookBody, WebhookCall, WebhookMessage};
 pub use phone::PhoneNumber;
 pub use rejection::{Answer, Rejection, RejectionKind};
 pub use run_lifecycle::{lifecycle_table, Field, Finish, Refusal, RunChange, RunEvent, Transition};
@@ -51,4 +55,6 @@ pub use runs::{
     RunFacts, RunStatus, CLOCK_SKEW, REPORTED_TIME_TOLERANCE,
 };
 pub use summary::{percentile, summarize, MetricSummary, SummaryEntry};
+#[cfg(feature = "openapi")]
+pub use time::Rfc3339;
 pub use time::{parse_datetime, MessageTimes};

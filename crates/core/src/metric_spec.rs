@@ -89,11 +89,12 @@ pub struct MetricsFile {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MetricDraft {
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::name_schema))]
     pub name: String,
     pub kind: MetricKind,
     /// Required for judges and scripts; a builtin's defaults to its catalogue type.
     pub output: Option<OutputType>,
-    /// The allowed values of an enum metric.
+    /// The allowed values of an enum metric (required when `output` is `enum`).
     #[serde(default)]
     pub enum_values: Vec<String>,
     #[serde(default)]
@@ -107,7 +108,7 @@ pub struct MetricDraft {
     /// Builtin: `{"builtin": KEY, …thresholds}`. Judge: `{"template": NAME}` and/or
     /// `{"model", "base_url"}`. Script: `{"script": SOURCE}`. Any kind: `{"pass": {"op", "value"}}`.
     #[serde(default = "empty_object")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub config: Value,
     #[serde(default = "yes")]
     pub enabled: bool,
@@ -287,6 +288,104 @@ impl Serialize for MetricSpec {
     }
 }
 
+/// The rules of a draft that depend on its kind, which its derived schema cannot state; the
+/// OpenAPI document adds them to `MetricDraft`. Each is one that [`MetricDraft::validate`]
+/// enforces; the rest (a builtin's settings, a template's name, a pass operator that fits the
+/// output) are described in docs/metrics.md.
+#[cfg(feature = "openapi")]
+impl MetricDraft {
+    pub fn cross_field_rules() -> Vec<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Type};
+        use utoipa::openapi::Ref;
+        use MetricKind::{Builtin, LlmJudge, Script};
+        let kind_is = |kinds: &[MetricKind]| {
+            ObjectBuilder::new().property(
+                "kind",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(kinds.iter().map(|k| k.as_str()))),
+            )
+        };
+        let with = |object: ObjectBuilder, field: &str, schema: ObjectBuilder| {
+            object.required(field).property(field, schema)
+        };
+        let config_with = |key: &str, schema: ObjectBuilder| {
+            let config = with(ObjectBuilder::new().schema_type(Type::Object), key, schema);
+            with(ObjectBuilder::new(), "config", config)
+        };
+        let text = || {
+            let space = crate::names::char_class(char::is_whitespace);
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(format!("[^{space}]")))
+        };
+        let builtin_keys = crate::BUILTIN_METRICS.iter().map(|b| b.key.as_str());
+        vec![
+            // Judges and scripts name their output; a builtin's is its catalogue's.
+            AnyOfBuilder::new()
+                .item(kind_is(&[Builtin]))
+                .item(
+                    ObjectBuilder::new()
+                        .required("output")
+                        .property("output", Ref::from_schema_name("OutputType")),
+                )
+                .into(),
+            // A builtin names its computation.
+            AnyOfBuilder::new()
+                .item(kind_is(&[LlmJudge, Script]))
+                .item(config_with(
+                    "builtin",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .enum_values(Some(builtin_keys)),
+                ))
+                .into(),
+            // A script has its source.
+            AnyOfBuilder::new()
+                .item(kind_is(&[Builtin, LlmJudge]))
+                .item(config_with("script", text()))
+                .into(),
+            // A judge has a prompt: its description, or its template's.
+            AnyOfBuilder::new()
+                .item(kind_is(&[Builtin, Script]))
+                .item(with(ObjectBuilder::new(), "description", text()))
+                .item(config_with(
+                    "template",
+                    ObjectBuilder::new().schema_type(Type::String),
+                ))
+                .into(),
+        ]
+    }
+}
+
+/// A metric is shown in its draft's shape, so its schema is the draft's with every field present.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for MetricSpec {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::{schema::Schema, RefOr};
+        let mut schema = <MetricDraft as utoipa::PartialSchema>::schema();
+        if let RefOr::T(Schema::Object(object)) = &mut schema {
+            object.required = object.properties.keys().cloned().collect();
+            object.additional_properties = None;
+            object.description =
+                Some("A metric's definition, in the shape it was submitted.".into());
+        }
+        schema
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for MetricSpec {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        <MetricDraft as utoipa::ToSchema>::schemas(schemas);
+    }
+}
+
 /// Rubric and pass-threshold comparisons.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -349,7 +448,7 @@ fn equal(a: &Value, b: &Value) -> bool {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Condition {
     pub op: Op,
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    /// Any JSON value; `in` takes an array.
     pub value: Value,
 }
 
@@ -359,7 +458,7 @@ pub struct Condition {
 pub struct RubricRule {
     pub metric: String,
     pub op: Op,
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    /// Any JSON value; `in` takes an array.
     pub value: Value,
 }
 
@@ -369,9 +468,9 @@ pub struct RubricRule {
 pub struct RuleOutcome {
     pub metric: String,
     pub op: Op,
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    /// The rule's value.
     pub expected: Value,
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    /// The metric's value; null when it produced none.
     pub actual: Option<Value>,
     /// null when skipped: the metric produced no value.
     pub passed: Option<bool>,

@@ -9,8 +9,18 @@ use std::collections::HashMap;
 use crate::{parse_datetime, FieldError, MessageTimes, PhoneNumber};
 
 mod budget;
+#[cfg(feature = "openapi")]
+mod contract;
 
 pub use budget::{json_len, json_values};
+#[cfg(feature = "openapi")]
+pub use contract::{WebhookBody, WebhookCall, WebhookMessage};
+
+/// The longest call id, in characters.
+pub const CALL_ID_MAX_CHARS: usize = 255;
+
+/// The longest trace id, in characters (an OpenTelemetry trace id has 32).
+pub const TRACE_ID_MAX_CHARS: usize = 32;
 
 /// Limits that a deployment may tune. Together with the body size they bound the memory and the
 /// work one request can cost (docs/security.md works out the worst case).
@@ -383,7 +393,7 @@ fn within(value: &Value, max_bytes: usize) -> Result<(), String> {
 /// A call's id as it will be stored, when it is a valid one (`parse_call` reports the others).
 fn usable_id(raw: &Value) -> Option<String> {
     match raw.get("id")? {
-        Value::String(s) if (1..=255).contains(&s.chars().count()) => Some(s.clone()),
+        Value::String(s) if (1..=CALL_ID_MAX_CHARS).contains(&s.chars().count()) => Some(s.clone()),
         Value::Number(n) if n.is_i64() || n.is_u64() => Some(n.to_string()),
         _ => None,
     }
@@ -419,10 +429,10 @@ fn parse_call(
             if chars == 0 {
                 errors.push(FieldError::new(at("id"), "must not be empty"));
                 None
-            } else if chars > 255 {
+            } else if chars > CALL_ID_MAX_CHARS {
                 errors.push(FieldError::new(
                     at("id"),
-                    format!("must be at most 255 characters (got {chars})"),
+                    format!("must be at most {CALL_ID_MAX_CHARS} characters (got {chars})"),
                 ));
                 None
             } else {
@@ -517,12 +527,12 @@ fn parse_call(
 
     let trace_id = match obj.get("trace_id") {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.chars().count() <= 32 => Some(s.clone()),
+        Some(Value::String(s)) if s.chars().count() <= TRACE_ID_MAX_CHARS => Some(s.clone()),
         Some(Value::String(s)) => {
             errors.push(FieldError::new(
                 at("trace_id"),
                 format!(
-                    "must be at most 32 characters (an OpenTelemetry trace id), got {}",
+                    "must be at most {TRACE_ID_MAX_CHARS} characters (an OpenTelemetry trace id), got {}",
                     s.chars().count()
                 ),
             ));

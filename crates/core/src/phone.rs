@@ -3,9 +3,28 @@ use serde::Serialize;
 /// A phone number as the contract defines it: `+` then digits, 15 characters at most
 /// (the `+` included, which is stricter than E.164 by one digit; we follow the contract).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String, example = "+14155551234"))]
 #[serde(transparent)]
 pub struct PhoneNumber(String);
+
+/// The schema of what [`PhoneNumber::parse`] accepts.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for PhoneNumber {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(format!("^\\+[0-9]{{1,{}}}$", Self::MAX_CHARS - 1)))
+            .description(Some(format!(
+                "+ then digits, {} characters at most",
+                Self::MAX_CHARS
+            )))
+            .examples(["+14155551234"])
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for PhoneNumber {}
 
 impl PhoneNumber {
     pub const MAX_CHARS: usize = 15;

@@ -450,9 +450,13 @@ pub struct JobCounts {
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct JudgeSettingsPatch {
+    /// An http:// or https:// URL, e.g. https://api.openai.com/v1.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^(?:$|https?://)"))]
     pub base_url: Option<String>,
     pub model: Option<String>,
     pub api_key: Option<String>,
+    /// Judge requests in flight at once for this project.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 256))]
     pub concurrency: Option<u32>,
 }
 

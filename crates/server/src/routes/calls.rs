@@ -1,13 +1,13 @@
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
-use callgrade_core::json_len;
+use callgrade_core::{json_len, Rfc3339};
 use callgrade_store::{CallDetail, CallFilter, CallKind, CallSummary, Page};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{page_limit, ApiQuery};
+use super::{ApiPath, ApiQuery, PageLimit};
 use crate::auth::ApiProject;
 use crate::{ApiError, AppState};
 
@@ -19,21 +19,25 @@ pub struct CallsQuery {
     /// Only the call with this sender's id (the `id` field of the webhook).
     external_id: Option<String>,
     /// Calls that started at or after this ISO 8601 time.
+    #[param(inline, value_type = Option<Rfc3339>)]
     started_from: Option<DateTime<Utc>>,
     /// Calls that started before this ISO 8601 time.
+    #[param(inline, value_type = Option<Rfc3339>)]
     started_before: Option<DateTime<Utc>>,
     /// Only calls that ended with this reason.
     ended_reason: Option<String>,
     /// Only calls the rubric passed (true) or failed (false).
     success: Option<bool>,
     /// `test` (attached to a run) or `production`.
+    #[param(inline)]
     kind: Option<CallKind>,
     /// Only calls on which this metric failed its pass condition.
     failing_metric: Option<String>,
     /// Text anywhere in the transcript (case-insensitive).
     q: Option<String>,
-    /// Page size, 1–200 (default 50).
-    limit: Option<u32>,
+    /// Page size.
+    #[param(inline)]
+    limit: Option<PageLimit>,
     /// The `next_cursor` of the previous page.
     cursor: Option<String>,
 }
@@ -60,7 +64,7 @@ pub async fn list_calls(
         failing_metric: q.failing_metric,
         text: q.q.filter(|t| !t.trim().is_empty()),
         cursor: q.cursor,
-        limit: page_limit(q.limit)?,
+        limit: PageLimit::or_default(q.limit),
     };
     Ok(Json(state.app.store.list_calls(project.id, &filter).await?))
 }
@@ -91,7 +95,7 @@ pub struct CallResponse {
 pub async fn get_call(
     State(state): State<AppState>,
     ApiProject(project): ApiProject,
-    Path(call_id): Path<String>,
+    ApiPath(call_id): ApiPath<String>,
 ) -> Result<Json<CallResponse>, ApiError> {
     let mut call = stored_call(&state, project.id, &call_id).await?;
     let raw_truncated = json_len(&call.raw) > RAW_INLINE_MAX_BYTES;
@@ -115,7 +119,7 @@ pub async fn get_call(
 pub async fn get_call_raw(
     State(state): State<AppState>,
     ApiProject(project): ApiProject,
-    Path(call_id): Path<String>,
+    ApiPath(call_id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(stored_call(&state, project.id, &call_id).await?.raw))
 }

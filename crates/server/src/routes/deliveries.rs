@@ -1,10 +1,10 @@
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use callgrade_store::{Delivery, DeliveryFilter, DeliveryOutcome, DeliverySummary, Page};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{page_limit, ApiQuery};
+use super::{ApiPath, ApiQuery, PageLimit};
 use crate::auth::ApiProject;
 use crate::{ApiError, AppState};
 
@@ -19,9 +19,11 @@ pub enum OutcomeParam {
 #[into_params(parameter_in = Query)]
 pub struct DeliveriesQuery {
     /// `rejected` shows only the requests we refused.
+    #[param(inline)]
     outcome: Option<OutcomeParam>,
-    /// Page size, 1–200 (default 50).
-    limit: Option<u32>,
+    /// Page size.
+    #[param(inline)]
+    limit: Option<PageLimit>,
     /// The `next_cursor` of the previous page.
     cursor: Option<String>,
 }
@@ -44,7 +46,7 @@ pub async fn list_deliveries(
             OutcomeParam::Rejected => DeliveryOutcome::Rejected,
         }),
         cursor: q.cursor,
-        limit: page_limit(q.limit)?,
+        limit: PageLimit::or_default(q.limit),
     };
     Ok(Json(
         state.app.store.list_deliveries(project.id, &filter).await?,
@@ -61,7 +63,7 @@ pub async fn list_deliveries(
 pub async fn get_delivery(
     State(state): State<AppState>,
     ApiProject(project): ApiProject,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Delivery>, ApiError> {
     let missing = || ApiError::not_found(format!("no delivery {id:?} in this project"));
     let Ok(numeric) = id.parse::<i64>() else {

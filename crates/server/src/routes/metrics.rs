@@ -1,10 +1,10 @@
 //! Metrics, the rubric, the judge endpoint, evaluation on demand, and the summary.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use callgrade_app::{evaluation, metrics, AppError};
-use callgrade_core::{MetricDraft, MetricsFile, RubricRule};
+use callgrade_core::{MetricDraft, MetricsFile, Rfc3339, RubricRule};
 use callgrade_store::{
     ApplySummary, Evaluation, JobCounts, JudgeSettings, JudgeSettingsPatch, Metric, MetricSummary,
     ReevaluateFilter,
@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{parse_id, ApiJson, ApiQuery};
+use super::{parse_id, ApiJson, ApiPath, ApiQuery};
 use crate::auth::ApiProject;
 use crate::{ApiError, AppState};
 
@@ -60,7 +60,7 @@ pub async fn create_metric(
 pub async fn get_metric(
     State(state): State<AppState>,
     ApiProject(project): ApiProject,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Metric>, ApiError> {
     let numeric = metric_id(&id)?;
     state
@@ -78,11 +78,12 @@ pub async fn get_metric(
     params(("id" = i64, Path, description = "The metric id")),
     security(("api_key" = []), ("bearer" = [])),
     responses((status = 200, body = Metric), (status = 400, body = crate::error::ErrorBody),
-              (status = 404, body = crate::error::ErrorBody)))]
+              (status = 404, body = crate::error::ErrorBody),
+              (status = 409, description = "Another metric has that name", body = crate::error::ErrorBody)))]
 pub async fn update_metric(
     State(state): State<AppState>,
     ApiProject(project): ApiProject,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(draft): ApiJson<MetricDraft>,
 ) -> Result<Json<Metric>, ApiError> {
     let numeric = metric_id(&id)?;
@@ -99,7 +100,7 @@ pub async fn update_metric(
 pub async fn delete_metric(
     State(state): State<AppState>,
     ApiProject(project): ApiProject,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state
         .app
@@ -193,7 +194,7 @@ pub struct Queued {
 pub async fn evaluate_call(
     State(state): State<AppState>,
     ApiProject(project): ApiProject,
-    Path(call_id): Path<String>,
+    ApiPath(call_id): ApiPath<String>,
 ) -> Result<(StatusCode, Json<Queued>), ApiError> {
     let queued = evaluation::enqueue(&state.app, project.id, &call_id).await?;
     Ok((StatusCode::ACCEPTED, Json(Queued { queued })))
@@ -203,13 +204,15 @@ pub async fn evaluate_call(
 pub struct ReevaluateBody {
     agent_id: Option<i64>,
     /// Calls that started at or after this time.
+    #[schema(value_type = Option<Rfc3339>)]
     started_from: Option<DateTime<Utc>>,
     /// Calls that started before this time.
+    #[schema(value_type = Option<Rfc3339>)]
     started_before: Option<DateTime<Utc>>,
 }
 
 /// Re-evaluates every stored call that matches (all of the project's when the body is empty).
-#[utoipa::path(post, path = "/api/v1/evaluations/rerun", tag = "metrics", request_body = ReevaluateBody,
+#[utoipa::path(post, path = "/api/v1/evaluations/rerun", tag = "metrics", request_body = Option<ReevaluateBody>,
     security(("api_key" = []), ("bearer" = [])),
     responses((status = 202, body = Queued)))]
 pub async fn rerun(
@@ -259,8 +262,10 @@ pub async fn try_metric(
 pub struct SummaryQuery {
     agent_id: Option<i64>,
     /// Calls that started at or after this ISO 8601 time.
+    #[param(inline, value_type = Option<Rfc3339>)]
     started_from: Option<DateTime<Utc>>,
     /// Calls that started before this ISO 8601 time.
+    #[param(inline, value_type = Option<Rfc3339>)]
     started_before: Option<DateTime<Utc>>,
 }
 

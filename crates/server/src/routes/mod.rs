@@ -1,5 +1,6 @@
 mod calls;
 mod deliveries;
+mod extract;
 mod health;
 pub(crate) mod metrics;
 mod project;
@@ -9,12 +10,12 @@ mod webhook;
 
 pub use webhook::CEKURA_PATH;
 
-use axum::extract::{FromRequest, FromRequestParts, OptionalFromRequest, Query, Request};
-use axum::http::request::Parts;
+pub(crate) use extract::{ApiJson, ApiPath, ApiQuery, PageLimit};
+
+use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::de::DeserializeOwned;
 use std::sync::Arc;
 use tower_http::trace::TraceLayer;
 use utoipa_axum::router::OpenApiRouter;
@@ -23,9 +24,9 @@ use utoipa_axum::routes;
 use crate::openapi::ApiDoc;
 use crate::{ApiError, AppState};
 
-/// The OpenAPI document of every documented route.
+/// The OpenAPI document of every documented route, for a deployment with the default limits.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    documented().into_openapi()
+    crate::openapi::complete(documented().into_openapi(), &Default::default())
 }
 
 /// Every documented route, registered once for both the router and the OpenAPI document.
@@ -74,7 +75,7 @@ pub(crate) fn documented() -> OpenApiRouter<AppState> {
 pub(crate) fn router(state: AppState) -> Router {
     let body_timeout = state.settings.http.body_read_timeout;
     let (router, spec) = documented().split_for_parts();
-    let spec = Arc::new(spec);
+    let spec = Arc::new(crate::openapi::complete(spec, &state.settings.app.limits));
     router
         // Cekura's own clients post without the trailing slash.
         .route(
@@ -91,6 +92,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(crate::web::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(extract::JSON_BODY_LIMIT))
         .layer(TraceLayer::new_for_http())
         // A body not in whole by its deadline gets 408, however it trickles.
         .layer(axum::middleware::from_fn(move |req, next| {
@@ -111,62 +113,6 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-/// Query parameters whose rejection is an [`ApiError`], like every other error.
-pub(crate) struct ApiQuery<T>(pub T);
-
-impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|Query(q)| ApiQuery(q))
-            .map_err(|e| ApiError::bad_request(format!("invalid query string: {}", e.body_text())))
-    }
-}
-
-/// A JSON request body whose rejection is an [`ApiError`] naming what is wrong.
-pub(crate) struct ApiJson<T>(pub T);
-
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        <Json<T> as FromRequest<S>>::from_request(req, state)
-            .await
-            .map(|Json(v)| ApiJson(v))
-            .map_err(|e| {
-                if caused_by::<crate::deadline::BodyDeadlineExceeded>(&e) {
-                    ApiError::new(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "body_timeout",
-                        "the request body did not arrive whole within the body deadline",
-                    )
-                } else {
-                    ApiError::bad_request(e.body_text())
-                }
-            })
-    }
-}
-
-/// An optional body: absent (no Content-Type) is `None`, present must be valid.
-impl<T: DeserializeOwned, S: Send + Sync> OptionalFromRequest<S> for ApiJson<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Option<Self>, ApiError> {
-        if req
-            .headers()
-            .get(axum::http::header::CONTENT_TYPE)
-            .is_none()
-        {
-            return Ok(None);
-        }
-        <Self as FromRequest<S>>::from_request(req, state)
-            .await
-            .map(Some)
-    }
-}
-
 /// Whether an error, or anything in its chain of causes, is a `T`.
 pub(crate) fn caused_by<T: std::error::Error + 'static>(
     e: &(dyn std::error::Error + 'static),
@@ -184,15 +130,4 @@ pub(crate) fn caused_by<T: std::error::Error + 'static>(
 /// Integer ids in paths; anything else names nothing.
 pub(crate) fn parse_id(id: &str) -> Option<i64> {
     id.parse().ok()
-}
-
-/// Page sizes: 50 unless asked, 200 at most.
-pub(crate) fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
-    match limit {
-        None => Ok(50),
-        Some(n @ 1..=200) => Ok(n),
-        Some(n) => Err(ApiError::bad_request(format!(
-            "limit must be between 1 and 200 (got {n})"
-        ))),
-    }
 }

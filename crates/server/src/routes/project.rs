@@ -18,9 +18,11 @@ pub async fn get_project(ApiProject(project): ApiProject) -> Json<Project> {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ProjectSettingsBody {
-    /// Seconds after a test call ends during which its transcript still matches (1–86400).
+    /// Seconds after a test call ends during which its transcript still matches.
+    #[schema(minimum = 1, maximum = 86400)]
     listening_window_seconds: Option<i64>,
-    /// Seconds after creation when a run with no reported call end times out (60–604800).
+    /// Seconds after creation when a run with no reported call end times out.
+    #[schema(minimum = 60, maximum = 604800)]
     run_deadline_seconds: Option<i64>,
 }
 

@@ -1,16 +1,16 @@
 //! Results (batches of test runs) and runs: create, read, the harness's reports, manual attach.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use callgrade_app::runs;
-use callgrade_core::{ResultDraft, RunStatus};
+use callgrade_core::{ResultDraft, Rfc3339, RunStatus};
 use callgrade_store::{Page, Run, RunEvent, RunFilter, TestResult};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{page_limit, parse_id, ApiJson, ApiQuery};
+use super::{parse_id, ApiJson, ApiPath, ApiQuery, PageLimit};
 use crate::auth::ApiProject;
 use crate::{ApiError, AppState};
 
@@ -37,7 +37,7 @@ pub async fn create_result(
 pub async fn get_result(
     State(state): State<AppState>,
     ApiProject(project): ApiProject,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<TestResult>, ApiError> {
     let missing = || ApiError::not_found(format!("no result {id:?} in this project"));
     let numeric = parse_id(&id).ok_or_else(missing)?;
@@ -53,12 +53,14 @@ pub async fn get_result(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct RunsQuery {
-    /// pending, in_progress, awaiting_transcript, evaluating, completed, failed, timeout or cancelled.
-    status: Option<String>,
+    /// Only runs in this state.
+    #[param(inline)]
+    status: Option<RunStatus>,
     agent_id: Option<i64>,
     result_id: Option<i64>,
-    /// Page size, 1–200 (default 50).
-    limit: Option<u32>,
+    /// Page size.
+    #[param(inline)]
+    limit: Option<PageLimit>,
     /// The `next_cursor` of the previous page.
     cursor: Option<String>,
 }
@@ -72,20 +74,12 @@ pub async fn list_runs(
     ApiProject(project): ApiProject,
     ApiQuery(q): ApiQuery<RunsQuery>,
 ) -> Result<Json<Page<Run>>, ApiError> {
-    let status = q
-        .status
-        .as_deref()
-        .map(|s| {
-            RunStatus::parse(s)
-                .ok_or_else(|| ApiError::bad_request(format!("status {s:?} is not a run status")))
-        })
-        .transpose()?;
     let filter = RunFilter {
-        status,
+        status: q.status,
         agent_id: q.agent_id,
         result_id: q.result_id,
         cursor: q.cursor,
-        limit: page_limit(q.limit)?,
+        limit: PageLimit::or_default(q.limit),
     };
     Ok(Json(state.app.store.list_runs(project.id, &filter).await?))
 }
@@ -98,7 +92,7 @@ pub async fn list_runs(
 pub async fn get_run(
     State(state): State<AppState>,
     ApiProject(project): ApiProject,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Run>, ApiError> {
     let run_id = run_id(&id)?;
     state
@@ -117,7 +111,8 @@ fn run_id(id: &str) -> Result<i64, ApiError> {
 /// When the harness saw it happen; now when omitted.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct RunTime {
-    /// ISO 8601; defaults to the time the server receives the report.
+    /// Defaults to the time the server receives the report.
+    #[schema(value_type = Option<Rfc3339>)]
     at: Option<DateTime<Utc>>,
 }
 
@@ -135,14 +130,14 @@ async fn report(
 
 /// The harness reports that the run's call started (run → in_progress).
 #[utoipa::path(post, path = "/api/v1/runs/{id}/call-started", tag = "test runs",
-    params(("id" = i64, Path, description = "The run id")), request_body(content = RunTime),
+    params(("id" = i64, Path, description = "The run id")), request_body(content = Option<RunTime>),
     security(("api_key" = []), ("bearer" = [])),
     responses((status = 200, body = Run), (status = 404, body = crate::error::ErrorBody),
               (status = 409, description = "The run is past that point", body = crate::error::ErrorBody)))]
 pub async fn call_started(
     State(state): State<AppState>,
     ApiProject(project): ApiProject,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     body: Option<ApiJson<RunTime>>,
 ) -> Result<Json<Run>, ApiError> {
     let at = body.and_then(|ApiJson(b)| b.at);
@@ -155,14 +150,14 @@ pub async fn call_started(
 /// The harness reports that the run's call ended (run → awaiting_transcript); the listening
 /// window starts at this time.
 #[utoipa::path(post, path = "/api/v1/runs/{id}/call-ended", tag = "test runs",
-    params(("id" = i64, Path, description = "The run id")), request_body(content = RunTime),
+    params(("id" = i64, Path, description = "The run id")), request_body(content = Option<RunTime>),
     security(("api_key" = []), ("bearer" = [])),
     responses((status = 200, body = Run), (status = 404, body = crate::error::ErrorBody),
               (status = 409, description = "The run is past that point", body = crate::error::ErrorBody)))]
 pub async fn call_ended(
     State(state): State<AppState>,
     ApiProject(project): ApiProject,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     body: Option<ApiJson<RunTime>>,
 ) -> Result<Json<Run>, ApiError> {
     let at = body.and_then(|ApiJson(b)| b.at);
@@ -181,7 +176,7 @@ pub async fn call_ended(
 pub async fn cancel_run(
     State(state): State<AppState>,
     ApiProject(project): ApiProject,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Run>, ApiError> {
     report(&state, project.id, &id, |_| RunEvent::Cancel).await
 }
@@ -203,7 +198,7 @@ pub struct AttachBody {
 pub async fn attach(
     State(state): State<AppState>,
     ApiProject(project): ApiProject,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<AttachBody>,
 ) -> Result<Json<Run>, ApiError> {
     let run = runs::attach(&state.app, project.id, run_id(&id)?, &body.call_id).await?;

@@ -1,4 +1,4 @@
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use callgrade_core::ScenarioDraft;
@@ -6,7 +6,7 @@ use callgrade_store::Scenario;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{parse_id, ApiJson, ApiQuery};
+use super::{parse_id, ApiJson, ApiPath, ApiQuery};
 use crate::auth::ApiProject;
 use crate::{ApiError, AppState};
 
@@ -62,7 +62,7 @@ pub async fn list_scenarios(
 pub async fn get_scenario(
     State(state): State<AppState>,
     ApiProject(project): ApiProject,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Scenario>, ApiError> {
     let missing = || ApiError::not_found(format!("no scenario {id:?} in this project"));
     let numeric = parse_id(&id).ok_or_else(missing)?;

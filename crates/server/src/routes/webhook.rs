@@ -1,7 +1,7 @@
 //! The transcript webhook: Cekura's path (project from the key) and our per-project path.
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
@@ -9,7 +9,7 @@ use callgrade_app::ingest::{self, Delivery};
 use callgrade_core::{Rejection, RejectionKind};
 use callgrade_store::{Project, Receipt};
 
-use super::caused_by;
+use super::{caused_by, ApiPath};
 use crate::auth::{project_for_key, webhook_key};
 use crate::error::webhook_answer;
 use crate::{ApiError, AppState};
@@ -19,8 +19,8 @@ pub const CEKURA_PATH: &str = "/test_framework/custom-provider-transcript-webhoo
 /// Receives call transcripts on Cekura's own path (also without the trailing slash); the
 /// project is the key's.
 #[utoipa::path(post, path = "/test_framework/custom-provider-transcript-webhook/", tag = "webhook",
-    request_body(content = Object, content_type = "application/json",
-        description = "`{agent_id?, calls: [...]}` as in Cekura's custom provider contract"),
+    request_body(content = callgrade_core::WebhookBody, content_type = "application/json",
+        description = "Cekura's custom-provider contract"),
     security(("api_key" = [])),
     responses(
         (status = 202, description = "Every call is durably stored", body = Receipt),
@@ -41,8 +41,8 @@ pub async fn cekura_path(
 /// Receives call transcripts on the project's own URL; the key must be this project's.
 #[utoipa::path(post, path = "/webhooks/custom/{project_id}", tag = "webhook",
     params(("project_id" = i64, Path, description = "The project's id, as in the URL `project create` prints")),
-    request_body(content = Object, content_type = "application/json",
-        description = "`{agent_id?, calls: [...]}` as in Cekura's custom provider contract"),
+    request_body(content = callgrade_core::WebhookBody, content_type = "application/json",
+        description = "Cekura's custom-provider contract"),
     security(("api_key" = [])),
     responses(
         (status = 202, description = "Every call is durably stored", body = Receipt),
@@ -54,7 +54,7 @@ pub async fn cekura_path(
         (status = 415, description = "Content-Type is not application/json", body = crate::error::ErrorBody)))]
 pub async fn project_path(
     State(state): State<AppState>,
-    Path(project_id): Path<String>,
+    ApiPath(project_id): ApiPath<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Receipt>), ApiError> {

@@ -5,6 +5,7 @@ mod browser;
 mod common;
 mod dashboard;
 mod evaluation;
+mod openapi;
 mod runs;
 mod security;
 mod webhook;
