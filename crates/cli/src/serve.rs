@@ -59,6 +59,12 @@ pub struct ServeArgs {
           default_value_t = defaults().http.body_read_timeout.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     body_timeout: u64,
+    /// Webhook body bytes read and ingested at once, all requests together; a request that
+    /// would go over waits (bounds memory under a burst of large bodies).
+    #[arg(long, env = "CALLGRADE_WEBHOOK_BYTES_IN_FLIGHT",
+          default_value_t = defaults().http.webhook_bytes_in_flight as u64,
+          value_parser = clap::value_parser!(u64).range(1024 * 1024..=64 * 1024 * 1024 * 1024))]
+    webhook_bytes_in_flight: u64,
     /// Run no evaluation workers here (run `callgrade worker` elsewhere).
     #[arg(long)]
     no_workers: bool,
@@ -217,6 +223,8 @@ pub async fn run(db: &DbArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
             per_second: args.rate_limit,
             burst: args.rate_burst,
         }),
+        webhook_bytes_in_flight: usize::try_from(args.webhook_bytes_in_flight)
+            .unwrap_or(usize::MAX),
     };
     if args.no_workers {
         settings.app.workers.count = 0;

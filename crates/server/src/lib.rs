@@ -31,6 +31,8 @@ pub struct AppState {
     pub app: App,
     pub settings: Arc<Settings>,
     pub rate_limiter: Arc<limits::RateLimiter>,
+    /// [`HttpLimits::webhook_bytes_in_flight`], in KiB permits.
+    pub webhook_budget: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -43,9 +45,19 @@ impl AppState {
         Self {
             app: App::with_clock(store, settings.app.clone(), clock),
             rate_limiter: Arc::new(limits::RateLimiter::new(settings.http.rate_limit)),
+            webhook_budget: Arc::new(tokio::sync::Semaphore::new(kib(settings
+                .http
+                .webhook_bytes_in_flight))),
             settings: Arc::new(settings),
         }
     }
+}
+
+/// Bytes as whole KiB permits, rounded up; at least one, and within a semaphore's range.
+pub(crate) fn kib(bytes: usize) -> usize {
+    bytes
+        .div_ceil(1024)
+        .clamp(1, tokio::sync::Semaphore::MAX_PERMITS)
 }
 
 /// For `callgrade bench ingest`: the webhook's parsing and validation answered with 202 and

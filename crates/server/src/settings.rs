@@ -21,6 +21,11 @@ pub struct HttpLimits {
     pub body_read_timeout: std::time::Duration,
     /// Requests per project key; `None` for no limit.
     pub rate_limit: Option<crate::RateLimit>,
+    /// Webhook body bytes being read and ingested at once, all requests together; a request
+    /// that would go over waits for others to finish. A call in memory takes several times its
+    /// text (tree, validated calls, their serialised forms), so this bounds the server's memory
+    /// under a burst of large bodies.
+    pub webhook_bytes_in_flight: usize,
 }
 
 impl Default for HttpLimits {
@@ -32,6 +37,7 @@ impl Default for HttpLimits {
                 per_second: 1000,
                 burst: 2000,
             }),
+            webhook_bytes_in_flight: 32 * 1024 * 1024,
         }
     }
 }

@@ -102,6 +102,22 @@ async fn receive(
         );
     }
     let limit = state.settings.max_body_bytes;
+    // Memory for this body is reserved before it is read (by what it announces, else the
+    // limit) and held until it is stored; a burst of large bodies is taken a few at a time.
+    let announced: Option<usize> = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    let budget = state.settings.http.webhook_bytes_in_flight;
+    let want = crate::kib(announced.unwrap_or(limit).min(limit).min(budget));
+    let Ok(_reserved) = state
+        .webhook_budget
+        .acquire_many(u32::try_from(want).unwrap_or(u32::MAX))
+        .await
+    else {
+        return Err(ApiError::from(callgrade_app::AppError::Unavailable(
+            "the server is shutting down".into(),
+        )));
+    };
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => bytes,
         Err(e) => {
