@@ -114,6 +114,34 @@ async fn slow_clients_are_cut_off() {
     .unwrap();
 }
 
+/// Bodies over the in-flight budget together wait their turn instead of failing: with room for
+/// one 40 KB body at a time, four sent at once are all accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bodies_beyond_the_in_flight_budget_wait_their_turn() {
+    let mut settings = Settings::default();
+    settings.http.webhook_bytes_in_flight = 64 * 1024;
+    let app = std::sync::Arc::new(TestApp::spawn_with(settings).await);
+    let t = app.tenant("budget").await;
+    let sends = (0..4).map(|i| {
+        let (app, key) = (app.clone(), t.key.clone());
+        let mut c = call(&format!("big-{i}"));
+        c["messages"][0]["content"] = json!("word ".repeat(8_000));
+        let body = batch(t.agent_id, vec![c]);
+        tokio::spawn(async move { app.send(&key, &body).await.status().as_u16() })
+    });
+    let statuses: Vec<u16> = futures_in_order(sends).await;
+    assert_eq!(statuses, [202; 4]);
+    assert_eq!(app.call_count(&t).await, 4);
+}
+
+async fn futures_in_order<T>(handles: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut out = Vec::new();
+    for h in handles.collect::<Vec<_>>() {
+        out.push(h.await.unwrap());
+    }
+    out
+}
+
 /// A compressed body is refused as such (it used to be read as JSON and reported malformed),
 /// and the refusal is in the delivery log.
 #[tokio::test]
