@@ -86,27 +86,27 @@ async fn receive(
         received_at: state.app.now(),
         answer: webhook_answer,
     };
+    // What the request says its body weighs: recorded for bodies refused unread, and reserved.
+    let announced: Option<usize> = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok());
     if let Some(encoding) = compressed(headers) {
         let rejection = Rejection::new(
             RejectionKind::UnsupportedMediaType,
             format!("Content-Encoding {encoding:?} is not accepted; send the JSON uncompressed"),
         );
-        let size = headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse().ok())
-            .unwrap_or(0);
-        return Err(
-            ingest::refuse_unread(&state.app, &delivery, size, rejection)
-                .await
-                .into(),
-        );
+        return Err(ingest::refuse_unread(
+            &state.app,
+            &delivery,
+            announced.unwrap_or(0),
+            rejection,
+        )
+        .await
+        .into());
     }
     let limit = state.settings.max_body_bytes;
     // Memory for this body is reserved before it is read (by what it announces, else the
     // limit) and held until it is stored; a burst of large bodies is taken a few at a time.
-    let announced: Option<usize> = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse().ok());
     let budget = state.settings.http.webhook_bytes_in_flight;
     let want = crate::kib(announced.unwrap_or(limit).min(limit).min(budget));
     let Ok(_reserved) = state
@@ -134,11 +134,7 @@ async fn receive(
                         "the body is over the limit of {limit} bytes; send fewer calls per request"
                     ),
                 );
-                let announced = headers
-                    .get(CONTENT_LENGTH)
-                    .and_then(|v| v.to_str().ok()?.parse().ok())
-                    .unwrap_or(limit + 1);
-                (rejection, announced)
+                (rejection, announced.unwrap_or(limit + 1))
             } else {
                 return Err(ApiError::bad_request("the request body could not be read"));
             };
