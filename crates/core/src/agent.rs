@@ -5,7 +5,7 @@ use serde::Serialize;
 #[cfg(feature = "openapi")]
 use utoipa::ToSchema;
 
-use crate::Direction;
+use crate::{ConnectorView, Direction, Persona, StopRules, ToolMock};
 
 #[derive(Debug, Clone, Serialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
@@ -16,6 +16,8 @@ pub struct Agent {
     pub name: String,
     pub phone_number: Option<String>,
     pub description: Option<String>,
+    /// How callgrade reaches the agent to simulate callers; null when something else calls it.
+    pub connector: Option<ConnectorView>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -34,5 +36,17 @@ pub struct Scenario {
     pub direction: Direction,
     /// The tester's number: the call's from_phone_number (inbound) or to_phone_number (outbound).
     pub tester_phone_number: Option<String>,
+    /// Who the simulated caller is.
+    pub persona: Option<Persona>,
+    /// What the simulated caller says first (else the caller's LLM opens).
+    pub first_message: Option<String>,
+    /// What the agent's tools answer in this scenario.
+    pub tool_mocks: Vec<ToolMock>,
+    /// What a tool call no mock matches answers (default: an error object naming the tool).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub unmatched_tool_result: Option<serde_json::Value>,
+    pub stop_rules: StopRules,
+    /// Runs and is reported, but does not gate a result.
+    pub quarantined: bool,
     pub created_at: DateTime<Utc>,
 }

@@ -3,7 +3,8 @@
 
 use serde::Deserialize;
 
-use crate::{parse_name, Direction, FieldError, PhoneNumber};
+use crate::simulation::check_tool_mocks;
+use crate::{parse_name, Direction, FieldError, Persona, PhoneNumber, RunMode, StopRules, ToolMock};
 
 /// A scenario as submitted.
 #[derive(Debug, Clone, Deserialize)]
@@ -27,6 +28,29 @@ pub struct ScenarioDraft {
     /// `+` then digits, at most 15 characters.
     #[cfg_attr(feature = "openapi", schema(value_type = Option<PhoneNumber>))]
     pub tester_phone_number: Option<String>,
+    /// Who the simulated caller is.
+    #[serde(default)]
+    pub persona: Option<Persona>,
+    /// What the simulated caller says first (else the caller's LLM opens).
+    #[serde(default)]
+    pub first_message: Option<String>,
+    /// What the agent's tools answer: the first mock whose `name` matches and whose `when`
+    /// equals the call's arguments on every key it names.
+    #[serde(default)]
+    pub tool_mocks: Vec<ToolMock>,
+    /// What a tool call no mock matches answers (default: an error object naming the tool).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub unmatched_tool_result: Option<serde_json::Value>,
+    /// Caller and agent turns together before the conversation is stopped (default 30).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 200))]
+    pub max_turns: Option<u32>,
+    /// Seconds before the conversation is stopped (default 600).
+    #[cfg_attr(feature = "openapi", schema(minimum = 5, maximum = 3600))]
+    pub max_seconds: Option<u32>,
+    /// Runs and is reported, but does not gate a result.
+    #[serde(default)]
+    pub quarantined: bool,
 }
 
 /// A validated scenario, ready to store.
@@ -39,6 +63,12 @@ pub struct NewScenario {
     pub tags: Vec<String>,
     pub direction: Direction,
     pub tester_phone_number: Option<PhoneNumber>,
+    pub persona: Option<Persona>,
+    pub first_message: Option<String>,
+    pub tool_mocks: Vec<ToolMock>,
+    pub unmatched_tool_result: Option<serde_json::Value>,
+    pub stop_rules: StopRules,
+    pub quarantined: bool,
 }
 
 /// Tags are names; a repeated one counts once.
@@ -90,6 +120,32 @@ impl ScenarioDraft {
                 .ok(),
         };
         let tags = parse_tags(&self.tags, "tags", &mut errors);
+        if let Some(p) = &self.persona {
+            if let Err(e) = parse_name(&p.name) {
+                errors.push(FieldError::new("persona.name", e));
+            }
+            if p.language.trim().is_empty() {
+                errors.push(FieldError::new("persona.language", "must not be empty"));
+            }
+        }
+        check_tool_mocks(&self.tool_mocks, "tool_mocks", &mut errors);
+        let defaults = StopRules::default();
+        let mut limit = |path: &str, value: Option<u32>, range: std::ops::RangeInclusive<u32>| {
+            let v = value.unwrap_or(0);
+            if value.is_some() && !range.contains(&v) {
+                errors.push(FieldError::new(
+                    path,
+                    format!(
+                        "must be between {} and {} (got {v})",
+                        range.start(),
+                        range.end()
+                    ),
+                ));
+            }
+        };
+        limit("max_turns", self.max_turns, StopRules::TURNS);
+        limit("max_seconds", self.max_seconds, StopRules::SECONDS);
+        let first_message = self.first_message.filter(|m| !m.trim().is_empty());
         match (name, direction) {
             (Some(name), Some(direction)) if errors.is_empty() => Ok(NewScenario {
                 agent_id: self.agent_id,
@@ -99,6 +155,15 @@ impl ScenarioDraft {
                 tags,
                 direction,
                 tester_phone_number,
+                persona: self.persona,
+                first_message,
+                tool_mocks: self.tool_mocks,
+                unmatched_tool_result: self.unmatched_tool_result,
+                stop_rules: StopRules {
+                    max_turns: self.max_turns.unwrap_or(defaults.max_turns),
+                    max_seconds: self.max_seconds.unwrap_or(defaults.max_seconds),
+                },
+                quarantined: self.quarantined,
             }),
             _ => Err(errors),
         }
@@ -122,6 +187,13 @@ pub struct ResultDraft {
     pub frequency: Option<u32>,
     #[cfg_attr(feature = "openapi", schema(schema_with = optional_name_schema))]
     pub name: Option<String>,
+    /// `simulate` (callgrade plays the caller through the agent's connector) or `external`
+    /// (something else places the calls). Default: `simulate` when the agent has a connector.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<RunMode>))]
+    pub mode: Option<String>,
+    /// A label to compare against later (`--baseline-label main`), e.g. the branch name.
+    #[cfg_attr(feature = "openapi", schema(schema_with = optional_name_schema))]
+    pub label: Option<String>,
 }
 
 /// What a draft's derived schema cannot state: it names a scenario id or a tag to run. The
@@ -150,6 +222,25 @@ pub struct NewTestResult {
     pub tags: Vec<String>,
     pub frequency: u32,
     pub name: Option<String>,
+    /// `None`: decided by whether the agent has a connector.
+    pub mode: Option<RunMode>,
+    pub label: Option<String>,
+}
+
+impl NewTestResult {
+    /// Who places the calls: as asked, else `simulate` when the agent has a connector. A
+    /// simulation needs one.
+    pub fn mode_for(&self, agent_has_connector: bool) -> Result<RunMode, String> {
+        match self.mode {
+            Some(RunMode::Simulate) if !agent_has_connector => Err(format!(
+                "mode: agent {} has no connector, so callgrade cannot call it: set one (PATCH /api/v1/agents/{}) or use mode \"external\"",
+                self.agent_id, self.agent_id
+            )),
+            Some(mode) => Ok(mode),
+            None if agent_has_connector => Ok(RunMode::Simulate),
+            None => Ok(RunMode::External),
+        }
+    }
 }
 
 impl ResultDraft {
@@ -174,12 +265,27 @@ impl ResultDraft {
             ));
         }
         let tags = parse_tags(&self.tags, "tags", &mut errors);
-        let name = match self.name.as_deref().map(parse_name).transpose() {
+        let mut optional_name = |path: &str, value: Option<&str>| match value
+            .map(parse_name)
+            .transpose()
+        {
             Ok(n) => n,
             Err(e) => {
-                errors.push(FieldError::new("name", e));
+                errors.push(FieldError::new(path, e));
                 None
             }
+        };
+        let name = optional_name("name", self.name.as_deref());
+        let label = optional_name("label", self.label.as_deref());
+        let mode = match self.mode.as_deref() {
+            None => None,
+            Some(m) => RunMode::parse(m).or_else(|| {
+                errors.push(FieldError::new(
+                    "mode",
+                    format!("must be \"simulate\" or \"external\" (got {m:?})"),
+                ));
+                None
+            }),
         };
         if !errors.is_empty() {
             return Err(errors);
@@ -190,6 +296,8 @@ impl ResultDraft {
             tags,
             frequency,
             name,
+            mode,
+            label,
         })
     }
 }
@@ -214,12 +322,25 @@ mod tests {
             tags: vec!["billing".into(), "billing".into()],
             direction: "inbound".into(),
             tester_phone_number: Some("+14155551234".into()),
+            persona: None,
+            first_message: None,
+            tool_mocks: vec![],
+            unmatched_tool_result: None,
+            max_turns: None,
+            max_seconds: Some(1),
+            quarantined: false,
         }
     }
 
     #[test]
     fn scenario_validation() {
-        let ok = scenario().validate().unwrap();
+        let ok = ScenarioDraft {
+            max_seconds: None,
+            ..scenario()
+        }
+        .validate()
+        .unwrap();
+        assert_eq!(ok.stop_rules, StopRules::default());
         assert_eq!(ok.tags, ["billing"]);
         let bad = ScenarioDraft {
             name: " ".into(),
@@ -236,7 +357,7 @@ mod tests {
             .collect();
         assert_eq!(
             paths,
-            ["name", "direction", "tester_phone_number", "tags[0]"]
+            ["name", "direction", "tester_phone_number", "tags[0]", "max_seconds"]
         );
     }
 
@@ -248,6 +369,8 @@ mod tests {
             tags: vec![],
             frequency: Some(0),
             name: None,
+            mode: Some("live".into()),
+            label: None,
         };
         let paths: Vec<String> = draft
             .validate()
@@ -255,6 +378,6 @@ mod tests {
             .into_iter()
             .map(|e| e.path)
             .collect();
-        assert_eq!(paths, ["scenario_ids", "frequency"]);
+        assert_eq!(paths, ["scenario_ids", "frequency", "mode"]);
     }
 }

@@ -36,6 +36,9 @@ pub enum EvaluationStatus {
     NotComputable,
     /// Not run (e.g. no judge endpoint configured); the explanation says why.
     Skipped,
+    /// The metric has no meaning for this kind of conversation (speech timing in a text
+    /// conversation); the explanation says why.
+    NotApplicable,
     /// The metric failed (a script error, malformed judge output).
     Error,
 }
@@ -46,6 +49,7 @@ impl EvaluationStatus {
             Self::Ok => "ok",
             Self::NotComputable => "not_computable",
             Self::Skipped => "skipped",
+            Self::NotApplicable => "not_applicable",
             Self::Error => "error",
         }
     }
@@ -55,6 +59,7 @@ impl EvaluationStatus {
             "ok" => Some(Self::Ok),
             "not_computable" => Some(Self::NotComputable),
             "skipped" => Some(Self::Skipped),
+            "not_applicable" => Some(Self::NotApplicable),
             "error" => Some(Self::Error),
             _ => None,
         }
@@ -150,4 +155,5 @@ pub struct CallForEvaluation {
     pub ended_reason: String,
     pub messages: Vec<Message>,
     pub metadata: Value,
+    pub channel: crate::Channel,
 }

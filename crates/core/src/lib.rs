@@ -17,6 +17,7 @@ mod phone;
 mod rejection;
 mod run_lifecycle;
 mod runs;
+mod simulation;
 mod summary;
 mod time;
 
@@ -41,7 +42,7 @@ pub use metric_spec::{
 pub use names::name_schema;
 pub use names::{parse_name, parse_project_name, NAME_MAX_CHARS};
 pub use payload::{
-    json_len, json_values, parse_json, validate_batch, validate_batch_owned, Batch,
+    json_len, json_values, parse_json, validate_batch, validate_batch_owned, Batch, Channel,
     JsonSyntaxError, Limits, Message, NewCall, Role, CALL_ID_MAX_CHARS, TRACE_ID_MAX_CHARS,
 };
 #[cfg(feature = "openapi")]
@@ -52,7 +53,11 @@ pub use run_lifecycle::{lifecycle_table, Field, Finish, Refusal, RunChange, RunE
 pub use runs::{
     check_attach, listen_until, match_by_phone, match_by_run_id, timeout_reason, times_fit,
     AttachCall, AttachRefusal, AttachRun, CallFacts, Decision, Direction, MatchOutcome, MatchedBy,
-    RunFacts, RunStatus, CLOCK_SKEW, REPORTED_TIME_TOLERANCE,
+    RunFacts, RunMode, RunStatus, CLOCK_SKEW, REPORTED_TIME_TOLERANCE,
+};
+pub use simulation::{
+    answer_tool_call, caller_system_prompt, Connector, ConnectorView, HttpTurn, OpenaiChat,
+    Persona, SimulatorSettings, StopReason, StopRules, ToolMock, Trait, Usage, REDACTED,
 };
 pub use summary::{percentile, summarize, MetricSummary, SummaryEntry};
 #[cfg(feature = "openapi")]

@@ -88,6 +88,7 @@ pub struct NewCall {
     pub ended_reason: String,
     pub run_id: Option<i64>,
     pub trace_id: Option<String>,
+    pub channel: Channel,
     /// The call object exactly as received (unknown fields included).
     pub raw: Value,
     /// Hash of the request's `agent_id` and the raw call, in canonical form: an identical
@@ -107,6 +108,34 @@ impl NewCall {
             .filter(|c| !c.is_empty())
             .collect();
         lines.join("\n")
+    }
+}
+
+/// How a conversation was held: spoken, or written (a chat, or callgrade's text simulation),
+/// where speech timing (interruptions, talk ratio, words per minute) has no meaning.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    #[default]
+    Voice,
+    Text,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Voice => "voice",
+            Self::Text => "text",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "voice" => Some(Self::Voice),
+            "text" => Some(Self::Text),
+            _ => None,
+        }
     }
 }
 
@@ -547,6 +576,20 @@ fn parse_call(
         }
     };
 
+    let channel = match obj.get("channel") {
+        None | Some(Value::Null) => Channel::Voice,
+        Some(v) => v.as_str().and_then(Channel::parse).unwrap_or_else(|| {
+            errors.push(FieldError::new(
+                at("channel"),
+                format!(
+                    "must be \"voice\" (the default) or \"text\" (a chat: no speech timing), got {}",
+                    short(v)
+                ),
+            ));
+            Channel::Voice
+        }),
+    };
+
     let (messages, message_times, warnings) = match (started_at, ended_at) {
         (Some(s), Some(e)) => {
             parse_messages(obj.get("messages"), &at("messages"), s, e, limits, errors)
@@ -581,6 +624,7 @@ fn parse_call(
         ended_reason,
         run_id,
         trace_id,
+        channel,
         // Attached by the caller of `validate`: moved out of an owned body, or copied.
         raw: Value::Null,
         content_hash,

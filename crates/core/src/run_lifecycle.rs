@@ -30,6 +30,9 @@ pub enum RunChange<'a> {
     EvaluationFailed(&'a str),
     /// The sweeper found the listening window or the deadline passed, with what was missing.
     TimedOut(&'a str),
+    /// callgrade's simulated caller could not finish the conversation (the agent failed, the
+    /// server stopped mid-call), with why.
+    SimulationFailed(&'a str),
 }
 
 /// What the run becomes: its status, and what happens to its error message and finish time.
@@ -163,6 +166,12 @@ impl RunStatus {
                 Ok(Transition::to(Timeout).error(reason).finished(Finish::Now))
             }
             RunChange::TimedOut(_) => refuse("it no longer waits for a transcript"),
+            RunChange::SimulationFailed(reason) if self.is_listening() && !has_call => {
+                Ok(Transition::to(Failed)
+                    .error(format!("simulation failed: {reason}"))
+                    .finished(Finish::Now))
+            }
+            RunChange::SimulationFailed(_) => refuse("its conversation is over"),
         }
     }
 }
@@ -172,7 +181,7 @@ impl RunStatus {
 /// a test keeps the two equal.
 pub fn lifecycle_table() -> String {
     let at = DateTime::<Utc>::UNIX_EPOCH;
-    let changes: [(&str, bool, RunChange<'_>); 10] = [
+    let changes: [(&str, bool, RunChange<'_>); 11] = [
         (
             "call-started",
             false,
@@ -195,6 +204,7 @@ pub fn lifecycle_table() -> String {
         ("evaluated", true, RunChange::Evaluated),
         ("evaluation failed", true, RunChange::EvaluationFailed("")),
         ("swept", false, RunChange::TimedOut("")),
+        ("simulation failed", false, RunChange::SimulationFailed("")),
     ];
     let mut table = String::from("| status |");
     for (name, _, _) in &changes {

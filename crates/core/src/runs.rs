@@ -111,6 +111,34 @@ impl RunStatus {
     }
 }
 
+/// Who places a run's call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum RunMode {
+    /// callgrade plays the caller through the agent's connector.
+    Simulate,
+    /// Something else places the call and reports it; its transcript arrives by webhook.
+    External,
+}
+
+impl RunMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Simulate => "simulate",
+            Self::External => "external",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "simulate" => Some(Self::Simulate),
+            "external" => Some(Self::External),
+            _ => None,
+        }
+    }
+}
+
 /// How a call came to be attached to a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -119,6 +147,8 @@ pub enum MatchedBy {
     RunId,
     PhoneNumber,
     Manual,
+    /// The transcript of callgrade's own simulated conversation.
+    Simulation,
 }
 
 impl MatchedBy {
@@ -127,6 +157,7 @@ impl MatchedBy {
             Self::RunId => "run_id",
             Self::PhoneNumber => "phone_number",
             Self::Manual => "manual",
+            Self::Simulation => "simulation",
         }
     }
 
@@ -135,6 +166,7 @@ impl MatchedBy {
             "run_id" => Some(Self::RunId),
             "phone_number" => Some(Self::PhoneNumber),
             "manual" => Some(Self::Manual),
+            "simulation" => Some(Self::Simulation),
             _ => None,
         }
     }
@@ -188,6 +220,8 @@ pub struct RunFacts {
     pub call_started_at: Option<DateTime<Utc>>,
     pub call_ended_at: Option<DateTime<Utc>>,
     pub has_call: bool,
+    /// callgrade simulates this run's call.
+    pub simulated: bool,
 }
 
 /// The facts of a received call that matching looks at.
@@ -321,7 +355,11 @@ pub fn match_by_run_id(
             run.id
         )),
         s if s.is_listening() || s == RunStatus::Timeout => {
-            Decision::attach(run, MatchedBy::RunId, lateness(run, call, now, window))
+            let by = match run.simulated {
+                true => MatchedBy::Simulation,
+                false => MatchedBy::RunId,
+            };
+            Decision::attach(run, by, lateness(run, call, now, window))
         }
         s => Decision::unmatched(format!("run {} is already {}", run.id, s.as_str())),
     }
@@ -356,7 +394,9 @@ pub fn match_by_phone(
     }
     let fitting: Vec<&RunFacts> = runs
         .iter()
-        .filter(|r| !r.has_call && (r.status.is_listening() || r.status == RunStatus::Timeout))
+        // A simulated run's transcript comes from its simulation, never from a phone match.
+        .filter(|r| !r.simulated && !r.has_call)
+        .filter(|r| r.status.is_listening() || r.status == RunStatus::Timeout)
         .filter(|r| {
             r.tester_phone_number.is_some()
                 && r.direction.tester_side(call) == r.tester_phone_number.as_deref()

@@ -13,7 +13,7 @@ pub mod templates;
 
 use callgrade_core::{
     apply_rubric, compute_all_builtins, compute_one, BuiltinConfig, BuiltinKey, BuiltinOutcome,
-    Conversation, MetricDefinition, MetricKind, MetricValue,
+    Channel, Conversation, MetricDefinition, MetricKind, MetricValue,
 };
 use callgrade_core::{
     CallEvaluation, Evaluation, EvaluationInput, EvaluationStatus, JudgeSettings, Metric,
@@ -57,6 +57,12 @@ impl Produced {
             }
         }
         match (outcome.value, outcome.not_computable) {
+            (None, Some(reason)) if outcome.not_applicable => Self {
+                status: EvaluationStatus::NotApplicable,
+                value: None,
+                explanation: outcome.explanation,
+                details: json!({ "reason": reason }),
+            },
             (Some(v), _) => Self {
                 status: EvaluationStatus::Ok,
                 value: Some(metric_value_json(v)),
@@ -122,6 +128,9 @@ impl Evaluator {
             };
             // Metrics with settings of their own are computed apart; the rest share the pass.
             let outcome = match config {
+                _ if call.channel == Channel::Text && key.measures_speech() => {
+                    BuiltinOutcome::not_applicable_to_text(*key)
+                }
                 Some(cfg) => compute_one(*key, &conversation, cfg),
                 None => builtins[key].clone(),
             };

@@ -1,7 +1,8 @@
 //! The storage seam of callgrade.
 //!
 //! Everything callgrade persists goes through [`Store`], the sum of one trait per capability
-//! ([`Projects`], [`Ingest`], [`Calls`], [`TestRuns`], [`Metrics`], [`JobQueue`]). Two backends
+//! ([`Projects`], [`Ingest`], [`Calls`], [`TestRuns`], [`Metrics`], [`JobQueue`],
+//! [`Simulations`]). Two backends
 //! implement each, one file per capability: [`SqliteStore`] (embedded, the default; `sqlite/`)
 //! and [`PgStore`] (several server instances on one database; `postgres/`). Both pass the same
 //! behaviour tests.
@@ -22,6 +23,7 @@ mod postgres;
 mod queue;
 mod receipts;
 mod rows;
+mod simulation_rows;
 mod sqlite;
 
 pub use copy::{copy_sqlite_to_postgres, TABLES};
@@ -31,7 +33,7 @@ pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
-use callgrade_core::{Batch, MetricSpec, PhoneNumber, RubricRule};
+use callgrade_core::{Batch, MetricSpec, RubricRule};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -39,7 +41,7 @@ use tokio::sync::Notify;
 /// Every capability trait, for callers that hold a concrete backend (`SqliteStore`, `PgStore`)
 /// rather than an `Arc<dyn Store>`: `use callgrade_store::prelude::*;`.
 pub mod prelude {
-    pub use crate::{Calls, Ingest, JobQueue, Metrics, Projects, Store, TestRuns};
+    pub use crate::{Calls, Ingest, JobQueue, Metrics, Projects, Simulations, Store, TestRuns};
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -72,9 +74,12 @@ pub enum StoreError {
 
 /// The persistence operations of callgrade, one trait per capability; a backend implements each
 /// (`sqlite/` and `postgres/` have one file per capability). Callers hold an `Arc<dyn Store>`.
-pub trait Store: Projects + Ingest + Calls + TestRuns + Metrics + JobQueue {}
+pub trait Store: Projects + Ingest + Calls + TestRuns + Metrics + JobQueue + Simulations {}
 
-impl<T: Projects + Ingest + Calls + TestRuns + Metrics + JobQueue + ?Sized> Store for T {}
+impl<T: Projects + Ingest + Calls + TestRuns + Metrics + JobQueue + Simulations + ?Sized> Store
+    for T
+{
+}
 
 /// Projects, their keys and agents, server-wide settings, and whether the database answers.
 #[async_trait]
@@ -94,23 +99,15 @@ pub trait Projects: Send + Sync + 'static {
     ) -> Result<Project>;
     /// The project whose key this is, compared in constant time.
     async fn authenticate(&self, key: &str) -> Result<Option<Project>>;
-    async fn create_agent(
-        &self,
-        project_id: i64,
-        name: &str,
-        phone_number: Option<&PhoneNumber>,
-        description: Option<&str>,
-    ) -> Result<Agent>;
+    async fn create_agent(&self, project_id: i64, agent: &NewAgent) -> Result<Agent>;
     async fn list_agents(&self, project_id: i64) -> Result<Vec<Agent>>;
-    /// Replaces an agent's name, phone number and description (its id never changes).
-    async fn update_agent(
-        &self,
-        project_id: i64,
-        agent_id: i64,
-        name: &str,
-        phone_number: Option<&PhoneNumber>,
-        description: Option<&str>,
-    ) -> Result<Agent>;
+    /// An agent, and its connector with the secrets the served agent leaves out.
+    async fn agent(&self, project_id: i64, agent_id: i64)
+        -> Result<Option<(Agent, Option<Connector>)>>;
+    /// Replaces an agent's name, phone number, description and connector (its id never
+    /// changes).
+    async fn update_agent(&self, project_id: i64, agent_id: i64, agent: &NewAgent)
+        -> Result<Agent>;
     /// A server-wide setting (e.g. the dashboard admin token's hash).
     async fn setting(&self, key: &str) -> Result<Option<String>>;
     async fn set_setting(&self, key: &str, value: &str) -> Result<()>;
@@ -193,7 +190,57 @@ pub trait TestRuns: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<Run>;
     /// Times out the runs whose listening window or deadline has passed; returns their ids.
+    /// Simulated runs are left to their simulation (see [`Simulations`]).
     async fn sweep_runs(&self, now: DateTime<Utc>) -> Result<Vec<i64>>;
+    /// The newest result with this label whose runs are all final, for `--baseline-label`.
+    async fn latest_finished_result(&self, project_id: i64, label: &str) -> Result<Option<i64>>;
+}
+
+/// Simulated runs: the simulator endpoint, and the queue of conversations that instances
+/// claim under a lease, report on as they go, and finish or fail.
+#[async_trait]
+pub trait Simulations: Send + Sync + 'static {
+    async fn simulator_settings(&self, project_id: i64) -> Result<SimulatorSettings>;
+    async fn set_simulator_settings(
+        &self,
+        project_id: i64,
+        patch: &SimulatorSettingsPatch,
+    ) -> Result<()>;
+    /// Claims pending simulated runs, oldest first: at most `limit` in all, and never more
+    /// per project than its simulator concurrency counting the runs already in flight. Each
+    /// moves to `in_progress` under a lease held by `worker`.
+    async fn claim_simulations(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease: chrono::TimeDelta,
+        limit: u32,
+    ) -> Result<Vec<ClaimedSimulation>>;
+    /// Writes a conversation's progress and extends its lease; false when the run is no
+    /// longer this worker's conversation (cancelled, or its lease lost): stop calling the agent.
+    async fn renew_simulation(
+        &self,
+        run_id: i64,
+        worker: &str,
+        progress: &SimulationProgress,
+        now: DateTime<Utc>,
+        lease: chrono::TimeDelta,
+    ) -> Result<bool>;
+    /// Fails this worker's simulated run with why, keeping what was said so far.
+    async fn fail_simulation(
+        &self,
+        run_id: i64,
+        worker: &str,
+        reason: &str,
+        progress: &SimulationProgress,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// Lets go of a run whose conversation's call is stored (the live transcript goes: the
+    /// call has it).
+    async fn release_simulation(&self, run_id: i64, worker: &str) -> Result<()>;
+    /// Fails the in-progress simulated runs whose lease expired (the instance playing them
+    /// stopped); their ids.
+    async fn fail_abandoned_simulations(&self, now: DateTime<Utc>) -> Result<Vec<i64>>;
 }
 
 /// Metric definitions, the rubric, the judge endpoint and the judge's cache.

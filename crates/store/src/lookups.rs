@@ -35,3 +35,33 @@ pub(crate) async fn existing_project(
         .await?
         .ok_or_else(|| no_project(project_id))
 }
+
+/// Everything each claimed simulated run's conversation needs, read after the claim: (project,
+/// run) ids in, claims out (a run whose rows vanished meanwhile is left out).
+pub(crate) async fn claimed_simulations(
+    store: &(impl Store + ?Sized),
+    ids: Vec<(i64, i64)>,
+) -> Result<Vec<crate::ClaimedSimulation>> {
+    let mut claimed = Vec::with_capacity(ids.len());
+    for (project_id, run_id) in ids {
+        let Some(run) = store.run(project_id, run_id).await? else {
+            continue;
+        };
+        let Some(scenario) = store.scenario(project_id, run.scenario_id).await? else {
+            continue;
+        };
+        let Some((agent, connector)) = store.agent(project_id, run.agent_id).await? else {
+            continue;
+        };
+        let simulator = store.simulator_settings(project_id).await?;
+        claimed.push(crate::ClaimedSimulation {
+            project_id,
+            run,
+            scenario,
+            agent,
+            connector,
+            simulator,
+        });
+    }
+    Ok(claimed)
+}

@@ -1,12 +1,13 @@
 //! What the store takes and gives back.
 
 pub use callgrade_core::{
-    Agent, Answer, CallEvaluation, CallForEvaluation, Evaluation, EvaluationInput,
+    Agent, Answer, Channel, Connector, RunMode, SimulatorSettings, StopReason, Usage, CallEvaluation, CallForEvaluation, Evaluation, EvaluationInput,
     EvaluationStatus, JudgeSettings, Metric, MetricSummary, NewScenario, NewTestResult, Rejection,
     RejectionKind, RunEvent, Scenario,
 };
 use callgrade_core::{
-    Direction, FieldError, MatchOutcome, MatchedBy, Message, MessageTimes, RubricVerdict, RunStatus,
+    Direction, FieldError, MatchOutcome, MatchedBy, Message, MessageTimes, Persona, RubricVerdict,
+    RunStatus, StopRules, ToolMock,
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -254,6 +255,8 @@ pub struct CallSummary {
     #[serde(rename = "match")]
     pub match_outcome: MatchOutcome,
     pub message_count: i64,
+    /// `voice`, or `text` for a written conversation (a text simulation).
+    pub channel: Channel,
     /// The rubric's verdict; null until evaluated.
     pub success: Option<bool>,
     pub evaluated_at: Option<DateTime<Utc>>,
@@ -320,6 +323,10 @@ pub struct TestResult {
     pub project_id: i64,
     pub agent_id: i64,
     pub name: Option<String>,
+    /// Who places the calls: callgrade's simulated callers, or something else.
+    pub mode: RunMode,
+    /// What `--baseline-label` finds this result by.
+    pub label: Option<String>,
     pub created_at: DateTime<Utc>,
     /// True when every run is final.
     pub finished: bool,
@@ -397,6 +404,40 @@ pub struct Run {
     pub finished_at: Option<DateTime<Utc>>,
     /// The rubric's verdict on its call; null until evaluated.
     pub success: Option<bool>,
+    pub mode: RunMode,
+    /// Its scenario is quarantined: reported, never gating.
+    pub quarantined: bool,
+    /// Why a simulated conversation ended.
+    pub stop_reason: Option<StopReason>,
+    /// LLM requests and tokens a simulated run spent.
+    pub usage: Usage,
+    /// A simulated conversation as it happens; empty once its call is stored.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub live_messages: Vec<Message>,
+}
+
+/// What a scenario stores for its simulated callers, as one document.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+#[serde(default)]
+pub(crate) struct ScenarioSimulation {
+    pub persona: Option<Persona>,
+    pub first_message: Option<String>,
+    pub tool_mocks: Vec<ToolMock>,
+    pub unmatched_tool_result: Option<Value>,
+    pub stop_rules: StopRules,
+}
+
+impl ScenarioSimulation {
+    pub(crate) fn of(new: &NewScenario) -> String {
+        serde_json::to_string(&Self {
+            persona: new.persona.clone(),
+            first_message: new.first_message.clone(),
+            tool_mocks: new.tool_mocks.clone(),
+            unmatched_tool_result: new.unmatched_tool_result.clone(),
+            stop_rules: new.stop_rules,
+        })
+        .expect("a scenario's simulation serialises")
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -458,6 +499,53 @@ pub struct JudgeSettingsPatch {
     /// Judge requests in flight at once for this project.
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 256))]
     pub concurrency: Option<u32>,
+}
+
+/// A change to the simulator endpoint; `None` keeps a field, `Some("")` clears it.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SimulatorSettingsPatch {
+    /// An http:// or https:// URL, e.g. https://api.openai.com/v1.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^(?:$|https?://)"))]
+    pub base_url: Option<String>,
+    pub model: Option<String>,
+    pub api_key: Option<String>,
+    /// Simulated runs of this project in flight at once.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 64))]
+    pub concurrency: Option<u32>,
+    /// Caller and agent LLM tokens one run may spend.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1000, maximum = 10000000))]
+    pub token_budget: Option<u64>,
+}
+
+/// A new agent, or an agent's replacement.
+#[derive(Debug, Clone)]
+pub struct NewAgent {
+    pub name: String,
+    pub phone_number: Option<callgrade_core::PhoneNumber>,
+    pub description: Option<String>,
+    pub connector: Option<Connector>,
+}
+
+/// A simulated run claimed by an instance, with everything its conversation needs.
+#[derive(Debug, Clone)]
+pub struct ClaimedSimulation {
+    pub project_id: i64,
+    pub run: Run,
+    pub scenario: Scenario,
+    pub agent: Agent,
+    /// The agent's connector, secrets included; `None` when it was removed after the run was
+    /// created (the run then fails with that reason).
+    pub connector: Option<Connector>,
+    pub simulator: SimulatorSettings,
+}
+
+/// Where a simulated conversation stands, written as it goes.
+#[derive(Debug, Clone, Default)]
+pub struct SimulationProgress {
+    pub messages: Vec<Message>,
+    pub usage: Usage,
+    pub stop_reason: Option<StopReason>,
 }
 
 /// Which calls to re-evaluate.

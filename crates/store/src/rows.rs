@@ -3,8 +3,8 @@
 //! type serves SQLite and PostgreSQL alike; the column lists here are plain SQL both accept.
 
 use callgrade_core::{
-    AppliesTo, Direction, MatchOutcome, MessageTimes, MetricSpec, NewCall, OutputType,
-    RubricVerdict, RunFacts, RunStatus,
+    AppliesTo, Channel, Connector, Direction, MatchOutcome, MessageTimes, MetricSpec, NewCall,
+    OutputType, RubricVerdict, RunFacts, RunMode, RunStatus, StopReason,
 };
 use chrono::TimeDelta;
 use sqlx::{ColumnIndex, Decode, Row, Type};
@@ -84,17 +84,28 @@ pub(crate) fn project_from(row: &impl Columns) -> Result<Project> {
 }
 
 pub(crate) const AGENT_COLUMNS: &str =
-    "id, project_id, name, phone_number, description, created_at";
+    "id, project_id, name, phone_number, description, connector, created_at";
 
-pub(crate) fn agent_from(row: &impl Columns) -> Result<Agent> {
-    Ok(Agent {
+/// An agent, with its connector's secrets redacted, and the connector whole.
+pub(crate) fn agent_and_connector_from(row: &impl Columns) -> Result<(Agent, Option<Connector>)> {
+    let connector = row
+        .opt_text("connector")?
+        .map(|text| Connector::from_document(&text).map_err(crate::StoreError::Corrupt))
+        .transpose()?;
+    let agent = Agent {
         id: row.int("id")?,
         project_id: row.int("project_id")?,
         name: row.text("name")?,
         phone_number: row.opt_text("phone_number")?,
         description: row.opt_text("description")?,
+        connector: connector.as_ref().map(Connector::view),
         created_at: time(row.int("created_at")?)?,
-    })
+    };
+    Ok((agent, connector))
+}
+
+pub(crate) fn agent_from(row: &impl Columns) -> Result<Agent> {
+    Ok(agent_and_connector_from(row)?.0)
 }
 
 /// What a resent call's receipt repeats from its first storing.
@@ -128,7 +139,7 @@ pub(crate) const CALL_SUMMARY_COLUMNS: &str =
     "calls.seq, calls.id, calls.external_id, calls.agent_id, calls.started_at, calls.ended_at,
     calls.to_phone_number, calls.from_phone_number, calls.ended_reason, calls.run_id,
     calls.matched_by, calls.match_outcome, calls.message_count, calls.received_at,
-    calls.delivery_id, v.success, v.evaluated_at";
+    calls.delivery_id, calls.channel, v.success, v.evaluated_at";
 
 /// [`CALL_SUMMARY_COLUMNS`] plus what [`call_detail_from`] reads.
 pub(crate) const CALL_DETAIL_COLUMNS: &str = "calls.trace_id, calls.message_times,
@@ -156,6 +167,7 @@ pub(crate) fn call_summary_from(row: &impl Columns) -> Result<CallSummary> {
         matched_by: matched_by(row.opt_text("matched_by")?)?,
         match_outcome: parse_column(&row.text("match_outcome")?, MatchOutcome::parse)?,
         message_count: row.int("message_count")?,
+        channel: parse_column(&row.text("channel")?, Channel::parse)?,
         success: row.opt_flag("success")?,
         evaluated_at: opt_time(row.opt_int("evaluated_at")?)?,
         received_at: time(row.int("received_at")?)?,
@@ -197,6 +209,7 @@ pub(crate) fn call_for_evaluation_from(row: &impl Columns) -> Result<CallForEval
         from_phone_number: summary.from_phone_number,
         to_phone_number: summary.to_phone_number,
         ended_reason: summary.ended_reason,
+        channel: summary.channel,
         messages: from_json(&row.text("messages")?)?,
         metadata: from_json(&row.text("metadata")?)?,
     })
@@ -246,10 +259,11 @@ pub(crate) fn delivery_from(row: &impl Columns) -> Result<Delivery> {
 
 /// Scenario columns without `tags`, which each backend aggregates its own way.
 pub(crate) const SCENARIO_BASE_COLUMNS: &str = "id, project_id, agent_id, name, instructions,
-    expected_outcome_prompt, direction, tester_phone_number, created_at";
+    expected_outcome_prompt, direction, tester_phone_number, simulation, quarantined, created_at";
 
 /// Reads a scenario whose `tags` column is a JSON array of strings.
 pub(crate) fn scenario_from(row: &impl Columns) -> Result<Scenario> {
+    let simulation: ScenarioSimulation = from_json(&row.text("simulation")?)?;
     Ok(Scenario {
         id: row.int("id")?,
         project_id: row.int("project_id")?,
@@ -260,14 +274,39 @@ pub(crate) fn scenario_from(row: &impl Columns) -> Result<Scenario> {
         tags: from_json(&row.text("tags")?)?,
         direction: parse_column(&row.text("direction")?, Direction::parse)?,
         tester_phone_number: row.opt_text("tester_phone_number")?,
+        persona: simulation.persona,
+        first_message: simulation.first_message,
+        tool_mocks: simulation.tool_mocks,
+        unmatched_tool_result: simulation.unmatched_tool_result,
+        stop_rules: simulation.stop_rules,
+        quarantined: row.flag("quarantined")?,
         created_at: time(row.int("created_at")?)?,
+    })
+}
+
+pub(crate) const RESULT_COLUMNS: &str = "id, project_id, agent_id, name, mode, label, created_at";
+
+/// A result from [`RESULT_COLUMNS`] and its runs.
+pub(crate) fn result_from(row: &impl Columns, runs: Vec<Run>) -> Result<TestResult> {
+    Ok(TestResult {
+        id: row.int("id")?,
+        project_id: row.int("project_id")?,
+        agent_id: row.int("agent_id")?,
+        name: row.opt_text("name")?,
+        mode: parse_column(&row.text("mode")?, RunMode::parse)?,
+        label: row.opt_text("label")?,
+        created_at: time(row.int("created_at")?)?,
+        finished: runs.iter().all(|r| r.status.is_final()),
+        counts: RunCounts::of(&runs),
+        runs,
     })
 }
 
 pub(crate) const RUN_COLUMNS: &str = "r.id, r.result_id, r.scenario_id, s.name AS scenario_name,
     r.agent_id, r.direction, r.tester_phone_number, r.agent_phone_number, r.status, r.created_at,
     r.updated_at, r.deadline_at, r.call_started_at, r.call_ended_at, r.call_id, r.matched_by,
-    r.late, r.error_message, r.finished_at, r.success, p.listening_window_seconds";
+    r.late, r.error_message, r.finished_at, r.success, p.listening_window_seconds, r.mode,
+    r.stop_reason, r.usage, r.live_transcript, s.quarantined";
 
 pub(crate) const RUN_FROM: &str = "FROM runs r JOIN scenarios s ON s.id = r.scenario_id
     JOIN projects p ON p.id = r.project_id";
@@ -297,12 +336,24 @@ pub(crate) fn run_from(row: &impl Columns) -> Result<Run> {
         error_message: row.opt_text("error_message")?,
         finished_at: opt_time(row.opt_int("finished_at")?)?,
         success: row.opt_flag("success")?,
+        mode: parse_column(&row.text("mode")?, RunMode::parse)?,
+        quarantined: row.flag("quarantined")?,
+        stop_reason: row
+            .opt_text("stop_reason")?
+            .map(|s| parse_column(&s, StopReason::parse))
+            .transpose()?,
+        usage: from_json(&row.text("usage")?)?,
+        live_messages: row
+            .opt_text("live_transcript")?
+            .map(|t| from_json(&t))
+            .transpose()?
+            .unwrap_or_default(),
     })
 }
 
 /// What matching and the sweeper read of a run (unqualified, or qualified by `r.` in joins).
 pub(crate) const FACT_COLUMNS: &str = "id, direction, tester_phone_number, status, created_at,
-    deadline_at, call_started_at, call_ended_at, call_id";
+    deadline_at, call_started_at, call_ended_at, call_id, mode";
 
 pub(crate) fn facts_from(row: &impl Columns) -> Result<RunFacts> {
     Ok(RunFacts {
@@ -315,6 +366,7 @@ pub(crate) fn facts_from(row: &impl Columns) -> Result<RunFacts> {
         call_started_at: opt_time(row.opt_int("call_started_at")?)?,
         call_ended_at: opt_time(row.opt_int("call_ended_at")?)?,
         has_call: row.opt_text("call_id")?.is_some(),
+        simulated: row.text("mode")? == RunMode::Simulate.as_str(),
     })
 }
 
@@ -342,6 +394,21 @@ pub(crate) fn metric_from(row: &impl Columns) -> Result<Metric> {
         version: row.int("version")?,
         created_at: time(row.int("created_at")?)?,
         updated_at: time(row.int("updated_at")?)?,
+    })
+}
+
+pub(crate) const SIMULATOR_COLUMNS: &str = "simulator_base_url, simulator_model,
+    simulator_api_key, simulator_concurrency, simulator_token_budget";
+
+pub(crate) fn simulator_settings_from(row: &impl Columns) -> Result<SimulatorSettings> {
+    let api_key = row.opt_text("simulator_api_key")?;
+    Ok(SimulatorSettings {
+        base_url: row.opt_text("simulator_base_url")?,
+        model: row.opt_text("simulator_model")?,
+        api_key_set: api_key.is_some(),
+        api_key,
+        concurrency: u32::try_from(row.int("simulator_concurrency")?.max(1)).unwrap_or(u32::MAX),
+        token_budget: u64::try_from(row.int("simulator_token_budget")?.max(0)).unwrap_or(0),
     })
 }
 

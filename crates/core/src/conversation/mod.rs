@@ -140,6 +140,8 @@ pub struct BuiltinOutcome {
     pub details: Value,
     /// Data-quality remarks (times outside the call, rows without times, …).
     pub warnings: Vec<String>,
+    /// The metric means nothing for this conversation; `not_computable` says why.
+    pub not_applicable: bool,
 }
 
 impl BuiltinOutcome {
@@ -155,6 +157,7 @@ impl BuiltinOutcome {
             explanation,
             details,
             warnings,
+            not_applicable: false,
         }
     }
 
@@ -178,6 +181,20 @@ impl BuiltinOutcome {
             not_computable: Some(reason),
             details: Value::Object(Map::new()),
             warnings,
+            not_applicable: false,
+        }
+    }
+
+    /// For a metric of speech timing on a written conversation.
+    pub fn not_applicable_to_text(key: BuiltinKey) -> Self {
+        let reason = format!(
+            "{} measures speech, and this is a text conversation (channel \"text\")",
+            key.as_str()
+        );
+        Self {
+            explanation: format!("Not applicable: {reason}."),
+            not_applicable: true,
+            ..Self::not_computable(reason, Vec::new())
         }
     }
 }
@@ -355,6 +372,27 @@ pub fn compute_builtin(
 /// Computes one builtin metric.
 pub fn compute_one(key: BuiltinKey, conv: &Conversation, cfg: &BuiltinConfig) -> BuiltinOutcome {
     compute_prepared(key, &Prepared::new(conv), cfg)
+}
+
+impl BuiltinKey {
+    /// Whether the metric reads speech timing (overlaps, silences, speaking rate), which a
+    /// written conversation does not have.
+    pub fn measures_speech(self) -> bool {
+        use BuiltinKey::*;
+        matches!(
+            self,
+            AgentInterruptingUser
+                | UserInterruptingAgent
+                | InterruptionScore
+                | TalkRatio
+                | UserTalkRatio
+                | LongestSilence
+                | SilenceDetected
+                | InfrastructureIssues
+                | AgentWordsPerMinute
+                | UserWordsPerMinute
+        )
+    }
 }
 
 /// Computes every builtin metric, in catalogue order, preparing the transcript once.

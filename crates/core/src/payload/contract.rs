@@ -54,6 +54,9 @@ pub struct WebhookCall {
     /// An OpenTelemetry trace id.
     #[schema(max_length = 32)]
     pub trace_id: Option<String>,
+    /// `voice` (the default) or `text`: a written conversation, where speech-timing metrics
+    /// are not applicable. A callgrade extension; Cekura's senders leave it out.
+    pub channel: Option<crate::Channel>,
 }
 
 /// One transcript row. Times are milliseconds since the epoch or seconds from `startedAt`, one

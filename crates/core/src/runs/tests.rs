@@ -17,6 +17,7 @@ fn run(id: i64, direction: Direction, tester: &str) -> RunFacts {
         call_started_at: None,
         call_ended_at: None,
         has_call: false,
+        simulated: false,
     }
 }
 

@@ -199,9 +199,10 @@ async fn insert_call(conn: &mut PgConnection, call: &NewCall, at: &StoredCall<'_
     let inserted = sqlx::query(
         "INSERT INTO calls (id, project_id, agent_id, external_id, content_hash, started_at,
             ended_at, to_phone_number, from_phone_number, ended_reason, trace_id, message_times,
-            message_count, messages, metadata, warnings, raw, delivery_id, received_at, transcript)
+            message_count, messages, metadata, warnings, raw, delivery_id, received_at, transcript,
+            channel)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-            $19, $20)
+            $19, $20, $21)
          ON CONFLICT (project_id, external_id) DO NOTHING",
     )
     .bind(at.id)
@@ -224,6 +225,7 @@ async fn insert_call(conn: &mut PgConnection, call: &NewCall, at: &StoredCall<'_
     .bind(at.delivery_id)
     .bind(at.received_at)
     .bind(text(&call.transcript_text()).into_owned())
+    .bind(call.channel.as_str())
     .execute(&mut *conn)
     .await?;
     Ok(inserted.rows_affected() == 1)

@@ -20,6 +20,7 @@ mod jobs;
 mod metrics;
 mod projects;
 mod runs;
+mod simulations;
 
 /// The channel on which committed job inserts are announced.
 const JOBS_CHANNEL: &str = "callgrade_jobs";

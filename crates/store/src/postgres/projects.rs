@@ -6,10 +6,10 @@ use crate::errors::{no_project, project_name_taken};
 use crate::key::{hash_key, hashes_match};
 use crate::lookups::existing_project;
 use crate::model::*;
-use crate::rows::{agent_from, project_from, AGENT_COLUMNS, PROJECT_COLUMNS};
+use crate::rows::{agent_and_connector_from, agent_from, project_from, AGENT_COLUMNS, PROJECT_COLUMNS};
 use crate::{ApiKey, PgStore, Project, ProjectSettings, Projects, Result, StoreError};
 use async_trait::async_trait;
-use callgrade_core::PhoneNumber;
+use callgrade_core::{Connector, PhoneNumber};
 use sqlx::postgres::PgPool;
 use sqlx::Row;
 
@@ -135,43 +135,48 @@ impl Projects for PgStore {
             Ok(None)
         }
     }
-    async fn create_agent(
-        &self,
-        project_id: i64,
-        name: &str,
-        phone_number: Option<&PhoneNumber>,
-        description: Option<&str>,
-    ) -> Result<Agent> {
+    async fn create_agent(&self, project_id: i64, agent: &NewAgent) -> Result<Agent> {
         existing_project(self, project_id).await?;
         let row = sqlx::query(&format!(
-            "INSERT INTO agents (project_id, name, phone_number, description, created_at)
-             VALUES ($1, $2, $3, $4, $5)
+            "INSERT INTO agents (project_id, name, phone_number, description, connector, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)
              RETURNING {AGENT_COLUMNS}"
         ))
         .bind(project_id)
-        .bind(text(name))
-        .bind(phone_number.map(PhoneNumber::as_str))
-        .bind(opt_text(description))
+        .bind(text(&agent.name))
+        .bind(agent.phone_number.as_ref().map(PhoneNumber::as_str))
+        .bind(opt_text(agent.description.as_deref()))
+        .bind(agent.connector.as_ref().map(Connector::to_document))
         .bind(now_ms())
         .fetch_one(&self.pool)
         .await?;
         agent_from(&row)
     }
-    async fn update_agent(
+    async fn agent(
         &self,
         project_id: i64,
         agent_id: i64,
-        name: &str,
-        phone_number: Option<&PhoneNumber>,
-        description: Option<&str>,
-    ) -> Result<Agent> {
-        let row = sqlx::query(&format!(
-            "UPDATE agents SET name = $1, phone_number = $2, description = $3
-             WHERE id = $4 AND project_id = $5 RETURNING {AGENT_COLUMNS}"
+    ) -> Result<Option<(Agent, Option<Connector>)>> {
+        sqlx::query(&format!(
+            "SELECT {AGENT_COLUMNS} FROM agents WHERE id = $1 AND project_id = $2"
         ))
-        .bind(text(name))
-        .bind(phone_number.map(PhoneNumber::as_str))
-        .bind(opt_text(description))
+        .bind(agent_id)
+        .bind(project_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(agent_and_connector_from)
+        .transpose()
+    }
+    async fn update_agent(&self, project_id: i64, agent_id: i64, agent: &NewAgent) -> Result<Agent> {
+        let row = sqlx::query(&format!(
+            "UPDATE agents SET name = $1, phone_number = $2, description = $3, connector = $4
+             WHERE id = $5 AND project_id = $6 RETURNING {AGENT_COLUMNS}"
+        ))
+        .bind(text(&agent.name))
+        .bind(agent.phone_number.as_ref().map(PhoneNumber::as_str))
+        .bind(opt_text(agent.description.as_deref()))
+        .bind(agent.connector.as_ref().map(Connector::to_document))
         .bind(agent_id)
         .bind(project_id)
         .fetch_optional(&self.pool)

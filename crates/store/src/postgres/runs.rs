@@ -3,19 +3,21 @@
 //! runs (each in id order), so concurrent writers queue instead of deadlocking.
 
 use super::{notify_jobs, opt_text, text};
-use crate::codec::{decode_cursor, encode_cursor, time};
+use crate::codec::{decode_cursor, encode_cursor};
 use crate::errors::{
     as_invalid_input, no_agent, no_run, no_tagged_scenario, run_taken, unknown_scenario,
 };
-use crate::lifecycle::{changed_meanwhile, RunState, LISTENING, MATCHABLE, RUN_STATE_COLUMNS};
+use crate::lifecycle::{
+    changed_meanwhile, RunState, LISTENING, MATCHABLE, RUN_STATE_COLUMNS, UNFINISHED,
+};
 use crate::lookups::existing_run;
 use crate::model::*;
 use crate::rows::{
-    facts_from, paginate, run_from, scenario_from, FACT_COLUMNS, RUN_COLUMNS, RUN_FROM,
-    SCENARIO_BASE_COLUMNS,
+    facts_from, paginate, result_from, run_from, scenario_from, FACT_COLUMNS, RESULT_COLUMNS,
+    RUN_COLUMNS, RUN_FROM, SCENARIO_BASE_COLUMNS,
 };
 use crate::{
-    Page, PgStore, Result, Run, RunCounts, RunEvent, RunFilter, StoreError, TestResult, TestRuns,
+    Page, PgStore, Result, Run, RunEvent, RunFilter, StoreError, TestResult, TestRuns,
 };
 use async_trait::async_trait;
 use callgrade_core::{check_attach, dedup_scenarios, AttachCall, AttachRun};
@@ -127,17 +129,19 @@ fn scenario_columns() -> String {
     )
 }
 
+/// The agent's phone number and whether it has a connector, if the agent is the project's.
 async fn agent_in_project(
     conn: &mut PgConnection,
     project_id: i64,
     agent_id: i64,
-) -> Result<Option<String>> {
-    let row: Option<Option<String>> =
-        sqlx::query_scalar("SELECT phone_number FROM agents WHERE id = $1 AND project_id = $2")
-            .bind(agent_id)
-            .bind(project_id)
-            .fetch_optional(&mut *conn)
-            .await?;
+) -> Result<(Option<String>, bool)> {
+    let row: Option<(Option<String>, bool)> = sqlx::query_as(
+        "SELECT phone_number, connector IS NOT NULL FROM agents WHERE id = $1 AND project_id = $2",
+    )
+    .bind(agent_id)
+    .bind(project_id)
+    .fetch_optional(&mut *conn)
+    .await?;
     row.ok_or_else(|| no_agent(agent_id))
 }
 
@@ -185,9 +189,12 @@ pub(super) async fn create_result(
 ) -> Result<i64> {
     // Only inserts: scenarios and agents are never deleted, so nothing read here needs a lock.
     let mut tx = pool.begin().await?;
-    let agent_phone = agent_in_project(&mut tx, project_id, new.agent_id)
+    let (agent_phone, has_connector) = agent_in_project(&mut tx, project_id, new.agent_id)
         .await
         .map_err(as_invalid_input)?;
+    let mode = new
+        .mode_for(has_connector)
+        .map_err(StoreError::InvalidInput)?;
 
     // The scenarios named by id (each must be this agent's) and those carrying any tag.
     let mut scenarios: Vec<(i64, String, Option<String>)> = Vec::new();
@@ -231,12 +238,14 @@ pub(super) async fn create_result(
     let now_ms = now.timestamp_millis();
     let deadline = (now + TimeDelta::seconds(deadline_seconds)).timestamp_millis();
     let result_id: i64 = sqlx::query_scalar(
-        "INSERT INTO results (project_id, agent_id, name, created_at) VALUES ($1, $2, $3, $4)
-         RETURNING id",
+        "INSERT INTO results (project_id, agent_id, name, mode, label, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
     )
     .bind(project_id)
     .bind(new.agent_id)
     .bind(opt_text(new.name.as_deref()))
+    .bind(mode.as_str())
+    .bind(opt_text(new.label.as_deref()))
     .bind(now_ms)
     .fetch_one(&mut *tx)
     .await?;
@@ -245,8 +254,8 @@ pub(super) async fn create_result(
             sqlx::query(
                 "INSERT INTO runs (project_id, result_id, scenario_id, agent_id, direction,
                     tester_phone_number, agent_phone_number, status, created_at, updated_at,
-                    deadline_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $10, $8, $8, $9)",
+                    deadline_at, mode)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $10, $8, $8, $9, $11)",
             )
             .bind(project_id)
             .bind(result_id)
@@ -258,6 +267,7 @@ pub(super) async fn create_result(
             .bind(now_ms)
             .bind(deadline)
             .bind(RunStatus::Pending.as_str())
+            .bind(mode.as_str())
             .execute(&mut *tx)
             .await?;
         }
@@ -267,14 +277,14 @@ pub(super) async fn create_result(
 }
 
 pub(super) async fn result(pool: &PgPool, project_id: i64, id: i64) -> Result<Option<TestResult>> {
-    let row: Option<(i64, i64, Option<String>, i64)> = sqlx::query_as(
-        "SELECT id, agent_id, name, created_at FROM results WHERE project_id = $1 AND id = $2",
-    )
+    let row = sqlx::query(&format!(
+        "SELECT {RESULT_COLUMNS} FROM results WHERE project_id = $1 AND id = $2"
+    ))
     .bind(project_id)
     .bind(id)
     .fetch_optional(pool)
     .await?;
-    let Some((id, agent_id, name, created_at)) = row else {
+    let Some(row) = row else {
         return Ok(None);
     };
     let runs: Vec<Run> = sqlx::query(&format!(
@@ -286,16 +296,7 @@ pub(super) async fn result(pool: &PgPool, project_id: i64, id: i64) -> Result<Op
     .iter()
     .map(run_from)
     .collect::<Result<_>>()?;
-    Ok(Some(TestResult {
-        id,
-        project_id,
-        agent_id,
-        name,
-        created_at: time(created_at)?,
-        finished: runs.iter().all(|r| r.status.is_final()),
-        counts: RunCounts::of(&runs),
-        runs,
-    }))
+    Ok(Some(result_from(&row, runs)?))
 }
 
 /// The state of the run that `filter` (`id = $1`, `call_id = $1`) names, if any, locked for the
@@ -449,8 +450,8 @@ impl TestRuns for PgStore {
         agent_in_project(&mut tx, project_id, new.agent_id).await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO scenarios (project_id, agent_id, name, instructions, expected_outcome_prompt,
-                direction, tester_phone_number, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+                direction, tester_phone_number, simulation, quarantined, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
         )
         .bind(project_id)
         .bind(new.agent_id)
@@ -459,6 +460,8 @@ impl TestRuns for PgStore {
         .bind(text(&new.expected_outcome_prompt))
         .bind(new.direction.as_str())
         .bind(new.tester_phone_number.as_ref().map(|p| p.as_str()))
+        .bind(text(&ScenarioSimulation::of(new)).into_owned())
+        .bind(new.quarantined)
         .bind(now.timestamp_millis())
         .fetch_one(&mut *tx)
         .await?;
@@ -575,10 +578,10 @@ impl TestRuns for PgStore {
         let listening = &*LISTENING;
         let rows = sqlx::query(&format!(
             "SELECT r.id, r.direction, r.tester_phone_number, r.status, r.created_at, r.deadline_at,
-                r.call_started_at, r.call_ended_at, r.call_id, p.listening_window_seconds,
+                r.call_started_at, r.call_ended_at, r.call_id, r.mode, p.listening_window_seconds,
                 r.call_id IS NOT NULL AS has_call, r.error_message, r.finished_at
              FROM runs r JOIN projects p ON p.id = r.project_id
-             WHERE r.status IN {listening} AND r.call_id IS NULL AND (
+             WHERE r.status IN {listening} AND r.call_id IS NULL AND r.mode = 'external' AND (
                 (r.call_ended_at IS NOT NULL AND r.call_ended_at + p.listening_window_seconds * 1000 < $1)
                 OR (r.call_ended_at IS NULL AND r.deadline_at < $1))
              ORDER BY r.id
@@ -616,5 +619,18 @@ impl TestRuns for PgStore {
         }
         tx.commit().await?;
         Ok(timed_out)
+    }
+    async fn latest_finished_result(&self, project_id: i64, label: &str) -> Result<Option<i64>> {
+        let unfinished = &*UNFINISHED;
+        Ok(sqlx::query_scalar(&format!(
+            "SELECT id FROM results res WHERE project_id = $1 AND label = $2
+               AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.result_id = res.id
+                               AND r.status IN {unfinished})
+             ORDER BY id DESC LIMIT 1"
+        ))
+        .bind(project_id)
+        .bind(text(label))
+        .fetch_optional(&self.pool)
+        .await?)
     }
 }

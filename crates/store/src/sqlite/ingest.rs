@@ -328,8 +328,9 @@ fn insert_call(conn: &Connection, prepared: &PreparedCall, at: &StoredCall<'_>) 
         "INSERT INTO calls (id, project_id, agent_id, external_id, content_hash, started_at,
             ended_at, to_phone_number, from_phone_number, ended_reason, run_id, trace_id,
             message_times, message_count, messages, metadata, warnings, raw, delivery_id,
-            received_at, match_outcome, matched_by, match_reason, match_candidates, transcript)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            received_at, match_outcome, matched_by, match_reason, match_candidates, transcript,
+            channel)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )?
     .execute(params![
         at.id,
@@ -357,6 +358,7 @@ fn insert_call(conn: &Connection, prepared: &PreparedCall, at: &StoredCall<'_>) 
         decision.reason,
         to_json(&decision.candidates),
         prepared.transcript,
+        call.channel.as_str(),
     ])?;
     Ok(())
 }

@@ -21,6 +21,7 @@ mod lite;
 mod metrics;
 mod projects;
 mod runs;
+mod simulations;
 mod writer;
 
 use writer::Writer;

@@ -6,10 +6,12 @@ use crate::errors::{no_project, project_name_taken};
 use crate::key::{hash_key, hashes_match};
 use crate::lookups::existing_project;
 use crate::model::*;
-use crate::rows::{agent_from, project_from, Columns, AGENT_COLUMNS, PROJECT_COLUMNS};
+use crate::rows::{
+    agent_and_connector_from, agent_from, project_from, Columns, AGENT_COLUMNS, PROJECT_COLUMNS,
+};
 use crate::{ApiKey, Project, ProjectSettings, Projects, Result, SqliteStore, StoreError};
 use async_trait::async_trait;
-use callgrade_core::PhoneNumber;
+
 use rusqlite::{params, OptionalExtension};
 
 use super::writer::in_place;
@@ -110,49 +112,51 @@ impl Projects for SqliteStore {
             false => Ok(None),
         }
     }
-    async fn create_agent(
-        &self,
-        project_id: i64,
-        name: &str,
-        phone_number: Option<&PhoneNumber>,
-        description: Option<&str>,
-    ) -> Result<Agent> {
+    async fn create_agent(&self, project_id: i64, agent: &NewAgent) -> Result<Agent> {
         existing_project(self, project_id).await?;
-        let (name, now) = (name.to_owned(), now_ms());
-        let phone = phone_number.map(|p| p.as_str().to_owned());
-        let description = description.map(str::to_owned);
+        let now = now_ms();
+        let (name, phone, description, connector) = agent_columns(agent);
         self.writer
             .write(in_place(move |conn| {
                 conn.prepare_cached(&format!(
-                    "INSERT INTO agents (project_id, name, phone_number, description, created_at)
-                     VALUES (?, ?, ?, ?, ?)
+                    "INSERT INTO agents (project_id, name, phone_number, description, connector,
+                        created_at)
+                     VALUES (?, ?, ?, ?, ?, ?)
                      RETURNING {AGENT_COLUMNS}"
                 ))?
-                .query_row(params![project_id, name, phone, description, now], |row| {
-                    Ok(agent_from(&LiteRow(row)))
-                })?
+                .query_row(
+                    params![project_id, name, phone, description, connector, now],
+                    |row| Ok(agent_from(&LiteRow(row))),
+                )?
             }))
             .await
     }
-    async fn update_agent(
+    async fn agent(
         &self,
         project_id: i64,
         agent_id: i64,
-        name: &str,
-        phone_number: Option<&PhoneNumber>,
-        description: Option<&str>,
-    ) -> Result<Agent> {
-        let name = name.to_owned();
-        let phone = phone_number.map(|p| p.as_str().to_owned());
-        let description = description.map(str::to_owned);
+    ) -> Result<Option<(Agent, Option<Connector>)>> {
+        sqlx::query(&format!(
+            "SELECT {AGENT_COLUMNS} FROM agents WHERE id = ? AND project_id = ?"
+        ))
+        .bind(agent_id)
+        .bind(project_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(agent_and_connector_from)
+        .transpose()
+    }
+    async fn update_agent(&self, project_id: i64, agent_id: i64, agent: &NewAgent) -> Result<Agent> {
+        let (name, phone, description, connector) = agent_columns(agent);
         self.writer
             .write(in_place(move |conn| {
                 conn.prepare_cached(&format!(
-                    "UPDATE agents SET name = ?, phone_number = ?, description = ?
+                    "UPDATE agents SET name = ?, phone_number = ?, description = ?, connector = ?
                      WHERE id = ? AND project_id = ? RETURNING {AGENT_COLUMNS}"
                 ))?
                 .query_row(
-                    params![name, phone, description, agent_id, project_id],
+                    params![name, phone, description, connector, agent_id, project_id],
                     |row| Ok(agent_from(&LiteRow(row))),
                 )
                 .optional()?
@@ -225,4 +229,14 @@ impl Projects for SqliteStore {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+}
+
+/// An agent's columns, owned, for the writer thread.
+fn agent_columns(agent: &NewAgent) -> (String, Option<String>, Option<String>, Option<String>) {
+    (
+        agent.name.clone(),
+        agent.phone_number.as_ref().map(|p| p.as_str().to_owned()),
+        agent.description.clone(),
+        agent.connector.as_ref().map(Connector::to_document),
+    )
 }

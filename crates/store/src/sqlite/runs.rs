@@ -1,15 +1,16 @@
 //! Scenarios, results and runs on SQLite, and the run side of matching.
 
-use crate::codec::{decode_cursor, encode_cursor, time};
+use crate::codec::{decode_cursor, encode_cursor};
 use crate::errors::{as_invalid_input, no_agent, no_run, no_tagged_scenario, unknown_scenario};
-use crate::lifecycle::{changed_meanwhile, RunState, LISTENING, RUN_STATE_COLUMNS};
+use crate::lifecycle::{changed_meanwhile, RunState, LISTENING, RUN_STATE_COLUMNS, UNFINISHED};
 use crate::lookups::existing_run;
 use crate::model::*;
 use crate::rows::{
-    facts_from, paginate, run_from, scenario_from, RUN_COLUMNS, RUN_FROM, SCENARIO_BASE_COLUMNS,
+    facts_from, paginate, result_from, run_from, scenario_from, RESULT_COLUMNS, RUN_COLUMNS,
+    RUN_FROM, SCENARIO_BASE_COLUMNS,
 };
 use crate::{
-    Page, Result, Run, RunCounts, RunEvent, RunFilter, SqliteStore, StoreError, TestResult,
+    Page, Result, Run, RunEvent, RunFilter, SqliteStore, StoreError, TestResult,
     TestRuns,
 };
 use async_trait::async_trait;
@@ -33,12 +34,20 @@ fn scenario_columns() -> String {
     )
 }
 
-/// The agent's phone number, if the agent is the project's.
-fn agent_in_project(conn: &Connection, project_id: i64, agent_id: i64) -> Result<Option<String>> {
-    conn.prepare_cached("SELECT phone_number FROM agents WHERE id = ? AND project_id = ?")?
-        .query_row(params![agent_id, project_id], |row| row.get(0))
-        .optional()?
-        .ok_or_else(|| no_agent(agent_id))
+/// The agent's phone number and whether it has a connector, if the agent is the project's.
+fn agent_in_project(
+    conn: &Connection,
+    project_id: i64,
+    agent_id: i64,
+) -> Result<(Option<String>, bool)> {
+    conn.prepare_cached(
+        "SELECT phone_number, connector IS NOT NULL FROM agents WHERE id = ? AND project_id = ?",
+    )?
+    .query_row(params![agent_id, project_id], |row| {
+        Ok((row.get(0)?, row.get(1)?))
+    })
+    .optional()?
+    .ok_or_else(|| no_agent(agent_id))
 }
 
 /// Creates a scenario on the writer's connection; its id.
@@ -47,8 +56,9 @@ fn create_scenario(conn: &Connection, project_id: i64, new: &NewScenario, now: i
     let id: i64 = conn
         .prepare_cached(
             "INSERT INTO scenarios (project_id, agent_id, name, instructions,
-                expected_outcome_prompt, direction, tester_phone_number, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                expected_outcome_prompt, direction, tester_phone_number, simulation, quarantined,
+                created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )?
         .query_row(
             params![
@@ -59,6 +69,8 @@ fn create_scenario(conn: &Connection, project_id: i64, new: &NewScenario, now: i
                 new.expected_outcome_prompt,
                 new.direction.as_str(),
                 new.tester_phone_number.as_ref().map(|p| p.as_str()),
+                ScenarioSimulation::of(new),
+                new.quarantined,
                 now
             ],
             |row| row.get(0),
@@ -118,7 +130,11 @@ fn create_result(
     new: &NewTestResult,
     now: DateTime<Utc>,
 ) -> Result<i64> {
-    let agent_phone = agent_in_project(conn, project_id, new.agent_id).map_err(as_invalid_input)?;
+    let (agent_phone, has_connector) =
+        agent_in_project(conn, project_id, new.agent_id).map_err(as_invalid_input)?;
+    let mode = new
+        .mode_for(has_connector)
+        .map_err(StoreError::InvalidInput)?;
 
     // The scenarios named by id (each must be this agent's) and those carrying any tag.
     let mut scenarios: Vec<(i64, String, Option<String>)> = Vec::new();
@@ -163,16 +179,25 @@ fn create_result(
     let deadline = (now + TimeDelta::seconds(deadline_seconds)).timestamp_millis();
     let result_id: i64 = conn
         .prepare_cached(
-            "INSERT INTO results (project_id, agent_id, name, created_at) VALUES (?, ?, ?, ?)
-             RETURNING id",
+            "INSERT INTO results (project_id, agent_id, name, mode, label, created_at)
+             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
         )?
-        .query_row(params![project_id, new.agent_id, new.name, now_ms], |row| {
-            row.get(0)
-        })?;
+        .query_row(
+            params![
+                project_id,
+                new.agent_id,
+                new.name,
+                mode.as_str(),
+                new.label,
+                now_ms
+            ],
+            |row| row.get(0),
+        )?;
     let mut insert = conn.prepare_cached(
         "INSERT INTO runs (project_id, result_id, scenario_id, agent_id, direction,
-            tester_phone_number, agent_phone_number, status, created_at, updated_at, deadline_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            tester_phone_number, agent_phone_number, status, created_at, updated_at, deadline_at,
+            mode)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )?;
     for (scenario_id, direction, tester) in &scenarios {
         for _ in 0..new.frequency {
@@ -187,7 +212,8 @@ fn create_result(
                 RunStatus::Pending.as_str(),
                 now_ms,
                 now_ms,
-                deadline
+                deadline,
+                mode.as_str()
             ])?;
         }
     }
@@ -199,14 +225,14 @@ pub(super) async fn result(
     project_id: i64,
     id: i64,
 ) -> Result<Option<TestResult>> {
-    let row: Option<(i64, i64, Option<String>, i64)> = sqlx::query_as(
-        "SELECT id, agent_id, name, created_at FROM results WHERE project_id = ? AND id = ?",
-    )
+    let row = sqlx::query(&format!(
+        "SELECT {RESULT_COLUMNS} FROM results WHERE project_id = ? AND id = ?"
+    ))
     .bind(project_id)
     .bind(id)
     .fetch_optional(pool)
     .await?;
-    let Some((id, agent_id, name, created_at)) = row else {
+    let Some(row) = row else {
         return Ok(None);
     };
     let runs: Vec<Run> = sqlx::query(&format!(
@@ -218,16 +244,7 @@ pub(super) async fn result(
     .iter()
     .map(run_from)
     .collect::<Result<_>>()?;
-    Ok(Some(TestResult {
-        id,
-        project_id,
-        agent_id,
-        name,
-        created_at: time(created_at)?,
-        finished: runs.iter().all(|r| r.status.is_final()),
-        counts: RunCounts::of(&runs),
-        runs,
-    }))
+    Ok(Some(result_from(&row, runs)?))
 }
 
 /// On the writer's connection: the state of the run that `filter` (`id = ?`, `call_id = ?`)
@@ -359,10 +376,10 @@ fn sweep_runs(conn: &Connection, now: DateTime<Utc>) -> Result<Vec<i64>> {
     let listening = &*LISTENING;
     let mut select = conn.prepare_cached(&format!(
         "SELECT r.id, r.direction, r.tester_phone_number, r.status, r.created_at, r.deadline_at,
-            r.call_started_at, r.call_ended_at, r.call_id, p.listening_window_seconds,
+            r.call_started_at, r.call_ended_at, r.call_id, r.mode, p.listening_window_seconds,
             r.call_id IS NOT NULL AS has_call, r.error_message, r.finished_at
          FROM runs r JOIN projects p ON p.id = r.project_id
-         WHERE r.status IN {listening} AND r.call_id IS NULL AND (
+         WHERE r.status IN {listening} AND r.call_id IS NULL AND r.mode = 'external' AND (
             (r.call_ended_at IS NOT NULL AND r.call_ended_at + p.listening_window_seconds * 1000 < ?1)
             OR (r.call_ended_at IS NULL AND r.deadline_at < ?1))"
     ))?;
@@ -519,5 +536,18 @@ impl TestRuns for SqliteStore {
         self.writer
             .write(in_place(move |conn| sweep_runs(conn, now)))
             .await
+    }
+    async fn latest_finished_result(&self, project_id: i64, label: &str) -> Result<Option<i64>> {
+        let unfinished = &*UNFINISHED;
+        Ok(sqlx::query_scalar(&format!(
+            "SELECT id FROM results res WHERE project_id = ? AND label = ?
+               AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.result_id = res.id
+                               AND r.status IN {unfinished})
+             ORDER BY id DESC LIMIT 1"
+        ))
+        .bind(project_id)
+        .bind(label)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 }

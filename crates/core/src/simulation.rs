@@ -1,0 +1,630 @@
+//! Simulated callers, as pure values: how callgrade reaches an agent (its [`Connector`]), who
+//! the caller is ([`Persona`]), what the agent's tools answer in a test ([`ToolMock`]), when a
+//! conversation stops ([`StopReason`]) and the caller's system prompt. The I/O that plays a
+//! conversation is in `callgrade-sim`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+use crate::FieldError;
+
+/// What a write-only secret reads back as.
+pub const REDACTED: &str = "***";
+
+/// How callgrade reaches an agent to play a caller against it. Stored whole (secrets
+/// included); served only as a [`ConnectorView`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Connector {
+    /// One HTTP request per turn, the whole conversation in each (docs/simulation.md).
+    HttpTurn(HttpTurn),
+    /// An LLM behind an OpenAI-compatible chat-completions endpoint.
+    OpenaiChat(OpenaiChat),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HttpTurn {
+    pub url: String,
+    /// Sent with every request; values are write-only.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// How long one turn may take before it is retried (default 30 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenaiChat {
+    pub base_url: String,
+    pub model: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+    /// Read the key from this environment variable of the server instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+    /// The agent's system prompt (default: the agent's description).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_prompt: Option<String>,
+    /// OpenAI tool definitions the agent may call; answered from the scenario's tool mocks.
+    #[serde(default)]
+    pub tools: Vec<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u32>,
+}
+
+/// A connector as the API shows it: every secret replaced by `"***"`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConnectorView {
+    /// `http_turn` or `openai_chat`.
+    pub kind: String,
+    #[serde(flatten)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub fields: Map<String, Value>,
+}
+
+impl Connector {
+    pub const KINDS: [&'static str; 2] = ["http_turn", "openai_chat"];
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::HttpTurn(_) => "http_turn",
+            Self::OpenaiChat(_) => "openai_chat",
+        }
+    }
+
+    /// The per-turn timeout, in seconds.
+    pub fn timeout_seconds(&self) -> u32 {
+        match self {
+            Self::HttpTurn(c) => c.timeout_seconds,
+            Self::OpenaiChat(c) => c.timeout_seconds,
+        }
+        .unwrap_or(30)
+    }
+
+    /// The connector with its secrets redacted.
+    pub fn view(&self) -> ConnectorView {
+        let mut redacted = self.clone();
+        match &mut redacted {
+            Self::HttpTurn(c) => c.headers.values_mut().for_each(|v| *v = REDACTED.into()),
+            Self::OpenaiChat(c) => {
+                if c.api_key.is_some() {
+                    c.api_key = Some(REDACTED.into());
+                }
+            }
+        }
+        let Ok(Value::Object(mut fields)) = serde_json::to_value(&redacted) else {
+            unreachable!("a connector serialises to an object")
+        };
+        fields.remove("kind");
+        ConnectorView {
+            kind: self.kind().into(),
+            fields,
+        }
+    }
+
+    /// Parses a connector as submitted at `path`, every problem with its path. Secrets the
+    /// submitter left out or sent back as `"***"` keep their value in `previous` (the
+    /// connector being replaced), so a view can be edited and sent back as it is.
+    pub fn parse(
+        value: &Value,
+        previous: Option<&Connector>,
+        path: &str,
+    ) -> Result<Connector, Vec<FieldError>> {
+        let at = |field: &str| format!("{path}.{field}");
+        let Some(object) = value.as_object() else {
+            return Err(vec![FieldError::new(
+                path,
+                "must be null or an object with a \"kind\"",
+            )]);
+        };
+        let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
+        let mut connector: Connector = match serde_json::from_value(value.clone()) {
+            Ok(c) => c,
+            Err(e) if !Self::KINDS.contains(&kind) => {
+                drop(e);
+                return Err(vec![FieldError::new(
+                    at("kind"),
+                    format!(
+                        "must be one of {} (got {})",
+                        Self::KINDS.join(", "),
+                        object.get("kind").map_or("nothing".into(), Value::to_string)
+                    ),
+                )]);
+            }
+            Err(e) => return Err(vec![FieldError::new(path.to_owned(), e.to_string())]),
+        };
+        let known: &[&str] = match connector {
+            Self::HttpTurn(_) => &["kind", "url", "headers", "timeout_seconds"],
+            Self::OpenaiChat(_) => &[
+                "kind",
+                "base_url",
+                "model",
+                "api_key",
+                "api_key_env",
+                "system_prompt",
+                "tools",
+                "timeout_seconds",
+            ],
+        };
+        let mut errors: Vec<FieldError> = object
+            .keys()
+            .filter(|k| !known.contains(&k.as_str()))
+            .map(|k| {
+                FieldError::new(
+                    at(k),
+                    format!(
+                        "is not a field of a {kind} connector (it has {})",
+                        known[1..].join(", ")
+                    ),
+                )
+            })
+            .collect();
+        let check_timeout = |t: Option<u32>, errors: &mut Vec<FieldError>| {
+            if let Some(t) = t.filter(|t| !(1..=600).contains(t)) {
+                errors.push(FieldError::new(
+                    at("timeout_seconds"),
+                    format!("must be between 1 and 600 (got {t})"),
+                ));
+            }
+        };
+        match &mut connector {
+            Self::HttpTurn(c) => {
+                check_url(&c.url, &at("url"), &mut errors);
+                for (name, value) in c.headers.iter_mut() {
+                    let valid_name = !name.is_empty()
+                        && name
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+                    if !valid_name {
+                        errors.push(FieldError::new(
+                            format!("{path}.headers.{name}"),
+                            "is not a valid header name",
+                        ));
+                    }
+                    if value.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
+                        errors.push(FieldError::new(
+                            format!("{path}.headers.{name}"),
+                            "must not contain control characters",
+                        ));
+                    }
+                    if value == REDACTED {
+                        match previous {
+                            Some(Self::HttpTurn(p)) if p.headers.contains_key(name) => {
+                                value.clone_from(&p.headers[name])
+                            }
+                            _ => errors.push(FieldError::new(
+                                format!("{path}.headers.{name}"),
+                                "\"***\" keeps a stored value, and this header has none: send the value",
+                            )),
+                        }
+                    }
+                }
+                check_timeout(c.timeout_seconds, &mut errors);
+            }
+            Self::OpenaiChat(c) => {
+                check_url(&c.base_url, &at("base_url"), &mut errors);
+                if c.model.trim().is_empty() {
+                    errors.push(FieldError::new(at("model"), "must not be empty"));
+                }
+                let previous_key = match previous {
+                    Some(Self::OpenaiChat(p)) => p.api_key.clone(),
+                    _ => None,
+                };
+                match c.api_key.as_deref() {
+                    None if !object.contains_key("api_key") => c.api_key = previous_key,
+                    Some(REDACTED) => c.api_key = previous_key,
+                    Some("") => c.api_key = None,
+                    _ => {}
+                }
+                if let Some(var) = &c.api_key_env {
+                    let valid = !var.is_empty()
+                        && var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                    if !valid {
+                        errors.push(FieldError::new(
+                            at("api_key_env"),
+                            "must be an environment variable name (letters, digits, _)",
+                        ));
+                    }
+                }
+                for (i, tool) in c.tools.iter().enumerate() {
+                    let name = tool
+                        .get("function")
+                        .and_then(|f| f.get("name"))
+                        .and_then(Value::as_str);
+                    if tool.get("type").and_then(Value::as_str) != Some("function")
+                        || name.is_none_or(str::is_empty)
+                    {
+                        errors.push(FieldError::new(
+                            format!("{path}.tools[{i}]"),
+                            "must be an OpenAI tool definition: {\"type\": \"function\", \"function\": {\"name\": …, \"parameters\": {…}}}",
+                        ));
+                    }
+                }
+                check_timeout(c.timeout_seconds, &mut errors);
+            }
+        }
+        if errors.is_empty() {
+            Ok(connector)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The stored form (secrets included): only the store writes it.
+    pub fn to_document(&self) -> String {
+        serde_json::to_string(self).expect("a connector serialises")
+    }
+
+    pub fn from_document(text: &str) -> Result<Self, String> {
+        serde_json::from_str(text).map_err(|e| format!("a stored connector: {e}"))
+    }
+}
+
+fn check_url(url: &str, path: &str, errors: &mut Vec<FieldError>) {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) || url.chars().any(char::is_whitespace)
+    {
+        errors.push(FieldError::new(
+            path,
+            format!("must be an http:// or https:// URL with a host (got {url:?})"),
+        ));
+    }
+}
+
+/// Who the simulated caller is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Persona {
+    pub name: String,
+    /// The language the caller speaks, e.g. `en`, `de`, `Spanish` (default `en`).
+    #[serde(default = "english")]
+    pub language: String,
+    #[serde(default)]
+    pub traits: Vec<Trait>,
+    /// Anything else about the caller, in their own words.
+    #[serde(default)]
+    pub description: String,
+}
+
+fn english() -> String {
+    "en".into()
+}
+
+/// A way of behaving that the caller's prompt spells out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Trait {
+    Impatient,
+    Confused,
+    Interrupts,
+    OffTopic,
+    Angry,
+    Terse,
+    Verbose,
+    Elderly,
+}
+
+impl Trait {
+    fn instruction(self) -> &'static str {
+        match self {
+            Self::Impatient => "You are in a hurry: you push for a quick answer and say so when the agent is slow or wordy.",
+            Self::Confused => "You are unsure what you need: you misunderstand some questions and ask for things to be repeated.",
+            Self::Interrupts => "You cut in before the agent has finished a point, with short replies or new questions.",
+            Self::OffTopic => "Now and then you drift to something unrelated before coming back to your goal.",
+            Self::Angry => "You are upset about your problem and it shows, though you still want it solved.",
+            Self::Terse => "You answer in as few words as possible.",
+            Self::Verbose => "You give long answers with more detail than needed.",
+            Self::Elderly => "You are elderly, polite and not used to automated systems; you need things explained simply.",
+        }
+    }
+}
+
+/// What a tool call of the agent answers in a test: the first mock whose `name` matches and
+/// whose `when` (if any) equals the call's arguments on every key it names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ToolMock {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub when: Option<Map<String, Value>>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub result: Value,
+}
+
+/// The answer to a tool call: the first matching mock's result, else `unmatched` (or an
+/// error object naming the tool).
+pub fn answer_tool_call(
+    mocks: &[ToolMock],
+    unmatched: Option<&Value>,
+    name: &str,
+    arguments: &Value,
+) -> (Value, bool) {
+    let matches = |mock: &&ToolMock| {
+        mock.name == name
+            && mock.when.as_ref().is_none_or(|when| {
+                when.iter()
+                    .all(|(key, expected)| arguments.get(key) == Some(expected))
+            })
+    };
+    match mocks.iter().find(matches) {
+        Some(mock) => (mock.result.clone(), true),
+        None => (
+            unmatched.cloned().unwrap_or_else(|| {
+                serde_json::json!({
+                    "error": format!("no mock for the tool {name:?} with these arguments")
+                })
+            }),
+            false,
+        ),
+    }
+}
+
+/// Validates tool mocks at `path`.
+pub fn check_tool_mocks(mocks: &[ToolMock], path: &str, errors: &mut Vec<FieldError>) {
+    for (i, mock) in mocks.iter().enumerate() {
+        if mock.name.trim().is_empty() {
+            errors.push(FieldError::new(
+                format!("{path}[{i}].name"),
+                "must not be empty",
+            ));
+        }
+    }
+}
+
+/// The limits of one simulated conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StopRules {
+    /// Caller and agent turns together.
+    pub max_turns: u32,
+    pub max_seconds: u32,
+}
+
+impl Default for StopRules {
+    fn default() -> Self {
+        Self {
+            max_turns: 30,
+            max_seconds: 600,
+        }
+    }
+}
+
+impl StopRules {
+    pub const TURNS: std::ops::RangeInclusive<u32> = 1..=200;
+    pub const SECONDS: std::ops::RangeInclusive<u32> = 5..=3600;
+}
+
+/// Why a simulated conversation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// The simulated caller hung up (its `end_call` tool).
+    CallerEnded,
+    /// The agent ended the call (`end_call: true`).
+    AgentEnded,
+    MaxTurns,
+    MaxSeconds,
+    /// The run's token budget for the caller and agent LLMs was spent.
+    TokenBudget,
+}
+
+impl StopReason {
+    pub const ALL: [StopReason; 5] = [
+        Self::CallerEnded,
+        Self::AgentEnded,
+        Self::MaxTurns,
+        Self::MaxSeconds,
+        Self::TokenBudget,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CallerEnded => "caller_ended",
+            Self::AgentEnded => "agent_ended",
+            Self::MaxTurns => "max_turns",
+            Self::MaxSeconds => "max_seconds",
+            Self::TokenBudget => "token_budget",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// The call's `ended_reason`, in the words the webhook's senders use.
+    pub fn ended_reason(self) -> &'static str {
+        match self {
+            Self::CallerEnded => "customer-ended-call",
+            Self::AgentEnded => "assistant-ended-call",
+            Self::MaxTurns => "max-turns-reached",
+            Self::MaxSeconds => "exceeded-max-duration",
+            Self::TokenBudget => "token-budget-exhausted",
+        }
+    }
+}
+
+/// LLM requests and tokens spent on one run, by whom.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)]
+pub struct Usage {
+    pub caller_requests: u64,
+    pub caller_tokens: u64,
+    /// Requests to the agent (turns of `http_turn`, completions of `openai_chat`).
+    pub agent_requests: u64,
+    /// Tokens of an `openai_chat` agent.
+    pub agent_tokens: u64,
+}
+
+impl Usage {
+    /// The tokens that count against the run's budget.
+    pub fn tokens(&self) -> u64 {
+        self.caller_tokens + self.agent_tokens
+    }
+}
+
+/// A project's simulator endpoint: the LLM that plays the caller. Fields left unset fall back
+/// to the server's defaults (`--simulator-*`).
+#[derive(Clone, Default, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SimulatorSettings {
+    pub base_url: Option<String>,
+    pub model: Option<String>,
+    #[serde(skip)]
+    pub api_key: Option<String>,
+    /// Whether a key is set (the key itself is never shown).
+    pub api_key_set: bool,
+    /// Simulated runs of this project in flight at once.
+    pub concurrency: u32,
+    /// Caller and agent LLM tokens one run may spend before its conversation is stopped.
+    pub token_budget: u64,
+}
+
+impl SimulatorSettings {
+    pub const DEFAULT_CONCURRENCY: u32 = 4;
+    pub const DEFAULT_TOKEN_BUDGET: u64 = 200_000;
+}
+
+impl std::fmt::Debug for SimulatorSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimulatorSettings")
+            .field("base_url", &self.base_url)
+            .field("model", &self.model)
+            .field("api_key", &self.api_key.as_ref().map(|_| REDACTED))
+            .field("concurrency", &self.concurrency)
+            .field("token_budget", &self.token_budget)
+            .finish()
+    }
+}
+
+/// The simulated caller's system prompt: who they are, what they want, how to hang up.
+pub fn caller_system_prompt(persona: Option<&Persona>, instructions: &str) -> String {
+    let mut prompt = String::from(
+        "You are playing a caller in a test of a voice agent: a person phoning a company's automated assistant. \
+         Stay in character; never say you are an AI or that this is a test. \
+         Speak as a person does on the phone: short turns, one thing at a time.\n",
+    );
+    if let Some(p) = persona {
+        prompt.push_str(&format!("\nYou are {}.", p.name));
+        if !p.description.trim().is_empty() {
+            prompt.push_str(&format!(" {}", p.description.trim()));
+        }
+        prompt.push_str(&format!("\nSpeak only in this language: {}.", p.language));
+        for t in &p.traits {
+            prompt.push_str(&format!("\n- {}", t.instruction()));
+        }
+        prompt.push('\n');
+    }
+    if !instructions.trim().is_empty() {
+        prompt.push_str(&format!("\nYour goal in this call:\n{}\n", instructions.trim()));
+    }
+    prompt.push_str(
+        "\nWhen your goal is reached, or the conversation cannot go on, say goodbye and call the end_call tool.",
+    );
+    prompt
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn secrets_are_write_only_and_survive_a_round_trip_of_the_view() {
+        let first = Connector::parse(
+            &json!({"kind": "http_turn", "url": "https://agent.test/turn",
+                    "headers": {"Authorization": "Bearer s3cret"}}),
+            None,
+            "connector",
+        )
+        .unwrap();
+        let view = first.view();
+        assert_eq!(view.fields["headers"]["Authorization"], "***");
+        assert!(!serde_json::to_string(&view).unwrap().contains("s3cret"));
+        let mut sent_back = Value::Object(view.fields.clone());
+        sent_back["kind"] = json!("http_turn");
+        let again = Connector::parse(&sent_back, Some(&first), "connector").unwrap();
+        assert_eq!(again, first);
+
+        let chat = json!({"kind": "openai_chat", "base_url": "http://127.0.0.1:9/v1",
+                          "model": "m", "api_key": "sk-1"});
+        let chat = Connector::parse(&chat, None, "connector").unwrap();
+        let edited = json!({"kind": "openai_chat", "base_url": "http://127.0.0.1:9/v1", "model": "m2"});
+        let Connector::OpenaiChat(kept) = Connector::parse(&edited, Some(&chat), "c").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(kept.api_key.as_deref(), Some("sk-1"));
+        assert_eq!(chat.view().fields["api_key"], "***");
+    }
+
+    #[test]
+    fn every_problem_has_its_path() {
+        let errors = Connector::parse(
+            &json!({"kind": "http_turn", "url": "ftp://x", "headers": {"Bad Name": "v", "X": "***"},
+                    "timeout_seconds": 0, "extra": 1}),
+            None,
+            "connector",
+        )
+        .unwrap_err();
+        let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "connector.extra",
+                "connector.url",
+                "connector.headers.Bad Name",
+                "connector.headers.X",
+                "connector.timeout_seconds"
+            ]
+        );
+        let kind = Connector::parse(&json!({"kind": "sip"}), None, "c").unwrap_err();
+        assert_eq!(kind[0].path, "c.kind");
+        let tools = Connector::parse(
+            &json!({"kind": "openai_chat", "base_url": "https://x", "model": "m", "tools": [{"name": "f"}]}),
+            None,
+            "c",
+        )
+        .unwrap_err();
+        assert_eq!(tools[0].path, "c.tools[0]");
+    }
+
+    #[test]
+    fn the_first_matching_mock_answers() {
+        let mocks: Vec<ToolMock> = serde_json::from_value(json!([
+            {"name": "lookup", "when": {"order": "A1"}, "result": {"status": "shipped"}},
+            {"name": "lookup", "result": {"status": "unknown"}},
+        ]))
+        .unwrap();
+        let a1 = answer_tool_call(&mocks, None, "lookup", &json!({"order": "A1", "x": 1}));
+        assert_eq!(a1, (json!({"status": "shipped"}), true));
+        let other = answer_tool_call(&mocks, None, "lookup", &json!({"order": "B2"}));
+        assert_eq!(other.0["status"], "unknown");
+        let (none, matched) = answer_tool_call(&mocks, None, "refund", &json!({}));
+        assert!(!matched);
+        assert!(none["error"].as_str().unwrap().contains("refund"));
+    }
+
+    #[test]
+    fn the_prompt_carries_the_persona_and_the_goal() {
+        let persona = Persona {
+            name: "Dana".into(),
+            language: "German".into(),
+            traits: vec![Trait::Impatient],
+            description: "A customer since 2019.".into(),
+        };
+        let prompt = caller_system_prompt(Some(&persona), "Get a refund for order A1.");
+        for needle in ["Dana", "German", "in a hurry", "refund for order A1", "end_call"] {
+            assert!(prompt.contains(needle), "{needle} missing from {prompt}");
+        }
+    }
+}
