@@ -9,6 +9,7 @@ mod conversation;
 mod drafts;
 mod error;
 mod evaluation;
+pub mod gate;
 mod ingest_checks;
 mod metric_spec;
 mod names;
@@ -31,6 +32,11 @@ pub use error::FieldError;
 pub use evaluation::{
     CallEvaluation, CallForEvaluation, Evaluation, EvaluationInput, EvaluationStatus,
     JudgeSettings, Metric,
+};
+pub use gate::{
+    fisher_exact_one_sided, gate, tally, wilson_interval, Change, GateOptions, GateReport,
+    GateVerdict, Interval, ResultTally, RunOutcome, RunVerdict, ScenarioComparison, Tally,
+    DEFAULT_ALPHA,
 };
 pub use ingest_checks::{check_named_run, content_conflict, unknown_agent};
 pub use metric_spec::{
