@@ -1,10 +1,11 @@
 //! Administration: projects and their keys, agents, and the dashboard's admin token. The CLI
 //! (on the database directly) and the dashboard (signed in) both go through here.
 
-use callgrade_core::{parse_name, parse_project_name, Agent, FieldError, PhoneNumber};
-use callgrade_store::{ApiKey, Project, ProjectSettings};
+use callgrade_core::{parse_name, parse_project_name, Agent, Connector, FieldError, PhoneNumber};
+use callgrade_store::{ApiKey, NewAgent, Project, ProjectSettings};
 use rand::distributions::Alphanumeric;
 use rand::Rng;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -36,24 +37,38 @@ pub async fn configure_project(
         .await?)
 }
 
-/// An agent as submitted: a name, and optionally a phone number and a description (its prompt).
+/// An agent as submitted: a name, and optionally a phone number, a description (its prompt)
+/// and a connector (how callgrade calls it to simulate callers).
 #[derive(Debug, Clone, Copy)]
 pub struct AgentDraft<'a> {
     pub name: &'a str,
     pub phone_number: Option<&'a str>,
     pub description: Option<&'a str>,
+    pub connector: ConnectorChange<'a>,
 }
 
-struct ValidAgent<'a> {
-    name: String,
-    phone_number: Option<PhoneNumber>,
-    description: Option<&'a str>,
+/// What an agent's connector becomes.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum ConnectorChange<'a> {
+    /// As it is (none for a new agent).
+    #[default]
+    Keep,
+    Remove,
+    /// A connector as submitted; secrets left out or sent as `"***"` keep their stored value.
+    Set(&'a Value),
 }
 
 impl<'a> AgentDraft<'a> {
     /// Blank phone numbers and descriptions count as absent (forms send them empty).
-    fn validate(self) -> Result<ValidAgent<'a>> {
+    fn validate(self, current: Option<&Connector>) -> Result<NewAgent> {
         let mut errors = Vec::new();
+        let connector = match self.connector {
+            ConnectorChange::Keep => current.cloned(),
+            ConnectorChange::Remove => None,
+            ConnectorChange::Set(value) => Connector::parse(value, current, "connector")
+                .map_err(|e| errors.extend(e))
+                .ok(),
+        };
         let name = parse_name(self.name)
             .map_err(|e| errors.push(FieldError::new("name", e)))
             .ok();
@@ -64,10 +79,15 @@ impl<'a> AgentDraft<'a> {
                 .ok(),
         };
         match name {
-            Some(name) if errors.is_empty() => Ok(ValidAgent {
+            Some(name) if errors.is_empty() => Ok(NewAgent {
                 name,
                 phone_number,
-                description: self.description.map(str::trim).filter(|d| !d.is_empty()),
+                description: self
+                    .description
+                    .map(str::trim)
+                    .filter(|d| !d.is_empty())
+                    .map(str::to_owned),
+                connector,
             }),
             _ => Err(AppError::Invalid(errors)),
         }
@@ -76,31 +96,59 @@ impl<'a> AgentDraft<'a> {
 
 /// Creates an agent; its id is the `agent_id` senders put in webhook payloads.
 pub async fn create_agent(app: &App, project_id: i64, draft: AgentDraft<'_>) -> Result<Agent> {
-    let a = draft.validate()?;
-    Ok(app
-        .store
-        .create_agent(project_id, &a.name, a.phone_number.as_ref(), a.description)
-        .await?)
+    let agent = draft.validate(None)?;
+    Ok(app.store.create_agent(project_id, &agent).await?)
 }
 
-/// Replaces an agent's name, phone number and description (its id never changes).
+/// Replaces an agent's name, phone number, description and connector (its id never changes).
 pub async fn update_agent(
     app: &App,
     project_id: i64,
     agent_id: i64,
     draft: AgentDraft<'_>,
 ) -> Result<Agent> {
-    let a = draft.validate()?;
-    Ok(app
-        .store
-        .update_agent(
-            project_id,
-            agent_id,
-            &a.name,
-            a.phone_number.as_ref(),
-            a.description,
-        )
-        .await?)
+    let (_, current) = existing_agent(app, project_id, agent_id).await?;
+    let agent = draft.validate(current.as_ref())?;
+    Ok(app.store.update_agent(project_id, agent_id, &agent).await?)
+}
+
+/// An agent's fields to change; `None` keeps a field. The REST API's `PATCH`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AgentPatch<'a> {
+    pub name: Option<&'a str>,
+    /// `Some(None)` removes it.
+    pub phone_number: Option<Option<&'a str>>,
+    pub description: Option<Option<&'a str>>,
+    pub connector: ConnectorChange<'a>,
+}
+
+/// Changes some of an agent's fields.
+pub async fn patch_agent(
+    app: &App,
+    project_id: i64,
+    agent_id: i64,
+    patch: AgentPatch<'_>,
+) -> Result<Agent> {
+    let (agent, current) = existing_agent(app, project_id, agent_id).await?;
+    let draft = AgentDraft {
+        name: patch.name.unwrap_or(&agent.name),
+        phone_number: patch.phone_number.unwrap_or(agent.phone_number.as_deref()),
+        description: patch.description.unwrap_or(agent.description.as_deref()),
+        connector: patch.connector,
+    };
+    let new = draft.validate(current.as_ref())?;
+    Ok(app.store.update_agent(project_id, agent_id, &new).await?)
+}
+
+async fn existing_agent(
+    app: &App,
+    project_id: i64,
+    agent_id: i64,
+) -> Result<(Agent, Option<Connector>)> {
+    app.store
+        .agent(project_id, agent_id)
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("no agent with id {agent_id} in this project")))
 }
 
 fn sha256_hex(s: &str) -> String {

@@ -15,6 +15,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod runs;
 mod settings;
+pub mod simulation;
 pub mod upkeep;
 pub mod worker;
 
@@ -36,6 +37,8 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     pub evaluator: Arc<Evaluator>,
     pub settings: Arc<AppSettings>,
+    /// This process's simulated callers.
+    pub simulator: Arc<simulation::Simulator>,
 }
 
 impl App {
@@ -58,6 +61,7 @@ impl App {
             clock,
             evaluator: Arc::new(evaluator),
             settings: Arc::new(settings),
+            simulator: Arc::default(),
         }
     }
 

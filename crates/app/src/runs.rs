@@ -2,7 +2,10 @@
 //! The rules that decide a run's next state are in `callgrade_core::runs`; the store applies
 //! them inside its transaction.
 
-use callgrade_core::{ResultDraft, Scenario, ScenarioDraft};
+use callgrade_core::{
+    tally, GateOptions, GateReport, ResultDraft, RunMode, RunOutcome, RunStatus, RunVerdict,
+    Scenario, ScenarioDraft,
+};
 use callgrade_store::{Run, RunEvent, TestResult};
 
 use crate::{App, AppError, Result};
@@ -13,18 +16,135 @@ pub async fn create_scenario(app: &App, project_id: i64, draft: ScenarioDraft) -
     Ok(app.store.create_scenario(project_id, &new).await?)
 }
 
-/// Creates a result: one pending run per scenario × frequency.
+/// Creates a result: one pending run per scenario × frequency. Simulated runs (the agent has
+/// a connector, or `mode: simulate`) start as soon as a simulator has room.
 pub async fn create_result(app: &App, project_id: i64, draft: ResultDraft) -> Result<TestResult> {
     let new = draft.validate().map_err(AppError::Invalid)?;
-    Ok(app.store.create_result(project_id, &new, app.now()).await?)
+    let result = app.store.create_result(project_id, &new, app.now()).await?;
+    if result.mode == RunMode::Simulate {
+        app.simulator.wake();
+    }
+    Ok(result)
 }
 
-/// Records what the harness reports about a run's call (started, ended, cancelled).
+/// Records what the harness reports about a run's call (started, ended, cancelled). A
+/// cancelled simulated run stops calling the agent at once.
 pub async fn report(app: &App, project_id: i64, run_id: i64, event: RunEvent) -> Result<Run> {
-    Ok(app
+    let run = app
         .store
         .run_event(project_id, run_id, event, app.now())
-        .await?)
+        .await?;
+    if event == RunEvent::Cancel {
+        app.simulator.stop(run_id);
+    }
+    Ok(run)
+}
+
+/// Starts the scenarios of a result's failed (or undecided) runs again, as a new result with
+/// the same agent, mode and label: "run failed scenarios again".
+pub async fn rerun_failed(app: &App, project_id: i64, result_id: i64) -> Result<TestResult> {
+    let result = app
+        .store
+        .result(project_id, result_id)
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("no result with id {result_id}")))?;
+    let mut scenario_ids: Vec<i64> = result
+        .runs
+        .iter()
+        .filter(|r| r.status.is_final() && r.success != Some(true))
+        .map(|r| r.scenario_id)
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    scenario_ids.retain(|id| seen.insert(*id));
+    if scenario_ids.is_empty() {
+        return Err(AppError::Conflict(format!(
+            "result {result_id} has no finished run that failed"
+        )));
+    }
+    // The same number of runs per scenario as the result had.
+    let frequency = result
+        .runs
+        .iter()
+        .filter(|r| r.scenario_id == scenario_ids[0])
+        .count();
+    let draft = ResultDraft {
+        agent_id: result.agent_id,
+        scenario_ids,
+        tags: Vec::new(),
+        frequency: Some(u32::try_from(frequency.max(1)).unwrap_or(1)),
+        name: Some(format!("rerun of result {result_id}")),
+        mode: Some(result.mode.as_str().into()),
+        label: None,
+    };
+    create_result(app, project_id, draft).await
+}
+
+/// The gate over a finished (or unfinished) result: per scenario pass^k, the Wilson interval
+/// and, against a baseline result, each scenario's change.
+pub async fn gate(
+    app: &App,
+    project_id: i64,
+    result_id: i64,
+    baseline: Option<Baseline<'_>>,
+    options: &GateOptions,
+) -> Result<GateReport> {
+    let current = outcomes(app, project_id, result_id).await?;
+    let baseline_id = match baseline {
+        None => None,
+        Some(Baseline::Result(id)) => Some(id),
+        Some(Baseline::Label(label)) => Some(
+            app.store
+                .latest_finished_result(project_id, label)
+                .await?
+                .filter(|id| *id != result_id)
+                .ok_or_else(|| {
+                    AppError::not_found(format!(
+                        "no finished result labelled {label:?} to compare with"
+                    ))
+                })?,
+        ),
+    };
+    let baseline = match baseline_id {
+        Some(id) => Some(tally(&outcomes(app, project_id, id).await?)),
+        None => None,
+    };
+    let mut report = callgrade_core::gate(&tally(&current), baseline.as_ref(), options);
+    report.baseline_result_id = baseline_id;
+    Ok(report)
+}
+
+/// Which result a gate compares with.
+#[derive(Debug, Clone, Copy)]
+pub enum Baseline<'a> {
+    Result(i64),
+    /// The newest finished result with this label.
+    Label(&'a str),
+}
+
+async fn outcomes(app: &App, project_id: i64, result_id: i64) -> Result<Vec<RunOutcome>> {
+    let result = app
+        .store
+        .result(project_id, result_id)
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("no result with id {result_id}")))?;
+    Ok(result.runs.iter().map(run_outcome).collect())
+}
+
+/// A run's verdict for the gate: passed or failed by the rubric once completed; anything else
+/// (failed to run, timed out, cancelled, unfinished, undecided by the rubric) is undecided.
+pub fn run_outcome(run: &Run) -> RunOutcome {
+    let verdict = match (run.status, run.success) {
+        (RunStatus::Completed, Some(true)) => RunVerdict::Passed,
+        (RunStatus::Completed, Some(false)) => RunVerdict::Failed,
+        _ => RunVerdict::Undecided,
+    };
+    RunOutcome {
+        run_id: run.id,
+        scenario_id: run.scenario_id,
+        scenario_name: run.scenario_name.clone(),
+        quarantined: run.quarantined,
+        verdict,
+    }
 }
 
 /// Attaches a stored call to a run by hand (ambiguous and late cases); the run's evaluation is

@@ -18,6 +18,7 @@ pub struct AppSettings {
     /// The server-wide judge endpoint, for projects that set none.
     pub judge: callgrade_eval::JudgeDefaults,
     pub script_limits: callgrade_eval::ScriptLimits,
+    pub simulation: crate::simulation::SimulationSettings,
 }
 
 impl Default for AppSettings {
@@ -30,6 +31,7 @@ impl Default for AppSettings {
             workers: WorkerSettings::default(),
             judge: Default::default(),
             script_limits: Default::default(),
+            simulation: Default::default(),
         }
     }
 }

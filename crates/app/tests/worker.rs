@@ -5,6 +5,7 @@ use callgrade_app::ingest::{self, Delivery};
 use callgrade_app::{metrics, runs, App, AppSettings};
 use callgrade_core::{MetricDraft, ResultDraft, ScenarioDraft};
 use callgrade_eval::{Evaluator, JudgeCache, JudgeClient, JudgeDefaults};
+use callgrade_store::NewAgent;
 use callgrade_store::{SqliteStore, Store};
 use serde_json::json;
 use std::sync::Arc;
@@ -42,7 +43,7 @@ async fn a_panicking_evaluation_fails_its_job_with_the_reason() {
 
     let (project, _) = store.create_project("lab").await.unwrap();
     let agent = store
-        .create_agent(project.id, "support", None, None)
+        .create_agent(project.id, &NewAgent::named("support"))
         .await
         .unwrap();
     let draft: MetricDraft = serde_json::from_value(json!({

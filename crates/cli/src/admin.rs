@@ -1,7 +1,7 @@
 //! Project and agent administration. Works on the database directly, also while the server runs.
 
 use anyhow::{anyhow, Context};
-use callgrade_app::admin::{self, AgentDraft};
+use callgrade_app::admin::{self, AgentDraft, AgentPatch, ConnectorChange};
 use callgrade_app::{App, AppError, AppSettings};
 use callgrade_server::{cekura_webhook_url, project_webhook_url};
 use callgrade_store::prelude::*;
@@ -72,6 +72,27 @@ pub enum AgentCommand {
         /// What the agent is for; its prompt, for judges.
         #[arg(long)]
         description: Option<String>,
+        /// How callgrade calls the agent to simulate callers, as JSON, e.g.
+        /// '{"kind": "http_turn", "url": "http://localhost:9000/turn"}' (see docs/simulation.md).
+        #[arg(long, value_parser = parse_json_object)]
+        connector: Option<serde_json::Value>,
+    },
+    /// Change an agent: the fields given are replaced, the rest kept.
+    Update {
+        /// The project's name or id.
+        #[arg(long)]
+        project: String,
+        /// The agent's id.
+        id: i64,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        phone_number: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        /// A new connector as JSON ("***" keeps a stored secret), or `none` to remove it.
+        #[arg(long, value_parser = parse_connector_arg)]
+        connector: Option<serde_json::Value>,
     },
     /// List a project's agents.
     List {
@@ -261,6 +282,7 @@ pub async fn agent(db: &DbArgs, cmd: AgentCommand, out: &Output) -> anyhow::Resu
             name,
             phone_number,
             description,
+            connector,
         } => {
             let project = find_project(store.as_ref(), &project).await?;
             let app = App::new(store.clone(), AppSettings::default());
@@ -268,6 +290,9 @@ pub async fn agent(db: &DbArgs, cmd: AgentCommand, out: &Output) -> anyhow::Resu
                 name: &name,
                 phone_number: phone_number.as_deref(),
                 description: description.as_deref(),
+                connector: connector
+                    .as_ref()
+                    .map_or(ConnectorChange::Keep, ConnectorChange::Set),
             };
             let agent = admin::create_agent(&app, project.id, draft)
                 .await
@@ -281,6 +306,38 @@ pub async fn agent(db: &DbArgs, cmd: AgentCommand, out: &Output) -> anyhow::Resu
                 format!(
                     "Created agent {:?} with id {} in project {:?}.\nSenders put \"agent_id\": {} in webhook payloads.",
                     agent.name, agent.id, project.name, agent.id
+                )
+            });
+        }
+        AgentCommand::Update {
+            project,
+            id,
+            name,
+            phone_number,
+            description,
+            connector,
+        } => {
+            let project = find_project(store.as_ref(), &project).await?;
+            let app = App::new(store.clone(), AppSettings::default());
+            let patch = AgentPatch {
+                name: name.as_deref(),
+                phone_number: phone_number.as_deref().map(Some),
+                description: description.as_deref().map(Some),
+                connector: match &connector {
+                    None => ConnectorChange::Keep,
+                    Some(serde_json::Value::Null) => ConnectorChange::Remove,
+                    Some(v) => ConnectorChange::Set(v),
+                },
+            };
+            let agent = admin::patch_agent(&app, project.id, id, patch)
+                .await
+                .map_err(|e| flag_error(e, |path| format!("--{}", path.replace('_', "-"))))?;
+            out.print(&agent, || {
+                format!(
+                    "Updated agent {:?} (id {}); connector: {}",
+                    agent.name,
+                    agent.id,
+                    agent.connector.as_ref().map_or("none", |c| c.kind.as_str())
                 )
             });
         }
@@ -310,6 +367,25 @@ pub async fn agent(db: &DbArgs, cmd: AgentCommand, out: &Output) -> anyhow::Resu
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A JSON object from the command line.
+fn parse_json_object(s: &str) -> Result<serde_json::Value, String> {
+    match serde_json::from_str(s) {
+        Ok(v @ serde_json::Value::Object(_)) => Ok(v),
+        Ok(_) => {
+            Err("must be a JSON object such as '{\"kind\": \"http_turn\", \"url\": \"…\"}'".into())
+        }
+        Err(e) => Err(format!("is not JSON: {e}")),
+    }
+}
+
+/// A connector object, or `none` (as JSON null) to remove it.
+fn parse_connector_arg(s: &str) -> Result<serde_json::Value, String> {
+    if s.trim() == "none" {
+        return Ok(serde_json::Value::Null);
+    }
+    parse_json_object(s)
 }
 
 /// `callgrade admin token [--rotate]`.

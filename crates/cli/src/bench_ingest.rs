@@ -6,6 +6,7 @@
 
 use anyhow::{bail, Context};
 use callgrade_store::prelude::*;
+use callgrade_store::NewAgent;
 use callgrade_store::SqliteStore;
 use clap::Args;
 use rand::rngs::StdRng;
@@ -215,7 +216,7 @@ pub async fn run(args: IngestBench, out: &Output) -> anyhow::Result<ExitCode> {
     let store = SqliteStore::open(&format!("sqlite://{data}/callgrade.db")).await?;
     let (project, key) = store.create_project("bench").await?;
     let agent = store
-        .create_agent(project.id, "bench-agent", None, None)
+        .create_agent(project.id, &NewAgent::named("bench-agent"))
         .await?;
     drop(store);
     let key = key.expose().to_owned();
@@ -273,7 +274,7 @@ pub async fn run(args: IngestBench, out: &Output) -> anyhow::Result<ExitCode> {
         let name = format!("bench-{}", uuid_suffix());
         let (project, pg_key) = store.create_project(&name).await?;
         let agent = store
-            .create_agent(project.id, "bench-agent", None, None)
+            .create_agent(project.id, &NewAgent::named("bench-agent"))
             .await?;
         drop(store);
         let pg_payloads = bodies(&args, agent.id);

@@ -3,6 +3,7 @@
 use anyhow::Context;
 use callgrade_core::{validate_batch, Limits};
 use callgrade_store::prelude::*;
+use callgrade_store::NewAgent;
 use callgrade_store::{NewDelivery, SqliteStore};
 use clap::Args;
 use serde_json::{json, Value};
@@ -32,9 +33,11 @@ pub async fn run(args: PagesBench, out: &Output) -> anyhow::Result<ExitCode> {
     let (project, _) = store.create_project("pages").await?;
     let agents = [
         store
-            .create_agent(project.id, "support", None, None)
+            .create_agent(project.id, &NewAgent::named("support"))
             .await?,
-        store.create_agent(project.id, "sales", None, None).await?,
+        store
+            .create_agent(project.id, &NewAgent::named("sales"))
+            .await?,
     ];
     out.progress(&format!("filling the database with {} calls…", args.calls));
     let started = Instant::now();

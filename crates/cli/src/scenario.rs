@@ -2,7 +2,7 @@
 
 use anyhow::anyhow;
 use callgrade_app::{App, AppError, AppSettings};
-use callgrade_core::ScenarioDraft;
+use callgrade_core::{Persona, ScenarioDraft, Trait};
 use callgrade_store::Scenario;
 use clap::Subcommand;
 use std::process::ExitCode;
@@ -39,6 +39,28 @@ pub enum ScenarioCommand {
         /// A tag (repeat for several).
         #[arg(long = "tag")]
         tags: Vec<String>,
+        /// The simulated caller's name (a persona); see also --language and --trait.
+        #[arg(long)]
+        persona: Option<String>,
+        /// The language the simulated caller speaks.
+        #[arg(long, default_value = "en", requires = "persona")]
+        language: String,
+        /// A trait of the caller: impatient, confused, interrupts, off_topic, angry, terse,
+        /// verbose, elderly (repeat for several).
+        #[arg(long = "trait", requires = "persona", value_parser = parse_trait)]
+        traits: Vec<Trait>,
+        /// What the simulated caller says first (else its LLM opens).
+        #[arg(long)]
+        first_message: Option<String>,
+        /// Caller and agent turns together before the conversation stops (default 30).
+        #[arg(long)]
+        max_turns: Option<u32>,
+        /// Seconds before the conversation stops (default 600).
+        #[arg(long)]
+        max_seconds: Option<u32>,
+        /// Run and report it, but never let it gate a result.
+        #[arg(long)]
+        quarantined: bool,
     },
     /// List a project's scenarios.
     List {
@@ -57,6 +79,13 @@ pub enum ScenarioCommand {
         /// The scenario's id.
         id: i64,
     },
+}
+
+fn parse_trait(s: &str) -> Result<Trait, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| {
+        "must be one of impatient, confused, interrupts, off_topic, angry, terse, verbose, elderly"
+            .to_owned()
+    })
 }
 
 fn describe(s: &Scenario) -> String {
@@ -85,6 +114,13 @@ pub async fn run(db: &DbArgs, cmd: ScenarioCommand, out: &Output) -> anyhow::Res
             instructions,
             expected_outcome,
             tags,
+            persona,
+            language,
+            traits,
+            first_message,
+            max_turns,
+            max_seconds,
+            quarantined,
         } => {
             let project = find_project(store.as_ref(), &project).await?;
             let draft = ScenarioDraft {
@@ -95,6 +131,18 @@ pub async fn run(db: &DbArgs, cmd: ScenarioCommand, out: &Output) -> anyhow::Res
                 tags,
                 direction,
                 tester_phone_number,
+                persona: persona.map(|name| Persona {
+                    name,
+                    language,
+                    traits,
+                    description: String::new(),
+                }),
+                first_message,
+                tool_mocks: Vec::new(),
+                unmatched_tool_result: None,
+                max_turns,
+                max_seconds,
+                quarantined,
             };
             let app = App::new(store.clone(), AppSettings::default());
             let scenario = callgrade_app::runs::create_scenario(&app, project.id, draft)

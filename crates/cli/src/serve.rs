@@ -149,6 +149,26 @@ pub struct EvalArgs {
           default_value_t = defaults().app.workers.evaluation_timeout.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     evaluation_timeout: u64,
+    /// Simulated conversations this process plays at once (0: leave them to other
+    /// instances). Each project also has its own limit (its simulator's concurrency).
+    #[arg(long, env = "CALLGRADE_SIMULATION_SLOTS",
+          default_value_t = defaults().app.simulation.slots as u32,
+          value_parser = clap::value_parser!(u32).range(0..=1024))]
+    simulation_slots: u32,
+    /// The default OpenAI-compatible endpoint of the simulated caller's LLM.
+    #[arg(long, env = "CALLGRADE_SIMULATOR_BASE_URL")]
+    simulator_base_url: Option<String>,
+    /// The default model of the simulated caller.
+    #[arg(long, env = "CALLGRADE_SIMULATOR_MODEL")]
+    simulator_model: Option<String>,
+    /// The default simulator API key (prefer the environment variable to the flag).
+    #[arg(long, env = "CALLGRADE_SIMULATOR_API_KEY", hide_env_values = true)]
+    simulator_api_key: Option<String>,
+    /// Seconds after which a simulated conversation whose instance stopped is failed.
+    #[arg(long, env = "CALLGRADE_SIMULATION_LEASE",
+          default_value_t = defaults().app.simulation.lease.num_seconds() as u64,
+          value_parser = clap::value_parser!(u64).range(5..=3600))]
+    simulation_lease: u64,
 }
 
 impl EvalArgs {
@@ -161,6 +181,11 @@ impl EvalArgs {
         settings.judge.timeout = std::time::Duration::from_secs(self.judge_timeout);
         settings.workers.evaluation_timeout =
             std::time::Duration::from_secs(self.evaluation_timeout);
+        settings.simulation.slots = self.simulation_slots as usize;
+        settings.simulation.default_base_url = self.simulator_base_url.clone();
+        settings.simulation.default_model = self.simulator_model.clone();
+        settings.simulation.default_api_key = self.simulator_api_key.clone();
+        settings.simulation.lease = TimeDelta::seconds(self.simulation_lease as i64);
     }
 }
 
@@ -179,14 +204,15 @@ pub async fn worker(db: &DbArgs, args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let store = db.open().await?;
     let mut settings = AppSettings::default();
     args.eval.apply(&mut settings);
-    if settings.workers.count == 0 {
-        anyhow::bail!("--workers must be at least 1 for `callgrade worker`");
+    if settings.workers.count == 0 && settings.simulation.slots == 0 {
+        anyhow::bail!("--workers or --simulation-slots must be at least 1 for `callgrade worker`");
     }
     let shutdown = shutdown_signal()?;
     let count = settings.workers.count;
     let app = App::new(store, settings);
-    let workers = callgrade_app::worker::spawn(&app, count).await;
-    tracing::info!(workers = workers.len(), data = %db.describe(), "evaluation workers running");
+    let mut workers = callgrade_app::worker::spawn(&app, count).await;
+    workers.extend(callgrade_app::simulation::spawn(&app));
+    tracing::info!(workers = count, simulation_slots = app.settings.simulation.slots, data = %db.describe(), "workers running");
     shutdown.await;
     workers.iter().for_each(|w| w.abort());
     Ok(ExitCode::SUCCESS)

@@ -4,7 +4,9 @@
 use serde::Deserialize;
 
 use crate::simulation::check_tool_mocks;
-use crate::{parse_name, Direction, FieldError, Persona, PhoneNumber, RunMode, StopRules, ToolMock};
+use crate::{
+    parse_name, Direction, FieldError, Persona, PhoneNumber, RunMode, StopRules, ToolMock,
+};
 
 /// A scenario as submitted.
 #[derive(Debug, Clone, Deserialize)]
@@ -265,16 +267,14 @@ impl ResultDraft {
             ));
         }
         let tags = parse_tags(&self.tags, "tags", &mut errors);
-        let mut optional_name = |path: &str, value: Option<&str>| match value
-            .map(parse_name)
-            .transpose()
-        {
-            Ok(n) => n,
-            Err(e) => {
-                errors.push(FieldError::new(path, e));
-                None
-            }
-        };
+        let mut optional_name =
+            |path: &str, value: Option<&str>| match value.map(parse_name).transpose() {
+                Ok(n) => n,
+                Err(e) => {
+                    errors.push(FieldError::new(path, e));
+                    None
+                }
+            };
         let name = optional_name("name", self.name.as_deref());
         let label = optional_name("label", self.label.as_deref());
         let mode = match self.mode.as_deref() {
@@ -357,7 +357,13 @@ mod tests {
             .collect();
         assert_eq!(
             paths,
-            ["name", "direction", "tester_phone_number", "tags[0]", "max_seconds"]
+            [
+                "name",
+                "direction",
+                "tester_phone_number",
+                "tags[0]",
+                "max_seconds"
+            ]
         );
     }
 

@@ -253,6 +253,8 @@ pub struct GateReport {
     pub scenarios: Vec<ScenarioComparison>,
     pub alpha: f64,
     pub min_pass_rate: Option<f64>,
+    /// The result compared with, when there is one (the gate itself only sees tallies).
+    pub baseline_result_id: Option<i64>,
 }
 
 fn compare(current: &Tally, baseline: Option<&Tally>, alpha: f64) -> ScenarioComparison {
@@ -309,56 +311,67 @@ pub fn gate(
         .map(|t| compare(t, in_baseline(t.scenario_id), options.alpha))
         .collect();
     let gating = || scenarios.iter().filter(|s| !s.quarantined);
-    let mut reasons = Vec::new();
-    let verdict = if gating().all(|s| s.current.runs == 0) {
-        reasons.push("No runs outside quarantine to gate on.".to_string());
-        GateVerdict::Undecided
-    } else if gating().any(|s| s.current.undecided > 0) {
-        for s in gating().filter(|s| s.current.undecided > 0) {
-            let (name, t) = (&s.scenario_name, &s.current);
-            reasons.push(format!(
-                "{name:?}: {} of {} runs undecided (errored, timed out, cancelled, unfinished \
-                 or not decided by the rubric).",
-                t.undecided, t.runs
-            ));
-        }
-        GateVerdict::Undecided
-    } else {
-        for s in gating().filter(|s| s.change == Change::Regressed) {
-            let (c, b) = (
-                &s.current,
-                s.baseline.as_ref().expect("a regression has a baseline"),
-            );
-            let p = fmt_p(s.p_value.unwrap_or(0.0));
-            reasons.push(format!(
-                "{:?} regressed: {} passed, baseline {} (one-sided Fisher exact p = {p} < {})",
-                s.scenario_name,
-                fraction(c),
-                fraction(b),
-                options.alpha
-            ));
-        }
-        let o = &current.overall;
-        match (options.min_pass_rate, o.pass_rate) {
-            (Some(min), Some(rate)) if rate < min => reasons.push(format!(
-                "Overall pass rate {:.1} % ({}) is below the minimum {:.1} %.",
-                rate * 100.0,
-                fraction(o),
-                min * 100.0
-            )),
-            (None, _) if baseline.is_none() => {
-                for s in gating().filter(|s| s.current.failed > 0) {
-                    let (name, t) = (&s.scenario_name, &s.current);
-                    reasons.push(format!("{name:?} failed {} of {} runs.", t.failed, t.runs));
-                }
+    // What definitely failed comes first: a clear regression is a failure even when other
+    // runs could not be decided.
+    let mut failures = Vec::new();
+    for s in gating().filter(|s| s.change == Change::Regressed) {
+        let (c, b) = (
+            &s.current,
+            s.baseline.as_ref().expect("a regression has a baseline"),
+        );
+        let p = fmt_p(s.p_value.unwrap_or(0.0));
+        failures.push(format!(
+            "{:?} regressed: {} passed, baseline {} (one-sided Fisher exact p = {p} < {})",
+            s.scenario_name,
+            fraction(c),
+            fraction(b),
+            options.alpha
+        ));
+    }
+    let o = &current.overall;
+    match (options.min_pass_rate, o.pass_rate) {
+        (Some(min), Some(rate)) if rate < min => failures.push(format!(
+            "Overall pass rate {:.1} % ({}) is below the minimum {:.1} %.",
+            rate * 100.0,
+            fraction(o),
+            min * 100.0
+        )),
+        (Some(_), _) => {}
+        // Without a threshold, every run of a scenario with nothing to compare against must
+        // pass: with no baseline that is every scenario, with one, those new to it.
+        (None, _) => {
+            let uncompared =
+                |s: &&ScenarioComparison| baseline.is_none() || s.change == Change::NoBaseline;
+            for s in gating().filter(uncompared).filter(|s| s.current.failed > 0) {
+                let (name, t) = (&s.scenario_name, &s.current);
+                let new = if baseline.is_some() {
+                    " (not in the baseline)"
+                } else {
+                    ""
+                };
+                failures.push(format!(
+                    "{name:?} failed {} of {} runs{new}.",
+                    t.failed, t.runs
+                ));
             }
-            _ => {}
         }
-        if reasons.is_empty() {
-            GateVerdict::Pass
-        } else {
-            GateVerdict::Fail
-        }
+    }
+    let mut undecided = Vec::new();
+    if gating().all(|s| s.current.runs == 0) {
+        undecided.push("No runs outside quarantine to gate on.".to_string());
+    }
+    for s in gating().filter(|s| s.current.undecided > 0) {
+        let (name, t) = (&s.scenario_name, &s.current);
+        undecided.push(format!(
+            "{name:?}: {} of {} runs undecided (errored, timed out, cancelled, unfinished \
+             or not decided by the rubric).",
+            t.undecided, t.runs
+        ));
+    }
+    let (verdict, reasons) = match (failures.is_empty(), undecided.is_empty()) {
+        (false, _) => (GateVerdict::Fail, [failures, undecided].concat()),
+        (true, false) => (GateVerdict::Undecided, undecided),
+        (true, true) => (GateVerdict::Pass, Vec::new()),
     };
     GateReport {
         verdict,
@@ -367,6 +380,7 @@ pub fn gate(
         scenarios,
         alpha: options.alpha,
         min_pass_rate: options.min_pass_rate,
+        baseline_result_id: None,
     }
 }
 
@@ -504,12 +518,18 @@ mod tests {
         assert_eq!((verdict, change), (V::Pass, Change::Unchanged));
         assert!(close(report.scenarios[0].p_value.unwrap(), 0.5, 1e-12));
         assert_eq!(check([10, 0, 0], [3, 7, 0]).1, Change::Improved);
-        // A baseline that never decided the scenario has nothing to regress from.
+        // A baseline that never decided the scenario has nothing to compare with: then every
+        // run must pass, as without a baseline.
         let (verdict, change, report) = check([3, 7, 0], [0, 0, 4]);
         assert_eq!(
             (verdict, change, report.scenarios[0].p_value),
-            (V::Pass, Change::NoBaseline, None)
+            (V::Fail, Change::NoBaseline, None)
         );
+        assert_eq!(
+            report.reasons,
+            ["\"refund\" failed 7 of 10 runs (not in the baseline)."]
+        );
+        assert_eq!(check([10, 0, 0], [0, 0, 4]).0, V::Pass);
         assert_eq!(
             report.scenarios[0].baseline.as_ref().map(|b| b.undecided),
             Some(4)
@@ -551,7 +571,7 @@ mod tests {
     #[test]
     fn undecided_runs_make_the_gate_undecided() {
         let mut all = runs(1, "refund", false, [8, 0, 2]);
-        all.extend(runs(2, "greeting", false, [0, 5, 0]));
+        all.extend(runs(2, "greeting", false, [5, 0, 0]));
         let report = gate(&tally(&all), None, &GateOptions::default());
         assert_eq!(
             (report.verdict, report.verdict.exit_code()),
@@ -567,6 +587,11 @@ mod tests {
             gate(&tally(&[]), None, &GateOptions::default()).verdict,
             V::Undecided
         );
+        // A definite failure is a failure even beside undecided runs; both are reported.
+        all.extend(runs(3, "transfer", false, [0, 5, 0]));
+        let report = gate(&tally(&all), None, &GateOptions::default());
+        assert_eq!(report.verdict, V::Fail);
+        assert_eq!(report.reasons.len(), 2, "{:?}", report.reasons);
     }
 
     #[test]

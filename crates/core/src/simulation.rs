@@ -129,7 +129,9 @@ impl Connector {
                     format!(
                         "must be one of {} (got {})",
                         Self::KINDS.join(", "),
-                        object.get("kind").map_or("nothing".into(), Value::to_string)
+                        object
+                            .get("kind")
+                            .map_or("nothing".into(), Value::to_string)
                     ),
                 )]);
             }
@@ -266,7 +268,8 @@ fn check_url(url: &str, path: &str, errors: &mut Vec<FieldError>) {
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"));
-    if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) || url.chars().any(char::is_whitespace)
+    if rest.is_none_or(|r| r.is_empty() || r.starts_with('/'))
+        || url.chars().any(char::is_whitespace)
     {
         errors.push(FieldError::new(
             path,
@@ -525,7 +528,10 @@ pub fn caller_system_prompt(persona: Option<&Persona>, instructions: &str) -> St
         prompt.push('\n');
     }
     if !instructions.trim().is_empty() {
-        prompt.push_str(&format!("\nYour goal in this call:\n{}\n", instructions.trim()));
+        prompt.push_str(&format!(
+            "\nYour goal in this call:\n{}\n",
+            instructions.trim()
+        ));
     }
     prompt.push_str(
         "\nWhen your goal is reached, or the conversation cannot go on, say goodbye and call the end_call tool.",
@@ -558,7 +564,8 @@ mod tests {
         let chat = json!({"kind": "openai_chat", "base_url": "http://127.0.0.1:9/v1",
                           "model": "m", "api_key": "sk-1"});
         let chat = Connector::parse(&chat, None, "connector").unwrap();
-        let edited = json!({"kind": "openai_chat", "base_url": "http://127.0.0.1:9/v1", "model": "m2"});
+        let edited =
+            json!({"kind": "openai_chat", "base_url": "http://127.0.0.1:9/v1", "model": "m2"});
         let Connector::OpenaiChat(kept) = Connector::parse(&edited, Some(&chat), "c").unwrap()
         else {
             panic!()
@@ -623,7 +630,13 @@ mod tests {
             description: "A customer since 2019.".into(),
         };
         let prompt = caller_system_prompt(Some(&persona), "Get a refund for order A1.");
-        for needle in ["Dana", "German", "in a hurry", "refund for order A1", "end_call"] {
+        for needle in [
+            "Dana",
+            "German",
+            "in a hurry",
+            "refund for order A1",
+            "end_call",
+        ] {
             assert!(prompt.contains(needle), "{needle} missing from {prompt}");
         }
     }

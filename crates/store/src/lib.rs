@@ -102,8 +102,11 @@ pub trait Projects: Send + Sync + 'static {
     async fn create_agent(&self, project_id: i64, agent: &NewAgent) -> Result<Agent>;
     async fn list_agents(&self, project_id: i64) -> Result<Vec<Agent>>;
     /// An agent, and its connector with the secrets the served agent leaves out.
-    async fn agent(&self, project_id: i64, agent_id: i64)
-        -> Result<Option<(Agent, Option<Connector>)>>;
+    async fn agent(
+        &self,
+        project_id: i64,
+        agent_id: i64,
+    ) -> Result<Option<(Agent, Option<Connector>)>>;
     /// Replaces an agent's name, phone number, description and connector (its id never
     /// changes).
     async fn update_agent(&self, project_id: i64, agent_id: i64, agent: &NewAgent)

@@ -75,8 +75,7 @@ pub(crate) static LISTENING: LazyLock<String> =
     LazyLock::new(|| status_list(RunStatus::is_listening));
 
 /// The statuses of a run that is not final yet.
-pub(crate) static UNFINISHED: LazyLock<String> =
-    LazyLock::new(|| status_list(|s| !s.is_final()));
+pub(crate) static UNFINISHED: LazyLock<String> = LazyLock::new(|| status_list(|s| !s.is_final()));
 
 /// The statuses in which matching may give a run a transcript, in time or late: those the
 /// lifecycle lets a late match into.

@@ -1,9 +1,10 @@
 //! What the store takes and gives back.
 
 pub use callgrade_core::{
-    Agent, Answer, Channel, Connector, RunMode, SimulatorSettings, StopReason, Usage, CallEvaluation, CallForEvaluation, Evaluation, EvaluationInput,
-    EvaluationStatus, JudgeSettings, Metric, MetricSummary, NewScenario, NewTestResult, Rejection,
-    RejectionKind, RunEvent, Scenario,
+    Agent, Answer, CallEvaluation, CallForEvaluation, Channel, Connector, Evaluation,
+    EvaluationInput, EvaluationStatus, JudgeSettings, Metric, MetricSummary, NewScenario,
+    NewTestResult, Rejection, RejectionKind, RunEvent, RunMode, Scenario, SimulatorSettings,
+    StopReason, Usage,
 };
 use callgrade_core::{
     Direction, FieldError, MatchOutcome, MatchedBy, Message, MessageTimes, Persona, RubricVerdict,
@@ -525,6 +526,18 @@ pub struct NewAgent {
     pub phone_number: Option<callgrade_core::PhoneNumber>,
     pub description: Option<String>,
     pub connector: Option<Connector>,
+}
+
+impl NewAgent {
+    /// An agent with only a name.
+    pub fn named(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            phone_number: None,
+            description: None,
+            connector: None,
+        }
+    }
 }
 
 /// A simulated run claimed by an instance, with everything its conversation needs.

@@ -69,9 +69,6 @@ mod tests {
             run(4, 1, 2, 1),
             run(5, 2, 4, 0),
         ];
-        assert_eq!(
-            Claimable::pick(pending, 3),
-            [(1, 1), (2, 3), (2, 5)]
-        );
+        assert_eq!(Claimable::pick(pending, 3), [(1, 1), (2, 3), (2, 5)]);
     }
 }

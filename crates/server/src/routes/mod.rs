@@ -1,3 +1,4 @@
+mod agents;
 mod calls;
 mod deliveries;
 mod extract;
@@ -46,6 +47,11 @@ pub(crate) fn documented() -> OpenApiRouter<AppState> {
             scenarios::list_scenarios
         ))
         .routes(routes!(scenarios::get_scenario))
+        .routes(routes!(agents::create_agent, agents::list_agents))
+        .routes(routes!(agents::get_agent, agents::patch_agent))
+        .routes(routes!(agents::get_simulator, agents::put_simulator))
+        .routes(routes!(runs::get_gate))
+        .routes(routes!(runs::rerun_failed))
         .routes(routes!(runs::create_result))
         .routes(routes!(runs::get_result))
         .routes(routes!(runs::list_runs))

@@ -204,3 +204,73 @@ pub async fn attach(
     let run = runs::attach(&state.app, project.id, run_id(&id)?, &body.call_id).await?;
     Ok(Json(run))
 }
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct GateQuery {
+    /// Compare with this result.
+    baseline_id: Option<i64>,
+    /// Compare with the newest finished result carrying this label (e.g. `main`).
+    baseline_label: Option<String>,
+    /// Fail when the overall pass rate is below this (0 to 1).
+    #[param(minimum = 0, maximum = 1)]
+    min_pass_rate: Option<f64>,
+}
+
+/// The CI gate over a result: per scenario the pass count, pass^k (all k passed) and the pass
+/// rate with its 95 % Wilson interval; against a baseline, each scenario's change by a
+/// one-sided Fisher exact test at α = 0.05; and the verdict: `pass`, `fail` or `undecided`.
+#[utoipa::path(get, path = "/api/v1/results/{id}/gate", tag = "test runs", params(
+        ("id" = i64, Path, description = "The result id"), GateQuery),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, body = callgrade_core::GateReport),
+              (status = 400, body = crate::error::ErrorBody),
+              (status = 404, body = crate::error::ErrorBody)))]
+pub async fn get_gate(
+    State(state): State<AppState>,
+    ApiProject(project): ApiProject,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<GateQuery>,
+) -> Result<Json<callgrade_core::GateReport>, ApiError> {
+    let numeric = parse_id(&id)
+        .ok_or_else(|| ApiError::not_found(format!("no result {id:?} in this project")))?;
+    if let Some(rate) = q.min_pass_rate.filter(|r| !(0.0..=1.0).contains(r)) {
+        return Err(ApiError::bad_request(format!(
+            "min_pass_rate must be between 0 and 1 (got {rate})"
+        )));
+    }
+    let baseline = match (q.baseline_id, q.baseline_label.as_deref()) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "give baseline_id or baseline_label, not both",
+            ))
+        }
+        (Some(id), None) => Some(runs::Baseline::Result(id)),
+        (None, Some(label)) => Some(runs::Baseline::Label(label)),
+        (None, None) => None,
+    };
+    let options = callgrade_core::GateOptions {
+        min_pass_rate: q.min_pass_rate,
+        ..Default::default()
+    };
+    Ok(Json(
+        runs::gate(&state.app, project.id, numeric, baseline, &options).await?,
+    ))
+}
+
+/// Runs the scenarios of a result's failed and undecided runs again, as a new result.
+#[utoipa::path(post, path = "/api/v1/results/{id}/rerun-failed", tag = "test runs",
+    params(("id" = i64, Path, description = "The result id")),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 201, body = TestResult), (status = 404, body = crate::error::ErrorBody),
+              (status = 409, description = "No run of it failed", body = crate::error::ErrorBody)))]
+pub async fn rerun_failed(
+    State(state): State<AppState>,
+    ApiProject(project): ApiProject,
+    ApiPath(id): ApiPath<String>,
+) -> Result<(StatusCode, Json<TestResult>), ApiError> {
+    let numeric = parse_id(&id)
+        .ok_or_else(|| ApiError::not_found(format!("no result {id:?} in this project")))?;
+    let result = runs::rerun_failed(&state.app, project.id, numeric).await?;
+    Ok((StatusCode::CREATED, Json(result)))
+}

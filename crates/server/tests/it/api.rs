@@ -1,3 +1,4 @@
+use callgrade_store::NewAgent;
 use serde_json::json;
 
 use crate::common::*;
@@ -8,7 +9,7 @@ async fn calls_list_filters_and_paginates() {
     let t = app.tenant("staging").await;
     let second_agent = app
         .store
-        .create_agent(t.project_id, "sales-bot", None, None)
+        .create_agent(t.project_id, &NewAgent::named("sales-bot"))
         .await
         .unwrap();
     // Five calls a minute apart; the last one from the second agent.

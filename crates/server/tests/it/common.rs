@@ -1,4 +1,5 @@
 use callgrade_server::{AppState, Settings};
+use callgrade_store::NewAgent;
 use callgrade_store::Store;
 use callgrade_testkit::Backend;
 pub use callgrade_testkit::ManualClock;
@@ -62,7 +63,7 @@ impl TestApp {
         let (project, key) = self.store.create_project(name).await.unwrap();
         let agent = self
             .store
-            .create_agent(project.id, "support-bot", None, None)
+            .create_agent(project.id, &NewAgent::named("support-bot"))
             .await
             .unwrap();
         Tenant {

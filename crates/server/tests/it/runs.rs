@@ -1,4 +1,5 @@
 //! Test runs: the matching ladder, the listening window, timeouts, late arrivals, manual attach.
+use callgrade_store::NewAgent;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{json, Value};
@@ -147,7 +148,7 @@ async fn run_id_must_be_this_projects_and_this_agents() {
     let other_agent = lab
         .app
         .store
-        .create_agent(lab.t.project_id, "other", None, None)
+        .create_agent(lab.t.project_id, &NewAgent::named("other"))
         .await
         .unwrap();
 

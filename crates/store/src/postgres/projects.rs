@@ -6,7 +6,9 @@ use crate::errors::{no_project, project_name_taken};
 use crate::key::{hash_key, hashes_match};
 use crate::lookups::existing_project;
 use crate::model::*;
-use crate::rows::{agent_and_connector_from, agent_from, project_from, AGENT_COLUMNS, PROJECT_COLUMNS};
+use crate::rows::{
+    agent_and_connector_from, agent_from, project_from, AGENT_COLUMNS, PROJECT_COLUMNS,
+};
 use crate::{ApiKey, PgStore, Project, ProjectSettings, Projects, Result, StoreError};
 use async_trait::async_trait;
 use callgrade_core::{Connector, PhoneNumber};
@@ -168,7 +170,12 @@ impl Projects for PgStore {
         .map(agent_and_connector_from)
         .transpose()
     }
-    async fn update_agent(&self, project_id: i64, agent_id: i64, agent: &NewAgent) -> Result<Agent> {
+    async fn update_agent(
+        &self,
+        project_id: i64,
+        agent_id: i64,
+        agent: &NewAgent,
+    ) -> Result<Agent> {
         let row = sqlx::query(&format!(
             "UPDATE agents SET name = $1, phone_number = $2, description = $3, connector = $4
              WHERE id = $5 AND project_id = $6 RETURNING {AGENT_COLUMNS}"

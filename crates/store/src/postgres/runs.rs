@@ -16,9 +16,7 @@ use crate::rows::{
     facts_from, paginate, result_from, run_from, scenario_from, FACT_COLUMNS, RESULT_COLUMNS,
     RUN_COLUMNS, RUN_FROM, SCENARIO_BASE_COLUMNS,
 };
-use crate::{
-    Page, PgStore, Result, Run, RunEvent, RunFilter, StoreError, TestResult, TestRuns,
-};
+use crate::{Page, PgStore, Result, Run, RunEvent, RunFilter, StoreError, TestResult, TestRuns};
 use async_trait::async_trait;
 use callgrade_core::{check_attach, dedup_scenarios, AttachCall, AttachRun};
 use callgrade_core::{

@@ -147,7 +147,12 @@ impl Projects for SqliteStore {
         .map(agent_and_connector_from)
         .transpose()
     }
-    async fn update_agent(&self, project_id: i64, agent_id: i64, agent: &NewAgent) -> Result<Agent> {
+    async fn update_agent(
+        &self,
+        project_id: i64,
+        agent_id: i64,
+        agent: &NewAgent,
+    ) -> Result<Agent> {
         let (name, phone, description, connector) = agent_columns(agent);
         self.writer
             .write(in_place(move |conn| {

@@ -10,8 +10,7 @@ use crate::rows::{
     RUN_FROM, SCENARIO_BASE_COLUMNS,
 };
 use crate::{
-    Page, Result, Run, RunEvent, RunFilter, SqliteStore, StoreError, TestResult,
-    TestRuns,
+    Page, Result, Run, RunEvent, RunFilter, SqliteStore, StoreError, TestResult, TestRuns,
 };
 use async_trait::async_trait;
 use callgrade_core::{check_attach, dedup_scenarios, AttachCall, AttachRun};

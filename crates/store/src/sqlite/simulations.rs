@@ -154,7 +154,9 @@ impl Simulations for SqliteStore {
         let (set_model, model) = judge_field(&patch.model);
         let (set_key, key) = judge_field(&patch.api_key);
         let concurrency = patch.concurrency.map(i64::from);
-        let budget = patch.token_budget.map(|b| i64::try_from(b).unwrap_or(i64::MAX));
+        let budget = patch
+            .token_budget
+            .map(|b| i64::try_from(b).unwrap_or(i64::MAX));
         self.writer
             .write(in_place(move |conn| {
                 conn.prepare_cached(
@@ -272,4 +274,3 @@ impl Simulations for SqliteStore {
             .await
     }
 }
-

@@ -1,11 +1,12 @@
 //! Ingest: batches, resends, conflicts, NUL in text, call filters.
+use callgrade_store::NewAgent;
 
 use super::*;
 
 pub(super) async fn story_call_filters(store: &dyn Store) {
     let (project, _) = store.create_project("filters").await.unwrap();
     let agent = store
-        .create_agent(project.id, "a", None, None)
+        .create_agent(project.id, &NewAgent::named("a"))
         .await
         .unwrap();
     let said = |id: &str, text: &str, reason: &str| {
@@ -132,20 +133,22 @@ pub(super) async fn story_ingest(store: &dyn Store) {
     let agent = store
         .create_agent(
             project.id,
-            "Alex",
-            Some(&phone("+14155551234")),
-            Some("support"),
+            &NewAgent {
+                phone_number: Some(phone("+14155551234")),
+                description: Some("support".into()),
+                ..NewAgent::named("Alex")
+            },
         )
         .await
         .unwrap();
     assert_eq!(agent.phone_number.as_deref(), Some("+14155551234"));
     let foreign_agent = store
-        .create_agent(other.id, "Other", None, None)
+        .create_agent(other.id, &NewAgent::named("Other"))
         .await
         .unwrap();
     assert_eq!(store.list_agents(project.id).await.unwrap().len(), 1);
     assert!(matches!(
-        store.create_agent(999_999, "Ghost", None, None).await,
+        store.create_agent(999_999, &NewAgent::named("Ghost")).await,
         Err(StoreError::NotFound(_))
     ));
 
@@ -377,7 +380,14 @@ pub(super) async fn story_ingest(store: &dyn Store) {
 pub(super) async fn story_text_with_nul(store: &dyn Store) {
     let (project, _) = store.create_project("nul").await.unwrap();
     let agent = store
-        .create_agent(project.id, "Alex", None, Some("a\u{0}b"))
+        .create_agent(
+            project.id,
+            &NewAgent {
+                phone_number: None,
+                description: Some("a\u{0}b".into()),
+                ..NewAgent::named("Alex")
+            },
+        )
         .await
         .unwrap();
     let odd = with(call("id\u{0}x"), "endedReason", json!("hung\u{0}up"));
@@ -412,7 +422,7 @@ pub(super) async fn story_text_with_nul(store: &dyn Store) {
 pub(super) async fn story_concurrent_resends(store: &dyn Store) {
     let (project, _) = store.create_project("resends").await.unwrap();
     let agent = store
-        .create_agent(project.id, "Alex", None, None)
+        .create_agent(project.id, &NewAgent::named("Alex"))
         .await
         .unwrap();
     let (b, body) = batch(agent.id, "same", "customer-hungup");

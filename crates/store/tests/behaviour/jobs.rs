@@ -1,4 +1,5 @@
 //! The evaluation job queue: claims, leases, retries, wake-ups.
+use callgrade_store::NewAgent;
 
 use super::*;
 
@@ -7,7 +8,7 @@ use super::*;
 pub(super) async fn story_job_signal(store: &dyn Store) {
     let (project, _) = store.create_project("signal").await.unwrap();
     let agent = store
-        .create_agent(project.id, "Alex", None, None)
+        .create_agent(project.id, &NewAgent::named("Alex"))
         .await
         .unwrap();
     let signal = store.job_signal();
@@ -65,7 +66,7 @@ pub(super) async fn story_job_signal(store: &dyn Store) {
 pub(super) async fn story_job_queue(store: &dyn Store) {
     let (project, _) = store.create_project("jobs").await.unwrap();
     let agent = store
-        .create_agent(project.id, "Alex", None, None)
+        .create_agent(project.id, &NewAgent::named("Alex"))
         .await
         .unwrap();
     let sc = scenario(
@@ -289,7 +290,7 @@ pub(super) async fn story_job_queue(store: &dyn Store) {
 pub(super) async fn story_concurrent_claims(store: &dyn Store) {
     let (project, _) = store.create_project("claims").await.unwrap();
     let agent = store
-        .create_agent(project.id, "Alex", None, None)
+        .create_agent(project.id, &NewAgent::named("Alex"))
         .await
         .unwrap();
     let calls = (0..3).map(|i| call(&format!("job-{i}"))).collect();
@@ -319,7 +320,7 @@ pub(super) async fn postgres_wakes_job_listeners() {
     let store = &db.store().await;
     let (project, _) = store.create_project("wake").await.unwrap();
     let agent = store
-        .create_agent(project.id, "Alex", None, None)
+        .create_agent(project.id, &NewAgent::named("Alex"))
         .await
         .unwrap();
     // Another instance's listener: its own store on the same database.

@@ -188,6 +188,12 @@ async fn scenario(
                 tags: tags.iter().map(|t| t.to_string()).collect(),
                 direction,
                 tester_phone_number: Some(phone(tester)),
+                persona: None,
+                first_message: None,
+                tool_mocks: Vec::new(),
+                unmatched_tool_result: None,
+                stop_rules: Default::default(),
+                quarantined: false,
             },
         )
         .await
@@ -201,6 +207,8 @@ fn runs_of(agent_id: i64, scenario_ids: Vec<i64>, frequency: u32) -> NewTestResu
         tags: Vec::new(),
         frequency,
         name: Some("nightly".into()),
+        mode: None,
+        label: None,
     }
 }
 

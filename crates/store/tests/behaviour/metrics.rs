@@ -1,4 +1,5 @@
 //! Metrics, the rubric, judge settings and summaries.
+use callgrade_store::NewAgent;
 
 use super::*;
 
@@ -147,7 +148,14 @@ pub(super) async fn story_metrics(store: &dyn Store) {
 
     // What an evaluation is given.
     let agent = store
-        .create_agent(project.id, "Alex", None, Some("helps"))
+        .create_agent(
+            project.id,
+            &NewAgent {
+                phone_number: None,
+                description: Some("helps".into()),
+                ..NewAgent::named("Alex")
+            },
+        )
         .await
         .unwrap();
     let sc = scenario(

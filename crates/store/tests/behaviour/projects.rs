@@ -1,16 +1,25 @@
 //! Projects, keys and server-wide settings.
+use callgrade_store::NewAgent;
 
 use super::*;
 
 pub(super) async fn story_settings(store: &dyn Store) {
     let (project, _) = store.create_project("edits").await.unwrap();
     let agent = store
-        .create_agent(project.id, "old", None, None)
+        .create_agent(project.id, &NewAgent::named("old"))
         .await
         .unwrap();
     let phone = callgrade_core::PhoneNumber::parse("+14155550101").unwrap();
     let changed = store
-        .update_agent(project.id, agent.id, "new", Some(&phone), Some("sells"))
+        .update_agent(
+            project.id,
+            agent.id,
+            &NewAgent {
+                phone_number: Some(phone),
+                description: Some("sells".into()),
+                ..NewAgent::named("new")
+            },
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -24,7 +33,7 @@ pub(super) async fn story_settings(store: &dyn Store) {
     let (other, _) = store.create_project("other-edits").await.unwrap();
     assert!(matches!(
         store
-            .update_agent(other.id, agent.id, "x", None, None)
+            .update_agent(other.id, agent.id, &NewAgent::named("x"))
             .await,
         Err(StoreError::NotFound(_))
     ));

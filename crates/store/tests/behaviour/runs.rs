@@ -1,4 +1,5 @@
 //! Scenarios, results, runs, matching and the sweeper.
+use callgrade_store::NewAgent;
 
 use super::*;
 
@@ -6,11 +7,18 @@ pub(super) async fn story_scenarios_and_runs(store: &dyn Store) {
     let (project, _) = store.create_project("runs").await.unwrap();
     let (other, _) = store.create_project("other").await.unwrap();
     let agent = store
-        .create_agent(project.id, "Alex", Some(&phone("+14155550000")), None)
+        .create_agent(
+            project.id,
+            &NewAgent {
+                phone_number: Some(phone("+14155550000")),
+                description: None,
+                ..NewAgent::named("Alex")
+            },
+        )
         .await
         .unwrap();
     let stranger = store
-        .create_agent(other.id, "Stranger", None, None)
+        .create_agent(other.id, &NewAgent::named("Stranger"))
         .await
         .unwrap();
 
@@ -87,6 +95,12 @@ pub(super) async fn story_scenarios_and_runs(store: &dyn Store) {
                     tags: Vec::new(),
                     direction: Direction::Inbound,
                     tester_phone_number: None,
+                    persona: None,
+                    first_message: None,
+                    tool_mocks: Vec::new(),
+                    unmatched_tool_result: None,
+                    stop_rules: Default::default(),
+                    quarantined: false,
                 }
             )
             .await,
@@ -103,6 +117,8 @@ pub(super) async fn story_scenarios_and_runs(store: &dyn Store) {
                 tags: vec!["smoke".into()],
                 frequency: 2,
                 name: Some("nightly".into()),
+                mode: None,
+                label: None,
             },
             t0(),
         )
@@ -266,11 +282,18 @@ pub(super) async fn story_scenarios_and_runs(store: &dyn Store) {
 pub(super) async fn story_matching(store: &dyn Store) {
     let (project, _) = store.create_project("matching").await.unwrap();
     let agent = store
-        .create_agent(project.id, "Alex", Some(&phone("+14155550000")), None)
+        .create_agent(
+            project.id,
+            &NewAgent {
+                phone_number: Some(phone("+14155550000")),
+                description: None,
+                ..NewAgent::named("Alex")
+            },
+        )
         .await
         .unwrap();
     let other_agent = store
-        .create_agent(project.id, "Blake", None, None)
+        .create_agent(project.id, &NewAgent::named("Blake"))
         .await
         .unwrap();
     let s = |name: &'static str, direction, tester: &'static str| {
@@ -556,7 +579,7 @@ pub(super) async fn story_matching(store: &dyn Store) {
 pub(super) async fn story_sweep(store: &dyn Store) {
     let (project, _) = store.create_project("sweep").await.unwrap();
     let agent = store
-        .create_agent(project.id, "Alex", None, None)
+        .create_agent(project.id, &NewAgent::named("Alex"))
         .await
         .unwrap();
     let sc = scenario(
@@ -655,7 +678,7 @@ pub(super) async fn story_sweep(store: &dyn Store) {
 pub(super) async fn story_concurrent_phone_race(store: &dyn Store) {
     let (project, _) = store.create_project("race").await.unwrap();
     let agent = store
-        .create_agent(project.id, "Alex", None, None)
+        .create_agent(project.id, &NewAgent::named("Alex"))
         .await
         .unwrap();
     let sc = scenario(
@@ -698,7 +721,7 @@ pub(super) async fn story_concurrent_phone_race(store: &dyn Store) {
 pub(super) async fn story_concurrent_sweeps(store: &dyn Store) {
     let (project, _) = store.create_project("sweeps").await.unwrap();
     let agent = store
-        .create_agent(project.id, "Alex", None, None)
+        .create_agent(project.id, &NewAgent::named("Alex"))
         .await
         .unwrap();
     let sc = scenario(

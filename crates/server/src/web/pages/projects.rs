@@ -199,6 +199,7 @@ impl AgentForm {
             name: &self.name,
             phone_number: Some(&self.phone_number),
             description: Some(&self.description),
+            connector: admin::ConnectorChange::Keep,
         }
     }
 }

@@ -1,0 +1,419 @@
+//! Simulated runs: this process plays the conversations of pending simulated runs, a bounded
+//! number at once, each under a lease the store keeps; the transcript goes in through the same
+//! ingest use case as a webhook call (route `simulation`), is matched to its run and evaluated
+//! like any other call.
+//!
+//! A run is never left hanging: the agent failing fails it with the reason; a cancel stops the
+//! conversation at once (the request in flight is dropped); a run whose instance stopped
+//! mid-conversation is failed when its lease expires, by whichever instance looks first.
+
+use callgrade_core::{Answer, RejectionKind, SimulatorSettings};
+use callgrade_sim::{play, ChatClient, Ending, LlmEndpoint, Outcome, Plan, Progress};
+use callgrade_store::{ClaimedSimulation, SimulationProgress, SimulatorSettingsPatch};
+use chrono::TimeDelta;
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore};
+
+use crate::{ingest, App, AppError, Result};
+
+/// The route simulated transcripts are recorded under in the delivery log.
+pub const ROUTE: &str = "simulation";
+
+/// How this process plays simulated callers.
+#[derive(Clone)]
+pub struct SimulationSettings {
+    /// Conversations this process plays at once (each project also has its own limit); 0
+    /// leaves simulation to other instances.
+    pub slots: usize,
+    /// A conversation whose instance stops renewing for this long is failed.
+    pub lease: TimeDelta,
+    /// How often an idle simulator looks for pending runs (it is also woken by new ones).
+    pub poll: Duration,
+    /// The server-wide caller LLM, for projects that set none.
+    pub default_base_url: Option<String>,
+    pub default_model: Option<String>,
+    pub default_api_key: Option<String>,
+    /// How long one request to the caller's LLM may take.
+    pub caller_timeout: Duration,
+}
+
+impl Default for SimulationSettings {
+    fn default() -> Self {
+        Self {
+            slots: 16,
+            lease: TimeDelta::seconds(30),
+            poll: Duration::from_secs(1),
+            default_base_url: None,
+            default_model: None,
+            default_api_key: None,
+            caller_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl std::fmt::Debug for SimulationSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimulationSettings")
+            .field("slots", &self.slots)
+            .field("lease", &self.lease)
+            .field("default_base_url", &self.default_base_url)
+            .field("default_model", &self.default_model)
+            .field(
+                "default_api_key",
+                &self.default_api_key.as_ref().map(|_| "***"),
+            )
+            .finish()
+    }
+}
+
+/// What the simulator of this process shares: the wake-up signal, the conversations it plays
+/// (so a cancel reaches them at once), and the HTTP client.
+#[derive(Default)]
+pub struct Simulator {
+    wake: Notify,
+    playing: Mutex<HashMap<i64, Arc<Notify>>>,
+    client: ChatClient,
+}
+
+impl Simulator {
+    /// New pending runs, or a slot freed: look again now.
+    pub fn wake(&self) {
+        self.wake.notify_waiters();
+    }
+
+    /// Stops this process's conversation of `run_id`, if it plays it.
+    pub fn stop(&self, run_id: i64) {
+        let playing = self.playing.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(stop) = playing.get(&run_id) {
+            stop.notify_one();
+        }
+    }
+
+    fn register(&self, run_id: i64) -> Arc<Notify> {
+        let stop = Arc::new(Notify::new());
+        self.playing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(run_id, stop.clone());
+        stop
+    }
+
+    fn unregister(&self, run_id: i64) {
+        self.playing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&run_id);
+    }
+}
+
+/// The project's simulator endpoint (its key never shown).
+pub async fn simulator_settings(app: &App, project_id: i64) -> Result<SimulatorSettings> {
+    Ok(app.store.simulator_settings(project_id).await?)
+}
+
+/// Changes the project's simulator endpoint; `None` keeps a field, `Some("")` clears it.
+pub async fn configure_simulator(
+    app: &App,
+    project_id: i64,
+    patch: &SimulatorSettingsPatch,
+) -> Result<SimulatorSettings> {
+    let mut errors = Vec::new();
+    if let Some(url) = patch.base_url.as_deref().filter(|u| !u.is_empty()) {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            errors.push(callgrade_core::FieldError::new(
+                "base_url",
+                format!("must be an http:// or https:// URL (got {url:?})"),
+            ));
+        }
+    }
+    if let Some(c) = patch.concurrency.filter(|c| !(1..=64).contains(c)) {
+        errors.push(callgrade_core::FieldError::new(
+            "concurrency",
+            format!("must be between 1 and 64 (got {c})"),
+        ));
+    }
+    if let Some(b) = patch
+        .token_budget
+        .filter(|b| !(1_000..=10_000_000).contains(b))
+    {
+        errors.push(callgrade_core::FieldError::new(
+            "token_budget",
+            format!("must be between 1000 and 10000000 (got {b})"),
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(AppError::Invalid(errors));
+    }
+    app.store.set_simulator_settings(project_id, patch).await?;
+    simulator_settings(app, project_id).await
+}
+
+/// The caller's LLM for a project: its own settings, else the server's.
+fn caller_endpoint(
+    app: &App,
+    project: &SimulatorSettings,
+) -> std::result::Result<LlmEndpoint, String> {
+    let defaults = &app.settings.simulation;
+    let base_url = project
+        .base_url
+        .clone()
+        .or_else(|| defaults.default_base_url.clone());
+    let model = project
+        .model
+        .clone()
+        .or_else(|| defaults.default_model.clone());
+    match (base_url, model) {
+        (Some(base_url), Some(model)) => Ok(LlmEndpoint {
+            base_url,
+            model,
+            api_key: project
+                .api_key
+                .clone()
+                .or_else(|| defaults.default_api_key.clone()),
+            timeout: defaults.caller_timeout,
+        }),
+        _ => Err("no simulator endpoint is configured: set the project's (PUT /api/v1/simulator, or `callgrade project simulator`) or the server's (--simulator-base-url and --simulator-model)".into()),
+    }
+}
+
+/// Starts this process's simulator when it has slots; abort the handle to stop it.
+pub fn spawn(app: &App) -> Option<tokio::task::JoinHandle<()>> {
+    (app.settings.simulation.slots > 0).then(|| {
+        let name = format!(
+            "{}-{:06x}-sim",
+            std::process::id(),
+            rand::random::<u32>() & 0xFF_FFFF
+        );
+        tokio::spawn(run(app.clone(), name))
+    })
+}
+
+/// Plays pending simulated runs until the task is aborted.
+pub async fn run(app: App, name: String) {
+    let settings = app.settings.simulation.clone();
+    let slots = Arc::new(Semaphore::new(settings.slots));
+    loop {
+        let woken = app.simulator.wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        if let Err(e) = fail_abandoned(&app).await {
+            tracing::warn!(error = %e, "could not look for abandoned simulations");
+        }
+        let free = slots.available_permits() as u32;
+        if free > 0 {
+            match app
+                .store
+                .claim_simulations(&name, app.now(), settings.lease, free)
+                .await
+            {
+                Ok(claimed) => {
+                    for claim in claimed {
+                        let Ok(permit) = slots.clone().try_acquire_owned() else {
+                            break;
+                        };
+                        let (app, name) = (app.clone(), name.clone());
+                        tokio::spawn(async move {
+                            conduct(&app, &name, claim).await;
+                            drop(permit);
+                            app.simulator.wake();
+                        });
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not claim simulated runs"),
+            }
+        }
+        tokio::select! {
+            () = woken => {}
+            () = tokio::time::sleep(settings.poll) => {}
+        }
+    }
+}
+
+/// Fails the simulated runs whose instance stopped mid-conversation.
+pub async fn fail_abandoned(app: &App) -> Result<Vec<i64>> {
+    let failed = app.store.fail_abandoned_simulations(app.now()).await?;
+    if !failed.is_empty() {
+        tracing::warn!(runs = ?failed, "simulated runs abandoned mid-conversation were failed");
+    }
+    Ok(failed)
+}
+
+/// Writes progress as the conversation goes; says stop once the run is no longer ours.
+struct StoreProgress<'a> {
+    app: &'a App,
+    run_id: i64,
+    worker: &'a str,
+}
+
+#[async_trait::async_trait]
+impl Progress for StoreProgress<'_> {
+    async fn update(
+        &mut self,
+        messages: &[callgrade_core::Message],
+        usage: &callgrade_core::Usage,
+    ) -> bool {
+        let progress = SimulationProgress {
+            messages: messages.to_vec(),
+            usage: *usage,
+            stop_reason: None,
+        };
+        let lease = self.app.settings.simulation.lease;
+        match (self.app.store)
+            .renew_simulation(self.run_id, self.worker, &progress, self.app.now(), lease)
+            .await
+        {
+            Ok(ours) => ours,
+            Err(e) => {
+                // A store hiccup does not stop the call; the next turn tries again.
+                tracing::warn!(run_id = self.run_id, error = %e, "could not record a simulation's progress");
+                true
+            }
+        }
+    }
+}
+
+/// Plays one claimed run to its end and records how it ended.
+async fn conduct(app: &App, worker: &str, claim: ClaimedSimulation) {
+    let run_id = claim.run.id;
+    let fail = |reason: String, progress: SimulationProgress| async move {
+        tracing::info!(run_id, %reason, "simulated run failed");
+        if let Err(e) = app
+            .store
+            .fail_simulation(run_id, worker, &reason, &progress, app.now())
+            .await
+        {
+            tracing::warn!(run_id, error = %e, "could not fail a simulated run");
+        }
+    };
+    let Some(connector) = claim.connector.as_ref() else {
+        let reason = format!(
+            "agent {} has no connector any more, so callgrade cannot call it",
+            claim.agent.id
+        );
+        return fail(reason, SimulationProgress::default()).await;
+    };
+    let caller = match caller_endpoint(app, &claim.simulator) {
+        Ok(endpoint) => endpoint,
+        Err(reason) => return fail(reason, SimulationProgress::default()).await,
+    };
+    let plan = Plan {
+        run_id,
+        scenario: &claim.scenario,
+        agent: &claim.agent,
+        connector,
+        caller,
+        token_budget: claim.simulator.token_budget,
+    };
+    let stop = app.simulator.register(run_id);
+    let mut progress = StoreProgress {
+        app,
+        run_id,
+        worker,
+    };
+    let session_id = format!("callgrade-run-{run_id}");
+    let ending = tokio::select! {
+        ending = play(&app.simulator.client, plan, session_id, app.now(), &mut progress) => Some(ending),
+        () = stop.notified() => None,
+    };
+    app.simulator.unregister(run_id);
+    let progress_of = |o: &Outcome| SimulationProgress {
+        messages: o.messages.clone(),
+        usage: o.usage,
+        stop_reason: o.stop_reason,
+    };
+    match ending {
+        // Cancelled: the run's state already says so.
+        None | Some(Ending::Stopped(_)) => {
+            tracing::info!(run_id, "simulated run stopped");
+        }
+        Some(Ending::Failed { reason, outcome }) => fail(reason, progress_of(&outcome)).await,
+        Some(Ending::Finished(outcome)) => {
+            let record = progress_of(&outcome);
+            let lease = app.settings.simulation.lease;
+            match app
+                .store
+                .renew_simulation(run_id, worker, &record, app.now(), lease)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => tracing::warn!(run_id, error = %e, "could not record a simulation's end"),
+            }
+            if let Err(e) = store_call(app, &claim, &outcome).await {
+                let reason = format!(
+                    "its transcript could not be stored: {}",
+                    e.problems().join("; ")
+                );
+                return fail(reason, record).await;
+            }
+        }
+    }
+    if let Err(e) = app.store.release_simulation(run_id, worker).await {
+        tracing::warn!(run_id, error = %e, "could not release a simulated run");
+    }
+}
+
+/// How the delivery log records a simulated transcript: accepted as stored, refused as invalid.
+fn simulation_answer(kind: Option<RejectionKind>) -> u16 {
+    match kind {
+        None => 202,
+        Some(RejectionKind::Conflict) => 409,
+        Some(_) => 422,
+    }
+}
+
+/// The conversation as a webhook body, through the ingest use case: it is logged, stored,
+/// matched to its run (`matched_by: simulation`) and queued for evaluation like any call.
+async fn store_call(app: &App, claim: &ClaimedSimulation, outcome: &Outcome) -> Result<()> {
+    let project = app
+        .store
+        .project(claim.project_id)
+        .await?
+        .ok_or_else(|| AppError::not_found("the run's project is gone"))?;
+    let start = outcome.started_at.timestamp_millis();
+    let messages: Vec<_> = outcome
+        .messages
+        .iter()
+        .map(|m| {
+            let mut v = json!({"role": m.role.as_str(), "content": m.content,
+                "start_time": m.start_at_ms.unwrap_or(start), "end_time": m.end_at_ms.unwrap_or(start)});
+            if let Some(data) = &m.data {
+                v["data"] = data.clone();
+            }
+            v
+        })
+        .collect();
+    let stop = outcome.stop_reason;
+    let scenario = &claim.scenario;
+    let body = json!({
+        "agent_id": claim.agent.id,
+        "calls": [{
+            "id": format!("sim-run-{}", claim.run.id),
+            "run_id": claim.run.id,
+            "startedAt": outcome.started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "endedAt": outcome.ended_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "endedReason": stop.map_or("unknown", |s| s.ended_reason()),
+            "channel": "text",
+            "messages": messages,
+            "metadata": {"simulation": {
+                "result_id": claim.run.result_id,
+                "scenario_id": scenario.id,
+                "persona": scenario.persona.as_ref().map(|p| &p.name),
+                "stop_reason": stop,
+                "usage": outcome.usage,
+            }},
+        }],
+    });
+    let delivery = ingest::Delivery {
+        project: &project,
+        route: ROUTE,
+        received_at: app.now(),
+        answer: simulation_answer as Answer,
+    };
+    let bytes = serde_json::to_vec(&body).expect("a transcript serialises");
+    ingest::receive(app, &delivery, bytes, true).await?;
+    Ok(())
+}
