@@ -92,6 +92,14 @@ impl Simulator {
         }
     }
 
+    /// How many conversations this process is playing.
+    pub fn playing(&self) -> usize {
+        self.playing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
     fn register(&self, run_id: i64) -> Arc<Notify> {
         let stop = Arc::new(Notify::new());
         self.playing

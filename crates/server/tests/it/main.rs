@@ -8,4 +8,5 @@ mod evaluation;
 mod openapi;
 mod runs;
 mod security;
+mod simulation;
 mod webhook;

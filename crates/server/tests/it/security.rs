@@ -253,6 +253,8 @@ async fn every_api_route_is_isolated_by_project() {
                 metric_id.to_string()
             } else if p.starts_with("/api/v1/deliveries") {
                 delivery_id.to_string()
+            } else if p.starts_with("/api/v1/agents") {
+                a.agent_id.to_string()
             } else {
                 panic!("no id for {p}")
             }
