@@ -5,6 +5,7 @@ mod bench;
 mod bench_ingest;
 mod bench_pages;
 mod check;
+mod ci_report;
 mod corpus;
 mod database;
 mod metrics;

@@ -6,8 +6,10 @@ use serde_json::{json, Value};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use crate::ci_report::{self, FailingRules};
 use crate::output::Output;
 use crate::DbArgs;
+use callgrade_core::{GateReport, GateVerdict};
 
 #[derive(Args)]
 pub struct TestStartArgs {
@@ -26,9 +28,33 @@ pub struct TestStartArgs {
     /// A name for this result.
     #[arg(long)]
     name: Option<String>,
-    /// Wait until every run is final, print a summary, and exit 1 unless all completed.
+    /// `simulate`: callgrade plays the callers through the agent's connector; `external`:
+    /// something else places the calls. Default: simulate when the agent has a connector.
+    #[arg(long, value_parser = ["simulate", "external"])]
+    mode: Option<String>,
+    /// A label for this result, e.g. the branch (`main`), to compare later results with.
+    #[arg(long)]
+    label: Option<String>,
+    /// Wait until every run is final, print the gate, and exit 0 when it passes, 1 when it
+    /// fails, 2 when it could not decide (runs that errored, timed out or were cancelled).
     #[arg(long)]
     wait: bool,
+    /// Compare with this result: a scenario whose pass count fell significantly (one-sided
+    /// Fisher exact test, p < 0.05) fails the gate.
+    #[arg(long, requires = "wait", conflicts_with = "baseline_label")]
+    baseline: Option<i64>,
+    /// Compare with the newest finished result carrying this label.
+    #[arg(long, requires = "wait")]
+    baseline_label: Option<String>,
+    /// Fail when the overall pass rate is below this (0 to 1).
+    #[arg(long, requires = "wait", value_parser = parse_rate)]
+    min_pass_rate: Option<f64>,
+    /// Write JUnit XML here: one testcase per run.
+    #[arg(long, requires = "wait")]
+    junit: Option<std::path::PathBuf>,
+    /// Write a Markdown summary here (it is also appended to $GITHUB_STEP_SUMMARY when set).
+    #[arg(long, requires = "wait")]
+    summary_md: Option<std::path::PathBuf>,
     /// Give up waiting after this long (e.g. 90s, 30m, 2h).
     #[arg(long, default_value = "45m", value_parser = parse_duration)]
     timeout: Duration,
@@ -38,6 +64,13 @@ pub struct TestStartArgs {
     /// The project's API key.
     #[arg(long, env = "CALLGRADE_API_KEY", hide_env_values = true)]
     key: String,
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(format!("{s:?} is not a rate between 0 and 1, such as 0.9")),
+    }
 }
 
 /// Reads `90`, `90s`, `30m` or `2h`.
@@ -74,7 +107,7 @@ pub async fn start(db: &DbArgs, args: TestStartArgs, out: &Output) -> anyhow::Re
 
     let body = json!({
         "agent_id": args.agent, "scenario_ids": args.scenarios, "tags": args.tags,
-        "frequency": args.frequency, "name": args.name,
+        "frequency": args.frequency, "name": args.name, "mode": args.mode, "label": args.label,
     });
     let mut result = api
         .call(
@@ -113,16 +146,14 @@ pub async fn start(db: &DbArgs, args: TestStartArgs, out: &Output) -> anyhow::Re
 
     let started = Instant::now();
     let mut last = String::new();
+    let mut timed_out = false;
     while !result["finished"].as_bool().unwrap_or(false) {
         if started.elapsed() > args.timeout {
             out.progress(&format!("gave up waiting after {:?}", args.timeout));
-            out.print(
-                &json!({"result": result, "passed": false, "timed_out": true}),
-                || summary(&result),
-            );
-            return Ok(ExitCode::FAILURE);
+            timed_out = true;
+            break;
         }
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
         result = api
             .call(api.client.get(format!("{base}/api/v1/results/{id}")))
             .await?;
@@ -132,28 +163,90 @@ pub async fn start(db: &DbArgs, args: TestStartArgs, out: &Output) -> anyhow::Re
             last = counts;
         }
     }
-    let runs: Vec<&Value> = result["runs"].as_array().into_iter().flatten().collect();
-    // Completed in time, and not failed by the rubric.
-    let failed = runs.iter().any(|r| {
-        r["status"] != "completed" || r["late"].as_bool().unwrap_or(false) || r["success"] == false
-    });
-    // A completed run whose rubric had rules but no value for any of them.
-    let undecided = runs
-        .iter()
-        .any(|r| r["status"] == "completed" && r["success"].is_null());
-    let passed = !failed && !undecided;
+
+    let mut query = Vec::new();
+    if let Some(b) = args.baseline {
+        query.push(("baseline_id", b.to_string()));
+    }
+    if let Some(l) = &args.baseline_label {
+        query.push(("baseline_label", l.clone()));
+    }
+    if let Some(r) = args.min_pass_rate {
+        query.push(("min_pass_rate", r.to_string()));
+    }
+    let gate_value = api
+        .call(
+            api.client
+                .get(format!("{base}/api/v1/results/{id}/gate"))
+                .query(&query),
+        )
+        .await?;
+    let mut gate: GateReport = serde_json::from_value(gate_value.clone())
+        .context("the server's gate report is not what this version of the CLI reads")?;
+    if timed_out && gate.verdict != GateVerdict::Fail {
+        gate.verdict = GateVerdict::Undecided;
+        gate.reasons.push(format!(
+            "Gave up waiting after {:?} with runs still going.",
+            args.timeout
+        ));
+    }
+    let project = api
+        .call(api.client.get(format!("{base}/api/v1/project")))
+        .await?;
+    let dashboard = format!("{base}/projects/{}", project["id"]);
+
+    let mut failing = FailingRules::new();
+    for run in result["runs"].as_array().into_iter().flatten() {
+        if let (Some(run_id), Some(call_id), Value::Bool(false)) =
+            (run["id"].as_i64(), run["call_id"].as_str(), &run["success"])
+        {
+            let call = api
+                .call(api.client.get(format!("{base}/api/v1/calls/{call_id}")))
+                .await?;
+            let rules = call["rubric"]["rules"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|r| r["passed"] == false)
+                .map(ci_report::rule_line)
+                .collect();
+            failing.insert(run_id, rules);
+        }
+    }
+    if let Some(path) = &args.junit {
+        std::fs::write(path, ci_report::junit(&result, &failing, &dashboard))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let md = ci_report::markdown(&result, &gate, &dashboard);
+    if let Some(path) = &args.summary_md {
+        std::fs::write(path, &md).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| {
+                format!("opening $GITHUB_STEP_SUMMARY ({})", path.to_string_lossy())
+            })?;
+        writeln!(file, "{md}")?;
+    }
+
+    let verdict = gate.verdict;
+    let passed = verdict == GateVerdict::Pass;
     out.print(
-        &json!({"result": result, "passed": passed, "undecided": undecided && !failed, "timed_out": false}),
-        || summary(&result),
+        &json!({"result": result, "gate": gate, "verdict": ci_report::verdict_word(verdict),
+                "passed": passed, "undecided": verdict == GateVerdict::Undecided,
+                "timed_out": timed_out}),
+        || format!("{}\n\n{md}", summary(&result)),
     );
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else if undecided {
-        out.progress("could not decide: the rubric had no value to check for at least one run");
-        ExitCode::from(2)
-    } else {
-        ExitCode::SUCCESS
-    })
+    out.progress(&match verdict {
+        GateVerdict::Pass => "gate: pass".to_owned(),
+        GateVerdict::Fail => format!("gate: FAIL — {}", gate.reasons.join(" ")),
+        GateVerdict::Undecided => format!("gate: could not decide — {}", gate.reasons.join(" ")),
+    });
+    Ok(ExitCode::from(verdict.exit_code()))
 }
 
 struct Api<'a> {

@@ -405,8 +405,8 @@ async fn no_acknowledged_call_is_lost_to_sigkill() {
     }
 }
 
-/// The CI flow: a scenario, `test start --wait`, a transcript by run_id, exit 0; and a run
-/// whose transcript never comes makes it exit 1.
+/// The CI flow: a scenario, `test start --wait`, a transcript by run_id, exit 0; a failed
+/// rubric exits 1; a run whose transcript never comes could not be decided: exit 2.
 #[test]
 fn test_start_waits_for_the_verdict() {
     let dir = tempfile::tempdir().unwrap();
@@ -616,7 +616,7 @@ fn test_start_waits_for_the_verdict() {
     );
     assert_eq!(report["result"]["runs"][0]["success"], Value::Null);
 
-    // No transcript: gives up after its timeout and fails the step.
+    // No transcript: gives up after its timeout and says it could not decide.
     let out = Command::new(BIN)
         .args([
             "test",
@@ -636,12 +636,13 @@ fn test_start_waits_for_the_verdict() {
         ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         (report["passed"].as_bool(), report["timed_out"].as_bool()),
         (Some(false), Some(true))
     );
+    assert_eq!(report["verdict"], "undecided");
 }
 
 /// An ISO 8601 time `offset` seconds from now.
