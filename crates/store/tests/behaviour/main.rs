@@ -18,8 +18,9 @@ mod jobs;
 mod metrics;
 mod projects;
 mod runs;
+mod simulations;
 
-use {ingest::*, jobs::*, metrics::*, projects::*, runs::*};
+use {ingest::*, jobs::*, metrics::*, projects::*, runs::*, simulations::*};
 
 // ---- Backends ----
 
@@ -58,6 +59,7 @@ on_every_backend! {
     story_settings => sqlite_settings, postgres_settings;
     story_call_filters => sqlite_call_filters, postgres_call_filters;
     story_job_signal => sqlite_job_signal, postgres_job_signal;
+    story_simulations => sqlite_simulations, postgres_simulations;
 }
 
 fn t(s: &str) -> DateTime<Utc> {
