@@ -68,7 +68,7 @@ fn run_json(data: &Path, args: &[&str]) -> (bool, Value) {
     (out.status.success(), value)
 }
 
-struct Server(Child, String);
+struct Server(Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -183,7 +183,7 @@ value = true
         .strip_prefix("callgrade listening on ")
         .unwrap()
         .to_owned();
-    let _server = Server(child, base.clone());
+    let _server = Server(child);
 
     let junit = data.join("junit.xml");
     let summary = data.join("summary.md");

@@ -95,6 +95,25 @@ pub struct CallEvaluation {
     pub verdict: RubricVerdict,
 }
 
+impl CallEvaluation {
+    /// Judge requests made (cached verdicts cost none) and the tokens they reported.
+    pub fn judge_usage(&self) -> (u64, u64) {
+        self.evaluations
+            .iter()
+            .filter(|e| e.kind == MetricKind::LlmJudge)
+            .filter(|e| e.details.get("cached") != Some(&Value::Bool(true)))
+            .filter(|e| e.details.get("model").is_some())
+            .fold((0, 0), |(requests, tokens), e| {
+                let used = e
+                    .details
+                    .pointer("/usage/total_tokens")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0);
+                (requests + 1, tokens + used)
+            })
+    }
+}
+
 /// Where a project's judge metrics send their prompts. Missing fields fall back to the server's
 /// defaults. The key is never serialised.
 #[derive(Clone, Default, Serialize)]

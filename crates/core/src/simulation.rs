@@ -466,10 +466,13 @@ pub struct Usage {
     pub agent_requests: u64,
     /// Tokens of an `openai_chat` agent.
     pub agent_tokens: u64,
+    /// Judge requests the run's call cost when evaluated (cached verdicts cost none).
+    pub judge_requests: u64,
+    pub judge_tokens: u64,
 }
 
 impl Usage {
-    /// The tokens that count against the run's budget.
+    /// The tokens that count against the run's budget (the conversation's, not the judges').
     pub fn tokens(&self) -> u64 {
         self.caller_tokens + self.agent_tokens
     }

@@ -29,3 +29,10 @@ pub(crate) fn job_counts(rows: Vec<(String, i64)>) -> JobCounts {
     }
     counts
 }
+
+/// A call's judge requests and tokens, as the run's usage columns take them.
+pub(crate) fn judge_columns(outcome: &callgrade_core::CallEvaluation) -> (i64, i64) {
+    let (requests, tokens) = outcome.judge_usage();
+    let column = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    (column(requests), column(tokens))
+}

@@ -30,6 +30,12 @@ struct Caller {
 }
 
 async fn caller_llm(State(caller): State<Caller>, Json(body): Json<Value>) -> Json<Value> {
+    // It judges too, when asked for a structured verdict.
+    if body.get("response_format").is_some() {
+        let content = json!({"verdict": true, "explanation": "polite", "deviations": []});
+        return Json(json!({"model": "judge-1", "usage": {"total_tokens": 120},
+            "choices": [{"message": {"role": "assistant", "content": content.to_string()}}]}));
+    }
     let messages = body["messages"].as_array().unwrap();
     let system = messages[0]["content"].as_str().unwrap();
     let lines = caller
@@ -265,6 +271,27 @@ async fn a_simulated_run_is_a_normal_call_everywhere() {
         (json!(true), None)
     );
 
+    // A judge metric too: its requests and tokens are counted on the run.
+    let (status, _) = send(
+        &app,
+        &t.key,
+        reqwest::Method::PUT,
+        "/api/v1/judge",
+        json!({"base_url": caller, "model": "judge-1"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, m) = send(
+        &app,
+        &t.key,
+        reqwest::Method::POST,
+        "/api/v1/metrics",
+        json!({
+        "name": "polite", "kind": "llm_judge", "output": "binary",
+        "description": "Was the agent polite?\n{{transcript}}"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{m}");
     let slow = scenario(&app, &t, "slow", json!({})).await;
     let result = start(&app, &t, &[slow], 1, "main").await;
     let result = finished(&app, &t, &result).await;

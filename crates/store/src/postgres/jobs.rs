@@ -189,9 +189,12 @@ pub(super) async fn complete_job(
     // The run the call completes takes the verdict; a late run keeps its timeout status.
     if let Some(run) = super::runs::state_of(&mut tx, "call_id = $1", &job.call_id).await? {
         let w = run.apply(RunChange::Evaluated, now_ms)?;
+        let judge = crate::queue::judge_columns(outcome);
         sqlx::query(
             "UPDATE runs SET success = $1, status = $2, error_message = $3, finished_at = $4,
-                updated_at = $5
+                updated_at = $5,
+                usage = (usage::jsonb || jsonb_build_object('judge_requests', $8::bigint,
+                    'judge_tokens', $9::bigint))::text
              WHERE id = $6 AND status = $7",
         )
         .bind(outcome.verdict.success)
@@ -201,6 +204,8 @@ pub(super) async fn complete_job(
         .bind(now_ms)
         .bind(run.id)
         .bind(w.from.as_str())
+        .bind(judge.0)
+        .bind(judge.1)
         .execute(&mut *tx)
         .await?;
     }

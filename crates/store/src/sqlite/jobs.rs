@@ -123,6 +123,8 @@ pub(super) struct CompleteJob {
     evaluations: String,
     success: Option<bool>,
     verdict: String,
+    /// Judge requests and tokens, for the run's usage.
+    judge: (i64, i64),
     now: i64,
 }
 
@@ -133,6 +135,7 @@ impl CompleteJob {
             evaluations: evaluation_document::document(&outcome.evaluations),
             success: outcome.verdict.success,
             verdict: to_json(&outcome.verdict),
+            judge: crate::queue::judge_columns(outcome),
             now: now.timestamp_millis(),
         }
     }
@@ -173,7 +176,8 @@ impl Apply for CompleteJob {
             let w = run.apply(RunChange::Evaluated, now_ms)?;
             conn.prepare_cached(
                 "UPDATE runs SET success = ?, status = ?, error_message = ?, finished_at = ?,
-                    updated_at = ?
+                    updated_at = ?,
+                    usage = json_set(usage, '$.judge_requests', ?, '$.judge_tokens', ?)
                  WHERE id = ? AND status = ?",
             )?
             .execute(params![
@@ -182,6 +186,8 @@ impl Apply for CompleteJob {
                 w.error_message,
                 w.finished_at,
                 now_ms,
+                self.judge.0,
+                self.judge.1,
                 run.id,
                 w.from.as_str()
             ])?;
