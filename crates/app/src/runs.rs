@@ -6,7 +6,7 @@ use callgrade_core::{
     tally, GateOptions, GateReport, ResultDraft, RunMode, RunOutcome, RunStatus, RunVerdict,
     Scenario, ScenarioDraft,
 };
-use callgrade_store::{Run, RunEvent, TestResult};
+use callgrade_store::{ApplySummary, Run, RunEvent, TestResult};
 
 use crate::{App, AppError, Result};
 
@@ -14,6 +14,74 @@ use crate::{App, AppError, Result};
 pub async fn create_scenario(app: &App, project_id: i64, draft: ScenarioDraft) -> Result<Scenario> {
     let new = draft.validate().map_err(AppError::Invalid)?;
     Ok(app.store.create_scenario(project_id, &new).await?)
+}
+
+/// Creates or updates scenarios by (agent, name), as a file of them is applied: every draft is
+/// validated before anything is written, so a file with a problem changes nothing.
+pub async fn apply_scenarios(
+    app: &App,
+    project_id: i64,
+    drafts: Vec<ScenarioDraft>,
+) -> Result<ApplySummary> {
+    let mut errors = Vec::new();
+    let mut valid = Vec::new();
+    for (i, draft) in drafts.into_iter().enumerate() {
+        match draft.validate() {
+            Ok(new) => valid.push(new),
+            Err(e) => errors.extend(e.into_iter().map(|e| {
+                callgrade_core::FieldError::new(format!("scenarios[{i}].{}", e.path), e.message)
+            })),
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, new) in valid.iter().enumerate() {
+        if !seen.insert((new.agent_id, new.name.clone())) {
+            errors.push(callgrade_core::FieldError::new(
+                format!("scenarios[{i}].name"),
+                format!("{:?} is named twice for agent {}", new.name, new.agent_id),
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(AppError::Invalid(errors));
+    }
+    let existing = app.store.list_scenarios(project_id, None).await?;
+    let mut summary = ApplySummary::default();
+    for new in valid {
+        let current = existing
+            .iter()
+            .find(|s| s.agent_id == new.agent_id && s.name == new.name);
+        match current {
+            None => {
+                app.store.create_scenario(project_id, &new).await?;
+                summary.created.push(new.name);
+            }
+            Some(s) if same_scenario(s, &new) => summary.unchanged.push(new.name),
+            Some(s) => {
+                app.store.update_scenario(project_id, s.id, &new).await?;
+                summary.updated.push(new.name);
+            }
+        }
+    }
+    Ok(summary)
+}
+
+fn same_scenario(s: &Scenario, new: &callgrade_core::NewScenario) -> bool {
+    let mut tags = new.tags.clone();
+    tags.sort();
+    let mut stored = s.tags.clone();
+    stored.sort();
+    s.instructions == new.instructions
+        && s.expected_outcome_prompt == new.expected_outcome_prompt
+        && stored == tags
+        && s.direction == new.direction
+        && s.tester_phone_number.as_deref() == new.tester_phone_number.as_ref().map(|p| p.as_str())
+        && s.persona == new.persona
+        && s.first_message == new.first_message
+        && s.tool_mocks == new.tool_mocks
+        && s.unmatched_tool_result == new.unmatched_tool_result
+        && s.stop_rules == new.stop_rules
+        && s.quarantined == new.quarantined
 }
 
 /// Creates a result: one pending run per scenario × frequency. Simulated runs (the agent has

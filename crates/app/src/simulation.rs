@@ -425,3 +425,156 @@ async fn store_call(app: &App, claim: &ClaimedSimulation, outcome: &Outcome) -> 
     ingest::receive(app, &delivery, bytes, true).await?;
     Ok(())
 }
+
+/// What the simulator endpoint is asked for when a scenario is drafted from a call.
+const DRAFT_PROMPT: &str = "You turn real phone calls with a company's voice agent into test scenarios. \
+Read the call and answer with one JSON object, nothing else: \
+{\"name\": a short kebab-case name for the scenario, \
+\"persona\": {\"name\": a first name for the caller, \"language\": the language they spoke, \
+\"traits\": any of [\"impatient\", \"confused\", \"interrupts\", \"off_topic\", \"angry\", \"terse\", \"verbose\", \"elderly\"] that fit, \
+\"description\": one sentence about the caller}, \
+\"instructions\": what the caller wants and how they go about it, written to the caller as \"you\", \
+\"expected_outcome\": what the agent must achieve for the call to count as a success, \
+\"first_message\": the caller's first sentence}. \
+Leave out names, numbers and details that identify the real caller.";
+
+/// Drafts a scenario from a stored call, for review: persona, instructions, expected outcome
+/// and first message through the simulator endpoint; tool mocks from the call's own tool rows
+/// (each call's arguments and the result it got).
+pub async fn draft_from_call(
+    app: &App,
+    project_id: i64,
+    call_id: &str,
+) -> Result<callgrade_core::ScenarioDraft> {
+    let call = app
+        .store
+        .call(project_id, call_id)
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("no call {call_id:?} in this project")))?;
+    let agent_id = call.summary.agent_id.ok_or_else(|| {
+        AppError::bad_request("the call names no agent, so a scenario cannot be written for it")
+    })?;
+    let settings = app.store.simulator_settings(project_id).await?;
+    let endpoint = caller_endpoint(app, &settings).map_err(AppError::BadRequest)?;
+    let transcript: Vec<String> = call
+        .messages
+        .iter()
+        .filter(|m| !m.content.trim().is_empty())
+        .map(|m| format!("{}: {}", m.role.as_str(), m.content.trim()))
+        .collect();
+    let messages = [
+        json!({"role": "system", "content": DRAFT_PROMPT}),
+        json!({"role": "user", "content": transcript.join("\n")}),
+    ];
+    let completion = app
+        .simulator
+        .client
+        .complete(&endpoint, &messages, &[])
+        .await
+        .map_err(|e| AppError::Upstream(format!("the simulator endpoint failed: {e}")))?;
+    let text = completion.content.unwrap_or_default();
+    let object = text
+        .find('{')
+        .zip(text.rfind('}'))
+        .and_then(|(a, b)| serde_json::from_str::<serde_json::Value>(&text[a..=b]).ok())
+        .ok_or_else(|| {
+            AppError::Upstream(format!(
+                "the simulator endpoint did not answer with a JSON object: {}",
+                text.chars().take(200).collect::<String>()
+            ))
+        })?;
+    let field = |k: &str| {
+        object
+            .get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .trim()
+            .to_owned()
+    };
+    let persona = object.get("persona").map(|p| {
+        let text = |k: &str| {
+            p.get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .trim()
+                .to_owned()
+        };
+        callgrade_core::Persona {
+            name: Some(text("name"))
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| "Caller".into()),
+            language: Some(text("language"))
+                .filter(|l| !l.is_empty())
+                .unwrap_or_else(|| "en".into()),
+            // Traits the model made up are left out.
+            traits: p
+                .get("traits")
+                .and_then(|t| t.as_array())
+                .into_iter()
+                .flatten()
+                .filter_map(|t| serde_json::from_value(t.clone()).ok())
+                .collect(),
+            description: text("description"),
+        }
+    });
+    let name = Some(field("name"))
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| format!("from-call-{}", call.summary.external_id));
+    Ok(callgrade_core::ScenarioDraft {
+        agent_id,
+        name: name.chars().take(callgrade_core::NAME_MAX_CHARS).collect(),
+        instructions: field("instructions"),
+        expected_outcome_prompt: field("expected_outcome"),
+        tags: vec!["from-call".into()],
+        direction: "inbound".into(),
+        tester_phone_number: None,
+        persona,
+        first_message: Some(field("first_message")).filter(|m| !m.is_empty()),
+        tool_mocks: tool_mocks_of(&call.messages),
+        unmatched_tool_result: None,
+        max_turns: None,
+        max_seconds: None,
+        quarantined: false,
+    })
+}
+
+/// A mock per distinct tool call of a transcript: its name, its arguments as `when`, and the
+/// result the call got (the next result row with its id, else the next result row).
+pub fn tool_mocks_of(messages: &[callgrade_core::Message]) -> Vec<callgrade_core::ToolMock> {
+    use callgrade_core::Role;
+    let data =
+        |m: &callgrade_core::Message, k: &str| m.data.as_ref().and_then(|d| d.get(k)).cloned();
+    let mut mocks: Vec<callgrade_core::ToolMock> = Vec::new();
+    for (i, call) in messages.iter().enumerate() {
+        if call.role != Role::FunctionCall {
+            continue;
+        }
+        let Some(name) = data(call, "name")
+            .and_then(|n| n.as_str().map(str::to_owned))
+            .or_else(|| Some(call.content.trim().to_owned()).filter(|c| !c.is_empty()))
+        else {
+            continue;
+        };
+        let id = data(call, "id");
+        let result = messages[i + 1..]
+            .iter()
+            .filter(|m| m.role == Role::FunctionCallResult)
+            .find(|m| id.is_none() || data(m, "id") == id)
+            .map(|m| {
+                data(m, "result")
+                    .or_else(|| m.data.clone())
+                    .unwrap_or_else(|| json!(m.content))
+            });
+        let Some(result) = result else { continue };
+        let when = match data(call, "arguments") {
+            Some(serde_json::Value::Object(args)) if !args.is_empty() => Some(args),
+            Some(serde_json::Value::String(s)) => serde_json::from_str(&s).ok(),
+            _ => None,
+        };
+        let mock = callgrade_core::ToolMock { name, when, result };
+        if !mocks.contains(&mock) {
+            mocks.push(mock);
+        }
+    }
+    mocks
+}

@@ -62,6 +62,35 @@ pub enum ScenarioCommand {
         #[arg(long)]
         quarantined: bool,
     },
+    /// Create or update scenarios from a TOML file (`[[scenarios]]` tables, each a scenario
+    /// as `scenario create` takes it, plus `tool_mocks`), matched by agent and name. Nothing
+    /// is written when any has a problem.
+    Apply {
+        /// The project's name or id.
+        #[arg(long)]
+        project: String,
+        /// The agent of scenarios that name none (`agent_id`).
+        #[arg(long)]
+        agent: Option<i64>,
+        /// The TOML file, or - for standard input.
+        file: std::path::PathBuf,
+    },
+    /// Draft a scenario from a stored call through the simulator endpoint, and print it as
+    /// TOML to review and `scenario apply`.
+    FromCall {
+        /// The project's name or id.
+        #[arg(long)]
+        project: String,
+        /// Our call id (as in the calls list).
+        call_id: String,
+        /// The simulator endpoint when the project has none.
+        #[arg(long, env = "CALLGRADE_SIMULATOR_BASE_URL")]
+        simulator_base_url: Option<String>,
+        #[arg(long, env = "CALLGRADE_SIMULATOR_MODEL")]
+        simulator_model: Option<String>,
+        #[arg(long, env = "CALLGRADE_SIMULATOR_API_KEY", hide_env_values = true)]
+        simulator_api_key: Option<String>,
+    },
     /// List a project's scenarios.
     List {
         /// The project's name or id.
@@ -79,6 +108,38 @@ pub enum ScenarioCommand {
         /// The scenario's id.
         id: i64,
     },
+}
+
+fn list(names: &[String]) -> String {
+    if names.is_empty() {
+        "-".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// `[[scenarios]]` tables; `agent_id` defaults to `--agent`.
+fn parse_scenarios_file(text: &str, agent: Option<i64>) -> anyhow::Result<Vec<ScenarioDraft>> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        #[serde(default)]
+        scenarios: Vec<toml::Table>,
+    }
+    let file: File = toml::from_str(text)?;
+    file.scenarios
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut table)| {
+            if let (false, Some(agent)) = (table.contains_key("agent_id"), agent) {
+                table.insert("agent_id".into(), toml::Value::Integer(agent));
+            }
+            if !table.contains_key("agent_id") {
+                anyhow::bail!("scenarios[{i}]: give agent_id, or --agent for all");
+            }
+            table.try_into().map_err(|e| anyhow!("scenarios[{i}]: {e}"))
+        })
+        .collect()
 }
 
 fn parse_trait(s: &str) -> Result<Trait, String> {
@@ -159,6 +220,54 @@ pub async fn run(db: &DbArgs, cmd: ScenarioCommand, out: &Output) -> anyhow::Res
                     other => anyhow!(other),
                 })?;
             out.print(&scenario, || format!("Created {}", describe(&scenario)));
+        }
+        ScenarioCommand::Apply {
+            project,
+            agent,
+            file,
+        } => {
+            let project = find_project(store.as_ref(), &project).await?;
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(&file).map_err(|e| anyhow!("{}: {e}", file.display()))?
+            };
+            let drafts = parse_scenarios_file(&text, agent)
+                .map_err(|e| anyhow!("{}: {e}", file.display()))?;
+            let app = App::new(store.clone(), AppSettings::default());
+            let summary = callgrade_app::runs::apply_scenarios(&app, project.id, drafts)
+                .await
+                .map_err(|e| anyhow!("{}", e.problems().join("; ")))?;
+            out.print(&summary, || {
+                format!(
+                    "created: {}\nupdated: {}\nunchanged: {}",
+                    list(&summary.created),
+                    list(&summary.updated),
+                    list(&summary.unchanged)
+                )
+            });
+        }
+        ScenarioCommand::FromCall {
+            project,
+            call_id,
+            simulator_base_url,
+            simulator_model,
+            simulator_api_key,
+        } => {
+            let project = find_project(store.as_ref(), &project).await?;
+            let mut settings = AppSettings::default();
+            settings.simulation.default_base_url = simulator_base_url;
+            settings.simulation.default_model = simulator_model;
+            settings.simulation.default_api_key = simulator_api_key;
+            let app = App::new(store.clone(), settings);
+            let draft = callgrade_app::simulation::draft_from_call(&app, project.id, &call_id)
+                .await
+                .map_err(|e| anyhow!("{}", e.problems().join("; ")))?;
+            out.print(&draft, || {
+                let file = serde_json::json!({ "scenarios": [&draft] });
+                let toml = toml::to_string(&file).unwrap_or_else(|e| format!("# {e}"));
+                format!("# Drafted from call {call_id}: review it, then `callgrade scenario apply`.\n{toml}")
+            });
         }
         ScenarioCommand::List { project, agent } => {
             let project = find_project(store.as_ref(), &project).await?;

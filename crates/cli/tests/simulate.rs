@@ -10,8 +10,17 @@ use std::process::{Child, Command, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_callgrade");
 
-/// The caller says one line, then hangs up.
+/// The caller says one line, then hangs up; asked to draft a scenario, it drafts one.
 async fn caller(Json(body): Json<Value>) -> Json<Value> {
+    let system = body["messages"][0]["content"].as_str().unwrap_or("");
+    if system.contains("into test scenarios") {
+        let draft = json!({"name": "lost-order", "persona": {"name": "Sam", "language": "en",
+            "traits": ["confused", "made-up"], "description": "Waiting for a parcel."},
+            "instructions": "You ask where order A1 is.", "expected_outcome": "The agent says it shipped.",
+            "first_message": "Hi, where is my order?"});
+        return Json(json!({"choices": [{"message": {"role": "assistant",
+            "content": format!("Here it is:\n```json\n{draft}\n```")}}]}));
+    }
     let said = body["messages"]
         .as_array()
         .unwrap()
@@ -69,6 +78,22 @@ fn run_json(data: &Path, args: &[&str]) -> (bool, Value) {
 }
 
 struct Server(Child);
+
+/// Posts JSON with the key, on a runtime of its own; the answer's body.
+fn reqwest_post(url: &str, key: &str, body: &Value) -> Value {
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        reqwest::Client::new()
+            .post(url)
+            .header("X-CEKURA-API-KEY", key)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    })
+}
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -260,6 +285,121 @@ value = true
     // Each run appended its summary to the step summary.
     let steps = std::fs::read_to_string(&step_summary).unwrap();
     assert_eq!(steps.matches("### ").count(), 3, "{steps}");
+
+    // A production call with a tool call drafts a scenario with that tool's mock, as TOML that
+    // `scenario apply` takes; applying it twice changes nothing the second time.
+    let production = json!({"agent_id": agent["id"], "calls": [{"id": "prod-1",
+        "startedAt": "2025-10-15T09:22:21Z", "endedAt": "2025-10-15T09:23:21Z",
+        "messages": [
+            {"role": "user", "content": "Where is order A1?", "start_time": 1, "end_time": 2},
+            {"role": "function_call", "content": "", "data": {"id": "c1", "name": "lookup_order", "arguments": {"order": "A1"}}},
+            {"role": "function_call_result", "content": "", "data": {"id": "c1", "name": "lookup_order", "result": {"status": "shipped"}}},
+            {"role": "bot", "content": "It shipped yesterday.", "start_time": 3, "end_time": 4}]}]});
+    let sent = reqwest_post(
+        &format!("{base}/test_framework/custom-provider-transcript-webhook/"),
+        &key,
+        &production,
+    );
+    let call_id = sent["calls"][0]["call_id"].as_str().unwrap().to_owned();
+    let out = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(data)
+        .args([
+            "scenario",
+            "from-call",
+            "--project",
+            "ci",
+            &call_id,
+            "--simulator-base-url",
+            &caller_url,
+            "--simulator-model",
+            "m",
+        ])
+        .output()
+        .unwrap();
+    let toml_text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{toml_text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(toml_text.contains("name = \"lost-order\""), "{toml_text}");
+    assert!(
+        toml_text.contains("lookup_order") && toml_text.contains("shipped"),
+        "{toml_text}"
+    );
+    assert!(
+        !toml_text.contains("made-up"),
+        "unknown traits are dropped: {toml_text}"
+    );
+    let file = data.join("scenarios.toml");
+    std::fs::write(&file, &toml_text).unwrap();
+    let (ok, applied) = run_json(
+        data,
+        &[
+            "scenario",
+            "apply",
+            "--project",
+            "ci",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{applied}");
+    assert_eq!(applied["created"], json!(["lost-order"]));
+    let (_, again) = run_json(
+        data,
+        &[
+            "scenario",
+            "apply",
+            "--project",
+            "ci",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(again["unchanged"], json!(["lost-order"]));
+    std::fs::write(
+        &file,
+        toml_text.replace("You ask where order A1 is.", "You ask twice."),
+    )
+    .unwrap();
+    let (_, changed) = run_json(
+        data,
+        &[
+            "scenario",
+            "apply",
+            "--project",
+            "ci",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(changed["updated"], json!(["lost-order"]));
+    let (_, listed) = run_json(data, &["scenario", "list", "--project", "ci"]);
+    let drafted = listed["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "lost-order")
+        .unwrap()
+        .clone();
+    assert_eq!(drafted["tool_mocks"][0]["when"], json!({"order": "A1"}));
+    assert_eq!(drafted["persona"]["traits"], json!(["confused"]));
+    // A bad file changes nothing and names the problem.
+    std::fs::write(&file, "[[scenarios]]\nagent_id = 1\nname = \" \"\n").unwrap();
+    let (ok, err) = run_json(
+        data,
+        &[
+            "scenario",
+            "apply",
+            "--project",
+            "ci",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(!ok);
+    assert!(
+        err["error"].as_str().unwrap().contains("scenarios[0].name"),
+        "{err}"
+    );
 
     // A label nobody carries: a clear error, not a verdict.
     let (code, report) = test_start(&scenario_ids[0], &["--baseline-label", "nope"]);

@@ -1,15 +1,15 @@
 //! Inputs that create test scenarios and test results, as the REST API and the CLI receive
 //! them, validated into domain values with every problem's path.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::simulation::check_tool_mocks;
 use crate::{
     parse_name, Direction, FieldError, Persona, PhoneNumber, RunMode, StopRules, ToolMock,
 };
 
-/// A scenario as submitted.
-#[derive(Debug, Clone, Deserialize)]
+/// A scenario as submitted (and as `scenario from-call` drafts it, for a TOML file).
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScenarioDraft {
     pub agent_id: i64,
@@ -24,35 +24,44 @@ pub struct ScenarioDraft {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(schema_with = tags_schema))]
     pub tags: Vec<String>,
-    /// `inbound` (the tester calls the agent) or `outbound` (the agent calls the tester).
+    /// `inbound` (the tester calls the agent, the default) or `outbound` (the agent calls the
+    /// tester).
+    #[serde(default = "inbound")]
     #[cfg_attr(feature = "openapi", schema(value_type = Direction))]
     pub direction: String,
     /// `+` then digits, at most 15 characters.
     #[cfg_attr(feature = "openapi", schema(value_type = Option<PhoneNumber>))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tester_phone_number: Option<String>,
     /// Who the simulated caller is.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub persona: Option<Persona>,
     /// What the simulated caller says first (else the caller's LLM opens).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_message: Option<String>,
     /// What the agent's tools answer: the first mock whose `name` matches and whose `when`
     /// equals the call's arguments on every key it names.
     #[serde(default)]
     pub tool_mocks: Vec<ToolMock>,
     /// What a tool call no mock matches answers (default: an error object naming the tool).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub unmatched_tool_result: Option<serde_json::Value>,
     /// Caller and agent turns together before the conversation is stopped (default 30).
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 200))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_turns: Option<u32>,
     /// Seconds before the conversation is stopped (default 600).
     #[cfg_attr(feature = "openapi", schema(minimum = 5, maximum = 3600))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_seconds: Option<u32>,
     /// Runs and is reported, but does not gate a result.
     #[serde(default)]
     pub quarantined: bool,
+}
+
+fn inbound() -> String {
+    Direction::Inbound.as_str().into()
 }
 
 /// A validated scenario, ready to store.

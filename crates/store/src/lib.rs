@@ -166,6 +166,13 @@ pub trait TestRuns: Send + Sync + 'static {
     async fn list_scenarios(&self, project_id: i64, agent_id: Option<i64>)
         -> Result<Vec<Scenario>>;
     async fn scenario(&self, project_id: i64, id: i64) -> Result<Option<Scenario>>;
+    /// Replaces a scenario's definition and tags (its runs keep what they ran).
+    async fn update_scenario(
+        &self,
+        project_id: i64,
+        id: i64,
+        scenario: &NewScenario,
+    ) -> Result<Scenario>;
     /// Creates a result with one pending run per scenario × frequency.
     async fn create_result(
         &self,

@@ -493,6 +493,55 @@ impl TestRuns for PgStore {
     async fn scenario(&self, project_id: i64, id: i64) -> Result<Option<Scenario>> {
         scenario(&self.pool, project_id, id).await
     }
+    async fn update_scenario(
+        &self,
+        project_id: i64,
+        id: i64,
+        new: &NewScenario,
+    ) -> Result<Scenario> {
+        let mut tx = self.pool.begin().await?;
+        agent_in_project(&mut tx, project_id, new.agent_id).await?;
+        let updated = sqlx::query(
+            "UPDATE scenarios SET agent_id = $1, name = $2, instructions = $3,
+                expected_outcome_prompt = $4, direction = $5, tester_phone_number = $6,
+                simulation = $7, quarantined = $8
+             WHERE id = $9 AND project_id = $10",
+        )
+        .bind(new.agent_id)
+        .bind(text(&new.name))
+        .bind(text(&new.instructions))
+        .bind(text(&new.expected_outcome_prompt))
+        .bind(new.direction.as_str())
+        .bind(new.tester_phone_number.as_ref().map(|p| p.as_str()))
+        .bind(text(&ScenarioSimulation::of(new)).into_owned())
+        .bind(new.quarantined)
+        .bind(id)
+        .bind(project_id)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!(
+                "no scenario with id {id} in this project"
+            )));
+        }
+        sqlx::query("DELETE FROM scenario_tags WHERE scenario_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        for tag in &new.tags {
+            sqlx::query(
+                "INSERT INTO scenario_tags (scenario_id, tag) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(id)
+            .bind(text(tag))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        scenario(&self.pool, project_id, id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("scenario {id} vanished")))
+    }
     async fn create_result(
         &self,
         project_id: i64,

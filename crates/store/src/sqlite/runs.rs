@@ -82,6 +82,43 @@ fn create_scenario(conn: &Connection, project_id: i64, new: &NewScenario, now: i
     Ok(id)
 }
 
+/// Replaces a scenario on the writer's connection.
+fn update_scenario(conn: &Connection, project_id: i64, id: i64, new: &NewScenario) -> Result<()> {
+    agent_in_project(conn, project_id, new.agent_id)?;
+    let updated = conn
+        .prepare_cached(
+            "UPDATE scenarios SET agent_id = ?, name = ?, instructions = ?,
+                expected_outcome_prompt = ?, direction = ?, tester_phone_number = ?,
+                simulation = ?, quarantined = ?
+             WHERE id = ? AND project_id = ?",
+        )?
+        .execute(params![
+            new.agent_id,
+            new.name,
+            new.instructions,
+            new.expected_outcome_prompt,
+            new.direction.as_str(),
+            new.tester_phone_number.as_ref().map(|p| p.as_str()),
+            ScenarioSimulation::of(new),
+            new.quarantined,
+            id,
+            project_id
+        ])?;
+    if updated == 0 {
+        return Err(StoreError::NotFound(format!(
+            "no scenario with id {id} in this project"
+        )));
+    }
+    conn.prepare_cached("DELETE FROM scenario_tags WHERE scenario_id = ?")?
+        .execute([id])?;
+    let mut tag = conn
+        .prepare_cached("INSERT OR IGNORE INTO scenario_tags (scenario_id, tag) VALUES (?, ?)")?;
+    for t in &new.tags {
+        tag.execute(params![id, t])?;
+    }
+    Ok(())
+}
+
 pub(super) async fn list_scenarios(
     pool: &SqlitePool,
     project_id: i64,
@@ -440,6 +477,22 @@ impl TestRuns for SqliteStore {
     }
     async fn scenario(&self, project_id: i64, id: i64) -> Result<Option<Scenario>> {
         scenario(&self.pool, project_id, id).await
+    }
+    async fn update_scenario(
+        &self,
+        project_id: i64,
+        id: i64,
+        scenario: &NewScenario,
+    ) -> Result<Scenario> {
+        let new = scenario.clone();
+        self.writer
+            .write(in_place(move |conn| {
+                update_scenario(conn, project_id, id, &new)
+            }))
+            .await?;
+        self::scenario(&self.pool, project_id, id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("scenario {id} vanished")))
     }
     async fn create_result(
         &self,
