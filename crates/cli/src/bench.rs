@@ -28,6 +28,9 @@ pub enum BenchCommand {
     Ingest(crate::bench_ingest::IngestBench),
     /// Dashboard pages over a large database (100,000 calls by default).
     Pages(crate::bench_pages::PagesBench),
+    /// Simulated callers against zero-latency fakes: runs per minute and the harness's own
+    /// CPU per turn.
+    Simulate(crate::bench_simulate::SimulateBench),
     /// The parse-only baseline server (started by `bench ingest`).
     #[command(hide = true)]
     BaselineServer,
@@ -73,6 +76,7 @@ pub async fn run(cmd: BenchCommand, out: &Output) -> anyhow::Result<ExitCode> {
         BenchCommand::Evaluate(args) => evaluate(args, out),
         BenchCommand::Ingest(args) => crate::bench_ingest::run(args, out).await,
         BenchCommand::Pages(args) => crate::bench_pages::run(args, out).await,
+        BenchCommand::Simulate(args) => crate::bench_simulate::run(args, out).await,
         BenchCommand::BaselineServer => crate::bench_ingest::baseline_server().await,
     }
 }

@@ -4,6 +4,7 @@ mod admin;
 mod bench;
 mod bench_ingest;
 mod bench_pages;
+mod bench_simulate;
 mod check;
 mod ci_report;
 mod corpus;
