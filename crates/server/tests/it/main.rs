@@ -5,6 +5,7 @@ mod browser;
 mod common;
 mod dashboard;
 mod evaluation;
+mod fakes;
 mod openapi;
 mod runs;
 mod security;
