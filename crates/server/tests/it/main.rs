@@ -4,6 +4,7 @@ mod api;
 mod browser;
 mod common;
 mod dashboard;
+mod dashboard_simulation;
 mod evaluation;
 mod fakes;
 mod openapi;
