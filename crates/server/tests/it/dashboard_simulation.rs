@@ -1,7 +1,8 @@
 //! The dashboard over simulated results: the gate on the result page, a run's page with its
-//! persona, usage and conversation (polled while it goes on), "run failed scenarios again".
+//! persona, usage and conversation (polled while it goes on), "run failed scenarios again",
+//! and the agent form's connector editor.
 
-use callgrade_core::{Message, Role, Usage};
+use callgrade_core::{Connector, Message, Role, Usage};
 use callgrade_store::SimulationProgress;
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
@@ -349,4 +350,174 @@ async fn a_conversation_in_progress_refreshes_until_the_run_is_final() {
     );
     let (status, _) = web.get(&format!("/projects/{p}/runs/999999")).await;
     assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn the_agent_form_edits_connectors_and_keeps_secrets() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("dash-agents").await;
+    let web = Browser::new(&app).await;
+    let p = t.project_id;
+    let agent_path = format!("/projects/{p}/agents/{}", t.agent_id);
+    let (_, page) = web.get(&format!("/projects/{p}")).await;
+    assert!(
+        page.contains("name=\"connector_kind\""),
+        "the editor is there"
+    );
+
+    // The select gives the kind; the JSON may leave it out.
+    let (status, _, body) = save(
+        &web,
+        &agent_path,
+        "http_turn",
+        r#"{"url": "https://agent.test/turn", "headers": {"Authorization": "Bearer s3cret"}}"#,
+    )
+    .await;
+    assert_eq!(status, 303, "{body}");
+    let (_, shown) = app
+        .api(&t.key, &format!("/api/v1/agents/{}", t.agent_id))
+        .await;
+    assert_eq!(shown["connector"]["kind"], "http_turn");
+    assert_eq!(shown["connector"]["headers"]["Authorization"], "***");
+    let (_, page) = web.get(&format!("/projects/{p}")).await;
+    assert!(
+        page.contains("<td><code>http_turn</code></td>"),
+        "the agents table: {page}"
+    );
+    assert!(
+        page.contains("&quot;Authorization&quot;: &quot;***&quot;"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("s3cret"),
+        "the secret never reaches the page"
+    );
+
+    // Sent back with "***" (the prefilled view, edited): the secret is kept.
+    let (status, _, body) = save(&web, &agent_path,
+        "http_turn",
+        r#"{"kind": "http_turn", "url": "https://agent.test/v2", "headers": {"Authorization": "***"}}"#,
+    )
+    .await;
+    assert_eq!(status, 303, "{body}");
+    let Some(Connector::HttpTurn(c)) = stored(&app, p, t.agent_id).await else {
+        panic!("an http_turn connector")
+    };
+    assert_eq!(c.url, "https://agent.test/v2");
+    assert_eq!(c.headers["Authorization"], "Bearer s3cret");
+    let (_, shown) = app
+        .api(&t.key, &format!("/api/v1/agents/{}", t.agent_id))
+        .await;
+    assert_eq!(shown["connector"]["headers"]["Authorization"], "***");
+
+    // Problems are the form's, with their paths, and what was typed stays in it.
+    let (status, _, page) = save(&web, &agent_path, "http_turn", r#"{"url": "#).await;
+    assert_eq!(status, 400);
+    assert!(page.contains("connector: is not valid JSON"), "{page}");
+    assert!(
+        page.contains("{&quot;url&quot;: </textarea>"),
+        "the text is kept: {page}"
+    );
+    let (status, _, page) = save(
+        &web,
+        &agent_path,
+        "http_turn",
+        r#"{"url": "ftp://agent.test", "retries": 3}"#,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        page.contains("connector.url: must be an http:// or https:// URL"),
+        "{page}"
+    );
+    assert!(page.contains("connector.retries: is not a field"), "{page}");
+    let (status, _, page) = save(
+        &web,
+        &agent_path,
+        "openai_chat",
+        r#"{"kind": "http_turn", "url": "https://x.test"}"#,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        page.contains("connector.kind: is &quot;http_turn&quot; but the kind chosen is &quot;openai_chat&quot;"),
+        "{page}"
+    );
+    let Some(Connector::HttpTurn(c)) = stored(&app, p, t.agent_id).await else {
+        panic!("unchanged")
+    };
+    assert_eq!(c.url, "https://agent.test/v2");
+
+    // "none" removes it; a new agent can be created with one.
+    let (status, _, _) = save(&web, &agent_path, "none", "").await;
+    assert_eq!(status, 303);
+    assert!(stored(&app, p, t.agent_id).await.is_none());
+    let (_, shown) = app
+        .api(&t.key, &format!("/api/v1/agents/{}", t.agent_id))
+        .await;
+    assert_eq!(shown["connector"], Value::Null);
+    let (status, _, body) = web
+        .post(
+            &format!("/projects/{p}/agents"),
+            &[
+                ("name", "chat-bot"),
+                ("connector_kind", "openai_chat"),
+                (
+                    "connector",
+                    r#"{"base_url": "https://llm.test/v1", "model": "m", "api_key": "sk-1"}"#,
+                ),
+            ],
+        )
+        .await;
+    assert_eq!(status, 303, "{body}");
+    let created = app.store.list_agents(p).await.unwrap();
+    let chat = created.iter().find(|a| a.name == "chat-bot").unwrap();
+    assert_eq!(chat.connector.as_ref().unwrap().fields["api_key"], "***");
+    let (_, page) = web.get(&format!("/projects/{p}")).await;
+    assert!(page.contains("<td><code>openai_chat</code></td>"));
+    assert!(!page.contains("sk-1"));
+    // A refused new agent keeps its form filled in.
+    let (status, _, page) = web
+        .post(
+            &format!("/projects/{p}/agents"),
+            &[
+                ("name", "other"),
+                ("connector_kind", "http_turn"),
+                ("connector", ""),
+            ],
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        page.contains("connector: give the http_turn connector as JSON"),
+        "{page}"
+    );
+    assert!(page.contains("value=\"other\""));
+}
+
+/// Saves the agent form with a connector kind and its JSON.
+async fn save(
+    web: &Browser,
+    agent_path: &str,
+    kind: &str,
+    connector: &str,
+) -> (u16, Option<String>, String) {
+    let fields = [
+        ("name", "support-bot"),
+        ("phone_number", ""),
+        ("description", "billing"),
+        ("connector_kind", kind),
+        ("connector", connector),
+    ];
+    web.post(agent_path, &fields).await
+}
+
+/// The agent's connector as stored, secrets included.
+async fn stored(app: &TestApp, project_id: i64, agent_id: i64) -> Option<Connector> {
+    app.store
+        .agent(project_id, agent_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .1
 }

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::Form;
 use callgrade_app::AppError;
-use callgrade_core::{BuiltinKey, MetricDefinition, Role};
+use callgrade_core::{BuiltinKey, FieldError, MetricDefinition, Role};
 use callgrade_store::{
     CallDetail, CallFilter, CallKind, DeliveryFilter, DeliveryOutcome, Project, RunFilter,
 };
