@@ -161,10 +161,11 @@ pub async fn gate(
         None => None,
         Some(Baseline::Result(id)) => Some(id),
         Some(Baseline::Label(label)) => Some(
+            // Never the result itself: a result labelled `main` gated against `main` compares
+            // with the main before it.
             app.store
-                .latest_finished_result(project_id, label)
+                .latest_finished_result(project_id, label, result_id)
                 .await?
-                .filter(|id| *id != result_id)
                 .ok_or_else(|| {
                     AppError::not_found(format!(
                         "no finished result labelled {label:?} to compare with"
@@ -185,7 +186,7 @@ pub async fn gate(
 #[derive(Debug, Clone, Copy)]
 pub enum Baseline<'a> {
     Result(i64),
-    /// The newest finished result with this label.
+    /// The newest finished result with this label, other than the one gated.
     Label(&'a str),
 }
 

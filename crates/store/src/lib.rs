@@ -202,8 +202,14 @@ pub trait TestRuns: Send + Sync + 'static {
     /// Times out the runs whose listening window or deadline has passed; returns their ids.
     /// Simulated runs are left to their simulation (see [`Simulations`]).
     async fn sweep_runs(&self, now: DateTime<Utc>) -> Result<Vec<i64>>;
-    /// The newest result with this label whose runs are all final, for `--baseline-label`.
-    async fn latest_finished_result(&self, project_id: i64, label: &str) -> Result<Option<i64>>;
+    /// The newest result with this label whose runs are all final, other than `except` (the
+    /// result being gated), for `--baseline-label`.
+    async fn latest_finished_result(
+        &self,
+        project_id: i64,
+        label: &str,
+        except: i64,
+    ) -> Result<Option<i64>>;
 }
 
 /// Simulated runs: the simulator endpoint, and the queue of conversations that instances

@@ -210,7 +210,7 @@ pub async fn attach(
 pub struct GateQuery {
     /// Compare with this result.
     baseline_id: Option<i64>,
-    /// Compare with the newest finished result carrying this label (e.g. `main`).
+    /// Compare with the newest finished result carrying this label (e.g. `main`), other than this one.
     baseline_label: Option<String>,
     /// Fail when the overall pass rate is below this (0 to 1).
     #[param(minimum = 0, maximum = 1)]

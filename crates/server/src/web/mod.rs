@@ -35,10 +35,19 @@ pub fn router() -> Router<AppState> {
         )
         .route("/projects/{id}/runs", get(pages::runs))
         .route("/projects/{id}/runs/{run_id}/attach", post(pages::attach))
+        .route("/projects/{id}/runs/{run_id}", get(pages::run))
+        .route(
+            "/projects/{id}/runs/{run_id}/conversation",
+            get(pages::run_conversation),
+        )
         .route("/projects/{id}/metrics", get(pages::metrics))
         .route("/projects/{id}/metrics/try", post(pages::try_metric))
         .route("/projects/{id}/metrics/save", post(pages::save_metric))
         .route("/projects/{id}/results/{result_id}", get(pages::result))
+        .route(
+            "/projects/{id}/results/{result_id}/rerun-failed",
+            post(pages::rerun_failed),
+        )
         .route("/projects/{id}/deliveries", get(pages::deliveries))
         .route(
             "/projects/{id}/deliveries/{delivery_id}",

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use crate::common::*;
 
-fn csrf_of(html: &str) -> String {
+pub(crate) fn csrf_of(html: &str) -> String {
     let at = html.find("name=\"_csrf\" value=\"").expect("a CSRF field") + 20;
     html[at..at + 64].to_owned()
 }
@@ -325,7 +325,7 @@ async fn calls_page_columns_follow_the_computation_not_the_name() {
 }
 
 /// A client signed in to the dashboard, and its session cookie.
-async fn signed_in(app: &TestApp) -> (reqwest::Client, String) {
+pub(crate) async fn signed_in(app: &TestApp) -> (reqwest::Client, String) {
     let client = reqwest::Client::builder()
         .redirect(Policy::none())
         .build()

@@ -667,16 +667,22 @@ impl TestRuns for PgStore {
         tx.commit().await?;
         Ok(timed_out)
     }
-    async fn latest_finished_result(&self, project_id: i64, label: &str) -> Result<Option<i64>> {
+    async fn latest_finished_result(
+        &self,
+        project_id: i64,
+        label: &str,
+        except: i64,
+    ) -> Result<Option<i64>> {
         let unfinished = &*UNFINISHED;
         Ok(sqlx::query_scalar(&format!(
-            "SELECT id FROM results res WHERE project_id = $1 AND label = $2
+            "SELECT id FROM results res WHERE project_id = $1 AND label = $2 AND id <> $3
                AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.result_id = res.id
                                AND r.status IN {unfinished})
              ORDER BY id DESC LIMIT 1"
         ))
         .bind(project_id)
         .bind(text(label))
+        .bind(except)
         .fetch_optional(&self.pool)
         .await?)
     }

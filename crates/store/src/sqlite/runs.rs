@@ -589,16 +589,22 @@ impl TestRuns for SqliteStore {
             .write(in_place(move |conn| sweep_runs(conn, now)))
             .await
     }
-    async fn latest_finished_result(&self, project_id: i64, label: &str) -> Result<Option<i64>> {
+    async fn latest_finished_result(
+        &self,
+        project_id: i64,
+        label: &str,
+        except: i64,
+    ) -> Result<Option<i64>> {
         let unfinished = &*UNFINISHED;
         Ok(sqlx::query_scalar(&format!(
-            "SELECT id FROM results res WHERE project_id = ? AND label = ?
+            "SELECT id FROM results res WHERE project_id = ? AND label = ? AND id <> ?
                AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.result_id = res.id
                                AND r.status IN {unfinished})
              ORDER BY id DESC LIMIT 1"
         ))
         .bind(project_id)
         .bind(label)
+        .bind(except)
         .fetch_optional(&self.pool)
         .await?)
     }

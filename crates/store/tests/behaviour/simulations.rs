@@ -232,14 +232,34 @@ pub(super) async fn story_simulations(store: &dyn Store) {
         matches!(refused, Err(StoreError::InvalidInput(ref m)) if m.contains("has no connector")),
         "{refused:?}"
     );
-    // Labels find the newest finished result.
+    // Labels find the newest finished result, never the one being gated.
+    let latest = |except: i64| store.latest_finished_result(project.id, "nightly", except);
+    assert_eq!(latest(0).await.unwrap(), None);
+    let mut labelled = runs_of(plain.id, vec![plain_scenario], 1);
+    labelled.label = Some("nightly".into());
+    let older = store
+        .create_result(project.id, &labelled, t0())
+        .await
+        .unwrap();
+    let newer = store
+        .create_result(project.id, &labelled, t0())
+        .await
+        .unwrap();
     assert_eq!(
-        store
-            .latest_finished_result(project.id, "nightly")
-            .await
-            .unwrap(),
-        None
+        latest(0).await.unwrap(),
+        None,
+        "unfinished results are no baseline"
     );
+    for result in [&older, &newer] {
+        let run = result.runs[0].id;
+        store
+            .run_event(project.id, run, RunEvent::Cancel, t0())
+            .await
+            .unwrap();
+    }
+    assert_eq!(latest(0).await.unwrap(), Some(newer.id));
+    assert_eq!(latest(newer.id).await.unwrap(), Some(older.id));
+    assert_eq!(latest(older.id).await.unwrap(), Some(newer.id));
 }
 
 async fn scenario_for(store: &dyn Store, project_id: i64, agent_id: i64) -> i64 {

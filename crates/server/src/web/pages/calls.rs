@@ -289,7 +289,7 @@ pub(super) fn timeline(call: &CallDetail) -> Markup {
                 @let class = match gap { Some(g) if g < 0.0 => "overlap", _ if slow => "slow", _ => "" };
                 tr class=(class) {
                     td { (i) }
-                    td { (match m.role { Role::Bot => "Agent", Role::User => "User", Role::System => "System", Role::FunctionCall => "Tool call", Role::FunctionCallResult => "Tool result" }) }
+                    td { (speaker(m.role)) }
                     td { (or_dash(m.start_offset.map(seconds))) }
                     td { (or_dash(m.start_offset.zip(m.end_offset).map(|(s, e)| seconds(e - s)))) }
                     td {

@@ -7,13 +7,15 @@ use axum::http::header::{LOCATION, SET_COOKIE};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::Form;
-use callgrade_core::{BuiltinKey, MetricDefinition, Role};
+use callgrade_app::AppError;
+use callgrade_core::{BuiltinKey, FieldError, MetricDefinition, Role};
 use callgrade_store::{
     CallDetail, CallFilter, CallKind, DeliveryFilter, DeliveryOutcome, Project, RunFilter,
 };
 use chrono::{DateTime, Utc};
 use maud::{html, Markup};
 use serde::Deserialize;
+use serde_json::Value;
 
 use super::layout::{csrf, error, json_block, json_preview, or_dash, page, verdict, WebError};
 use super::session::{cleared_cookie, new_session_cookie, Admin};
@@ -52,6 +54,17 @@ fn when(t: DateTime<Utc>) -> String {
 
 fn seconds(v: f64) -> String {
     format!("{v:.2} s")
+}
+
+/// Who said a message, in the words of the transcript tables.
+fn speaker(role: Role) -> &'static str {
+    match role {
+        Role::Bot => "Agent",
+        Role::User => "User",
+        Role::System => "System",
+        Role::FunctionCall => "Tool call",
+        Role::FunctionCallResult => "Tool result",
+    }
 }
 
 mod calls;

@@ -94,6 +94,87 @@ pub(super) fn curl_example(state: &AppState, project: &Project, agent_id: i64) -
 
 pub async fn project(State(state): State<AppState>, admin: Admin, Path(id): Path<String>) -> Page {
     let project = load_project(&state, &id).await?;
+    Ok(project_page(&state, &admin, &project, None)
+        .await?
+        .into_response())
+}
+
+/// What a connector looks like, for an empty editor.
+const CONNECTOR_EXAMPLE: &str = r#"{"kind": "http_turn", "url": "https://agent.example.com/turn", "headers": {"Authorization": "Bearer …"}}"#;
+
+/// An agent form the app refused: which agent's (`None`: the new one), what was typed, why.
+struct Refused<'a> {
+    agent_id: Option<i64>,
+    form: &'a AgentForm,
+    problems: Vec<String>,
+}
+
+/// What an agent form shows: the stored agent, or what was typed into a refused form.
+struct AgentValues<'a> {
+    name: &'a str,
+    phone_number: &'a str,
+    description: &'a str,
+    connector_kind: &'a str,
+    connector: String,
+}
+
+impl<'a> AgentValues<'a> {
+    fn of_agent(a: &'a callgrade_core::Agent) -> Self {
+        Self {
+            name: &a.name,
+            phone_number: a.phone_number.as_deref().unwrap_or(""),
+            description: a.description.as_deref().unwrap_or(""),
+            connector_kind: a.connector.as_ref().map_or("none", |c| c.kind.as_str()),
+            // The view, secrets as "***": sent back unchanged, they keep their stored value.
+            connector: a
+                .connector
+                .as_ref()
+                .and_then(|c| serde_json::to_string_pretty(c).ok())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn of_form(f: &'a AgentForm) -> Self {
+        Self {
+            name: &f.name,
+            phone_number: &f.phone_number,
+            description: &f.description,
+            connector_kind: f.connector_kind.as_deref().unwrap_or("none"),
+            connector: f.connector.clone(),
+        }
+    }
+}
+
+/// The inputs of an agent form, the connector editor folded under them.
+fn agent_fields(v: &AgentValues<'_>, problems: &[String]) -> Markup {
+    html! {
+        @if !problems.is_empty() {
+            ul.errors { @for p in problems { li { (p) } } }
+        }
+        input type="text" name="name" placeholder="support-bot" value=(v.name) required;
+        " " input type="text" name="phone_number" placeholder="+14155551234 (optional)" value=(v.phone_number);
+        " " input type="text" name="description" size="40" placeholder="what the agent is for (optional)" value=(v.description);
+        details.connector open[!problems.is_empty()] {
+            summary { "Connector: " (v.connector_kind) }
+            p.muted { "How callgrade calls the agent to play simulated callers. Secrets read back as "
+                code { "***" } "; left as they are, they keep their stored value." }
+            label { "Kind " select name="connector_kind" {
+                @for kind in std::iter::once("none").chain(callgrade_core::Connector::KINDS) {
+                    option value=(kind) selected[v.connector_kind == kind] { (kind) }
+                }
+            } }
+            br;
+            textarea name="connector" rows="6" cols="80" placeholder=(CONNECTOR_EXAMPLE) { (v.connector) }
+        }
+    }
+}
+
+async fn project_page(
+    state: &AppState,
+    admin: &Admin,
+    project: &Project,
+    refused: Option<&Refused<'_>>,
+) -> Result<Html<String>, WebError> {
     let agents = state.app.store.list_agents(project.id).await?;
     let has_calls = !state
         .app
@@ -109,65 +190,83 @@ pub async fn project(State(state): State<AppState>, admin: Admin, Path(id): Path
         .data
         .is_empty();
     let example_agent = agents.first().map_or(1, |a| a.id);
-    Ok(page(&project.name, Some(&admin), Some(&project), html! {
-        h1 { (project.name) }
-        @if !has_calls {
-            div.empty {
-                h2 { "Send your first call" }
-                @if agents.is_empty() { p { "Create an agent below first; its id is the " code { "agent_id" } " of the payload." } }
-                p { "With your project key in " code { "CALLGRADE_KEY" } ":" }
-                pre #first-call { (curl_example(&state, &project, example_agent)) }
+    // A refused form shows what was typed and why, in place of the stored values.
+    let refused_for = |agent_id: Option<i64>| refused.filter(|r| r.agent_id == agent_id);
+    let new_agent = match refused_for(None) {
+        Some(r) => (AgentValues::of_form(r.form), r.problems.as_slice()),
+        None => (
+            AgentValues {
+                name: "",
+                phone_number: "",
+                description: "",
+                connector_kind: "none",
+                connector: String::new(),
+            },
+            &[][..],
+        ),
+    };
+    Ok(page(
+        &project.name,
+        Some(admin),
+        Some(project),
+        html! {
+            h1 { (project.name) }
+            @if !has_calls {
+                div.empty {
+                    h2 { "Send your first call" }
+                    @if agents.is_empty() { p { "Create an agent below first; its id is the " code { "agent_id" } " of the payload." } }
+                    p { "With your project key in " code { "CALLGRADE_KEY" } ":" }
+                    pre #first-call { (curl_example(state, project, example_agent)) }
+                }
             }
-        }
-        (webhook_urls(&state, &project))
-        div.card {
-            h2 { "API key" }
-            p { "Current key: " code { (project.key_prefix) "…" } ". Rotating makes the old key stop working at once." }
-            form method="post" action={ "/projects/" (project.id) "/rotate-key" } {
-                (csrf(&admin))
-                button.secondary type="submit" { "Rotate the key" }
+            (webhook_urls(state, project))
+            div.card {
+                h2 { "API key" }
+                p { "Current key: " code { (project.key_prefix) "…" } ". Rotating makes the old key stop working at once." }
+                form method="post" action={ "/projects/" (project.id) "/rotate-key" } {
+                    (csrf(admin))
+                    button.secondary type="submit" { "Rotate the key" }
+                }
+                form method="post" action={ "/projects/" (project.id) "/settings" } {
+                    (csrf(admin))
+                    label { "Listening window (s) " input type="number" name="listening_window_seconds" min="1" max="86400" value=(project.listening_window_seconds); }
+                    " "
+                    label { "Run deadline (s) " input type="number" name="run_deadline_seconds" min="60" max="604800" value=(project.run_deadline_seconds); }
+                    " " button.secondary type="submit" { "Save settings" }
+                }
             }
-            form method="post" action={ "/projects/" (project.id) "/settings" } {
-                (csrf(&admin))
-                label { "Listening window (s) " input type="number" name="listening_window_seconds" min="1" max="86400" value=(project.listening_window_seconds); }
-                " "
-                label { "Run deadline (s) " input type="number" name="run_deadline_seconds" min="60" max="604800" value=(project.run_deadline_seconds); }
-                " " button.secondary type="submit" { "Save settings" }
-            }
-        }
-        h2 { "Agents" }
-        @if agents.is_empty() {
-            p.muted { "No agents yet." }
-        } @else {
-            table {
-                tr { th { "agent_id" } th { "Name, phone and description (edit and save)" } }
-                @for a in &agents {
-                    tr {
-                        td { code { (a.id) } }
-                        td {
-                            form method="post" action={ "/projects/" (project.id) "/agents/" (a.id) } {
-                                (csrf(&admin))
-                                input type="text" name="name" value=(a.name) required;
-                                " " input type="text" name="phone_number" placeholder="+14155551234" value=[a.phone_number.as_deref()];
-                                " " input type="text" name="description" size="40" value=[a.description.as_deref()];
-                                " " button.secondary type="submit" { "Save" }
+            h2 { "Agents" }
+            @if agents.is_empty() {
+                p.muted { "No agents yet." }
+            } @else {
+                table #agents {
+                    tr { th { "agent_id" } th { "Connector" } th { "Name, phone, description and connector (edit and save)" } }
+                    @for a in &agents {
+                        @let (values, problems) = match refused_for(Some(a.id)) {
+                            Some(r) => (AgentValues::of_form(r.form), r.problems.as_slice()),
+                            None => (AgentValues::of_agent(a), &[][..]),
+                        };
+                        tr {
+                            td { code { (a.id) } }
+                            td { @match &a.connector { Some(c) => { code { (c.kind) } }, None => { span.muted { "none" } } } }
+                            td {
+                                form method="post" action={ "/projects/" (project.id) "/agents/" (a.id) } {
+                                    (csrf(admin))
+                                    (agent_fields(&values, problems))
+                                    button.secondary type="submit" { "Save" }
+                                }
                             }
                         }
                     }
                 }
             }
-        }
-        form.card method="post" action={ "/projects/" (project.id) "/agents" } {
-            (csrf(&admin))
-            input type="text" name="name" placeholder="support-bot" required;
-            " "
-            input type="text" name="phone_number" placeholder="+14155551234 (optional)";
-            " "
-            input type="text" name="description" placeholder="what the agent is for (optional)";
-            " "
-            button type="submit" { "Create agent" }
-        }
-    }).into_response())
+            form.card #new-agent method="post" action={ "/projects/" (project.id) "/agents" } {
+                (csrf(admin))
+                (agent_fields(&new_agent.0, new_agent.1))
+                button type="submit" { "Create agent" }
+            }
+        },
+    ))
 }
 
 #[derive(Deserialize)]
@@ -179,6 +278,95 @@ pub struct AgentForm {
     phone_number: String,
     #[serde(default)]
     description: String,
+    /// `none`, `http_turn` or `openai_chat`; a form without the editor keeps the connector.
+    connector_kind: Option<String>,
+    /// The connector as JSON; `kind` may be left out (the select says it).
+    #[serde(default)]
+    connector: String,
+}
+
+/// What the form asks of the connector, its JSON parsed.
+enum ConnectorWanted {
+    Keep,
+    Remove,
+    Set(Value),
+}
+
+impl AgentForm {
+    fn connector_wanted(&self) -> Result<ConnectorWanted, Vec<FieldError>> {
+        let kind = match self.connector_kind.as_deref().map(str::trim) {
+            None => return Ok(ConnectorWanted::Keep),
+            Some("" | "none") => return Ok(ConnectorWanted::Remove),
+            Some(kind) => kind,
+        };
+        let text = self.connector.trim();
+        if text.is_empty() {
+            return Err(vec![FieldError::new(
+                "connector",
+                format!("give the {kind} connector as JSON, or choose the kind none"),
+            )]);
+        }
+        let mut value: Value = serde_json::from_str(text).map_err(|e| {
+            vec![FieldError::new(
+                "connector",
+                format!("is not valid JSON: {e}"),
+            )]
+        })?;
+        if let Some(object) = value.as_object_mut() {
+            match object.get("kind") {
+                None => {
+                    object.insert("kind".into(), Value::String(kind.into()));
+                }
+                Some(said) if said.as_str() != Some(kind) => {
+                    return Err(vec![FieldError::new(
+                        "connector.kind",
+                        format!("is {said} but the kind chosen is {kind:?}: make them agree"),
+                    )])
+                }
+                Some(_) => {}
+            }
+        }
+        // Anything else that is wrong (not an object, unknown fields, bad URLs) the app says.
+        Ok(ConnectorWanted::Set(value))
+    }
+
+    fn draft<'a>(&'a self, connector: &'a ConnectorWanted) -> admin::AgentDraft<'a> {
+        admin::AgentDraft {
+            name: &self.name,
+            phone_number: Some(&self.phone_number),
+            description: Some(&self.description),
+            connector: match connector {
+                ConnectorWanted::Keep => admin::ConnectorChange::Keep,
+                ConnectorWanted::Remove => admin::ConnectorChange::Remove,
+                ConnectorWanted::Set(value) => admin::ConnectorChange::Set(value),
+            },
+        }
+    }
+}
+
+/// Back to the project once saved; problems with the input back to the form, with what was
+/// typed and each problem's path.
+async fn agent_saved(
+    state: &AppState,
+    admin: &Admin,
+    project: &Project,
+    agent_id: Option<i64>,
+    form: &AgentForm,
+    outcome: Result<(), AppError>,
+) -> Page {
+    match outcome {
+        Ok(()) => Ok(see_other(&format!("/projects/{}", project.id))),
+        Err(e @ AppError::Invalid(_)) => {
+            let refused = Refused {
+                agent_id,
+                form,
+                problems: e.problems(),
+            };
+            let html = project_page(state, admin, project, Some(&refused)).await?;
+            Ok((StatusCode::BAD_REQUEST, html).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub async fn create_agent(
@@ -189,19 +377,13 @@ pub async fn create_agent(
 ) -> Page {
     check_csrf(&admin, &form.csrf)?;
     let project = load_project(&state, &id).await?;
-    admin::create_agent(&state.app, project.id, form.draft()).await?;
-    Ok(see_other(&format!("/projects/{}", project.id)))
-}
-
-impl AgentForm {
-    fn draft(&self) -> admin::AgentDraft<'_> {
-        admin::AgentDraft {
-            name: &self.name,
-            phone_number: Some(&self.phone_number),
-            description: Some(&self.description),
-            connector: admin::ConnectorChange::Keep,
-        }
-    }
+    let outcome = match form.connector_wanted() {
+        Err(errors) => Err(AppError::Invalid(errors)),
+        Ok(connector) => admin::create_agent(&state.app, project.id, form.draft(&connector))
+            .await
+            .map(drop),
+    };
+    agent_saved(&state, &admin, &project, None, &form, outcome).await
 }
 
 pub async fn update_agent(
@@ -215,8 +397,15 @@ pub async fn update_agent(
     let agent_id: i64 = agent_id
         .parse()
         .map_err(|_| error(StatusCode::NOT_FOUND, "no such agent"))?;
-    admin::update_agent(&state.app, project.id, agent_id, form.draft()).await?;
-    Ok(see_other(&format!("/projects/{}", project.id)))
+    let outcome = match form.connector_wanted() {
+        Err(errors) => Err(AppError::Invalid(errors)),
+        Ok(connector) => {
+            admin::update_agent(&state.app, project.id, agent_id, form.draft(&connector))
+                .await
+                .map(drop)
+        }
+    };
+    agent_saved(&state, &admin, &project, Some(agent_id), &form, outcome).await
 }
 
 #[derive(Deserialize)]
