@@ -109,7 +109,8 @@ pub async fn report(app: &App, project_id: i64, run_id: i64, event: RunEvent) ->
 }
 
 /// Starts the scenarios of a result's failed (or undecided) runs again, as a new result with
-/// the same agent, mode and label: "run failed scenarios again".
+/// the same agent and mode (not its label: a rerun is not a baseline): "run failed scenarios
+/// again".
 pub async fn rerun_failed(app: &App, project_id: i64, result_id: i64) -> Result<TestResult> {
     let result = app
         .store

@@ -211,8 +211,11 @@ impl<'a> AgentSession<'a> {
     }
 }
 
+/// What an agent said in one turn: (role, content, data) rows.
+type Said = Vec<(Role, String, Option<Value>)>;
+
 /// An `http_turn` reply: `{"messages": [{role, content, data?}…], "end_call": bool}`.
-fn parse_turn_reply(text: &str) -> Result<(Vec<(Role, String, Option<Value>)>, bool), String> {
+fn parse_turn_reply(text: &str) -> Result<(Said, bool), String> {
     let value: Value =
         serde_json::from_str(text).map_err(|e| format!("not JSON ({e}): {}", excerpt(text)))?;
     let Some(list) = value.get("messages").and_then(Value::as_array) else {
