@@ -16,14 +16,49 @@ pub async fn create_scenario(app: &App, project_id: i64, draft: ScenarioDraft) -
     Ok(app.store.create_scenario(project_id, &new).await?)
 }
 
-/// Creates or updates scenarios by (agent, name), as a file of them is applied: every draft is
-/// validated before anything is written, so a file with a problem changes nothing.
+/// An agent's connector as a scenarios file sets it; `None` removes it.
+#[derive(Debug, Clone)]
+pub struct AgentConnector {
+    pub agent_id: i64,
+    pub connector: Option<serde_json::Value>,
+}
+
+/// Applies a scenarios file: sets the agents' connectors, then creates or updates scenarios by
+/// (agent, name). Every connector and every draft is validated before anything is written, so
+/// a file with a problem changes nothing.
 pub async fn apply_scenarios(
     app: &App,
     project_id: i64,
+    agents: &[AgentConnector],
     drafts: Vec<ScenarioDraft>,
 ) -> Result<ApplySummary> {
     let mut errors = Vec::new();
+    let mut connectors = Vec::new();
+    for (i, a) in agents.iter().enumerate() {
+        let (agent, current) = app
+            .store
+            .agent(project_id, a.agent_id)
+            .await?
+            .ok_or_else(|| {
+                AppError::Invalid(vec![callgrade_core::FieldError::new(
+                    format!("agents[{i}].id"),
+                    format!("no agent with id {} in this project", a.agent_id),
+                )])
+            })?;
+        let parsed = match &a.connector {
+            None => Ok(None),
+            Some(v) => callgrade_core::Connector::parse(
+                v,
+                current.as_ref(),
+                &format!("agents[{i}].connector"),
+            )
+            .map(Some),
+        };
+        match parsed {
+            Ok(connector) => connectors.push((agent, connector)),
+            Err(e) => errors.extend(e),
+        }
+    }
     let mut valid = Vec::new();
     for (i, draft) in drafts.into_iter().enumerate() {
         match draft.validate() {
@@ -44,6 +79,18 @@ pub async fn apply_scenarios(
     }
     if !errors.is_empty() {
         return Err(AppError::Invalid(errors));
+    }
+    for (agent, connector) in connectors {
+        let new = callgrade_store::NewAgent {
+            name: agent.name,
+            phone_number: agent
+                .phone_number
+                .as_deref()
+                .and_then(|p| callgrade_core::PhoneNumber::parse(p).ok()),
+            description: agent.description,
+            connector,
+        };
+        app.store.update_agent(project_id, agent.id, &new).await?;
     }
     let existing = app.store.list_scenarios(project_id, None).await?;
     let mut summary = ApplySummary::default();

@@ -50,6 +50,25 @@ pub enum ProjectCommand {
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
         concurrency: Option<u32>,
     },
+    /// Set the project's simulator endpoint: the LLM that plays simulated callers.
+    Simulator {
+        /// The project's name or id.
+        project: String,
+        /// The API's base URL, e.g. https://api.openai.com/v1 or http://localhost:11434/v1.
+        #[arg(long)]
+        base_url: Option<String>,
+        #[arg(long)]
+        model: Option<String>,
+        /// The name of an environment variable that holds the API key.
+        #[arg(long)]
+        api_key_env: Option<String>,
+        /// Simulated runs of this project in flight at once (default 4).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+        concurrency: Option<u32>,
+        /// Caller and agent LLM tokens one run may spend (default 200000).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1000..=10_000_000))]
+        token_budget: Option<u64>,
+    },
     /// Replace a project's API key; the old key stops working at once.
     RotateKey {
         /// The project's name or id.
@@ -215,6 +234,48 @@ pub async fn project(db: &DbArgs, cmd: ProjectCommand, out: &Output) -> anyhow::
                 concurrency,
             };
             return set_judge(db, &project, patch, out).await;
+        }
+        ProjectCommand::Simulator {
+            project,
+            base_url,
+            model,
+            api_key_env,
+            concurrency,
+            token_budget,
+        } => {
+            let api_key = api_key_env
+                .map(|var| {
+                    std::env::var(&var)
+                        .with_context(|| format!("--api-key-env names {var}, which is not set"))
+                })
+                .transpose()?;
+            let project = find_project(store.as_ref(), &project).await?;
+            let app = App::new(store.clone(), AppSettings::default());
+            let patch = callgrade_store::SimulatorSettingsPatch {
+                base_url,
+                model,
+                api_key,
+                concurrency,
+                token_budget,
+            };
+            let settings = callgrade_app::simulation::configure_simulator(&app, project.id, &patch)
+                .await
+                .map_err(|e| flag_error(e, |path| format!("--{}", path.replace('_', "-"))))?;
+            out.print(&settings, || {
+                format!(
+                    "Simulator of {:?}: {} {} (key {}), {} runs at once, {} tokens per run",
+                    project.name,
+                    settings.base_url.as_deref().unwrap_or("(server default)"),
+                    settings.model.as_deref().unwrap_or("(server default)"),
+                    if settings.api_key_set {
+                        "set"
+                    } else {
+                        "not set"
+                    },
+                    settings.concurrency,
+                    settings.token_budget
+                )
+            });
         }
         ProjectCommand::RotateKey { project } => {
             let project = find_project(store.as_ref(), &project).await?;

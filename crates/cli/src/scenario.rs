@@ -1,6 +1,7 @@
 //! `callgrade scenario`: test cases for an agent, stored directly in the database.
 
 use anyhow::anyhow;
+use callgrade_app::runs::AgentConnector;
 use callgrade_app::{App, AppError, AppSettings};
 use callgrade_core::{Persona, ScenarioDraft, Trait};
 use callgrade_store::Scenario;
@@ -63,8 +64,9 @@ pub enum ScenarioCommand {
         quarantined: bool,
     },
     /// Create or update scenarios from a TOML file (`[[scenarios]]` tables, each a scenario
-    /// as `scenario create` takes it, plus `tool_mocks`), matched by agent and name. Nothing
-    /// is written when any has a problem.
+    /// as `scenario create` takes it, plus `tool_mocks`), matched by agent and name, and set
+    /// agents' connectors (`[[agents]]` tables: `id` and `connector`). Nothing is written when
+    /// any scenario has a problem.
     Apply {
         /// The project's name or id.
         #[arg(long)]
@@ -118,16 +120,43 @@ fn list(names: &[String]) -> String {
     }
 }
 
-/// `[[scenarios]]` tables; `agent_id` defaults to `--agent`.
-fn parse_scenarios_file(text: &str, agent: Option<i64>) -> anyhow::Result<Vec<ScenarioDraft>> {
+/// `[[agents]]` (id and connector; `connector = "none"` removes one) and `[[scenarios]]`
+/// tables; a scenario's `agent_id` defaults to `--agent`.
+fn parse_scenarios_file(
+    text: &str,
+    agent: Option<i64>,
+) -> anyhow::Result<(Vec<AgentConnector>, Vec<ScenarioDraft>)> {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct File {
         #[serde(default)]
+        agents: Vec<AgentTable>,
+        #[serde(default)]
         scenarios: Vec<toml::Table>,
     }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct AgentTable {
+        id: i64,
+        connector: toml::Value,
+    }
     let file: File = toml::from_str(text)?;
-    file.scenarios
+    let agents = file
+        .agents
+        .into_iter()
+        .map(|a| {
+            let connector = match a.connector {
+                toml::Value::String(s) if s == "none" => None,
+                other => Some(serde_json::to_value(other)?),
+            };
+            Ok(AgentConnector {
+                agent_id: a.id,
+                connector,
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let scenarios = file
+        .scenarios
         .into_iter()
         .enumerate()
         .map(|(i, mut table)| {
@@ -139,7 +168,8 @@ fn parse_scenarios_file(text: &str, agent: Option<i64>) -> anyhow::Result<Vec<Sc
             }
             table.try_into().map_err(|e| anyhow!("scenarios[{i}]: {e}"))
         })
-        .collect()
+        .collect::<anyhow::Result<_>>()?;
+    Ok((agents, scenarios))
 }
 
 fn parse_trait(s: &str) -> Result<Trait, String> {
@@ -232,10 +262,10 @@ pub async fn run(db: &DbArgs, cmd: ScenarioCommand, out: &Output) -> anyhow::Res
             } else {
                 std::fs::read_to_string(&file).map_err(|e| anyhow!("{}: {e}", file.display()))?
             };
-            let drafts = parse_scenarios_file(&text, agent)
+            let (agents, drafts) = parse_scenarios_file(&text, agent)
                 .map_err(|e| anyhow!("{}: {e}", file.display()))?;
             let app = App::new(store.clone(), AppSettings::default());
-            let summary = callgrade_app::runs::apply_scenarios(&app, project.id, drafts)
+            let summary = callgrade_app::runs::apply_scenarios(&app, project.id, &agents, drafts)
                 .await
                 .map_err(|e| anyhow!("{}", e.problems().join("; ")))?;
             out.print(&summary, || {

@@ -401,6 +401,62 @@ value = true
         "{err}"
     );
 
+    // A scenarios file sets agents' connectors too; a bad one writes nothing at all.
+    std::fs::write(&file, format!("[[agents]]\nid = {agent_id}\nconnector = {{ kind = \"http_turn\", url = \"http://127.0.0.1:1/turn\", headers = {{ X = \"***\" }} }}\n\n[[scenarios]]\nagent_id = {agent_id}\nname = \"from-file\"\n")).unwrap();
+    let (ok, err) = run_json(
+        data,
+        &[
+            "scenario",
+            "apply",
+            "--project",
+            "ci",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(!ok);
+    assert!(
+        err["error"]
+            .as_str()
+            .unwrap()
+            .contains("agents[0].connector.headers.X"),
+        "{err}"
+    );
+    std::fs::write(&file, format!("[[agents]]\nid = {agent_id}\nconnector = {{ kind = \"http_turn\", url = \"{agent_url}\", timeout_seconds = 5 }}\n\n[[scenarios]]\nagent_id = {agent_id}\nname = \"from-file\"\n")).unwrap();
+    let (ok, applied) = run_json(
+        data,
+        &[
+            "scenario",
+            "apply",
+            "--project",
+            "ci",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{applied}");
+    assert_eq!(applied["created"], json!(["from-file"]));
+    let (_, agents) = run_json(data, &["agent", "list", "--project", "ci"]);
+    assert_eq!(agents["agents"][0]["connector"]["timeout_seconds"], 5);
+    // The project's simulator endpoint from the CLI; its key never printed.
+    std::env::set_var("CG_TEST_SIM_KEY", "sk-never-printed");
+    let (ok, sim) = run_json(
+        data,
+        &[
+            "project",
+            "simulator",
+            "ci",
+            "--concurrency",
+            "2",
+            "--api-key-env",
+            "CG_TEST_SIM_KEY",
+        ],
+    );
+    assert!(ok, "{sim}");
+    assert_eq!(
+        (sim["concurrency"].clone(), sim["api_key_set"].clone()),
+        (json!(2), json!(true))
+    );
+    assert!(!sim.to_string().contains("sk-never-printed"));
+
     // A label nobody carries: a clear error, not a verdict.
     let (code, report) = test_start(&scenario_ids[0], &["--baseline-label", "nope"]);
     assert_eq!(code, Some(1));

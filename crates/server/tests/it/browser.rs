@@ -42,6 +42,8 @@ async fn a_user_walks_through_the_dashboard() {
         std::path::Path::new(DRIVER).exists(),
         "{DRIVER} is missing: apt-get install chromium chromium-driver"
     );
+    // fantoccini's rustls and reqwest's bring one crypto provider each; say which to use.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let app = TestApp::spawn().await;
     let token = callgrade_app::admin::issue_admin_token(&app.state.app, false)
         .await
