@@ -94,10 +94,13 @@ impl Simulator {
 
     /// How many conversations this process is playing.
     pub fn playing(&self) -> usize {
-        self.playing
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.playing_runs().len()
+    }
+
+    /// The runs whose conversations this process is playing.
+    pub fn playing_runs(&self) -> Vec<i64> {
+        let playing = self.playing.lock().unwrap_or_else(PoisonError::into_inner);
+        playing.keys().copied().collect()
     }
 
     fn register(&self, run_id: i64) -> Arc<Notify> {
@@ -240,13 +243,46 @@ pub async fn run(app: App, name: String) {
     }
 }
 
-/// Fails the simulated runs whose instance stopped mid-conversation.
+/// Fails the simulated runs whose instance stopped mid-conversation (this process's own are
+/// alive, whatever their lease says: one long turn may outlast it).
 pub async fn fail_abandoned(app: &App) -> Result<Vec<i64>> {
-    let failed = app.store.fail_abandoned_simulations(app.now()).await?;
+    let playing = app.simulator.playing_runs();
+    let failed = app
+        .store
+        .fail_abandoned_simulations(app.now(), &playing)
+        .await?;
     if !failed.is_empty() {
         tracing::warn!(runs = ?failed, "simulated runs abandoned mid-conversation were failed");
     }
     Ok(failed)
+}
+
+/// Renews a conversation's lease every third of it, with its latest progress; stops the
+/// conversation once the run is no longer ours.
+async fn renew_lease(
+    app: App,
+    run_id: i64,
+    worker: String,
+    last: Arc<Mutex<SimulationProgress>>,
+    stop: Arc<Notify>,
+) {
+    let lease = app.settings.simulation.lease;
+    let every = (lease / 3)
+        .to_std()
+        .unwrap_or(Duration::from_secs(10))
+        .max(Duration::from_millis(100));
+    loop {
+        tokio::time::sleep(every).await;
+        let progress = last.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        match (app.store)
+            .renew_simulation(run_id, &worker, &progress, app.now(), lease)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return stop.notify_one(),
+            Err(e) => tracing::warn!(run_id, error = %e, "could not renew a simulation's lease"),
+        }
+    }
 }
 
 /// Writes progress as the conversation goes; says stop once the run is no longer ours.
@@ -254,6 +290,8 @@ struct StoreProgress<'a> {
     app: &'a App,
     run_id: i64,
     worker: &'a str,
+    /// The latest progress, for the lease renewer.
+    last: Arc<Mutex<SimulationProgress>>,
 }
 
 #[async_trait::async_trait]
@@ -268,6 +306,10 @@ impl Progress for StoreProgress<'_> {
             usage: *usage,
             stop_reason: None,
         };
+        self.last
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone_from(&progress);
         let lease = self.app.settings.simulation.lease;
         match (self.app.store)
             .renew_simulation(self.run_id, self.worker, &progress, self.app.now(), lease)
@@ -316,16 +358,28 @@ async fn conduct(app: &App, worker: &str, claim: ClaimedSimulation) {
         token_budget: claim.simulator.token_budget,
     };
     let stop = app.simulator.register(run_id);
+    let last = Arc::new(Mutex::new(SimulationProgress::default()));
+    // Turns renew the lease; so does this, in between, so that a turn longer than the lease
+    // does not look abandoned to other instances, and a cancel elsewhere stops us mid-turn.
+    let renewer = tokio::spawn(renew_lease(
+        app.clone(),
+        run_id,
+        worker.to_owned(),
+        last.clone(),
+        stop.clone(),
+    ));
     let mut progress = StoreProgress {
         app,
         run_id,
         worker,
+        last,
     };
     let session_id = format!("callgrade-run-{run_id}");
     let ending = tokio::select! {
         ending = play(&app.simulator.client, plan, session_id, app.now(), &mut progress) => Some(ending),
         () = stop.notified() => None,
     };
+    renewer.abort();
     app.simulator.unregister(run_id);
     let progress_of = |o: &Outcome| SimulationProgress {
         messages: o.messages.clone(),

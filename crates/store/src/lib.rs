@@ -255,8 +255,12 @@ pub trait Simulations: Send + Sync + 'static {
     /// call has it).
     async fn release_simulation(&self, run_id: i64, worker: &str) -> Result<()>;
     /// Fails the in-progress simulated runs whose lease expired (the instance playing them
-    /// stopped); their ids.
-    async fn fail_abandoned_simulations(&self, now: DateTime<Utc>) -> Result<Vec<i64>>;
+    /// stopped), but those in `playing` (the caller's own, which it knows are alive); their ids.
+    async fn fail_abandoned_simulations(
+        &self,
+        now: DateTime<Utc>,
+        playing: &[i64],
+    ) -> Result<Vec<i64>>;
 }
 
 /// Metric definitions, the rubric, the judge endpoint and the judge's cache.

@@ -101,6 +101,10 @@ async fn turn(State(agent): State<TurnAgent>, Json(body): Json<Value>) -> (Statu
             StatusCode::OK,
             reply("Hello, this is Acme. How can I help?"),
         ),
+        ("longer-than-the-lease", _) => {
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+            (StatusCode::OK, reply("Your refund is approved."))
+        }
         ("slow", _) => {
             tokio::time::sleep(Duration::from_millis(700)).await;
             (StatusCode::OK, reply("Your refund is approved."))

@@ -514,3 +514,34 @@ async fn openai_chat_agents_get_their_tools_answered_by_mocks() {
         assert_eq!(e["value"], 0.5, "one of two tool calls failed: {e}");
     }
 }
+
+/// A turn that outlasts the lease is not an abandoned conversation: the instance playing it
+/// renews the lease in between turns' writes and never fails its own runs.
+#[tokio::test]
+async fn a_turn_longer_than_the_lease_is_not_abandoned() {
+    let mut settings = callgrade_server::Settings::default();
+    settings.app.simulation.lease = chrono::TimeDelta::seconds(1);
+    let app = TestApp::spawn_with(settings).await;
+    let caller = start_caller(vec![("Dana", vec!["Refund, please."])], 10).await;
+    let (agent, url) = start_turn_agent().await;
+    let t = simulated_project(&app, "long-turn", &url, &caller).await;
+    let (status, _) = send(&app, &t.key, reqwest::Method::PATCH, &format!("/api/v1/agents/{}", t.agent_id),
+        json!({"connector": {"kind": "http_turn", "url": url, "headers": {"Authorization": "***"}, "timeout_seconds": 10}})).await;
+    assert_eq!(status, 200);
+    let long = scenario(&app, &t, "longer-than-the-lease", json!({})).await;
+    let result = start(&app, &t, &[long], 1, "x").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while agent.requests.lock().unwrap().len() < 2 {
+        assert!(Instant::now() < deadline, "the message turn never came");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Mid-turn, well past the lease by the server's clock.
+    let now = callgrade_app::Clock::now(app.clock.as_ref());
+    app.clock.set(now + chrono::TimeDelta::seconds(5));
+    assert!(callgrade_app::simulation::fail_abandoned(&app.state.app)
+        .await
+        .unwrap()
+        .is_empty());
+    let result = finished(&app, &t, &result).await;
+    assert_eq!(result["runs"][0]["status"], "completed", "{result:#}");
+}

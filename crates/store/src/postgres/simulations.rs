@@ -246,14 +246,19 @@ impl Simulations for PgStore {
         .await?;
         Ok(())
     }
-    async fn fail_abandoned_simulations(&self, now: DateTime<Utc>) -> Result<Vec<i64>> {
+    async fn fail_abandoned_simulations(
+        &self,
+        now: DateTime<Utc>,
+        playing: &[i64],
+    ) -> Result<Vec<i64>> {
         let now_ms = now.timestamp_millis();
         let mut tx = self.pool.begin().await?;
         let ids: Vec<i64> = sqlx::query_scalar(&format!(
             "SELECT id FROM runs WHERE mode = 'simulate' AND status = '{IN_PROGRESS}'
-             AND lease_until < $1 ORDER BY id FOR UPDATE SKIP LOCKED"
+             AND lease_until < $1 AND NOT (id = ANY($2)) ORDER BY id FOR UPDATE SKIP LOCKED"
         ))
         .bind(now_ms)
+        .bind(playing)
         .fetch_all(&mut *tx)
         .await?;
         let failed = fail(&mut tx, ids, ABANDONED, None, now_ms).await?;

@@ -75,13 +75,15 @@ fn claim(
     Ok(claimed)
 }
 
-/// Fails this worker's in-progress run, or every in-progress run whose lease expired.
+/// Fails this worker's in-progress run, or every in-progress run whose lease expired but those
+/// in `playing`.
 fn fail(
     conn: &Connection,
     run_id: Option<(i64, &str)>,
     reason: &str,
     progress: Option<&SimulationProgress>,
     now_ms: i64,
+    playing: &[i64],
 ) -> Result<Vec<i64>> {
     let candidates: Vec<i64> = match run_id {
         Some((id, worker)) => conn
@@ -99,7 +101,7 @@ fn fail(
             .collect::<rusqlite::Result<_>>()?,
     };
     let mut failed = Vec::new();
-    for id in candidates {
+    for id in candidates.into_iter().filter(|id| !playing.contains(id)) {
         let Some(state) = run_state_in_place(conn, "id = ?", [id])? else {
             continue;
         };
@@ -248,6 +250,7 @@ impl Simulations for SqliteStore {
                     &reason,
                     Some(&progress),
                     now.timestamp_millis(),
+                    &[],
                 )?;
                 Ok(!failed.is_empty())
             }))
@@ -266,10 +269,22 @@ impl Simulations for SqliteStore {
             }))
             .await
     }
-    async fn fail_abandoned_simulations(&self, now: DateTime<Utc>) -> Result<Vec<i64>> {
+    async fn fail_abandoned_simulations(
+        &self,
+        now: DateTime<Utc>,
+        playing: &[i64],
+    ) -> Result<Vec<i64>> {
+        let playing = playing.to_vec();
         self.writer
             .write(in_place(move |conn| {
-                fail(conn, None, ABANDONED, None, now.timestamp_millis())
+                fail(
+                    conn,
+                    None,
+                    ABANDONED,
+                    None,
+                    now.timestamp_millis(),
+                    &playing,
+                )
             }))
             .await
     }
