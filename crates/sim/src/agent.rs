@@ -4,7 +4,7 @@ use callgrade_core::{answer_tool_call, Connector, HttpTurn, Message, OpenaiChat,
 use serde_json::{json, Value};
 use std::time::Duration;
 
-use crate::llm::{excerpt, root_cause, ChatClient, LlmEndpoint};
+use crate::llm::{excerpt, read_capped, root_cause, ChatClient, LlmEndpoint};
 use crate::{Plan, Step, Transcript};
 
 /// Retries of one `http_turn` request after the first attempt, on 5xx, timeouts and
@@ -94,14 +94,13 @@ impl<'a> AgentSession<'a> {
             }
             let problem = match request.send().await {
                 Ok(r) if r.status().is_success() => {
-                    return r
-                        .text()
+                    return read_capped(r)
                         .await
-                        .map_err(|e| format!("reading the agent's reply: {}", root_cause(&e)));
+                        .map_err(|e| format!("the agent's reply: {e}"));
                 }
                 Ok(r) => {
                     let status = r.status();
-                    let text = r.text().await.unwrap_or_default();
+                    let text = read_capped(r).await.unwrap_or_default();
                     let problem = format!("the agent answered HTTP {status}: {}", excerpt(&text));
                     if !status.is_server_error() {
                         return Err(problem);

@@ -44,6 +44,28 @@ pub struct Completion {
 
 /// Retries after the first attempt.
 const RETRIES: u32 = 2;
+/// The most of one answer (an LLM's or an agent's turn) read; a longer one fails the turn
+/// rather than the server's memory.
+pub(crate) const MAX_ANSWER_BYTES: usize = 256 * 1024;
+
+/// A response's body as text, read up to [`MAX_ANSWER_BYTES`].
+pub(crate) async fn read_capped(mut response: reqwest::Response) -> Result<String, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| format!("reading the answer: {}", root_cause(&e)))?
+    {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(format!(
+                "the answer is over {} KiB",
+                MAX_ANSWER_BYTES / 1024
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
 /// The longest Retry-After honoured; a longer one fails the request.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
 
@@ -98,7 +120,7 @@ impl ChatClient {
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.trim().parse::<u64>().ok())
                         .map(Duration::from_secs);
-                    let body = r.text().await.unwrap_or_default();
+                    let body = read_capped(r).await.unwrap_or_default();
                     let problem = format!("HTTP {status}: {}", excerpt(&body));
                     if status != StatusCode::TOO_MANY_REQUESTS && !status.is_server_error() {
                         return Err(problem);

@@ -92,6 +92,7 @@ async fn turn(State(agent): State<TurnAgent>, Json(body): Json<Value>) -> (Statu
     let answer = match (scenario.as_str(), event) {
         (_, "end") => (StatusCode::OK, "{}".into()),
         ("error500", _) => (StatusCode::INTERNAL_SERVER_ERROR, "database down".into()),
+        ("huge", _) => (StatusCode::OK, reply(&"a".repeat(300 * 1024))),
         ("malformed", _) => (StatusCode::OK, json!({"reply": "hi"}).to_string()),
         ("hang", _) => {
             tokio::time::sleep(Duration::from_secs(120)).await;

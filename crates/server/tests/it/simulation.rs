@@ -152,7 +152,8 @@ async fn the_agent_failing_fails_the_run_with_the_reason() {
     let error = scenario(&app, &t, "error500", json!({})).await;
     let hang = scenario(&app, &t, "hang", json!({})).await;
     let malformed = scenario(&app, &t, "malformed", json!({})).await;
-    let result = start(&app, &t, &[error, hang, malformed], 1, "x").await;
+    let huge = scenario(&app, &t, "huge", json!({})).await;
+    let result = start(&app, &t, &[error, hang, malformed, huge], 1, "x").await;
     let result = finished(&app, &t, &result).await;
     let reason = |i: usize| {
         let run = &result["runs"][i];
@@ -173,6 +174,12 @@ async fn the_agent_failing_fails_the_run_with_the_reason() {
         reason(2).contains("malformed: expected {\"messages\""),
         "{}",
         reason(2)
+    );
+    // A reply too large to be a turn is refused as it streams in.
+    assert!(
+        reason(3).contains("the answer is over 256 KiB"),
+        "{}",
+        reason(3)
     );
     // No call was stored for them.
     assert_eq!(app.call_count(&t).await, 0);
