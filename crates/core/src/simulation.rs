@@ -13,8 +13,9 @@ use crate::FieldError;
 pub const REDACTED: &str = "***";
 
 /// How callgrade reaches an agent to play a caller against it. Stored whole (secrets
-/// included); served only as a [`ConnectorView`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// included); served only as a [`ConnectorView`]; `Debug` shows the view, so a log line never
+/// carries a secret.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Connector {
     /// One HTTP request per turn, the whole conversation in each (docs/simulation.md).
@@ -23,7 +24,7 @@ pub enum Connector {
     OpenaiChat(OpenaiChat),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct HttpTurn {
     pub url: String,
     /// Sent with every request; values are write-only.
@@ -34,7 +35,7 @@ pub struct HttpTurn {
     pub timeout_seconds: Option<u32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct OpenaiChat {
     pub base_url: String,
     pub model: String,
@@ -51,6 +52,24 @@ pub struct OpenaiChat {
     pub tools: Vec<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_seconds: Option<u32>,
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.view().fmt(f)
+    }
+}
+
+impl std::fmt::Debug for HttpTurn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        Connector::HttpTurn(self.clone()).view().fmt(f)
+    }
+}
+
+impl std::fmt::Debug for OpenaiChat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        Connector::OpenaiChat(self.clone()).view().fmt(f)
+    }
 }
 
 /// A connector as the API shows it: every secret replaced by `"***"`.
@@ -559,6 +578,7 @@ mod tests {
         let view = first.view();
         assert_eq!(view.fields["headers"]["Authorization"], "***");
         assert!(!serde_json::to_string(&view).unwrap().contains("s3cret"));
+        assert!(!format!("{first:?}").contains("s3cret"), "Debug shows the view");
         let mut sent_back = Value::Object(view.fields.clone());
         sent_back["kind"] = json!("http_turn");
         let again = Connector::parse(&sent_back, Some(&first), "connector").unwrap();
