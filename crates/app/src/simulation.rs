@@ -404,12 +404,26 @@ async fn conduct(app: &App, worker: &str, claim: ClaimedSimulation) {
                 Ok(false) => return,
                 Err(e) => tracing::warn!(run_id, error = %e, "could not record a simulation's end"),
             }
-            if let Err(e) = store_call(app, &claim, &outcome).await {
-                let reason = format!(
-                    "its transcript could not be stored: {}",
-                    e.problems().join("; ")
-                );
-                return fail(reason, record).await;
+            match store_call(app, &claim, &outcome).await {
+                Err(e) => {
+                    let reason = format!(
+                        "its transcript could not be stored: {}",
+                        e.problems().join("; ")
+                    );
+                    return fail(reason, record).await;
+                }
+                // Stored, but not as this run's call: the run must not wait for it forever.
+                Ok(receipt) if receipt.calls.first().and_then(|c| c.run_id) != Some(run_id) => {
+                    let call = receipt.calls.first();
+                    let reason = format!(
+                        "its transcript was stored as call {} but not attached to the run: {}",
+                        call.map_or("?", |c| c.call_id.as_str()),
+                        call.and_then(|c| c.reason.as_deref())
+                            .unwrap_or("no reason given")
+                    );
+                    return fail(reason, record).await;
+                }
+                Ok(_) => {}
             }
         }
     }
@@ -429,7 +443,11 @@ fn simulation_answer(kind: Option<RejectionKind>) -> u16 {
 
 /// The conversation as a webhook body, through the ingest use case: it is logged, stored,
 /// matched to its run (`matched_by: simulation`) and queued for evaluation like any call.
-async fn store_call(app: &App, claim: &ClaimedSimulation, outcome: &Outcome) -> Result<()> {
+async fn store_call(
+    app: &App,
+    claim: &ClaimedSimulation,
+    outcome: &Outcome,
+) -> Result<callgrade_store::Receipt> {
     let project = app
         .store
         .project(claim.project_id)
@@ -476,8 +494,7 @@ async fn store_call(app: &App, claim: &ClaimedSimulation, outcome: &Outcome) -> 
         answer: simulation_answer as Answer,
     };
     let bytes = serde_json::to_vec(&body).expect("a transcript serialises");
-    ingest::receive(app, &delivery, bytes, true).await?;
-    Ok(())
+    ingest::receive(app, &delivery, bytes, true).await
 }
 
 /// What the simulator endpoint is asked for when a scenario is drafted from a call.

@@ -578,7 +578,10 @@ mod tests {
         let view = first.view();
         assert_eq!(view.fields["headers"]["Authorization"], "***");
         assert!(!serde_json::to_string(&view).unwrap().contains("s3cret"));
-        assert!(!format!("{first:?}").contains("s3cret"), "Debug shows the view");
+        assert!(
+            !format!("{first:?}").contains("s3cret"),
+            "Debug shows the view"
+        );
         let mut sent_back = Value::Object(view.fields.clone());
         sent_back["kind"] = json!("http_turn");
         let again = Connector::parse(&sent_back, Some(&first), "connector").unwrap();
