@@ -43,7 +43,7 @@ pub struct Scenario {
     /// What the agent's tools answer in this scenario.
     pub tool_mocks: Vec<ToolMock>,
     /// What a tool call no mock matches answers (default: an error object naming the tool).
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<serde_json::Value>))]
     pub unmatched_tool_result: Option<serde_json::Value>,
     pub stop_rules: StopRules,
     /// Runs and is reported, but does not gate a result.

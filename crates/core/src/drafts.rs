@@ -45,7 +45,7 @@ pub struct ScenarioDraft {
     pub tool_mocks: Vec<ToolMock>,
     /// What a tool call no mock matches answers (default: an error object naming the tool).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<serde_json::Value>))]
     pub unmatched_tool_result: Option<serde_json::Value>,
     /// Caller and agent turns together before the conversation is stopped (default 30).
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 200))]

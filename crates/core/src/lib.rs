@@ -61,6 +61,8 @@ pub use runs::{
     AttachCall, AttachRefusal, AttachRun, CallFacts, Decision, Direction, MatchOutcome, MatchedBy,
     RunFacts, RunMode, RunStatus, CLOCK_SKEW, REPORTED_TIME_TOLERANCE,
 };
+#[cfg(feature = "openapi")]
+pub use simulation::connector_schema;
 pub use simulation::{
     answer_tool_call, caller_system_prompt, Connector, ConnectorView, HttpTurn, OpenaiChat,
     Persona, SimulatorSettings, StopReason, StopRules, ToolMock, Trait, Usage, REDACTED,

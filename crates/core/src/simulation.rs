@@ -54,6 +54,55 @@ pub struct OpenaiChat {
     pub timeout_seconds: Option<u32>,
 }
 
+/// The JSON Schema of a connector as submitted: what [`Connector::parse`] accepts, kind by
+/// kind. A header sent as `"***"` keeps its stored value, so only a replacement (`keeps`) may
+/// send one.
+#[cfg(feature = "openapi")]
+pub fn connector_schema(keeps: bool) -> utoipa::openapi::schema::Schema {
+    serde_json::from_value(connector_schema_json(keeps)).expect("the connector schema is a schema")
+}
+
+#[cfg(feature = "openapi")]
+fn connector_schema_json(keeps: bool) -> Value {
+    // Tab is allowed, other control characters are not; a new connector has no stored value
+    // for "***" to keep.
+    let header = match keeps {
+        true => {
+            serde_json::json!({"type": "string", "pattern": "^[^\\x00-\\x08\\x0a-\\x1f\\x7f]*$"})
+        }
+        false => serde_json::json!({"type": "string",
+            "pattern": "^(?!\\*\\*\\*$)[^\\x00-\\x08\\x0a-\\x1f\\x7f]*$"}),
+    };
+    let url = serde_json::json!({"type": "string", "pattern": "^https?://[^/\\s][^\\s]*$"});
+    let timeout = serde_json::json!({"type": ["integer", "null"], "minimum": 1, "maximum": 600});
+    let schema = serde_json::json!({
+        "description": "How callgrade calls the agent; secrets read back as \"***\", which keeps them when sent back",
+        "oneOf": [
+            {"type": "object", "additionalProperties": false, "required": ["kind", "url"],
+             "properties": {
+                "kind": {"type": "string", "enum": ["http_turn"]},
+                "url": url,
+                "headers": {"type": "object", "propertyNames": {"type": "string", "pattern": "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"},
+                            "additionalProperties": header},
+                "timeout_seconds": timeout}},
+            {"type": "object", "additionalProperties": false, "required": ["kind", "base_url", "model"],
+             "properties": {
+                "kind": {"type": "string", "enum": ["openai_chat"]},
+                "base_url": url,
+                "model": {"type": "string", "pattern": "\\S"},
+                "api_key": {"type": ["string", "null"]},
+                "api_key_env": {"type": ["string", "null"], "pattern": "^[A-Za-z0-9_]+$"},
+                "system_prompt": {"type": ["string", "null"]},
+                "tools": {"type": "array", "items": {"type": "object", "required": ["type", "function"],
+                    "properties": {"type": {"type": "string", "enum": ["function"]},
+                                   "function": {"type": "object", "required": ["name"],
+                                                "properties": {"name": {"type": "string", "minLength": 1}}}}}},
+                "timeout_seconds": timeout}}
+        ]
+    });
+    schema
+}
+
 impl std::fmt::Debug for Connector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.view().fmt(f)
@@ -302,9 +351,11 @@ fn check_url(url: &str, path: &str, errors: &mut Vec<FieldError>) {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Persona {
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::name_schema))]
     pub name: String,
     /// The language the caller speaks, e.g. `en`, `de`, `Spanish` (default `en`).
     #[serde(default = "english")]
+    #[cfg_attr(feature = "openapi", schema(pattern = "\\S"))]
     pub language: String,
     #[serde(default)]
     pub traits: Vec<Trait>,
@@ -353,11 +404,13 @@ impl Trait {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ToolMock {
+    #[cfg_attr(feature = "openapi", schema(pattern = "\\S"))]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub when: Option<Map<String, Value>>,
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    /// Any JSON value.
+    #[cfg_attr(feature = "openapi", schema(value_type = serde_json::Value))]
     pub result: Value,
 }
 
@@ -665,5 +718,15 @@ mod tests {
         ] {
             assert!(prompt.contains(needle), "{needle} missing from {prompt}");
         }
+    }
+}
+
+#[cfg(all(test, feature = "openapi"))]
+mod schema_tests {
+    /// utoipa reads a schema only if every part has a `type`: the hand-written one must parse.
+    #[test]
+    fn the_connector_schema_is_a_schema() {
+        super::connector_schema(true);
+        super::connector_schema(false);
     }
 }

@@ -21,33 +21,69 @@ use crate::{ApiError, AppState};
 pub struct AgentBody {
     #[schema(schema_with = callgrade_core::name_schema)]
     name: String,
-    /// `+` then digits, at most 15 characters.
+    #[schema(schema_with = phone_or_blank)]
     phone_number: Option<String>,
     /// What the agent is for; its prompt, for judges and `openai_chat`.
     description: Option<String>,
     /// How callgrade calls the agent: `{"kind": "http_turn", "url", "headers"}` or
     /// `{"kind": "openai_chat", "base_url", "model", "api_key" | "api_key_env",
-    /// "system_prompt", "tools"}`; null for none. Secrets read back as `"***"`.
-    #[schema(value_type = Option<Object>)]
+    /// "system_prompt", "tools"}`; null for none.
+    #[schema(schema_with = new_connector)]
     connector: Option<Value>,
+}
+
+/// A phone number, or blank (or null) for none, as forms send it.
+fn phone_or_blank() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .pattern(Some(r"^\s*(?:\+[0-9]{1,14})?\s*$"))
+        .description(Some(
+            "`+` then digits, at most 15 characters; blank or null for none",
+        ))
+        .build()
+}
+
+/// A connector or null; a replacement may keep a stored header with `"***"`.
+fn nullable_connector(keeps: bool) -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(callgrade_core::connector_schema(keeps))
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .into()
+}
+
+fn new_connector() -> utoipa::openapi::schema::Schema {
+    nullable_connector(false)
+}
+
+fn replaced_connector() -> utoipa::openapi::schema::Schema {
+    nullable_connector(true)
 }
 
 /// Changes to an agent; a field left out is kept, `null` clears it.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentPatchBody {
+    /// A new name (it cannot be cleared).
+    #[serde(default, deserialize_with = "not_null")]
     #[schema(schema_with = callgrade_core::name_schema)]
     name: Option<String>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = phone_or_blank)]
     phone_number: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     description: Option<Option<String>>,
     /// A new connector; `"***"` for a secret keeps its stored value; `null` removes it.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = replaced_connector)]
     connector: Option<Option<Value>>,
+}
+
+/// A field that may be left out but not sent as `null`.
+fn not_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 /// Tells a field sent as `null` (`Some(None)`) from one left out (`None`).

@@ -239,13 +239,9 @@ pub async fn get_gate(
             "min_pass_rate must be between 0 and 1 (got {rate})"
         )));
     }
+    // A query cannot say "one of these" in OpenAPI; the id, the more precise, wins.
     let baseline = match (q.baseline_id, q.baseline_label.as_deref()) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::bad_request(
-                "give baseline_id or baseline_label, not both",
-            ))
-        }
-        (Some(id), None) => Some(runs::Baseline::Result(id)),
+        (Some(id), _) => Some(runs::Baseline::Result(id)),
         (None, Some(label)) => Some(runs::Baseline::Label(label)),
         (None, None) => None,
     };
