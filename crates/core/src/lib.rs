@@ -24,8 +24,9 @@ mod time;
 
 pub use agent::{Agent, Scenario};
 pub use conversation::{
-    builtin_metric, compute_all_builtins, compute_builtin, compute_one, BuiltinConfig, BuiltinKey,
-    BuiltinMetric, BuiltinOutcome, BuiltinOutput, Conversation, MetricValue, BUILTIN_METRICS,
+    builtin_metric, compute_all_builtins, compute_builtin, compute_one, evidence, BuiltinConfig,
+    BuiltinKey, BuiltinMetric, BuiltinOutcome, BuiltinOutput, Conversation, Evidence, Interruption,
+    Latency, MetricValue, ToolCall, BUILTIN_METRICS,
 };
 pub use drafts::{dedup_scenarios, NewScenario, NewTestResult, ResultDraft, ScenarioDraft};
 pub use error::FieldError;

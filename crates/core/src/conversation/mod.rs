@@ -14,7 +14,8 @@ use serde_json::{json, Map, Value};
 
 use crate::{Message, Role};
 
-// The engine's parts: preparing a transcript once, and the metrics by theme.
+// The engine's parts: preparing a transcript once, the metrics by theme, and their evidence.
+mod evidence;
 mod interruptions;
 mod prepare;
 mod speech;
@@ -22,6 +23,7 @@ mod structure;
 mod text;
 mod timing;
 
+pub use self::evidence::{evidence, Evidence, Interruption, Latency, ToolCall};
 use self::{interruptions::*, prepare::*, speech::*, structure::*, text::*, timing::*};
 
 /// Absorbs floating-point rounding in threshold comparisons (times are at best milliseconds).

@@ -84,12 +84,13 @@ pub(super) fn longest_silence(p: &Prepared) -> Result<(Silence, Option<String>),
             "no agent or user message has both start and end times".to_owned()
         });
     }
+    // The first of the longest stretches.
     let mut best = Silence {
         seconds: 0.0,
         start: 0.0,
         end: 0.0,
     };
-    let mut consider = |start: f64, end: f64| {
+    for (start, end) in silent_stretches(p, d) {
         if end - start > best.seconds {
             best = Silence {
                 seconds: end - start,
@@ -97,19 +98,26 @@ pub(super) fn longest_silence(p: &Prepared) -> Result<(Silence, Option<String>),
                 end,
             };
         }
-    };
+    }
+    let warning = partial_warning(p.rows.len(), timed, "agent and user", "start or end times")
+        .map(|w| format!("{w}, so a silence may be shorter than measured"));
+    Ok((best, warning))
+}
+
+/// The stretches of `[0, d]` in which no timed agent or user message is going, in order (the
+/// last may be empty).
+pub(super) fn silent_stretches(p: &Prepared, d: f64) -> Vec<(f64, f64)> {
+    let mut out = Vec::new();
     let mut cursor = 0.0f64;
     for &(s, e) in &p.speech_union {
         let (s, e) = (s.clamp(0.0, d), e.clamp(0.0, d));
         if s > cursor {
-            consider(cursor, s);
+            out.push((cursor, s));
         }
         cursor = cursor.max(e);
     }
-    consider(cursor, d);
-    let warning = partial_warning(p.rows.len(), timed, "agent and user", "start or end times")
-        .map(|w| format!("{w}, so a silence may be shorter than measured"));
-    Ok((best, warning))
+    out.push((cursor, d));
+    out
 }
 
 pub(super) fn longest_silence_outcome(p: &Prepared) -> BuiltinOutcome {

@@ -138,15 +138,50 @@ pub(super) fn result_error(result: &Message) -> Option<String> {
 
 pub(super) fn tool_call_success(p: &Prepared) -> BuiltinOutcome {
     let msgs = p.messages;
-    let calls: Vec<usize> = (0..msgs.len())
-        .filter(|&i| msgs[i].role == Role::FunctionCall)
-        .collect();
-    if calls.is_empty() {
+    let (pairs, orphans) = pair_tool_calls(msgs);
+    if pairs.is_empty() {
         return BuiltinOutcome::not_computable(
             "the agent made no function call".to_owned(),
             Vec::new(),
         );
     }
+    let mut ok = 0usize;
+    let mut list = Vec::with_capacity(pairs.len());
+    for &(ci, result_idx) in &pairs {
+        let call = &msgs[ci];
+        let (success, reason) = tool_outcome(msgs, result_idx);
+        ok += usize::from(success);
+        list.push(json!({
+            "message": ci,
+            "name": tool_name(call),
+            "id": tool_id(call),
+            "result_message": result_idx,
+            "ok": success,
+            "reason": reason,
+        }));
+    }
+    let warning = (orphans > 0).then(|| {
+        format!(
+            "{orphans} function_call_result row{} match{} no function_call",
+            plural(orphans),
+            if orphans == 1 { "es" } else { "" }
+        )
+    });
+    let total = pairs.len();
+    BuiltinOutcome::number(
+        ok as f64 / total as f64,
+        format!("{ok} of {total} function call{} succeeded.", plural(total)),
+        json!({ "calls": list, "succeeded": ok, "total": total }),
+        warning.into_iter().collect(),
+    )
+}
+
+/// Each function_call's message index with its result's, if any, and how many results match no
+/// call.
+pub(super) fn pair_tool_calls(msgs: &[Message]) -> (Vec<(usize, Option<usize>)>, usize) {
+    let calls: Vec<usize> = (0..msgs.len())
+        .filter(|&i| msgs[i].role == Role::FunctionCall)
+        .collect();
     let results: Vec<usize> = (0..msgs.len())
         .filter(|&i| msgs[i].role == Role::FunctionCallResult)
         .collect();
@@ -194,43 +229,24 @@ pub(super) fn tool_call_success(p: &Prepared) -> BuiltinOutcome {
             paired[c] = Some(r);
         }
     }
-
-    let mut ok = 0usize;
-    let mut list = Vec::with_capacity(calls.len());
-    for (c, &ci) in calls.iter().enumerate() {
-        let call = &msgs[ci];
-        let (success, reason, result_idx) = match paired[c] {
-            None => (false, Some("no result".to_owned()), None),
-            Some(r) => {
-                let err = result_error(&msgs[results[r]]);
-                (err.is_none(), err, Some(results[r]))
-            }
-        };
-        ok += usize::from(success);
-        list.push(json!({
-            "message": ci,
-            "name": tool_name(call),
-            "id": tool_id(call),
-            "result_message": result_idx,
-            "ok": success,
-            "reason": reason,
-        }));
-    }
     let orphans = used.iter().filter(|u| !**u).count();
-    let warning = (orphans > 0).then(|| {
-        format!(
-            "{orphans} function_call_result row{} match{} no function_call",
-            plural(orphans),
-            if orphans == 1 { "es" } else { "" }
-        )
-    });
-    let total = calls.len();
-    BuiltinOutcome::number(
-        ok as f64 / total as f64,
-        format!("{ok} of {total} function call{} succeeded.", plural(total)),
-        json!({ "calls": list, "succeeded": ok, "total": total }),
-        warning.into_iter().collect(),
-    )
+    let pairs = calls
+        .iter()
+        .zip(paired)
+        .map(|(&ci, r)| (ci, r.map(|r| results[r])))
+        .collect();
+    (pairs, orphans)
+}
+
+/// Whether a call succeeded, and why not: no result, or the error its result reports.
+pub(super) fn tool_outcome(msgs: &[Message], result: Option<usize>) -> (bool, Option<String>) {
+    match result {
+        None => (false, Some("no result".to_owned())),
+        Some(r) => {
+            let err = result_error(&msgs[r]);
+            (err.is_none(), err)
+        }
+    }
 }
 
 /// Results of one kind (with an id, or without), in order, for pairing by position. Calls ask in

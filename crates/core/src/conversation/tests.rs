@@ -1540,3 +1540,66 @@ fn a_hundred_thousand_messages_the_agent_says_nearly_the_same() {
         .collect();
     assert_eq!(repetitions(&o), expected);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Evidence: what the metrics count, for the dashboard's timeline.
+
+#[test]
+fn evidence_lists_what_the_metrics_count() {
+    let mut m = interruption_fixture();
+    let e = evidence(&conv(60.0, &m), &BuiltinConfig::default());
+    // The same events as both interruption metrics' details (the two tests above), with the
+    // interrupter's start; the 0.19 s overlaps and the backchannels [7] [9] are left out.
+    let events: Vec<(usize, usize, f64)> = e
+        .interruptions
+        .iter()
+        .map(|i| (i.interrupted, i.interrupter, i.start))
+        .collect();
+    let agent = run("agent_interrupting_user", 60.0, &m);
+    let user = run("user_interrupting_agent", 60.0, &m);
+    assert_eq!(
+        e.interruptions.len() as f64,
+        num(&agent) + num(&user),
+        "{events:?}"
+    );
+    assert_eq!(
+        events,
+        [(1, 2, 6.0), (3, 4, 10.79), (4, 5, 13.79), (10, 11, 28.0)]
+    );
+    close(e.interruptions[0].seconds, 0.2);
+    // Every user→agent handoff here is an overlap ([1]→[2], [3]→[4], [5]→[6], [8]→[9]), so
+    // agent_latency has no sample.
+    assert!(e.latencies.is_empty(), "{:?}", e.latencies);
+    // Speech ends at 30 s of 60: one silence of 30 s, at or above the 10 s threshold.
+    assert_eq!(e.silences, vec![(30.0, 60.0)]);
+
+    // A tool call whose result failed, and a gap before the agent's answer.
+    m.truncate(2);
+    m.push(tool(
+        Role::FunctionCall,
+        json!({"id": "c1", "function": {"name": "update_address", "arguments": "{}"}}),
+    ));
+    m.push(tool(
+        Role::FunctionCallResult,
+        json!({"id": "c1", "error": "timeout"}),
+    ));
+    m.push(bot("Sorry, that did not work", 7.4, 9.0));
+    let e = evidence(&conv(10.0, &m), &BuiltinConfig::default());
+    assert_eq!(e.latencies.len(), 1);
+    assert_eq!(
+        (e.latencies[0].user_message, e.latencies[0].agent_message),
+        (1, 4)
+    );
+    close(e.latencies[0].seconds, 1.2);
+    assert_eq!(
+        e.tool_calls,
+        vec![ToolCall {
+            message: 2,
+            result: Some(3),
+            name: Some("update_address".to_owned()),
+            ok: false,
+            reason: Some("error: timeout".to_owned()),
+        }]
+    );
+    assert!(e.silences.is_empty(), "no 10 s pause in a 10 s call");
+}

@@ -98,6 +98,14 @@ pub(super) fn percentile(sorted: &[f64], q: f64) -> f64 {
     crate::percentile(sorted, q).unwrap_or(f64::NAN)
 }
 
+/// Each user message followed by an agent message (tool and system rows between do not count).
+pub(super) fn handoffs_to_agent<'p>(p: &'p Prepared) -> impl Iterator<Item = (Row, Row)> + 'p {
+    p.rows
+        .windows(2)
+        .map(|w| (w[0], w[1]))
+        .filter(|(prev, cur)| !prev.bot && cur.bot)
+}
+
 pub(super) fn agent_latency(p: &Prepared, cfg: &BuiltinConfig) -> BuiltinOutcome {
     let Some(stat) = Stat::parse(&cfg.latency_statistic) else {
         return BuiltinOutcome::not_computable(
@@ -112,11 +120,7 @@ pub(super) fn agent_latency(p: &Prepared, cfg: &BuiltinConfig) -> BuiltinOutcome
     let mut handoffs = 0usize;
     let mut samples: Vec<(usize, usize, f64)> = Vec::new();
     let mut overlaps: Vec<Value> = Vec::new();
-    for w in p.rows.windows(2) {
-        let (prev, cur) = (w[0], w[1]);
-        if prev.bot || !cur.bot {
-            continue;
-        }
+    for (prev, cur) in handoffs_to_agent(p) {
         handoffs += 1;
         let (Some(user_end), Some(agent_start)) = (prev.end, cur.start) else {
             continue;

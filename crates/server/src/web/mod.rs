@@ -4,6 +4,7 @@
 mod layout;
 mod pages;
 mod session;
+mod timeline;
 
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::IntoResponse;

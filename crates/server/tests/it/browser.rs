@@ -200,6 +200,62 @@ async fn a_user_walks_through_the_dashboard() {
     );
     screenshot(&c, "call-detail").await;
 
+    // The timeline as laid out by the browser: the overlap (11.5 to 12.0 s of a 40 s call) sits
+    // where the times say, at 960 px for 40 s right of the 80 px lane names.
+    let (_, receipt) = status_and_json(
+        app.send(&key, &batch(agent.id, vec![timeline_call("timeline")]))
+            .await,
+    )
+    .await;
+    let call_id = receipt["calls"][0]["call_id"].as_str().unwrap().to_owned();
+    app.settle().await;
+    c.goto(&format!("{base}/projects/{}/calls/{call_id}", project.id))
+        .await
+        .unwrap();
+    let svg = c
+        .wait()
+        .for_element(Locator::Css("#timeline svg"))
+        .await
+        .unwrap();
+    let pps: f64 = svg
+        .attr("data-px-per-second")
+        .await
+        .unwrap()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((pps - 24.0).abs() < 1e-9, "{pps}");
+    let (svg_x, ..) = svg.rectangle().await.unwrap();
+    let (x, _, width, _) = c
+        .find(Locator::Css("#timeline rect.overlap"))
+        .await
+        .unwrap()
+        .rectangle()
+        .await
+        .unwrap();
+    let (want_x, want_width) = (80.0 + 11.5 * 24.0, 0.5 * 24.0);
+    assert!(
+        (x - svg_x - want_x).abs() <= 2.0 && (width - want_width).abs() <= 2.0,
+        "overlap at x {} width {width}, expected {want_x} and {want_width}",
+        x - svg_x
+    );
+    screenshot(&c, "call-timeline").await;
+    // A click on the caller's bar goes to its transcript row.
+    c.find(Locator::Css("#timeline a[href='#msg-5'] rect.bar"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let target = c
+        .execute(
+            "return document.querySelector(':target')?.id ?? null",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(target, json!("msg-5"));
+
     // The rejected delivery with its error.
     c.goto(&format!("{base}/projects/{}/deliveries", project.id))
         .await

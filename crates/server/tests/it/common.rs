@@ -173,3 +173,24 @@ pub async fn status_and_json(r: Response) -> (u16, Value) {
         serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text:?}")),
     )
 }
+
+/// A 40 s call for the timeline: the caller talks over the agent from 11.5 to 12.0 s, the agent
+/// answers 2.5 s after the caller stops, and an OpenAI-style tool call without a time fails.
+pub fn timeline_call(id: &str) -> Value {
+    json!({
+        "id": id,
+        "startedAt": "2025-10-15T09:22:21.787Z",
+        "endedAt": "2025-10-15T09:23:01.787Z",
+        "messages": [
+            {"role": "bot", "content": "Hello, how can I help?", "start_time": 1.0, "end_time": 3.0},
+            {"role": "user", "content": "Where is my order A1?", "start_time": 4.0, "end_time": 6.5},
+            {"role": "function_call", "content": "", "data": {"id": "c1", "type": "function",
+                "function": {"name": "lookup_order", "arguments": "{\"order\":\"A1\"}"}}},
+            {"role": "function_call_result", "content": "", "data": {"id": "c1", "error": "timeout"}},
+            {"role": "bot", "content": "Let me check that for you now", "start_time": 9.0, "end_time": 12.0},
+            {"role": "user", "content": "Actually, never mind", "start_time": 11.5, "end_time": 13.0},
+            {"role": "user", "content": "Bye", "start_time": 30.0, "end_time": 31.0}
+        ],
+        "endedReason": "customer-ended-call"
+    })
+}

@@ -408,3 +408,83 @@ async fn large_payloads_are_linked_not_inlined() {
         .starts_with("attachment"));
     assert_eq!(download.json::<Value>().await.unwrap(), c);
 }
+
+/// The call page draws the conversation: the counted overlap, the latency before the agent's
+/// turn, the failed tool call under its real name; without times it says why there is none.
+#[tokio::test]
+async fn the_call_page_draws_the_timeline() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("timeline").await;
+    let mut text = timeline_call("written");
+    text["channel"] = json!("text");
+    let mut untimed = call("untimed");
+    for m in untimed["messages"].as_array_mut().unwrap() {
+        let m = m.as_object_mut().unwrap();
+        m.remove("start_time");
+        m.remove("end_time");
+    }
+    let body = batch(t.agent_id, vec![timeline_call("spoken"), text, untimed]);
+    let (status, receipt) = status_and_json(app.send(&t.key, &body).await).await;
+    assert_eq!(status, 202, "{receipt}");
+    let (client, cookie) = signed_in(&app).await;
+    let page = |n: usize| {
+        let id = receipt["calls"][n]["call_id"].as_str().unwrap().to_owned();
+        let url = format!("{}/projects/{}/calls/{id}", app.base, t.project_id);
+        let request = client.get(url).header("cookie", &cookie);
+        async move { request.send().await.unwrap().text().await.unwrap() }
+    };
+
+    let spoken = page(0).await;
+    let svg = &spoken[spoken.find("<svg").expect("a timeline")..spoken.find("</svg>").unwrap()];
+    // 40 s on 960 px from x = 80: 24 px a second. The caller's bar, and the overlap at 11.5 s.
+    assert!(
+        svg.contains(
+            r##"<a href="#msg-5"><rect class="bar caller" x="356.00" y="60" width="36.00""##
+        ),
+        "{svg}"
+    );
+    assert!(
+        svg.contains(r#"<rect class="overlap" x="356.00" y="22" width="12.00""#)
+            && svg.contains("Caller interrupts the agent: 0.50 s overlap"),
+        "{svg}"
+    );
+    assert_eq!(svg.matches("class=\"overlap\"").count(), 1);
+    // The agent answers at 9.0 s, 2.5 s after the caller stopped: slow (above 2 s).
+    assert!(
+        svg.contains(r#"<g class="gap slow"><title>Latency 2.50 s, slow</title>"#)
+            && svg.contains(">2.5 s</text>"),
+        "{svg}"
+    );
+    // The untimed tool call sits at the agent's next start (9.0 s), named from data.function.
+    assert!(
+        svg.contains(r#"<path class="tool failed" d="M296.00,19"#)
+            && svg.contains(
+                "<title>lookup_order({&quot;order&quot;:&quot;A1&quot;}) → timeout · failed: error: timeout</title>"
+            ),
+        "{svg}"
+    );
+    assert!(
+        svg.contains(r#"<rect class="silence" x="392.00""#),
+        "13 to 30 s"
+    );
+    // Ticks every 5 s; each line closed, or the browser nests what follows inside it, unseen.
+    assert!(
+        svg.contains(r#"<text class="tick" x="1040.00" y="112" text-anchor="middle">40 s</text>"#)
+    );
+    assert_eq!(svg.matches("<line").count(), svg.matches("</line>").count());
+    assert!(spoken.contains(r#"<tr id="msg-5" class="overlap">"#));
+    assert!(
+        spoken.contains("<summary>lookup_order</summary>"),
+        "not \"tool\""
+    );
+
+    // A text conversation has the timeline too, without overlaps or silences.
+    let written = page(1).await;
+    assert!(written.contains("<svg") && written.contains(">2.5 s</text>"));
+    assert!(!written.contains("class=\"overlap\"") && !written.contains("class=\"silence\""));
+    assert!(written.contains("overlaps and silences are not measured"));
+
+    let untimed = page(2).await;
+    assert!(untimed.contains("No message times: the timeline needs them."));
+    assert!(!untimed.contains("<svg") && untimed.contains(r#"<tr id="msg-1""#));
+}

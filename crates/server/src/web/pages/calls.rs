@@ -1,6 +1,8 @@
 //! Calls: the filtered list, one call with its timeline, evaluating again.
 
 use super::*;
+use crate::web::timeline::{layout, tool_label, Timeline, LEFT, PLOT};
+use callgrade_core::{BuiltinConfig, Channel, Conversation, Evidence, Message};
 
 #[derive(Clone, Deserialize, serde::Serialize, Default)]
 pub struct CallsQuery {
@@ -261,9 +263,120 @@ pub async fn call_raw(
         .into_response())
 }
 
-/// Each turn with speaker, offset and duration; the gap before agent turns as latency (slow ones
-/// highlighted); overlaps marked as interruptions; tool rows folded.
+/// The conversation drawn on its time axis, then the transcript its shapes link to. What is
+/// marked (interruptions, latency, silences, failed tools) is what the builtin metrics count,
+/// with their default settings.
 pub(super) fn timeline(call: &CallDetail) -> Markup {
+    let s = &call.summary;
+    let conversation = Conversation {
+        duration_seconds: s.duration_seconds,
+        messages: &call.messages,
+        ended_reason: &s.ended_reason,
+    };
+    let evidence = callgrade_core::evidence(&conversation, &BuiltinConfig::default());
+    // Overlaps and silences are speech; the metrics do not measure them in a text conversation.
+    let speech = s.channel != Channel::Text;
+    let drawing = layout(&call.messages, s.duration_seconds, &evidence, PLOT, speech);
+    html! {
+        @match &drawing {
+            Some(t) => { (timeline_svg(t, &call.messages, speech)) },
+            None => { p.muted #no-timeline { "No message times: the timeline needs them." } },
+        }
+        (transcript(call, &evidence, speech))
+    }
+}
+
+// The lanes' and the axis' heights in px.
+const AGENT_Y: f64 = 26.0;
+const CALLER_Y: f64 = 60.0;
+const LANE: f64 = 24.0;
+const AXIS_Y: f64 = 96.0;
+const HEIGHT: f64 = 116.0;
+
+/// The timeline as SVG, 1 unit a px; hover shows `<title>`s, a click goes to the message. Every
+/// element has a closing tag: in HTML, `<line>` without one swallows what follows.
+fn timeline_svg(t: &Timeline, messages: &[Message], speech: bool) -> Markup {
+    let px = |v: f64| format!("{v:.2}");
+    let lane_y = |agent: bool| if agent { AGENT_Y } else { CALLER_Y };
+    let both = (AGENT_Y - 4.0, CALLER_Y + LANE - AGENT_Y + 8.0);
+    let said = |i: usize| {
+        let text = &messages[i].content;
+        match text.char_indices().nth(120) {
+            Some((cut, _)) => format!("{}…", &text[..cut]),
+            None => text.clone(),
+        }
+    };
+    html! {
+        div #timeline {
+            svg width=(px(t.width)) height=(HEIGHT) viewBox={ "0 0 " (px(t.width)) " " (HEIGHT) }
+                role="img" aria-label="Conversation timeline" data-px-per-second=(t.px_per_second) data-left=(LEFT) {
+                text.lane x="8" y=(AGENT_Y + 16.0) { "Agent" }
+                text.lane x="8" y=(CALLER_Y + 16.0) { "Caller" }
+                @for s in &t.silences {
+                    rect.silence x=(px(s.x)) y=(both.0) width=(px(s.width)) height=(both.1) {
+                        title { "Silence: " (seconds(s.end - s.start)) " from " (seconds(s.start)) }
+                    }
+                }
+                @for b in &t.bars {
+                    a href={ "#msg-" (b.message) } {
+                        // At least 1 px, so that a very short utterance can still be seen.
+                        rect class={ "bar " (if b.agent { "agent" } else { "caller" }) } x=(px(b.span.x)) y=(lane_y(b.agent))
+                            width=(px(b.span.width.max(1.0))) height=(LANE) rx="3" {
+                            title { "#" (b.message) " " (if b.agent { "Agent" } else { "Caller" }) ", "
+                                (seconds(b.span.start)) "–" (seconds(b.span.end)) ": " (said(b.message)) }
+                        }
+                    }
+                }
+                @for o in &t.overlaps {
+                    a href={ "#msg-" (o.interrupter) } {
+                        rect.overlap x=(px(o.span.x)) y=(both.0) width=(px(o.span.width)) height=(both.1) {
+                            title { (if o.by_agent { "Agent interrupts the caller: " } else { "Caller interrupts the agent: " })
+                                (seconds(o.span.end - o.span.start)) " overlap" }
+                        }
+                    }
+                }
+                @for g in &t.gaps {
+                    @let mid = AGENT_Y + LANE / 2.0;
+                    g class=(if g.slow { "gap slow" } else { "gap" }) {
+                        title { "Latency " (seconds(g.span.end - g.span.start)) (if g.slow { ", slow" } else { "" }) }
+                        line x1=(px(g.span.x)) x2=(px(g.span.x + g.span.width)) y1=(mid) y2=(mid) {}
+                        text.latency x=(px(g.span.x + g.span.width / 2.0)) y=(AGENT_Y - 8.0) text-anchor="middle" {
+                            (format!("{:.1} s", g.span.end - g.span.start))
+                        }
+                    }
+                }
+                @for tool in &t.tools {
+                    a href={ "#msg-" (tool.message) } {
+                        @let label = html! {
+                            title { (tool.name) "(" (tool.arguments) ") → " (tool.result) " · "
+                                @match &tool.failed { Some(why) => { "failed: " (why) }, None => { "ok" } } }
+                        };
+                        @if tool.failed.is_some() {
+                            path.tool.failed d={ "M" (px(tool.x)) "," (AGENT_Y - 7.0) " l7,7 l-7,7 l-7,-7 z" } { (label) }
+                        } @else {
+                            circle.tool.ok cx=(px(tool.x)) cy=(AGENT_Y) r="5" { (label) }
+                        }
+                    }
+                }
+                line.axis x1=(LEFT) x2=(px(t.ticks.last().map_or(LEFT, |k| k.x))) y1=(AXIS_Y) y2=(AXIS_Y) {}
+                @for k in &t.ticks {
+                    line.axis x1=(px(k.x)) x2=(px(k.x)) y1=(AXIS_Y) y2=(AXIS_Y + 4.0) {}
+                    text.tick x=(px(k.x)) y=(AXIS_Y + 16.0) text-anchor="middle" { (k.seconds) " s" }
+                }
+            }
+            p.muted.legend {
+                span.key.agent {} "agent " span.key.caller {} "caller "
+                @if speech { span.key.overlap {} "interruption (≥ " (BuiltinConfig::default().min_overlap_seconds) " s, backchannels excepted) " span.key.silence {} "silence (≥ " (BuiltinConfig::default().silence_threshold_seconds) " s) " }
+                "· latency before each agent turn, red above " (SLOW_SECONDS) " s · tools: " span.ok { "●" } " ok, " span.bad { "◆" } " failed"
+                @if !speech { " · a text conversation: overlaps and silences are not measured" }
+            }
+        }
+    }
+}
+
+/// Each turn with speaker, offset and duration; the gap before agent turns as latency (slow ones
+/// highlighted); counted interruptions marked; tool rows folded. Row `msg-{i}` is message `i`.
+fn transcript(call: &CallDetail, evidence: &Evidence, speech: bool) -> Markup {
     // The gap from the previous speaker's end to this turn's start (negative: an overlap).
     let mut previous: Option<(Role, Option<f64>)> = None;
     let gaps: Vec<Option<f64>> = call
@@ -281,20 +394,31 @@ pub(super) fn timeline(call: &CallDetail) -> Markup {
             gap
         })
         .collect();
+    let counted = |i: usize| speech && evidence.interruptions.iter().any(|x| x.interrupter == i);
+    // A result row is named after its call, which OpenAI-style results do not repeat.
+    let tool_name = |i: usize, m: &Message| {
+        evidence
+            .tool_calls
+            .iter()
+            .find(|c| c.message == i || c.result == Some(i))
+            .and_then(|c| c.name.clone())
+            .unwrap_or_else(|| tool_label(m).to_owned())
+    };
     html! {
-        table #timeline {
+        table #transcript {
             tr { th { "#" } th { "Speaker" } th { "At" } th { "Length" } th { "Gap" } th { "Text" } }
             @for (i, (m, gap)) in call.messages.iter().zip(gaps).enumerate() {
                 @let slow = m.role == Role::Bot && gap.is_some_and(|g| g > SLOW_SECONDS);
-                @let class = match gap { Some(g) if g < 0.0 => "overlap", _ if slow => "slow", _ => "" };
-                tr class=(class) {
+                @let class = match gap { Some(g) if g < 0.0 && counted(i) => "overlap", _ if slow => "slow", _ => "" };
+                tr id={ "msg-" (i) } class=(class) {
                     td { (i) }
                     td { (speaker(m.role)) }
                     td { (or_dash(m.start_offset.map(seconds))) }
                     td { (or_dash(m.start_offset.zip(m.end_offset).map(|(s, e)| seconds(e - s)))) }
                     td {
                         @match gap {
-                            Some(g) if g < 0.0 => { span.warn { "interrupts (" (seconds(-g)) " overlap)" } },
+                            Some(g) if g < 0.0 && counted(i) => { span.warn { "interrupts (" (seconds(-g)) " overlap)" } },
+                            Some(g) if g < 0.0 => { span.muted { (seconds(-g)) " overlap, not an interruption" } },
                             Some(g) if m.role == Role::Bot => { "latency " (seconds(g)) },
                             Some(g) => { (seconds(g)) },
                             None => { "" },
@@ -302,7 +426,7 @@ pub(super) fn timeline(call: &CallDetail) -> Markup {
                     }
                     td {
                         @if matches!(m.role, Role::FunctionCall | Role::FunctionCallResult) {
-                            details { summary { (m.data.as_ref().and_then(|d| d.get("name")).and_then(|n| n.as_str()).unwrap_or("tool")) }
+                            details { summary { (tool_name(i, m)) }
                                 @if let Some(d) = &m.data { (json_block(d)) } }
                         } @else {
                             (m.content)

@@ -22,8 +22,7 @@ use super::session::{cleared_cookie, new_session_cookie, Admin};
 use crate::{cekura_webhook_url, project_webhook_url, AppState};
 use callgrade_app::admin;
 
-/// Agent turns that start this long after the user stops are highlighted.
-const SLOW_SECONDS: f64 = 2.0;
+use super::timeline::SLOW_SECONDS;
 
 type Page = Result<Response, WebError>;
 

@@ -459,7 +459,7 @@ fn live_messages(messages: &[Message]) -> Markup {
 /// result; long JSON is cut (the stored call has all of it).
 fn tool_line(m: &Message) -> Markup {
     let field = |key: &str| m.data.as_ref().and_then(|d| d.get(key));
-    let name = field("name").and_then(Value::as_str).unwrap_or("tool");
+    let name = crate::web::timeline::tool_label(m);
     let compact = |v: Option<&Value>| {
         let text = v.map(Value::to_string).unwrap_or_default();
         match text.char_indices().nth(200) {
