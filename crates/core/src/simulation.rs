@@ -190,8 +190,7 @@ impl Connector {
         let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
         let mut connector: Connector = match serde_json::from_value(value.clone()) {
             Ok(c) => c,
-            Err(e) if !Self::KINDS.contains(&kind) => {
-                drop(e);
+            Err(_) if !Self::KINDS.contains(&kind) => {
                 return Err(vec![FieldError::new(
                     at("kind"),
                     format!(
