@@ -516,10 +516,12 @@ async fn openai_chat_agents_get_their_tools_answered_by_mocks() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|e| e["metric_name"] == "tool_call_success");
-    if let Some(e) = tool_success {
-        assert_eq!(e["value"], 0.5, "one of two tool calls failed: {e}");
-    }
+        .find(|e| e["metric_name"] == "tool_call_success")
+        .expect("every builtin is a default metric");
+    assert_eq!(
+        tool_success["value"], 0.5,
+        "one of two tool calls failed: {tool_success}"
+    );
 }
 
 /// A turn that outlasts the lease is not an abandoned conversation: the instance playing it
