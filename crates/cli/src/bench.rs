@@ -101,6 +101,7 @@ fn metrics(args: MetricsBench, out: &Output) -> anyhow::Result<ExitCode> {
                 duration_seconds: *duration,
                 messages,
                 ended_reason: "customer-hungup",
+                audio: None,
             };
             checksum += compute_all_builtins(&conv, &config).len();
             evaluated += 1;
@@ -145,6 +146,7 @@ fn evaluate(args: EvaluateBench, out: &Output) -> anyhow::Result<ExitCode> {
             duration_seconds: duration,
             messages: &messages,
             ended_reason: "customer-hungup",
+            audio: None,
         };
         let mut seconds: Vec<f64> = (0..args.repetitions)
             .map(|_| {

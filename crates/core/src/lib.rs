@@ -5,6 +5,7 @@
 //! sender learns everything that is wrong with a request at once.
 
 mod agent;
+mod audio;
 mod conversation;
 mod drafts;
 mod error;
@@ -23,6 +24,7 @@ mod summary;
 mod time;
 
 pub use agent::{Agent, Scenario};
+pub use audio::{AudioTimeline, Detector, Span};
 pub use conversation::{
     builtin_metric, compute_all_builtins, compute_builtin, compute_one, evidence, BuiltinConfig,
     BuiltinKey, BuiltinMetric, BuiltinOutcome, BuiltinOutput, Conversation, Evidence, Interruption,

@@ -41,6 +41,8 @@ pub struct Conversation<'a> {
     /// The transcript, in the order received.
     pub messages: &'a [Message],
     pub ended_reason: &'a str,
+    /// The speech in the call's stereo recording, when it has one.
+    pub audio: Option<&'a crate::AudioTimeline>,
 }
 
 /// Knobs of the builtin metrics. Every field has a default, so a partial TOML/JSON object works.

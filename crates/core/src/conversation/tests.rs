@@ -36,6 +36,7 @@ fn conv(duration: f64, messages: &[Message]) -> Conversation<'_> {
         duration_seconds: duration,
         messages,
         ended_reason: "customer-ended-call",
+        audio: None,
     }
 }
 
@@ -217,6 +218,7 @@ fn example_call(body: Value) -> Vec<(&'static str, BuiltinOutcome)> {
         duration_seconds: duration,
         messages: &call.messages,
         ended_reason: &call.ended_reason,
+        audio: None,
     };
     compute_all_builtins(&c, &BuiltinConfig::default())
         .into_iter()
@@ -1119,6 +1121,7 @@ fn end_reason_and_duration() {
         duration_seconds: 42.25,
         messages: &[],
         ended_reason: "assistant-ended-call",
+        audio: None,
     };
     let cfg = BuiltinConfig::default();
     let o = compute_builtin("end_reason", &c, &cfg).unwrap();
@@ -1130,6 +1133,7 @@ fn end_reason_and_duration() {
     close(num(&o), 42.25);
     let empty = Conversation {
         ended_reason: " ",
+        audio: None,
         ..c
     };
     let o = compute_builtin("end_reason", &empty, &cfg).unwrap();

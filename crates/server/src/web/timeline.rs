@@ -284,6 +284,7 @@ mod tests {
             duration_seconds: duration,
             messages,
             ended_reason: "customer-ended-call",
+            audio: None,
         };
         let e = evidence(&conv, &BuiltinConfig::default());
         layout(messages, duration, &e, 960.0, speech)

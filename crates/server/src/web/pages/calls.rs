@@ -272,6 +272,7 @@ pub(super) fn timeline(call: &CallDetail) -> Markup {
         duration_seconds: s.duration_seconds,
         messages: &call.messages,
         ended_reason: &s.ended_reason,
+        audio: None,
     };
     let evidence = callgrade_core::evidence(&conversation, &BuiltinConfig::default());
     // Overlaps and silences are speech; the metrics do not measure them in a text conversation.
