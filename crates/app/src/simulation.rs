@@ -7,8 +7,10 @@
 //! conversation at once (the request in flight is dropped); a run whose instance stopped
 //! mid-conversation is failed when its lease expires, by whichever instance looks first.
 
-use callgrade_core::{Answer, RejectionKind, SimulatorSettings};
-use callgrade_sim::{play, ChatClient, Ending, LlmEndpoint, Outcome, Plan, Progress};
+use callgrade_core::{Answer, RejectionKind, SimulatorSettings, VoiceSettings};
+use callgrade_sim::{
+    play, ChatClient, Ending, LlmEndpoint, Outcome, Plan, Progress, SpeechEndpoint, VoiceEndpoints,
+};
 use callgrade_store::{ClaimedSimulation, SimulationProgress, SimulatorSettingsPatch};
 use chrono::TimeDelta;
 use serde_json::json;
@@ -190,6 +192,45 @@ fn caller_endpoint(
     }
 }
 
+/// Text to speech and speech to text for a voice run: the project's voice settings, each
+/// defaulting to the caller's endpoint (OpenAI serves all three) with OpenAI's model names.
+fn voice_endpoints(caller: &LlmEndpoint, project: &SimulatorSettings) -> VoiceEndpoints {
+    let voice = &project.voice;
+    let endpoint = |base_url: &Option<String>,
+                    model: &Option<String>,
+                    key: &Option<String>,
+                    default_model: &str| {
+        let own_url = base_url.is_some();
+        SpeechEndpoint {
+            base_url: base_url.clone().unwrap_or_else(|| caller.base_url.clone()),
+            model: model.clone().unwrap_or_else(|| default_model.to_owned()),
+            // The caller's key goes only to the caller's own host.
+            api_key: key
+                .clone()
+                .or_else(|| (!own_url).then(|| caller.api_key.clone()).flatten()),
+            timeout: caller.timeout,
+        }
+    };
+    VoiceEndpoints {
+        tts: endpoint(
+            &voice.tts_base_url,
+            &voice.tts_model,
+            &voice.tts_api_key,
+            VoiceSettings::DEFAULT_TTS_MODEL,
+        ),
+        voice: voice
+            .voice
+            .clone()
+            .unwrap_or_else(|| VoiceSettings::DEFAULT_VOICE.to_owned()),
+        stt: endpoint(
+            &voice.stt_base_url,
+            &voice.stt_model,
+            &voice.stt_api_key,
+            VoiceSettings::DEFAULT_STT_MODEL,
+        ),
+    }
+}
+
 /// Starts this process's simulator when it has slots; abort the handle to stop it.
 pub fn spawn(app: &App) -> Option<tokio::task::JoinHandle<()>> {
     (app.settings.simulation.slots > 0).then(|| {
@@ -354,6 +395,9 @@ async fn conduct(app: &App, worker: &str, claim: ClaimedSimulation) {
         scenario: &claim.scenario,
         agent: &claim.agent,
         connector,
+        voice: connector
+            .is_voice()
+            .then(|| voice_endpoints(&caller, &claim.simulator)),
         caller,
         token_budget: claim.simulator.token_budget,
     };
@@ -476,7 +520,7 @@ async fn store_call(
             "startedAt": outcome.started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             "endedAt": outcome.ended_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             "endedReason": stop.map_or("unknown", |s| s.ended_reason()),
-            "channel": "text",
+            "channel": if claim.connector.as_ref().is_some_and(|c| c.is_voice()) { "voice" } else { "text" },
             "messages": messages,
             "metadata": {"simulation": {
                 "result_id": claim.run.result_id,
@@ -586,6 +630,7 @@ pub async fn draft_from_call(
                 .filter_map(|t| serde_json::from_value(t.clone()).ok())
                 .collect(),
             description: text("description"),
+            voice: None,
         }
     });
     let name = Some(field("name"))

@@ -1,10 +1,12 @@
 //! Audio for callgrade, pure of I/O: the telephony codec (G.711 μ-law), WAV files, resampling
 //! and the level of a frame. Samples are signed 16-bit PCM throughout; channels are planar.
 
+mod detect;
 pub mod mulaw;
 mod resample;
 mod wav;
 
+pub use detect::{speech_spans, Edge, SpeechTracker};
 pub use resample::resample;
 pub use wav::{is_wav, read_wav, wav_bytes, WavEncoding};
 

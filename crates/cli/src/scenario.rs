@@ -227,6 +227,7 @@ pub async fn run(db: &DbArgs, cmd: ScenarioCommand, out: &Output) -> anyhow::Res
                     language,
                     traits,
                     description: String::new(),
+                    voice: None,
                 }),
                 first_message,
                 tool_mocks: Vec::new(),

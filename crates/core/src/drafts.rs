@@ -138,6 +138,9 @@ impl ScenarioDraft {
             if p.language.trim().is_empty() {
                 errors.push(FieldError::new("persona.language", "must not be empty"));
             }
+            if let Some(v) = &p.voice {
+                v.check("persona.voice", &mut errors);
+            }
         }
         check_tool_mocks(&self.tool_mocks, "tool_mocks", &mut errors);
         let defaults = StopRules::default();

@@ -67,8 +67,9 @@ pub use runs::{
 #[cfg(feature = "openapi")]
 pub use simulation::connector_schema;
 pub use simulation::{
-    answer_tool_call, caller_system_prompt, Connector, ConnectorView, HttpTurn, OpenaiChat,
-    Persona, SimulatorSettings, StopReason, StopRules, ToolMock, Trait, Usage, REDACTED,
+    answer_tool_call, caller_system_prompt, BargeIn, Connector, ConnectorView, HttpTurn,
+    MediaStream, OpenaiChat, Persona, SimulatorSettings, StopReason, StopRules, ToolMock, Trait,
+    Usage, VoiceSettings, VoiceTraits, REDACTED,
 };
 pub use summary::{percentile, summarize, MetricSummary, SummaryEntry};
 #[cfg(feature = "openapi")]

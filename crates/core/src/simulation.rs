@@ -22,6 +22,9 @@ pub enum Connector {
     HttpTurn(HttpTurn),
     /// An LLM behind an OpenAI-compatible chat-completions endpoint.
     OpenaiChat(OpenaiChat),
+    /// A voice agent reached as telephony reaches it: Twilio's Media Streams protocol over a
+    /// WebSocket, callgrade playing the phone line (docs/simulation.md, "Voice").
+    MediaStream(MediaStream),
 }
 
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -52,6 +55,34 @@ pub struct OpenaiChat {
     pub tools: Vec<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_seconds: Option<u32>,
+}
+
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct MediaStream {
+    /// A `ws://` or `wss://` URL.
+    pub url: String,
+    /// Sent with the WebSocket handshake; values are write-only.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Passed in the `start` event's `customParameters`, beside the `run_id` and
+    /// `scenario_id` callgrade adds.
+    #[serde(default)]
+    pub custom_parameters: BTreeMap<String, String>,
+    /// How long the agent may stay silent after the caller spoke before the run fails
+    /// (default 30 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u32>,
+    /// Silence after the agent's speech that ends its turn, in ms (default 800).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_of_turn_ms: Option<u32>,
+}
+
+impl MediaStream {
+    pub const DEFAULT_END_OF_TURN_MS: u32 = 800;
+
+    pub fn end_of_turn_ms(&self) -> u32 {
+        self.end_of_turn_ms.unwrap_or(Self::DEFAULT_END_OF_TURN_MS)
+    }
 }
 
 /// The JSON Schema of a connector as submitted: what [`Connector::parse`] accepts, kind by
@@ -97,7 +128,16 @@ fn connector_schema_json(keeps: bool) -> Value {
                     "properties": {"type": {"type": "string", "enum": ["function"]},
                                    "function": {"type": "object", "required": ["name"],
                                                 "properties": {"name": {"type": "string", "minLength": 1}}}}}},
-                "timeout_seconds": timeout}}
+                "timeout_seconds": timeout}},
+            {"type": "object", "additionalProperties": false, "required": ["kind", "url"],
+             "properties": {
+                "kind": {"type": "string", "enum": ["media_stream"]},
+                "url": {"type": "string", "pattern": "^wss?://[^/\\s][^\\s]*$"},
+                "headers": {"type": "object", "propertyNames": {"type": "string", "pattern": "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"},
+                            "additionalProperties": header},
+                "custom_parameters": {"type": "object", "additionalProperties": {"type": "string"}},
+                "timeout_seconds": timeout,
+                "end_of_turn_ms": {"type": ["integer", "null"], "minimum": 200, "maximum": 10000}}}
         ]
     });
     schema
@@ -121,11 +161,17 @@ impl std::fmt::Debug for OpenaiChat {
     }
 }
 
+impl std::fmt::Debug for MediaStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        Connector::MediaStream(self.clone()).view().fmt(f)
+    }
+}
+
 /// A connector as the API shows it: every secret replaced by `"***"`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConnectorView {
-    /// `http_turn` or `openai_chat`.
+    /// `http_turn`, `openai_chat` or `media_stream`.
     pub kind: String,
     #[serde(flatten)]
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
@@ -133,12 +179,13 @@ pub struct ConnectorView {
 }
 
 impl Connector {
-    pub const KINDS: [&'static str; 2] = ["http_turn", "openai_chat"];
+    pub const KINDS: [&'static str; 3] = ["http_turn", "openai_chat", "media_stream"];
 
     pub fn kind(&self) -> &'static str {
         match self {
             Self::HttpTurn(_) => "http_turn",
             Self::OpenaiChat(_) => "openai_chat",
+            Self::MediaStream(_) => "media_stream",
         }
     }
 
@@ -147,8 +194,14 @@ impl Connector {
         match self {
             Self::HttpTurn(c) => c.timeout_seconds,
             Self::OpenaiChat(c) => c.timeout_seconds,
+            Self::MediaStream(c) => c.timeout_seconds,
         }
         .unwrap_or(30)
+    }
+
+    /// Whether the conversation is spoken (a voice call) rather than written.
+    pub fn is_voice(&self) -> bool {
+        matches!(self, Self::MediaStream(_))
     }
 
     /// The connector with its secrets redacted.
@@ -156,6 +209,7 @@ impl Connector {
         let mut redacted = self.clone();
         match &mut redacted {
             Self::HttpTurn(c) => c.headers.values_mut().for_each(|v| *v = REDACTED.into()),
+            Self::MediaStream(c) => c.headers.values_mut().for_each(|v| *v = REDACTED.into()),
             Self::OpenaiChat(c) => {
                 if c.api_key.is_some() {
                     c.api_key = Some(REDACTED.into());
@@ -216,6 +270,14 @@ impl Connector {
                 "tools",
                 "timeout_seconds",
             ],
+            Self::MediaStream(_) => &[
+                "kind",
+                "url",
+                "headers",
+                "custom_parameters",
+                "timeout_seconds",
+                "end_of_turn_ms",
+            ],
         };
         let mut errors: Vec<FieldError> = object
             .keys()
@@ -241,36 +303,49 @@ impl Connector {
         match &mut connector {
             Self::HttpTurn(c) => {
                 check_url(&c.url, &at("url"), &mut errors);
-                for (name, value) in c.headers.iter_mut() {
-                    let valid_name = !name.is_empty()
-                        && name
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-                    if !valid_name {
+                let kept = match previous {
+                    Some(Self::HttpTurn(p)) => Some(&p.headers),
+                    _ => None,
+                };
+                check_headers(&mut c.headers, kept, path, &mut errors);
+                check_timeout(c.timeout_seconds, &mut errors);
+            }
+            Self::MediaStream(c) => {
+                let rest = c
+                    .url
+                    .strip_prefix("ws://")
+                    .or_else(|| c.url.strip_prefix("wss://"));
+                if rest.is_none_or(|r| r.is_empty() || r.starts_with('/'))
+                    || c.url.chars().any(char::is_whitespace)
+                {
+                    errors.push(FieldError::new(
+                        at("url"),
+                        format!(
+                            "must be a ws:// or wss:// URL with a host (got {:?})",
+                            c.url
+                        ),
+                    ));
+                }
+                let kept = match previous {
+                    Some(Self::MediaStream(p)) => Some(&p.headers),
+                    _ => None,
+                };
+                check_headers(&mut c.headers, kept, path, &mut errors);
+                for (name, value) in &c.custom_parameters {
+                    if value.len() > 1024 || name.len() > 256 || name.is_empty() {
                         errors.push(FieldError::new(
-                            format!("{path}.headers.{name}"),
-                            "is not a valid header name",
+                            format!("{path}.custom_parameters.{name}"),
+                            "must have a name of 1 to 256 bytes and a value of at most 1024",
                         ));
-                    }
-                    if value.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
-                        errors.push(FieldError::new(
-                            format!("{path}.headers.{name}"),
-                            "must not contain control characters",
-                        ));
-                    }
-                    if value == REDACTED {
-                        match previous {
-                            Some(Self::HttpTurn(p)) if p.headers.contains_key(name) => {
-                                value.clone_from(&p.headers[name])
-                            }
-                            _ => errors.push(FieldError::new(
-                                format!("{path}.headers.{name}"),
-                                "\"***\" keeps a stored value, and this header has none: send the value",
-                            )),
-                        }
                     }
                 }
                 check_timeout(c.timeout_seconds, &mut errors);
+                if let Some(ms) = c.end_of_turn_ms.filter(|ms| !(200..=10_000).contains(ms)) {
+                    errors.push(FieldError::new(
+                        at("end_of_turn_ms"),
+                        format!("must be between 200 and 10000 (got {ms})"),
+                    ));
+                }
             }
             Self::OpenaiChat(c) => {
                 check_url(&c.base_url, &at("base_url"), &mut errors);
@@ -331,6 +406,42 @@ impl Connector {
     }
 }
 
+/// Checks header names and values; a value sent as `"***"` takes the stored one in `kept`.
+fn check_headers(
+    headers: &mut BTreeMap<String, String>,
+    kept: Option<&BTreeMap<String, String>>,
+    path: &str,
+    errors: &mut Vec<FieldError>,
+) {
+    for (name, value) in headers.iter_mut() {
+        let valid_name = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !valid_name {
+            errors.push(FieldError::new(
+                format!("{path}.headers.{name}"),
+                "is not a valid header name",
+            ));
+        }
+        if value.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
+            errors.push(FieldError::new(
+                format!("{path}.headers.{name}"),
+                "must not contain control characters",
+            ));
+        }
+        if value == REDACTED {
+            match kept.and_then(|k| k.get(name)) {
+                Some(stored) => value.clone_from(stored),
+                None => errors.push(FieldError::new(
+                    format!("{path}.headers.{name}"),
+                    "\"***\" keeps a stored value, and this header has none: send the value",
+                )),
+            }
+        }
+    }
+}
+
 fn check_url(url: &str, path: &str, errors: &mut Vec<FieldError>) {
     let rest = url
         .strip_prefix("http://")
@@ -361,6 +472,117 @@ pub struct Persona {
     /// Anything else about the caller, in their own words.
     #[serde(default)]
     pub description: String,
+    /// How the caller sounds and takes turns in a voice simulation (`media_stream`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voice: Option<VoiceTraits>,
+}
+
+/// A caller's voice: its text-to-speech voice and pace, and how it takes turns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct VoiceTraits {
+    /// The text-to-speech voice (default: the project's voice setting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voice: Option<String>,
+    /// The speech rate asked of text to speech, 1.0 normal (0.25 to 4.0).
+    #[serde(default = "normal_rate")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0.25, maximum = 4.0))]
+    pub speaking_rate: f32,
+    /// The least time between the end of the agent's speech and the caller's answer, in ms.
+    #[serde(default = "default_pause")]
+    #[cfg_attr(feature = "openapi", schema(maximum = 10000))]
+    pub pause_ms: u32,
+    /// Talking over the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub barge_in: Option<BargeIn>,
+    /// Answer while the agent's greeting is still playing, `barge_in.after_ms` into it (or
+    /// at once without `barge_in`), with the caller's first line.
+    #[serde(default)]
+    pub over_greeting: bool,
+}
+
+impl Default for VoiceTraits {
+    fn default() -> Self {
+        Self {
+            voice: None,
+            speaking_rate: normal_rate(),
+            pause_ms: default_pause(),
+            barge_in: None,
+            over_greeting: false,
+        }
+    }
+}
+
+fn normal_rate() -> f32 {
+    1.0
+}
+
+fn default_pause() -> u32 {
+    300
+}
+
+/// The caller interrupts the agent `after_ms` into its speech with `line`, on the first
+/// `times` agent turns long enough for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct BargeIn {
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 60000))]
+    pub after_ms: u32,
+    #[cfg_attr(feature = "openapi", schema(pattern = "\\S"))]
+    pub line: String,
+    #[serde(default = "once")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
+    pub times: u32,
+}
+
+fn once() -> u32 {
+    1
+}
+
+impl VoiceTraits {
+    /// Every problem, with paths under `path`.
+    pub fn check(&self, path: &str, errors: &mut Vec<FieldError>) {
+        if !(0.25..=4.0).contains(&self.speaking_rate) {
+            errors.push(FieldError::new(
+                format!("{path}.speaking_rate"),
+                format!("must be between 0.25 and 4.0 (got {})", self.speaking_rate),
+            ));
+        }
+        if self.pause_ms > 10_000 {
+            errors.push(FieldError::new(
+                format!("{path}.pause_ms"),
+                format!("must be at most 10000 (got {})", self.pause_ms),
+            ));
+        }
+        if self.voice.as_deref().is_some_and(|v| v.trim().is_empty()) {
+            errors.push(FieldError::new(
+                format!("{path}.voice"),
+                "must not be empty",
+            ));
+        }
+        if let Some(b) = &self.barge_in {
+            if b.after_ms > 60_000 {
+                errors.push(FieldError::new(
+                    format!("{path}.barge_in.after_ms"),
+                    format!("must be at most 60000 (got {})", b.after_ms),
+                ));
+            }
+            if b.line.trim().is_empty() {
+                errors.push(FieldError::new(
+                    format!("{path}.barge_in.line"),
+                    "must not be empty",
+                ));
+            }
+            if !(1..=1000).contains(&b.times) {
+                errors.push(FieldError::new(
+                    format!("{path}.barge_in.times"),
+                    format!("must be between 1 and 1000 (got {})", b.times),
+                ));
+            }
+        }
+    }
 }
 
 fn english() -> String {
@@ -564,6 +786,49 @@ pub struct SimulatorSettings {
     pub concurrency: u32,
     /// Caller and agent LLM tokens one run may spend before its conversation is stopped.
     pub token_budget: u64,
+    /// Text to speech and speech to text, for voice runs.
+    #[serde(default)]
+    pub voice: VoiceSettings,
+}
+
+/// The project's text-to-speech and speech-to-text endpoints (OpenAI-compatible). Each field
+/// left unset falls back: URLs and keys to the simulator endpoint's (a key only to its own
+/// URL), models and voice to OpenAI's names. Keys are write-only.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct VoiceSettings {
+    pub tts_base_url: Option<String>,
+    pub tts_model: Option<String>,
+    /// The caller's voice when its persona names none.
+    pub voice: Option<String>,
+    #[serde(skip)]
+    pub tts_api_key: Option<String>,
+    pub tts_api_key_set: bool,
+    pub stt_base_url: Option<String>,
+    pub stt_model: Option<String>,
+    #[serde(skip)]
+    pub stt_api_key: Option<String>,
+    pub stt_api_key_set: bool,
+}
+
+impl VoiceSettings {
+    pub const DEFAULT_TTS_MODEL: &'static str = "tts-1";
+    pub const DEFAULT_VOICE: &'static str = "alloy";
+    pub const DEFAULT_STT_MODEL: &'static str = "whisper-1";
+}
+
+impl std::fmt::Debug for VoiceSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VoiceSettings")
+            .field("tts_base_url", &self.tts_base_url)
+            .field("tts_model", &self.tts_model)
+            .field("voice", &self.voice)
+            .field("tts_api_key", &self.tts_api_key.as_ref().map(|_| REDACTED))
+            .field("stt_base_url", &self.stt_base_url)
+            .field("stt_model", &self.stt_model)
+            .field("stt_api_key", &self.stt_api_key.as_ref().map(|_| REDACTED))
+            .finish()
+    }
 }
 
 impl SimulatorSettings {
@@ -579,6 +844,7 @@ impl std::fmt::Debug for SimulatorSettings {
             .field("api_key", &self.api_key.as_ref().map(|_| REDACTED))
             .field("concurrency", &self.concurrency)
             .field("token_budget", &self.token_budget)
+            .field("voice", &self.voice)
             .finish()
     }
 }
@@ -706,6 +972,7 @@ mod tests {
             language: "German".into(),
             traits: vec![Trait::Impatient],
             description: "A customer since 2019.".into(),
+            voice: None,
         };
         let prompt = caller_system_prompt(Some(&persona), "Get a refund for order A1.");
         for needle in [

@@ -12,6 +12,8 @@ use crate::{Plan, Step, Transcript};
 const HTTP_RETRIES: u32 = 2;
 /// Tool rounds an `openai_chat` agent may take within one turn before it must answer.
 const TOOL_ROUNDS: usize = 8;
+/// `play` hands a media stream to the voice loop before any session starts.
+const VOICE: &str = "a media_stream agent is played by the voice loop, not a turn session";
 
 pub(crate) struct AgentSession<'a> {
     client: &'a ChatClient,
@@ -38,6 +40,7 @@ impl<'a> AgentSession<'a> {
         match self.plan.connector {
             Connector::HttpTurn(c) => self.http_turn(c, "start", t).await,
             Connector::OpenaiChat(_) => Step::Go,
+            Connector::MediaStream(_) => Step::Fail(VOICE.into()),
         }
     }
 
@@ -45,6 +48,7 @@ impl<'a> AgentSession<'a> {
         match self.plan.connector {
             Connector::HttpTurn(c) => self.http_turn(c, "message", t).await,
             Connector::OpenaiChat(c) => self.openai_chat(c, t).await,
+            Connector::MediaStream(_) => Step::Fail(VOICE.into()),
         }
     }
 

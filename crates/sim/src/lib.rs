@@ -6,9 +6,14 @@
 //! so the agent's response time per turn is what the caller waited.
 
 mod agent;
+mod line;
 mod llm;
+mod speech;
+mod voice;
 
 pub use llm::{ChatClient, Completion, LlmEndpoint, ToolCall};
+pub use speech::{SpeechEndpoint, VoiceEndpoints};
+pub use voice::{Pacing, Recording};
 
 use async_trait::async_trait;
 use callgrade_core::{
@@ -30,6 +35,8 @@ pub struct Plan<'a> {
     pub caller: LlmEndpoint,
     /// Caller and agent LLM tokens the run may spend.
     pub token_budget: u64,
+    /// Text to speech and speech to text, for a voice connector (`media_stream`).
+    pub voice: Option<VoiceEndpoints>,
 }
 
 /// Told after every turn; answers whether to go on (false: the run was cancelled or lost).
@@ -56,6 +63,8 @@ pub struct Outcome {
     pub messages: Vec<Message>,
     pub usage: Usage,
     pub stop_reason: Option<StopReason>,
+    /// A voice call's stereo recording (caller left, agent right) and its pacing.
+    pub recording: Option<Recording>,
 }
 
 /// The tool the caller hangs up with.
@@ -104,6 +113,7 @@ impl Transcript {
             messages: self.messages,
             usage: self.usage,
             stop_reason,
+            recording: None,
         }
     }
 }
@@ -128,6 +138,9 @@ pub async fn play(
     started_at: DateTime<Utc>,
     progress: &mut dyn Progress,
 ) -> Ending {
+    if let Connector::MediaStream(line) = plan.connector {
+        return voice::play(client, &plan, line, session_id, started_at, progress).await;
+    }
     let mut t = Transcript {
         clock: Instant::now(),
         started_at,
@@ -194,10 +207,46 @@ pub async fn play(
 
 /// The caller's LLM says its next line, or hangs up.
 async fn caller_says(client: &ChatClient, plan: &Plan<'_>, t: &mut Transcript) -> Step {
+    let asked = t.now();
+    let line = match next_caller_line(client, plan, &t.messages, &mut t.usage).await {
+        Ok(line) => line,
+        Err(e) => return Step::Fail(e),
+    };
+    let said = t.now();
+    if let Some(content) = line.content {
+        // The caller starts speaking when its line is ready: its LLM's time is not the agent's.
+        t.push(Role::User, content, None, said, said);
+    } else if !line.hangs_up {
+        return Step::Fail(format!(
+            "the simulator endpoint (the caller's LLM) answered with neither a line nor end_call after {:.1} s",
+            said - asked
+        ));
+    }
+    if line.hangs_up {
+        Step::Stop(StopReason::CallerEnded)
+    } else {
+        Step::Go
+    }
+}
+
+/// What the caller says next.
+pub(crate) struct CallerLine {
+    /// `None` when it hangs up without a word.
+    pub content: Option<String>,
+    pub hangs_up: bool,
+}
+
+/// Asks the caller's LLM for its next line, given the conversation so far.
+pub(crate) async fn next_caller_line(
+    client: &ChatClient,
+    plan: &Plan<'_>,
+    transcript: &[Message],
+    usage: &mut Usage,
+) -> Result<CallerLine, String> {
     let system = caller_system_prompt(plan.scenario.persona.as_ref(), &plan.scenario.instructions);
     let mut messages = vec![json!({"role": "system", "content": system})];
     // The caller hears the agent (its "user") and its own lines; tool rows are the agent's.
-    for m in &t.messages {
+    for m in transcript {
         let role = match m.role {
             Role::Bot => "user",
             Role::User => "assistant",
@@ -210,35 +259,16 @@ async fn caller_says(client: &ChatClient, plan: &Plan<'_>, t: &mut Transcript) -
     if messages.len() == 1 {
         messages.push(json!({"role": "user", "content": "(The call has connected; the agent has not spoken yet. Say why you are calling.)"}));
     }
-    let asked = t.now();
-    let completion = match client
+    let completion = client
         .complete(&plan.caller, &messages, &[end_call_tool()])
         .await
-    {
-        Ok(c) => c,
-        Err(e) => {
-            return Step::Fail(format!(
-                "the simulator endpoint (the caller's LLM) failed: {e}"
-            ))
-        }
-    };
-    t.usage.caller_requests += 1;
-    t.usage.caller_tokens += completion.tokens;
-    let said = t.now();
+        .map_err(|e| format!("the simulator endpoint (the caller's LLM) failed: {e}"))?;
+    usage.caller_requests += 1;
+    usage.caller_tokens += completion.tokens;
     let hangs_up = completion.tool_calls.iter().any(|c| c.name == "end_call");
-    let content = completion.content.unwrap_or_default();
-    if !content.trim().is_empty() {
-        // The caller starts speaking when its line is ready: its LLM's time is not the agent's.
-        t.push(Role::User, content.trim().to_owned(), None, said, said);
-    } else if !hangs_up {
-        return Step::Fail(format!(
-            "the simulator endpoint (the caller's LLM) answered with neither a line nor end_call after {:.1} s",
-            said - asked
-        ));
-    }
-    if hangs_up {
-        Step::Stop(StopReason::CallerEnded)
-    } else {
-        Step::Go
-    }
+    let content = completion
+        .content
+        .map(|c| c.trim().to_owned())
+        .filter(|c| !c.is_empty());
+    Ok(CallerLine { content, hangs_up })
 }

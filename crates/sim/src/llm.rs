@@ -49,23 +49,30 @@ const RETRIES: u32 = 2;
 pub(crate) const MAX_ANSWER_BYTES: usize = 256 * 1024;
 
 /// A response's body as text, read up to [`MAX_ANSWER_BYTES`].
-pub(crate) async fn read_capped(mut response: reqwest::Response) -> Result<String, String> {
+pub(crate) async fn read_capped(response: reqwest::Response) -> Result<String, String> {
+    let body = read_bytes_capped(response, MAX_ANSWER_BYTES).await?;
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A response's body, read up to `cap` bytes; a longer one is an error, not a large buffer.
+pub(crate) async fn read_bytes_capped(
+    mut response: reqwest::Response,
+    cap: usize,
+) -> Result<Vec<u8>, String> {
     let mut body = Vec::new();
     while let Some(chunk) = response
         .chunk()
         .await
         .map_err(|e| format!("reading the answer: {}", root_cause(&e)))?
     {
-        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Err(format!(
-                "the answer is over {} KiB",
-                MAX_ANSWER_BYTES / 1024
-            ));
+        if body.len() + chunk.len() > cap {
+            return Err(format!("the answer is over {} KiB", cap / 1024));
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(String::from_utf8_lossy(&body).into_owned())
+    Ok(body)
 }
+
 /// The longest Retry-After honoured; a longer one fails the request.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
 

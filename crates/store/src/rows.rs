@@ -409,6 +409,7 @@ pub(crate) fn simulator_settings_from(row: &impl Columns) -> Result<SimulatorSet
         api_key,
         concurrency: u32::try_from(row.int("simulator_concurrency")?.max(1)).unwrap_or(u32::MAX),
         token_budget: u64::try_from(row.int("simulator_token_budget")?.max(0)).unwrap_or(0),
+        voice: Default::default(),
     })
 }
 

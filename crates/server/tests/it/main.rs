@@ -11,4 +11,5 @@ mod openapi;
 mod runs;
 mod security;
 mod simulation;
+mod voice;
 mod webhook;

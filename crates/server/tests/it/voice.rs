@@ -1,0 +1,328 @@
+//! Voice simulation over a media stream, end to end: a fake voice agent on port 0 speaking
+//! Twilio's Media Streams protocol answers each caller utterance after a programmed delay
+//! with a programmed length of audio, and stops a programmed time after the caller barges in
+//! (sending `clear`); fake text-to-speech, speech-to-text and caller LLM endpoints. What
+//! callgrade measured from the audio must equal what was programmed, within two frames.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use base64::Engine;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message as Ws;
+
+use crate::common::*;
+use crate::fakes::{scenario, send, serve, start};
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+/// The agent's answer delays, in turn, and how long it takes to stop after a barge-in.
+const DELAYS_MS: [u64; 3] = [300, 700, 1100];
+const STOP_AFTER_BARGE_IN_MS: u64 = 240;
+const GREETING_MS: u64 = 600;
+const REPLY_MS: u64 = 700;
+/// Caller lines the LLM says before its goodbye.
+const LINES: usize = 17;
+/// Two frames.
+const TOLERANCE_MS: f64 = 40.0;
+
+/// A tone: loud enough to be speech, `ms` long, at `rate`.
+fn tone(ms: u64, rate: u32) -> Vec<i16> {
+    let n = (u64::from(rate) * ms / 1000) as usize;
+    (0..n)
+        .map(|i| {
+            (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * i as f64 / f64::from(rate)).sin())
+                as i16
+        })
+        .collect()
+}
+
+fn wav(samples: &[i16], rate: u32) -> Vec<u8> {
+    callgrade_audio::wav_bytes(
+        &callgrade_audio::Pcm {
+            sample_rate: rate,
+            channels: vec![samples.to_vec()],
+        },
+        callgrade_audio::WavEncoding::Pcm16,
+    )
+}
+
+#[derive(Clone, Default)]
+struct Speech {
+    spoken: Arc<Mutex<Vec<Value>>>,
+    transcribed: Arc<Mutex<usize>>,
+}
+
+/// The caller's LLM: "Line k." for each of its turns, then goodbye and end_call.
+async fn caller_llm(Json(body): Json<Value>) -> Json<Value> {
+    let said = body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| {
+            m["role"] == "assistant" && m["content"].as_str().is_some_and(|c| c.starts_with("Line"))
+        })
+        .count();
+    let message = if said < LINES {
+        json!({"role": "assistant", "content": format!("Line {}.", said + 1)})
+    } else {
+        json!({"role": "assistant", "content": "Bye.", "tool_calls": [
+            {"id": "h", "type": "function", "function": {"name": "end_call", "arguments": "{}"}}]})
+    };
+    Json(json!({"choices": [{"message": message}], "usage": {"total_tokens": 10}}))
+}
+
+/// Text to speech at 24 kHz: 400 ms a line.
+async fn tts(State(s): State<Speech>, Json(body): Json<Value>) -> Vec<u8> {
+    assert_eq!(body["response_format"], "wav");
+    s.spoken.lock().unwrap().push(body);
+    wav(&tone(400, 24_000), 24_000)
+}
+
+/// Speech to text: the agent's k-th turn.
+async fn stt(State(s): State<Speech>, body: Bytes) -> Json<Value> {
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        text.contains("name=\"model\"") && text.contains("RIFF"),
+        "a multipart WAV upload"
+    );
+    let mut n = s.transcribed.lock().unwrap();
+    *n += 1;
+    Json(json!({"text": format!("Agent turn {n}.")}))
+}
+
+/// What the fake agent did, for the assertions.
+#[derive(Default)]
+struct Script {
+    custom_parameters: Value,
+    /// The programmed delay of each reply, in order.
+    delays: Vec<u64>,
+    barge_ins: usize,
+    clears: usize,
+    marks_back: Vec<String>,
+}
+
+enum Out {
+    Audio { ms: u64, mark: String },
+    Clear,
+}
+
+/// The voice agent: greets, answers every caller utterance after the next programmed delay,
+/// and stops `STOP_AFTER_BARGE_IN_MS` after the caller starts talking over it.
+async fn voice_agent(script: Arc<Mutex<Script>>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/media", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let script = script.clone();
+            tokio::spawn(async move {
+                let ws = tokio_tungstenite::accept_async(socket).await.unwrap();
+                let (mut sink, mut stream) = ws.split();
+                let (out, mut out_rx) = mpsc::unbounded_channel::<(Instant, Out)>();
+                let mut stream_sid = String::new();
+                // When the audio sent so far will have played out.
+                let speaking_until = Arc::new(Mutex::new(Instant::now()));
+                let mut caller_speaking = false;
+                let mut replies = 0usize;
+                loop {
+                    tokio::select! {
+                        Some((at, o)) = out_rx.recv() => {
+                            tokio::time::sleep_until(at).await;
+                            let text = match o {
+                                Out::Audio { ms, mark } => {
+                                    let payload = B64.encode(callgrade_audio::mulaw::encode_all(&tone(ms, 8000)));
+                                    let now = Instant::now();
+                                    {
+                                        let mut until = speaking_until.lock().unwrap();
+                                        *until = (*until).max(now) + Duration::from_millis(ms);
+                                    }
+                                    sink.send(Ws::text(json!({"event": "media", "streamSid": stream_sid, "media": {"payload": payload}}).to_string())).await.unwrap();
+                                    json!({"event": "mark", "streamSid": stream_sid, "mark": {"name": mark}})
+                                }
+                                Out::Clear => {
+                                    *speaking_until.lock().unwrap() = Instant::now();
+                                    script.lock().unwrap().clears += 1;
+                                    json!({"event": "clear", "streamSid": stream_sid})
+                                }
+                            };
+                            sink.send(Ws::text(text.to_string())).await.unwrap();
+                        }
+                        message = stream.next() => {
+                            let Some(Ok(Ws::Text(text))) = message else { break };
+                            let v: Value = serde_json::from_str(text.as_str()).unwrap();
+                            match v["event"].as_str().unwrap() {
+                                "start" => {
+                                    stream_sid = v["start"]["streamSid"].as_str().unwrap().to_owned();
+                                    assert_eq!(v["start"]["mediaFormat"]["encoding"], "audio/x-mulaw");
+                                    script.lock().unwrap().custom_parameters = v["start"]["customParameters"].clone();
+                                    let at = Instant::now() + Duration::from_millis(500);
+                                    out.send((at, Out::Audio { ms: GREETING_MS, mark: "greeting".into() })).unwrap();
+                                }
+                                "media" => {
+                                    let bytes = B64.decode(v["media"]["payload"].as_str().unwrap()).unwrap();
+                                    assert_eq!(bytes.len(), 160, "one 20 ms frame");
+                                    let voiced = bytes.iter().any(|&b| callgrade_audio::mulaw::decode(b).abs() > 1000);
+                                    let now = Instant::now();
+                                    if voiced && !caller_speaking {
+                                        caller_speaking = true;
+                                        let over_agent = now < *speaking_until.lock().unwrap();
+                                        if over_agent {
+                                            script.lock().unwrap().barge_ins += 1;
+                                            out.send((now + Duration::from_millis(STOP_AFTER_BARGE_IN_MS), Out::Clear)).unwrap();
+                                        }
+                                    } else if !voiced && caller_speaking {
+                                        // The caller's speech ended where this silent frame begins.
+                                        caller_speaking = false;
+                                        let delay = DELAYS_MS[replies % DELAYS_MS.len()];
+                                        replies += 1;
+                                        script.lock().unwrap().delays.push(delay);
+                                        out.send((now + Duration::from_millis(delay), Out::Audio { ms: REPLY_MS, mark: format!("reply-{replies}") })).unwrap();
+                                    }
+                                }
+                                "mark" => script.lock().unwrap().marks_back.push(v["mark"]["name"].as_str().unwrap().to_owned()),
+                                "stop" => break,
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn latency_and_barge_ins_are_measured_from_the_audio() {
+    let app = TestApp::spawn().await;
+    let speech = Speech::default();
+    let router = Router::new()
+        .route("/v1/chat/completions", post(caller_llm))
+        .route("/v1/audio/speech", post(tts))
+        .route("/v1/audio/transcriptions", post(stt))
+        .with_state(speech.clone());
+    let base = format!("{}/v1", serve(router).await);
+    let script = Arc::new(Mutex::new(Script::default()));
+    let agent_url = voice_agent(script.clone()).await;
+
+    let t = app.tenant("voice").await;
+    let connector = json!({"kind": "media_stream", "url": agent_url,
+        "custom_parameters": {"tenant": "acme"}, "end_of_turn_ms": 300, "timeout_seconds": 5});
+    let (status, agent) = send(
+        &app,
+        &t.key,
+        reqwest::Method::PATCH,
+        &format!("/api/v1/agents/{}", t.agent_id),
+        json!({"connector": connector}),
+    )
+    .await;
+    assert_eq!(status, 200, "{agent}");
+    let (status, sim) = send(
+        &app,
+        &t.key,
+        reqwest::Method::PUT,
+        "/api/v1/simulator",
+        json!({"base_url": base, "model": "caller-1", "api_key": "sk-caller"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{sim}");
+    let id = scenario(
+        &app,
+        &t,
+        "voice-refund",
+        json!({"max_turns": 200, "max_seconds": 300,
+        "persona": {"name": "Dana", "voice": {"voice": "verse", "pause_ms": 0,
+            "barge_in": {"after_ms": 300, "line": "Wait, one thing.", "times": 3}}}}),
+    )
+    .await;
+    let result = start(&app, &t, &[id], 1, "voice").await;
+
+    // The conversation is real-time: about 40 s.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let run = loop {
+        let (_, r) = app
+            .api(&t.key, &format!("/api/v1/results/{}", result["id"]))
+            .await;
+        if r["finished"] == true {
+            break r["runs"][0].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the voice run did not finish: {r:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(run["status"], "completed", "{run:#}");
+    let (_, call) = app
+        .api(
+            &t.key,
+            &format!("/api/v1/calls/{}", run["call_id"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(call["channel"], "voice", "{call:#}");
+
+    let script = script.lock().unwrap();
+    assert_eq!(script.custom_parameters["tenant"], "acme");
+    assert_eq!(script.custom_parameters["run_id"], run["id"].to_string());
+    assert_eq!(script.custom_parameters["scenario_id"], id.to_string());
+    assert_eq!(script.barge_ins, 3, "the persona barges in three times");
+    assert_eq!(script.clears, 3);
+    assert!(
+        script.marks_back.contains(&"greeting".to_owned()),
+        "marks come back: {:?}",
+        script.marks_back
+    );
+    let spoken = speech.spoken.lock().unwrap();
+    assert!(
+        spoken
+            .iter()
+            .all(|b| b["voice"] == "verse" && b["model"] == "tts-1"),
+        "{spoken:?}"
+    );
+
+    // Each caller utterance, then the agent's next speech: the measured latency and stop time.
+    let messages = call["messages"].as_array().unwrap();
+    let time = |m: &Value, k: &str| m[k].as_f64().unwrap() * 1000.0;
+    let users: Vec<&Value> = messages.iter().filter(|m| m["role"] == "user").collect();
+    let bots: Vec<&Value> = messages.iter().filter(|m| m["role"] == "bot").collect();
+    assert!(
+        bots.iter()
+            .all(|b| b["content"].as_str().unwrap().starts_with("Agent turn")),
+        "{messages:#?}"
+    );
+    let mut latencies = Vec::new();
+    let mut stops = Vec::new();
+    for u in &users {
+        let (start, end) = (time(u, "start_offset"), time(u, "end_offset"));
+        // The agent was speaking when the caller started: a barge-in.
+        if let Some(b) = bots
+            .iter()
+            .find(|b| time(b, "start_offset") < start && time(b, "end_offset") > start)
+        {
+            stops.push(time(b, "end_offset") - start);
+        }
+        if let Some(b) = bots.iter().find(|b| time(b, "start_offset") >= end) {
+            latencies.push(time(b, "start_offset") - end);
+        }
+    }
+    assert!(
+        latencies.len() >= 20,
+        "at least 20 measured turns: {latencies:?}"
+    );
+    for (i, (measured, programmed)) in latencies.iter().zip(&script.delays).enumerate() {
+        assert!((measured - *programmed as f64).abs() <= TOLERANCE_MS,
+            "turn {i}: measured {measured} ms, programmed {programmed} ms; all: {latencies:?} vs {:?}", script.delays);
+    }
+    assert_eq!(stops.len(), 3, "{stops:?}");
+    for s in &stops {
+        assert!(
+            (s - STOP_AFTER_BARGE_IN_MS as f64).abs() <= TOLERANCE_MS,
+            "stop time {s} ms: {stops:?}"
+        );
+    }
+}
