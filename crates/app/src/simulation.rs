@@ -142,6 +142,36 @@ pub async fn configure_simulator(
             ));
         }
     }
+    if let Some(voice) = &patch.voice {
+        for (field, url) in [
+            ("tts_base_url", &voice.tts_base_url),
+            ("stt_base_url", &voice.stt_base_url),
+        ] {
+            if let Some(url) = url.as_deref().filter(|u| !u.is_empty()) {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    errors.push(callgrade_core::FieldError::new(
+                        format!("voice.{field}"),
+                        format!("must be an http:// or https:// URL (got {url:?})"),
+                    ));
+                }
+            }
+        }
+        for (field, value) in [
+            ("tts_model", &voice.tts_model),
+            ("voice", &voice.voice),
+            ("stt_model", &voice.stt_model),
+        ] {
+            if value
+                .as_deref()
+                .is_some_and(|v| !v.is_empty() && v.trim().is_empty())
+            {
+                errors.push(callgrade_core::FieldError::new(
+                    format!("voice.{field}"),
+                    "must not be blank (send \"\" to clear it)",
+                ));
+            }
+        }
+    }
     if let Some(c) = patch.concurrency.filter(|c| !(1..=64).contains(c)) {
         errors.push(callgrade_core::FieldError::new(
             "concurrency",
@@ -528,6 +558,12 @@ async fn store_call(
                 "persona": scenario.persona.as_ref().map(|p| &p.name),
                 "stop_reason": stop,
                 "usage": outcome.usage,
+                "pacing": outcome.recording.as_ref().map(|r| json!({
+                    "frames": r.pacing.frames,
+                    "late_p50_ms": r.pacing.late_p50_ms,
+                    "late_p99_ms": r.pacing.late_p99_ms,
+                    "late_max_ms": r.pacing.late_max_ms,
+                })),
             }},
         }],
     });

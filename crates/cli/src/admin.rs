@@ -3,6 +3,7 @@
 use anyhow::{anyhow, Context};
 use callgrade_app::admin::{self, AgentDraft, AgentPatch, ConnectorChange};
 use callgrade_app::{App, AppError, AppSettings};
+use callgrade_core::VoiceSettings;
 use callgrade_server::{cekura_webhook_url, project_webhook_url};
 use callgrade_store::prelude::*;
 use callgrade_store::{JudgeSettingsPatch, Project, ProjectSettings};
@@ -68,6 +69,8 @@ pub enum ProjectCommand {
         /// Caller and agent LLM tokens one run may spend (default 200000).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1000..=10_000_000))]
         token_budget: Option<u64>,
+        #[command(flatten)]
+        voice: VoiceFlags,
     },
     /// Replace a project's API key; the old key stops working at once.
     RotateKey {
@@ -242,7 +245,9 @@ pub async fn project(db: &DbArgs, cmd: ProjectCommand, out: &Output) -> anyhow::
             api_key_env,
             concurrency,
             token_budget,
+            voice,
         } => {
+            let voice = voice.patch()?;
             let api_key = api_key_env
                 .map(|var| {
                     std::env::var(&var)
@@ -257,10 +262,16 @@ pub async fn project(db: &DbArgs, cmd: ProjectCommand, out: &Output) -> anyhow::
                 api_key,
                 concurrency,
                 token_budget,
+                voice,
+            };
+            // A voice field's path is `voice.<field>`; its flag is `--<field>`.
+            let flag = |path: &str| {
+                let field = path.strip_prefix("voice.").unwrap_or(path);
+                format!("--{}", field.replace('_', "-"))
             };
             let settings = callgrade_app::simulation::configure_simulator(&app, project.id, &patch)
                 .await
-                .map_err(|e| flag_error(e, |path| format!("--{}", path.replace('_', "-"))))?;
+                .map_err(|e| flag_error(e, flag))?;
             out.print(&settings, || {
                 format!(
                     "Simulator of {:?}: {} {} (key {}), {} runs at once, {} tokens per run",
@@ -274,6 +285,33 @@ pub async fn project(db: &DbArgs, cmd: ProjectCommand, out: &Output) -> anyhow::
                     },
                     settings.concurrency,
                     settings.token_budget
+                ) + &*format!(
+                    "\nVoice: text to speech {} {} voice {}, speech to text {} {}",
+                    settings
+                        .voice
+                        .tts_base_url
+                        .as_deref()
+                        .unwrap_or("(the simulator's)"),
+                    settings
+                        .voice
+                        .tts_model
+                        .as_deref()
+                        .unwrap_or(VoiceSettings::DEFAULT_TTS_MODEL),
+                    settings
+                        .voice
+                        .voice
+                        .as_deref()
+                        .unwrap_or(VoiceSettings::DEFAULT_VOICE),
+                    settings
+                        .voice
+                        .stt_base_url
+                        .as_deref()
+                        .unwrap_or("(the simulator's)"),
+                    settings
+                        .voice
+                        .stt_model
+                        .as_deref()
+                        .unwrap_or(VoiceSettings::DEFAULT_STT_MODEL),
                 )
             });
         }
@@ -490,4 +528,58 @@ pub async fn set_judge(
         )
     });
     Ok(ExitCode::SUCCESS)
+}
+
+/// The voice endpoints of `project simulator`; "" clears a field back to its fallback.
+#[derive(clap::Args, Debug, Default)]
+pub struct VoiceFlags {
+    /// Text to speech: an OpenAI-compatible base URL (default: the simulator's).
+    #[arg(long)]
+    tts_base_url: Option<String>,
+    /// The text-to-speech model (default tts-1).
+    #[arg(long)]
+    tts_model: Option<String>,
+    /// The caller's voice when its persona names none (default alloy).
+    #[arg(long)]
+    voice: Option<String>,
+    /// The name of an environment variable that holds the text-to-speech key.
+    #[arg(long)]
+    tts_api_key_env: Option<String>,
+    /// Speech to text: an OpenAI-compatible base URL (default: the simulator's).
+    #[arg(long)]
+    stt_base_url: Option<String>,
+    /// The speech-to-text model (default whisper-1).
+    #[arg(long)]
+    stt_model: Option<String>,
+    /// The name of an environment variable that holds the speech-to-text key.
+    #[arg(long)]
+    stt_api_key_env: Option<String>,
+}
+
+impl VoiceFlags {
+    fn patch(self) -> anyhow::Result<Option<callgrade_store::VoiceSettingsPatch>> {
+        let key = |flag: &str, var: Option<String>| {
+            var.map(|var| {
+                std::env::var(&var).with_context(|| format!("{flag} names {var}, which is not set"))
+            })
+            .transpose()
+        };
+        let patch = callgrade_store::VoiceSettingsPatch {
+            tts_api_key: key("--tts-api-key-env", self.tts_api_key_env)?,
+            stt_api_key: key("--stt-api-key-env", self.stt_api_key_env)?,
+            tts_base_url: self.tts_base_url,
+            tts_model: self.tts_model,
+            voice: self.voice,
+            stt_base_url: self.stt_base_url,
+            stt_model: self.stt_model,
+        };
+        let any = patch.tts_base_url.is_some()
+            || patch.tts_model.is_some()
+            || patch.voice.is_some()
+            || patch.tts_api_key.is_some()
+            || patch.stt_base_url.is_some()
+            || patch.stt_model.is_some()
+            || patch.stt_api_key.is_some();
+        Ok(any.then_some(patch))
+    }
 }

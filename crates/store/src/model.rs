@@ -517,7 +517,56 @@ pub struct SimulatorSettingsPatch {
     /// Caller and agent LLM tokens one run may spend.
     #[cfg_attr(feature = "openapi", schema(minimum = 1000, maximum = 10000000))]
     pub token_budget: Option<u64>,
+    /// Text to speech and speech to text for voice runs.
+    #[serde(default)]
+    pub voice: Option<VoiceSettingsPatch>,
 }
+
+/// A change to the voice endpoints; `None` keeps a field, `Some("")` clears it (back to its
+/// fallback).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct VoiceSettingsPatch {
+    /// An OpenAI-compatible base URL for `POST {base}/audio/speech` (default: the simulator's).
+    #[cfg_attr(feature = "openapi", schema(pattern = "^(?:$|https?://)"))]
+    pub tts_base_url: Option<String>,
+    pub tts_model: Option<String>,
+    /// The caller's voice when its persona names none (default `alloy`).
+    pub voice: Option<String>,
+    pub tts_api_key: Option<String>,
+    /// An OpenAI-compatible base URL for `POST {base}/audio/transcriptions`.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^(?:$|https?://)"))]
+    pub stt_base_url: Option<String>,
+    pub stt_model: Option<String>,
+    pub stt_api_key: Option<String>,
+}
+
+impl VoiceSettingsPatch {
+    /// Each field as (set, value) in the column order of the migration.
+    pub(crate) fn columns(&self) -> [(bool, Option<String>); 7] {
+        use crate::codec::judge_field;
+        [
+            judge_field(&self.tts_base_url),
+            judge_field(&self.tts_model),
+            judge_field(&self.voice),
+            judge_field(&self.tts_api_key),
+            judge_field(&self.stt_base_url),
+            judge_field(&self.stt_model),
+            judge_field(&self.stt_api_key),
+        ]
+    }
+}
+
+/// The voice columns, in [`VoiceSettingsPatch::columns`] order.
+pub(crate) const VOICE_COLUMNS: [&str; 7] = [
+    "simulator_tts_base_url",
+    "simulator_tts_model",
+    "simulator_voice",
+    "simulator_tts_api_key",
+    "simulator_stt_base_url",
+    "simulator_stt_model",
+    "simulator_stt_api_key",
+];
 
 /// A new agent, or an agent's replacement.
 #[derive(Debug, Clone)]

@@ -398,7 +398,30 @@ pub(crate) fn metric_from(row: &impl Columns) -> Result<Metric> {
 }
 
 pub(crate) const SIMULATOR_COLUMNS: &str = "simulator_base_url, simulator_model,
-    simulator_api_key, simulator_concurrency, simulator_token_budget";
+    simulator_api_key, simulator_concurrency, simulator_token_budget, simulator_tts_base_url,
+    simulator_tts_model, simulator_voice, simulator_tts_api_key, simulator_stt_base_url,
+    simulator_stt_model, simulator_stt_api_key";
+
+/// The statement that applies a [`crate::VoiceSettingsPatch`]: `set` and value per column,
+/// then the project's id; `placeholder(i)` is the backend's i-th parameter (from 1).
+pub(crate) fn voice_update(placeholder: impl Fn(usize) -> String) -> String {
+    let sets: Vec<String> = crate::model::VOICE_COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            format!(
+                "{c} = CASE WHEN {} THEN {} ELSE {c} END",
+                placeholder(2 * i + 1),
+                placeholder(2 * i + 2)
+            )
+        })
+        .collect();
+    format!(
+        "UPDATE projects SET {} WHERE id = {}",
+        sets.join(", "),
+        placeholder(2 * crate::model::VOICE_COLUMNS.len() + 1)
+    )
+}
 
 pub(crate) fn simulator_settings_from(row: &impl Columns) -> Result<SimulatorSettings> {
     let api_key = row.opt_text("simulator_api_key")?;
@@ -409,7 +432,21 @@ pub(crate) fn simulator_settings_from(row: &impl Columns) -> Result<SimulatorSet
         api_key,
         concurrency: u32::try_from(row.int("simulator_concurrency")?.max(1)).unwrap_or(u32::MAX),
         token_budget: u64::try_from(row.int("simulator_token_budget")?.max(0)).unwrap_or(0),
-        voice: Default::default(),
+        voice: {
+            let tts_api_key = row.opt_text("simulator_tts_api_key")?;
+            let stt_api_key = row.opt_text("simulator_stt_api_key")?;
+            callgrade_core::VoiceSettings {
+                tts_base_url: row.opt_text("simulator_tts_base_url")?,
+                tts_model: row.opt_text("simulator_tts_model")?,
+                voice: row.opt_text("simulator_voice")?,
+                tts_api_key_set: tts_api_key.is_some(),
+                tts_api_key,
+                stt_base_url: row.opt_text("simulator_stt_base_url")?,
+                stt_model: row.opt_text("simulator_stt_model")?,
+                stt_api_key_set: stt_api_key.is_some(),
+                stt_api_key,
+            }
+        },
     })
 }
 

@@ -227,10 +227,28 @@ async fn latency_and_barge_ins_are_measured_from_the_audio() {
         &t.key,
         reqwest::Method::PUT,
         "/api/v1/simulator",
-        json!({"base_url": base, "model": "caller-1", "api_key": "sk-caller"}),
+        json!({"base_url": base, "model": "caller-1", "api_key": "sk-caller",
+               "voice": {"tts_model": "voice-1", "voice": "ash", "tts_api_key": "sk-tts"}}),
     )
     .await;
     assert_eq!(status, 200, "{sim}");
+    assert_eq!(sim["voice"]["tts_model"], "voice-1");
+    assert_eq!(sim["voice"]["tts_api_key_set"], true);
+    assert_eq!(sim["voice"]["stt_api_key_set"], false);
+    assert!(
+        !sim.to_string().contains("sk-tts"),
+        "keys are write-only: {sim}"
+    );
+    let (status, bad) = send(
+        &app,
+        &t.key,
+        reqwest::Method::PUT,
+        "/api/v1/simulator",
+        json!({"voice": {"stt_base_url": "ftp://x"}}),
+    )
+    .await;
+    assert_eq!(status, 400, "{bad}");
+    assert!(bad.to_string().contains("voice.stt_base_url"), "{bad}");
     let id = scenario(
         &app,
         &t,
@@ -281,7 +299,7 @@ async fn latency_and_barge_ins_are_measured_from_the_audio() {
     assert!(
         spoken
             .iter()
-            .all(|b| b["voice"] == "verse" && b["model"] == "tts-1"),
+            .all(|b| b["voice"] == "verse" && b["model"] == "voice-1"),
         "{spoken:?}"
     );
 

@@ -12,7 +12,7 @@ use crate::codec::judge_field;
 use crate::lifecycle::{RunState, RUN_STATE_COLUMNS};
 use crate::lookups::claimed_simulations;
 use crate::model::*;
-use crate::rows::{simulator_settings_from, Columns, SIMULATOR_COLUMNS};
+use crate::rows::{simulator_settings_from, voice_update, Columns, SIMULATOR_COLUMNS};
 use crate::simulation_rows::{progress_columns, Claimable, ABANDONED, IN_PROGRESS};
 use crate::{PgStore, Result, Simulations};
 
@@ -88,6 +88,7 @@ impl Simulations for PgStore {
         let (set_url, url) = judge_field(&patch.base_url);
         let (set_model, model) = judge_field(&patch.model);
         let (set_key, key) = judge_field(&patch.api_key);
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE projects SET
                 simulator_base_url = CASE WHEN $1 THEN $2 ELSE simulator_base_url END,
@@ -110,8 +111,17 @@ impl Simulations for PgStore {
                 .map(|b| i64::try_from(b).unwrap_or(i64::MAX)),
         )
         .bind(project_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        if let Some(columns) = patch.voice.as_ref().map(VoiceSettingsPatch::columns) {
+            let sql = voice_update(|i| format!("${i}"));
+            let mut q = sqlx::query(&sql);
+            for (set, value) in columns {
+                q = q.bind(set).bind(value);
+            }
+            q.bind(project_id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
     async fn claim_simulations(

@@ -13,7 +13,7 @@ use super::writer::in_place;
 use crate::codec::judge_field;
 use crate::lookups::claimed_simulations;
 use crate::model::*;
-use crate::rows::{simulator_settings_from, Columns, SIMULATOR_COLUMNS};
+use crate::rows::{simulator_settings_from, voice_update, Columns, SIMULATOR_COLUMNS};
 use crate::simulation_rows::{progress_columns, Claimable, ABANDONED, IN_PROGRESS};
 use crate::{Result, Simulations, SqliteStore};
 
@@ -159,8 +159,19 @@ impl Simulations for SqliteStore {
         let budget = patch
             .token_budget
             .map(|b| i64::try_from(b).unwrap_or(i64::MAX));
+        let voice = patch.voice.as_ref().map(VoiceSettingsPatch::columns);
         self.writer
             .write(in_place(move |conn| {
+                if let Some(columns) = &voice {
+                    let mut values: Vec<&dyn rusqlite::ToSql> = Vec::new();
+                    for (set, value) in columns {
+                        values.push(set);
+                        values.push(value);
+                    }
+                    values.push(&project_id);
+                    conn.prepare_cached(&voice_update(|_| "?".into()))?
+                        .execute(values.as_slice())?;
+                }
                 conn.prepare_cached(
                     "UPDATE projects SET
                         simulator_base_url = CASE WHEN ? THEN ? ELSE simulator_base_url END,
