@@ -49,8 +49,8 @@ fn side(spans: &[(u64, u64)], ms: u64, rate: u32, sound: Sound, seed: u32) -> Ve
     let mut v = vec![0i16; at(ms)];
     let mut x = seed;
     for &(a, b) in spans {
-        for i in at(a)..at(b) {
-            v[i] = match sound {
+        for (i, sample) in v.iter_mut().enumerate().take(at(b)).skip(at(a)) {
+            *sample = match sound {
                 Sound::Tone(f) => {
                     let t = i as f64 / f64::from(rate);
                     (8_000.0 * (2.0 * std::f64::consts::PI * f * t).sin()) as i16

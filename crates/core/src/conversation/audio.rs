@@ -297,32 +297,32 @@ pub(super) fn stop_time(t: &AudioTimeline) -> BuiltinOutcome {
     )
 }
 
-/// Which of the three shares.
+/// What the agent's speech is divided by: the caller's speech, all speech, or the recording.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Share {
+pub(super) enum Portion {
     /// agent / caller
-    TalkRatio,
+    Caller,
     /// agent / (agent + caller)
-    SpeechShare,
+    Speech,
     /// agent / recording
-    CallShare,
+    Call,
 }
 
-pub(super) fn share(t: &AudioTimeline, which: Share) -> BuiltinOutcome {
+pub(super) fn share(t: &AudioTimeline, which: Portion) -> BuiltinOutcome {
     let agent = total(&t.agent);
     let caller = total(&t.caller);
     let (den, reason, what) = match which {
-        Share::TalkRatio => (
+        Portion::Caller => (
             caller,
             "the caller never spoke in the recording",
             "the agent's speech per second of the caller's",
         ),
-        Share::SpeechShare => (
+        Portion::Speech => (
             agent + caller,
             "nobody spoke in the recording",
             "the agent's share of all speech",
         ),
-        Share::CallShare => (
+        Portion::Call => (
             t.duration_ms,
             "the recording is empty",
             "the agent's share of the recording",

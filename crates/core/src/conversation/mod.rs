@@ -496,7 +496,7 @@ fn compute_prepared(key: BuiltinKey, p: &Prepared, cfg: &BuiltinConfig) -> Built
         BuiltinKey::ToolCallSuccess => tool_call_success(p),
         BuiltinKey::UnnecessaryRepetition => unnecessary_repetition(p, cfg),
         BuiltinKey::EndReason => end_reason(p),
-        BuiltinKey::AudioLatency => recorded(p, |t| audio::latency(t)),
+        BuiltinKey::AudioLatency => recorded(p, audio::latency),
         BuiltinKey::AudioTimeToFirstAudio => recorded(p, audio::time_to_first_audio),
         BuiltinKey::AudioAgentInterruptingCaller => {
             recorded(p, |t| audio::interruptions(t, cfg, true))
@@ -505,9 +505,9 @@ fn compute_prepared(key: BuiltinKey, p: &Prepared, cfg: &BuiltinConfig) -> Built
             recorded(p, |t| audio::interruptions(t, cfg, false))
         }
         BuiltinKey::AudioAgentStopTime => recorded(p, audio::stop_time),
-        BuiltinKey::AudioTalkRatio => recorded(p, |t| audio::share(t, audio::Share::TalkRatio)),
-        BuiltinKey::AudioSpeechShare => recorded(p, |t| audio::share(t, audio::Share::SpeechShare)),
-        BuiltinKey::AudioCallShare => recorded(p, |t| audio::share(t, audio::Share::CallShare)),
+        BuiltinKey::AudioTalkRatio => recorded(p, |t| audio::share(t, audio::Portion::Caller)),
+        BuiltinKey::AudioSpeechShare => recorded(p, |t| audio::share(t, audio::Portion::Speech)),
+        BuiltinKey::AudioCallShare => recorded(p, |t| audio::share(t, audio::Portion::Call)),
         BuiltinKey::AudioLongestSilence => recorded(p, audio::longest_silence),
         BuiltinKey::AudioAgentSpeakingRate => recorded(p, |t| audio::speaking_rate(p, t)),
         BuiltinKey::AudioTranscriptLatencyGap => recorded(p, |t| audio::transcript_gap(p, t)),
