@@ -29,7 +29,13 @@ pub fn decode(bytes: &[u8], max_seconds: u32) -> Result<Pcm, AudioError> {
         // The WAV reader allocates at most what the bytes hold, so checking after is bounded.
         read_wav(bytes)?
     } else {
-        decode_compressed(bytes, max_seconds)?
+        // A third-party decoder on untrusted bytes: should it panic, the recording is
+        // malformed, and the process goes on.
+        std::panic::catch_unwind(|| decode_compressed(bytes, max_seconds)).unwrap_or_else(|_| {
+            Err(AudioError::Malformed(
+                "the decoder failed on this file".into(),
+            ))
+        })?
     };
     check_channels(pcm.channels.len())?;
     let limit = u64::from(max_seconds) * u64::from(pcm.sample_rate);

@@ -380,3 +380,18 @@ fn without_a_recording_audio_metrics_are_not_applicable() {
     };
     assert!(analyse(&mono, 0, &Detector::default()).is_err());
 }
+
+#[test]
+fn a_malformed_timeline_gives_numbers_not_panics() {
+    // As if read back damaged from storage: reversed, unsorted and overlapping spans.
+    let span = |start_ms, end_ms| callgrade_core::Span { start_ms, end_ms };
+    let t = AudioTimeline {
+        frame_ms: 0,
+        detector: Detector::default(),
+        duration_ms: 1_000,
+        caller: vec![span(900, 100), span(50, 60), span(40, 2_000)],
+        agent: vec![span(500, 400), span(0, 5_000), span(10, 20)],
+        clipped: [f32::NAN, 2.0],
+    };
+    assert_eq!(metrics(&t, &transcript()).len(), 11);
+}

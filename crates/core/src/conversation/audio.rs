@@ -26,6 +26,9 @@ fn secs(ms: u64) -> f64 {
     ms as f64 / 1000.0
 }
 
+// The timeline is ours (`callgrade-audio` builds it sorted and well-formed), but it may come
+// back from storage: differences saturate rather than trust that.
+
 /// What every audio result states: its resolution and the detector that found the speech.
 fn details(t: &AudioTimeline, mut own: Value) -> Value {
     if let Some(map) = own.as_object_mut() {
@@ -157,7 +160,7 @@ pub(super) fn latency(t: &AudioTimeline) -> BuiltinOutcome {
     }
     let samples: Vec<f64> = handoffs
         .iter()
-        .map(|h| secs(h.agent_start - h.caller_end))
+        .map(|h| secs(h.agent_start.saturating_sub(h.caller_end)))
         .collect();
     let s = sorted(samples.clone());
     let p50 = percentile(&s, 50.0);
@@ -167,7 +170,7 @@ pub(super) fn latency(t: &AudioTimeline) -> BuiltinOutcome {
         .map(|h| json!({
             "caller_end": secs(h.caller_end),
             "agent_start": secs(h.agent_start),
-            "latency": secs(h.agent_start - h.caller_end),
+            "latency": secs(h.agent_start.saturating_sub(h.caller_end)),
         }))
         .collect::<Vec<_>>());
     BuiltinOutcome::number(
@@ -211,7 +214,7 @@ pub(super) fn interruptions(t: &AudioTimeline, cfg: &BuiltinConfig, agent: bool)
     let mut counted = Vec::new();
     let mut below = Vec::new();
     for (h, m) in inside {
-        let overlap = secs(h.end_ms.min(m.end_ms) - m.start_ms);
+        let overlap = secs(h.end_ms.min(m.end_ms).saturating_sub(m.start_ms));
         let event = json!({
             "at": secs(m.start_ms),
             "overlap": overlap,
@@ -259,7 +262,7 @@ pub(super) fn stop_time(t: &AudioTimeline) -> BuiltinOutcome {
         }
         last_agent = Some(a);
         let censored = a.end_ms >= end;
-        let stop = secs(a.end_ms - c.start_ms);
+        let stop = secs(a.end_ms.saturating_sub(c.start_ms));
         if censored {
             cut_off += 1;
         } else {
@@ -431,7 +434,7 @@ pub(super) fn transcript_gap(p: &Prepared, t: &AudioTimeline) -> BuiltinOutcome 
         let h = audio[next + k];
         next += k + 1;
         let tl = a_start - u_end;
-        let al = secs(h.agent_start - h.caller_end);
+        let al = secs(h.agent_start.saturating_sub(h.caller_end));
         let diff = al - tl;
         if diff.abs() * 1000.0 < f64::from(t.frame_ms) {
             agreeing += 1;
