@@ -1,11 +1,18 @@
-//! Audio for callgrade, pure of I/O: the telephony codec (G.711 μ-law), WAV files, resampling
-//! and the level of a frame. Samples are signed 16-bit PCM throughout; channels are planar.
+//! Audio for callgrade, pure of I/O: the telephony codec (G.711 μ-law), WAV files, decoding
+//! compressed recordings, resampling and the level of a frame; the speech detector and the
+//! analysis of a stereo recording into the `AudioTimeline` that audio metrics read. Samples are
+//! signed 16-bit PCM throughout; channels are planar.
 
+mod analyse;
+mod decode;
 mod detect;
 pub mod mulaw;
 mod resample;
 mod wav;
 
+pub use analyse::{analyse, clipped, envelope, CLIP_LEVEL};
+pub use callgrade_core::{AudioTimeline, Detector, Span};
+pub use decode::{decode, MAX_CHANNELS};
 pub use detect::{speech_spans, Edge, SpeechTracker};
 pub use resample::resample;
 pub use wav::{is_wav, read_wav, wav_bytes, WavEncoding};

@@ -31,6 +31,8 @@ pub enum BenchCommand {
     /// Simulated callers against zero-latency fakes: runs per minute and the harness's own
     /// CPU per turn.
     Simulate(crate::bench_simulate::SimulateBench),
+    /// Audio analysis of a generated stereo recording: multiples of real time on one core.
+    Audio(crate::bench_audio::AudioBench),
     /// The parse-only baseline server (started by `bench ingest`).
     #[command(hide = true)]
     BaselineServer,
@@ -77,6 +79,7 @@ pub async fn run(cmd: BenchCommand, out: &Output) -> anyhow::Result<ExitCode> {
         BenchCommand::Ingest(args) => crate::bench_ingest::run(args, out).await,
         BenchCommand::Pages(args) => crate::bench_pages::run(args, out).await,
         BenchCommand::Simulate(args) => crate::bench_simulate::run(args, out).await,
+        BenchCommand::Audio(args) => crate::bench_audio::run(args, out),
         BenchCommand::BaselineServer => crate::bench_ingest::baseline_server().await,
     }
 }

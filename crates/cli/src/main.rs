@@ -2,6 +2,7 @@
 
 mod admin;
 mod bench;
+mod bench_audio;
 mod bench_ingest;
 mod bench_pages;
 mod bench_simulate;

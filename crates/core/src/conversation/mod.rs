@@ -15,6 +15,7 @@ use serde_json::{json, Map, Value};
 use crate::{Message, Role};
 
 // The engine's parts: preparing a transcript once, the metrics by theme, and their evidence.
+mod audio;
 mod evidence;
 mod interruptions;
 mod prepare;
@@ -248,6 +249,17 @@ pub enum BuiltinKey {
     ToolCallSuccess,
     UnnecessaryRepetition,
     EndReason,
+    AudioLatency,
+    AudioTimeToFirstAudio,
+    AudioAgentInterruptingCaller,
+    AudioCallerInterruptingAgent,
+    AudioAgentStopTime,
+    AudioTalkRatio,
+    AudioSpeechShare,
+    AudioCallShare,
+    AudioLongestSilence,
+    AudioAgentSpeakingRate,
+    AudioTranscriptLatencyGap,
 }
 
 impl BuiltinKey {
@@ -271,6 +283,17 @@ impl BuiltinKey {
             Self::ToolCallSuccess => "tool_call_success",
             Self::UnnecessaryRepetition => "unnecessary_repetition",
             Self::EndReason => "end_reason",
+            Self::AudioLatency => "audio_latency",
+            Self::AudioTimeToFirstAudio => "audio_time_to_first_audio",
+            Self::AudioAgentInterruptingCaller => "audio_agent_interrupting_caller",
+            Self::AudioCallerInterruptingAgent => "audio_caller_interrupting_agent",
+            Self::AudioAgentStopTime => "audio_agent_stop_time",
+            Self::AudioTalkRatio => "audio_talk_ratio",
+            Self::AudioSpeechShare => "audio_speech_share",
+            Self::AudioCallShare => "audio_call_share",
+            Self::AudioLongestSilence => "audio_longest_silence",
+            Self::AudioAgentSpeakingRate => "audio_agent_speaking_rate",
+            Self::AudioTranscriptLatencyGap => "audio_transcript_latency_gap",
         }
     }
 
@@ -357,6 +380,28 @@ pub const BUILTIN_METRICS: &[BuiltinMetric] = &[
         "Agent messages that repeat an earlier agent message verbatim or nearly."),
     metric(BuiltinKey::EndReason, "End reason", BuiltinOutput::Text, None,
         "Why the call ended, as the sender reported it (endedReason)."),
+    metric(BuiltinKey::AudioLatency, "Audio latency", BuiltinOutput::Numeric, SECONDS,
+        "Latency at the caller's ear, from the stereo recording: caller speech end → next agent speech start (p50)."),
+    metric(BuiltinKey::AudioTimeToFirstAudio, "Time to first audio", BuiltinOutput::Numeric, SECONDS,
+        "When the caller first hears the agent: the recording's first agent speech."),
+    metric(BuiltinKey::AudioAgentInterruptingCaller, "Audio: agent interrupting caller", BuiltinOutput::Numeric, None,
+        "Agent speech starting while the caller speaks (overlap of at least min_overlap_seconds), from the recording."),
+    metric(BuiltinKey::AudioCallerInterruptingAgent, "Audio: caller interrupting agent", BuiltinOutput::Numeric, None,
+        "Caller speech starting while the agent speaks (overlap of at least min_overlap_seconds), from the recording."),
+    metric(BuiltinKey::AudioAgentStopTime, "Agent stop time after barge-in", BuiltinOutput::Numeric, SECONDS,
+        "How fast the agent yields: caller speech start during agent speech → that agent speech's end (p50)."),
+    metric(BuiltinKey::AudioTalkRatio, "Audio talk ratio", BuiltinOutput::Numeric, None,
+        "Agent speech / caller speech in the recording."),
+    metric(BuiltinKey::AudioSpeechShare, "Audio speech share", BuiltinOutput::Numeric, None,
+        "Agent speech / (agent + caller speech) in the recording, from 0 to 1."),
+    metric(BuiltinKey::AudioCallShare, "Audio call share", BuiltinOutput::Numeric, None,
+        "Agent speech / the recording's duration, from 0 to 1."),
+    metric(BuiltinKey::AudioLongestSilence, "Audio longest silence", BuiltinOutput::Numeric, SECONDS,
+        "The longest stretch of the recording in which neither side speaks."),
+    metric(BuiltinKey::AudioAgentSpeakingRate, "Audio agent speaking rate", BuiltinOutput::Numeric, WPM,
+        "Words of the transcript's agent messages / minutes of agent speech in the recording."),
+    metric(BuiltinKey::AudioTranscriptLatencyGap, "Transcript vs audio latency", BuiltinOutput::Numeric, SECONDS,
+        "Median over paired turns of (latency heard in the recording − latency in the transcript's times)."),
 ];
 
 /// The catalogue entry of a key.
@@ -395,6 +440,26 @@ impl BuiltinKey {
                 | InfrastructureIssues
                 | AgentWordsPerMinute
                 | UserWordsPerMinute
+        ) || self.needs_recording()
+    }
+
+    /// Whether the metric is computed from the call's stereo recording (and is not applicable
+    /// to a call without one).
+    pub fn needs_recording(self) -> bool {
+        use BuiltinKey::*;
+        matches!(
+            self,
+            AudioLatency
+                | AudioTimeToFirstAudio
+                | AudioAgentInterruptingCaller
+                | AudioCallerInterruptingAgent
+                | AudioAgentStopTime
+                | AudioTalkRatio
+                | AudioSpeechShare
+                | AudioCallShare
+                | AudioLongestSilence
+                | AudioAgentSpeakingRate
+                | AudioTranscriptLatencyGap
         )
     }
 }
@@ -431,6 +496,32 @@ fn compute_prepared(key: BuiltinKey, p: &Prepared, cfg: &BuiltinConfig) -> Built
         BuiltinKey::ToolCallSuccess => tool_call_success(p),
         BuiltinKey::UnnecessaryRepetition => unnecessary_repetition(p, cfg),
         BuiltinKey::EndReason => end_reason(p),
+        BuiltinKey::AudioLatency => recorded(p, audio::latency),
+        BuiltinKey::AudioTimeToFirstAudio => recorded(p, audio::time_to_first_audio),
+        BuiltinKey::AudioAgentInterruptingCaller => {
+            recorded(p, |t| audio::interruptions(t, cfg, true))
+        }
+        BuiltinKey::AudioCallerInterruptingAgent => {
+            recorded(p, |t| audio::interruptions(t, cfg, false))
+        }
+        BuiltinKey::AudioAgentStopTime => recorded(p, audio::stop_time),
+        BuiltinKey::AudioTalkRatio => recorded(p, |t| audio::share(t, audio::Portion::Caller)),
+        BuiltinKey::AudioSpeechShare => recorded(p, |t| audio::share(t, audio::Portion::Speech)),
+        BuiltinKey::AudioCallShare => recorded(p, |t| audio::share(t, audio::Portion::Call)),
+        BuiltinKey::AudioLongestSilence => recorded(p, audio::longest_silence),
+        BuiltinKey::AudioAgentSpeakingRate => recorded(p, |t| audio::speaking_rate(p, t)),
+        BuiltinKey::AudioTranscriptLatencyGap => recorded(p, |t| audio::transcript_gap(p, t)),
+    }
+}
+
+/// An audio metric: not applicable without a recording.
+fn recorded(
+    p: &Prepared,
+    metric: impl FnOnce(&crate::AudioTimeline) -> BuiltinOutcome,
+) -> BuiltinOutcome {
+    match p.audio {
+        Some(t) => metric(t),
+        None => audio::not_applicable(),
     }
 }
 

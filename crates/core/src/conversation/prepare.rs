@@ -27,6 +27,7 @@ pub(super) struct RoleCounts {
 pub(super) struct Prepared<'a> {
     pub(super) messages: &'a [Message],
     pub(super) ended_reason: &'a str,
+    pub(super) audio: Option<&'a crate::AudioTimeline>,
     pub(super) duration: Result<f64, String>,
     /// Agent and user messages, in order.
     pub(super) rows: Vec<Row>,
@@ -149,6 +150,7 @@ impl<'a> Prepared<'a> {
         Self {
             messages: conv.messages,
             ended_reason: conv.ended_reason,
+            audio: conv.audio,
             duration,
             rows,
             bot,

@@ -95,7 +95,7 @@ fn get<'o>(outcomes: &'o [(&'static str, BuiltinOutcome)], key: &str) -> &'o Bui
 // The catalogue and the configuration.
 
 #[test]
-fn catalogue_has_the_eighteen_keys_in_order() {
+fn catalogue_has_the_twenty_nine_keys_in_order() {
     let keys: Vec<&str> = BUILTIN_METRICS.iter().map(|m| m.key.as_str()).collect();
     assert_eq!(
         keys,
@@ -118,6 +118,17 @@ fn catalogue_has_the_eighteen_keys_in_order() {
             "tool_call_success",
             "unnecessary_repetition",
             "end_reason",
+            "audio_latency",
+            "audio_time_to_first_audio",
+            "audio_agent_interrupting_caller",
+            "audio_caller_interrupting_agent",
+            "audio_agent_stop_time",
+            "audio_talk_ratio",
+            "audio_speech_share",
+            "audio_call_share",
+            "audio_longest_silence",
+            "audio_agent_speaking_rate",
+            "audio_transcript_latency_gap",
         ]
     );
     assert_eq!(builtin_metric("agent_latency").unwrap().unit, Some("s"));
