@@ -13,6 +13,7 @@ mod error;
 pub mod evaluation;
 pub mod ingest;
 pub mod metrics;
+pub mod recordings;
 pub mod runs;
 mod settings;
 pub mod simulation;

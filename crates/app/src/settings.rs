@@ -19,6 +19,12 @@ pub struct AppSettings {
     pub judge: callgrade_eval::JudgeDefaults,
     pub script_limits: callgrade_eval::ScriptLimits,
     pub simulation: crate::simulation::SimulationSettings,
+    /// Where calls' recordings are kept.
+    pub recordings: crate::recordings::RecordingStore,
+    /// The largest recording accepted, in bytes.
+    pub max_recording_bytes: usize,
+    /// The longest recording accepted, in seconds.
+    pub max_recording_seconds: u32,
 }
 
 impl Default for AppSettings {
@@ -32,6 +38,9 @@ impl Default for AppSettings {
             judge: Default::default(),
             script_limits: Default::default(),
             simulation: Default::default(),
+            recordings: Default::default(),
+            max_recording_bytes: 64 * 1024 * 1024,
+            max_recording_seconds: 4 * 60 * 60,
         }
     }
 }

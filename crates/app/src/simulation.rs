@@ -497,12 +497,33 @@ async fn conduct(app: &App, worker: &str, claim: ClaimedSimulation) {
                     );
                     return fail(reason, record).await;
                 }
-                Ok(_) => {}
+                Ok(receipt) => {
+                    if let (Some(recording), Some(call)) =
+                        (&outcome.recording, receipt.calls.first())
+                    {
+                        keep_recording(app, claim.project_id, &call.call_id, recording).await;
+                    }
+                }
             }
         }
     }
     if let Err(e) = app.store.release_simulation(run_id, worker).await {
         tracing::warn!(run_id, error = %e, "could not release a simulated run");
+    }
+}
+
+/// Keeps a voice call's recording (μ-law, as the line carried it; the caller left, the agent
+/// right) and has the call evaluated again with its audio.
+async fn keep_recording(
+    app: &App,
+    project_id: i64,
+    call_id: &str,
+    recording: &callgrade_sim::Recording,
+) {
+    let bytes = callgrade_audio::wav_bytes(&recording.pcm, callgrade_audio::WavEncoding::Mulaw);
+    let origin = crate::recordings::Origin::Simulation;
+    if let Err(e) = crate::recordings::attach(app, project_id, call_id, bytes, origin, 1).await {
+        tracing::warn!(call_id, error = %e, "could not keep a simulated call's recording");
     }
 }
 

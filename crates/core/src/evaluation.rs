@@ -175,4 +175,6 @@ pub struct CallForEvaluation {
     pub messages: Vec<Message>,
     pub metadata: Value,
     pub channel: crate::Channel,
+    /// The speech in the call's stereo recording, when it has one.
+    pub audio: Option<crate::AudioTimeline>,
 }

@@ -108,7 +108,7 @@ impl Evaluator {
             duration_seconds: call.duration_seconds,
             messages: &call.messages,
             ended_reason: &call.ended_reason,
-            audio: None,
+            audio: call.audio.as_ref(),
         };
         let defaults = BuiltinConfig::default();
         let builtins: HashMap<BuiltinKey, BuiltinOutcome> =

@@ -25,7 +25,12 @@ pub(crate) async fn evaluation_inputs(
         false => Vec::new(),
     };
     let mut inputs = Vec::with_capacity(calls.len());
-    for call in calls {
+    for mut call in calls {
+        // A recording's speech timeline feeds the audio metrics.
+        call.audio = store
+            .recording(project_id, &call.call_id)
+            .await?
+            .map(|r| r.timeline);
         let agent = call
             .agent_id
             .and_then(|id| agents.iter().find(|a| a.id == id).cloned());

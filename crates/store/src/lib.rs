@@ -74,10 +74,22 @@ pub enum StoreError {
 
 /// The persistence operations of callgrade, one trait per capability; a backend implements each
 /// (`sqlite/` and `postgres/` have one file per capability). Callers hold an `Arc<dyn Store>`.
-pub trait Store: Projects + Ingest + Calls + TestRuns + Metrics + JobQueue + Simulations {}
+pub trait Store:
+    Projects + Ingest + Calls + TestRuns + Metrics + JobQueue + Simulations + Recordings
+{
+}
 
-impl<T: Projects + Ingest + Calls + TestRuns + Metrics + JobQueue + Simulations + ?Sized> Store
-    for T
+impl<
+        T: Projects
+            + Ingest
+            + Calls
+            + TestRuns
+            + Metrics
+            + JobQueue
+            + Simulations
+            + Recordings
+            + ?Sized,
+    > Store for T
 {
 }
 
@@ -210,6 +222,14 @@ pub trait TestRuns: Send + Sync + 'static {
         label: &str,
         except: i64,
     ) -> Result<Option<i64>>;
+}
+
+/// Calls' recordings: where each one's audio is, and what its analysis found.
+#[async_trait]
+pub trait Recordings: Send + Sync + 'static {
+    /// Records (or replaces) a call's recording; false when the call is not the project's.
+    async fn put_recording(&self, recording: &StoredRecording) -> Result<bool>;
+    async fn recording(&self, project_id: i64, call_id: &str) -> Result<Option<StoredRecording>>;
 }
 
 /// Simulated runs: the simulator endpoint, and the queue of conversations that instances

@@ -212,6 +212,8 @@ pub(crate) fn call_for_evaluation_from(row: &impl Columns) -> Result<CallForEval
         channel: summary.channel,
         messages: from_json(&row.text("messages")?)?,
         metadata: from_json(&row.text("metadata")?)?,
+        // Read beside the call's agent and scenario (`inputs.rs`).
+        audio: None,
     })
 }
 
@@ -478,5 +480,33 @@ pub(crate) fn summary_entry_from(row: &impl Columns) -> Result<callgrade_core::S
             .map(from_json)
             .transpose()?,
         passed: row.opt_flag("passed")?,
+    })
+}
+
+pub(crate) const RECORDING_COLUMNS: &str = "call_id, project_id, object_key, content_type,
+    size_bytes, sample_rate, channels, duration_ms, agent_channel, origin, timeline, envelope,
+    bucket_ms, created_at";
+
+pub(crate) fn recording_from(row: &impl Columns) -> Result<StoredRecording> {
+    let timeline = row.text("timeline")?;
+    let envelope = row.text("envelope")?;
+    let small = |c: &str| -> Result<u32> { Ok(u32::try_from(row.int(c)?.max(0)).unwrap_or(0)) };
+    Ok(StoredRecording {
+        call_id: row.text("call_id")?,
+        project_id: row.int("project_id")?,
+        object_key: row.text("object_key")?,
+        content_type: row.text("content_type")?,
+        size_bytes: u64::try_from(row.int("size_bytes")?.max(0)).unwrap_or(0),
+        sample_rate: small("sample_rate")?,
+        channels: small("channels")?,
+        duration_ms: u64::try_from(row.int("duration_ms")?.max(0)).unwrap_or(0),
+        agent_channel: small("agent_channel")?,
+        origin: row.text("origin")?,
+        timeline: serde_json::from_str(&timeline)
+            .map_err(|e| crate::StoreError::Corrupt(format!("a recording's timeline: {e}")))?,
+        envelope: serde_json::from_str(&envelope)
+            .map_err(|e| crate::StoreError::Corrupt(format!("a recording's envelope: {e}")))?,
+        bucket_ms: small("bucket_ms")?,
+        created_at: time(row.int("created_at")?)?,
     })
 }

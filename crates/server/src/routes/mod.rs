@@ -5,6 +5,7 @@ mod extract;
 mod health;
 pub(crate) mod metrics;
 mod project;
+mod recordings;
 mod runs;
 mod scenarios;
 mod webhook;
@@ -39,6 +40,7 @@ pub(crate) fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(calls::list_calls))
         .routes(routes!(calls::get_call))
         .routes(routes!(calls::get_call_raw))
+        .routes(routes!(recordings::get_recording))
         .routes(routes!(deliveries::list_deliveries))
         .routes(routes!(deliveries::get_delivery))
         .routes(routes!(project::get_project, project::update_project))

@@ -343,4 +343,85 @@ async fn latency_and_barge_ins_are_measured_from_the_audio() {
             "stop time {s} ms: {stops:?}"
         );
     }
+    drop(script);
+    drop(spoken);
+
+    // The recording: stereo μ-law as the line carried it, caller left, agent right; seekable.
+    let call_id = run["call_id"].as_str().unwrap();
+    let url = format!("{}/api/v1/calls/{call_id}/recording", app.base);
+    let whole = app
+        .client
+        .get(&url)
+        .bearer_auth(&t.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(whole.status(), 200);
+    assert_eq!(whole.headers()["content-type"], "audio/wav");
+    assert_eq!(whole.headers()["accept-ranges"], "bytes");
+    let bytes = whole.bytes().await.unwrap();
+    let pcm = callgrade_audio::read_wav(&bytes).unwrap();
+    assert_eq!((pcm.sample_rate, pcm.channels.len()), (8000, 2));
+    let part = app
+        .client
+        .get(&url)
+        .bearer_auth(&t.key)
+        .header("Range", "bytes=0-43")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(
+        part.headers()["content-range"],
+        format!("bytes 0-43/{}", bytes.len()).as_str()
+    );
+    assert_eq!(part.bytes().await.unwrap(), bytes.slice(0..44));
+    let past = app
+        .client
+        .get(&url)
+        .bearer_auth(&t.key)
+        .header("Range", format!("bytes={}-", bytes.len()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(past.status(), 416);
+    let (status, _) = app
+        .api("bad-key", &format!("/api/v1/calls/{call_id}/recording"))
+        .await;
+    assert_eq!(status, 401);
+
+    // The audio metrics, from the stored recording, once the call is evaluated again with it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let metric = |call: &Value, name: &str| {
+        call["evaluations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["metric_name"] == name)
+            .cloned()
+    };
+    let call = loop {
+        let (_, call) = app.api(&t.key, &format!("/api/v1/calls/{call_id}")).await;
+        if metric(&call, "audio_latency").is_some_and(|e| e["value"].is_number()) {
+            break call;
+        }
+        assert!(Instant::now() < deadline, "no audio metrics: {call:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let ms = |name: &str| metric(&call, name).unwrap()["value"].as_f64().unwrap() * 1000.0;
+    // The median of the programmed delays (300, 700, 1100 in turn) is 700 ms.
+    assert!(
+        (ms("audio_latency") - 700.0).abs() <= TOLERANCE_MS,
+        "{:#}",
+        metric(&call, "audio_latency").unwrap()
+    );
+    assert!(
+        (ms("audio_agent_stop_time") - STOP_AFTER_BARGE_IN_MS as f64).abs() <= TOLERANCE_MS,
+        "{:#}",
+        metric(&call, "audio_agent_stop_time").unwrap()
+    );
+    assert_eq!(
+        metric(&call, "audio_caller_interrupting_agent").unwrap()["value"],
+        3.0
+    );
 }

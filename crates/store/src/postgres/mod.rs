@@ -19,6 +19,7 @@ mod ingest;
 mod jobs;
 mod metrics;
 mod projects;
+mod recordings;
 mod runs;
 mod simulations;
 

@@ -20,6 +20,7 @@ mod jobs;
 mod lite;
 mod metrics;
 mod projects;
+mod recordings;
 mod runs;
 mod simulations;
 mod writer;

@@ -1,0 +1,225 @@
+//! Calls' recordings: the audio goes to the recording store (the data directory, or an
+//! S3-compatible bucket for several instances), its analysis to the database. Attaching one
+//! decodes and analyses it first, so a recording that cannot be measured is refused whole;
+//! the object is written before its row, so a recording the store lists is always readable.
+
+use callgrade_audio::{analyse, decode, envelope, Detector, Pcm};
+use callgrade_store::StoredRecording;
+use object_store::{path::Path, ObjectStore, PutPayload};
+use std::sync::Arc;
+
+use crate::{evaluation, App, AppError, Result};
+
+/// The waveform's resolution: one peak per side per bucket.
+pub const BUCKET_MS: u32 = 50;
+
+/// Where recordings are kept.
+#[derive(Clone)]
+pub struct RecordingStore {
+    objects: Arc<dyn ObjectStore>,
+    /// What a log line or a page may say of it (no credentials).
+    pub describe: String,
+}
+
+impl std::fmt::Debug for RecordingStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe)
+    }
+}
+
+impl Default for RecordingStore {
+    /// In memory: for tests and for commands that do not serve recordings.
+    fn default() -> Self {
+        Self {
+            objects: Arc::new(object_store::memory::InMemory::new()),
+            describe: "memory".into(),
+        }
+    }
+}
+
+impl RecordingStore {
+    /// A directory of this machine (created if missing).
+    pub fn directory(dir: &std::path::Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let objects = object_store::local::LocalFileSystem::new_with_prefix(dir)
+            .map_err(std::io::Error::other)?;
+        Ok(Self {
+            objects: Arc::new(objects),
+            describe: dir.display().to_string(),
+        })
+    }
+
+    /// An S3-compatible bucket, `s3://bucket[/prefix]`; credentials, region and endpoint
+    /// come from the usual `AWS_*` variables (`AWS_ENDPOINT` and `AWS_ALLOW_HTTP=true` for
+    /// a local server).
+    pub fn s3(url: &str) -> std::result::Result<Self, String> {
+        let rest = url
+            .strip_prefix("s3://")
+            .ok_or_else(|| format!("a recordings URL is s3://bucket[/prefix], got {url:?}"))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(format!("the recordings URL {url:?} names no bucket"));
+        }
+        let s3 = object_store::aws::AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .build()
+            .map_err(|e| format!("the recordings bucket {url:?}: {e}"))?;
+        let objects: Arc<dyn ObjectStore> = match prefix.trim_matches('/') {
+            "" => Arc::new(s3),
+            p => Arc::new(object_store::prefix::PrefixStore::new(s3, p)),
+        };
+        Ok(Self {
+            objects,
+            describe: url.to_owned(),
+        })
+    }
+}
+
+/// Where a recording came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Simulation,
+    Upload,
+}
+
+impl Origin {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Simulation => "simulation",
+            Self::Upload => "upload",
+        }
+    }
+}
+
+/// Decodes, analyses and keeps `bytes` as the call's recording (replacing one it had), then
+/// queues the call for evaluation so the audio metrics see it.
+pub async fn attach(
+    app: &App,
+    project_id: i64,
+    call_id: &str,
+    bytes: Vec<u8>,
+    origin: Origin,
+    agent_channel: u32,
+) -> Result<StoredRecording> {
+    let limit = app.settings.max_recording_bytes;
+    if bytes.len() > limit {
+        return Err(AppError::bad_request(format!(
+            "the recording is {} bytes, over the {limit}-byte limit (--max-recording-bytes)",
+            bytes.len()
+        )));
+    }
+    if agent_channel > 1 {
+        return Err(AppError::bad_request(format!(
+            "agent_channel must be 0 or 1, got {agent_channel}"
+        )));
+    }
+    if app.store.call(project_id, call_id).await?.is_none() {
+        return Err(AppError::not_found(format!(
+            "no call {call_id} in this project"
+        )));
+    }
+    // Decoding and analysis are CPU work: off the async threads.
+    let max_seconds = app.settings.max_recording_seconds;
+    let (bytes, analysed) = tokio::task::spawn_blocking(move || {
+        let analysed = measure(&bytes, agent_channel, max_seconds);
+        (bytes, analysed)
+    })
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "the recording analysis panicked");
+        AppError::Internal
+    })?;
+    let (pcm, timeline, envelope) = analysed.map_err(AppError::BadRequest)?;
+    let content_type = content_type(&bytes);
+    let object_key = format!("{project_id}/{call_id}");
+    let size_bytes = bytes.len() as u64;
+    app.settings
+        .recordings
+        .objects
+        .put(&Path::from(object_key.as_str()), PutPayload::from(bytes))
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, store = %app.settings.recordings.describe, "could not write a recording");
+            AppError::Unavailable("the recording store could not take the recording; try again".into())
+        })?;
+    let recording = StoredRecording {
+        call_id: call_id.to_owned(),
+        project_id,
+        object_key,
+        content_type: content_type.into(),
+        size_bytes,
+        sample_rate: pcm.sample_rate,
+        channels: pcm.channels.len() as u32,
+        duration_ms: pcm.duration_ms(),
+        agent_channel,
+        origin: origin.as_str().into(),
+        timeline,
+        envelope,
+        bucket_ms: BUCKET_MS,
+        created_at: app.now(),
+    };
+    if !app.store.put_recording(&recording).await? {
+        return Err(AppError::not_found(format!(
+            "no call {call_id} in this project"
+        )));
+    }
+    evaluation::enqueue(app, project_id, call_id).await?;
+    Ok(recording)
+}
+
+type Measured = (Pcm, callgrade_core::AudioTimeline, [Vec<u8>; 2]);
+
+fn measure(
+    bytes: &[u8],
+    agent_channel: u32,
+    max_seconds: u32,
+) -> std::result::Result<Measured, String> {
+    let pcm =
+        decode(bytes, max_seconds).map_err(|e| format!("the recording cannot be used: {e}"))?;
+    let timeline = analyse(&pcm, agent_channel as usize, &Detector::default())
+        .map_err(|e| format!("the recording cannot be measured: {e}"))?;
+    let agent = agent_channel as usize;
+    let peaks = |c: usize| envelope(&pcm.channels[c], pcm.sample_rate, BUCKET_MS);
+    let envelope = [peaks(1 - agent), peaks(agent)];
+    Ok((pcm, timeline, envelope))
+}
+
+/// The recording's type, from its first bytes.
+fn content_type(bytes: &[u8]) -> &'static str {
+    match bytes {
+        [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'A', b'V', b'E', ..] => "audio/wav",
+        [b'f', b'L', b'a', b'C', ..] => "audio/flac",
+        [b'O', b'g', b'g', b'S', ..] => "audio/ogg",
+        [b'I', b'D', b'3', ..] | [0xFF, 0xE0..=0xFF, ..] => "audio/mpeg",
+        [_, _, _, _, b'f', b't', b'y', b'p', ..] => "audio/mp4",
+        _ => "application/octet-stream",
+    }
+}
+
+/// A call's recording and its bytes (all of them, or `range` of them).
+pub async fn read(
+    app: &App,
+    project_id: i64,
+    call_id: &str,
+    range: Option<std::ops::Range<u64>>,
+) -> Result<(StoredRecording, Vec<u8>)> {
+    let Some(recording) = app.store.recording(project_id, call_id).await? else {
+        return Err(AppError::not_found(format!(
+            "call {call_id} has no recording"
+        )));
+    };
+    let path = Path::from(recording.object_key.as_str());
+    let objects = &app.settings.recordings.objects;
+    let read = match range {
+        Some(r) => objects.get_range(&path, r).await.map(|b| b.to_vec()),
+        None => match objects.get(&path).await {
+            Ok(got) => got.bytes().await.map(|b| b.to_vec()),
+            Err(e) => Err(e),
+        },
+    };
+    let bytes = read.map_err(|e| {
+        tracing::error!(error = %e, key = %recording.object_key, "could not read a recording");
+        AppError::Unavailable("the recording store could not be read; try again".into())
+    })?;
+    Ok((recording, bytes))
+}
