@@ -1,6 +1,7 @@
 //! `callgrade serve`: the HTTP server.
 
 use anyhow::Context;
+use callgrade_app::recordings::RecordingStore;
 use callgrade_app::{App, AppSettings, Retention};
 use callgrade_core::Limits;
 use callgrade_server::{AppState, HttpLimits, RateLimit, Settings};
@@ -169,10 +170,28 @@ pub struct EvalArgs {
           default_value_t = defaults().app.simulation.lease.num_seconds() as u64,
           value_parser = clap::value_parser!(u64).range(5..=3600))]
     simulation_lease: u64,
+    /// Where calls' recordings are kept: `s3://bucket[/prefix]` (credentials and endpoint from
+    /// the AWS_* variables) for several instances; default `<data-dir>/recordings`.
+    #[arg(long, env = "CALLGRADE_RECORDINGS_URL")]
+    recordings_url: Option<String>,
+    /// The largest recording accepted, in bytes.
+    #[arg(long, env = "CALLGRADE_MAX_RECORDING_BYTES",
+          default_value_t = defaults().app.max_recording_bytes as u64,
+          value_parser = clap::value_parser!(u64).range(1024..=4_294_967_296))]
+    max_recording_bytes: u64,
 }
 
 impl EvalArgs {
-    fn apply(&self, settings: &mut AppSettings) {
+    fn apply(&self, settings: &mut AppSettings, db: &DbArgs) -> anyhow::Result<()> {
+        settings.recordings = match &self.recordings_url {
+            Some(url) => RecordingStore::s3(url).map_err(anyhow::Error::msg)?,
+            None => {
+                let dir = db.data_dir.join("recordings");
+                RecordingStore::directory(&dir)
+                    .with_context(|| format!("cannot use {} for recordings", dir.display()))?
+            }
+        };
+        settings.max_recording_bytes = usize::try_from(self.max_recording_bytes).unwrap_or(usize::MAX);
         settings.workers.count = self.workers as usize;
         settings.workers.lease = TimeDelta::seconds(self.job_lease as i64);
         settings.judge.base_url = self.judge_base_url.clone();
@@ -186,6 +205,7 @@ impl EvalArgs {
         settings.simulation.default_model = self.simulator_model.clone();
         settings.simulation.default_api_key = self.simulator_api_key.clone();
         settings.simulation.lease = TimeDelta::seconds(self.simulation_lease as i64);
+        Ok(())
     }
 }
 
@@ -203,7 +223,7 @@ pub async fn worker(db: &DbArgs, args: WorkerArgs) -> anyhow::Result<ExitCode> {
     init_logging(args.log_format);
     let store = db.open().await?;
     let mut settings = AppSettings::default();
-    args.eval.apply(&mut settings);
+    args.eval.apply(&mut settings, db)?;
     if settings.workers.count == 0 && settings.simulation.slots == 0 {
         anyhow::bail!("--workers or --simulation-slots must be at least 1 for `callgrade worker`");
     }
@@ -241,7 +261,7 @@ pub async fn run(db: &DbArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
         },
         ..AppSettings::default()
     };
-    args.eval.apply(&mut settings.app);
+    args.eval.apply(&mut settings.app, db)?;
     settings.http = HttpLimits {
         header_read_timeout: std::time::Duration::from_secs(args.header_timeout),
         body_read_timeout: std::time::Duration::from_secs(args.body_timeout),
