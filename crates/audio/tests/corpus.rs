@@ -395,3 +395,23 @@ fn a_malformed_timeline_gives_numbers_not_panics() {
     };
     assert_eq!(metrics(&t, &transcript()).len(), 11);
 }
+
+#[test]
+fn damaged_compressed_files_are_errors_or_audio_never_panics() {
+    let flac = include_bytes!("fixtures/call-8k.flac");
+    for cut in [0, 4, 41, 42, 100, 1_000, flac.len() / 2] {
+        let _ = decode(&flac[..cut], 600);
+    }
+    let mut x = 1u32;
+    for _ in 0..20 {
+        let mut bytes = flac.to_vec();
+        for _ in 0..50 {
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            let i = (x >> 8) as usize % bytes.len();
+            bytes[i] ^= (x >> 24) as u8 | 1;
+        }
+        if let Ok(pcm) = decode(&bytes, 600) {
+            assert!(pcm.channels.len() <= 2);
+        }
+    }
+}
