@@ -31,6 +31,9 @@ pub enum BenchCommand {
     /// Simulated callers against zero-latency fakes: runs per minute and the harness's own
     /// CPU per turn.
     Simulate(crate::bench_simulate::SimulateBench),
+    /// Voice simulations at once against in-process fakes, and whether each kept its 20 ms
+    /// frame pacing (p99 send lateness under 10 ms).
+    Voice(crate::bench_voice::VoiceBench),
     /// Audio analysis of a generated stereo recording: multiples of real time on one core.
     Audio(crate::bench_audio::AudioBench),
     /// The parse-only baseline server (started by `bench ingest`).
@@ -80,6 +83,7 @@ pub async fn run(cmd: BenchCommand, out: &Output) -> anyhow::Result<ExitCode> {
         BenchCommand::Pages(args) => crate::bench_pages::run(args, out).await,
         BenchCommand::Simulate(args) => crate::bench_simulate::run(args, out).await,
         BenchCommand::Audio(args) => crate::bench_audio::run(args, out),
+        BenchCommand::Voice(args) => crate::bench_voice::run(args, out).await,
         BenchCommand::BaselineServer => crate::bench_ingest::baseline_server().await,
     }
 }

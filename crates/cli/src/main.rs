@@ -6,6 +6,7 @@ mod bench_audio;
 mod bench_ingest;
 mod bench_pages;
 mod bench_simulate;
+mod bench_voice;
 mod check;
 mod ci_report;
 mod corpus;

@@ -191,7 +191,8 @@ impl EvalArgs {
                     .with_context(|| format!("cannot use {} for recordings", dir.display()))?
             }
         };
-        settings.max_recording_bytes = usize::try_from(self.max_recording_bytes).unwrap_or(usize::MAX);
+        settings.max_recording_bytes =
+            usize::try_from(self.max_recording_bytes).unwrap_or(usize::MAX);
         settings.workers.count = self.workers as usize;
         settings.workers.lease = TimeDelta::seconds(self.job_lease as i64);
         settings.judge.base_url = self.judge_base_url.clone();
