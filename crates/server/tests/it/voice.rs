@@ -284,7 +284,7 @@ async fn latency_and_barge_ins_are_measured_from_the_audio() {
         .await;
     assert_eq!(call["channel"], "voice", "{call:#}");
 
-    let script = script.lock().unwrap();
+    let script = std::mem::take(&mut *script.lock().unwrap());
     assert_eq!(script.custom_parameters["tenant"], "acme");
     assert_eq!(script.custom_parameters["run_id"], run["id"].to_string());
     assert_eq!(script.custom_parameters["scenario_id"], id.to_string());
@@ -295,7 +295,7 @@ async fn latency_and_barge_ins_are_measured_from_the_audio() {
         "marks come back: {:?}",
         script.marks_back
     );
-    let spoken = speech.spoken.lock().unwrap();
+    let spoken = speech.spoken.lock().unwrap().clone();
     assert!(
         spoken
             .iter()
@@ -343,8 +343,6 @@ async fn latency_and_barge_ins_are_measured_from_the_audio() {
             "stop time {s} ms: {stops:?}"
         );
     }
-    drop(script);
-    drop(spoken);
 
     // The recording: stereo μ-law as the line carried it, caller left, agent right; seekable.
     let call_id = run["call_id"].as_str().unwrap();

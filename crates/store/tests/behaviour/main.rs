@@ -17,10 +17,11 @@ mod ingest;
 mod jobs;
 mod metrics;
 mod projects;
+mod recordings;
 mod runs;
 mod simulations;
 
-use {ingest::*, jobs::*, metrics::*, projects::*, runs::*, simulations::*};
+use {ingest::*, jobs::*, metrics::*, projects::*, recordings::*, runs::*, simulations::*};
 
 // ---- Backends ----
 
@@ -60,6 +61,7 @@ on_every_backend! {
     story_call_filters => sqlite_call_filters, postgres_call_filters;
     story_job_signal => sqlite_job_signal, postgres_job_signal;
     story_simulations => sqlite_simulations, postgres_simulations;
+    story_recordings => sqlite_recordings, postgres_recordings;
 }
 
 fn t(s: &str) -> DateTime<Utc> {
