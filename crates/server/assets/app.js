@@ -8,3 +8,24 @@ document.addEventListener("click", (event) => {
     setTimeout(() => { button.textContent = label; }, 1200);
   });
 });
+
+// The call page's recording: a transcript row or a point on the waveform plays from there.
+document.addEventListener("click", (event) => {
+  const audio = document.getElementById("recording");
+  if (!audio) return;
+  const wave = event.target.closest("#waveform");
+  let at = null;
+  if (wave) {
+    const box = wave.getBoundingClientRect();
+    const scale = wave.viewBox.baseVal.width / box.width;
+    const x = (event.clientX - box.left) * scale;
+    at = (x - Number(wave.dataset.left)) / Number(wave.dataset.pxPerSecond);
+  } else {
+    const row = event.target.closest("tr[data-at]");
+    if (!row || event.target.closest("a, button, summary")) return;
+    at = Number(row.dataset.at);
+  }
+  if (!Number.isFinite(at) || at < 0) return;
+  audio.currentTime = at;
+  audio.play();
+});

@@ -5,7 +5,7 @@ mod extract;
 mod health;
 pub(crate) mod metrics;
 mod project;
-mod recordings;
+pub(crate) mod recordings;
 mod runs;
 mod scenarios;
 mod webhook;

@@ -61,10 +61,18 @@ pub async fn get_recording(
     ApiPath(call_id): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let Some(recording) = state.app.store.recording(project.id, &call_id).await? else {
-        return Err(ApiError::not_found(format!(
-            "call {call_id} has no recording"
-        )));
+    serve(&state, project.id, &call_id, &headers).await
+}
+
+/// The recording's bytes (all, or the one range asked for), for the API and the dashboard.
+pub(crate) async fn serve(
+    state: &AppState,
+    project_id: i64,
+    call_id: &str,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let Some(recording) = state.app.store.recording(project_id, call_id).await? else {
+        return Err(ApiError::not_found(format!("call {call_id} has no recording")));
     };
     let len = recording.size_bytes;
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
@@ -80,8 +88,7 @@ pub async fn get_recording(
             return Ok(r);
         }
     };
-    let (recording, bytes) =
-        recordings::read(&state.app, project.id, &call_id, part.clone()).await?;
+    let (recording, bytes) = recordings::read(&state.app, project_id, call_id, part.clone()).await?;
     let content_type = HeaderValue::from_str(&recording.content_type)
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));
     let mut response = (status, bytes).into_response();

@@ -31,6 +31,10 @@ pub fn router() -> Router<AppState> {
         .route("/projects/{id}/calls/{call_id}", get(pages::call))
         .route("/projects/{id}/calls/{call_id}/raw", get(pages::call_raw))
         .route(
+            "/projects/{id}/calls/{call_id}/recording",
+            get(pages::call_recording),
+        )
+        .route(
             "/projects/{id}/calls/{call_id}/evaluate",
             post(pages::evaluate),
         )

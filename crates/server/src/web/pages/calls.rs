@@ -3,6 +3,7 @@
 use super::*;
 use crate::web::timeline::{layout, tool_label, Timeline, LEFT, PLOT};
 use callgrade_core::{BuiltinConfig, Channel, Conversation, Evidence, Message};
+use callgrade_store::StoredRecording;
 
 #[derive(Clone, Deserialize, serde::Serialize, Default)]
 pub struct CallsQuery {
@@ -185,6 +186,7 @@ pub async fn call(
     Path((id, call_id)): Path<(String, String)>,
 ) -> Page {
     let (project, call) = load_call(&state, &id, &call_id).await?;
+    let recording = state.app.store.recording(project.id, &call_id).await?;
     let s = &call.summary;
     let raw_link = format!("/projects/{}/calls/{}/raw", project.id, s.call_id);
     Ok(page(&s.external_id, Some(&admin), Some(&project), html! {
@@ -207,6 +209,9 @@ pub async fn call(
         }
         h2 { "Transcript" }
         (timeline(&call))
+        @if let Some(r) = &recording {
+            (recording_player(&project, &call, r))
+        }
         h2 { "Metrics" }
         @if call.evaluations.is_empty() {
             p.muted { "Not evaluated yet." }
@@ -243,6 +248,19 @@ pub async fn call(
 }
 
 /// A call's payload as received, to download whole (the page shows only its beginning).
+/// The call's recording for the page's player, with range requests so it can seek.
+pub async fn call_recording(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path((id, call_id)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
+) -> Page {
+    let project = load_project(&state, &id).await?;
+    crate::routes::recordings::serve(&state, project.id, &call_id, &headers)
+        .await
+        .map_err(|_| error(StatusCode::NOT_FOUND, "this call has no recording"))
+}
+
 pub async fn call_raw(
     State(state): State<AppState>,
     _admin: Admin,
@@ -411,7 +429,7 @@ fn transcript(call: &CallDetail, evidence: &Evidence, speech: bool) -> Markup {
             @for (i, (m, gap)) in call.messages.iter().zip(gaps).enumerate() {
                 @let slow = m.role == Role::Bot && gap.is_some_and(|g| g > SLOW_SECONDS);
                 @let class = match gap { Some(g) if g < 0.0 && counted(i) => "overlap", _ if slow => "slow", _ => "" };
-                tr id={ "msg-" (i) } class=(class) {
+                tr id={ "msg-" (i) } class=(class) data-at=[m.start_offset] {
                     td { (i) }
                     td { (speaker(m.role)) }
                     td { (or_dash(m.start_offset.map(seconds))) }
@@ -452,4 +470,90 @@ pub async fn evaluate(
         "/projects/{}/calls/{call_id}",
         project.id
     )))
+}
+
+// The waveform's rows: caller above, agent below, each `WAVE` px tall.
+const WAVE: f64 = 36.0;
+const WAVE_HEIGHT: f64 = 2.0 * WAVE + 30.0;
+
+/// The recording: a player, and both channels' waveforms on the timeline's time axis with what
+/// the audio metrics measured (each latency at the caller's ear, each barge-in and how long the
+/// agent took to stop). A click on the waveform or on a transcript row plays from there.
+fn recording_player(project: &Project, call: &CallDetail, r: &StoredRecording) -> Markup {
+    let duration = (r.duration_ms as f64 / 1000.0).max(call.summary.duration_seconds);
+    let pps = if duration > 0.0 { PLOT / duration } else { 0.0 };
+    let width = LEFT + PLOT + crate::web::timeline::RIGHT;
+    let x = |ms: u64| LEFT + ms as f64 / 1000.0 * pps;
+    let px = |v: f64| format!("{v:.2}");
+    // At most one bar per px: each bar is the loudest bucket under it.
+    let bars = |peaks: &[u8]| -> Vec<(f64, f64)> {
+        let per_px = (f64::from(r.bucket_ms) / 1000.0 * pps).max(1e-9);
+        let mut out: Vec<(f64, f64)> = Vec::new();
+        for (i, &p) in peaks.iter().enumerate() {
+            let at = (i as f64 * per_px).floor();
+            match out.last_mut() {
+                Some((x0, h)) if *x0 == at => *h = h.max(f64::from(p)),
+                _ => out.push((at, f64::from(p))),
+            }
+        }
+        out
+    };
+    let t = &r.timeline;
+    // Caller speech end → the next agent speech start.
+    let latencies: Vec<(u64, u64)> = t
+        .caller
+        .iter()
+        .filter_map(|c| t.agent.iter().find(|a| a.start_ms >= c.end_ms).map(|a| (c.end_ms, a.start_ms)))
+        .collect();
+    // The caller starting while the agent speaks, and when the agent stopped.
+    let barge_ins: Vec<(u64, u64)> = t
+        .caller
+        .iter()
+        .filter_map(|c| t.agent.iter().find(|a| a.start_ms < c.start_ms && a.end_ms > c.start_ms).map(|a| (c.start_ms, a.end_ms)))
+        .collect();
+    let src = format!("/projects/{}/calls/{}/recording", project.id, call.summary.call_id);
+    let clipped = r.timeline.clipped.iter().any(|&c| c > 0.001);
+    html! {
+        h2 { "Recording" }
+        div.card #recording-card {
+            audio #recording controls preload="metadata" src=(src) {
+                a href=(src) { "Download the recording" }
+            }
+            p.muted {
+                (seconds(r.duration_ms as f64 / 1000.0)) ", " (r.channels) " channels at " (r.sample_rate) " Hz, " (r.content_type)
+                " · speech found in " (t.frame_ms) " ms frames (level ≥ " (t.detector.threshold_dbfs) " dBFS)"
+                " · " a href=(src) download { "download" }
+            }
+            @if clipped {
+                p.warn { "Clipping: " (format!("{:.1}", t.clipped[0] * 100.0)) " % of the caller's samples and "
+                    (format!("{:.1}", t.clipped[1] * 100.0)) " % of the agent's are at full scale; levels and the detector may be off." }
+            }
+            svg #waveform width=(px(width)) height=(WAVE_HEIGHT) viewBox={ "0 0 " (px(width)) " " (WAVE_HEIGHT) }
+                role="img" aria-label="Waveform of the recording: caller above, agent below; click to play from a moment"
+                data-px-per-second=(pps) data-left=(LEFT) {
+                text.lane x="8" y=(WAVE * 0.5 + 4.0) { "Caller" }
+                text.lane x="8" y=(WAVE * 1.5 + 8.0) { "Agent" }
+                @for (row, peaks) in [(0.0, &r.envelope[0]), (1.0, &r.envelope[1])] {
+                    @let mid = row * (WAVE + 4.0) + WAVE / 2.0;
+                    @for (bx, h) in bars(peaks) {
+                        @let half = (h / 255.0 * WAVE / 2.0).max(0.5);
+                        rect class=(if row == 0.0 { "wave caller" } else { "wave agent" }) x=(px(LEFT + bx)) y=(px(mid - half)) width="1" height=(px(2.0 * half)) {}
+                    }
+                }
+                @for (end, start) in &latencies {
+                    line.latency x1=(px(x(*end))) x2=(px(x(*start))) y1=(px(WAVE + 2.0)) y2=(px(WAVE + 2.0)) {
+                        title { "Latency at the caller's ear: " (start - end) " ms" }
+                    }
+                }
+                @for (at, stopped) in &barge_ins {
+                    rect.bargein x=(px(x(*at))) y="0" width=(px((x(*stopped) - x(*at)).max(1.0))) height=(px(2.0 * WAVE + 4.0)) {
+                        title { "Barge-in at " (seconds(*at as f64 / 1000.0)) ": the agent stopped after " (stopped - at) " ms" }
+                    }
+                }
+                text.axis x=(px(LEFT)) y=(px(WAVE_HEIGHT - 6.0)) { "0 s" }
+                text.axis x=(px(LEFT + PLOT)) y=(px(WAVE_HEIGHT - 6.0)) text-anchor="end" { (seconds(duration)) }
+            }
+            p.muted { (latencies.len()) " answers measured at the caller's ear, " (barge_ins.len()) " barge-ins; click the waveform or a transcript row to play from it." }
+        }
+    }
 }
