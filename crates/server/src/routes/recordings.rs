@@ -72,7 +72,9 @@ pub(crate) async fn serve(
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let Some(recording) = state.app.store.recording(project_id, call_id).await? else {
-        return Err(ApiError::not_found(format!("call {call_id} has no recording")));
+        return Err(ApiError::not_found(format!(
+            "call {call_id} has no recording"
+        )));
     };
     let len = recording.size_bytes;
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
@@ -88,7 +90,8 @@ pub(crate) async fn serve(
             return Ok(r);
         }
     };
-    let (recording, bytes) = recordings::read(&state.app, project_id, call_id, part.clone()).await?;
+    let (recording, bytes) =
+        recordings::read(&state.app, project_id, call_id, part.clone()).await?;
     let content_type = HeaderValue::from_str(&recording.content_type)
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));
     let mut response = (status, bytes).into_response();

@@ -472,7 +472,7 @@ async fn the_call_page_draws_the_timeline() {
         svg.contains(r#"<text class="tick" x="1040.00" y="112" text-anchor="middle">40 s</text>"#)
     );
     assert_eq!(svg.matches("<line").count(), svg.matches("</line>").count());
-    assert!(spoken.contains(r#"<tr id="msg-5" class="overlap">"#));
+    assert!(spoken.contains(r#"<tr id="msg-5" class="overlap" "#));
     assert!(
         spoken.contains("<summary>lookup_order</summary>"),
         "not \"tool\""

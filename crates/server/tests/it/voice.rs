@@ -426,16 +426,47 @@ async fn latency_and_barge_ins_are_measured_from_the_audio() {
     // The dashboard: a player, the waveform with its latencies and barge-ins, and the bytes.
     let (client, cookie) = crate::dashboard::signed_in(&app).await;
     let page_url = format!("{}/projects/{}/calls/{call_id}", app.base, t.project_id);
-    let page = client.get(&page_url).header("cookie", &cookie).send().await.unwrap().text().await.unwrap();
+    let page = client
+        .get(&page_url)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(page.contains(r#"<audio id="recording""#), "{page}");
     assert!(page.contains(r#"id="waveform""#));
-    assert_eq!(page.matches("Barge-in at").count(), 3, "three barge-ins drawn");
-    assert!(page.matches("Latency at the caller").count() >= 20, "every answer's latency drawn");
-    let audio = client.get(format!("{page_url}/recording")).header("cookie", &cookie)
-        .header("Range", "bytes=0-11").send().await.unwrap();
+    assert_eq!(
+        page.matches("Barge-in at").count(),
+        3,
+        "three barge-ins drawn"
+    );
+    assert!(
+        page.matches("Latency at the caller").count() >= 20,
+        "every answer's latency drawn"
+    );
+    let audio = client
+        .get(format!("{page_url}/recording"))
+        .header("cookie", &cookie)
+        .header("Range", "bytes=0-11")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(audio.status(), 206);
     assert_eq!(&audio.bytes().await.unwrap()[..4], b"RIFF");
-    let anonymous = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let refused = anonymous.get(format!("{page_url}/recording")).send().await.unwrap();
-    assert_ne!(refused.status(), 200, "the dashboard's recording needs a session");
+    let anonymous = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let refused = anonymous
+        .get(format!("{page_url}/recording"))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(
+        refused.status(),
+        200,
+        "the dashboard's recording needs a session"
+    );
 }

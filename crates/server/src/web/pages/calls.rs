@@ -503,15 +503,28 @@ fn recording_player(project: &Project, call: &CallDetail, r: &StoredRecording) -
     let latencies: Vec<(u64, u64)> = t
         .caller
         .iter()
-        .filter_map(|c| t.agent.iter().find(|a| a.start_ms >= c.end_ms).map(|a| (c.end_ms, a.start_ms)))
+        .filter_map(|c| {
+            t.agent
+                .iter()
+                .find(|a| a.start_ms >= c.end_ms)
+                .map(|a| (c.end_ms, a.start_ms))
+        })
         .collect();
     // The caller starting while the agent speaks, and when the agent stopped.
     let barge_ins: Vec<(u64, u64)> = t
         .caller
         .iter()
-        .filter_map(|c| t.agent.iter().find(|a| a.start_ms < c.start_ms && a.end_ms > c.start_ms).map(|a| (c.start_ms, a.end_ms)))
+        .filter_map(|c| {
+            t.agent
+                .iter()
+                .find(|a| a.start_ms < c.start_ms && a.end_ms > c.start_ms)
+                .map(|a| (c.start_ms, a.end_ms))
+        })
         .collect();
-    let src = format!("/projects/{}/calls/{}/recording", project.id, call.summary.call_id);
+    let src = format!(
+        "/projects/{}/calls/{}/recording",
+        project.id, call.summary.call_id
+    );
     let clipped = r.timeline.clipped.iter().any(|&c| c > 0.001);
     html! {
         h2 { "Recording" }
