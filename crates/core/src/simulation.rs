@@ -135,7 +135,9 @@ fn connector_schema_json(keeps: bool) -> Value {
                 "url": {"type": "string", "pattern": "^wss?://[^/\\s][^\\s]*$"},
                 "headers": {"type": "object", "propertyNames": {"type": "string", "pattern": "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"},
                             "additionalProperties": header},
-                "custom_parameters": {"type": "object", "additionalProperties": {"type": "string"}},
+                "custom_parameters": {"type": "object",
+                    "propertyNames": {"type": "string", "minLength": 1, "maxLength": 256},
+                    "additionalProperties": {"type": "string", "maxLength": 1024}},
                 "timeout_seconds": timeout,
                 "end_of_turn_ms": {"type": ["integer", "null"], "minimum": 200, "maximum": 10000}}}
         ]
@@ -332,10 +334,11 @@ impl Connector {
                 };
                 check_headers(&mut c.headers, kept, path, &mut errors);
                 for (name, value) in &c.custom_parameters {
-                    if value.len() > 1024 || name.len() > 256 || name.is_empty() {
+                    let (name_chars, value_chars) = (name.chars().count(), value.chars().count());
+                    if value_chars > 1024 || name_chars > 256 || name.is_empty() {
                         errors.push(FieldError::new(
                             format!("{path}.custom_parameters.{name}"),
-                            "must have a name of 1 to 256 bytes and a value of at most 1024",
+                            "must have a name of 1 to 256 characters and a value of at most 1024",
                         ));
                     }
                 }
@@ -484,6 +487,7 @@ pub struct Persona {
 pub struct VoiceTraits {
     /// The text-to-speech voice (default: the project's voice setting).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = "\\S"))]
     pub voice: Option<String>,
     /// The speech rate asked of text to speech, 1.0 normal (0.25 to 4.0).
     #[serde(default = "normal_rate")]

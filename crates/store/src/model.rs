@@ -530,13 +530,16 @@ pub struct VoiceSettingsPatch {
     /// An OpenAI-compatible base URL for `POST {base}/audio/speech` (default: the simulator's).
     #[cfg_attr(feature = "openapi", schema(pattern = "^(?:$|https?://)"))]
     pub tts_base_url: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(pattern = "^$|\\S"))]
     pub tts_model: Option<String>,
     /// The caller's voice when its persona names none (default `alloy`).
+    #[cfg_attr(feature = "openapi", schema(pattern = "^$|\\S"))]
     pub voice: Option<String>,
     pub tts_api_key: Option<String>,
     /// An OpenAI-compatible base URL for `POST {base}/audio/transcriptions`.
     #[cfg_attr(feature = "openapi", schema(pattern = "^(?:$|https?://)"))]
     pub stt_base_url: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(pattern = "^$|\\S"))]
     pub stt_model: Option<String>,
     pub stt_api_key: Option<String>,
 }
