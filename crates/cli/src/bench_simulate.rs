@@ -13,7 +13,9 @@ use clap::Args;
 use serde_json::{json, Value};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::BufReader;
+
+use crate::bench_http::{read_request, respond};
 
 use crate::output::Output;
 
@@ -72,42 +74,14 @@ fn fake_answer(path: &str, body: &[u8], lines: u32) -> Value {
     }
 }
 
-/// One keep-alive HTTP/1.1 connection of the fakes: requests with a Content-Length body.
+/// One keep-alive HTTP/1.1 connection of the fakes.
 async fn fake_connection(stream: tokio::net::TcpStream, lines: u32) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream);
-    loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).await? == 0 {
-            return Ok(());
-        }
-        let path = request_line
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or("")
-            .to_owned();
-        let mut length = 0usize;
-        loop {
-            let mut header = String::new();
-            reader.read_line(&mut header).await?;
-            let header = header.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse().unwrap_or(0);
-                }
-            }
-        }
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body).await?;
+    while let Some((path, body)) = read_request(&mut reader).await? {
         let answer = fake_answer(&path, &body, lines).to_string();
-        let response = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
-            answer.len()
-        );
-        reader.get_mut().write_all(response.as_bytes()).await?;
+        respond(&mut reader, "application/json", answer.as_bytes()).await?;
     }
+    Ok(())
 }
 
 /// Starts the fakes on a thread and runtime of their own; their base URL, and a way to read

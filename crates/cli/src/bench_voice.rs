@@ -17,8 +17,9 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::process::ExitCode;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::BufReader;
 
+use crate::bench_http::{read_request, respond};
 use crate::output::Output;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -60,32 +61,7 @@ async fn http_fake(stream: tokio::net::TcpStream, lines: u32) -> std::io::Result
         },
         callgrade_audio::WavEncoding::Pcm16,
     );
-    loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).await? == 0 {
-            return Ok(());
-        }
-        let path = request_line
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or("")
-            .to_owned();
-        let mut length = 0usize;
-        loop {
-            let mut header = String::new();
-            reader.read_line(&mut header).await?;
-            let header = header.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse().unwrap_or(0);
-                }
-            }
-        }
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body).await?;
+    while let Some((path, body)) = read_request(&mut reader).await? {
         let (kind, answer) = if path.ends_with("/audio/speech") {
             ("audio/wav", speech.clone())
         } else if path.ends_with("/audio/transcriptions") {
@@ -104,14 +80,9 @@ async fn http_fake(stream: tokio::net::TcpStream, lines: u32) -> std::io::Result
             let answer = json!({"choices": [{"message": message}], "usage": {"total_tokens": 50}});
             ("application/json", answer.to_string().into_bytes())
         };
-        let head = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: {kind}\r\ncontent-length: {}\r\n\r\n",
-            answer.len()
-        );
-        let stream = reader.get_mut();
-        stream.write_all(head.as_bytes()).await?;
-        stream.write_all(&answer).await?;
+        respond(&mut reader, kind, &answer).await?;
     }
+    Ok(())
 }
 
 /// One media stream of the fake agent: a reply 300 ms after each caller utterance ends.

@@ -3,6 +3,7 @@
 mod admin;
 mod bench;
 mod bench_audio;
+mod bench_http;
 mod bench_ingest;
 mod bench_pages;
 mod bench_simulate;
