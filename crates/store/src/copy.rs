@@ -15,6 +15,7 @@ pub const TABLES: &[&str] = &[
     "agents",
     "deliveries",
     "calls",
+    "recordings",
     "scenarios",
     "scenario_tags",
     "results",

@@ -170,6 +170,31 @@ async fn postgres_keeps_evaluations_and_verdicts() {
     .await;
 }
 
+/// `copy` moves the tables it lists: every table the migrations make must be among them, or a
+/// copy to PostgreSQL silently leaves its rows behind.
+#[tokio::test]
+async fn copy_lists_every_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("tables.db").display());
+    drop(SqliteStore::open(&url).await.unwrap());
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .unwrap();
+    let mut tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table'
+         AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_sqlx%'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    tables.sort();
+    let mut listed: Vec<String> = crate::TABLES.iter().map(|t| (*t).to_owned()).collect();
+    listed.sort();
+    assert_eq!(tables, listed, "crate::copy::TABLES must list every table");
+}
+
 /// The two backends' migrations are written twice (two dialects); they must end in the same
 /// tables with the same columns, or `copy` and the shared row decoders break.
 #[tokio::test]
