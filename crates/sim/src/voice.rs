@@ -405,12 +405,12 @@ pub(crate) async fn play(
                             usage.caller_tokens += spent.caller_tokens;
                             if samples.is_empty() {
                                 next = Some(End::Stop(StopReason::CallerEnded));
-                            } else if said.is_empty() && traits.over_greeting && !opener_wanted {
+                            } else if said.is_empty() && !greeted && !opener_wanted {
+                                // Prepared ahead: it waits for the greeting, or for its wait to end.
                                 opener = Some((line, samples));
                             } else {
                                 caller_busy = true;
-                                let at = if said.is_empty() { 0 } else { not_before_ms };
-                                say(&mut said, line, samples, at, false);
+                                say(&mut said, line, samples, not_before_ms, false);
                             }
                         }
                         Thought::Failed(reason) => next = Some(End::Fail(reason)),
