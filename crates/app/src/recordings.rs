@@ -196,18 +196,12 @@ fn content_type(bytes: &[u8]) -> &'static str {
     }
 }
 
-/// A call's recording and its bytes (all of them, or `range` of them).
+/// A stored recording's bytes (all of them, or `range` of them).
 pub async fn read(
     app: &App,
-    project_id: i64,
-    call_id: &str,
+    recording: &StoredRecording,
     range: Option<std::ops::Range<u64>>,
-) -> Result<(StoredRecording, Vec<u8>)> {
-    let Some(recording) = app.store.recording(project_id, call_id).await? else {
-        return Err(AppError::not_found(format!(
-            "call {call_id} has no recording"
-        )));
-    };
+) -> Result<Vec<u8>> {
     let path = Path::from(recording.object_key.as_str());
     let objects = &app.settings.recordings.objects;
     let read = match range {
@@ -217,9 +211,8 @@ pub async fn read(
             Err(e) => Err(e),
         },
     };
-    let bytes = read.map_err(|e| {
+    read.map_err(|e| {
         tracing::error!(error = %e, key = %recording.object_key, "could not read a recording");
         AppError::Unavailable("the recording store could not be read; try again".into())
-    })?;
-    Ok((recording, bytes))
+    })
 }

@@ -113,7 +113,6 @@ struct Line {
     /// The agent's audio not yet played, and the marks after it (at their sample counts).
     queued: VecDeque<i16>,
     marks: VecDeque<(u64, String)>,
-    queued_total: u64,
     played_total: u64,
     tracker: SpeechTracker,
     agent_speaking: bool,
@@ -137,7 +136,6 @@ pub(crate) async fn run(
         says: VecDeque::new(),
         queued: VecDeque::new(),
         marks: VecDeque::new(),
-        queued_total: 0,
         played_total: 0,
         tracker: SpeechTracker::new(setup.detector, TELEPHONY_RATE),
         agent_speaking: false,
@@ -447,7 +445,6 @@ impl Line {
                     return Err("the agent queued more than 10 minutes of audio".into());
                 }
                 self.queued.extend(bytes.into_iter().map(mulaw::decode));
-                self.queued_total = self.played_total + self.queued.len() as u64;
                 Ok(None)
             }
             Some("mark") => {
@@ -459,14 +456,15 @@ impl Line {
                 if self.queued.is_empty() {
                     Ok(Some(self.mark(&name)))
                 } else {
-                    self.marks.push_back((self.queued_total, name));
+                    // Echoed once the audio queued so far has played.
+                    let at = self.played_total + self.queued.len() as u64;
+                    self.marks.push_back((at, name));
                     Ok(None)
                 }
             }
             Some("clear") => {
                 // Barge-in: drop what the agent queued; its marks come back at once.
                 self.queued.clear();
-                self.queued_total = self.played_total;
                 if let Some((_, name)) = self.marks.pop_front() {
                     let first = self.mark(&name);
                     // Echo the rest too, in order (they are rare after a clear).

@@ -90,8 +90,7 @@ pub(crate) async fn serve(
             return Ok(r);
         }
     };
-    let (recording, bytes) =
-        recordings::read(&state.app, project_id, call_id, part.clone()).await?;
+    let bytes = recordings::read(&state.app, &recording, part.clone()).await?;
     let content_type = HeaderValue::from_str(&recording.content_type)
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));
     let mut response = (status, bytes).into_response();
