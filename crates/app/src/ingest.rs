@@ -3,9 +3,10 @@
 //! limits are the transport's); everything after that happens here.
 
 use callgrade_core::{
-    parse_json, validate_batch_owned, Answer, FieldError, Rejection, RejectionKind,
+    parse_json, validate_batch_owned, AnalysedRecording, Answer, FieldError, Rejection,
+    RejectionKind,
 };
-use callgrade_store::{IngestOutcome, NewDelivery, Project, Receipt};
+use callgrade_store::{CallStatus, IngestOutcome, NewDelivery, Project, Receipt};
 use chrono::{DateTime, Utc};
 
 use crate::{App, AppError, Result};
@@ -41,6 +42,34 @@ pub async fn receive(
     body: impl AsRef<[u8]>,
     is_json: bool,
 ) -> Result<Receipt> {
+    store(app, delivery, body, is_json, None).await
+}
+
+/// Like [`receive`], for a body of one call that comes with its recording (already written
+/// by [`crate::recordings::prepare`]): the recording is stored in the call's transaction, so
+/// the call is evaluated once, with its audio. When the call is refused or was stored before,
+/// the recording's object is removed.
+pub async fn receive_with_recording(
+    app: &App,
+    delivery: &Delivery<'_>,
+    body: impl AsRef<[u8]>,
+    recording: AnalysedRecording,
+) -> Result<Receipt> {
+    let key = recording.object_key.clone();
+    let stored = store(app, delivery, body, true, Some(recording)).await;
+    if !matches!(&stored, Ok(r) if r.calls.iter().all(|c| c.status == CallStatus::Created)) {
+        crate::recordings::discard(app, &key).await;
+    }
+    stored
+}
+
+async fn store(
+    app: &App,
+    delivery: &Delivery<'_>,
+    body: impl AsRef<[u8]>,
+    is_json: bool,
+    recording: Option<AnalysedRecording>,
+) -> Result<Receipt> {
     // The delivery log keeps (a capped copy of) the body, whatever the outcome.
     let record = delivery.record(app, body.as_ref());
     if !is_json {
@@ -68,13 +97,23 @@ pub async fn receive(
         }
     };
     // Each call's raw object is moved out of the tree, which is then dropped.
-    let batch = match validate_batch_owned(json, &app.settings.limits) {
+    let mut batch = match validate_batch_owned(json, &app.settings.limits) {
         Ok(batch) => batch,
         Err(errors) => {
             let rejection = Rejection::invalid_payload(errors);
             return Err(refuse(app, record, rejection).await);
         }
     };
+    if let Some(recording) = recording {
+        let [call] = batch.calls.as_mut_slice() else {
+            let rejection = Rejection::invalid_payload(vec![FieldError::new(
+                "calls",
+                "a recording goes with exactly one call",
+            )]);
+            return Err(refuse(app, record, rejection).await);
+        };
+        call.recording = Some(Box::new(recording));
+    }
     let calls = batch.calls.len();
     match app.store.ingest(batch, record).await? {
         IngestOutcome::Accepted(receipt) => {

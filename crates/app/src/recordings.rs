@@ -4,6 +4,7 @@
 //! the object is written before its row, so a recording the store lists is always readable.
 
 use callgrade_audio::{analyse, decode, envelope, Detector, Pcm};
+use callgrade_core::AnalysedRecording;
 use callgrade_store::StoredRecording;
 use object_store::{path::Path, ObjectStore, PutPayload};
 use std::sync::Arc;
@@ -91,16 +92,16 @@ impl Origin {
     }
 }
 
-/// Decodes, analyses and keeps `bytes` as the call's recording (replacing one it had), then
-/// queues the call for evaluation so the audio metrics see it.
-pub async fn attach(
+/// Checks, decodes and analyses `bytes`, then writes them to the recording store under a key
+/// of their own: a recording ready to be stored with its call, at ingest or by [`attach`].
+/// Nothing is written when the recording is refused.
+pub async fn prepare(
     app: &App,
     project_id: i64,
-    call_id: &str,
     bytes: Vec<u8>,
     origin: Origin,
     agent_channel: u32,
-) -> Result<StoredRecording> {
+) -> Result<AnalysedRecording> {
     let limit = app.settings.max_recording_bytes;
     if bytes.len() > limit {
         return Err(AppError::bad_request(format!(
@@ -111,11 +112,6 @@ pub async fn attach(
     if agent_channel > 1 {
         return Err(AppError::bad_request(format!(
             "agent_channel must be 0 or 1, got {agent_channel}"
-        )));
-    }
-    if app.store.call(project_id, call_id).await?.is_none() {
-        return Err(AppError::not_found(format!(
-            "no call {call_id} in this project"
         )));
     }
     // Decoding and analysis are CPU work: off the async threads.
@@ -131,7 +127,8 @@ pub async fn attach(
     })?;
     let (pcm, timeline, envelope) = analysed.map_err(AppError::BadRequest)?;
     let content_type = content_type(&bytes);
-    let object_key = format!("{project_id}/{call_id}");
+    // A key per upload: a replaced recording's object is never overwritten under a reader.
+    let object_key = format!("{project_id}/{}", uuid::Uuid::now_v7());
     let size_bytes = bytes.len() as u64;
     app.settings
         .recordings
@@ -142,9 +139,7 @@ pub async fn attach(
             tracing::error!(error = %e, store = %app.settings.recordings.describe, "could not write a recording");
             AppError::Unavailable("the recording store could not take the recording; try again".into())
         })?;
-    let recording = StoredRecording {
-        call_id: call_id.to_owned(),
-        project_id,
+    Ok(AnalysedRecording {
         object_key,
         content_type: content_type.into(),
         size_bytes,
@@ -156,12 +151,46 @@ pub async fn attach(
         timeline,
         envelope,
         bucket_ms: BUCKET_MS,
+    })
+}
+
+/// Removes a prepared recording's object that no row will point to (its call was refused,
+/// was a resend, or has a newer recording). Best effort: an orphan costs only space.
+pub async fn discard(app: &App, object_key: &str) {
+    let objects = &app.settings.recordings.objects;
+    if let Err(e) = objects.delete(&Path::from(object_key)).await {
+        tracing::warn!(error = %e, key = object_key, "could not remove an unused recording");
+    }
+}
+
+/// Decodes, analyses and keeps `bytes` as a stored call's recording (replacing one it had),
+/// then queues the call for evaluation so the audio metrics see it.
+pub async fn attach(
+    app: &App,
+    project_id: i64,
+    call_id: &str,
+    bytes: Vec<u8>,
+    origin: Origin,
+    agent_channel: u32,
+) -> Result<StoredRecording> {
+    let missing = || AppError::not_found(format!("no call {call_id} in this project"));
+    if app.store.call(project_id, call_id).await?.is_none() {
+        return Err(missing());
+    }
+    let previous = app.store.recording(project_id, call_id).await?;
+    let audio = prepare(app, project_id, bytes, origin, agent_channel).await?;
+    let recording = StoredRecording {
+        call_id: call_id.to_owned(),
+        project_id,
+        audio,
         created_at: app.now(),
     };
     if !app.store.put_recording(&recording).await? {
-        return Err(AppError::not_found(format!(
-            "no call {call_id} in this project"
-        )));
+        discard(app, &recording.audio.object_key).await;
+        return Err(missing());
+    }
+    if let Some(previous) = previous {
+        discard(app, &previous.audio.object_key).await;
     }
     evaluation::enqueue(app, project_id, call_id).await?;
     Ok(recording)
@@ -202,7 +231,7 @@ pub async fn read(
     recording: &StoredRecording,
     range: Option<std::ops::Range<u64>>,
 ) -> Result<Vec<u8>> {
-    let path = Path::from(recording.object_key.as_str());
+    let path = Path::from(recording.audio.object_key.as_str());
     let objects = &app.settings.recordings.objects;
     let read = match range {
         Some(r) => objects.get_range(&path, r).await.map(|b| b.to_vec()),
@@ -212,7 +241,7 @@ pub async fn read(
         },
     };
     read.map_err(|e| {
-        tracing::error!(error = %e, key = %recording.object_key, "could not read a recording");
+        tracing::error!(error = %e, key = %recording.audio.object_key, "could not read a recording");
         AppError::Unavailable("the recording store could not be read; try again".into())
     })
 }

@@ -497,13 +497,7 @@ async fn conduct(app: &App, worker: &str, claim: ClaimedSimulation) {
                     );
                     return fail(reason, record).await;
                 }
-                Ok(receipt) => {
-                    if let (Some(recording), Some(call)) =
-                        (&outcome.recording, receipt.calls.first())
-                    {
-                        keep_recording(app, claim.project_id, &call.call_id, recording).await;
-                    }
-                }
+                Ok(_) => {}
             }
         }
     }
@@ -512,18 +506,22 @@ async fn conduct(app: &App, worker: &str, claim: ClaimedSimulation) {
     }
 }
 
-/// Keeps a voice call's recording (μ-law, as the line carried it; the caller left, the agent
-/// right) and has the call evaluated again with its audio.
-async fn keep_recording(
+/// A voice call's recording (μ-law, as the line carried it; the caller left, the agent
+/// right), written to the recording store to be stored with the call. Without it the call is
+/// still kept, and says why in the log.
+async fn prepare_recording(
     app: &App,
     project_id: i64,
-    call_id: &str,
     recording: &callgrade_sim::Recording,
-) {
+) -> Option<callgrade_core::AnalysedRecording> {
     let bytes = callgrade_audio::wav_bytes(&recording.pcm, callgrade_audio::WavEncoding::Mulaw);
     let origin = crate::recordings::Origin::Simulation;
-    if let Err(e) = crate::recordings::attach(app, project_id, call_id, bytes, origin, 1).await {
-        tracing::warn!(call_id, error = %e, "could not keep a simulated call's recording");
+    match crate::recordings::prepare(app, project_id, bytes, origin, 1).await {
+        Ok(prepared) => Some(prepared),
+        Err(e) => {
+            tracing::warn!(project_id, error = %e, "could not keep a simulated call's recording");
+            None
+        }
     }
 }
 
@@ -595,7 +593,15 @@ async fn store_call(
         answer: simulation_answer as Answer,
     };
     let bytes = serde_json::to_vec(&body).expect("a transcript serialises");
-    ingest::receive(app, &delivery, bytes, true).await
+    // The recording goes in with the call, so its first evaluation has the audio.
+    let recording = match &outcome.recording {
+        Some(r) => prepare_recording(app, claim.project_id, r).await,
+        None => None,
+    };
+    match recording {
+        Some(recording) => ingest::receive_with_recording(app, &delivery, bytes, recording).await,
+        None => ingest::receive(app, &delivery, bytes, true).await,
+    }
 }
 
 /// What the simulator endpoint is asked for when a scenario is drafted from a call.

@@ -40,6 +40,27 @@ impl Span {
     }
 }
 
+/// A recording ready to be stored with its call: where its bytes were put in the recording
+/// store, what they are, and what the analysis found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnalysedRecording {
+    /// The object's key in the recording store.
+    pub object_key: String,
+    pub content_type: String,
+    pub size_bytes: u64,
+    pub sample_rate: u32,
+    pub channels: u32,
+    pub duration_ms: u64,
+    /// The agent's channel (0 or 1); the other is the caller's.
+    pub agent_channel: u32,
+    /// `simulation` or `upload`.
+    pub origin: String,
+    pub timeline: AudioTimeline,
+    /// Peak per bucket (0–255), caller then agent: the waveform the dashboard draws.
+    pub envelope: [Vec<u8>; 2],
+    pub bucket_ms: u32,
+}
+
 /// A stereo recording's speech, side by side. The recording is taken to start at the call's
 /// start (a simulated call's recording does; a sender's is documented to).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -24,7 +24,7 @@ mod summary;
 mod time;
 
 pub use agent::{Agent, Scenario};
-pub use audio::{AudioTimeline, Detector, Span};
+pub use audio::{AnalysedRecording, AudioTimeline, Detector, Span};
 pub use conversation::{
     builtin_metric, compute_all_builtins, compute_builtin, compute_one, evidence, BuiltinConfig,
     BuiltinKey, BuiltinMetric, BuiltinOutcome, BuiltinOutput, Conversation, Evidence, Interruption,

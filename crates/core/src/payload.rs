@@ -96,6 +96,9 @@ pub struct NewCall {
     pub content_hash: String,
     /// Data-quality remarks that do not reject the call.
     pub warnings: Vec<FieldError>,
+    /// Its recording, stored with it when the call is new (a simulated voice call's; an
+    /// uploaded file's). Never part of the payload, so never part of the content hash.
+    pub recording: Option<Box<crate::AnalysedRecording>>,
 }
 
 impl NewCall {
@@ -629,6 +632,7 @@ fn parse_call(
         raw: Value::Null,
         content_hash,
         warnings,
+        recording: None,
     })
 }
 

@@ -7,7 +7,7 @@
 use base64::Engine;
 use callgrade_audio::{mulaw, Edge, SpeechTracker, FRAME_MS, FRAME_SAMPLES, TELEPHONY_RATE};
 use callgrade_core::Detector;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -242,6 +242,11 @@ impl Line {
                 _ = tokio::time::sleep_until(due) => {
                     let late = Instant::now().saturating_duration_since(due);
                     lateness_us.push(late.as_micros().min(u128::from(u32::MAX)) as u32);
+                    // What the agent has sent by now counts for this frame (a `clear` stops
+                    // it), even while the line catches up after a stall.
+                    while let Some(message) = stream.next().now_or_never() {
+                        self.on_message(message, &mut sink).await?;
+                    }
                     let outgoing = self.tick();
                     for m in outgoing {
                         sink.send(m).await.map_err(send_failed)?;
@@ -272,30 +277,45 @@ impl Line {
                     // Hang up after the current frame, so the recording ends on a frame.
                     Some(Command::HangUp) | None => hanging_up = true,
                 },
-                message = stream.next() => match message {
-                    None | Some(Ok(Message::Close(_))) => {
-                        self.finish_agent();
-                        return Err(LineProblem::AgentHungUp);
-                    }
-                    Some(Err(e)) => {
-                        return Err(failed(format!("the agent's media stream broke: {e}")));
-                    }
-                    Some(Ok(Message::Text(text))) => {
-                        if let Some(reply) = self.receive(text.as_str()).map_err(failed)? {
-                            sink.send(reply).await.map_err(send_failed)?;
-                        }
-                    }
-                    Some(Ok(Message::Binary(_))) => {
-                        return Err(failed("the agent sent a binary WebSocket message; the media-stream protocol is JSON text".into()));
-                    }
-                    Some(Ok(_)) => {}
-                },
+                message = stream.next() => self.on_message(message, &mut sink).await?,
             }
         }
     }
 }
 
 impl Line {
+    /// One message from the agent: acted on, answered when it asks for an answer (a `mark`).
+    async fn on_message<S>(
+        &mut self,
+        message: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+        sink: &mut S,
+    ) -> Result<(), LineProblem>
+    where
+        S: futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
+    {
+        let failed = |e: String| LineProblem::Failed(e);
+        match message {
+            None | Some(Ok(Message::Close(_))) => {
+                self.finish_agent();
+                Err(LineProblem::AgentHungUp)
+            }
+            Some(Err(e)) => Err(failed(format!("the agent's media stream broke: {e}"))),
+            Some(Ok(Message::Text(text))) => {
+                if let Some(reply) = self.receive(text.as_str()).map_err(failed)? {
+                    sink.send(reply).await.map_err(|e| {
+                        failed(format!("the media stream broke while sending: {e}"))
+                    })?;
+                }
+                Ok(())
+            }
+            Some(Ok(Message::Binary(_))) => Err(failed(
+                "the agent sent a binary WebSocket message; the media-stream protocol is JSON text"
+                    .into(),
+            )),
+            Some(Ok(_)) => Ok(()),
+        }
+    }
+
     /// One frame: the caller's frame out, the agent's frame played, the edges they make.
     fn tick(&mut self) -> Vec<Message> {
         let now = self.now_ms();

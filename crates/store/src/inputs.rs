@@ -30,7 +30,7 @@ pub(crate) async fn evaluation_inputs(
         call.audio = store
             .recording(project_id, &call.call_id)
             .await?
-            .map(|r| r.timeline);
+            .map(|r| r.audio.timeline);
         let agent = call
             .agent_id
             .and_then(|id| agents.iter().find(|a| a.id == id).cloned());

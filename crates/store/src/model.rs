@@ -622,29 +622,10 @@ pub struct ReevaluateFilter {
 }
 
 /// A call's recording: where its audio is and what its analysis found.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StoredRecording {
     pub call_id: String,
-    #[serde(skip)]
     pub project_id: i64,
-    /// The object's key in the recording store.
-    #[serde(skip)]
-    pub object_key: String,
-    pub content_type: String,
-    pub size_bytes: u64,
-    pub sample_rate: u32,
-    pub channels: u32,
-    pub duration_ms: u64,
-    /// The agent's channel (0 or 1); the other is the caller's.
-    pub agent_channel: u32,
-    /// `simulation` or `upload`.
-    pub origin: String,
-    pub timeline: callgrade_core::AudioTimeline,
-    /// Peak per bucket (0–255), caller then agent.
-    #[serde(skip)]
-    pub envelope: [Vec<u8>; 2],
-    #[serde(skip)]
-    pub bucket_ms: u32,
+    pub audio: callgrade_core::AnalysedRecording,
     pub created_at: chrono::DateTime<chrono::Utc>,
 }

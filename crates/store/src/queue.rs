@@ -5,6 +5,14 @@ use chrono::{DateTime, Utc};
 
 use crate::model::*;
 
+/// Whether a newer evaluation of the job's call has already been written (parameters: call id,
+/// job id). Two jobs of one call can run at once (a re-evaluation queued while one runs); the
+/// older one, finishing last, must not put back what the newer replaced. Job ids are issued in
+/// the order jobs are queued, and a job reads its inputs after it is claimed. One text for
+/// both backends (SQLite reads `$n` as the n-th parameter here).
+pub(crate) const SUPERSEDED: &str =
+    "SELECT EXISTS (SELECT 1 FROM jobs WHERE call_id = $1 AND id > $2 AND status = 'done')";
+
 /// A job's status and run time after a failure: requeued for `retry_at`, or dead.
 pub(crate) fn failed_job_state(
     retry_at: Option<DateTime<Utc>>,

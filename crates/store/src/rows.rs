@@ -487,13 +487,34 @@ pub(crate) const RECORDING_COLUMNS: &str = "call_id, project_id, object_key, con
     size_bytes, sample_rate, channels, duration_ms, agent_channel, origin, timeline, envelope,
     bucket_ms, created_at";
 
+/// Stores a call's recording, replacing the one it had; nothing when the call is not in the
+/// project. One text for both backends: SQLite reads `$n` as a parameter numbered in order of
+/// first use, which here is `n`.
+pub(crate) const UPSERT_RECORDING: &str = "INSERT INTO recordings (call_id, project_id,
+        object_key, content_type, size_bytes, sample_rate, channels, duration_ms, agent_channel,
+        origin, timeline, envelope, bucket_ms, created_at)
+     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14
+     WHERE EXISTS (SELECT 1 FROM calls WHERE id = $1 AND project_id = $2)
+     ON CONFLICT (call_id) DO UPDATE SET object_key = excluded.object_key,
+        content_type = excluded.content_type, size_bytes = excluded.size_bytes,
+        sample_rate = excluded.sample_rate, channels = excluded.channels,
+        duration_ms = excluded.duration_ms, agent_channel = excluded.agent_channel,
+        origin = excluded.origin, timeline = excluded.timeline,
+        envelope = excluded.envelope, bucket_ms = excluded.bucket_ms,
+        created_at = excluded.created_at";
+
+/// A recording's timeline and envelope as their columns hold them.
+pub(crate) fn recording_documents(r: &StoredRecording) -> (String, String) {
+    let timeline = serde_json::to_string(&r.audio.timeline).expect("a timeline serialises");
+    let envelope = serde_json::to_string(&r.audio.envelope).expect("an envelope serialises");
+    (timeline, envelope)
+}
+
 pub(crate) fn recording_from(row: &impl Columns) -> Result<StoredRecording> {
     let timeline = row.text("timeline")?;
     let envelope = row.text("envelope")?;
     let small = |c: &str| -> Result<u32> { Ok(u32::try_from(row.int(c)?.max(0)).unwrap_or(0)) };
-    Ok(StoredRecording {
-        call_id: row.text("call_id")?,
-        project_id: row.int("project_id")?,
+    let audio = callgrade_core::AnalysedRecording {
         object_key: row.text("object_key")?,
         content_type: row.text("content_type")?,
         size_bytes: u64::try_from(row.int("size_bytes")?.max(0)).unwrap_or(0),
@@ -507,6 +528,11 @@ pub(crate) fn recording_from(row: &impl Columns) -> Result<StoredRecording> {
         envelope: serde_json::from_str(&envelope)
             .map_err(|e| crate::StoreError::Corrupt(format!("a recording's envelope: {e}")))?,
         bucket_ms: small("bucket_ms")?,
+    };
+    Ok(StoredRecording {
+        call_id: row.text("call_id")?,
+        project_id: row.int("project_id")?,
+        audio,
         created_at: time(row.int("created_at")?)?,
     })
 }

@@ -76,7 +76,7 @@ pub(crate) async fn serve(
             "call {call_id} has no recording"
         )));
     };
-    let len = recording.size_bytes;
+    let len = recording.audio.size_bytes;
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     let (status, part) = match wanted(range, len) {
         Wanted::All => (StatusCode::OK, None),
@@ -91,7 +91,7 @@ pub(crate) async fn serve(
         }
     };
     let bytes = recordings::read(&state.app, &recording, part.clone()).await?;
-    let content_type = HeaderValue::from_str(&recording.content_type)
+    let content_type = HeaderValue::from_str(&recording.audio.content_type)
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));
     let mut response = (status, bytes).into_response();
     let h = response.headers_mut();

@@ -6,6 +6,7 @@ use crate::receipts::{call_facts, created_receipt, receipt};
 use crate::rows::{duplicate_receipt, DUPLICATE_COLUMNS};
 use crate::{
     DeliveryOutcome, Ingest, IngestOutcome, NewDelivery, PgStore, Rejection, Result, StoreError,
+    StoredRecording,
 };
 use async_trait::async_trait;
 use callgrade_core::{check_named_run, content_conflict, unknown_agent};
@@ -133,6 +134,15 @@ async fn apply_ingest(
                 let agent_id = agent_of(call);
                 let decision = decide(conn, call, agent_id, window, now).await?;
                 record_decision(conn, &call_id, &decision).await?;
+                if let Some(audio) = &call.recording {
+                    let recording = StoredRecording {
+                        call_id: call_id.clone(),
+                        project_id,
+                        audio: (**audio).clone(),
+                        created_at: now,
+                    };
+                    super::recordings::upsert_recording(&mut *conn, &recording).await?;
+                }
                 super::runs::attach_decided(conn, &decision, &call_id, now).await?;
                 super::jobs::enqueue(conn, project_id, &call_id, now.timestamp_millis()).await?;
                 created_receipt(call, call_id, agent_id, decision)

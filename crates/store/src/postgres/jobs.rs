@@ -5,7 +5,7 @@ use crate::codec::to_json;
 use crate::errors::no_call;
 use crate::inputs::{claimed_evaluations, evaluation_inputs};
 use crate::model::*;
-use crate::queue::{failed_job_state, job_counts as counts_from};
+use crate::queue::{failed_job_state, job_counts as counts_from, SUPERSEDED};
 use crate::rows::{call_for_evaluation_from, CALLS, CALL_SUMMARY_COLUMNS, EVALUATED_CALL_COLUMNS};
 use crate::{
     evaluation_document, Arc, ClaimedEvaluation, Job, JobCounts, JobQueue, PgStore,
@@ -170,7 +170,22 @@ pub(super) async fn complete_job(
     if done.rows_affected() != 1 {
         return Ok(false);
     }
-    // Running a job again replaces its results; two jobs of one call take turns on its row.
+    // Completions of one call's jobs take turns, so the check below sees a newer one that
+    // finished while this one waited.
+    sqlx::query("SELECT 1 FROM calls WHERE id = $1 FOR NO KEY UPDATE")
+        .bind(&job.call_id)
+        .execute(&mut *tx)
+        .await?;
+    let superseded: bool = sqlx::query_scalar(SUPERSEDED)
+        .bind(&job.call_id)
+        .bind(job.id)
+        .fetch_one(&mut *tx)
+        .await?;
+    if superseded {
+        tx.commit().await?;
+        return Ok(true);
+    }
+    // Running a job again replaces its results.
     sqlx::query(
         "INSERT INTO call_evaluations
             (call_id, project_id, success, rubric, evaluations, evaluated_at)

@@ -10,7 +10,10 @@ use crate::errors::run_taken;
 use crate::lifecycle::MATCHABLE;
 use crate::receipts::{call_facts, created_receipt, receipt};
 use crate::rows::{duplicate_receipt, facts_from, Columns, DUPLICATE_COLUMNS, FACT_COLUMNS};
-use crate::{DeliveryOutcome, Ingest, IngestOutcome, NewDelivery, Rejection, Result, SqliteStore};
+use crate::{
+    DeliveryOutcome, Ingest, IngestOutcome, NewDelivery, Rejection, Result, SqliteStore,
+    StoredRecording,
+};
 use async_trait::async_trait;
 use callgrade_core::RunChange;
 use callgrade_core::{check_named_run, content_conflict, unknown_agent};
@@ -167,6 +170,15 @@ fn apply_ingest(conn: &Connection, write: &IngestWrite) -> Result<IngestOutcome>
                     decision: &decision,
                 };
                 insert_call(conn, prepared, &stored)?;
+                if let Some(audio) = &call.recording {
+                    let recording = StoredRecording {
+                        call_id: call_id.clone(),
+                        project_id,
+                        audio: (**audio).clone(),
+                        created_at: now,
+                    };
+                    super::recordings::upsert_recording(conn, &recording)?;
+                }
                 attach_decided(conn, &decision, &call_id, now)?;
                 enqueue(conn, project_id, &call_id, now.timestamp_millis())?;
                 created_receipt(call, call_id, agent_id, decision)

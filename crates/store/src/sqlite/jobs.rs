@@ -7,7 +7,7 @@ use crate::codec::to_json;
 use crate::errors::no_call;
 use crate::inputs::{claimed_evaluations, evaluation_inputs};
 use crate::model::*;
-use crate::queue::{failed_job_state, job_counts as counts_from};
+use crate::queue::{failed_job_state, job_counts as counts_from, SUPERSEDED};
 use crate::rows::{call_for_evaluation_from, CALLS, CALL_SUMMARY_COLUMNS, EVALUATED_CALL_COLUMNS};
 use crate::{
     evaluation_document, ClaimedEvaluation, Job, JobCounts, JobQueue, ReevaluateFilter, Result,
@@ -154,6 +154,12 @@ impl Apply for CompleteJob {
             .execute(params![now_ms, job.id, job.worker])?;
         if done != 1 {
             return Ok(false);
+        }
+        let superseded: bool = conn
+            .prepare_cached(SUPERSEDED)?
+            .query_row(params![job.call_id, job.id], |row| row.get(0))?;
+        if superseded {
+            return Ok(true);
         }
         // Running a job again replaces its results.
         conn.prepare_cached(

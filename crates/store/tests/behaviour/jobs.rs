@@ -269,6 +269,29 @@ pub(super) async fn story_job_queue(store: &dyn Store) {
     assert_eq!(detail.evaluations[0].value, Some(json!(2.5)));
     assert_eq!(detail.summary.success, Some(true));
 
+    // Two evaluations of one call at once (a re-evaluation queued while one runs): the older,
+    // finishing last, does not put back what the newer wrote.
+    store
+        .enqueue_evaluations(project.id, &none, Some(&first.call_id), later)
+        .await
+        .unwrap();
+    let older = store.claim_job("w1", later, lease).await.unwrap().unwrap();
+    store
+        .enqueue_evaluations(project.id, &none, Some(&first.call_id), later)
+        .await
+        .unwrap();
+    let newer = store.claim_job("w2", later, lease).await.unwrap().unwrap();
+    assert!(newer.id > older.id);
+    assert!(store.complete_job(&newer, &better, later).await.unwrap());
+    assert!(store.complete_job(&older, &worse, later).await.unwrap());
+    let detail = store
+        .call(project.id, &first.call_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(detail.evaluations[0].value, Some(json!(2.5)));
+    assert_eq!(store.job_counts(Some(project.id)).await.unwrap().running, 0);
+
     // The summary aggregates stored results.
     let summary = store
         .metrics_summary(project.id, Some(agent.id), None, None)

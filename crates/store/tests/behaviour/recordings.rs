@@ -1,14 +1,12 @@
-//! Recordings: one per call, replaced by a new one, only for a call of the project, and their
-//! timeline read into what evaluation sees.
+//! Recordings: one per call, replaced by a new one, only for a call of the project, stored with
+//! a new call in its write (not with a resend), and their timeline read into what evaluation sees.
 
 use super::*;
-use callgrade_core::{AudioTimeline, Detector, Span};
+use callgrade_core::{AnalysedRecording, AudioTimeline, Detector, Span};
 
-fn recording(project_id: i64, call_id: &str, agent_end: u64) -> StoredRecording {
-    StoredRecording {
-        call_id: call_id.to_owned(),
-        project_id,
-        object_key: format!("{project_id}/{call_id}"),
+fn audio(key: &str, agent_end: u64) -> AnalysedRecording {
+    AnalysedRecording {
+        object_key: key.to_owned(),
         content_type: "audio/wav".into(),
         size_bytes: 4_044,
         sample_rate: 8_000,
@@ -32,8 +30,31 @@ fn recording(project_id: i64, call_id: &str, agent_end: u64) -> StoredRecording 
         },
         envelope: [vec![0, 200, 0], vec![0, 0, 180]],
         bucket_ms: 50,
+    }
+}
+
+fn recording(project_id: i64, call_id: &str, agent_end: u64) -> StoredRecording {
+    StoredRecording {
+        call_id: call_id.to_owned(),
+        project_id,
+        audio: audio(&format!("{project_id}/{call_id}"), agent_end),
         created_at: t0(),
     }
+}
+
+/// Sends one call with a recording.
+async fn send_recorded(
+    store: &dyn Store,
+    project_id: i64,
+    agent_id: i64,
+    call: Value,
+    recording: AnalysedRecording,
+) -> IngestOutcome {
+    let body = json!({"agent_id": agent_id, "calls": [call]});
+    let mut batch = validate_batch(&body, &Limits::default()).unwrap();
+    batch.calls[0].recording = Some(Box::new(recording));
+    let delivery = delivery(project_id, &body.to_string());
+    store.ingest(batch, delivery).await.unwrap()
 }
 
 pub(super) async fn story_recordings(store: &dyn Store) {
@@ -74,5 +95,60 @@ pub(super) async fn story_recordings(store: &dyn Store) {
 
     // Evaluation reads the timeline with the call.
     let inputs = store.evaluation_inputs(project.id, &[id]).await.unwrap();
-    assert_eq!(inputs[0].call.audio.as_ref(), Some(&second.timeline));
+    assert_eq!(inputs[0].call.audio.as_ref(), Some(&second.audio.timeline));
+
+    // A call ingested with its recording has it from the same write: its first evaluation
+    // sees the audio.
+    let recorded = accepted(
+        send_recorded(
+            store,
+            project.id,
+            agent.id,
+            call("rec-2"),
+            audio("k2", 1_200),
+        )
+        .await,
+    );
+    let id2 = recorded.calls[0].call_id.clone();
+    let stored = store.recording(project.id, &id2).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.audio.object_key.as_str(), stored.project_id),
+        ("k2", project.id)
+    );
+    assert_eq!(stored.audio, audio("k2", 1_200));
+    // A resend is a duplicate: the first recording stays.
+    let again = accepted(
+        send_recorded(
+            store,
+            project.id,
+            agent.id,
+            call("rec-2"),
+            audio("k3", 1_300),
+        )
+        .await,
+    );
+    assert_eq!(again.duplicates, 1);
+    assert_eq!(
+        store
+            .recording(project.id, &id2)
+            .await
+            .unwrap()
+            .unwrap()
+            .audio
+            .object_key,
+        "k2"
+    );
+    // A refused call stores no recording.
+    let changed = with(call("rec-2"), "endedReason", json!("other"));
+    rejected(send_recorded(store, project.id, agent.id, changed, audio("k4", 1_300)).await);
+    assert_eq!(
+        store
+            .recording(project.id, &id2)
+            .await
+            .unwrap()
+            .unwrap()
+            .audio
+            .object_key,
+        "k2"
+    );
 }

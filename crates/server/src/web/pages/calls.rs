@@ -2,8 +2,8 @@
 
 use super::*;
 use crate::web::timeline::{layout, tool_label, Timeline, LEFT, PLOT};
+use callgrade_core::AnalysedRecording;
 use callgrade_core::{BuiltinConfig, Channel, Conversation, Evidence, Message};
-use callgrade_store::StoredRecording;
 
 #[derive(Clone, Deserialize, serde::Serialize, Default)]
 pub struct CallsQuery {
@@ -210,7 +210,7 @@ pub async fn call(
         h2 { "Transcript" }
         (timeline(&call))
         @if let Some(r) = &recording {
-            (recording_player(&project, &call, r))
+            (recording_player(&project, &call, &r.audio))
         }
         h2 { "Metrics" }
         @if call.evaluations.is_empty() {
@@ -479,7 +479,7 @@ const WAVE_HEIGHT: f64 = 2.0 * WAVE + 30.0;
 /// The recording: a player, and both channels' waveforms on the timeline's time axis with what
 /// the audio metrics measured (each latency at the caller's ear, each barge-in and how long the
 /// agent took to stop). A click on the waveform or on a transcript row plays from there.
-fn recording_player(project: &Project, call: &CallDetail, r: &StoredRecording) -> Markup {
+fn recording_player(project: &Project, call: &CallDetail, r: &AnalysedRecording) -> Markup {
     let duration = (r.duration_ms as f64 / 1000.0).max(call.summary.duration_seconds);
     let pps = if duration > 0.0 { PLOT / duration } else { 0.0 };
     let width = LEFT + PLOT + crate::web::timeline::RIGHT;
