@@ -11,6 +11,7 @@ pub mod admin;
 mod clock;
 mod error;
 pub mod evaluation;
+pub mod fetch;
 pub mod ingest;
 pub mod metrics;
 pub mod recordings;

@@ -1,15 +1,18 @@
 //! Calls' recordings: the audio goes to the recording store (the data directory, or an
-//! S3-compatible bucket for several instances), its analysis to the database. Attaching one
+//! S3-compatible bucket for several instances), its analysis to the database. Keeping one
 //! decodes and analyses it first, so a recording that cannot be measured is refused whole;
 //! the object is written before its row, so a recording the store lists is always readable.
+//! A simulated call's recording is stored with the call; one a sender points to
+//! (`recording_url`) is fetched by the call's evaluation job, before it evaluates.
 
 use callgrade_audio::{analyse, decode, envelope, Detector, Pcm};
-use callgrade_core::AnalysedRecording;
-use callgrade_store::StoredRecording;
+use callgrade_core::{AnalysedRecording, FieldError, RecordingRequest};
+use callgrade_store::{FetchOutcome, StoredRecording};
 use object_store::{path::Path, ObjectStore, PutPayload};
 use std::sync::Arc;
 
-use crate::{evaluation, App, AppError, Result};
+use crate::fetch::FetchError;
+use crate::{App, AppError, Result};
 
 /// The waveform's resolution: one peak per side per bucket.
 pub const BUCKET_MS: u32 = 50;
@@ -79,21 +82,23 @@ impl RecordingStore {
 /// Where a recording came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
+    /// A simulated voice call's line.
     Simulation,
-    Upload,
+    /// The call's `recording_url`.
+    Fetched,
 }
 
 impl Origin {
     fn as_str(self) -> &'static str {
         match self {
             Self::Simulation => "simulation",
-            Self::Upload => "upload",
+            Self::Fetched => "fetched",
         }
     }
 }
 
 /// Checks, decodes and analyses `bytes`, then writes them to the recording store under a key
-/// of their own: a recording ready to be stored with its call, at ingest or by [`attach`].
+/// of their own: a recording ready to be stored with its call, at ingest or once fetched.
 /// Nothing is written when the recording is refused.
 pub async fn prepare(
     app: &App,
@@ -163,37 +168,74 @@ pub async fn discard(app: &App, object_key: &str) {
     }
 }
 
-/// Decodes, analyses and keeps `bytes` as a stored call's recording (replacing one it had),
-/// then queues the call for evaluation so the audio metrics see it.
-pub async fn attach(
+/// How fetching a call's requested recording went, before its evaluation.
+#[derive(Debug)]
+pub enum Fetch {
+    /// Done, for good: the speech timeline when there is a recording now, `None` when the call
+    /// has a warning instead.
+    Settled(Option<callgrade_core::AudioTimeline>),
+    /// Not yet: the source may answer later (why, to retry the evaluation with).
+    Retry(String),
+}
+
+/// Fetches the recording a call's sender pointed to (`recording_url`) through the forgery
+/// guard, analyses and stores it; or, when it cannot be used, leaves a warning on the call
+/// saying why. A failure that may pass is retried unless this is the `last_try`.
+pub async fn fetch_requested(
     app: &App,
     project_id: i64,
     call_id: &str,
-    bytes: Vec<u8>,
-    origin: Origin,
-    agent_channel: u32,
-) -> Result<StoredRecording> {
-    let missing = || AppError::not_found(format!("no call {call_id} in this project"));
-    if app.store.call(project_id, call_id).await?.is_none() {
-        return Err(missing());
-    }
-    let previous = app.store.recording(project_id, call_id).await?;
-    let audio = prepare(app, project_id, bytes, origin, agent_channel).await?;
-    let recording = StoredRecording {
-        call_id: call_id.to_owned(),
-        project_id,
-        audio,
-        created_at: app.now(),
+    request: &RecordingRequest,
+    last_try: bool,
+) -> Result<Fetch> {
+    let fetched = app
+        .settings
+        .fetch
+        .get(&request.url, app.settings.max_recording_bytes)
+        .await;
+    let why = match fetched {
+        Ok(bytes) => {
+            let origin = Origin::Fetched;
+            match prepare(app, project_id, bytes, origin, request.agent_channel).await {
+                Ok(audio) => {
+                    let timeline = audio.timeline.clone();
+                    let recording = StoredRecording {
+                        call_id: call_id.to_owned(),
+                        project_id,
+                        audio,
+                        created_at: app.now(),
+                    };
+                    let outcome = FetchOutcome::Fetched(Box::new(recording));
+                    if !app
+                        .store
+                        .settle_recording_request(project_id, call_id, &outcome)
+                        .await?
+                    {
+                        // Another evaluation of the call settled it first.
+                        if let FetchOutcome::Fetched(r) = &outcome {
+                            discard(app, &r.audio.object_key).await;
+                        }
+                    }
+                    tracing::info!(call_id, url = %request.shown(), "fetched a call's recording");
+                    return Ok(Fetch::Settled(Some(timeline)));
+                }
+                Err(AppError::BadRequest(why)) => why,
+                Err(e) if !last_try => return Ok(Fetch::Retry(e.to_string())),
+                Err(e) => e.to_string(),
+            }
+        }
+        Err(FetchError::Failed(why)) if !last_try => return Ok(Fetch::Retry(why)),
+        Err(FetchError::Failed(why) | FetchError::Refused(why)) => why,
     };
-    if !app.store.put_recording(&recording).await? {
-        discard(app, &recording.audio.object_key).await;
-        return Err(missing());
-    }
-    if let Some(previous) = previous {
-        discard(app, &previous.audio.object_key).await;
-    }
-    evaluation::enqueue(app, project_id, call_id).await?;
-    Ok(recording)
+    tracing::warn!(call_id, url = %request.shown(), reason = %why, "a call's recording cannot be used");
+    let warning = FieldError::new(
+        "recording_url",
+        format!("the recording was not kept: {why}"),
+    );
+    app.store
+        .settle_recording_request(project_id, call_id, &FetchOutcome::Refused(warning))
+        .await?;
+    Ok(Fetch::Settled(None))
 }
 
 type Measured = (Pcm, callgrade_core::AudioTimeline, [Vec<u8>; 2]);

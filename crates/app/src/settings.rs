@@ -25,6 +25,8 @@ pub struct AppSettings {
     pub max_recording_bytes: usize,
     /// The longest recording accepted, in seconds.
     pub max_recording_seconds: u32,
+    /// What a call's `recording_url` may reach.
+    pub fetch: crate::fetch::FetchPolicy,
 }
 
 impl Default for AppSettings {
@@ -41,6 +43,7 @@ impl Default for AppSettings {
             recordings: Default::default(),
             max_recording_bytes: 64 * 1024 * 1024,
             max_recording_seconds: 4 * 60 * 60,
+            fetch: Default::default(),
         }
     }
 }

@@ -10,6 +10,7 @@ use rand::Rng;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::recordings::Fetch;
 use crate::{App, Clock};
 
 /// The judge cache, kept in the store.
@@ -120,7 +121,10 @@ pub async fn process(app: &App, job: &Job, input: Result<EvaluationInput, EvalEr
         })
     };
     let result = match input {
-        Ok(input) => evaluate_guarded(app, input).await,
+        Ok(mut input) => match fetch_requested_recording(app, job, &mut input).await {
+            Ok(()) => evaluate_guarded(app, input).await,
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     renew.abort();
@@ -157,6 +161,39 @@ pub async fn process(app: &App, job: &Job, input: Result<EvaluationInput, EvalEr
     }
     if let Err(e) = app.store.fail_job(job, &e.0, retry_at, now).await {
         tracing::error!(job = job.id, error = %e, "could not record a failed job");
+    }
+}
+
+/// A recording the call's sender pointed to is fetched before the call is evaluated, so the
+/// evaluation sees its audio; a source that may answer later retries the job, until its last
+/// attempt, which goes on without the recording (the call says why).
+async fn fetch_requested_recording(
+    app: &App,
+    job: &Job,
+    input: &mut EvaluationInput,
+) -> Result<(), EvalError> {
+    let stored = |e: callgrade_store::StoreError| EvalError(format!("the store failed: {e}"));
+    let call_id = &input.call.call_id;
+    let Some(request) = app
+        .store
+        .recording_request(job.project_id, call_id)
+        .await
+        .map_err(stored)?
+    else {
+        return Ok(());
+    };
+    let last_try = job.attempts >= app.settings.workers.max_attempts;
+    match crate::recordings::fetch_requested(app, job.project_id, call_id, &request, last_try).await
+    {
+        Ok(Fetch::Settled(Some(timeline))) => {
+            input.call.audio = Some(timeline);
+            Ok(())
+        }
+        Ok(Fetch::Settled(None)) => Ok(()),
+        Ok(Fetch::Retry(why)) => Err(EvalError(format!(
+            "the call's recording could not be fetched yet: {why}"
+        ))),
+        Err(e) => Err(EvalError(format!("the call's recording: {e}"))),
     }
 }
 

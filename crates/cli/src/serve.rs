@@ -179,6 +179,15 @@ pub struct EvalArgs {
           default_value_t = defaults().app.max_recording_bytes as u64,
           value_parser = clap::value_parser!(u64).range(1024..=4_294_967_296))]
     max_recording_bytes: u64,
+    /// Networks a call's `recording_url` may reach although they are private or loopback
+    /// (comma-separated, e.g. `10.0.0.0/8,fd00::/8`); by default only public addresses.
+    #[arg(long, env = "CALLGRADE_ALLOW_FETCH_FROM", value_delimiter = ',')]
+    allow_fetch_from: Vec<callgrade_app::fetch::Network>,
+    /// Seconds a fetch of a call's `recording_url` may take.
+    #[arg(long, env = "CALLGRADE_FETCH_TIMEOUT",
+          default_value_t = defaults().app.fetch.timeout.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    fetch_timeout: u64,
 }
 
 impl EvalArgs {
@@ -193,6 +202,8 @@ impl EvalArgs {
         };
         settings.max_recording_bytes =
             usize::try_from(self.max_recording_bytes).unwrap_or(usize::MAX);
+        settings.fetch.allowed = self.allow_fetch_from.clone();
+        settings.fetch.timeout = std::time::Duration::from_secs(self.fetch_timeout);
         settings.workers.count = self.workers as usize;
         settings.workers.lease = TimeDelta::seconds(self.job_lease as i64);
         settings.judge.base_url = self.judge_base_url.clone();

@@ -285,14 +285,24 @@ fn serve_finishes_in_flight_requests_on_sigterm() {
     let head = format!(
         "POST /test_framework/custom-provider-transcript-webhook HTTP/1.1\r\nHost: {addr}\r\n\
          X-CEKURA-API-KEY: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n",
+         Expect: 100-continue\r\nConnection: close\r\n\r\n",
         project["api_key"].as_str().unwrap(),
         body.len()
     );
     let (first, rest) = body.split_at(body.len() / 2);
     stream.write_all(head.as_bytes()).unwrap();
+    // The server asks for the body once its handler reads it: from then on the request is in
+    // flight, however loaded the machine (a fixed sleep was not always enough).
+    let mut interim = Vec::new();
+    let mut byte = [0u8; 1];
+    while !interim.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).unwrap();
+        interim.push(byte[0]);
+    }
+    let interim = String::from_utf8_lossy(&interim);
+    assert!(interim.starts_with("HTTP/1.1 100"), "{interim}");
     stream.write_all(first.as_bytes()).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    std::thread::sleep(Duration::from_millis(100));
 
     let status = Command::new("kill")
         .args(["-TERM", &server.child.id().to_string()])
@@ -1500,4 +1510,111 @@ value = true
             .contains("no finished result labelled \"nope\""),
         "{report}"
     );
+}
+
+/// A call whose `recording_url` is being fetched when the server is SIGKILLed: after the
+/// restart its evaluation fetches the recording again and keeps it; killed once more, the
+/// recording is still there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_survives_sigkill_once_its_call_was_acknowledged() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_owned();
+    let (_, project) = run_json(&data, &["project", "create", "recorded"]);
+    let (_, agent) = run_json(
+        &data,
+        &["agent", "create", "--project", "recorded", "--name", "bot"],
+    );
+    let key = project["api_key"].as_str().unwrap().to_owned();
+
+    // The recording's server answers its first request slowly: the kill lands mid-fetch.
+    let wav = callgrade_audio::wav_bytes(
+        &callgrade_audio::Pcm {
+            sample_rate: 8_000,
+            channels: vec![vec![4_000; 8_000], vec![0; 8_000]],
+        },
+        callgrade_audio::WavEncoding::Pcm16,
+    );
+    let requests = Arc::new(AtomicUsize::new(0));
+    let files = {
+        let (wav, requests) = (wav.clone(), requests.clone());
+        Router::new().route(
+            "/call.wav",
+            axum::routing::get(move || {
+                let (wav, requests) = (wav.clone(), requests.clone());
+                async move {
+                    if requests.fetch_add(1, Ordering::SeqCst) == 0 {
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                    }
+                    wav
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let recording_url = format!("http://{}/call.wav", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, files).await.unwrap() });
+
+    let flags = ["--allow-fetch-from", "127.0.0.1", "--job-lease", "2"];
+    let mut server = Server::start_with(&data, &flags);
+    let client = reqwest::Client::new();
+    let body = json!({"agent_id": agent["id"], "calls": [{
+        "id": "recorded-1", "startedAt": "2025-10-15T09:22:21Z", "endedAt": "2025-10-15T09:23:21Z",
+        "recording_url": recording_url,
+    }]});
+    let receipt: Value = {
+        let r = client
+            .post(format!(
+                "{}/test_framework/custom-provider-transcript-webhook",
+                server.base
+            ))
+            .header("X-CEKURA-API-KEY", &key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        r.json().await.unwrap()
+    };
+    let call_id = receipt["calls"][0]["call_id"].as_str().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while requests.load(Ordering::SeqCst) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the recording was never fetched"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.child.kill().unwrap(); // SIGKILL, mid-fetch
+    server.child.wait().unwrap();
+
+    let recording = |base: &str| {
+        let url = format!("{base}/api/v1/calls/{call_id}/recording");
+        let (client, key) = (client.clone(), key.clone());
+        async move { client.get(url).bearer_auth(key).send().await.unwrap() }
+    };
+    let server = Server::start_with(&data, &flags);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = recording(&server.base).await;
+        if r.status() == 200 {
+            assert_eq!(r.bytes().await.unwrap(), wav);
+            break;
+        }
+        assert_eq!(r.status(), 404);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the recording was not fetched after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(requests.load(Ordering::SeqCst), 2, "fetched again, once");
+    drop(server); // SIGKILL again
+
+    let server = Server::start(&data);
+    let r = recording(&server.base).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap(), wav);
 }

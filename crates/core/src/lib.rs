@@ -51,8 +51,9 @@ pub use metric_spec::{
 pub use names::name_schema;
 pub use names::{parse_name, parse_project_name, NAME_MAX_CHARS};
 pub use payload::{
-    json_len, json_values, parse_json, validate_batch, validate_batch_owned, Batch, Channel,
-    JsonSyntaxError, Limits, Message, NewCall, Role, CALL_ID_MAX_CHARS, TRACE_ID_MAX_CHARS,
+    json_len, json_values, parse_json, shown_url, validate_batch, validate_batch_owned, Batch,
+    Channel, JsonSyntaxError, Limits, Message, NewCall, RecordingRequest, Role, CALL_ID_MAX_CHARS,
+    RECORDING_URL_MAX_CHARS, TRACE_ID_MAX_CHARS,
 };
 #[cfg(feature = "openapi")]
 pub use payload::{WebhookBody, WebhookCall, WebhookMessage};

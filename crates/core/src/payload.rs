@@ -21,6 +21,8 @@ pub const CALL_ID_MAX_CHARS: usize = 255;
 
 /// The longest trace id, in characters (an OpenTelemetry trace id has 32).
 pub const TRACE_ID_MAX_CHARS: usize = 32;
+/// The longest `recording_url` taken (a presigned URL's signature fits).
+pub const RECORDING_URL_MAX_CHARS: usize = 4096;
 
 /// Limits that a deployment may tune. Together with the body size they bound the memory and the
 /// work one request can cost (docs/security.md works out the worst case).
@@ -99,6 +101,35 @@ pub struct NewCall {
     /// Its recording, stored with it when the call is new (a simulated voice call's; an
     /// uploaded file's). Never part of the payload, so never part of the content hash.
     pub recording: Option<Box<crate::AnalysedRecording>>,
+    /// Where the sender says its recording is (`recording_url`), to be fetched once the call
+    /// is stored.
+    pub recording_request: Option<RecordingRequest>,
+}
+
+/// A recording to fetch for a stored call: its URL and which channel is the agent's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingRequest {
+    pub url: String,
+    /// 0 or 1; the other channel is the caller's.
+    pub agent_channel: u32,
+}
+
+impl RecordingRequest {
+    /// The URL as a log line or a warning may show it: without credentials, query or
+    /// fragment, where a presigned URL keeps its signature.
+    pub fn shown(&self) -> String {
+        shown_url(&self.url)
+    }
+}
+
+/// `url` without its user information, query and fragment.
+pub fn shown_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let end = rest.find(['?', '#']).unwrap_or(rest.len());
+    let rest = &rest[..end];
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    format!("{scheme}://{host}{path}")
 }
 
 impl NewCall {
@@ -593,7 +624,9 @@ fn parse_call(
         }),
     };
 
-    let (messages, message_times, warnings) = match (started_at, ended_at) {
+    let recording_request = parse_recording_request(obj, &at, errors);
+
+    let (messages, message_times, mut warnings) = match (started_at, ended_at) {
         (Some(s), Some(e)) => {
             parse_messages(obj.get("messages"), &at("messages"), s, e, limits, errors)
         }
@@ -611,6 +644,13 @@ fn parse_call(
             (Vec::new(), MessageTimes::None, Vec::new())
         }
     };
+
+    if recording_request.is_none() && obj.get("agent_channel").is_some_and(|v| !v.is_null()) {
+        warnings.push(FieldError::new(
+            at("agent_channel"),
+            "is ignored: the call has no recording_url",
+        ));
+    }
 
     let content_hash = content_hash(canonical_agent, raw);
 
@@ -633,7 +673,83 @@ fn parse_call(
         content_hash,
         warnings,
         recording: None,
+        recording_request,
     })
+}
+
+/// `recording_url` (or `metadata.recording_url`) and `agent_channel`: an absolute http(s) URL,
+/// fetched later; the agent on channel 1 (the right) unless said otherwise.
+fn parse_recording_request(
+    obj: &Map<String, Value>,
+    at: &impl Fn(&str) -> String,
+    errors: &mut Vec<FieldError>,
+) -> Option<RecordingRequest> {
+    let in_metadata = obj
+        .get("metadata")
+        .and_then(|m| m.get("recording_url"))
+        .filter(|v| !v.is_null());
+    let (url, path) = match obj.get("recording_url").filter(|v| !v.is_null()) {
+        Some(v) => (v, at("recording_url")),
+        None => (in_metadata?, at("metadata.recording_url")),
+    };
+    let url = match url {
+        Value::String(s) => match check_recording_url(s) {
+            Ok(()) => Some(s.clone()),
+            Err(why) => {
+                errors.push(FieldError::new(&path, why));
+                None
+            }
+        },
+        other => {
+            errors.push(FieldError::new(
+                &path,
+                format!("must be a URL string, got {}", kind(other)),
+            ));
+            None
+        }
+    };
+    let agent_channel = match obj.get("agent_channel") {
+        None | Some(Value::Null) => Some(1),
+        Some(v) => match v.as_u64() {
+            Some(c @ 0..=1) => Some(c as u32),
+            _ => {
+                errors.push(FieldError::new(
+                    at("agent_channel"),
+                    format!(
+                        "must be 0 or 1: the recording's channel that is the agent's (the other is the caller's), got {}",
+                        short(v)
+                    ),
+                ));
+                None
+            }
+        },
+    };
+    Some(RecordingRequest {
+        url: url?,
+        agent_channel: agent_channel?,
+    })
+}
+
+fn check_recording_url(s: &str) -> Result<(), String> {
+    let chars = s.chars().count();
+    if chars > RECORDING_URL_MAX_CHARS {
+        return Err(format!(
+            "must be at most {RECORDING_URL_MAX_CHARS} characters, got {chars}"
+        ));
+    }
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .ok_or("must be an http:// or https:// URL the server can fetch the recording from")?;
+    if s.chars().any(|c| c <= ' ' || c == '\x7f') {
+        return Err("must not contain spaces or control characters".into());
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if host.is_empty() || host.starts_with(':') {
+        return Err("must name a host, as in https://example.com/recording.wav".into());
+    }
+    Ok(())
 }
 
 fn required_datetime(

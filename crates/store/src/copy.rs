@@ -16,6 +16,7 @@ pub const TABLES: &[&str] = &[
     "deliveries",
     "calls",
     "recordings",
+    "recording_requests",
     "scenarios",
     "scenario_tags",
     "results",

@@ -227,9 +227,21 @@ pub trait TestRuns: Send + Sync + 'static {
 /// Calls' recordings: where each one's audio is, and what its analysis found.
 #[async_trait]
 pub trait Recordings: Send + Sync + 'static {
-    /// Records (or replaces) a call's recording; false when the call is not the project's.
-    async fn put_recording(&self, recording: &StoredRecording) -> Result<bool>;
     async fn recording(&self, project_id: i64, call_id: &str) -> Result<Option<StoredRecording>>;
+    /// The recording the call's sender said to fetch, while it is still to be fetched.
+    async fn recording_request(
+        &self,
+        project_id: i64,
+        call_id: &str,
+    ) -> Result<Option<callgrade_core::RecordingRequest>>;
+    /// Ends a call's recording request, in one write: the recording is stored, or the call
+    /// keeps the warning. False (and nothing written) when no request was waiting.
+    async fn settle_recording_request(
+        &self,
+        project_id: i64,
+        call_id: &str,
+        outcome: &FetchOutcome,
+    ) -> Result<bool>;
 }
 
 /// Simulated runs: the simulator endpoint, and the queue of conversations that instances

@@ -621,6 +621,14 @@ pub struct ReevaluateFilter {
     pub started_before_ms: Option<i64>,
 }
 
+/// How fetching a call's `recording_url` ended: its recording, or why there is none (a warning
+/// the call keeps).
+#[derive(Debug, Clone, PartialEq)]
+pub enum FetchOutcome {
+    Fetched(Box<StoredRecording>),
+    Refused(callgrade_core::FieldError),
+}
+
 /// A call's recording: where its audio is and what its analysis found.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredRecording {

@@ -503,6 +503,10 @@ pub(crate) const UPSERT_RECORDING: &str = "INSERT INTO recordings (call_id, proj
         envelope = excluded.envelope, bucket_ms = excluded.bucket_ms,
         created_at = excluded.created_at";
 
+/// Reads a call's waiting recording request (parameters: project id, call id).
+pub(crate) const RECORDING_REQUEST: &str =
+    "SELECT url, agent_channel FROM recording_requests WHERE project_id = $1 AND call_id = $2";
+
 /// A recording's timeline and envelope as their columns hold them.
 pub(crate) fn recording_documents(r: &StoredRecording) -> (String, String) {
     let timeline = serde_json::to_string(&r.audio.timeline).expect("a timeline serialises");

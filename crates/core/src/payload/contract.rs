@@ -57,6 +57,18 @@ pub struct WebhookCall {
     /// `voice` (the default) or `text`: a written conversation, where speech-timing metrics
     /// are not applicable. A callgrade extension; Cekura's senders leave it out.
     pub channel: Option<crate::Channel>,
+    /// Where callgrade can fetch the call's stereo recording (WAV, MP3, FLAC, Ogg, AAC in
+    /// MP4), once the call is stored; `metadata.recording_url` is read too. Private and
+    /// loopback addresses are refused unless the server allows them. A callgrade extension.
+    #[schema(
+        max_length = 4096,
+        pattern = "^https?://([^\\x00-\\x20\\x7f/?#]*@)?[^\\x00-\\x20\\x7f/?#@:][^\\x00-\\x20\\x7f/?#@]*([/?#][^\\x00-\\x20\\x7f]*)?$"
+    )]
+    pub recording_url: Option<String>,
+    /// Which channel of the recording is the agent's: 0 or 1 (the default); the other is the
+    /// caller's.
+    #[schema(minimum = 0, maximum = 1)]
+    pub agent_channel: Option<u32>,
 }
 
 /// One transcript row. Times are milliseconds since the epoch or seconds from `startedAt`, one

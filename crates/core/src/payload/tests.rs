@@ -401,3 +401,73 @@ fn the_content_hash_is_the_canonical_json_hash_and_owned_validation_moves_raw() 
     assert_eq!(owned.calls[0].raw, borrowed.calls[0].raw);
     assert_eq!(owned.calls[0].raw, c);
 }
+
+#[test]
+fn recording_url_rules() {
+    let n = std::cell::Cell::new(0);
+    let with = |fields: Value| {
+        let mut c = call();
+        n.set(n.get() + 1);
+        c["id"] = json!(format!("c{}", n.get()));
+        for (k, v) in fields.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        c
+    };
+    let good = validate_batch(
+        &json!({"agent_id": 1, "calls": [
+            with(json!({"recording_url": "https://u:p@files.example.com/a.wav?sig=1#x", "agent_channel": 0})),
+            with(json!({"metadata": {"recording_url": "http://files.example.com:8080/b.mp3"}})),
+            with(json!({"recording_url": null, "agent_channel": 1})),
+        ]}),
+        &Limits::default(),
+    )
+    .unwrap();
+    let request = good.calls[0].recording_request.clone().unwrap();
+    assert_eq!(request.agent_channel, 0);
+    assert_eq!(
+        request.shown(),
+        "https://files.example.com/a.wav",
+        "no credentials, no query"
+    );
+    let from_metadata = good.calls[1].recording_request.clone().unwrap();
+    assert_eq!(
+        (from_metadata.url.as_str(), from_metadata.agent_channel),
+        ("http://files.example.com:8080/b.mp3", 1)
+    );
+    assert_eq!(good.calls[2].recording_request, None);
+    assert_eq!(
+        paths(&good.calls[2].warnings),
+        ["calls[2].agent_channel"],
+        "agent_channel without a recording is ignored, with a warning"
+    );
+
+    let errors = errors_of(json!({"agent_id": 1, "calls": [
+        with(json!({"recording_url": "ftp://files.example.com/a.wav"})),
+        with(json!({"recording_url": "https:///a.wav"})),
+        with(json!({"recording_url": "https://files.example.com/a b.wav"})),
+        with(json!({"recording_url": 7})),
+        with(json!({"recording_url": format!("https://e.com/{}", "a".repeat(4096))})),
+        with(json!({"recording_url": "https://e.com/a.wav", "agent_channel": 2})),
+        with(json!({"metadata": {"recording_url": "file:///etc/passwd"}})),
+        with(json!({"recording_url": "https://user@:80/a.wav"})),
+    ]}));
+    assert_eq!(
+        paths(&errors),
+        [
+            "calls[0].recording_url",
+            "calls[1].recording_url",
+            "calls[2].recording_url",
+            "calls[3].recording_url",
+            "calls[4].recording_url",
+            "calls[5].agent_channel",
+            "calls[6].metadata.recording_url",
+            "calls[7].recording_url",
+        ]
+    );
+    assert!(
+        errors[0].message.contains("http:// or https://"),
+        "{errors:?}"
+    );
+    assert!(errors[5].message.contains("0 or 1"), "{errors:?}");
+}

@@ -8,6 +8,7 @@ mod dashboard_simulation;
 mod evaluation;
 mod fakes;
 mod openapi;
+mod recording_url;
 mod runs;
 mod security;
 mod simulation;

@@ -142,6 +142,12 @@ async fn apply_ingest(
                         created_at: now,
                     };
                     super::recordings::upsert_recording(&mut *conn, &recording).await?;
+                } else if let Some(request) = &call.recording_request {
+                    let at = now.timestamp_millis();
+                    super::recordings::insert_recording_request(
+                        &mut *conn, project_id, &call_id, request, at,
+                    )
+                    .await?;
                 }
                 super::runs::attach_decided(conn, &decision, &call_id, now).await?;
                 super::jobs::enqueue(conn, project_id, &call_id, now.timestamp_millis()).await?;

@@ -178,6 +178,11 @@ fn apply_ingest(conn: &Connection, write: &IngestWrite) -> Result<IngestOutcome>
                         created_at: now,
                     };
                     super::recordings::upsert_recording(conn, &recording)?;
+                } else if let Some(request) = &call.recording_request {
+                    let at = now.timestamp_millis();
+                    super::recordings::insert_recording_request(
+                        conn, project_id, &call_id, request, at,
+                    )?;
                 }
                 attach_decided(conn, &decision, &call_id, now)?;
                 enqueue(conn, project_id, &call_id, now.timestamp_millis())?;

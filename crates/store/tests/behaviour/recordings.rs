@@ -1,8 +1,11 @@
-//! Recordings: one per call, replaced by a new one, only for a call of the project, stored with
-//! a new call in its write (not with a resend), and their timeline read into what evaluation sees.
+//! Recordings: a call's request to fetch one, settled once (the recording, or a warning on the
+//! call); a recording stored with a new call in its write (not with a resend); only a call of
+//! the project's; the timeline read into what evaluation sees.
 
 use super::*;
-use callgrade_core::{AnalysedRecording, AudioTimeline, Detector, Span};
+use callgrade_core::{
+    AnalysedRecording, AudioTimeline, Detector, FieldError, RecordingRequest, Span,
+};
 
 fn audio(key: &str, agent_end: u64) -> AnalysedRecording {
     AnalysedRecording {
@@ -64,38 +67,97 @@ pub(super) async fn story_recordings(store: &dyn Store) {
         .create_agent(project.id, &NewAgent::named("a"))
         .await
         .unwrap();
-    let receipt = send_one(store, project.id, t0(), Some(agent.id), call("rec-1")).await;
+
+    // A call that says where its recording is keeps the request with it.
+    let url = "https://files.example.com/rec-1.wav?X-Amz-Signature=abc";
+    let pointed = json!({"recording_url": url, "agent_channel": 0});
+    let receipt = send_one(
+        store,
+        project.id,
+        t0(),
+        Some(agent.id),
+        merge(call("rec-1"), pointed),
+    )
+    .await;
     let id = receipt.call_id.clone();
     assert_eq!(store.recording(project.id, &id).await.unwrap(), None);
+    let request = store.recording_request(project.id, &id).await.unwrap();
+    assert_eq!(
+        request,
+        Some(RecordingRequest {
+            url: url.into(),
+            agent_channel: 0
+        })
+    );
+    assert_eq!(store.recording_request(other.id, &id).await.unwrap(), None);
 
-    // Only a call of the project takes a recording.
-    assert!(!store
-        .put_recording(&recording(other.id, &id, 1_500))
-        .await
-        .unwrap());
-    assert!(!store
-        .put_recording(&recording(project.id, "no-such-call", 1_500))
-        .await
-        .unwrap());
-    assert_eq!(store.recording(other.id, &id).await.unwrap(), None);
-
+    // Fetched: the recording is stored and the request is done, once.
     let first = recording(project.id, &id, 1_500);
-    assert!(store.put_recording(&first).await.unwrap());
+    let fetched = FetchOutcome::Fetched(Box::new(first.clone()));
+    assert!(!store
+        .settle_recording_request(other.id, &id, &fetched)
+        .await
+        .unwrap());
+    assert!(store
+        .settle_recording_request(project.id, &id, &fetched)
+        .await
+        .unwrap());
+    assert!(!store
+        .settle_recording_request(project.id, &id, &fetched)
+        .await
+        .unwrap());
+    assert_eq!(
+        store.recording_request(project.id, &id).await.unwrap(),
+        None
+    );
     assert_eq!(
         store.recording(project.id, &id).await.unwrap().as_ref(),
         Some(&first)
     );
-    // A new recording replaces the old.
-    let second = recording(project.id, &id, 1_900);
-    assert!(store.put_recording(&second).await.unwrap());
-    assert_eq!(
-        store.recording(project.id, &id).await.unwrap(),
-        Some(second.clone())
-    );
+    assert_eq!(store.recording(other.id, &id).await.unwrap(), None);
 
     // Evaluation reads the timeline with the call.
-    let inputs = store.evaluation_inputs(project.id, &[id]).await.unwrap();
-    assert_eq!(inputs[0].call.audio.as_ref(), Some(&second.audio.timeline));
+    let inputs = store
+        .evaluation_inputs(project.id, std::slice::from_ref(&id))
+        .await
+        .unwrap();
+    assert_eq!(inputs[0].call.audio.as_ref(), Some(&first.audio.timeline));
+
+    // Refused: no recording, and the call keeps the warning.
+    let pointed = json!({"metadata": {"recording_url": "https://files.example.com/gone.wav"}});
+    let gone = send_one(
+        store,
+        project.id,
+        t0(),
+        Some(agent.id),
+        merge(call("rec-gone"), pointed),
+    )
+    .await;
+    let request = store
+        .recording_request(project.id, &gone.call_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        request.agent_channel, 1,
+        "the agent on the right unless said"
+    );
+    let warning = FieldError::new("recording_url", "the recording was not kept: 404");
+    let refused = FetchOutcome::Refused(warning.clone());
+    assert!(store
+        .settle_recording_request(project.id, &gone.call_id, &refused)
+        .await
+        .unwrap());
+    assert_eq!(
+        store.recording(project.id, &gone.call_id).await.unwrap(),
+        None
+    );
+    let detail = store
+        .call(project.id, &gone.call_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(detail.warnings.last(), Some(&warning));
 
     // A call ingested with its recording has it from the same write: its first evaluation
     // sees the audio.
@@ -111,10 +173,7 @@ pub(super) async fn story_recordings(store: &dyn Store) {
     );
     let id2 = recorded.calls[0].call_id.clone();
     let stored = store.recording(project.id, &id2).await.unwrap().unwrap();
-    assert_eq!(
-        (stored.audio.object_key.as_str(), stored.project_id),
-        ("k2", project.id)
-    );
+    assert_eq!(stored.project_id, project.id);
     assert_eq!(stored.audio, audio("k2", 1_200));
     // A resend is a duplicate: the first recording stays.
     let again = accepted(
@@ -128,27 +187,17 @@ pub(super) async fn story_recordings(store: &dyn Store) {
         .await,
     );
     assert_eq!(again.duplicates, 1);
-    assert_eq!(
-        store
-            .recording(project.id, &id2)
-            .await
-            .unwrap()
-            .unwrap()
-            .audio
-            .object_key,
-        "k2"
-    );
+    let key = |r: Option<StoredRecording>| r.unwrap().audio.object_key;
+    assert_eq!(key(store.recording(project.id, &id2).await.unwrap()), "k2");
     // A refused call stores no recording.
     let changed = with(call("rec-2"), "endedReason", json!("other"));
     rejected(send_recorded(store, project.id, agent.id, changed, audio("k4", 1_300)).await);
-    assert_eq!(
-        store
-            .recording(project.id, &id2)
-            .await
-            .unwrap()
-            .unwrap()
-            .audio
-            .object_key,
-        "k2"
-    );
+    assert_eq!(key(store.recording(project.id, &id2).await.unwrap()), "k2");
+}
+
+fn merge(mut call: Value, extra: Value) -> Value {
+    for (k, v) in extra.as_object().unwrap() {
+        call[k] = v.clone();
+    }
+    call
 }
