@@ -440,6 +440,21 @@ async fn latency_and_barge_ins_are_measured_from_the_audio() {
         metric(&call, "audio_caller_interrupting_agent").unwrap()["value"],
         3.0
     );
+    // Each barge-in's overlap: the caller talks over the agent until it stops.
+    let barge_ins = metric(&call, "audio_caller_interrupting_agent").unwrap();
+    let overlaps: Vec<f64> = barge_ins["details"]["interruptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["overlap"].as_f64().unwrap() * 1000.0)
+        .collect();
+    assert_eq!(overlaps.len(), 3, "{barge_ins:#}");
+    for o in &overlaps {
+        assert!(
+            (o - STOP_AFTER_BARGE_IN_MS as f64).abs() <= TOLERANCE_MS,
+            "overlap {o} ms: {overlaps:?}; line pacing {pacing}"
+        );
+    }
 
     // The dashboard: a player, the waveform with its latencies and barge-ins, and the bytes.
     let (client, cookie) = crate::dashboard::signed_in(&app).await;
