@@ -1,9 +1,67 @@
-//! Background upkeep beside the server: runs past their window time out, the delivery log is
-//! pruned to its retention.
+//! Upkeep beside the server: builtin metrics added by an upgrade are installed in the projects
+//! that predate them (once, at start); in the background, runs past their window time out and
+//! the delivery log is pruned to its retention.
 
+use callgrade_core::{default_metrics, MetricDefinition, BUILTIN_METRICS};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::App;
+
+/// The settings key that lists the builtin metrics every existing project has been given.
+const OFFERED: &str = "builtin_metrics_offered";
+
+/// Installs, in every project, the builtin metrics released since it was created: a project
+/// made before the audio metrics existed gets them, so its calls with recordings are measured.
+/// Each builtin is offered once: one a user deleted afterwards is not put back, and a metric of
+/// the user's own with the same name is left alone. Returns how many metrics were created.
+pub async fn install_new_builtins(app: &App) -> Result<usize, callgrade_store::StoreError> {
+    let offered: BTreeSet<String> = match app.store.setting(OFFERED).await? {
+        Some(json) => serde_json::from_str(&json).unwrap_or_default(),
+        // Before this record, every project was created with the transcript builtins.
+        None => BUILTIN_METRICS
+            .iter()
+            .filter(|b| !b.key.needs_recording())
+            .map(|b| b.key.as_str().to_owned())
+            .collect(),
+    };
+    let new: Vec<_> = default_metrics()
+        .into_iter()
+        .filter(|spec| !offered.contains(&spec.name))
+        .collect();
+    let mut created = 0;
+    if !new.is_empty() {
+        for project in app.store.list_projects().await? {
+            let existing = app.store.list_metrics(project.id).await?;
+            for spec in &new {
+                if existing.iter().any(|m| m.spec.name == spec.name) {
+                    continue;
+                }
+                match app.store.create_metric(project.id, spec).await {
+                    Ok(_) => created += 1,
+                    // Another instance starting at the same time made it.
+                    Err(callgrade_store::StoreError::AlreadyExists(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    let all: BTreeSet<String> = default_metrics()
+        .into_iter()
+        .filter(|s| matches!(s.definition, MetricDefinition::Builtin { .. }))
+        .map(|s| s.name)
+        .chain(offered)
+        .collect();
+    let json = serde_json::to_string(&all).expect("names serialise");
+    app.store.set_setting(OFFERED, &json).await?;
+    if created > 0 {
+        tracing::info!(
+            created,
+            "installed new builtin metrics in existing projects"
+        );
+    }
+    Ok(created)
+}
 
 /// Times out the runs whose listening window or deadline has passed, at the clock's now.
 pub async fn sweep_runs(app: &App) -> Result<Vec<i64>, callgrade_store::StoreError> {

@@ -99,6 +99,9 @@ pub async fn serve(
     use hyper_util::server::conn::auto::Builder;
     use hyper_util::service::TowerToHyperService;
 
+    if let Err(e) = callgrade_app::upkeep::install_new_builtins(&state.app).await {
+        tracing::warn!(error = %e, "could not install new builtin metrics in existing projects");
+    }
     let mut upkeep = callgrade_app::upkeep::spawn(&state.app);
     let workers = state.app.settings.workers.count;
     upkeep.extend(callgrade_app::worker::spawn(&state.app, workers).await);

@@ -738,3 +738,63 @@ async fn metric_definitions_crud_apply_and_try() {
         "old results keep a deleted metric"
     );
 }
+
+/// A project made before the audio metrics existed gets them once, at the next start; a
+/// builtin deleted after it was offered stays deleted.
+#[tokio::test]
+async fn new_builtins_are_installed_once_in_existing_projects() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("older").await;
+    // As such a project looks: the transcript builtins only, and the record says so.
+    let audio: Vec<_> = app
+        .store
+        .list_metrics(t.project_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.spec.name.starts_with("audio_"))
+        .collect();
+    assert_eq!(audio.len(), 11);
+    for m in &audio {
+        app.store.delete_metric(t.project_id, m.id).await.unwrap();
+    }
+    let transcript: Vec<&str> = callgrade_core::BUILTIN_METRICS
+        .iter()
+        .filter(|b| !b.key.needs_recording())
+        .map(|b| b.key.as_str())
+        .collect();
+    app.store
+        .set_setting("builtin_metrics_offered", &json!(transcript).to_string())
+        .await
+        .unwrap();
+
+    let installed = callgrade_app::upkeep::install_new_builtins(&app.state.app)
+        .await
+        .unwrap();
+    assert_eq!(installed, 11);
+    let names = |metrics: Vec<callgrade_core::Metric>| -> Vec<String> {
+        metrics.into_iter().map(|m| m.spec.name).collect()
+    };
+    let now = names(app.store.list_metrics(t.project_id).await.unwrap());
+    assert!(now.iter().any(|n| n == "audio_latency"), "{now:?}");
+
+    // Offered once: deleting one afterwards is the user's choice.
+    let latency = app
+        .store
+        .list_metrics(t.project_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.spec.name == "audio_latency")
+        .unwrap();
+    app.store
+        .delete_metric(t.project_id, latency.id)
+        .await
+        .unwrap();
+    let again = callgrade_app::upkeep::install_new_builtins(&app.state.app)
+        .await
+        .unwrap();
+    assert_eq!(again, 0);
+    let now = names(app.store.list_metrics(t.project_id).await.unwrap());
+    assert!(!now.iter().any(|n| n == "audio_latency"), "{now:?}");
+}
