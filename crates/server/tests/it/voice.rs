@@ -503,3 +503,105 @@ async fn latency_and_barge_ins_are_measured_from_the_audio() {
         "the dashboard's recording needs a session"
     );
 }
+
+/// A caller that says one line, then hangs up after the agent's answer.
+async fn one_line_caller(Json(body): Json<Value>) -> Json<Value> {
+    let spoke = body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["role"] == "assistant");
+    let message = if spoke {
+        json!({"role": "assistant", "content": "Bye.", "tool_calls": [
+            {"id": "h", "type": "function", "function": {"name": "end_call", "arguments": "{}"}}]})
+    } else {
+        json!({"role": "assistant", "content": "Hello, I need help."})
+    };
+    Json(json!({"choices": [{"message": message}], "usage": {"total_tokens": 10}}))
+}
+
+/// A persona that answers over the agent's greeting, at its own speaking rate: its first line
+/// starts while the greeting plays, and every line is asked of the TTS at that rate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persona_talks_over_the_greeting_at_its_speaking_rate() {
+    let app = TestApp::spawn().await;
+    let speech = Speech::default();
+    let router = Router::new()
+        .route("/v1/chat/completions", post(one_line_caller))
+        .route("/v1/audio/speech", post(tts))
+        .route("/v1/audio/transcriptions", post(stt))
+        .with_state(speech.clone());
+    let base = format!("{}/v1", serve(router).await);
+    let script = Arc::new(Mutex::new(Script::default()));
+    let agent_url = voice_agent(script.clone()).await;
+
+    let t = app.tenant("eager").await;
+    let connector = json!({"kind": "media_stream", "url": agent_url, "end_of_turn_ms": 300});
+    let (status, _) = send(
+        &app,
+        &t.key,
+        reqwest::Method::PATCH,
+        &format!("/api/v1/agents/{}", t.agent_id),
+        json!({"connector": connector}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = send(
+        &app,
+        &t.key,
+        reqwest::Method::PUT,
+        "/api/v1/simulator",
+        json!({"base_url": base, "model": "caller-1", "api_key": "sk-caller"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let id = scenario(
+        &app,
+        &t,
+        "eager",
+        json!({"max_turns": 10, "max_seconds": 60,
+        "persona": {"name": "Sam", "voice": {"speaking_rate": 1.5, "over_greeting": true}}}),
+    )
+    .await;
+    let result = start(&app, &t, &[id], 1, "eager").await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let run = loop {
+        let (_, r) = app
+            .api(&t.key, &format!("/api/v1/results/{}", result["id"]))
+            .await;
+        if r["finished"] == true {
+            break r["runs"][0].clone();
+        }
+        assert!(Instant::now() < deadline, "the run did not finish: {r:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(run["status"], "completed", "{run:#}");
+    let (_, call) = app
+        .api(
+            &t.key,
+            &format!("/api/v1/calls/{}", run["call_id"].as_str().unwrap()),
+        )
+        .await;
+    let messages = call["messages"].as_array().unwrap();
+    let time = |m: &Value, k: &str| m[k].as_f64().unwrap() * 1000.0;
+    let greeting = messages.iter().find(|m| m["role"] == "bot").unwrap();
+    let opener = messages.iter().find(|m| m["role"] == "user").unwrap();
+    assert_eq!(opener["content"], "Hello, I need help.");
+    // The greeting starts 500 ms in and lasts 600 ms; the opener starts inside it.
+    assert!(
+        time(opener, "start_offset") >= time(greeting, "start_offset")
+            && time(opener, "start_offset") < time(greeting, "end_offset"),
+        "the opener is said over the greeting: {messages:#?}"
+    );
+    assert_eq!(
+        script.lock().unwrap().barge_ins,
+        1,
+        "the agent heard it as one"
+    );
+    let spoken = speech.spoken.lock().unwrap().clone();
+    assert!(!spoken.is_empty());
+    assert!(
+        spoken.iter().all(|b| b["speed"] == 1.5),
+        "every line at the persona's rate: {spoken:?}"
+    );
+}
