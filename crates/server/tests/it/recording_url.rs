@@ -99,6 +99,17 @@ async fn recording_urls_are_fetched_through_the_forgery_guard() {
     let (files, counters) = file_server().await;
     let port = files.rsplit(':').next().unwrap();
 
+    // A rubric on one metric: the call page tells it from the metrics outside it.
+    let r = app
+        .client
+        .put(format!("{}/api/v1/rubric", app.base))
+        .bearer_auth(&t.key)
+        .json(&json!({"rules": [{"metric": "call_duration", "op": "lte", "value": 10}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
     let urls = [
         ("good", format!("{files}/good.wav?sig=secret123")),
         ("redirected", format!("{files}/to-good.wav")),
@@ -214,6 +225,49 @@ async fn recording_urls_are_fetched_through_the_forgery_guard() {
         assert_eq!(audio_latency(call)["status"], "not_applicable", "{name}");
         assert_eq!(recording(name).await.status(), 404, "{name}");
     }
+
+    // The dashboard says it too, and names the agent.
+    let (client, cookie) = crate::dashboard::signed_in(&app).await;
+    let page = |path: String| {
+        let (client, cookie) = (client.clone(), cookie.clone());
+        async move {
+            let r = client
+                .get(path)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap();
+            r.text().await.unwrap()
+        }
+    };
+    let private = page(format!(
+        "{}/projects/{}/calls/{}",
+        app.base,
+        t.project_id,
+        id_of("private")
+    ))
+    .await;
+    assert!(
+        private.contains("Warnings") && private.contains("192.168.7.7"),
+        "{private}"
+    );
+    let warning = private.split("class=\"card warnings\"").nth(1).unwrap();
+    let warning = warning.split("</div>").next().unwrap();
+    assert!(!warning.contains("secret123"), "{warning}");
+    assert!(
+        private.contains(">support-bot</a>"),
+        "the agent by name: {private}"
+    );
+    // A metric outside the rubric does not look like the reason a call failed.
+    let silence = private.split("<td>silence_detected").nth(1).unwrap();
+    let silence = silence.split("</tr>").next().unwrap();
+    assert!(silence.contains("fail · not in the rubric"), "{silence}");
+    assert!(!silence.contains("class=\"bad\""), "{silence}");
+    let duration = private.split("<td>call_duration").nth(1).unwrap();
+    let duration = duration.split("</tr>").next().unwrap();
+    assert!(duration.contains("class=\"bad\">fail</span> <span class=\"muted\">rubric"), "{duration}");
+    let list = page(format!("{}/projects/{}/calls", app.base, t.project_id)).await;
+    assert!(list.contains(">support-bot</a>"), "{list}");
 
     // The flaky source answered 503: the evaluation waits for a retry, then has the audio.
     assert_eq!(counters.flaky_requests.load(Ordering::SeqCst), 1);

@@ -151,7 +151,7 @@ pub async fn calls(
                     tr {
                         td { (when(s.started_at)) }
                         td { a href={ "/projects/" (project.id) "/calls/" (s.call_id) } { (s.external_id) } }
-                        td { (or_dash(s.agent_id)) }
+                        td { (agent_name(&project, &agents, s.agent_id)) }
                         td { (seconds(s.duration_seconds)) }
                         td { (or_dash(latency.map(seconds))) }
                         td { (or_dash(interruptions)) }
@@ -163,6 +163,44 @@ pub async fn calls(
         }
         @if let Some(next) = next { p { a href=(next) { "Older calls →" } } }
     }).into_response())
+}
+
+/// A metric's pass on the call page: the rubric's rule outcome when the rubric judges the
+/// metric (that decides the call's success), else its own pass condition, muted, saying it
+/// does not decide (a red "fail" on a passing call reads as the reason it failed).
+fn metric_pass(
+    e: &callgrade_core::Evaluation,
+    rubric: Option<&callgrade_core::RubricVerdict>,
+) -> Markup {
+    let rules: Vec<_> = rubric
+        .map(|r| r.rules.iter().filter(|r| r.metric == e.metric_name).collect())
+        .unwrap_or_default();
+    if !rules.is_empty() {
+        let passed = rules
+            .iter()
+            .map(|r| r.passed)
+            .try_fold(true, |all, p| p.map(|p| all && p));
+        return html! { (verdict(passed)) " " span.muted { "rubric" } };
+    }
+    match e.passed {
+        None => verdict(None),
+        Some(p) => html! {
+            span.muted title="Not in the rubric: it does not decide the call's success" {
+                (if p { "pass" } else { "fail" }) " · not in the rubric"
+            }
+        },
+    }
+}
+
+/// An agent by its name (linked to its page), or its id when it is gone.
+fn agent_name(project: &Project, agents: &[callgrade_core::Agent], id: Option<i64>) -> Markup {
+    match id {
+        None => or_dash(None::<i64>),
+        Some(id) => match agents.iter().find(|a| a.id == id) {
+            Some(a) => html! { a href={ "/projects/" (project.id) "/agents/" (id) } { (a.name) } },
+            None => html! { "#" (id) },
+        },
+    }
 }
 
 async fn load_call(
@@ -187,6 +225,7 @@ pub async fn call(
 ) -> Page {
     let (project, call) = load_call(&state, &id, &call_id).await?;
     let recording = state.app.store.recording(project.id, &call_id).await?;
+    let agents = state.app.store.list_agents(project.id).await?;
     let s = &call.summary;
     let raw_link = format!("/projects/{}/calls/{}/raw", project.id, s.call_id);
     Ok(page(&s.external_id, Some(&admin), Some(&project), html! {
@@ -194,7 +233,7 @@ pub async fn call(
         div.card {
             p {
                 "Started " (when(s.started_at)) " · " (seconds(s.duration_seconds)) " · ended: " (s.ended_reason)
-                " · agent " (or_dash(s.agent_id)) " · from " (or_dash(s.from_phone_number.as_deref())) " to " (or_dash(s.to_phone_number.as_deref()))
+                " · agent " (agent_name(&project, &agents, s.agent_id)) " · from " (or_dash(s.from_phone_number.as_deref())) " to " (or_dash(s.to_phone_number.as_deref()))
             }
             p { "Match: " strong { (s.match_outcome.as_str()) } @if let Some(run) = s.run_id { " · run " (run) } @if let Some(r) = &call.match_reason { " · " span.muted { (r) } } }
             @if !call.match_candidates.is_empty() {
@@ -205,6 +244,12 @@ pub async fn call(
             form method="post" action={ "/projects/" (project.id) "/calls/" (s.call_id) "/evaluate" } {
                 (csrf(&admin))
                 button.secondary type="submit" { "Re-evaluate" }
+            }
+        }
+        @if !call.warnings.is_empty() {
+            div.card.warnings {
+                h2 { "Warnings" }
+                ul { @for w in &call.warnings { li { code { (w.path) } " " (w.message) } } }
             }
         }
         h2 { "Transcript" }
@@ -222,7 +267,7 @@ pub async fn call(
                     tr {
                         td { (e.metric_name) br; span.muted { (e.kind.as_str()) " v" (e.metric_version) } }
                         td { @match &e.value { Some(v) => { code { (v) } }, None => { span.muted { (e.status.as_str()) } } } }
-                        td { (verdict(e.passed)) }
+                        td { (metric_pass(e, call.rubric.as_ref())) }
                         td { (e.explanation) }
                         td { @if let Some(model) = e.details.get("model").and_then(|m| m.as_str()) { "model " code { (model) } } }
                     }
