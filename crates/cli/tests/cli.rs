@@ -10,7 +10,6 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_callgrade");
 const SEED: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../core/tests/fixtures/example-two-calls.json"
@@ -35,45 +34,21 @@ fn run_json(data: &Path, args: &[&str]) -> (bool, Value) {
     (out.status.success(), value)
 }
 
-struct Server {
-    child: Child,
-    base: String,
+mod common;
+use common::{Server, BIN};
+
+fn start(data: &Path) -> Server {
+    start_with(data, &[])
 }
 
-impl Server {
-    fn start(data: &Path) -> Self {
-        Self::start_with(data, &[])
-    }
-
-    fn start_with(data: &Path, flags: &[&str]) -> Self {
-        let mut child = Command::new(BIN)
+fn start_with(data: &Path, flags: &[&str]) -> Server {
+    Server::spawn(
+        Command::new(BIN)
             .arg("--data-dir")
             .arg(data)
             .args(["serve", "--bind", "127.0.0.1:0"])
-            .args(flags)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = line
-            .trim()
-            .strip_prefix("callgrade listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        Self { child, base }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+            .args(flags),
+    )
 }
 
 #[test]
@@ -211,7 +186,7 @@ fn send_posts_the_seed_and_prints_the_receipt() {
         data,
         &["agent", "create", "--project", "staging", "--name", "bot"],
     );
-    let server = Server::start(data);
+    let server = start(data);
 
     let mut seed: Value = serde_json::from_str(&std::fs::read_to_string(SEED).unwrap()).unwrap();
     seed["agent_id"] = agent["id"].clone();
@@ -274,7 +249,7 @@ fn serve_finishes_in_flight_requests_on_sigterm() {
         dir.path(),
         &["agent", "create", "--project", "p", "--name", "a"],
     );
-    let mut server = Server::start(dir.path());
+    let mut server = start(dir.path());
 
     let body = json!({"agent_id": agent["id"], "calls": [{
         "id": "in-flight", "startedAt": "2025-10-15T09:22:21Z", "endedAt": "2025-10-15T09:23:21Z"
@@ -351,7 +326,7 @@ async fn no_acknowledged_call_is_lost_to_sigkill() {
 
     let mut acknowledged: Vec<(String, Value)> = Vec::new();
     for round in 0..3 {
-        let mut server = Server::start(&data);
+        let mut server = start(&data);
         let url = format!(
             "{}/test_framework/custom-provider-transcript-webhook",
             server.base
@@ -391,7 +366,7 @@ async fn no_acknowledged_call_is_lost_to_sigkill() {
         acknowledged.len()
     );
 
-    let server = Server::start(&data);
+    let server = start(&data);
     for (id, sent) in &acknowledged {
         let page: Value = client
             .get(format!("{}/api/v1/calls?external_id={id}", server.base))
@@ -477,7 +452,7 @@ fn test_start_waits_for_the_verdict() {
         .unwrap()
         .contains("--tester-phone-number"));
 
-    let server = Server::start(data);
+    let server = start(data);
     let mut tester = Command::new(BIN)
         .args([
             "test",
@@ -739,7 +714,7 @@ value = 2.0
     assert_eq!(listed["rubric"][0]["metric"], "latency_p90");
 
     // A stored call to test a script on (workers off: nothing else touches it).
-    let server = Server::start_with(data, &["--no-workers"]);
+    let server = start_with(data, &["--no-workers"]);
     let mut seed: Value = serde_json::from_str(&std::fs::read_to_string(SEED).unwrap()).unwrap();
     seed["agent_id"] = agent["id"].clone();
     let payload = data.join("seed.json");
@@ -827,7 +802,7 @@ async fn evaluation_survives_sigkill_exactly_once() {
     assert!(ok);
 
     let client = reqwest::Client::new();
-    let mut server = Server::start_with(&data, &["--job-lease", "2"]);
+    let mut server = start_with(&data, &["--job-lease", "2"]);
     let total = 40;
     for i in 0..total {
         let body = json!({"agent_id": agent["id"], "calls": [{
@@ -850,7 +825,7 @@ async fn evaluation_survives_sigkill_exactly_once() {
     server.child.wait().unwrap();
 
     // Look without workers first: the kill did interrupt evaluation.
-    let observer = Server::start_with(&data, &["--no-workers"]);
+    let observer = start_with(&data, &["--no-workers"]);
     let jobs: Value = client
         .get(format!("{}/api/v1/jobs", observer.base))
         .bearer_auth(&key)
@@ -866,7 +841,7 @@ async fn evaluation_survives_sigkill_exactly_once() {
     );
     drop(observer);
 
-    let server = Server::start_with(&data, &["--job-lease", "2"]);
+    let server = start_with(&data, &["--job-lease", "2"]);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let jobs = loop {
         let jobs: Value = client
@@ -1020,7 +995,7 @@ async fn eight_worst_case_bodies_at_once_stay_bounded_in_memory() {
         data,
         &["agent", "create", "--project", "heavy", "--name", "bot"],
     );
-    let server = Server::start_with(data, &["--no-workers"]);
+    let server = start_with(data, &["--no-workers"]);
     let url = format!(
         "{}/test_framework/custom-provider-transcript-webhook/",
         server.base
@@ -1242,7 +1217,7 @@ value = true
         scenario_ids.push(s["id"].to_string());
     }
 
-    let server = Server::start_with(
+    let server = start_with(
         data,
         &[
             "--simulator-base-url",
@@ -1558,7 +1533,7 @@ async fn a_recording_survives_sigkill_once_its_call_was_acknowledged() {
     tokio::spawn(async move { axum::serve(listener, files).await.unwrap() });
 
     let flags = ["--allow-fetch-from", "127.0.0.1", "--job-lease", "2"];
-    let mut server = Server::start_with(&data, &flags);
+    let mut server = start_with(&data, &flags);
     let client = reqwest::Client::new();
     let body = json!({"agent_id": agent["id"], "calls": [{
         "id": "recorded-1", "startedAt": "2025-10-15T09:22:21Z", "endedAt": "2025-10-15T09:23:21Z",
@@ -1595,7 +1570,7 @@ async fn a_recording_survives_sigkill_once_its_call_was_acknowledged() {
         let (client, key) = (client.clone(), key.clone());
         async move { client.get(url).bearer_auth(key).send().await.unwrap() }
     };
-    let server = Server::start_with(&data, &flags);
+    let server = start_with(&data, &flags);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let r = recording(&server.base).await;
@@ -1613,7 +1588,7 @@ async fn a_recording_survives_sigkill_once_its_call_was_acknowledged() {
     assert_eq!(requests.load(Ordering::SeqCst), 2, "fetched again, once");
     drop(server); // SIGKILL again
 
-    let server = Server::start(&data);
+    let server = start(&data);
     let r = recording(&server.base).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap(), wav);

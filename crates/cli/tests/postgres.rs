@@ -3,12 +3,9 @@
 //! asked for with `--include-ignored` (CI does); then a missing URL fails it.
 
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_callgrade");
 
 use callgrade_testkit::TestDb;
 
@@ -28,40 +25,16 @@ fn cli(db: &[&str], args: &[&str]) -> Value {
     serde_json::from_str(text.trim()).unwrap()
 }
 
-struct Server {
-    child: Child,
-    base: String,
-}
+mod common;
+use common::{Server, BIN};
 
-impl Server {
-    fn start(db: &[&str], flags: &[&str]) -> Self {
-        let mut child = Command::new(BIN)
+fn start(db: &[&str], flags: &[&str]) -> Server {
+    Server::spawn(
+        Command::new(BIN)
             .args(db)
             .args(["serve", "--bind", "127.0.0.1:0"])
-            .args(flags)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = line
-            .trim()
-            .strip_prefix("callgrade listening on ")
-            .unwrap()
-            .to_owned();
-        Self { child, base }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+            .args(flags),
+    )
 }
 
 async fn get(client: &reqwest::Client, base: &str, key: &str, path: &str) -> Value {
@@ -127,8 +100,8 @@ async fn two_instances_share_one_database() {
         ],
     );
     let key = project["api_key"].as_str().unwrap().to_owned();
-    let a = Server::start(&dbargs, &["--job-lease", "5"]);
-    let b = Server::start(&dbargs, &["--job-lease", "5"]);
+    let a = start(&dbargs, &["--job-lease", "5"]);
+    let b = start(&dbargs, &["--job-lease", "5"]);
     let client = reqwest::Client::new();
     let result: Value = client
         .post(format!("{}/api/v1/results", a.base))
@@ -246,7 +219,7 @@ async fn copy_moves_a_sqlite_installation_to_postgres() {
     let key = project["api_key"].as_str().unwrap().to_owned();
     let client = reqwest::Client::new();
     {
-        let server = Server::start(&lite, &[]);
+        let server = start(&lite, &[]);
         let mut seed: Value = serde_json::from_str(include_str!(
             "../../core/tests/fixtures/example-two-calls.json"
         ))
@@ -289,8 +262,8 @@ async fn copy_moves_a_sqlite_installation_to_postgres() {
     assert!(!copied.to_string().contains("password"));
 
     let pg = ["--database-url", db.url.as_str()];
-    let before = Server::start(&lite, &["--no-workers"]);
-    let after = Server::start(&pg, &["--no-workers"]);
+    let before = start(&lite, &["--no-workers"]);
+    let after = start(&pg, &["--no-workers"]);
     for path in [
         "/api/v1/calls?limit=200",
         "/api/v1/runs",

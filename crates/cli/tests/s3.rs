@@ -4,13 +4,13 @@
 
 use axum::Router;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_callgrade");
+mod common;
+use common::{Server, BIN};
 
 /// A child process killed when dropped.
 struct Killed(Child);
@@ -55,33 +55,20 @@ async fn moto() -> (Killed, String) {
     (child, endpoint)
 }
 
-fn serve(data: &Path, endpoint: &str) -> (Killed, String) {
-    let mut child = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(data)
-        .args(["serve", "--bind", "127.0.0.1:0"])
-        .args(["--recordings-url", "s3://calls/recordings"])
-        .args(["--allow-fetch-from", "127.0.0.1"])
-        .env("AWS_ENDPOINT", endpoint)
-        .env("AWS_ALLOW_HTTP", "true")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("callgrade listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    (Killed(child), base)
+fn serve(data: &Path, endpoint: &str) -> Server {
+    Server::spawn(
+        Command::new(BIN)
+            .arg("--data-dir")
+            .arg(data)
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .args(["--recordings-url", "s3://calls/recordings"])
+            .args(["--allow-fetch-from", "127.0.0.1"])
+            .env("AWS_ENDPOINT", endpoint)
+            .env("AWS_ALLOW_HTTP", "true")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1"),
+    )
 }
 
 fn run_json(data: &Path, args: &[&str]) -> Value {
@@ -137,7 +124,8 @@ async fn recordings_are_kept_in_an_s3_bucket() {
         &["agent", "create", "--project", "bucketed", "--name", "bot"],
     );
     let key = project["api_key"].as_str().unwrap().to_owned();
-    let (server, base) = serve(dir.path(), &endpoint);
+    let server = serve(dir.path(), &endpoint);
+    let base = server.base.clone();
     let body = json!({"agent_id": agent["id"], "calls": [{
         "id": "in-a-bucket", "startedAt": "2025-10-15T09:22:21Z", "endedAt": "2025-10-15T09:23:21Z",
         "recording_url": recording_url,
@@ -188,7 +176,8 @@ async fn recordings_are_kept_in_an_s3_bucket() {
 
     // Served from the bucket by range, by a new process too.
     drop(server);
-    let (_server, base) = serve(dir.path(), &endpoint);
+    let server = serve(dir.path(), &endpoint);
+    let base = server.base.clone();
     let part = get(&base, Some("bytes=8-15")).await.unwrap();
     assert_eq!(part.status(), 206);
     assert_eq!(part.bytes().await.unwrap(), wav[8..16]);

@@ -507,6 +507,16 @@ pub(crate) const UPSERT_RECORDING: &str = "INSERT INTO recordings (call_id, proj
 pub(crate) const RECORDING_REQUEST: &str =
     "SELECT url, agent_channel FROM recording_requests WHERE project_id = $1 AND call_id = $2";
 
+/// A [`RECORDING_REQUEST`] row.
+pub(crate) fn recording_request_from(
+    (url, agent_channel): (String, i64),
+) -> callgrade_core::RecordingRequest {
+    callgrade_core::RecordingRequest {
+        url,
+        agent_channel: u32::try_from(agent_channel).unwrap_or(1),
+    }
+}
+
 /// A recording's timeline and envelope as their columns hold them.
 pub(crate) fn recording_documents(r: &StoredRecording) -> (String, String) {
     let timeline = serde_json::to_string(&r.audio.timeline).expect("a timeline serialises");

@@ -265,7 +265,10 @@ async fn recording_urls_are_fetched_through_the_forgery_guard() {
     assert!(!silence.contains("class=\"bad\""), "{silence}");
     let duration = private.split("<td>call_duration").nth(1).unwrap();
     let duration = duration.split("</tr>").next().unwrap();
-    assert!(duration.contains("class=\"bad\">fail</span> <span class=\"muted\">rubric"), "{duration}");
+    assert!(
+        duration.contains("class=\"bad\">fail</span> <span class=\"muted\">rubric"),
+        "{duration}"
+    );
     let list = page(format!("{}/projects/{}/calls", app.base, t.project_id)).await;
     assert!(list.contains(">support-bot</a>"), "{list}");
 

@@ -216,19 +216,58 @@ async fn voice_agent(script: Arc<Mutex<Script>>) -> String {
     url
 }
 
-// Several threads, as the server has: the line keeps its 20 ms pace while the rest works.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn latency_and_barge_ins_are_measured_from_the_audio() {
-    let app = TestApp::spawn().await;
+/// The fakes of a voice test: the caller's LLM (`caller`), text to speech and speech to text
+/// behind `base`, and the voice agent at `agent_url` with its `script`.
+struct Fakes {
+    base: String,
+    speech: Speech,
+    script: Arc<Mutex<Script>>,
+    agent_url: String,
+}
+
+async fn fakes(caller: axum::routing::MethodRouter<Speech>) -> Fakes {
     let speech = Speech::default();
     let router = Router::new()
-        .route("/v1/chat/completions", post(caller_llm))
+        .route("/v1/chat/completions", caller)
         .route("/v1/audio/speech", post(tts))
         .route("/v1/audio/transcriptions", post(stt))
         .with_state(speech.clone());
     let base = format!("{}/v1", serve(router).await);
     let script = Arc::new(Mutex::new(Script::default()));
     let agent_url = voice_agent(script.clone()).await;
+    Fakes {
+        base,
+        speech,
+        script,
+        agent_url,
+    }
+}
+
+/// The result's first run once the result is finished, within `limit`.
+async fn finished_run(app: &TestApp, t: &Tenant, result: &Value, limit: Duration) -> Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let (_, r) = app
+            .api(&t.key, &format!("/api/v1/results/{}", result["id"]))
+            .await;
+        if r["finished"] == true {
+            return r["runs"][0].clone();
+        }
+        assert!(Instant::now() < deadline, "the run did not finish: {r:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+// Several threads, as the server has: the line keeps its 20 ms pace while the rest works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_and_barge_ins_are_measured_from_the_audio() {
+    let app = TestApp::spawn().await;
+    let Fakes {
+        base,
+        speech,
+        script,
+        agent_url,
+    } = fakes(post(caller_llm)).await;
 
     let t = app.tenant("voice").await;
     let connector = json!({"kind": "media_stream", "url": agent_url,
@@ -281,20 +320,7 @@ async fn latency_and_barge_ins_are_measured_from_the_audio() {
     let result = start(&app, &t, &[id], 1, "voice").await;
 
     // The conversation is real-time: about 40 s.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let run = loop {
-        let (_, r) = app
-            .api(&t.key, &format!("/api/v1/results/{}", result["id"]))
-            .await;
-        if r["finished"] == true {
-            break r["runs"][0].clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the voice run did not finish: {r:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let run = finished_run(&app, &t, &result, Duration::from_secs(120)).await;
     assert_eq!(run["status"], "completed", "{run:#}");
     let (_, call) = app
         .api(
@@ -525,15 +551,12 @@ async fn one_line_caller(Json(body): Json<Value>) -> Json<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_persona_talks_over_the_greeting_at_its_speaking_rate() {
     let app = TestApp::spawn().await;
-    let speech = Speech::default();
-    let router = Router::new()
-        .route("/v1/chat/completions", post(one_line_caller))
-        .route("/v1/audio/speech", post(tts))
-        .route("/v1/audio/transcriptions", post(stt))
-        .with_state(speech.clone());
-    let base = format!("{}/v1", serve(router).await);
-    let script = Arc::new(Mutex::new(Script::default()));
-    let agent_url = voice_agent(script.clone()).await;
+    let Fakes {
+        base,
+        speech,
+        script,
+        agent_url,
+    } = fakes(post(one_line_caller)).await;
 
     let t = app.tenant("eager").await;
     let connector = json!({"kind": "media_stream", "url": agent_url, "end_of_turn_ms": 300});
@@ -564,17 +587,7 @@ async fn a_persona_talks_over_the_greeting_at_its_speaking_rate() {
     )
     .await;
     let result = start(&app, &t, &[id], 1, "eager").await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let run = loop {
-        let (_, r) = app
-            .api(&t.key, &format!("/api/v1/results/{}", result["id"]))
-            .await;
-        if r["finished"] == true {
-            break r["runs"][0].clone();
-        }
-        assert!(Instant::now() < deadline, "the run did not finish: {r:#}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let run = finished_run(&app, &t, &result, Duration::from_secs(60)).await;
     assert_eq!(run["status"], "completed", "{run:#}");
     let (_, call) = app
         .api(

@@ -6,7 +6,8 @@ use sqlx::PgExecutor;
 use crate::codec::to_json;
 use crate::model::*;
 use crate::rows::{
-    recording_documents, recording_from, RECORDING_COLUMNS, RECORDING_REQUEST, UPSERT_RECORDING,
+    recording_documents, recording_from, recording_request_from, RECORDING_COLUMNS,
+    RECORDING_REQUEST, UPSERT_RECORDING,
 };
 use crate::{PgStore, Recordings, Result};
 use callgrade_core::RecordingRequest;
@@ -83,10 +84,7 @@ impl Recordings for PgStore {
             .bind(call_id)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.map(|(url, channel)| RecordingRequest {
-            url,
-            agent_channel: u32::try_from(channel).unwrap_or(1),
-        }))
+        Ok(row.map(recording_request_from))
     }
 
     async fn settle_recording_request(

@@ -7,7 +7,8 @@ use super::writer::in_place;
 use crate::codec::to_json;
 use crate::model::*;
 use crate::rows::{
-    recording_documents, recording_from, RECORDING_COLUMNS, RECORDING_REQUEST, UPSERT_RECORDING,
+    recording_documents, recording_from, recording_request_from, RECORDING_COLUMNS,
+    RECORDING_REQUEST, UPSERT_RECORDING,
 };
 use crate::{Recordings, Result, SqliteStore};
 use callgrade_core::RecordingRequest;
@@ -80,10 +81,7 @@ impl Recordings for SqliteStore {
             .bind(call_id)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.map(|(url, channel)| RecordingRequest {
-            url,
-            agent_channel: u32::try_from(channel).unwrap_or(1),
-        }))
+        Ok(row.map(recording_request_from))
     }
 
     async fn settle_recording_request(

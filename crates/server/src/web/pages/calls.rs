@@ -173,7 +173,12 @@ fn metric_pass(
     rubric: Option<&callgrade_core::RubricVerdict>,
 ) -> Markup {
     let rules: Vec<_> = rubric
-        .map(|r| r.rules.iter().filter(|r| r.metric == e.metric_name).collect())
+        .map(|r| {
+            r.rules
+                .iter()
+                .filter(|r| r.metric == e.metric_name)
+                .collect()
+        })
         .unwrap_or_default();
     if !rules.is_empty() {
         let passed = rules
