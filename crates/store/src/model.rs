@@ -176,7 +176,7 @@ pub struct CallFilter {
     pub success: Option<bool>,
     /// Test calls (attached to a run) or production calls.
     pub kind: Option<CallKind>,
-    /// Calls on which this metric failed its pass condition.
+    /// Calls on which this metric failed: its own pass condition, or the rubric's rule on it.
     pub failing_metric: Option<String>,
     /// Text anywhere in the transcript (case-insensitive; tool data included).
     pub text: Option<String>,

@@ -31,7 +31,7 @@ pub struct CallsQuery {
     /// `test` (attached to a run) or `production`.
     #[param(inline)]
     kind: Option<CallKind>,
-    /// Only calls on which this metric failed its pass condition.
+    /// Only calls on which this metric failed: its pass condition, or the rubric's rule on it.
     failing_metric: Option<String>,
     /// Text anywhere in the transcript (case-insensitive).
     q: Option<String>,

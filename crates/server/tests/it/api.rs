@@ -200,6 +200,8 @@ async fn calls_filter_by_reason_result_kind_failing_metric_and_text() {
         ("kind=production", vec!["hung", "quick"]),
         ("kind=test", vec![]),
         ("failing_metric=fast", vec!["hung"]),
+        // No pass condition of its own, but the rubric's rule on it failed.
+        ("failing_metric=agent_latency", vec!["hung"]),
         ("q=refund_100%25", vec!["hung"]),
         ("q=hello", vec!["quick"]),
         ("q=_", vec!["hung"]),

@@ -84,11 +84,16 @@ impl Calls for PgStore {
         }
         if let Some(metric) = &filter.failing_metric {
             q.push(
-                " AND EXISTS (SELECT 1 FROM json_array_elements(v.evaluations::json) j
+                " AND (EXISTS (SELECT 1 FROM json_array_elements(v.evaluations::json) j
                     WHERE j ->> 'passed' = 'false' AND j ->> 'metric_name' = ",
             )
             .push_bind(text(metric).into_owned())
-            .push(")");
+            .push(
+                ") OR EXISTS (SELECT 1 FROM json_array_elements(v.rubric::json -> 'rules') r
+                    WHERE r ->> 'passed' = 'false' AND r ->> 'metric' = ",
+            )
+            .push_bind(text(metric).into_owned())
+            .push("))");
         }
         if let Some(search) = &filter.text {
             q.push(" AND transcript ILIKE ")

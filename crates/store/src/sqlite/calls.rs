@@ -79,11 +79,16 @@ impl Calls for SqliteStore {
         }
         if let Some(metric) = &filter.failing_metric {
             q.push(
-                " AND EXISTS (SELECT 1 FROM json_each(v.evaluations) j
+                " AND (EXISTS (SELECT 1 FROM json_each(v.evaluations) j
                     WHERE j.value ->> 'passed' = 0 AND j.value ->> 'metric_name' = ",
             )
             .push_bind(metric.clone())
-            .push(")");
+            .push(
+                ") OR EXISTS (SELECT 1 FROM json_each(v.rubric, '$.rules') r
+                    WHERE r.value ->> 'passed' = 0 AND r.value ->> 'metric' = ",
+            )
+            .push_bind(metric.clone())
+            .push("))");
         }
         if let Some(text) = &filter.text {
             q.push(" AND transcript LIKE ")
