@@ -136,6 +136,8 @@ async fn sign_in_sessions_csrf_and_pages() {
     // A call and a rejected delivery, then the pages that show them.
     let (_, receipt) = status_and_json(app.send(&key, &seed_two_calls(agent.id)).await).await;
     let call_id = receipt["calls"][0]["call_id"].as_str().unwrap().to_owned();
+    // The sender's id: what every list shows, and what the forms take as well as ours.
+    let sender_id = receipt["calls"][0]["id"].as_str().unwrap().to_owned();
     app.send(&key, &json!({"agent_id": "1", "calls": [call("bad")]}))
         .await;
     app.settle().await;
@@ -219,7 +221,7 @@ async fn sign_in_sessions_csrf_and_pages() {
         .header("cookie", &cookie)
         .form(&[
             ("definition", definition),
-            ("call_id", call_id.as_str()),
+            ("call_id", sender_id.as_str()),
             ("_csrf", csrf.as_str()),
         ])
         .send()
@@ -268,7 +270,7 @@ async fn sign_in_sessions_csrf_and_pages() {
             project.id
         )))
         .header("cookie", &cookie)
-        .form(&[("call_id", call_id.as_str()), ("_csrf", csrf.as_str())])
+        .form(&[("call_id", sender_id.as_str()), ("_csrf", csrf.as_str())])
         .send()
         .await
         .unwrap();

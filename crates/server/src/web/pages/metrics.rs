@@ -217,10 +217,10 @@ pub(super) async fn metrics_page(
         h2 { "Try a metric on a call" }
         form.card method="post" action={ "/projects/" (project.id) "/metrics/try" } {
             (csrf(admin))
-            p { "A metric definition (JSON, as for " code { "POST /api/v1/metrics" } ") and a call id; nothing is stored." }
+            p { "A metric definition (JSON, as for " code { "POST /api/v1/metrics" } ") and a call, by your id or ours; nothing is stored." }
             textarea name="definition" rows="4" cols="100" { (TRY_EXAMPLE) }
             br;
-            input type="text" name="call_id" placeholder="call id" required;
+            input type="text" name="call_id" placeholder="call id (yours or ours)" aria-label="Call id (the sender's or ours)" required;
             " " button type="submit" { "Try" }
         }
         @if let Some(tried) = tried { (tried) }
@@ -268,12 +268,17 @@ pub async fn try_metric(
     let outcome = match serde_json::from_str::<callgrade_core::MetricDraft>(&form.definition) {
         Err(e) => Err(format!("the definition is not valid: {e}")),
         Ok(draft) => {
-            callgrade_app::metrics::try_metric(&state.app, project.id, draft, form.call_id.trim())
-                .await
-                .map_err(|e| match e {
-                    callgrade_app::AppError::Invalid(_) => e.problems().join("; "),
-                    other => other.to_string(),
-                })
+            let app = &state.app;
+            let tried = match callgrade_app::calls::resolve(app, project.id, &form.call_id).await {
+                Ok(call_id) => {
+                    callgrade_app::metrics::try_metric(app, project.id, draft, &call_id).await
+                }
+                Err(e) => Err(e),
+            };
+            tried.map_err(|e| match e {
+                callgrade_app::AppError::Invalid(_) => e.problems().join("; "),
+                other => other.to_string(),
+            })
         }
     };
     let tried = match outcome {

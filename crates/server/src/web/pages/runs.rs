@@ -40,7 +40,7 @@ pub async fn runs(State(state): State<AppState>, admin: Admin, Path(id): Path<St
                             @if r.status != callgrade_core::RunStatus::Cancelled && (r.call_id.is_none() || r.late) {
                                 form method="post" action={ "/projects/" (project.id) "/runs/" (r.id) "/attach" } {
                                     (csrf(&admin))
-                                    input type="text" name="call_id" placeholder="call id" size="12" required value=[r.call_id.as_deref()];
+                                    input type="text" name="call_id" placeholder="call id (yours or ours)" aria-label="Call id (the sender's or ours)" size="16" required value=[r.call_id.as_deref()];
                                     " " button.secondary type="submit" { "Attach" }
                                 }
                             }
@@ -70,7 +70,8 @@ pub async fn attach(
     let run_id: i64 = run_id
         .parse()
         .map_err(|_| error(StatusCode::NOT_FOUND, "no such run"))?;
-    callgrade_app::runs::attach(&state.app, project.id, run_id, &form.call_id).await?;
+    let call_id = callgrade_app::calls::resolve(&state.app, project.id, &form.call_id).await?;
+    callgrade_app::runs::attach(&state.app, project.id, run_id, &call_id).await?;
     Ok(see_other(&format!("/projects/{}/runs", project.id)))
 }
 
