@@ -189,6 +189,13 @@ async fn sign_in_sessions_csrf_and_pages() {
         4,
         "latency, interruptions, calls per day, pass rate"
     );
+    // Today's point is under a date label, not past the last one.
+    let today = app.state.app.now().format("%m-%d").to_string();
+    assert_eq!(
+        metrics.matches(&format!(">{today}</text>")).count(),
+        4,
+        "today labelled on every chart"
+    );
     let saved = client.post(url(&format!("/projects/{}/metrics/save", project.id))).header("cookie", &cookie)
         .form(&[("definition", r#"{"name": "p90", "kind": "builtin", "config": {"builtin": "agent_latency", "latency_statistic": "p90"}}"#), ("_csrf", csrf.as_str())])
         .send().await.unwrap();

@@ -88,8 +88,9 @@ pub(super) fn chart(title: &str, days: &[Day], series: &[Series<'_>]) -> Markup 
                         @if let Some(v) = v { circle cx=(format!("{:.1}", x(i))) cy=(format!("{:.1}", y(*v))) r="3" fill=(COLORS[s % 3]) {} }
                     }
                 }
+                // Every other day labelled, counted from the last: today always has its label.
                 @for (i, d) in days.iter().enumerate() {
-                    @if i % 2 == 0 { text x=(x(i)) y=(H - 4.0) font-size="9" text-anchor="middle" fill="#667085" { (d.label) } }
+                    @if (days.len() - 1 - i).is_multiple_of(2) { text.day x=(x(i)) y=(H - 4.0) font-size="9" text-anchor="middle" fill="#667085" { (d.label) } }
                 }
             }
             p.muted { @for (s, (name, _)) in series.iter().enumerate() { span style={ "color:" (COLORS[s % 3]) } { "■ " (name) } " " } }
