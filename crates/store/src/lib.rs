@@ -161,6 +161,15 @@ pub trait Calls: Send + Sync + 'static {
         started_from_ms: Option<i64>,
         started_before_ms: Option<i64>,
     ) -> Result<Vec<MetricSummary>>;
+    /// How the rubric judged the evaluated calls that started in the range (of one agent, or
+    /// all).
+    async fn verdict_counts(
+        &self,
+        project_id: i64,
+        agent_id: Option<i64>,
+        started_from_ms: Option<i64>,
+        started_before_ms: Option<i64>,
+    ) -> Result<VerdictCounts>;
     /// The values of the named metrics on the given calls, in one query: (call id, metric
     /// name, value). For list pages, so they never load each call.
     async fn metric_values(

@@ -613,6 +613,23 @@ pub struct SimulationProgress {
     pub stop_reason: Option<StopReason>,
 }
 
+/// How the rubric judged the evaluated calls of a range.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VerdictCounts {
+    pub passed: u64,
+    pub failed: u64,
+    /// Evaluated, but the rubric could check none of its rules.
+    pub undecided: u64,
+}
+
+impl VerdictCounts {
+    /// The share of decided calls that passed; none when no call was decided.
+    pub fn pass_rate(&self) -> Option<f64> {
+        let decided = self.passed + self.failed;
+        (decided > 0).then(|| self.passed as f64 / decided as f64)
+    }
+}
+
 /// Which calls to re-evaluate.
 #[derive(Debug, Clone, Default)]
 pub struct ReevaluateFilter {

@@ -176,6 +176,15 @@ async fn sign_in_sessions_csrf_and_pages() {
     assert!(failures.contains("invalid_payload") && failures.contains("agent_id"));
     assert!(!failures.contains("0199e72d-795e-7ffe"), "only failures");
 
+    // A call of today, for the charts' newest day.
+    let now = app.state.app.now();
+    let today_call = json!({"agent_id": agent.id, "calls": [{
+        "id": "today", "startedAt": (now - chrono::TimeDelta::seconds(60)).to_rfc3339(),
+        "endedAt": now.to_rfc3339(),
+        "messages": [{"role": "bot", "content": "Hello", "start_time": 1.0, "end_time": 2.0}]}]});
+    assert_eq!(app.send(&key, &today_call).await.status(), 202);
+    app.settle().await;
+
     // Metrics: the summary, and trying a definition on a stored call.
     let metrics = get(&format!("/projects/{}/metrics", project.id))
         .await
@@ -188,6 +197,14 @@ async fn sign_in_sessions_csrf_and_pages() {
         metrics.matches("<svg").count(),
         4,
         "latency, interruptions, calls per day, pass rate"
+    );
+    // The pass-rate chart leads with the calls' own pass rate (the rubric's verdict).
+    let pass_chart = metrics.split("<strong>Pass rate</strong>").nth(1).unwrap();
+    let pass_chart = pass_chart.split("</figure>").next().unwrap();
+    assert!(pass_chart.contains("■ calls"), "{pass_chart}");
+    assert!(
+        pass_chart.contains("<circle"),
+        "today's calls are plotted: {pass_chart}"
     );
     // Today's point is under a date label, not past the last one.
     let today = app.state.app.now().format("%m-%d").to_string();

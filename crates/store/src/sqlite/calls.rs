@@ -6,6 +6,7 @@ use crate::rows::{
     call_summary_from, call_with_evaluations_from, delivery_from, delivery_summary_from, paginate,
     summary_entry_from, CALLS, CALL_DETAIL_COLUMNS, CALL_SUMMARY_COLUMNS, DELIVERY_SUMMARY_COLUMNS,
 };
+use crate::VerdictCounts;
 use crate::{
     like_pattern, CallDetail, CallFilter, CallKind, CallSummary, Calls, Delivery, DeliveryFilter,
     DeliverySummary, MetricSummary, Page, Result, SqliteStore,
@@ -30,6 +31,22 @@ pub(super) async fn metrics_summary(
          WHERE e.project_id = ",
     );
     q.push_bind(project_id);
+    push_range(&mut q, agent_id, from_ms, before_ms);
+    q.push(" ORDER BY metric_id");
+    let rows = q.build().fetch_all(pool).await?;
+    rows.iter()
+        .map(summary_entry_from)
+        .collect::<Result<Vec<_>>>()
+        .map(summarize)
+}
+
+/// The calls of one agent (or all) that started in `[from, before)`, for `c`, the calls table.
+fn push_range(
+    q: &mut QueryBuilder<'_, Sqlite>,
+    agent_id: Option<i64>,
+    from_ms: Option<i64>,
+    before_ms: Option<i64>,
+) {
     if let Some(a) = agent_id {
         q.push(" AND c.agent_id = ").push_bind(a);
     }
@@ -39,12 +56,29 @@ pub(super) async fn metrics_summary(
     if let Some(b) = before_ms {
         q.push(" AND c.started_at < ").push_bind(b);
     }
-    q.push(" ORDER BY metric_id");
-    let rows = q.build().fetch_all(pool).await?;
-    rows.iter()
-        .map(summary_entry_from)
-        .collect::<Result<Vec<_>>>()
-        .map(summarize)
+}
+
+pub(super) async fn verdict_counts(
+    pool: &SqlitePool,
+    project_id: i64,
+    agent_id: Option<i64>,
+    from_ms: Option<i64>,
+    before_ms: Option<i64>,
+) -> Result<VerdictCounts> {
+    let mut q = QueryBuilder::<Sqlite>::new(
+        "SELECT COALESCE(SUM(e.success = 1), 0), COALESCE(SUM(e.success = 0), 0),
+            COALESCE(SUM(e.success IS NULL), 0)
+         FROM call_evaluations e JOIN calls c ON c.id = e.call_id WHERE e.project_id = ",
+    );
+    q.push_bind(project_id);
+    push_range(&mut q, agent_id, from_ms, before_ms);
+    let (passed, failed, undecided): (i64, i64, i64) = q.build_query_as().fetch_one(pool).await?;
+    let n = |v: i64| u64::try_from(v).unwrap_or(0);
+    Ok(VerdictCounts {
+        passed: n(passed),
+        failed: n(failed),
+        undecided: n(undecided),
+    })
 }
 
 #[async_trait]
@@ -187,6 +221,22 @@ impl Calls for SqliteStore {
         started_before_ms: Option<i64>,
     ) -> Result<Vec<MetricSummary>> {
         metrics_summary(
+            &self.pool,
+            project_id,
+            agent_id,
+            started_from_ms,
+            started_before_ms,
+        )
+        .await
+    }
+    async fn verdict_counts(
+        &self,
+        project_id: i64,
+        agent_id: Option<i64>,
+        started_from_ms: Option<i64>,
+        started_before_ms: Option<i64>,
+    ) -> Result<VerdictCounts> {
+        verdict_counts(
             &self.pool,
             project_id,
             agent_id,

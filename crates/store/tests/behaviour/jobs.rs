@@ -307,6 +307,26 @@ pub(super) async fn story_job_queue(store: &dyn Store) {
         .await
         .unwrap()
         .is_empty());
+
+    // The rubric's verdicts over a range: one call passed (the other's evaluation died).
+    let counts = store
+        .verdict_counts(project.id, Some(agent.id), None, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        counts,
+        VerdictCounts {
+            passed: 1,
+            failed: 0,
+            undecided: 0
+        }
+    );
+    assert_eq!(counts.pass_rate(), Some(1.0));
+    let none = store
+        .verdict_counts(project.id, None, Some(i64::MAX), None)
+        .await
+        .unwrap();
+    assert_eq!((none, none.pass_rate()), (VerdictCounts::default(), None));
 }
 
 /// Workers of several instances claim at once: each job goes to one of them.

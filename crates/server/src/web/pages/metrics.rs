@@ -25,6 +25,8 @@ pub async fn metrics(
 pub(super) struct Day {
     label: String,
     summary: Vec<callgrade_store::MetricSummary>,
+    /// How the rubric judged the day's calls: the call pass rate.
+    verdicts: callgrade_store::VerdictCounts,
 }
 
 /// The name of the project's metric that computes a builtin, preferring one on the catalogue's
@@ -123,9 +125,20 @@ pub(super) async fn metrics_page(
                 Some((from + chrono::TimeDelta::days(1)).timestamp_millis()),
             )
             .await?;
+        let verdicts = state
+            .app
+            .store
+            .verdict_counts(
+                project.id,
+                agent_id,
+                Some(from.timestamp_millis()),
+                Some((from + chrono::TimeDelta::days(1)).timestamp_millis()),
+            )
+            .await?;
         days.push(Day {
             label: day.format("%m-%d").to_string(),
             summary,
+            verdicts,
         });
     }
     let [latency, user_interrupting, agent_interrupting, duration] = [
@@ -137,14 +150,15 @@ pub(super) async fn metrics_page(
     .map(|key| builtin_metric_name(&metrics, key));
     // The closures only live while the charts render (they are not Send).
     let charts = {
-        // Pass rate per metric, for the (up to three) metrics that have a pass condition.
+        // The calls' pass rate (the rubric's verdict), then the pass rate of the (up to two)
+        // metrics that have a pass condition.
         let judged: Vec<String> = metrics
             .iter()
             .filter(|m| {
                 m.spec.pass.is_some() || m.spec.output == callgrade_core::OutputType::Binary
             })
             .map(|m| m.spec.name.clone())
-            .take(3)
+            .take(2)
             .collect();
         let readers: Vec<Box<DayValue<'_>>> = judged
             .iter()
@@ -153,11 +167,16 @@ pub(super) async fn metrics_page(
                 Box::new(move |d: &Day| d.get(&name).and_then(|m| m.pass_rate)) as Box<DayValue<'_>>
             })
             .collect();
-        let pass_series: Vec<Series<'_>> = judged
-            .iter()
-            .zip(&readers)
-            .map(|(n, r)| (n.as_str(), r.as_ref()))
-            .collect();
+        let calls_pass_rate = |d: &Day| d.verdicts.pass_rate();
+        let pass_series: Vec<Series<'_>> =
+            std::iter::once(("calls", &calls_pass_rate as &DayValue<'_>))
+                .chain(
+                    judged
+                        .iter()
+                        .zip(&readers)
+                        .map(|(n, r)| (n.as_str(), r.as_ref())),
+                )
+                .collect();
         html! {
             (chart("Agent latency (s)", &days, &[
                 ("p50", &|d: &Day| d.get(latency).and_then(|m| m.p50)),
