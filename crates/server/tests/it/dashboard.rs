@@ -238,7 +238,32 @@ async fn sign_in_sessions_csrf_and_pages() {
         .await
         .unwrap();
     assert_eq!(refused.status(), 400);
-    assert!(refused.text().await.unwrap().contains("config.builtin"));
+    // The page again: why, and the definition as typed, not a bare error page.
+    let refused = refused.text().await.unwrap();
+    assert!(
+        refused.contains("Not saved") && refused.contains("config.builtin"),
+        "{refused}"
+    );
+    assert!(
+        refused.contains("&quot;builtin&quot;: &quot;nope&quot;"),
+        "what was typed is kept"
+    );
+    let typo = client
+        .post(url(&format!("/projects/{}/metrics/save", project.id)))
+        .header("cookie", &cookie)
+        .form(&[
+            ("definition", r#"{"name": "x", "kind": "builtin",,}"#),
+            ("_csrf", csrf.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(typo.status(), 400);
+    let typo = typo.text().await.unwrap();
+    assert!(
+        typo.contains("not valid") && typo.contains("&quot;builtin&quot;,,}"),
+        "{typo}"
+    );
     let definition = r#"{"name": "t", "kind": "script", "output": "numeric", "config": {"script": "result = data.messages.len();"}}"#;
     let tried = client
         .post(url(&format!("/projects/{}/metrics/try", project.id)))

@@ -18,7 +18,7 @@ pub async fn metrics(
 ) -> Page {
     let project = load_project(&state, &id).await?;
     let agent_id: Option<i64> = q.agent_id.as_deref().and_then(|a| a.parse().ok());
-    metrics_page(&state, &admin, &project, agent_id, None).await
+    metrics_page(&state, &admin, &project, agent_id, Forms::default()).await
 }
 
 /// One day's aggregates, for the charts.
@@ -100,12 +100,22 @@ pub(super) fn chart(title: &str, days: &[Day], series: &[Series<'_>]) -> Markup 
     }
 }
 
+/// What the page's two forms show after a submission: the text as it was typed (an error
+/// never loses it) and the outcome.
+#[derive(Default)]
+pub(super) struct Forms {
+    tried: Option<Markup>,
+    try_text: Option<String>,
+    /// The definition that was refused, and why.
+    refused: Option<(String, String)>,
+}
+
 pub(super) async fn metrics_page(
     state: &AppState,
     admin: &Admin,
     project: &Project,
     agent_id: Option<i64>,
-    tried: Option<Markup>,
+    forms: Forms,
 ) -> Page {
     let metrics = state.app.store.list_metrics(project.id).await?;
     let agents = state.app.store.list_agents(project.id).await?;
@@ -238,17 +248,18 @@ pub(super) async fn metrics_page(
         form.card method="post" action={ "/projects/" (project.id) "/metrics/try" } {
             (csrf(admin))
             p { "A metric definition (JSON, as for " code { "POST /api/v1/metrics" } ") and a call, by your id or ours; nothing is stored." }
-            textarea name="definition" rows="4" cols="100" { (TRY_EXAMPLE) }
+            textarea name="definition" rows="4" cols="100" aria-label="Metric definition to try" { (forms.try_text.as_deref().unwrap_or(TRY_EXAMPLE)) }
             br;
             input type="text" name="call_id" placeholder="call id (yours or ours)" aria-label="Call id (the sender's or ours)" required;
             " " button type="submit" { "Try" }
         }
-        @if let Some(tried) = tried { (tried) }
+        @if let Some(tried) = &forms.tried { (tried) }
         h2 { "Create or change a metric" }
         form.card method="post" action={ "/projects/" (project.id) "/metrics/save" } {
             (csrf(admin))
             p { "A definition as JSON. A metric with the same name is replaced (its version goes up; old results are kept)." }
-            textarea name="definition" rows="4" cols="100" { (TRY_EXAMPLE) }
+            @if let Some((_, why)) = &forms.refused { p.bad #refused { "Not saved: " (why) } }
+            textarea name="definition" rows="4" cols="100" aria-label="Metric definition to save" { (forms.refused.as_ref().map_or(TRY_EXAMPLE, |(text, _)| text.as_str())) }
             br;
             button type="submit" { "Save" }
         }
@@ -310,7 +321,12 @@ pub async fn try_metric(
         },
         Err(problem) => html! { div.card #tried { p.bad { (problem) } } },
     };
-    metrics_page(&state, &admin, &project, None, Some(tried)).await
+    let forms = Forms {
+        tried: Some(tried),
+        try_text: Some(form.definition),
+        ..Forms::default()
+    };
+    metrics_page(&state, &admin, &project, None, forms).await
 }
 
 #[derive(Deserialize)]
@@ -329,13 +345,29 @@ pub async fn save_metric(
 ) -> Page {
     check_csrf(&admin, &form.csrf)?;
     let project = load_project(&state, &id).await?;
-    let draft: callgrade_core::MetricDraft =
-        serde_json::from_str(&form.definition).map_err(|e| {
-            error(
-                StatusCode::BAD_REQUEST,
-                &format!("The definition is not valid: {e}."),
-            )
-        })?;
-    callgrade_app::metrics::save(&state.app, project.id, draft).await?;
-    Ok(see_other(&format!("/projects/{}/metrics", project.id)))
+    use callgrade_app::AppError;
+    let (status, why) = match serde_json::from_str::<callgrade_core::MetricDraft>(&form.definition)
+    {
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            format!("the definition is not valid: {e}."),
+        ),
+        Ok(draft) => match callgrade_app::metrics::save(&state.app, project.id, draft).await {
+            Ok(_) => return Ok(see_other(&format!("/projects/{}/metrics", project.id))),
+            Err(e @ AppError::Invalid(_)) => (StatusCode::BAD_REQUEST, e.problems().join("; ")),
+            Err(e @ AppError::BadRequest(_)) => (StatusCode::BAD_REQUEST, e.to_string()),
+            Err(e @ (AppError::Conflict(_) | AppError::AlreadyExists(_))) => {
+                (StatusCode::CONFLICT, e.to_string())
+            }
+            Err(e) => return Err(e.into()),
+        },
+    };
+    // The page again, with what was typed and why it was refused.
+    let forms = Forms {
+        refused: Some((form.definition, why)),
+        ..Forms::default()
+    };
+    let mut page = metrics_page(&state, &admin, &project, None, forms).await?;
+    *page.status_mut() = status;
+    Ok(page)
 }
