@@ -224,6 +224,40 @@ async fn sign_in_sessions_csrf_and_pages() {
         .unwrap()
         .iter()
         .any(|m| m.spec.name == "p90"));
+    // The same name again replaces it only when asked.
+    let p90_v2 = r#"{"name": "p90", "kind": "builtin", "config": {"builtin": "agent_latency", "latency_statistic": "p50"}}"#;
+    let unasked = client
+        .post(url(&format!("/projects/{}/metrics/save", project.id)))
+        .header("cookie", &cookie)
+        .form(&[("definition", p90_v2), ("_csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unasked.status(), 409);
+    assert!(unasked.text().await.unwrap().contains("Replace it"));
+    let asked = client
+        .post(url(&format!("/projects/{}/metrics/save", project.id)))
+        .header("cookie", &cookie)
+        .form(&[
+            ("definition", p90_v2),
+            ("replace", "on"),
+            ("_csrf", csrf.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(asked.status(), 303);
+    let version = |metrics: Vec<callgrade_core::Metric>| {
+        metrics
+            .into_iter()
+            .find(|m| m.spec.name == "p90")
+            .unwrap()
+            .version
+    };
+    assert_eq!(
+        version(app.store.list_metrics(project.id).await.unwrap()),
+        2
+    );
     let refused = client
         .post(url(&format!("/projects/{}/metrics/save", project.id)))
         .header("cookie", &cookie)

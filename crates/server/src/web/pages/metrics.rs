@@ -257,10 +257,12 @@ pub(super) async fn metrics_page(
         h2 { "Create or change a metric" }
         form.card method="post" action={ "/projects/" (project.id) "/metrics/save" } {
             (csrf(admin))
-            p { "A definition as JSON. A metric with the same name is replaced (its version goes up; old results are kept)." }
+            p { "A definition as JSON. Replacing a metric of the same name (tick the box) raises its version; old results are kept." }
             @if let Some((_, why)) = &forms.refused { p.bad #refused { "Not saved: " (why) } }
             textarea name="definition" rows="4" cols="100" aria-label="Metric definition to save" { (forms.refused.as_ref().map_or(TRY_EXAMPLE, |(text, _)| text.as_str())) }
             br;
+            label { input type="checkbox" name="replace" value="on"; " Replace it if a metric has this name" }
+            " "
             button type="submit" { "Save" }
         }
         h2 { "Definitions" }
@@ -334,6 +336,9 @@ pub struct SaveForm {
     #[serde(rename = "_csrf")]
     csrf: String,
     definition: String,
+    /// Ticked to replace a metric of the same name: saving never replaces one unasked.
+    #[serde(default)]
+    replace: Option<String>,
 }
 
 /// Creates a metric, or replaces the one with the same name.
@@ -352,6 +357,24 @@ pub async fn save_metric(
             StatusCode::BAD_REQUEST,
             format!("the definition is not valid: {e}."),
         ),
+        Ok(draft)
+            if form.replace.is_none()
+                && state
+                    .app
+                    .store
+                    .list_metrics(project.id)
+                    .await?
+                    .iter()
+                    .any(|m| m.spec.name == draft.name.trim()) =>
+        {
+            (
+                StatusCode::CONFLICT,
+                format!(
+                    "a metric named {:?} exists; tick \"Replace it\" to save this as its new version",
+                    draft.name.trim()
+                ),
+            )
+        }
         Ok(draft) => match callgrade_app::metrics::save(&state.app, project.id, draft).await {
             Ok(_) => return Ok(see_other(&format!("/projects/{}/metrics", project.id))),
             Err(e @ AppError::Invalid(_)) => (StatusCode::BAD_REQUEST, e.problems().join("; ")),
