@@ -185,7 +185,9 @@ impl FetchPolicy {
             }
             let addrs = self.addresses(&url).await?;
             let host = url.host_str().unwrap_or_default().to_owned();
+            // No proxy from the environment: it would resolve the host itself, past the check.
             let client = reqwest::Client::builder()
+                .no_proxy()
                 .redirect(reqwest::redirect::Policy::none())
                 .resolve_to_addrs(&host, &addrs)
                 .timeout(self.timeout)
