@@ -198,7 +198,7 @@ pub async fn fetch_requested(
             let origin = Origin::Fetched;
             match prepare(app, project_id, bytes, origin, request.agent_channel).await {
                 Ok(audio) => {
-                    let timeline = audio.timeline.clone();
+                    let (timeline, key) = (audio.timeline.clone(), audio.object_key.clone());
                     let recording = StoredRecording {
                         call_id: call_id.to_owned(),
                         project_id,
@@ -212,9 +212,7 @@ pub async fn fetch_requested(
                         .await?
                     {
                         // Another evaluation of the call settled it first.
-                        if let FetchOutcome::Fetched(r) = &outcome {
-                            discard(app, &r.audio.object_key).await;
-                        }
+                        discard(app, &key).await;
                     }
                     tracing::info!(call_id, url = %request.shown(), "fetched a call's recording");
                     return Ok(Fetch::Settled(Some(timeline)));

@@ -2,7 +2,7 @@
 //! that predate them (once, at start); in the background, runs past their window time out and
 //! the delivery log is pruned to its retention.
 
-use callgrade_core::{default_metrics, MetricDefinition, BUILTIN_METRICS};
+use callgrade_core::{default_metrics, BUILTIN_METRICS};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -46,11 +46,9 @@ pub async fn install_new_builtins(app: &App) -> Result<usize, callgrade_store::S
             }
         }
     }
-    let all: BTreeSet<String> = default_metrics()
+    let all: BTreeSet<String> = offered
         .into_iter()
-        .filter(|s| matches!(s.definition, MetricDefinition::Builtin { .. }))
-        .map(|s| s.name)
-        .chain(offered)
+        .chain(new.into_iter().map(|spec| spec.name))
         .collect();
     let json = serde_json::to_string(&all).expect("names serialise");
     app.store.set_setting(OFFERED, &json).await?;

@@ -74,23 +74,30 @@ pub fn error(status: StatusCode, message: &str) -> WebError {
 /// Every use case's error as a page; internal causes were logged where they arose.
 impl From<callgrade_app::AppError> for WebError {
     fn from(e: callgrade_app::AppError) -> Self {
-        use callgrade_app::AppError::*;
-        let status = match &e {
-            NotFound(_) => StatusCode::NOT_FOUND,
-            Invalid(_) | BadRequest(_) => StatusCode::BAD_REQUEST,
-            AlreadyExists(_) | Conflict(_) => StatusCode::CONFLICT,
-            Rejected(r) => StatusCode::from_u16(crate::error::webhook_answer(Some(r.kind)))
-                .unwrap_or(StatusCode::BAD_REQUEST),
-            Upstream(_) => StatusCode::BAD_GATEWAY,
-            Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        let message = match &e {
-            Invalid(_) => e.problems().join("; "),
-            other => other.to_string(),
-        };
+        let (status, message) = explain(&e);
         error(status, &message)
     }
+}
+
+/// A use case's error as the page says it: its status and its message (every problem of an
+/// invalid input, joined). A form shows it beside what was typed; otherwise it is the page.
+pub fn explain(e: &callgrade_app::AppError) -> (StatusCode, String) {
+    use callgrade_app::AppError::*;
+    let status = match e {
+        NotFound(_) => StatusCode::NOT_FOUND,
+        Invalid(_) | BadRequest(_) => StatusCode::BAD_REQUEST,
+        AlreadyExists(_) | Conflict(_) => StatusCode::CONFLICT,
+        Rejected(r) => StatusCode::from_u16(crate::error::webhook_answer(Some(r.kind)))
+            .unwrap_or(StatusCode::BAD_REQUEST),
+        Upstream(_) => StatusCode::BAD_GATEWAY,
+        Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let message = match e {
+        Invalid(_) => e.problems().join("; "),
+        other => other.to_string(),
+    };
+    (status, message)
 }
 
 /// Reads go to the store directly; their failures map as the use cases' do.

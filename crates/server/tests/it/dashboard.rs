@@ -234,7 +234,11 @@ async fn sign_in_sessions_csrf_and_pages() {
         .await
         .unwrap();
     assert_eq!(unasked.status(), 409);
-    assert!(unasked.text().await.unwrap().contains("Replace it"));
+    let unasked = unasked.text().await.unwrap();
+    assert!(
+        unasked.contains("Not saved") && unasked.contains("already exists; tick"),
+        "{unasked}"
+    );
     let asked = client
         .post(url(&format!("/projects/{}/metrics/save", project.id)))
         .header("cookie", &cookie)

@@ -308,10 +308,7 @@ pub async fn try_metric(
                 }
                 Err(e) => Err(e),
             };
-            tried.map_err(|e| match e {
-                callgrade_app::AppError::Invalid(_) => e.problems().join("; "),
-                other => other.to_string(),
-            })
+            tried.map_err(|e| explain(&e).1)
         }
     };
     let tried = match outcome {
@@ -350,40 +347,34 @@ pub async fn save_metric(
 ) -> Page {
     check_csrf(&admin, &form.csrf)?;
     let project = load_project(&state, &id).await?;
-    use callgrade_app::AppError;
     let (status, why) = match serde_json::from_str::<callgrade_core::MetricDraft>(&form.definition)
     {
         Err(e) => (
             StatusCode::BAD_REQUEST,
             format!("the definition is not valid: {e}."),
         ),
-        Ok(draft)
-            if form.replace.is_none()
-                && state
-                    .app
-                    .store
-                    .list_metrics(project.id)
-                    .await?
-                    .iter()
-                    .any(|m| m.spec.name == draft.name.trim()) =>
-        {
-            (
-                StatusCode::CONFLICT,
-                format!(
-                    "a metric named {:?} exists; tick \"Replace it\" to save this as its new version",
-                    draft.name.trim()
+        Ok(draft) => {
+            // Replacing a metric of the same name only when asked: otherwise it is a creation.
+            let saved = match form.replace {
+                Some(_) => callgrade_app::metrics::save(&state.app, project.id, draft)
+                    .await
+                    .map(drop),
+                None => callgrade_app::metrics::create(&state.app, project.id, draft)
+                    .await
+                    .map(drop),
+            };
+            match saved {
+                Ok(()) => return Ok(see_other(&format!("/projects/{}/metrics", project.id))),
+                Err(e @ AppError::AlreadyExists(_)) => (
+                    StatusCode::CONFLICT,
+                    format!("{e}; tick \"Replace it\" to save this as its new version"),
                 ),
-            )
-        }
-        Ok(draft) => match callgrade_app::metrics::save(&state.app, project.id, draft).await {
-            Ok(_) => return Ok(see_other(&format!("/projects/{}/metrics", project.id))),
-            Err(e @ AppError::Invalid(_)) => (StatusCode::BAD_REQUEST, e.problems().join("; ")),
-            Err(e @ AppError::BadRequest(_)) => (StatusCode::BAD_REQUEST, e.to_string()),
-            Err(e @ (AppError::Conflict(_) | AppError::AlreadyExists(_))) => {
-                (StatusCode::CONFLICT, e.to_string())
+                Err(e) => match explain(&e) {
+                    (status, why) if status.is_client_error() => (status, why),
+                    _ => return Err(e.into()),
+                },
             }
-            Err(e) => return Err(e.into()),
-        },
+        }
     };
     // The page again, with what was typed and why it was refused.
     let forms = Forms {

@@ -17,7 +17,9 @@ use maud::{html, Markup};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::layout::{csrf, error, json_block, json_preview, or_dash, page, verdict, WebError};
+use super::layout::{
+    csrf, error, explain, json_block, json_preview, or_dash, page, verdict, WebError,
+};
 use super::session::{cleared_cookie, new_session_cookie, Admin};
 use crate::{cekura_webhook_url, project_webhook_url, AppState};
 use callgrade_app::admin;
