@@ -1,7 +1,9 @@
 //! Administration: projects and their keys, agents, and the dashboard's admin token. The CLI
 //! (on the database directly) and the dashboard (signed in) both go through here.
 
-use callgrade_core::{parse_name, parse_project_name, Agent, Connector, FieldError, PhoneNumber};
+use callgrade_core::{
+    parse_name, parse_project_name, Agent, Connector, FieldError, PhoneNumber, Vendor,
+};
 use callgrade_store::{ApiKey, NewAgent, Project, ProjectSettings};
 use rand::distributions::Alphanumeric;
 use rand::Rng;
@@ -45,7 +47,12 @@ pub struct AgentDraft<'a> {
     pub phone_number: Option<&'a str>,
     pub description: Option<&'a str>,
     pub connector: ConnectorChange<'a>,
+    /// The ids vendors know it by; `None` keeps them (none for a new agent).
+    pub external_ids: Option<&'a [String]>,
 }
+
+/// The most vendor ids one agent keeps.
+pub const MAX_EXTERNAL_IDS: usize = 20;
 
 /// What an agent's connector becomes.
 #[derive(Debug, Clone, Copy, Default)]
@@ -60,8 +67,12 @@ pub enum ConnectorChange<'a> {
 
 impl<'a> AgentDraft<'a> {
     /// Blank phone numbers and descriptions count as absent (forms send them empty).
-    fn validate(self, current: Option<&Connector>) -> Result<NewAgent> {
+    fn validate(self, current: Option<&Connector>, current_ids: &[String]) -> Result<NewAgent> {
         let mut errors = Vec::new();
+        let external_ids = match self.external_ids {
+            None => current_ids.to_vec(),
+            Some(ids) => external_ids(ids, &mut errors),
+        };
         let connector = match self.connector {
             ConnectorChange::Keep => current.cloned(),
             ConnectorChange::Remove => None,
@@ -88,15 +99,75 @@ impl<'a> AgentDraft<'a> {
                     .filter(|d| !d.is_empty())
                     .map(str::to_owned),
                 connector,
+                external_ids,
             }),
             _ => Err(AppError::Invalid(errors)),
         }
     }
 }
 
+/// Vendor ids as given: trimmed, each 1–255 characters, none twice.
+fn external_ids(ids: &[String], errors: &mut Vec<FieldError>) -> Vec<String> {
+    if ids.len() > MAX_EXTERNAL_IDS {
+        errors.push(FieldError::new(
+            "external_ids",
+            format!(
+                "holds {} ids; at most {MAX_EXTERNAL_IDS} are kept per agent",
+                ids.len()
+            ),
+        ));
+    }
+    let mut kept: Vec<String> = Vec::with_capacity(ids.len());
+    for (i, id) in ids.iter().enumerate() {
+        let id = id.trim();
+        let chars = id.chars().count();
+        if !(1..=callgrade_core::CALL_ID_MAX_CHARS).contains(&chars) {
+            errors.push(FieldError::new(
+                format!("external_ids[{i}]"),
+                "must be 1–255 characters: the id a vendor gives this agent (a Vapi assistant id, a Retell or ElevenLabs agent id)",
+            ));
+        } else if kept.iter().any(|k| k == id) {
+            errors.push(FieldError::new(
+                format!("external_ids[{i}]"),
+                format!("{id:?} is listed twice"),
+            ));
+        } else {
+            kept.push(id.to_owned());
+        }
+    }
+    kept
+}
+
+/// Refuses vendor ids another agent of the project already has: a vendor's call must name one
+/// agent.
+async fn check_external_ids_free(
+    app: &App,
+    project_id: i64,
+    agent_id: Option<i64>,
+    new: &NewAgent,
+) -> Result<()> {
+    let mut errors = Vec::new();
+    for (i, id) in new.external_ids.iter().enumerate() {
+        if let Some(other) = app.store.agent_by_external_id(project_id, id).await? {
+            if Some(other) != agent_id {
+                errors.push(FieldError::new(
+                    format!("external_ids[{i}]"),
+                    format!("{id:?} is already agent {other}'s; a vendor id names one agent"),
+                ));
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(AppError::Invalid(errors))
+    }
+}
+
 /// Creates an agent; its id is the `agent_id` senders put in webhook payloads.
 pub async fn create_agent(app: &App, project_id: i64, draft: AgentDraft<'_>) -> Result<Agent> {
-    let agent = draft.validate(None)?;
+    let agent = draft.validate(None, &[])?;
+    check_external_ids_free(app, project_id, None, &agent).await?;
     Ok(app.store.create_agent(project_id, &agent).await?)
 }
 
@@ -107,8 +178,9 @@ pub async fn update_agent(
     agent_id: i64,
     draft: AgentDraft<'_>,
 ) -> Result<Agent> {
-    let (_, current) = existing_agent(app, project_id, agent_id).await?;
-    let agent = draft.validate(current.as_ref())?;
+    let (existing, current) = existing_agent(app, project_id, agent_id).await?;
+    let agent = draft.validate(current.as_ref(), &existing.external_ids)?;
+    check_external_ids_free(app, project_id, Some(agent_id), &agent).await?;
     Ok(app.store.update_agent(project_id, agent_id, &agent).await?)
 }
 
@@ -120,6 +192,7 @@ pub struct AgentPatch<'a> {
     pub phone_number: Option<Option<&'a str>>,
     pub description: Option<Option<&'a str>>,
     pub connector: ConnectorChange<'a>,
+    pub external_ids: Option<&'a [String]>,
 }
 
 /// Changes some of an agent's fields.
@@ -135,8 +208,10 @@ pub async fn patch_agent(
         phone_number: patch.phone_number.unwrap_or(agent.phone_number.as_deref()),
         description: patch.description.unwrap_or(agent.description.as_deref()),
         connector: patch.connector,
+        external_ids: patch.external_ids,
     };
-    let new = draft.validate(current.as_ref())?;
+    let new = draft.validate(current.as_ref(), &agent.external_ids)?;
+    check_external_ids_free(app, project_id, Some(agent_id), &new).await?;
     Ok(app.store.update_agent(project_id, agent_id, &new).await?)
 }
 
@@ -149,6 +224,64 @@ async fn existing_agent(
         .agent(project_id, agent_id)
         .await?
         .ok_or_else(|| AppError::not_found(format!("no agent with id {agent_id} in this project")))
+}
+
+/// The longest vendor secret taken (a Retell API key or an ElevenLabs secret is far shorter).
+pub const VENDOR_SECRET_MAX_CHARS: usize = 512;
+
+/// The vendor a path names, or a clear refusal.
+pub fn vendor(name: &str) -> Result<Vendor> {
+    Vendor::parse(name).ok_or_else(|| {
+        AppError::not_found(format!(
+            "no vendor {name:?}: secrets are kept for vapi, retell and elevenlabs"
+        ))
+    })
+}
+
+/// Saves the secret a vendor signs this project's webhooks with (write-only: it is never
+/// shown again). Vapi's is the server URL secret, Retell's the API key with the webhook
+/// badge, ElevenLabs' the webhook's HMAC secret.
+pub async fn save_vendor_secret(
+    app: &App,
+    project_id: i64,
+    vendor: Vendor,
+    secret: &str,
+) -> Result<()> {
+    let secret = secret.trim();
+    let chars = secret.chars().count();
+    let problem = if chars == 0 {
+        Some("must not be empty".to_owned())
+    } else if chars > VENDOR_SECRET_MAX_CHARS {
+        Some(format!(
+            "must be at most {VENDOR_SECRET_MAX_CHARS} characters"
+        ))
+    } else if secret.chars().any(char::is_control) {
+        Some("must not contain control characters".to_owned())
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
+        return Err(AppError::Invalid(vec![FieldError::new("secret", problem)]));
+    }
+    app.store
+        .set_vendor_secret(project_id, vendor, Some(secret))
+        .await?;
+    Ok(())
+}
+
+/// Forgets a vendor's secret; its per-project webhook URL then refuses every request.
+pub async fn remove_vendor_secret(app: &App, project_id: i64, vendor: Vendor) -> Result<()> {
+    if !app
+        .store
+        .set_vendor_secret(project_id, vendor, None)
+        .await?
+    {
+        return Err(AppError::not_found(format!(
+            "no {} secret is saved for this project",
+            vendor.as_str()
+        )));
+    }
+    Ok(())
 }
 
 fn sha256_hex(s: &str) -> String {

@@ -86,6 +86,8 @@ pub enum Origin {
     Simulation,
     /// The call's `recording_url`.
     Fetched,
+    /// A file sent with the call (the observe endpoint's `voice_recording`).
+    Uploaded,
 }
 
 impl Origin {
@@ -93,6 +95,7 @@ impl Origin {
         match self {
             Self::Simulation => "simulation",
             Self::Fetched => "fetched",
+            Self::Uploaded => "uploaded",
         }
     }
 }

@@ -89,6 +89,7 @@ pub async fn apply_scenarios(
                 .and_then(|p| callgrade_core::PhoneNumber::parse(p).ok()),
             description: agent.description,
             connector,
+            external_ids: agent.external_ids,
         };
         app.store.update_agent(project_id, agent.id, &new).await?;
     }

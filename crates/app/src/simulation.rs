@@ -591,6 +591,7 @@ async fn store_call(
         route: ROUTE,
         received_at: app.now(),
         answer: simulation_answer as Answer,
+        format: callgrade_core::Format::Custom,
     };
     let bytes = serde_json::to_vec(&body).expect("a transcript serialises");
     // The recording goes in with the call, so its first evaluation has the audio.

@@ -81,6 +81,7 @@ async fn a_panicking_evaluation_fails_its_job_with_the_reason() {
         route: "/test",
         received_at: app.now(),
         answer: |kind| if kind.is_none() { 202 } else { 400 },
+        format: callgrade_core::Format::Custom,
     };
     let bytes = serde_json::to_vec(&body).unwrap();
     ingest::receive(&app, &delivery, &bytes, true)

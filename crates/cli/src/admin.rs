@@ -77,6 +77,23 @@ pub enum ProjectCommand {
         /// The project's name or id.
         project: String,
     },
+    /// Save (or with --clear, remove) the secret a vendor signs this project's webhooks with:
+    /// Vapi's server URL secret, Retell's API key with the webhook badge, or ElevenLabs'
+    /// webhook HMAC secret. It is never shown again.
+    VendorSecret {
+        /// The project's name or id.
+        #[arg(long)]
+        project: String,
+        #[arg(long, value_parser = ["vapi", "retell", "elevenlabs"])]
+        vendor: String,
+        /// The name of an environment variable that holds the secret (secrets stay out of
+        /// shell history).
+        #[arg(long, required_unless_present = "clear", conflicts_with = "clear")]
+        secret_env: Option<String>,
+        /// Remove the saved secret: the per-project URL then refuses every request.
+        #[arg(long)]
+        clear: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -98,6 +115,10 @@ pub enum AgentCommand {
         /// '{"kind": "http_turn", "url": "http://localhost:9000/turn"}' (see docs/simulation.md).
         #[arg(long, value_parser = parse_json_object)]
         connector: Option<serde_json::Value>,
+        /// An id a vendor knows the agent by (a Vapi assistant id, a Retell or ElevenLabs
+        /// agent id), so that vendor's webhooks find it; repeat for several.
+        #[arg(long = "external-id")]
+        external_ids: Vec<String>,
     },
     /// Change an agent: the fields given are replaced, the rest kept.
     Update {
@@ -115,6 +136,12 @@ pub enum AgentCommand {
         /// A new connector as JSON ("***" keeps a stored secret), or `none` to remove it.
         #[arg(long, value_parser = parse_connector_arg)]
         connector: Option<serde_json::Value>,
+        /// Replaces the vendor ids with these (repeat for several).
+        #[arg(long = "external-id", conflicts_with = "no_external_ids")]
+        external_ids: Vec<String>,
+        /// Removes every vendor id.
+        #[arg(long)]
+        no_external_ids: bool,
     },
     /// List a project's agents.
     List {
@@ -327,6 +354,40 @@ pub async fn project(db: &DbArgs, cmd: ProjectCommand, out: &Output) -> anyhow::
                 "Rotated the key of",
             );
         }
+        ProjectCommand::VendorSecret {
+            project,
+            vendor,
+            secret_env,
+            clear,
+        } => {
+            let project = find_project(store.as_ref(), &project).await?;
+            let app = App::new(store.clone(), AppSettings::default());
+            let vendor = admin::vendor(&vendor)?;
+            let name = vendor.as_str();
+            if clear {
+                admin::remove_vendor_secret(&app, project.id, vendor).await?;
+                out.print(&serde_json::json!({"vendor": name, "saved": false}), || {
+                    format!("Removed the {name} secret of project {:?}.", project.name)
+                });
+            } else {
+                let var = secret_env.unwrap_or_default();
+                let secret = std::env::var(&var).with_context(|| {
+                    format!("--secret-env names {var:?}, which is not set to a text value")
+                })?;
+                admin::save_vendor_secret(&app, project.id, vendor, &secret)
+                    .await
+                    .map_err(|e| flag_error(e, |_| format!("the value of {var}")))?;
+                out.print(&serde_json::json!({"vendor": name, "saved": true}), || {
+                    format!(
+                        "Saved the {name} secret of project {:?}.\n  Cekura path:      {}/observability/v1/{name}/observe/ (with the project key)\n  per-project URL:  {}/webhooks/{name}/{}",
+                        project.name,
+                        db.public_url.trim_end_matches('/'),
+                        db.public_url.trim_end_matches('/'),
+                        project.id
+                    )
+                });
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -382,6 +443,7 @@ pub async fn agent(db: &DbArgs, cmd: AgentCommand, out: &Output) -> anyhow::Resu
             phone_number,
             description,
             connector,
+            external_ids,
         } => {
             let project = find_project(store.as_ref(), &project).await?;
             let app = App::new(store.clone(), AppSettings::default());
@@ -392,6 +454,7 @@ pub async fn agent(db: &DbArgs, cmd: AgentCommand, out: &Output) -> anyhow::Resu
                 connector: connector
                     .as_ref()
                     .map_or(ConnectorChange::Keep, ConnectorChange::Set),
+                external_ids: Some(&external_ids),
             };
             let agent = admin::create_agent(&app, project.id, draft)
                 .await
@@ -415,10 +478,14 @@ pub async fn agent(db: &DbArgs, cmd: AgentCommand, out: &Output) -> anyhow::Resu
             phone_number,
             description,
             connector,
+            external_ids,
+            no_external_ids,
         } => {
             let project = find_project(store.as_ref(), &project).await?;
             let app = App::new(store.clone(), AppSettings::default());
+            let ids = (no_external_ids || !external_ids.is_empty()).then_some(&external_ids[..]);
             let patch = AgentPatch {
+                external_ids: ids,
                 name: name.as_deref(),
                 phone_number: phone_number.as_deref().map(Some),
                 description: description.as_deref().map(Some),

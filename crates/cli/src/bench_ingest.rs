@@ -1,8 +1,10 @@
-//! `callgrade bench ingest`: the webhook under load, next to a parse-only baseline.
+//! `callgrade bench ingest`: an ingest route under load, next to a parse-only baseline.
 //!
 //! Both servers are child processes of this command, each measured with the same generated
-//! payloads (a fixed seed), the same concurrency and the same duration, so the ratio between
-//! them holds across machines even when the absolute numbers do not.
+//! calls (a fixed seed), the same concurrency and the same duration, so the ratio between
+//! them holds across machines even when the absolute numbers do not. `--format` sends the
+//! calls in another route's shape (the observe endpoint, Vapi, Retell, ElevenLabs); the
+//! baseline always parses the custom webhook's, so each route's ratio is to the same baseline.
 
 use anyhow::{bail, Context};
 use callgrade_store::prelude::*;
@@ -19,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::corpus::generated_messages;
 use crate::output::Output;
+use callgrade_core::{Message, Role};
 
 #[derive(Args)]
 pub struct IngestBench {
@@ -49,6 +52,128 @@ pub struct IngestBench {
     /// Seconds to wait, after the load, for evaluation to catch up.
     #[arg(long, default_value_t = 120)]
     drain_timeout: u64,
+    /// The route and shape the calls are sent in.
+    #[arg(long, value_enum, default_value_t = BenchFormat::Custom)]
+    format: BenchFormat,
+}
+
+/// The ingest route measured, with the body shape it takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum BenchFormat {
+    /// Cekura's custom webhook.
+    Custom,
+    /// Cekura's observe endpoint (`transcript_type` cekura).
+    Observe,
+    /// Vapi's end-of-call-report on Cekura's Vapi path.
+    Vapi,
+    /// Retell's call_ended on Cekura's Retell path.
+    Retell,
+    /// ElevenLabs' post_call_transcription on Cekura's ElevenLabs path.
+    Elevenlabs,
+}
+
+impl BenchFormat {
+    /// The route's path (for the agent `agent_id`) and the status a stored call gets.
+    fn route(self, agent_id: i64) -> (String, u16) {
+        match self {
+            Self::Custom => (
+                "/test_framework/custom-provider-transcript-webhook/".into(),
+                202,
+            ),
+            Self::Observe => ("/observability/v1/observe/".into(), 201),
+            Self::Vapi => (
+                format!("/observability/v1/vapi/observe/?agent_id={agent_id}"),
+                200,
+            ),
+            Self::Retell => (
+                format!("/observability/v1/retell/observe/?agent_id={agent_id}"),
+                200,
+            ),
+            Self::Elevenlabs => (
+                format!("/observability/v1/elevenlabs/observe/?agent_id={agent_id}"),
+                200,
+            ),
+        }
+    }
+
+    /// One generated call in this route's shape, its id `__ID__`. It starts at
+    /// 2025-10-15T09:20:00Z and lasts `duration` seconds.
+    fn body(self, agent_id: i64, duration: f64, messages: &[Message]) -> Value {
+        const START_MS: i64 = 1_760_520_000_000;
+        let end_ms = START_MS + (duration.ceil() as i64) * 1000;
+        let at = |s: Option<f64>| s.unwrap_or(0.0);
+        let ms = |s: Option<f64>| START_MS as f64 + at(s) * 1000.0;
+        let end = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(end_ms).expect("in range");
+        let items = |f: &dyn Fn(&Message) -> Value| messages.iter().map(f).collect::<Vec<Value>>();
+        let tool = |m: &Message, key: &str| m.data.as_ref().and_then(|d| d.get(key)).cloned();
+        match self {
+            Self::Custom => json!({"agent_id": agent_id, "calls": [{
+                "id": "__ID__", "startedAt": "2025-10-15T09:20:00Z", "endedAt": end.to_rfc3339(),
+                "from_phone_number": "+14155550100", "to_phone_number": "+18646190758",
+                "messages": items(&|m| json!({"role": m.role.as_str(), "content": m.content,
+                    "start_time": m.start_offset, "end_time": m.end_offset, "data": m.data})),
+                "metadata": {"bench": true}, "endedReason": "customer-hungup"
+            }]}),
+            Self::Observe => json!({
+                "call_id": "__ID__", "agent": agent_id, "timestamp": "2025-10-15T09:20:00Z",
+                "customer_number": "+14155550100", "call_ended_reason": "customer-hungup",
+                "metadata": {"bench": true},
+                "transcript_json": items(&|m| json!({"role": match m.role {
+                        Role::Bot => "Main Agent", Role::User => "Testing Agent", Role::System => "System",
+                        Role::FunctionCall => "Function Call", Role::FunctionCallResult => "Function Call Result",
+                    }, "content": m.content, "start_time": m.start_offset, "end_time": m.end_offset,
+                    "data": m.data})),
+            }),
+            Self::Vapi => json!({"message": {
+                "type": "end-of-call-report", "endedReason": "customer-ended-call",
+                "startedAt": "2025-10-15T09:20:00Z", "endedAt": end.to_rfc3339(),
+                "call": {"id": "__ID__", "type": "inboundPhoneCall", "customer": {"number": "+14155550100"}},
+                "phoneNumber": {"number": "+18646190758"},
+                "artifact": {"messages": items(&|m| match m.role {
+                    Role::FunctionCall => json!({"role": "tool_calls", "time": ms(m.start_offset),
+                        "secondsFromStart": at(m.start_offset), "toolCalls": [{"id": tool(m, "id"),
+                        "type": "function", "function": {"name": tool(m, "name"), "arguments": "{}"}}]}),
+                    Role::FunctionCallResult => json!({"role": "tool_call_result", "time": ms(m.start_offset),
+                        "secondsFromStart": at(m.start_offset), "toolCallId": tool(m, "id"),
+                        "name": tool(m, "name"), "result": tool(m, "result")}),
+                    role => json!({"role": if role == Role::User { "user" } else { "bot" },
+                        "message": m.content, "time": ms(m.start_offset), "endTime": ms(m.end_offset),
+                        "secondsFromStart": at(m.start_offset)}),
+                })},
+            }}),
+            Self::Retell => json!({"event": "call_ended", "call": {
+                "call_id": "__ID__", "call_type": "phone_call", "from_number": "+14155550100",
+                "to_number": "+18646190758", "start_timestamp": START_MS, "end_timestamp": end_ms,
+                "disconnection_reason": "user_hangup", "metadata": {"bench": true},
+                "transcript_with_tool_calls": items(&|m| match m.role {
+                    Role::FunctionCall => json!({"role": "tool_call_invocation", "tool_call_id": tool(m, "id"),
+                        "name": tool(m, "name"), "arguments": "{}"}),
+                    Role::FunctionCallResult => json!({"role": "tool_call_result", "tool_call_id": tool(m, "id"),
+                        "content": tool(m, "result").map(|r| r.to_string())}),
+                    role => json!({"role": if role == Role::User { "user" } else { "agent" },
+                        "content": m.content,
+                        "words": [{"word": m.content, "start": at(m.start_offset), "end": at(m.end_offset)}]}),
+                }),
+            }}),
+            Self::Elevenlabs => {
+                json!({"type": "post_call_transcription", "event_timestamp": end_ms / 1000,
+                "data": {"conversation_id": "__ID__", "status": "done",
+                    "metadata": {"start_time_unix_secs": START_MS / 1000, "call_duration_secs": duration.ceil()},
+                    "transcript": items(&|m| match m.role {
+                        Role::FunctionCall => json!({"role": "agent", "message": null,
+                            "time_in_call_secs": at(m.start_offset).floor(),
+                            "tool_calls": [{"request_id": tool(m, "id"), "tool_name": tool(m, "name"), "params_as_json": "{}"}]}),
+                        Role::FunctionCallResult => json!({"role": "agent", "message": null,
+                            "time_in_call_secs": at(m.start_offset).floor(),
+                            "tool_results": [{"request_id": tool(m, "id"), "tool_name": tool(m, "name"),
+                                "result_value": tool(m, "result").map(|r| r.to_string()), "is_error": false}]}),
+                        role => json!({"role": if role == Role::User { "user" } else { "agent" },
+                            "message": m.content, "time_in_call_secs": at(m.start_offset).floor()}),
+                    }),
+                }})
+            }
+        }
+    }
 }
 
 struct Load {
@@ -119,33 +244,26 @@ fn peak_rss_mb(pid: u32) -> Option<f64> {
     Some((kb / 1024.0 * 10.0).round() / 10.0)
 }
 
-/// Request bodies with an `__ID__` placeholder; one call of 6–60 messages each.
-fn bodies(args: &IngestBench, agent_id: i64) -> Vec<String> {
+/// Request bodies with an `__ID__` placeholder; one call of 6–60 messages each, in `format`.
+fn bodies(args: &IngestBench, agent_id: i64, format: BenchFormat) -> Vec<String> {
     let mut rng = StdRng::seed_from_u64(args.seed);
     (0..500)
         .map(|_| {
             let count = rng.gen_range(args.min_messages..=args.max_messages.max(args.min_messages));
             let (duration, messages) = generated_messages(&mut rng, count as usize);
-            let messages: Vec<Value> = messages
-                .iter()
-                .map(|m| {
-                    json!({"role": m.role.as_str(), "content": m.content, "start_time": m.start_offset,
-                           "end_time": m.end_offset, "data": m.data})
-                })
-                .collect();
-            let end = chrono::DateTime::<chrono::Utc>::from_timestamp(1_760_520_000 + duration.ceil() as i64, 0)
-                .expect("in range");
-            json!({"agent_id": agent_id, "calls": [{
-                "id": "__ID__", "startedAt": "2025-10-15T09:20:00Z", "endedAt": end.to_rfc3339(),
-                "from_phone_number": "+14155550100", "to_phone_number": "+18646190758",
-                "messages": messages, "metadata": {"bench": true}, "endedReason": "customer-hungup"
-            }]})
-            .to_string()
+            format.body(agent_id, duration, &messages).to_string()
         })
         .collect()
 }
 
-async fn drive(url: &str, key: &str, bodies: &[String], args: &IngestBench, tag: &str) -> Load {
+async fn drive(
+    url: &str,
+    key: &str,
+    bodies: &[String],
+    args: &IngestBench,
+    tag: &str,
+    stored: u16,
+) -> Load {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency as usize)
         .timeout(Duration::from_secs(30))
@@ -183,7 +301,7 @@ async fn drive(url: &str, key: &str, bodies: &[String], args: &IngestBench, tag:
                     .body(body)
                     .send()
                     .await
-                    .is_ok_and(|r| r.status().as_u16() == 202);
+                    .is_ok_and(|r| r.status().as_u16() == stored);
                 load.latencies_us.push(sent.elapsed().as_micros() as u64);
                 load.requests += 1;
                 load.errors += u64::from(!ok);
@@ -220,13 +338,18 @@ pub async fn run(args: IngestBench, out: &Output) -> anyhow::Result<ExitCode> {
         .await?;
     drop(store);
     let key = key.expose().to_owned();
-    let payloads = bodies(&args, agent.id);
+    let payloads = bodies(&args, agent.id, args.format);
+    let baseline_payloads = match args.format {
+        BenchFormat::Custom => payloads.clone(),
+        _ => bodies(&args, agent.id, BenchFormat::Custom),
+    };
 
     let mut report = json!({
         "machine": {"cores": std::thread::available_parallelism().map_or(0, |n| n.get())},
         "concurrency": args.concurrency,
         "seconds": args.seconds,
         "messages_per_call": [args.min_messages, args.max_messages],
+        "format": format!("{:?}", args.format).to_lowercase(),
     });
 
     let mut baseline_rps = None;
@@ -239,9 +362,10 @@ pub async fn run(args: IngestBench, out: &Output) -> anyhow::Result<ExitCode> {
         let mut load = drive(
             &format!("{}/hook", server.base),
             &key,
-            &payloads,
+            &baseline_payloads,
             &args,
             "b",
+            202,
         )
         .await;
         let mut summary = load.summary();
@@ -262,7 +386,7 @@ pub async fn run(args: IngestBench, out: &Output) -> anyhow::Result<ExitCode> {
         "SQLite (durable commits)",
         &["--data-dir", &data],
         &key,
-        &payloads,
+        (&payloads, agent.id),
         "s",
     )
     .await?;
@@ -277,14 +401,14 @@ pub async fn run(args: IngestBench, out: &Output) -> anyhow::Result<ExitCode> {
             .create_agent(project.id, &NewAgent::named("bench-agent"))
             .await?;
         drop(store);
-        let pg_payloads = bodies(&args, agent.id);
+        let pg_payloads = bodies(&args, agent.id, args.format);
         let (summary, errors) = measure(
             &args,
             out,
             "PostgreSQL",
             &["--database-url", url],
             pg_key.expose(),
-            &pg_payloads,
+            (&pg_payloads, agent.id),
             "p",
         )
         .await?;
@@ -342,7 +466,7 @@ async fn measure(
     label: &str,
     db: &[&str],
     key: &str,
-    bodies: &[String],
+    (bodies, agent_id): (&[String], i64),
     tag: &str,
 ) -> anyhow::Result<(Value, u64)> {
     out.progress(&format!(
@@ -361,11 +485,9 @@ async fn measure(
         &workers,
     ]);
     let server = spawn(&flags)?;
-    let hook = format!(
-        "{}/test_framework/custom-provider-transcript-webhook/",
-        server.base
-    );
-    let mut load = drive(&hook, key, bodies, args, tag).await;
+    let (path, stored) = args.format.route(agent_id);
+    let hook = format!("{}{path}", server.base);
+    let mut load = drive(&hook, key, bodies, args, tag, stored).await;
     let load_seconds = load.seconds;
     let mut summary = load.summary();
 

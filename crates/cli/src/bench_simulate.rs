@@ -157,6 +157,7 @@ pub async fn run(args: SimulateBench, out: &Output) -> anyhow::Result<ExitCode> 
             phone_number: None,
             description: None,
             connector: ConnectorChange::Set(&connector),
+            external_ids: None,
         },
     )
     .await?;

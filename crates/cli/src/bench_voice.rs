@@ -184,6 +184,7 @@ pub async fn run(args: VoiceBench, out: &Output) -> anyhow::Result<ExitCode> {
         phone_number: None,
         description: None,
         connector: Some(connector.view()),
+        external_ids: Vec::new(),
         created_at: now,
     };
     let scenario = Scenario {

@@ -18,6 +18,9 @@ pub struct Agent {
     pub description: Option<String>,
     /// How callgrade reaches the agent to simulate callers; null when something else calls it.
     pub connector: Option<ConnectorView>,
+    /// The ids vendors know it by (a Vapi assistant id, a Retell or ElevenLabs agent id): a
+    /// vendor's call that names one of them is this agent's.
+    pub external_ids: Vec<String>,
     pub created_at: DateTime<Utc>,
 }
 

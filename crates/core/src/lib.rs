@@ -10,6 +10,7 @@ mod conversation;
 mod drafts;
 mod error;
 mod evaluation;
+mod formats;
 pub mod gate;
 mod ingest_checks;
 mod metric_spec;
@@ -35,6 +36,10 @@ pub use error::FieldError;
 pub use evaluation::{
     CallEvaluation, CallForEvaluation, Evaluation, EvaluationInput, EvaluationStatus,
     JudgeSettings, Metric,
+};
+pub use formats::{
+    parse_observe, parse_vendor, signature, AgentRef, Format, TranscriptType, Vendor, VendorBody,
+    VendorCall,
 };
 pub use gate::{
     fisher_exact_one_sided, gate, tally, wilson_interval, Change, GateOptions, GateReport,

@@ -104,6 +104,10 @@ pub struct NewCall {
     /// Where the sender says its recording is (`recording_url`), to be fetched once the call
     /// is stored.
     pub recording_request: Option<RecordingRequest>,
+    /// Metadata a later event of the same call adds (Retell's `call_analysis`): left out of
+    /// the content hash, so that event is not a conflict, and added to the stored call when
+    /// it is missing there.
+    pub amendment: Map<String, Value>,
 }
 
 /// A recording to fetch for a stored call: its URL and which channel is the agent's.
@@ -133,6 +137,19 @@ pub fn shown_url(url: &str) -> String {
 }
 
 impl NewCall {
+    /// Adds this call's amendment to the metadata stored for it; whether that changed it (a
+    /// resend of the amending event changes nothing).
+    pub fn amend(&self, stored: &mut Map<String, Value>) -> bool {
+        let mut changed = false;
+        for (key, value) in &self.amendment {
+            if stored.get(key) != Some(value) {
+                stored.insert(key.clone(), value.clone());
+                changed = true;
+            }
+        }
+        changed
+    }
+
     /// What was said, one message per line, for text search.
     pub fn transcript_text(&self) -> String {
         let lines: Vec<&str> = self
@@ -311,7 +328,7 @@ pub fn validate_batch_owned(mut body: Value, limits: &Limits) -> Result<Batch, V
 
 /// The hash that tells an identical resend from a changed call: SHA-256 of
 /// `{"agent_id":…,"call":…}` as compact JSON, streamed into the hasher rather than built.
-fn content_hash(agent_id: &Value, call: &Value) -> String {
+pub(crate) fn content_hash(agent_id: &Value, call: &Value) -> String {
     struct Digest(Sha256);
     impl std::io::Write for Digest {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -443,7 +460,7 @@ fn validate(body: &Value, limits: &Limits) -> Result<Batch, Vec<FieldError>> {
 }
 
 /// Whether a free-form object is within its size limit, as compact JSON.
-fn within(value: &Value, max_bytes: usize) -> Result<(), String> {
+pub(crate) fn within(value: &Value, max_bytes: usize) -> Result<(), String> {
     let len = json_len(value);
     if len > max_bytes {
         return Err(format!(
@@ -674,6 +691,7 @@ fn parse_call(
         warnings,
         recording: None,
         recording_request,
+        amendment: Map::new(),
     })
 }
 
@@ -730,7 +748,7 @@ fn parse_recording_request(
     })
 }
 
-fn check_recording_url(s: &str) -> Result<(), String> {
+pub(crate) fn check_recording_url(s: &str) -> Result<(), String> {
     let chars = s.chars().count();
     if chars > RECORDING_URL_MAX_CHARS {
         return Err(format!(
@@ -1088,7 +1106,7 @@ fn integer_message(v: &Value, what: &str) -> String {
     }
 }
 
-fn kind(v: &Value) -> &'static str {
+pub(crate) fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -1100,7 +1118,7 @@ fn kind(v: &Value) -> &'static str {
 }
 
 /// A value for an error message, cut short so a huge field cannot flood the response.
-fn short(v: &Value) -> String {
+pub(crate) fn short(v: &Value) -> String {
     let s = v.to_string();
     if s.chars().count() > 40 {
         format!("{}…", s.chars().take(40).collect::<String>())

@@ -19,6 +19,11 @@ pub enum RejectionKind {
     PayloadTooLarge,
     /// The body did not arrive in time.
     BodyTimeout,
+    /// A vendor's signature (or shared secret) is missing or does not match.
+    Unauthorized,
+    /// A vendor event that carries no finished call (a Vapi `status-update`, a Retell
+    /// `call_started`): acknowledged, nothing stored.
+    IgnoredEvent,
 }
 
 impl RejectionKind {
@@ -31,6 +36,8 @@ impl RejectionKind {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::PayloadTooLarge => "payload_too_large",
             Self::BodyTimeout => "body_timeout",
+            Self::Unauthorized => "unauthorized",
+            Self::IgnoredEvent => "ignored_event",
         }
     }
 }

@@ -151,3 +151,92 @@ proptest! {
         }
     }
 }
+
+/// The vendor fixtures with the parser each is for: 0 the observe endpoint, else a vendor.
+fn vendor_fixtures() -> Vec<(usize, Value)> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/formats");
+    let mut all: Vec<(usize, Value)> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            let which = ["observe", "vapi", "retell", "elevenlabs"]
+                .iter()
+                .position(|p| name.starts_with(p))?;
+            let text = std::fs::read_to_string(format!("{dir}/{name}")).ok()?;
+            Some((which, serde_json::from_str(&text).ok()?))
+        })
+        .collect();
+    all.sort_by_key(|(w, v)| (*w, v.to_string()));
+    all
+}
+
+/// Every place in a JSON value, as a JSON pointer.
+fn pointers(v: &Value, at: String, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => m
+            .iter()
+            .for_each(|(k, c)| pointers(c, format!("{at}/{k}"), out)),
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .for_each(|(i, c)| pointers(c, format!("{at}/{i}"), out)),
+        _ => {}
+    }
+    out.push(at);
+}
+
+/// Runs a vendor body through its parser; every error must have a path.
+fn vendor_parse(which: usize, body: Value) -> Result<(), TestCaseError> {
+    let now = parse_datetime("2026-11-30T12:00:00Z").unwrap();
+    let limits = Limits::default();
+    let errors = match which {
+        0 => callgrade_core::parse_observe(body, now, &limits).err(),
+        n => callgrade_core::parse_vendor(callgrade_core::Vendor::ALL[n - 1], body, None, &limits)
+            .err(),
+    };
+    prop_assert!(errors.iter().flatten().all(|e| !e.path.is_empty()));
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn vendor_parsers_never_panic_on_mutated_fixtures(
+        pick in any::<prop::sample::Index>(),
+        place in any::<prop::sample::Index>(),
+        replacement in any_json(),
+    ) {
+        let fixtures = vendor_fixtures();
+        let (which, mut body) = fixtures[pick.index(fixtures.len())].clone();
+        let mut places = Vec::new();
+        pointers(&body, String::new(), &mut places);
+        let at = &places[place.index(places.len())];
+        match body.pointer_mut(at) {
+            Some(slot) => *slot = replacement,
+            None => body = replacement,
+        }
+        vendor_parse(which, body)?;
+    }
+
+    #[test]
+    fn vendor_parsers_never_panic_on_any_json(which in 0usize..4, inner in any_json()) {
+        // Each shape's envelope, around anything.
+        let body = match which {
+            0 => inner,
+            1 => json!({"message": {"type": "end-of-call-report", "call": inner}}),
+            2 => json!({"event": "call_ended", "call": inner}),
+            _ => json!({"type": "post_call_transcription", "data": inner}),
+        };
+        vendor_parse(which, body)?;
+    }
+
+    #[test]
+    fn signature_checks_never_panic(header in ".{0,80}", body in prop::collection::vec(any::<u8>(), 0..64)) {
+        let now = parse_datetime("2026-11-30T12:00:00Z").unwrap();
+        for vendor in callgrade_core::Vendor::ALL {
+            let checked = callgrade_core::signature::verify(vendor, "secret", |_| Some(header.as_str()), &body, now);
+            prop_assert!(checked.is_err() || vendor == callgrade_core::Vendor::Vapi);
+        }
+    }
+}

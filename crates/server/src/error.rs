@@ -89,6 +89,9 @@ pub fn webhook_answer(outcome: Option<RejectionKind>) -> u16 {
         Some(RejectionKind::UnsupportedMediaType) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         Some(RejectionKind::PayloadTooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
         Some(RejectionKind::BodyTimeout) => StatusCode::REQUEST_TIMEOUT,
+        Some(RejectionKind::Unauthorized) => StatusCode::UNAUTHORIZED,
+        // Only the vendors' routes meet events they do not store; they answer 200.
+        Some(RejectionKind::IgnoredEvent) => StatusCode::OK,
     };
     status.as_u16()
 }
@@ -144,5 +147,22 @@ impl IntoResponse for ApiError {
                 .insert(axum::http::header::RETRY_AFTER, seconds.into());
         }
         response
+    }
+}
+
+/// How the vendors' webhook routes answer: 200 for a stored call and for an event that carries
+/// none (vendors retry anything else), 401 for a bad signature, the webhook's status otherwise.
+pub fn vendor_answer(outcome: Option<RejectionKind>) -> u16 {
+    match outcome {
+        None | Some(RejectionKind::IgnoredEvent) => StatusCode::OK.as_u16(),
+        other => webhook_answer(other),
+    }
+}
+
+/// How the observe endpoint answers: 201 with the stored call, as Cekura does.
+pub fn observe_answer(outcome: Option<RejectionKind>) -> u16 {
+    match outcome {
+        None => StatusCode::CREATED.as_u16(),
+        other => webhook_answer(other),
     }
 }

@@ -17,6 +17,7 @@ pub const TABLES: &[&str] = &[
     "calls",
     "recordings",
     "recording_requests",
+    "vendor_secrets",
     "scenarios",
     "scenario_tags",
     "results",

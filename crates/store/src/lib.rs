@@ -33,7 +33,7 @@ pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
-use callgrade_core::{Batch, MetricSpec, RubricRule};
+use callgrade_core::{Batch, MetricSpec, RubricRule, Vendor};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -123,6 +123,20 @@ pub trait Projects: Send + Sync + 'static {
     /// changes).
     async fn update_agent(&self, project_id: i64, agent_id: i64, agent: &NewAgent)
         -> Result<Agent>;
+    /// The agent that a vendor knows by `external_id` (one of its `external_ids`).
+    async fn agent_by_external_id(&self, project_id: i64, external_id: &str)
+        -> Result<Option<i64>>;
+    /// The secret a vendor signs this project's webhooks with.
+    async fn vendor_secret(&self, project_id: i64, vendor: Vendor) -> Result<Option<String>>;
+    /// Which vendors' secrets are saved, never the secrets.
+    async fn vendor_secrets(&self, project_id: i64) -> Result<Vec<VendorSecretView>>;
+    /// Saves (`Some`) or removes (`None`) a vendor's secret; whether anything changed.
+    async fn set_vendor_secret(
+        &self,
+        project_id: i64,
+        vendor: Vendor,
+        secret: Option<&str>,
+    ) -> Result<bool>;
     /// A server-wide setting (e.g. the dashboard admin token's hash).
     async fn setting(&self, key: &str) -> Result<Option<String>>;
     async fn set_setting(&self, key: &str, value: &str) -> Result<()>;

@@ -78,6 +78,8 @@ pub struct NewDelivery {
     pub body_truncated: bool,
     /// How the edge answers this request; the log records the status it gives.
     pub answer: Answer,
+    /// The shape the body is in (the route names it in the log; the receipt says it).
+    pub format: callgrade_core::Format,
 }
 
 impl NewDelivery {
@@ -103,6 +105,7 @@ impl NewDelivery {
             body: text[..end].to_owned(),
             body_truncated: end < text.len(),
             answer,
+            format: callgrade_core::Format::Custom,
         }
     }
 }
@@ -117,10 +120,15 @@ pub enum IngestOutcome {
 #[derive(Debug, Clone, Serialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct Receipt {
-    /// Calls of this request now stored (created plus duplicates).
+    /// Calls of this request now stored (created, updated and duplicates).
     pub accepted: usize,
     pub created: usize,
+    /// Calls stored before that this request added to (Retell's analysis).
+    pub updated: usize,
     pub duplicates: usize,
+    /// The format the body was read as: `custom`, `observe`, `vapi`, `retell` or
+    /// `elevenlabs`.
+    pub format: &'static str,
     /// This request's entry in the delivery log.
     pub delivery_id: i64,
     pub calls: Vec<CallReceipt>,
@@ -160,6 +168,9 @@ pub enum CallStatus {
     Created,
     /// An identical call with this id was already stored; nothing changed.
     Duplicate,
+    /// The call was stored before; this request added what a later event of it carries
+    /// (Retell's analysis), and it is evaluated again.
+    Updated,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -578,6 +589,8 @@ pub struct NewAgent {
     pub phone_number: Option<callgrade_core::PhoneNumber>,
     pub description: Option<String>,
     pub connector: Option<Connector>,
+    /// The ids vendors know it by (a Vapi assistant, a Retell agent), unique in the project.
+    pub external_ids: Vec<String>,
 }
 
 impl NewAgent {
@@ -588,8 +601,19 @@ impl NewAgent {
             phone_number: None,
             description: None,
             connector: None,
+            external_ids: Vec::new(),
         }
     }
+}
+
+/// That a vendor's signing secret is saved for a project, and since when; the secret itself
+/// is never read back.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct VendorSecretView {
+    /// `vapi`, `retell` or `elevenlabs`.
+    pub vendor: String,
+    pub updated_at: DateTime<Utc>,
 }
 
 /// A simulated run claimed by an instance, with everything its conversation needs.

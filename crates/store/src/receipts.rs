@@ -37,15 +37,19 @@ pub(crate) fn created_receipt(
     }
 }
 
-pub(crate) fn receipt(delivery_id: i64, calls: Vec<CallReceipt>) -> Receipt {
-    let created = calls
-        .iter()
-        .filter(|r| r.status == CallStatus::Created)
-        .count();
+pub(crate) fn receipt(
+    delivery: &NewDelivery,
+    delivery_id: i64,
+    calls: Vec<CallReceipt>,
+) -> Receipt {
+    let count = |status| calls.iter().filter(|r| r.status == status).count();
+    let (created, updated) = (count(CallStatus::Created), count(CallStatus::Updated));
     Receipt {
         accepted: calls.len(),
         created,
-        duplicates: calls.len() - created,
+        updated,
+        duplicates: calls.len() - created - updated,
+        format: delivery.format.as_str(),
         delivery_id,
         calls,
     }

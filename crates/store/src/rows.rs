@@ -84,7 +84,7 @@ pub(crate) fn project_from(row: &impl Columns) -> Result<Project> {
 }
 
 pub(crate) const AGENT_COLUMNS: &str =
-    "id, project_id, name, phone_number, description, connector, created_at";
+    "id, project_id, name, phone_number, description, connector, external_ids, created_at";
 
 /// An agent, with its connector's secrets redacted, and the connector whole.
 pub(crate) fn agent_and_connector_from(row: &impl Columns) -> Result<(Agent, Option<Connector>)> {
@@ -99,9 +99,17 @@ pub(crate) fn agent_and_connector_from(row: &impl Columns) -> Result<(Agent, Opt
         phone_number: row.opt_text("phone_number")?,
         description: row.opt_text("description")?,
         connector: connector.as_ref().map(Connector::view),
+        external_ids: from_json(&row.text("external_ids")?)?,
         created_at: time(row.int("created_at")?)?,
     };
     Ok((agent, connector))
+}
+
+pub(crate) fn vendor_secret_from(row: &impl Columns) -> Result<VendorSecretView> {
+    Ok(VendorSecretView {
+        vendor: row.text("vendor")?,
+        updated_at: time(row.int("updated_at")?)?,
+    })
 }
 
 pub(crate) fn agent_from(row: &impl Columns) -> Result<Agent> {

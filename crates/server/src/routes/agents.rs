@@ -30,6 +30,25 @@ pub struct AgentBody {
     /// "system_prompt", "tools"}`; null for none.
     #[schema(schema_with = new_connector)]
     connector: Option<Value>,
+    /// The ids vendors know the agent by (a Vapi assistant id, a Retell or ElevenLabs agent
+    /// id): a vendor's webhook that names one is this agent's. Unique in the project.
+    #[schema(schema_with = external_ids)]
+    external_ids: Option<Vec<String>>,
+}
+
+fn external_ids() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(callgrade_core::CALL_ID_MAX_CHARS))
+                .pattern(Some(r"\S")),
+        )
+        .max_items(Some(admin::MAX_EXTERNAL_IDS))
+        .unique_items(true)
+        .build()
 }
 
 /// A phone number, or blank (or null) for none, as forms send it.
@@ -79,6 +98,10 @@ pub struct AgentPatchBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(schema_with = replaced_connector)]
     connector: Option<Option<Value>>,
+    /// The vendor ids, replaced whole (`[]` for none).
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(schema_with = external_ids)]
+    external_ids: Option<Vec<String>>,
 }
 
 /// A field that may be left out but not sent as `null`.
@@ -124,6 +147,7 @@ pub async fn create_agent(
         phone_number: body.phone_number.as_deref(),
         description: body.description.as_deref(),
         connector,
+        external_ids: body.external_ids.as_deref(),
     };
     let agent = admin::create_agent(&state.app, project.id, draft).await?;
     Ok((StatusCode::CREATED, Json(agent)))
@@ -181,6 +205,7 @@ pub async fn patch_agent(
         phone_number: body.phone_number.as_ref().map(Option::as_deref),
         description: body.description.as_ref().map(Option::as_deref),
         connector: connector_change(body.connector.as_ref()),
+        external_ids: body.external_ids.as_deref(),
     };
     Ok(Json(
         admin::patch_agent(&state.app, project.id, numeric, patch).await?,

@@ -4,10 +4,12 @@ mod deliveries;
 mod extract;
 mod health;
 pub(crate) mod metrics;
+mod observe;
 mod project;
 pub(crate) mod recordings;
 mod runs;
 mod scenarios;
+mod vendors;
 mod webhook;
 
 pub use webhook::CEKURA_PATH;
@@ -44,6 +46,18 @@ pub(crate) fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(deliveries::list_deliveries))
         .routes(routes!(deliveries::get_delivery))
         .routes(routes!(project::get_project, project::update_project))
+        .routes(routes!(project::list_vendor_secrets))
+        .routes(routes!(
+            project::put_vendor_secret,
+            project::delete_vendor_secret
+        ))
+        .routes(routes!(observe::observe))
+        .routes(routes!(vendors::vapi_cekura_path))
+        .routes(routes!(vendors::vapi_project_path))
+        .routes(routes!(vendors::retell_cekura_path))
+        .routes(routes!(vendors::retell_project_path))
+        .routes(routes!(vendors::elevenlabs_cekura_path))
+        .routes(routes!(vendors::elevenlabs_project_path))
         .routes(routes!(
             scenarios::create_scenario,
             scenarios::list_scenarios
@@ -89,6 +103,22 @@ pub(crate) fn router(state: AppState) -> Router {
         .route(
             webhook::CEKURA_PATH.trim_end_matches('/'),
             post(webhook::cekura_path),
+        )
+        .route(
+            observe::OBSERVE_PATH.trim_end_matches('/'),
+            post(observe::observe),
+        )
+        .route(
+            vendors::VAPI_PATH.trim_end_matches('/'),
+            post(vendors::vapi_cekura_path),
+        )
+        .route(
+            vendors::RETELL_PATH.trim_end_matches('/'),
+            post(vendors::retell_cekura_path),
+        )
+        .route(
+            vendors::ELEVENLABS_PATH.trim_end_matches('/'),
+            post(vendors::elevenlabs_cekura_path),
         )
         .route(
             "/api/v1/openapi.json",

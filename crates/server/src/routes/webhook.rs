@@ -1,6 +1,6 @@
 //! The transcript webhook: Cekura's path (project from the key) and our per-project path.
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
@@ -85,7 +85,24 @@ async fn receive(
         route,
         received_at: state.app.now(),
         answer: webhook_answer,
+        format: callgrade_core::Format::Custom,
     };
+    let limit = state.settings.max_body_bytes;
+    let (bytes, _reserved) = read_body(state, &delivery, headers, body, limit).await?;
+    let receipt = ingest::receive(&state.app, &delivery, bytes, is_json(headers)).await?;
+    Ok((StatusCode::ACCEPTED, Json(receipt)))
+}
+
+/// Reads an ingest route's body within the transport's limits: not compressed, within
+/// `--max-body-bytes` and the body deadline, its memory reserved from the in-flight budget
+/// (held while the returned permit lives). A body refused here is in the delivery log.
+pub(super) async fn read_body(
+    state: &AppState,
+    delivery: &Delivery<'_>,
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<(Bytes, tokio::sync::OwnedSemaphorePermit), ApiError> {
     // What the request says its body weighs: recorded for bodies refused unread, and reserved.
     let announced: Option<usize> = headers
         .get(CONTENT_LENGTH)
@@ -95,23 +112,20 @@ async fn receive(
             RejectionKind::UnsupportedMediaType,
             format!("Content-Encoding {encoding:?} is not accepted; send the JSON uncompressed"),
         );
-        return Err(ingest::refuse_unread(
-            &state.app,
-            &delivery,
-            announced.unwrap_or(0),
-            rejection,
-        )
-        .await
-        .into());
+        return Err(
+            ingest::refuse_unread(&state.app, delivery, announced.unwrap_or(0), rejection)
+                .await
+                .into(),
+        );
     }
-    let limit = state.settings.max_body_bytes;
     // Memory for this body is reserved before it is read (by what it announces, else the
     // limit) and held until it is stored; a burst of large bodies is taken a few at a time.
     let budget = state.settings.http.webhook_bytes_in_flight;
     let want = crate::kib(announced.unwrap_or(limit).min(limit).min(budget));
-    let Ok(_reserved) = state
+    let Ok(reserved) = state
         .webhook_budget
-        .acquire_many(u32::try_from(want).unwrap_or(u32::MAX))
+        .clone()
+        .acquire_many_owned(u32::try_from(want).unwrap_or(u32::MAX))
         .await
     else {
         return Err(ApiError::from(callgrade_app::AppError::Unavailable(
@@ -138,12 +152,11 @@ async fn receive(
             } else {
                 return Err(ApiError::bad_request("the request body could not be read"));
             };
-            let refused = ingest::refuse_unread(&state.app, &delivery, size, rejection).await;
+            let refused = ingest::refuse_unread(&state.app, delivery, size, rejection).await;
             return Err(refused.into());
         }
     };
-    let receipt = ingest::receive(&state.app, &delivery, bytes, is_json(headers)).await?;
-    Ok((StatusCode::ACCEPTED, Json(receipt)))
+    Ok((bytes, reserved))
 }
 
 /// The body's encoding when it is anything but plain bytes; a gzip body read as JSON would only
@@ -156,7 +169,7 @@ fn compressed(headers: &HeaderMap) -> Option<String> {
     (!encoding.eq_ignore_ascii_case("identity")).then(|| encoding.chars().take(40).collect())
 }
 
-fn is_json(headers: &HeaderMap) -> bool {
+pub(super) fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -12,5 +12,6 @@ mod recording_url;
 mod runs;
 mod security;
 mod simulation;
+mod vendors;
 mod voice;
 mod webhook;

@@ -1,12 +1,12 @@
 //! Ingest on PostgreSQL: a validated batch, its run matching and its delivery record in one transaction.
 
 use super::{notify_jobs, opt_text, text};
-use crate::codec::to_json;
+use crate::codec::{from_json, to_json};
 use crate::receipts::{call_facts, created_receipt, receipt};
 use crate::rows::{duplicate_receipt, DUPLICATE_COLUMNS};
 use crate::{
-    DeliveryOutcome, Ingest, IngestOutcome, NewDelivery, PgStore, Rejection, Result, StoreError,
-    StoredRecording,
+    CallStatus, DeliveryOutcome, Ingest, IngestOutcome, NewDelivery, PgStore, Rejection, Result,
+    StoreError, StoredRecording,
 };
 use async_trait::async_trait;
 use callgrade_core::{check_named_run, content_conflict, unknown_agent};
@@ -129,7 +129,20 @@ async fn apply_ingest(
     let mut receipts = Vec::with_capacity(batch.calls.len());
     for call in &batch.calls {
         let receipt = match claims.remove(&call.index) {
-            Some(Claim::Duplicate(row)) => duplicate_receipt(call, &row)?,
+            Some(Claim::Duplicate(row)) => {
+                let mut receipt = duplicate_receipt(call, &row)?;
+                if amend(conn, call, &receipt.call_id).await? {
+                    super::jobs::enqueue(
+                        conn,
+                        project_id,
+                        &receipt.call_id,
+                        now.timestamp_millis(),
+                    )
+                    .await?;
+                    receipt.status = CallStatus::Updated;
+                }
+                receipt
+            }
             Some(Claim::New(call_id)) => {
                 let agent_id = agent_of(call);
                 let decision = decide(conn, call, agent_id, window, now).await?;
@@ -162,11 +175,34 @@ async fn apply_ingest(
         };
         receipts.push(receipt);
     }
-    let outcome = receipt(delivery_id, receipts);
-    if outcome.created > 0 {
+    let outcome = receipt(delivery, delivery_id, receipts);
+    if outcome.created + outcome.updated > 0 {
         notify_jobs(conn).await?;
     }
     Ok(IngestOutcome::Accepted(outcome))
+}
+
+/// Adds a resent call's amendment to the stored call (its row locked), with the newer raw
+/// form; whether anything changed.
+async fn amend(conn: &mut PgConnection, call: &NewCall, call_id: &str) -> Result<bool> {
+    if call.amendment.is_empty() {
+        return Ok(false);
+    }
+    let stored: String = sqlx::query_scalar("SELECT metadata FROM calls WHERE id = $1 FOR UPDATE")
+        .bind(call_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    let mut metadata: serde_json::Map<String, serde_json::Value> = from_json(&stored)?;
+    if !call.amend(&mut metadata) {
+        return Ok(false);
+    }
+    sqlx::query("UPDATE calls SET metadata = $1, raw = $2 WHERE id = $3")
+        .bind(to_json(&metadata))
+        .bind(to_json(&call.raw))
+        .bind(call_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(true)
 }
 
 async fn listening_window(conn: &mut PgConnection, project_id: i64) -> Result<TimeDelta> {
@@ -333,7 +369,8 @@ impl Ingest for PgStore {
                     attempt += 1;
                 }
                 other => {
-                    if matches!(&other, Ok(IngestOutcome::Accepted(r)) if r.created > 0) {
+                    if matches!(&other, Ok(IngestOutcome::Accepted(r)) if r.created + r.updated > 0)
+                    {
                         self.jobs_ready.notify_waiters();
                     }
                     return other;

@@ -1,16 +1,18 @@
 //! Projects, their keys and agents, and server-wide settings on PostgreSQL.
 
 use super::{opt_text, text};
-use crate::codec::now_ms;
+use crate::codec::{now_ms, to_json};
 use crate::errors::{no_project, project_name_taken};
 use crate::key::{hash_key, hashes_match};
 use crate::lookups::existing_project;
 use crate::model::*;
 use crate::rows::{
-    agent_and_connector_from, agent_from, project_from, AGENT_COLUMNS, PROJECT_COLUMNS,
+    agent_and_connector_from, agent_from, project_from, vendor_secret_from, AGENT_COLUMNS,
+    PROJECT_COLUMNS,
 };
 use crate::{ApiKey, PgStore, Project, ProjectSettings, Projects, Result, StoreError};
 use async_trait::async_trait;
+use callgrade_core::Vendor;
 use callgrade_core::{Connector, PhoneNumber};
 use sqlx::postgres::PgPool;
 use sqlx::Row;
@@ -140,8 +142,9 @@ impl Projects for PgStore {
     async fn create_agent(&self, project_id: i64, agent: &NewAgent) -> Result<Agent> {
         existing_project(self, project_id).await?;
         let row = sqlx::query(&format!(
-            "INSERT INTO agents (project_id, name, phone_number, description, connector, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6)
+            "INSERT INTO agents (project_id, name, phone_number, description, connector,
+                external_ids, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
              RETURNING {AGENT_COLUMNS}"
         ))
         .bind(project_id)
@@ -149,6 +152,7 @@ impl Projects for PgStore {
         .bind(agent.phone_number.as_ref().map(PhoneNumber::as_str))
         .bind(opt_text(agent.description.as_deref()))
         .bind(agent.connector.as_ref().map(Connector::to_document))
+        .bind(to_json(&agent.external_ids))
         .bind(now_ms())
         .fetch_one(&self.pool)
         .await?;
@@ -177,13 +181,15 @@ impl Projects for PgStore {
         agent: &NewAgent,
     ) -> Result<Agent> {
         let row = sqlx::query(&format!(
-            "UPDATE agents SET name = $1, phone_number = $2, description = $3, connector = $4
-             WHERE id = $5 AND project_id = $6 RETURNING {AGENT_COLUMNS}"
+            "UPDATE agents SET name = $1, phone_number = $2, description = $3, connector = $4,
+                external_ids = $5
+             WHERE id = $6 AND project_id = $7 RETURNING {AGENT_COLUMNS}"
         ))
         .bind(text(&agent.name))
         .bind(agent.phone_number.as_ref().map(PhoneNumber::as_str))
         .bind(opt_text(agent.description.as_deref()))
         .bind(agent.connector.as_ref().map(Connector::to_document))
+        .bind(to_json(&agent.external_ids))
         .bind(agent_id)
         .bind(project_id)
         .fetch_optional(&self.pool)
@@ -203,6 +209,71 @@ impl Projects for PgStore {
         .iter()
         .map(agent_from)
         .collect()
+    }
+    async fn agent_by_external_id(
+        &self,
+        project_id: i64,
+        external_id: &str,
+    ) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM agents WHERE project_id = $1 AND external_ids::jsonb ? $2
+             ORDER BY id LIMIT 1",
+        )
+        .bind(project_id)
+        .bind(external_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+    async fn vendor_secret(&self, project_id: i64, vendor: Vendor) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT secret FROM vendor_secrets WHERE project_id = $1 AND vendor = $2",
+        )
+        .bind(project_id)
+        .bind(vendor.as_str())
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+    async fn vendor_secrets(&self, project_id: i64) -> Result<Vec<VendorSecretView>> {
+        sqlx::query(
+            "SELECT vendor, updated_at FROM vendor_secrets WHERE project_id = $1 ORDER BY vendor",
+        )
+        .bind(project_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(vendor_secret_from)
+        .collect()
+    }
+    async fn set_vendor_secret(
+        &self,
+        project_id: i64,
+        vendor: Vendor,
+        secret: Option<&str>,
+    ) -> Result<bool> {
+        let changed = match secret {
+            Some(secret) => {
+                sqlx::query(
+                    "INSERT INTO vendor_secrets (project_id, vendor, secret, updated_at)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (project_id, vendor)
+                 DO UPDATE SET secret = excluded.secret, updated_at = excluded.updated_at",
+                )
+                .bind(project_id)
+                .bind(vendor.as_str())
+                .bind(secret)
+                .bind(now_ms())
+                .execute(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query("DELETE FROM vendor_secrets WHERE project_id = $1 AND vendor = $2")
+                    .bind(project_id)
+                    .bind(vendor.as_str())
+                    .execute(&self.pool)
+                    .await?
+            }
+        };
+        Ok(changed.rows_affected() > 0)
     }
     async fn setting(&self, key: &str) -> Result<Option<String>> {
         Ok(

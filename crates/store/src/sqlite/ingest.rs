@@ -5,14 +5,14 @@
 use super::jobs::enqueue;
 use super::lite::LiteRow;
 use super::writer::{undo_this_write, Apply};
-use crate::codec::to_json;
+use crate::codec::{from_json, to_json};
 use crate::errors::run_taken;
 use crate::lifecycle::MATCHABLE;
 use crate::receipts::{call_facts, created_receipt, receipt};
 use crate::rows::{duplicate_receipt, facts_from, Columns, DUPLICATE_COLUMNS, FACT_COLUMNS};
 use crate::{
-    DeliveryOutcome, Ingest, IngestOutcome, NewDelivery, Rejection, Result, SqliteStore,
-    StoredRecording,
+    CallStatus, DeliveryOutcome, Ingest, IngestOutcome, NewDelivery, Rejection, Result,
+    SqliteStore, StoredRecording,
 };
 use async_trait::async_trait;
 use callgrade_core::RunChange;
@@ -126,7 +126,7 @@ fn apply_ingest(conn: &Connection, write: &IngestWrite) -> Result<IngestOutcome>
 
     let mut existing = Vec::with_capacity(write.calls.len());
     let mut conflicts = Vec::new();
-    for PreparedCall { call, .. } in &write.calls {
+    for prepared @ PreparedCall { call, .. } in &write.calls {
         let mut lookup = conn.prepare_cached(&format!(
             "SELECT {DUPLICATE_COLUMNS} FROM calls WHERE project_id = ? AND external_id = ?"
         ))?;
@@ -138,7 +138,9 @@ fn apply_ingest(conn: &Connection, write: &IngestWrite) -> Result<IngestOutcome>
                     conflicts.push(content_conflict(call));
                     continue;
                 }
-                Some(duplicate_receipt(call, &row)?)
+                let receipt = duplicate_receipt(call, &row)?;
+                let amended = amended_metadata(conn, call, &receipt.call_id)?;
+                Some((receipt, amended.map(|m| (m, prepared.raw.as_str()))))
             }
             None => None,
         };
@@ -156,7 +158,14 @@ fn apply_ingest(conn: &Connection, write: &IngestWrite) -> Result<IngestOutcome>
     for (prepared, existing) in write.calls.iter().zip(existing) {
         let call = &prepared.call;
         let receipt = match existing {
-            Some(duplicate) => duplicate,
+            Some((duplicate, None)) => duplicate,
+            Some((mut receipt, Some((metadata, raw)))) => {
+                conn.prepare_cached("UPDATE calls SET metadata = ?, raw = ? WHERE id = ?")?
+                    .execute(params![metadata, raw, receipt.call_id])?;
+                enqueue(conn, project_id, &receipt.call_id, now.timestamp_millis())?;
+                receipt.status = CallStatus::Updated;
+                receipt
+            }
             None => {
                 let agent_id = batch_agent.or(run_agents.get(&call.index).copied());
                 let decision = decide(conn, call, agent_id, project_id, &mut window, now)?;
@@ -191,7 +200,23 @@ fn apply_ingest(conn: &Connection, write: &IngestWrite) -> Result<IngestOutcome>
         };
         receipts.push(receipt);
     }
-    Ok(IngestOutcome::Accepted(receipt(delivery_id, receipts)))
+    Ok(IngestOutcome::Accepted(receipt(
+        delivery,
+        delivery_id,
+        receipts,
+    )))
+}
+
+/// The stored call's metadata with the resent call's amendment, when that changes it.
+fn amended_metadata(conn: &Connection, call: &NewCall, call_id: &str) -> Result<Option<String>> {
+    if call.amendment.is_empty() {
+        return Ok(None);
+    }
+    let stored: String = conn
+        .prepare_cached("SELECT metadata FROM calls WHERE id = ?")?
+        .query_row([call_id], |row| row.get(0))?;
+    let mut metadata: serde_json::Map<String, serde_json::Value> = from_json(&stored)?;
+    Ok(call.amend(&mut metadata).then(|| to_json(&metadata)))
 }
 
 /// The matching ladder for one new call: its run_id, else its phone numbers, else none.
@@ -418,7 +443,7 @@ fn insert_delivery(
 impl Ingest for SqliteStore {
     async fn ingest(&self, batch: Batch, delivery: NewDelivery) -> Result<IngestOutcome> {
         let outcome = self.writer.write(IngestWrite::new(batch, delivery)).await?;
-        if matches!(&outcome, IngestOutcome::Accepted(r) if r.created > 0) {
+        if matches!(&outcome, IngestOutcome::Accepted(r) if r.created + r.updated > 0) {
             self.jobs_ready.notify_waiters();
         }
         Ok(outcome)

@@ -1,16 +1,18 @@
 //! Projects, their keys and agents, and server-wide settings on SQLite.
 
 use super::lite::LiteRow;
-use crate::codec::now_ms;
+use crate::codec::{now_ms, to_json};
 use crate::errors::{no_project, project_name_taken};
 use crate::key::{hash_key, hashes_match};
 use crate::lookups::existing_project;
 use crate::model::*;
 use crate::rows::{
-    agent_and_connector_from, agent_from, project_from, Columns, AGENT_COLUMNS, PROJECT_COLUMNS,
+    agent_and_connector_from, agent_from, project_from, vendor_secret_from, Columns, AGENT_COLUMNS,
+    PROJECT_COLUMNS,
 };
 use crate::{ApiKey, Project, ProjectSettings, Projects, Result, SqliteStore, StoreError};
 use async_trait::async_trait;
+use callgrade_core::Vendor;
 
 use rusqlite::{params, OptionalExtension};
 
@@ -115,17 +117,25 @@ impl Projects for SqliteStore {
     async fn create_agent(&self, project_id: i64, agent: &NewAgent) -> Result<Agent> {
         existing_project(self, project_id).await?;
         let now = now_ms();
-        let (name, phone, description, connector) = agent_columns(agent);
+        let (name, phone, description, connector, external_ids) = agent_columns(agent);
         self.writer
             .write(in_place(move |conn| {
                 conn.prepare_cached(&format!(
                     "INSERT INTO agents (project_id, name, phone_number, description, connector,
-                        created_at)
-                     VALUES (?, ?, ?, ?, ?, ?)
+                        external_ids, created_at)
+                     VALUES (?, ?, ?, ?, ?, ?, ?)
                      RETURNING {AGENT_COLUMNS}"
                 ))?
                 .query_row(
-                    params![project_id, name, phone, description, connector, now],
+                    params![
+                        project_id,
+                        name,
+                        phone,
+                        description,
+                        connector,
+                        external_ids,
+                        now
+                    ],
                     |row| Ok(agent_from(&LiteRow(row))),
                 )?
             }))
@@ -153,15 +163,24 @@ impl Projects for SqliteStore {
         agent_id: i64,
         agent: &NewAgent,
     ) -> Result<Agent> {
-        let (name, phone, description, connector) = agent_columns(agent);
+        let (name, phone, description, connector, external_ids) = agent_columns(agent);
         self.writer
             .write(in_place(move |conn| {
                 conn.prepare_cached(&format!(
-                    "UPDATE agents SET name = ?, phone_number = ?, description = ?, connector = ?
+                    "UPDATE agents SET name = ?, phone_number = ?, description = ?, connector = ?,
+                        external_ids = ?
                      WHERE id = ? AND project_id = ? RETURNING {AGENT_COLUMNS}"
                 ))?
                 .query_row(
-                    params![name, phone, description, connector, agent_id, project_id],
+                    params![
+                        name,
+                        phone,
+                        description,
+                        connector,
+                        external_ids,
+                        agent_id,
+                        project_id
+                    ],
                     |row| Ok(agent_from(&LiteRow(row))),
                 )
                 .optional()?
@@ -209,6 +228,67 @@ impl Projects for SqliteStore {
             .await?;
         existing_project(self, project_id).await
     }
+    async fn agent_by_external_id(
+        &self,
+        project_id: i64,
+        external_id: &str,
+    ) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM agents WHERE project_id = ?
+                AND EXISTS (SELECT 1 FROM json_each(agents.external_ids) WHERE value = ?)
+             ORDER BY id LIMIT 1",
+        )
+        .bind(project_id)
+        .bind(external_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+    async fn vendor_secret(&self, project_id: i64, vendor: Vendor) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT secret FROM vendor_secrets WHERE project_id = ? AND vendor = ?",
+        )
+        .bind(project_id)
+        .bind(vendor.as_str())
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+    async fn vendor_secrets(&self, project_id: i64) -> Result<Vec<VendorSecretView>> {
+        sqlx::query(
+            "SELECT vendor, updated_at FROM vendor_secrets WHERE project_id = ? ORDER BY vendor",
+        )
+        .bind(project_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(vendor_secret_from)
+        .collect()
+    }
+    async fn set_vendor_secret(
+        &self,
+        project_id: i64,
+        vendor: Vendor,
+        secret: Option<&str>,
+    ) -> Result<bool> {
+        let (secret, now) = (secret.map(str::to_owned), now_ms());
+        self.writer
+            .write(in_place(move |conn| {
+                let changed = match &secret {
+                    Some(secret) => conn
+                        .prepare_cached(
+                            "INSERT INTO vendor_secrets (project_id, vendor, secret, updated_at)
+                             VALUES (?, ?, ?, ?)
+                             ON CONFLICT (project_id, vendor)
+                             DO UPDATE SET secret = excluded.secret, updated_at = excluded.updated_at",
+                        )?
+                        .execute(params![project_id, vendor.as_str(), secret, now])?,
+                    None => conn
+                        .prepare_cached("DELETE FROM vendor_secrets WHERE project_id = ? AND vendor = ?")?
+                        .execute(params![project_id, vendor.as_str()])?,
+                };
+                Ok(changed > 0)
+            }))
+            .await
+    }
     async fn setting(&self, key: &str) -> Result<Option<String>> {
         Ok(
             sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
@@ -236,12 +316,21 @@ impl Projects for SqliteStore {
     }
 }
 
+type AgentColumns = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+);
+
 /// An agent's columns, owned, for the writer thread.
-fn agent_columns(agent: &NewAgent) -> (String, Option<String>, Option<String>, Option<String>) {
+fn agent_columns(agent: &NewAgent) -> AgentColumns {
     (
         agent.name.clone(),
         agent.phone_number.as_ref().map(|p| p.as_str().to_owned()),
         agent.description.clone(),
         agent.connector.as_ref().map(Connector::to_document),
+        to_json(&agent.external_ids),
     )
 }

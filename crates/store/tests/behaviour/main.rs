@@ -62,6 +62,7 @@ on_every_backend! {
     story_job_signal => sqlite_job_signal, postgres_job_signal;
     story_simulations => sqlite_simulations, postgres_simulations;
     story_recordings => sqlite_recordings, postgres_recordings;
+    story_vendor_ingest => sqlite_vendor_ingest, postgres_vendor_ingest;
 }
 
 fn t(s: &str) -> DateTime<Utc> {

@@ -340,6 +340,7 @@ impl AgentForm {
                 ConnectorWanted::Remove => admin::ConnectorChange::Remove,
                 ConnectorWanted::Set(value) => admin::ConnectorChange::Set(value),
             },
+            external_ids: None,
         }
     }
 }
