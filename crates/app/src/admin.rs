@@ -146,22 +146,16 @@ async fn check_external_ids_free(
     agent_id: Option<i64>,
     new: &NewAgent,
 ) -> Result<()> {
-    let mut errors = Vec::new();
     for (i, id) in new.external_ids.iter().enumerate() {
         if let Some(other) = app.store.agent_by_external_id(project_id, id).await? {
             if Some(other) != agent_id {
-                errors.push(FieldError::new(
-                    format!("external_ids[{i}]"),
-                    format!("{id:?} is already agent {other}'s; a vendor id names one agent"),
-                ));
+                return Err(AppError::AlreadyExists(format!(
+                    "external_ids[{i}]: {id:?} is already agent {other}'s; a vendor id names one agent"
+                )));
             }
         }
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(AppError::Invalid(errors))
-    }
+    Ok(())
 }
 
 /// Creates an agent; its id is the `agent_id` senders put in webhook payloads.

@@ -32,6 +32,7 @@ pub struct AgentBody {
     connector: Option<Value>,
     /// The ids vendors know the agent by (a Vapi assistant id, a Retell or ElevenLabs agent
     /// id): a vendor's webhook that names one is this agent's. Unique in the project.
+    #[serde(default, deserialize_with = "not_null")]
     #[schema(schema_with = external_ids)]
     external_ids: Option<Vec<String>>,
 }
@@ -132,7 +133,8 @@ pub struct AgentList {
 /// Creates an agent; its id is the `agent_id` senders put in webhook payloads.
 #[utoipa::path(post, path = "/api/v1/agents", tag = "agents", request_body = AgentBody,
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 201, body = Agent), (status = 400, body = crate::error::ErrorBody)))]
+    responses((status = 201, body = Agent), (status = 400, body = crate::error::ErrorBody),
+              (status = 409, description = "An external id is another agent's", body = crate::error::ErrorBody)))]
 pub async fn create_agent(
     State(state): State<AppState>,
     ApiProject(project): ApiProject,
@@ -191,7 +193,8 @@ pub async fn get_agent(
     params(("id" = i64, Path, description = "The agent id")),
     security(("api_key" = []), ("bearer" = [])),
     responses((status = 200, body = Agent), (status = 400, body = crate::error::ErrorBody),
-              (status = 404, body = crate::error::ErrorBody)))]
+              (status = 404, body = crate::error::ErrorBody),
+              (status = 409, description = "An external id is another agent's", body = crate::error::ErrorBody)))]
 pub async fn patch_agent(
     State(state): State<AppState>,
     ApiProject(project): ApiProject,

@@ -477,8 +477,14 @@ async fn vendor_calls_find_their_agent_by_external_id() {
         .await
         .unwrap();
     let (status, err) = status_and_json(r).await;
-    assert_eq!(status, 400, "{err}");
-    assert_eq!(error_paths(&err), ["external_ids[0]"]);
+    assert_eq!(status, 409, "{err}");
+    assert!(
+        err["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("external_ids[0]"),
+        "{err}"
+    );
 }
 
 async fn retell(app: &TestApp, t: &Tenant, body: &Value) -> (u16, Value) {
