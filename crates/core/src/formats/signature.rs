@@ -5,6 +5,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use subtle::ConstantTimeEq;
 
 use super::Vendor;
 
@@ -164,9 +165,9 @@ fn fresh(
     Ok(())
 }
 
-/// Compares without stopping at the first differing byte.
+/// Compares in constant time (`subtle`, as the admin token is compared).
 fn equal(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    bool::from(a.ct_eq(b))
 }
 
 /// A valid signature header for `body`, as the vendor would send it (tests and benches).
