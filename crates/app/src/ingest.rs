@@ -25,7 +25,7 @@ pub struct Delivery<'a> {
 }
 
 impl Delivery<'_> {
-    fn record(&self, app: &App, body: &[u8]) -> NewDelivery {
+    pub(crate) fn record(&self, app: &App, body: &[u8]) -> NewDelivery {
         NewDelivery {
             format: self.format,
             ..NewDelivery::new(
@@ -181,7 +181,7 @@ pub async fn refuse_unread(
 
 /// Logs a refusal in the delivery log and gives it back to answer with. A failure to log does
 /// not change the answer: the request was refused either way.
-async fn refuse(app: &App, record: NewDelivery, rejection: Rejection) -> AppError {
+pub(crate) async fn refuse(app: &App, record: NewDelivery, rejection: Rejection) -> AppError {
     tracing::info!(
         project_id = record.project_id,
         error = rejection.kind.code(),

@@ -19,6 +19,7 @@ pub mod recordings;
 pub mod runs;
 mod settings;
 pub mod simulation;
+pub mod traces;
 pub mod upkeep;
 pub mod worker;
 

@@ -128,6 +128,7 @@ fn metrics(t: &AudioTimeline, messages: &[Message]) -> Vec<(BuiltinKey, BuiltinO
         messages,
         ended_reason: "customer-ended-call",
         audio: Some(t),
+        trace: None,
     };
     compute_all_builtins(&conv, &BuiltinConfig::default())
         .into_iter()
@@ -362,6 +363,7 @@ fn without_a_recording_audio_metrics_are_not_applicable() {
         messages: &messages,
         ended_reason: "customer-ended-call",
         audio: None,
+        trace: None,
     };
     let all = compute_all_builtins(&conv, &BuiltinConfig::default());
     let audio: Vec<_> = all.iter().filter(|(k, _)| k.needs_recording()).collect();

@@ -109,6 +109,7 @@ fn metrics(args: MetricsBench, out: &Output) -> anyhow::Result<ExitCode> {
                 messages,
                 ended_reason: "customer-hungup",
                 audio: None,
+                trace: None,
             };
             checksum += compute_all_builtins(&conv, &config).len();
             evaluated += 1;
@@ -154,6 +155,7 @@ fn evaluate(args: EvaluateBench, out: &Output) -> anyhow::Result<ExitCode> {
             messages: &messages,
             ended_reason: "customer-hungup",
             audio: None,
+            trace: None,
         };
         let mut seconds: Vec<f64> = (0..args.repetitions)
             .map(|_| {

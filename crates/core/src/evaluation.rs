@@ -177,4 +177,8 @@ pub struct CallForEvaluation {
     pub channel: crate::Channel,
     /// The speech in the call's stereo recording, when it has one.
     pub audio: Option<crate::AudioTimeline>,
+    /// The trace id its sender gave, linking it to spans.
+    pub trace_id: Option<String>,
+    /// Its turns' stages, from the spans with its `trace_id`, when there are any.
+    pub trace: Option<crate::TraceBreakdown>,
 }

@@ -23,6 +23,7 @@ mod runs;
 mod simulation;
 mod summary;
 mod time;
+mod traces;
 
 pub use agent::{Agent, Scenario};
 pub use audio::{AnalysedRecording, AudioTimeline, Detector, Span};
@@ -81,3 +82,7 @@ pub use summary::{percentile, summarize, MetricSummary, SummaryEntry};
 #[cfg(feature = "openapi")]
 pub use time::Rfc3339;
 pub use time::{parse_datetime, MessageTimes};
+pub use traces::{
+    breakdown, normalise_trace_id, read_traces, OtlpEncoding, ReadTraces, SpanEvent, SpanRole,
+    SpanStatus, TraceBreakdown, TraceLimits, TraceSpan, TurnMeasure, TurnTiming,
+};

@@ -144,7 +144,7 @@ proptest! {
             end_at_ms: None,
             data: None,
         }).collect();
-        let conv = Conversation { duration_seconds: duration, messages: &messages, ended_reason: "x", audio: None };
+        let conv = Conversation { duration_seconds: duration, messages: &messages, ended_reason: "x", audio: None, trace: None };
         for (_, outcome) in compute_all_builtins(&conv, &BuiltinConfig::default()) {
             // A value or a reason, never both missing.
             prop_assert!(outcome.value.is_some() || outcome.not_computable.is_some());

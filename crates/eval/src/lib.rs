@@ -109,6 +109,7 @@ impl Evaluator {
             messages: &call.messages,
             ended_reason: &call.ended_reason,
             audio: call.audio.as_ref(),
+            trace: call.trace.as_ref(),
         };
         let defaults = BuiltinConfig::default();
         let builtins: HashMap<BuiltinKey, BuiltinOutcome> =

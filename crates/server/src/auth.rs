@@ -21,7 +21,7 @@ pub fn webhook_key(headers: &HeaderMap) -> Result<&str, ApiError> {
 }
 
 /// The key from `X-CEKURA-API-KEY` or `Authorization: Bearer …`.
-fn api_key(headers: &HeaderMap) -> Result<&str, ApiError> {
+pub(crate) fn api_key(headers: &HeaderMap) -> Result<&str, ApiError> {
     if headers.contains_key(KEY_HEADER) {
         return webhook_key(headers);
     }

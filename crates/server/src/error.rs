@@ -159,6 +159,14 @@ pub fn vendor_answer(outcome: Option<RejectionKind>) -> u16 {
     }
 }
 
+/// How the OTLP trace route answers: 200 for a stored export, as OTLP/HTTP requires.
+pub fn otlp_answer(outcome: Option<RejectionKind>) -> u16 {
+    match outcome {
+        None => StatusCode::OK.as_u16(),
+        other => webhook_answer(other),
+    }
+}
+
 /// How the observe endpoint answers: 201 with the stored call, as Cekura does.
 pub fn observe_answer(outcome: Option<RejectionKind>) -> u16 {
     match outcome {

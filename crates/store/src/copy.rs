@@ -18,6 +18,7 @@ pub const TABLES: &[&str] = &[
     "recordings",
     "recording_requests",
     "vendor_secrets",
+    "spans",
     "scenarios",
     "scenario_tags",
     "results",

@@ -31,6 +31,10 @@ pub(crate) async fn evaluation_inputs(
             .recording(project_id, &call.call_id)
             .await?
             .map(|r| r.audio.timeline);
+        // Spans with its trace id feed the trace metrics.
+        if let Some(trace_id) = &call.trace_id {
+            call.trace = callgrade_core::breakdown(&store.trace(project_id, trace_id).await?);
+        }
         let agent = call
             .agent_id
             .and_then(|id| agents.iter().find(|a| a.id == id).cloned());

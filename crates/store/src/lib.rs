@@ -41,7 +41,10 @@ use tokio::sync::Notify;
 /// Every capability trait, for callers that hold a concrete backend (`SqliteStore`, `PgStore`)
 /// rather than an `Arc<dyn Store>`: `use callgrade_store::prelude::*;`.
 pub mod prelude {
-    pub use crate::{Calls, Ingest, JobQueue, Metrics, Projects, Simulations, Store, TestRuns};
+    pub use crate::{
+        Calls, Ingest, JobQueue, Metrics, Projects, Recordings, Simulations, Store, TestRuns,
+        Traces,
+    };
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -75,7 +78,7 @@ pub enum StoreError {
 /// The persistence operations of callgrade, one trait per capability; a backend implements each
 /// (`sqlite/` and `postgres/` have one file per capability). Callers hold an `Arc<dyn Store>`.
 pub trait Store:
-    Projects + Ingest + Calls + TestRuns + Metrics + JobQueue + Simulations + Recordings
+    Projects + Ingest + Calls + TestRuns + Metrics + JobQueue + Simulations + Recordings + Traces
 {
 }
 
@@ -88,6 +91,7 @@ impl<
             + JobQueue
             + Simulations
             + Recordings
+            + Traces
             + ?Sized,
     > Store for T
 {
@@ -269,6 +273,26 @@ pub trait Recordings: Send + Sync + 'static {
 
 /// Simulated runs: the simulator endpoint, and the queue of conversations that instances
 /// claim under a lease, report on as they go, and finish or fail.
+/// OpenTelemetry spans, and the calls they belong to by trace id.
+#[async_trait]
+pub trait Traces: Send + Sync + 'static {
+    /// Stores an export's spans (a span sent again is kept once) with its delivery record, and
+    /// queues again the evaluation of every call of the project whose `trace_id` is one of
+    /// theirs, so a trace arriving after its call is measured; one transaction.
+    async fn store_spans(
+        &self,
+        project_id: i64,
+        spans: Vec<callgrade_core::TraceSpan>,
+        delivery: NewDelivery,
+    ) -> Result<SpanReceipt>;
+    /// A trace's spans in start order, at most [`MAX_TRACE_SPANS`]; `trace_id` in any case.
+    async fn trace(
+        &self,
+        project_id: i64,
+        trace_id: &str,
+    ) -> Result<Vec<callgrade_core::TraceSpan>>;
+}
+
 #[async_trait]
 pub trait Simulations: Send + Sync + 'static {
     async fn simulator_settings(&self, project_id: i64) -> Result<SimulatorSettings>;

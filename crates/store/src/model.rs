@@ -116,6 +116,23 @@ pub enum IngestOutcome {
     Rejected(Rejection),
 }
 
+/// What a trace export stored.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SpanReceipt {
+    /// Spans new to the store.
+    pub stored: usize,
+    /// Spans it had already (an exporter's retry).
+    pub duplicates: usize,
+    /// Our ids of the calls these spans belong to, whose evaluation was queued again.
+    pub calls: Vec<String>,
+    /// This request's entry in the delivery log.
+    pub delivery_id: i64,
+}
+
+/// The most spans of one trace read back (for the call page and evaluation).
+pub const MAX_TRACE_SPANS: i64 = 10_000;
+
 /// The answer to an accepted webhook request.
 #[derive(Debug, Clone, Serialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]

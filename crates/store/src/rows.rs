@@ -156,7 +156,7 @@ pub(crate) const CALL_DETAIL_COLUMNS: &str = "calls.trace_id, calls.message_time
 
 /// [`CALL_SUMMARY_COLUMNS`] plus what [`call_for_evaluation_from`] reads: not the raw payload,
 /// the largest column of a call, which evaluating does not read.
-pub(crate) const EVALUATED_CALL_COLUMNS: &str = "calls.messages, calls.metadata";
+pub(crate) const EVALUATED_CALL_COLUMNS: &str = "calls.messages, calls.metadata, calls.trace_id";
 
 pub(crate) fn call_summary_from(row: &impl Columns) -> Result<CallSummary> {
     let started_at = row.int("started_at")?;
@@ -220,8 +220,10 @@ pub(crate) fn call_for_evaluation_from(row: &impl Columns) -> Result<CallForEval
         channel: summary.channel,
         messages: from_json(&row.text("messages")?)?,
         metadata: from_json(&row.text("metadata")?)?,
+        trace_id: row.opt_text("trace_id")?,
         // Read beside the call's agent and scenario (`inputs.rs`).
         audio: None,
+        trace: None,
     })
 }
 
@@ -556,5 +558,27 @@ pub(crate) fn recording_from(row: &impl Columns) -> Result<StoredRecording> {
         project_id: row.int("project_id")?,
         audio,
         created_at: time(row.int("created_at")?)?,
+    })
+}
+
+/// The columns of a span, in [`span_from`]'s and the inserts' order.
+pub(crate) const SPAN_COLUMNS: &str = "trace_id, span_id, parent_span_id, name, service_name,
+    start_ns, end_ns, status, status_message, attributes, events";
+
+pub(crate) fn span_from(row: &impl Columns) -> Result<callgrade_core::TraceSpan> {
+    let status = row.text("status")?;
+    Ok(callgrade_core::TraceSpan {
+        trace_id: row.text("trace_id")?,
+        span_id: row.text("span_id")?,
+        parent_span_id: row.opt_text("parent_span_id")?,
+        name: row.text("name")?,
+        service_name: row.opt_text("service_name")?,
+        start_unix_nano: row.int("start_ns")?,
+        end_unix_nano: row.int("end_ns")?,
+        status: callgrade_core::SpanStatus::parse(&status)
+            .ok_or_else(|| crate::StoreError::Corrupt(format!("span status {status:?}")))?,
+        status_message: row.opt_text("status_message")?,
+        attributes: from_json(&row.text("attributes")?)?,
+        events: from_json(&row.text("events")?)?,
     })
 }

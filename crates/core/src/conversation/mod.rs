@@ -23,6 +23,7 @@ mod speech;
 mod structure;
 mod text;
 mod timing;
+mod traced;
 
 pub use self::evidence::{evidence, Evidence, Interruption, Latency, ToolCall};
 use self::{interruptions::*, prepare::*, speech::*, structure::*, text::*, timing::*};
@@ -44,6 +45,8 @@ pub struct Conversation<'a> {
     pub ended_reason: &'a str,
     /// The speech in the call's stereo recording, when it has one.
     pub audio: Option<&'a crate::AudioTimeline>,
+    /// The stages of its turns, from the spans with its `trace_id`, when it has them.
+    pub trace: Option<&'a crate::TraceBreakdown>,
 }
 
 /// Knobs of the builtin metrics. Every field has a default, so a partial TOML/JSON object works.
@@ -260,6 +263,10 @@ pub enum BuiltinKey {
     AudioLongestSilence,
     AudioAgentSpeakingRate,
     AudioTranscriptLatencyGap,
+    TraceSttLatency,
+    TraceLlmTtft,
+    TraceTtsTtfb,
+    TraceToolTime,
 }
 
 impl BuiltinKey {
@@ -294,6 +301,10 @@ impl BuiltinKey {
             Self::AudioLongestSilence => "audio_longest_silence",
             Self::AudioAgentSpeakingRate => "audio_agent_speaking_rate",
             Self::AudioTranscriptLatencyGap => "audio_transcript_latency_gap",
+            Self::TraceSttLatency => "trace_stt_latency",
+            Self::TraceLlmTtft => "trace_llm_ttft",
+            Self::TraceTtsTtfb => "trace_tts_ttfb",
+            Self::TraceToolTime => "trace_tool_time",
         }
     }
 
@@ -402,6 +413,14 @@ pub const BUILTIN_METRICS: &[BuiltinMetric] = &[
         "Words of the transcript's agent messages / minutes of agent speech in the recording."),
     metric(BuiltinKey::AudioTranscriptLatencyGap, "Transcript vs audio latency", BuiltinOutput::Numeric, SECONDS,
         "Median over paired turns of (latency heard in the recording − latency in the transcript's times)."),
+    metric(BuiltinKey::TraceSttLatency, "Trace: speech to text", BuiltinOutput::Numeric, SECONDS,
+        "Speech-to-text time per agent turn, from the call's OpenTelemetry trace (p50)."),
+    metric(BuiltinKey::TraceLlmTtft, "Trace: LLM time to first token", BuiltinOutput::Numeric, SECONDS,
+        "The LLM's (or speech-to-speech model's) time to first token per agent turn, from the call's trace (p50)."),
+    metric(BuiltinKey::TraceTtsTtfb, "Trace: TTS time to first byte", BuiltinOutput::Numeric, SECONDS,
+        "Text-to-speech time to first byte per agent turn, from the call's trace (p50)."),
+    metric(BuiltinKey::TraceToolTime, "Trace: tool time", BuiltinOutput::Numeric, SECONDS,
+        "Time spent in tool calls per agent turn that made one, from the call's trace (p50)."),
 ];
 
 /// The catalogue entry of a key.
@@ -462,6 +481,16 @@ impl BuiltinKey {
                 | AudioTranscriptLatencyGap
         )
     }
+
+    /// Whether the metric is read from the call's OpenTelemetry trace (and is not applicable to
+    /// a call without one).
+    pub fn needs_trace(self) -> bool {
+        use BuiltinKey::*;
+        matches!(
+            self,
+            TraceSttLatency | TraceLlmTtft | TraceTtsTtfb | TraceToolTime
+        )
+    }
 }
 
 /// Computes every builtin metric, in catalogue order, preparing the transcript once.
@@ -511,6 +540,18 @@ fn compute_prepared(key: BuiltinKey, p: &Prepared, cfg: &BuiltinConfig) -> Built
         BuiltinKey::AudioLongestSilence => recorded(p, audio::longest_silence),
         BuiltinKey::AudioAgentSpeakingRate => recorded(p, |t| audio::speaking_rate(p, t)),
         BuiltinKey::AudioTranscriptLatencyGap => recorded(p, |t| audio::transcript_gap(p, t)),
+        BuiltinKey::TraceSttLatency => traced(p, traced::Stage::Stt),
+        BuiltinKey::TraceLlmTtft => traced(p, traced::Stage::LlmTtft),
+        BuiltinKey::TraceTtsTtfb => traced(p, traced::Stage::TtsTtfb),
+        BuiltinKey::TraceToolTime => traced(p, traced::Stage::Tool),
+    }
+}
+
+/// A trace metric: not applicable without a trace.
+fn traced(p: &Prepared, stage: traced::Stage) -> BuiltinOutcome {
+    match p.trace {
+        Some(t) => traced::stage(t, stage),
+        None => traced::not_applicable(),
     }
 }
 

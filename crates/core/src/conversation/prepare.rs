@@ -28,6 +28,7 @@ pub(super) struct Prepared<'a> {
     pub(super) messages: &'a [Message],
     pub(super) ended_reason: &'a str,
     pub(super) audio: Option<&'a crate::AudioTimeline>,
+    pub(super) trace: Option<&'a crate::TraceBreakdown>,
     pub(super) duration: Result<f64, String>,
     /// Agent and user messages, in order.
     pub(super) rows: Vec<Row>,
@@ -151,6 +152,7 @@ impl<'a> Prepared<'a> {
             messages: conv.messages,
             ended_reason: conv.ended_reason,
             audio: conv.audio,
+            trace: conv.trace,
             duration,
             rows,
             bot,

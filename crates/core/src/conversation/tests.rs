@@ -37,6 +37,7 @@ fn conv(duration: f64, messages: &[Message]) -> Conversation<'_> {
         messages,
         ended_reason: "customer-ended-call",
         audio: None,
+        trace: None,
     }
 }
 
@@ -95,7 +96,7 @@ fn get<'o>(outcomes: &'o [(&'static str, BuiltinOutcome)], key: &str) -> &'o Bui
 // The catalogue and the configuration.
 
 #[test]
-fn catalogue_has_the_twenty_nine_keys_in_order() {
+fn catalogue_has_the_thirty_three_keys_in_order() {
     let keys: Vec<&str> = BUILTIN_METRICS.iter().map(|m| m.key.as_str()).collect();
     assert_eq!(
         keys,
@@ -129,6 +130,10 @@ fn catalogue_has_the_twenty_nine_keys_in_order() {
             "audio_longest_silence",
             "audio_agent_speaking_rate",
             "audio_transcript_latency_gap",
+            "trace_stt_latency",
+            "trace_llm_ttft",
+            "trace_tts_ttfb",
+            "trace_tool_time",
         ]
     );
     assert_eq!(builtin_metric("agent_latency").unwrap().unit, Some("s"));
@@ -230,6 +235,7 @@ fn example_call(body: Value) -> Vec<(&'static str, BuiltinOutcome)> {
         messages: &call.messages,
         ended_reason: &call.ended_reason,
         audio: None,
+        trace: None,
     };
     compute_all_builtins(&c, &BuiltinConfig::default())
         .into_iter()
@@ -1133,6 +1139,7 @@ fn end_reason_and_duration() {
         messages: &[],
         ended_reason: "assistant-ended-call",
         audio: None,
+        trace: None,
     };
     let cfg = BuiltinConfig::default();
     let o = compute_builtin("end_reason", &c, &cfg).unwrap();
@@ -1145,6 +1152,7 @@ fn end_reason_and_duration() {
     let empty = Conversation {
         ended_reason: " ",
         audio: None,
+        trace: None,
         ..c
     };
     let o = compute_builtin("end_reason", &empty, &cfg).unwrap();

@@ -31,6 +31,8 @@ pub enum Format {
     Vapi,
     Retell,
     ElevenLabs,
+    /// OpenTelemetry traces (OTLP/HTTP): spans, not calls.
+    Otlp,
 }
 
 impl Format {
@@ -41,6 +43,7 @@ impl Format {
             Self::Vapi => "vapi",
             Self::Retell => "retell",
             Self::ElevenLabs => "elevenlabs",
+            Self::Otlp => "otlp",
         }
     }
 
@@ -50,7 +53,7 @@ impl Format {
             Self::Vapi => Some(Vendor::Vapi),
             Self::Retell => Some(Vendor::Retell),
             Self::ElevenLabs => Some(Vendor::ElevenLabs),
-            Self::Custom | Self::Observe => None,
+            Self::Custom | Self::Observe | Self::Otlp => None,
         }
     }
 }

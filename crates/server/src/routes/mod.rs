@@ -9,6 +9,7 @@ mod project;
 pub(crate) mod recordings;
 mod runs;
 mod scenarios;
+mod traces;
 mod vendors;
 mod webhook;
 
@@ -52,6 +53,8 @@ pub(crate) fn documented() -> OpenApiRouter<AppState> {
             project::delete_vendor_secret
         ))
         .routes(routes!(observe::observe))
+        .routes(routes!(traces::export))
+        .routes(routes!(traces::get_call_trace))
         .routes(routes!(vendors::vapi_cekura_path))
         .routes(routes!(vendors::vapi_project_path))
         .routes(routes!(vendors::retell_cekura_path))

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::webhook::read_body;
+use super::webhook::{read_body, Compression};
 use crate::auth::{project_for_key, webhook_key};
 use crate::error::observe_answer;
 use crate::{ApiError, AppState};
@@ -86,7 +86,15 @@ pub async fn observe(
         true => state.settings.max_body_bytes + state.settings.app.max_recording_bytes,
         false => state.settings.max_body_bytes,
     };
-    let (bytes, _reserved) = read_body(&state, &delivery, &headers, body, limit).await?;
+    let (bytes, _reserved) = read_body(
+        &state,
+        &delivery,
+        &headers,
+        body,
+        limit,
+        Compression::Refused,
+    )
+    .await?;
     let receipt = ingest::receive_observe(&state.app, &delivery, bytes, content_type).await?;
     let stored = receipt.calls.first().map(|c| c.call_id.clone());
     let call = match stored {

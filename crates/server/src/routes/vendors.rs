@@ -12,7 +12,7 @@ use callgrade_store::{Project, Receipt};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::webhook::{is_json, read_body};
+use super::webhook::{is_json, read_body, Compression};
 use super::{parse_id, ApiPath, ApiQuery};
 use crate::auth::{project_for_key, webhook_key};
 use crate::error::vendor_answer;
@@ -160,7 +160,8 @@ async fn receive(
         format: vendor.format(),
     };
     let limit = state.settings.max_body_bytes;
-    let (bytes, _reserved) = read_body(state, &delivery, headers, body, limit).await?;
+    let (bytes, _reserved) =
+        read_body(state, &delivery, headers, body, limit, Compression::Refused).await?;
     // Only the headers a vendor proves itself with are passed on.
     let signed: Vec<(&'static str, String)> = [
         signature::VAPI_HEADER,

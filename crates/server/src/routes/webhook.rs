@@ -88,12 +88,22 @@ async fn receive(
         format: callgrade_core::Format::Custom,
     };
     let limit = state.settings.max_body_bytes;
-    let (bytes, _reserved) = read_body(state, &delivery, headers, body, limit).await?;
+    let (bytes, _reserved) =
+        read_body(state, &delivery, headers, body, limit, Compression::Refused).await?;
     let receipt = ingest::receive(&state.app, &delivery, bytes, is_json(headers)).await?;
     Ok((StatusCode::ACCEPTED, Json(receipt)))
 }
 
-/// Reads an ingest route's body within the transport's limits: not compressed, within
+/// Whether a route takes compressed bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Compression {
+    Refused,
+    /// The route reads `Content-Encoding` itself (and inflates what it accepts, within its limit).
+    ByRoute,
+}
+
+/// Reads an ingest route's body within the transport's limits: not compressed (unless the
+/// route decodes it), within
 /// `--max-body-bytes` and the body deadline, its memory reserved from the in-flight budget
 /// (held while the returned permit lives). A body refused here is in the delivery log.
 pub(super) async fn read_body(
@@ -102,12 +112,14 @@ pub(super) async fn read_body(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
+    compression: Compression,
 ) -> Result<(Bytes, tokio::sync::OwnedSemaphorePermit), ApiError> {
     // What the request says its body weighs: recorded for bodies refused unread, and reserved.
     let announced: Option<usize> = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse().ok());
-    if let Some(encoding) = compressed(headers) {
+    let compressed = compressed(headers).filter(|_| compression == Compression::Refused);
+    if let Some(encoding) = compressed {
         let rejection = Rejection::new(
             RejectionKind::UnsupportedMediaType,
             format!("Content-Encoding {encoding:?} is not accepted; send the JSON uncompressed"),

@@ -285,6 +285,7 @@ mod tests {
             messages,
             ended_reason: "customer-ended-call",
             audio: None,
+            trace: None,
         };
         let e = evidence(&conv, &BuiltinConfig::default());
         layout(messages, duration, &e, 960.0, speech)

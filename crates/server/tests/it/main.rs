@@ -12,6 +12,7 @@ mod recording_url;
 mod runs;
 mod security;
 mod simulation;
+mod traces;
 mod vendors;
 mod voice;
 mod webhook;

@@ -304,7 +304,7 @@ async fn record_decision(
     Ok(())
 }
 
-async fn insert_delivery(
+pub(super) async fn insert_delivery(
     conn: &mut PgConnection,
     delivery: &NewDelivery,
     rejection: Option<&Rejection>,

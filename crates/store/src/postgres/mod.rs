@@ -22,6 +22,7 @@ mod projects;
 mod recordings;
 mod runs;
 mod simulations;
+mod traces;
 
 /// The channel on which committed job inserts are announced.
 const JOBS_CHANNEL: &str = "callgrade_jobs";

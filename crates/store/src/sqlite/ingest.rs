@@ -405,7 +405,7 @@ fn insert_call(conn: &Connection, prepared: &PreparedCall, at: &StoredCall<'_>) 
     Ok(())
 }
 
-fn insert_delivery(
+pub(super) fn insert_delivery(
     conn: &Connection,
     delivery: &NewDelivery,
     rejection: Option<&Rejection>,

@@ -23,6 +23,7 @@ mod projects;
 mod recordings;
 mod runs;
 mod simulations;
+mod traces;
 mod writer;
 
 use writer::Writer;

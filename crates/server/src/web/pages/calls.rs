@@ -341,6 +341,7 @@ pub(super) fn timeline(call: &CallDetail) -> Markup {
         messages: &call.messages,
         ended_reason: &s.ended_reason,
         audio: None,
+        trace: None,
     };
     let evidence = callgrade_core::evidence(&conversation, &BuiltinConfig::default());
     // Overlaps and silences are speech; the metrics do not measure them in a text conversation.
