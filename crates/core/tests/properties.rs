@@ -240,3 +240,41 @@ proptest! {
         }
     }
 }
+
+/// A Pipecat export with one value replaced by any JSON: the OTLP reader and the breakdown
+/// never panic on it, and a span they keep is well formed.
+fn trace_parse(body: &[u8]) -> Result<(), TestCaseError> {
+    use callgrade_core::{breakdown, read_traces, OtlpEncoding, TraceLimits};
+    for encoding in [OtlpEncoding::Json, OtlpEncoding::Protobuf] {
+        match read_traces(body, encoding, &TraceLimits::default()) {
+            Ok(read) => {
+                for s in &read.spans {
+                    prop_assert!(s.end_unix_nano >= s.start_unix_nano);
+                    prop_assert_eq!(s.trace_id.len(), 32);
+                }
+                let _ = breakdown(&read.spans);
+            }
+            Err(errors) => prop_assert!(errors.iter().all(|e| !e.path.is_empty())),
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn trace_reader_never_panics_on_mutated_exports(pick in any::<prop::sample::Index>(), value in any_json()) {
+        let mut body: Value = serde_json::from_str(include_str!("fixtures/traces/pipecat.json")).unwrap();
+        let mut paths = Vec::new();
+        pointers(&body, String::new(), &mut paths);
+        let path = pick.get(&paths).clone();
+        *body.pointer_mut(&path).unwrap() = value;
+        trace_parse(&serde_json::to_vec(&body).unwrap())?;
+    }
+
+    #[test]
+    fn trace_reader_never_panics_on_any_bytes(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        trace_parse(&bytes)?;
+    }
+}

@@ -134,6 +134,31 @@ async fn a_trace_sent_before_its_call_and_one_sent_after_both_link() {
     );
     let tool = metric(&app, &t.key, &early, "trace_tool_time").await;
     assert_eq!(tool["value"], json!(0.42));
+    // The call page shows the turns stage by stage, and every span.
+    let (client, cookie) = crate::dashboard::signed_in(&app).await;
+    let page = client
+        .get(format!(
+            "{}/projects/{}/calls/{early}",
+            app.base, t.project_id
+        ))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let turns = &page[page.find("id=\"trace-turns\"").expect("the breakdown")..];
+    let turns = &turns[..turns.find("</table>").unwrap()];
+    for figure in [
+        "250 ms", "700 ms", "180 ms", "300 ms", "550 ms", "200 ms", "420 ms",
+    ] {
+        assert!(turns.contains(figure), "{figure} in {turns}");
+    }
+    assert!(
+        page.contains("pipeline_frame_stats") && page.contains("unknown"),
+        "{page}"
+    );
 
     // LiveKit's call first, with its trace id in capitals; its trace later, gzipped protobuf.
     let late = call_with_trace(&app, &t, "livekit-call", &LIVEKIT_TRACE.to_uppercase()).await;
@@ -330,8 +355,10 @@ async fn an_export_sent_again_is_kept_once_and_a_bad_one_changes_nothing() {
 
 #[tokio::test]
 async fn a_gzip_body_that_inflates_past_the_limit_is_refused() {
-    let mut settings = callgrade_server::Settings::default();
-    settings.max_body_bytes = 64 * 1024;
+    let settings = callgrade_server::Settings {
+        max_body_bytes: 64 * 1024,
+        ..Default::default()
+    };
     let app = TestApp::spawn_with(settings).await;
     let t = app.tenant("traces").await;
     let bomb = gzip(&vec![b' '; 1024 * 1024]);

@@ -230,6 +230,10 @@ pub async fn call(
 ) -> Page {
     let (project, call) = load_call(&state, &id, &call_id).await?;
     let recording = state.app.store.recording(project.id, &call_id).await?;
+    let trace = match call.trace_id {
+        Some(_) => callgrade_app::traces::call_trace(&state.app, project.id, &call_id).await?,
+        None => None,
+    };
     let agents = state.app.store.list_agents(project.id).await?;
     let s = &call.summary;
     let raw_link = format!("/projects/{}/calls/{}/raw", project.id, s.call_id);
@@ -261,6 +265,9 @@ pub async fn call(
         (timeline(&call))
         @if let Some(r) = &recording {
             (recording_player(&project, &call, &r.audio))
+        }
+        @if let Some(trace) = &trace {
+            (super::traces::trace_section(trace, &format!("/api/v1/calls/{}/trace", s.call_id)))
         }
         h2 { "Metrics" }
         @if call.evaluations.is_empty() {

@@ -74,5 +74,6 @@ mod metrics;
 mod projects;
 mod runs;
 mod sign_in;
+mod traces;
 
 pub use self::{calls::*, deliveries::*, metrics::*, projects::*, runs::*, sign_in::*};
