@@ -6,6 +6,7 @@
 
 mod agent;
 mod audio;
+mod call_patch;
 mod conversation;
 mod drafts;
 mod error;
@@ -27,6 +28,7 @@ mod traces;
 
 pub use agent::{Agent, Scenario};
 pub use audio::{AnalysedRecording, AudioTimeline, Detector, Span};
+pub use call_patch::CallPatch;
 pub use conversation::{
     builtin_metric, compute_all_builtins, compute_builtin, compute_one, evidence, BuiltinConfig,
     BuiltinKey, BuiltinMetric, BuiltinOutcome, BuiltinOutput, Conversation, Evidence, Interruption,

@@ -170,6 +170,18 @@ pub trait Calls: Send + Sync + 'static {
         filter: &DeliveryFilter,
     ) -> Result<Page<DeliverySummary>>;
     async fn delivery(&self, project_id: i64, id: i64) -> Result<Option<Delivery>>;
+    /// Changes a stored call's metadata and end reason (`patch`, merged with what is stored
+    /// within `max_metadata_bytes`) and, when asked, queues its evaluation again, in one
+    /// transaction. `None` when the project has no such call (our id); else whether it changed.
+    /// `InvalidInput` (saying why) when the merged metadata is over the limit.
+    async fn patch_call(
+        &self,
+        project_id: i64,
+        call_id: &str,
+        patch: &callgrade_core::CallPatch,
+        max_metadata_bytes: usize,
+        now: DateTime<Utc>,
+    ) -> Result<Option<bool>>;
     /// Deletes log entries older than `older_than_ms` and beyond `keep_per_project` per project.
     async fn prune_deliveries(&self, older_than_ms: i64, keep_per_project: u32) -> Result<u64>;
     async fn metrics_summary(

@@ -582,3 +582,19 @@ pub(crate) fn span_from(row: &impl Columns) -> Result<callgrade_core::TraceSpan>
         events: from_json(&row.text("events")?)?,
     })
 }
+
+/// A call's stored metadata and end reason with `patch` applied: `None` when nothing changes.
+pub(crate) fn patched(
+    metadata: &str,
+    ended_reason: &str,
+    patch: &callgrade_core::CallPatch,
+    max_metadata_bytes: usize,
+) -> Result<Option<(String, String)>> {
+    let mut value: serde_json::Value = from_json(metadata)?;
+    let changed = patch
+        .apply(&mut value, max_metadata_bytes)
+        .map_err(|e| crate::StoreError::InvalidInput(e.message))?;
+    let reason = patch.ended_reason.as_deref().unwrap_or(ended_reason);
+    Ok((changed || reason != ended_reason)
+        .then(|| (crate::codec::to_json(&value), reason.to_owned())))
+}

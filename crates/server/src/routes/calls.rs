@@ -1,13 +1,14 @@
 use axum::extract::State;
 use axum::Json;
-use callgrade_core::{json_len, Rfc3339};
+use callgrade_app::calls;
+use callgrade_core::{json_len, CallPatch, Rfc3339};
 use callgrade_store::{CallDetail, CallFilter, CallKind, CallSummary, Page};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiPath, ApiQuery, PageLimit};
+use super::{ApiJson, ApiPath, ApiQuery, PageLimit};
 use crate::auth::ApiProject;
 use crate::{ApiError, AppState};
 
@@ -97,16 +98,109 @@ pub async fn get_call(
     ApiProject(project): ApiProject,
     ApiPath(call_id): ApiPath<String>,
 ) -> Result<Json<CallResponse>, ApiError> {
-    let mut call = stored_call(&state, project.id, &call_id).await?;
+    Ok(Json(call_response(&state, project.id, &call_id).await?))
+}
+
+async fn call_response(
+    state: &AppState,
+    project_id: i64,
+    call_id: &str,
+) -> Result<CallResponse, ApiError> {
+    let mut call = stored_call(state, project_id, call_id).await?;
     let raw_truncated = json_len(&call.raw) > RAW_INLINE_MAX_BYTES;
     if raw_truncated {
         call.raw = Value::Null;
     }
-    Ok(Json(CallResponse {
+    Ok(CallResponse {
         raw_url: format!("/api/v1/calls/{}/raw", call.summary.call_id),
         call,
         raw_truncated,
-    }))
+    })
+}
+
+/// What `PATCH /api/v1/calls/{call_id}` changes; at least one field.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
+#[allow(dead_code)] // Read by `CallPatch::parse`, which names every problem; here for the document.
+pub struct CallPatchBody {
+    /// Merged into the call's metadata key by key; a null value removes its key. The result
+    /// stays within the metadata limit (64 KiB by default).
+    #[schema(value_type = Object)]
+    metadata: Option<Value>,
+    /// The call's end reason (`end_reason` metric, filters).
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
+    ended_reason: Option<String>,
+    /// Queue the call's evaluation again (default false).
+    reevaluate: Option<bool>,
+}
+
+/// Changes a stored call's metadata or end reason, and evaluates it again when asked. Its
+/// transcript, times and raw payload stay as received.
+#[utoipa::path(patch, path = "/api/v1/calls/{call_id}", tag = "calls",
+    request_body = CallPatchBody,
+    params(("call_id" = String, Path, description = "Our call id, or the sender's")),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, description = "The call as changed", body = CallResponse),
+              (status = 400, description = "An unknown field, a wrong type, nothing to change, or metadata over the limit once merged", body = crate::error::ErrorBody),
+              (status = 401, body = crate::error::ErrorBody),
+              (status = 404, body = crate::error::ErrorBody)))]
+pub async fn patch_call(
+    State(state): State<AppState>,
+    ApiProject(project): ApiProject,
+    ApiPath(call_id): ApiPath<String>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Json<CallResponse>, ApiError> {
+    let patch = CallPatch::parse(&body).map_err(invalid)?;
+    let (id, _) = calls::patch(&state.app, project.id, &call_id, &patch).await?;
+    Ok(Json(call_response(&state, project.id, &id).await?))
+}
+
+/// Cekura's `PatchCallLog` body.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // Read by `CallPatch::parse_cekura`; here for the document.
+pub struct CallLogPatchBody {
+    /// Merged into the call's metadata key by key (null removes a key).
+    #[schema(value_type = Object)]
+    metadata: Option<Value>,
+    /// Merged into `metadata.dynamic_variables` the same way.
+    #[schema(value_type = Object)]
+    dynamic_variables: Option<Value>,
+    /// Kept in the metadata as `feedback`.
+    feedback: Option<String>,
+    /// The call's end reason.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
+    call_ended_reason: Option<String>,
+    /// Queue the call's evaluation again.
+    reevaluate_metrics: Option<bool>,
+}
+
+/// Cekura's PATCH of a call log, on its path: the metadata (a top-level merge), dynamic
+/// variables, feedback and end reason, and `reevaluate_metrics`. The fields Cekura also
+/// changes there (the transcript, the times) are refused by name: callgrade keeps a call as
+/// received.
+#[utoipa::path(patch, path = "/observability/v1/call-logs/{id}/", tag = "calls",
+    request_body = CallLogPatchBody,
+    params(("id" = String, Path, description = "The call log's `id` (ours) or its `call_id` (the sender's)")),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, description = "The call as changed", body = CallResponse),
+              (status = 400, description = "A field callgrade does not change, a wrong type, nothing to change, or metadata over the limit once merged", body = crate::error::ErrorBody),
+              (status = 401, body = crate::error::ErrorBody),
+              (status = 404, body = crate::error::ErrorBody)))]
+pub async fn patch_call_log(
+    State(state): State<AppState>,
+    ApiProject(project): ApiProject,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Json<CallResponse>, ApiError> {
+    let patch = CallPatch::parse_cekura(&body).map_err(invalid)?;
+    let (id, _) = calls::patch(&state.app, project.id, &id, &patch).await?;
+    Ok(Json(call_response(&state, project.id, &id).await?))
+}
+
+fn invalid(errors: Vec<callgrade_core::FieldError>) -> ApiError {
+    ApiError::from(callgrade_app::AppError::Invalid(errors))
 }
 
 /// A call's payload exactly as received, whatever its size.

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 
 /// Caller speaks 0–1 s (left), the agent 1.5–2.5 s (right): an audio latency of 0.5 s.
-fn stereo_wav() -> Vec<u8> {
+pub(crate) fn stereo_wav() -> Vec<u8> {
     let rate = 8_000u32;
     let tone = |from_ms: u64, to_ms: u64| -> Vec<i16> {
         (0..rate as u64 * 3)

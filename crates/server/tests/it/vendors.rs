@@ -775,3 +775,226 @@ async fn vapi_and_retell_prove_themselves_with_their_own_headers() {
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     assert_eq!(app.call_count(&t).await, 2);
 }
+
+#[tokio::test]
+async fn observe_stores_an_uploaded_recording_with_its_call() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("uploads").await;
+    let transcript = fixture("observe_pipecat.json")["transcript_json"].to_string();
+    let wav = crate::recording_url::stereo_wav();
+    let parts = reqwest::multipart::Form::new()
+        .text("call_id", "upload-1")
+        .text("agent", t.agent_id.to_string())
+        .text("transcript_type", "pipecat")
+        .text("transcript_json", transcript)
+        .text("timestamp", "2026-11-30T10:00:00Z")
+        // The agent on the second channel, as the recording has it.
+        .text("main_agent_channel_index", "1")
+        .part(
+            "voice_recording",
+            reqwest::multipart::Part::bytes(wav.clone())
+                .file_name("call.wav")
+                .mime_str("audio/wav")
+                .unwrap(),
+        );
+    let r = app
+        .post("/observability/v1/observe/")
+        .header("X-CEKURA-API-KEY", &t.key)
+        .multipart(parts)
+        .send()
+        .await
+        .unwrap();
+    let (status, log) = status_and_json(r).await;
+    assert_eq!(status, 201, "{log}");
+    let id = log["id"].as_str().unwrap();
+    let r = app
+        .get(&format!("/api/v1/calls/{id}/recording"))
+        .header("X-CEKURA-API-KEY", &t.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.bytes().await.unwrap().as_ref(),
+        wav.as_slice(),
+        "kept as uploaded"
+    );
+    app.settle().await;
+    let call = stored(&app, &t, id).await;
+    let latency = call["evaluations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["metric_name"] == "audio_latency")
+        .unwrap();
+    assert_eq!(
+        latency["value"],
+        json!(0.5),
+        "measured from the upload: {latency}"
+    );
+}
+
+#[tokio::test]
+async fn cekura_paths_check_a_saved_secret_as_well_as_the_key() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("both").await;
+    let r = app
+        .client
+        .put(format!("{}/api/v1/vendor-secrets/elevenlabs", app.base))
+        .header("X-CEKURA-API-KEY", &t.key)
+        .json(&json!({"secret": "whsec"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let body = serde_json::to_vec(&fixture("elevenlabs_post_call_transcription.json")).unwrap();
+    let post = |signature: Option<String>| {
+        let mut r = app
+            .post(&format!(
+                "/observability/v1/elevenlabs/observe/?agent_id={}",
+                t.agent_id
+            ))
+            .header("X-CEKURA-API-KEY", &t.key)
+            .header("content-type", "application/json")
+            .body(body.clone());
+        if let Some(s) = signature {
+            r = r.header("ElevenLabs-Signature", s);
+        }
+        r.send()
+    };
+    let now = app.state.app.now();
+    let (status, err) = status_and_json(post(None).await.unwrap()).await;
+    assert_eq!(
+        status, 401,
+        "the key alone is not enough once a secret is saved: {err}"
+    );
+    assert!(
+        err["detail"]
+            .as_str()
+            .unwrap()
+            .contains("ElevenLabs-Signature"),
+        "{err}"
+    );
+    let wrong = signature::sign(Vendor::ElevenLabs, "other", &body, now).1;
+    assert_eq!(post(Some(wrong)).await.unwrap().status(), 401);
+    assert_eq!(app.call_count(&t).await, 0);
+    let good = signature::sign(Vendor::ElevenLabs, "whsec", &body, now).1;
+    let (status, receipt) = status_and_json(post(Some(good)).await.unwrap()).await;
+    assert_eq!(status, 200, "{receipt}");
+    assert_eq!(receipt["format"], "elevenlabs");
+    assert_eq!(app.call_count(&t).await, 1);
+}
+
+#[tokio::test]
+async fn a_stored_calls_metadata_is_patched_and_evaluated_again_when_asked() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("patched").await;
+    let (status, log) = observe(&app, &t, &observe_body("observe_cekura.json", &t)).await;
+    assert_eq!(status, 201, "{log}");
+    let (ours, theirs) = (
+        log["id"].as_str().unwrap().to_owned(),
+        log["call_id"].as_str().unwrap().to_owned(),
+    );
+    app.settle().await;
+    let before = stored(&app, &t, &ours).await;
+    let patch = |path: String, body: Value| {
+        app.client
+            .patch(format!("{}{path}", app.base))
+            .header("X-CEKURA-API-KEY", &t.key)
+            .json(&body)
+            .send()
+    };
+    let end_reason = |call: &Value| {
+        call["evaluations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["metric_name"] == "end_reason")
+            .unwrap()["value"]
+            .clone()
+    };
+
+    // Cekura's path, by the sender's id: a top-level merge, and evaluated again.
+    let r = patch(
+        format!("/observability/v1/call-logs/{theirs}/"),
+        json!({
+            "metadata": {"plan": "gold"},
+            "dynamic_variables": {"patient": "Ana"},
+            "feedback": "booked fine",
+            "call_ended_reason": "agent-transferred",
+            "reevaluate_metrics": true,
+        }),
+    )
+    .await
+    .unwrap();
+    let (status, call) = status_and_json(r).await;
+    assert_eq!(status, 200, "{call}");
+    assert_eq!(call["call_id"], ours);
+    assert_eq!(call["metadata"]["plan"], "gold");
+    assert_eq!(call["metadata"]["dynamic_variables"]["patient"], "Ana");
+    assert_eq!(call["metadata"]["feedback"], "booked fine");
+    assert_eq!(call["ended_reason"], "agent-transferred");
+    assert_eq!(
+        call["messages"], before["messages"],
+        "the transcript stays as received"
+    );
+    assert_eq!(call["raw"], before["raw"]);
+    app.settle().await;
+    assert_eq!(
+        end_reason(&stored(&app, &t, &ours).await),
+        "agent-transferred"
+    );
+
+    // callgrade's path: a null removes a key; without reevaluate the results stay.
+    let r = patch(
+        format!("/api/v1/calls/{ours}"),
+        json!({"metadata": {"plan": null}, "ended_reason": "customer-hungup"}),
+    )
+    .await
+    .unwrap();
+    let (status, call) = status_and_json(r).await;
+    assert_eq!(status, 200, "{call}");
+    assert!(call["metadata"].get("plan").is_none(), "{call}");
+    assert_eq!(call["ended_reason"], "customer-hungup");
+    app.settle().await;
+    assert_eq!(
+        end_reason(&stored(&app, &t, &ours).await),
+        "agent-transferred"
+    );
+
+    // Refusals name the field and change nothing.
+    let big = "x".repeat(70 * 1024);
+    let refusals = [
+        (
+            "/observability/v1/call-logs/{}/",
+            json!({"transcript_json": []}),
+            400,
+            "transcript_json",
+        ),
+        (
+            "/observability/v1/call-logs/{}/",
+            json!({"metadata": {"big": big}}),
+            400,
+            "metadata",
+        ),
+        ("/api/v1/calls/{}", json!({}), 400, "$"),
+        (
+            "/api/v1/calls/{}",
+            json!({"reevaluate": "yes", "colour": 1}),
+            400,
+            "colour",
+        ),
+    ];
+    for (path, body, want, first_path) in refusals {
+        let r = patch(path.replace("{}", &ours), body).await.unwrap();
+        let (status, err) = status_and_json(r).await;
+        assert_eq!(status, want, "{path}: {err}");
+        assert_eq!(err["errors"][0]["path"], first_path, "{err}");
+    }
+    let after = stored(&app, &t, &ours).await;
+    assert_eq!(after["metadata"], call["metadata"]);
+    let r = patch("/api/v1/calls/nope".into(), json!({"reevaluate": true}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}

@@ -4,7 +4,8 @@ use super::text;
 use crate::codec::{decode_cursor, encode_cursor};
 use crate::rows::{
     call_summary_from, call_with_evaluations_from, delivery_from, delivery_summary_from, paginate,
-    summary_entry_from, CALLS, CALL_DETAIL_COLUMNS, CALL_SUMMARY_COLUMNS, DELIVERY_SUMMARY_COLUMNS,
+    patched, summary_entry_from, CALLS, CALL_DETAIL_COLUMNS, CALL_SUMMARY_COLUMNS,
+    DELIVERY_SUMMARY_COLUMNS,
 };
 use crate::VerdictCounts;
 use crate::{
@@ -13,6 +14,7 @@ use crate::{
 };
 use async_trait::async_trait;
 use callgrade_core::summarize;
+use chrono::{DateTime, Utc};
 use sqlx::postgres::PgPool;
 use sqlx::{Postgres, QueryBuilder, Row};
 
@@ -196,6 +198,49 @@ impl Calls for PgStore {
         .await?;
         row.as_ref().map(delivery_from).transpose()
     }
+    async fn patch_call(
+        &self,
+        project_id: i64,
+        call_id: &str,
+        patch: &callgrade_core::CallPatch,
+        max_metadata_bytes: usize,
+        now: DateTime<Utc>,
+    ) -> Result<Option<bool>> {
+        let mut tx = self.pool.begin().await?;
+        let stored: Option<(String, String)> = sqlx::query_as(
+            "SELECT metadata, ended_reason FROM calls WHERE project_id = $1 AND id = $2 FOR UPDATE",
+        )
+        .bind(project_id)
+        .bind(call_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((metadata, reason)) = stored else {
+            return Ok(None);
+        };
+        let changed = patched(&metadata, &reason, patch, max_metadata_bytes)?;
+        if let Some((metadata, reason)) = &changed {
+            sqlx::query(
+                "UPDATE calls SET metadata = $1, ended_reason = $2 WHERE project_id = $3 AND id = $4",
+            )
+            .bind(text(metadata))
+            .bind(text(reason))
+            .bind(project_id)
+            .bind(call_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if patch.reevaluate
+            && super::jobs::enqueue(&mut tx, project_id, call_id, now.timestamp_millis()).await?
+        {
+            super::notify_jobs(&mut tx).await?;
+        }
+        tx.commit().await?;
+        if patch.reevaluate {
+            self.jobs_ready.notify_waiters();
+        }
+        Ok(Some(changed.is_some()))
+    }
+
     async fn prune_deliveries(&self, older_than_ms: i64, keep_per_project: u32) -> Result<u64> {
         let mut deleted = sqlx::query("DELETE FROM deliveries WHERE received_at < $1")
             .bind(older_than_ms)

@@ -4,7 +4,8 @@ use super::writer::in_place;
 use crate::codec::{decode_cursor, encode_cursor};
 use crate::rows::{
     call_summary_from, call_with_evaluations_from, delivery_from, delivery_summary_from, paginate,
-    summary_entry_from, CALLS, CALL_DETAIL_COLUMNS, CALL_SUMMARY_COLUMNS, DELIVERY_SUMMARY_COLUMNS,
+    patched, summary_entry_from, CALLS, CALL_DETAIL_COLUMNS, CALL_SUMMARY_COLUMNS,
+    DELIVERY_SUMMARY_COLUMNS,
 };
 use crate::VerdictCounts;
 use crate::{
@@ -13,6 +14,8 @@ use crate::{
 };
 use async_trait::async_trait;
 use callgrade_core::summarize;
+use chrono::{DateTime, Utc};
+use rusqlite::OptionalExtension;
 use sqlx::sqlite::SqlitePool;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
@@ -191,6 +194,49 @@ impl Calls for SqliteStore {
         .await?;
         row.as_ref().map(delivery_from).transpose()
     }
+    async fn patch_call(
+        &self,
+        project_id: i64,
+        call_id: &str,
+        patch: &callgrade_core::CallPatch,
+        max_metadata_bytes: usize,
+        now: DateTime<Utc>,
+    ) -> Result<Option<bool>> {
+        let (call_id, patch) = (call_id.to_owned(), patch.clone());
+        let (at, reevaluate) = (now.timestamp_millis(), patch.reevaluate);
+        let changed = self
+            .writer
+            .write(in_place(move |conn| {
+                let stored: Option<(String, String)> = conn
+                    .prepare_cached(
+                        "SELECT metadata, ended_reason FROM calls WHERE project_id = ? AND id = ?",
+                    )?
+                    .query_row(rusqlite::params![project_id, call_id], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .optional()?;
+                let Some((metadata, reason)) = stored else {
+                    return Ok(None);
+                };
+                let changed = patched(&metadata, &reason, &patch, max_metadata_bytes)?;
+                if let Some((metadata, reason)) = &changed {
+                    conn.prepare_cached(
+                        "UPDATE calls SET metadata = ?, ended_reason = ? WHERE project_id = ? AND id = ?",
+                    )?
+                    .execute(rusqlite::params![metadata, reason, project_id, call_id])?;
+                }
+                if patch.reevaluate {
+                    super::jobs::enqueue(conn, project_id, &call_id, at)?;
+                }
+                Ok(Some(changed.is_some()))
+            }))
+            .await?;
+        if reevaluate && changed.is_some() {
+            self.jobs_ready.notify_waiters();
+        }
+        Ok(changed)
+    }
+
     async fn prune_deliveries(&self, older_than_ms: i64, keep_per_project: u32) -> Result<u64> {
         self.writer
             .write(in_place(move |conn| {
