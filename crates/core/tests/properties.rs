@@ -278,3 +278,22 @@ proptest! {
         trace_parse(&bytes)?;
     }
 }
+
+proptest! {
+    /// Any JSON as a PATCH body, in either shape, applied to any metadata: no panic, every
+    /// problem has a path, and an accepted patch stays within the limit it is given.
+    #[test]
+    fn call_patches_never_panic(body in any_json(), stored in any_json(), max in 0usize..4096) {
+        for parsed in [callgrade_core::CallPatch::parse(&body), callgrade_core::CallPatch::parse_cekura(&body)] {
+            match parsed {
+                Ok(patch) => {
+                    let mut metadata = stored.clone();
+                    if patch.apply(&mut metadata, max).is_ok() {
+                        prop_assert!(callgrade_core::json_len(&metadata) <= max);
+                    }
+                }
+                Err(errors) => prop_assert!(errors.iter().all(|e| !e.path.is_empty())),
+            }
+        }
+    }
+}

@@ -998,3 +998,60 @@ async fn a_stored_calls_metadata_is_patched_and_evaluated_again_when_asked() {
         .unwrap();
     assert_eq!(r.status(), 404);
 }
+
+#[tokio::test]
+async fn the_dashboard_edits_an_agents_vendor_ids() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("dashboard-ids").await;
+    let other = app
+        .store
+        .create_agent(t.project_id, &callgrade_store::NewAgent::named("sales-bot"))
+        .await
+        .unwrap();
+    let (client, cookie) = crate::dashboard::signed_in(&app).await;
+    let page = |url: String| client.get(url).header("cookie", &cookie).send();
+    let project = format!("{}/projects/{}", app.base, t.project_id);
+    let html = page(project.clone()).await.unwrap().text().await.unwrap();
+    let csrf = crate::dashboard::csrf_of(&html);
+    let save = |agent: i64, ids: &str| {
+        client
+            .post(format!("{project}/agents/{agent}"))
+            .header("cookie", &cookie)
+            .form(&[
+                ("_csrf", csrf.as_str()),
+                ("name", "support-bot"),
+                ("external_ids", ids),
+            ])
+            .send()
+    };
+    let r = save(t.agent_id, "asst_1, agent_2 ").await.unwrap();
+    assert_eq!(r.status(), 303);
+    let (agent, _) = app
+        .store
+        .agent(t.project_id, t.agent_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(agent.external_ids, ["asst_1", "agent_2"]);
+    let html = page(project.clone()).await.unwrap().text().await.unwrap();
+    assert!(
+        html.contains("value=\"asst_1, agent_2\""),
+        "shown for editing"
+    );
+
+    // Another agent's id: refused with why, what was typed kept.
+    let r = save(other.id, "agent_2").await.unwrap();
+    assert_eq!(r.status(), 409);
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("agent_2") && html.contains("errors"),
+        "{html}"
+    );
+    let (other, _) = app
+        .store
+        .agent(t.project_id, other.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(other.external_ids.is_empty());
+}

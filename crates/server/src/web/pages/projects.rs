@@ -116,6 +116,7 @@ struct AgentValues<'a> {
     description: &'a str,
     connector_kind: &'a str,
     connector: String,
+    external_ids: String,
 }
 
 impl<'a> AgentValues<'a> {
@@ -131,6 +132,7 @@ impl<'a> AgentValues<'a> {
                 .as_ref()
                 .and_then(|c| serde_json::to_string_pretty(c).ok())
                 .unwrap_or_default(),
+            external_ids: a.external_ids.join(", "),
         }
     }
 
@@ -141,6 +143,7 @@ impl<'a> AgentValues<'a> {
             description: &f.description,
             connector_kind: f.connector_kind.as_deref().unwrap_or("none"),
             connector: f.connector.clone(),
+            external_ids: f.external_ids.clone().unwrap_or_default(),
         }
     }
 }
@@ -154,6 +157,9 @@ fn agent_fields(v: &AgentValues<'_>, problems: &[String]) -> Markup {
         input type="text" name="name" placeholder="support-bot" value=(v.name) required;
         " " input type="text" name="phone_number" placeholder="+14155551234 (optional)" value=(v.phone_number);
         " " input type="text" name="description" size="40" placeholder="what the agent is for (optional)" value=(v.description);
+        " " input type="text" name="external_ids" size="30" placeholder="vendor ids, comma-separated (optional)"
+            title="The ids Vapi (assistant), Retell or ElevenLabs (agent) know this agent by: their webhooks find the agent by them"
+            value=(v.external_ids);
         details.connector open[!problems.is_empty()] {
             summary { "Connector: " (v.connector_kind) }
             p.muted { "How callgrade calls the agent to play simulated callers. Secrets read back as "
@@ -201,6 +207,7 @@ async fn project_page(
                 description: "",
                 connector_kind: "none",
                 connector: String::new(),
+                external_ids: String::new(),
             },
             &[][..],
         ),
@@ -240,7 +247,7 @@ async fn project_page(
                 p.muted { "No agents yet." }
             } @else {
                 table #agents {
-                    tr { th { "agent_id" } th { "Connector" } th { "Name, phone, description and connector (edit and save)" } }
+                    tr { th { "agent_id" } th { "Connector" } th { "Name, phone, description, vendor ids and connector (edit and save)" } }
                     @for a in &agents {
                         @let (values, problems) = match refused_for(Some(a.id)) {
                             Some(r) => (AgentValues::of_form(r.form), r.problems.as_slice()),
@@ -283,6 +290,9 @@ pub struct AgentForm {
     /// The connector as JSON; `kind` may be left out (the select says it).
     #[serde(default)]
     connector: String,
+    /// The vendors' ids of the agent, separated by commas or spaces; a form without the field
+    /// keeps them.
+    external_ids: Option<String>,
 }
 
 /// What the form asks of the connector, its JSON parsed.
@@ -330,7 +340,21 @@ impl AgentForm {
         Ok(ConnectorWanted::Set(value))
     }
 
-    fn draft<'a>(&'a self, connector: &'a ConnectorWanted) -> admin::AgentDraft<'a> {
+    /// The vendor ids typed, `None` when the form has no such field.
+    fn external_ids(&self) -> Option<Vec<String>> {
+        self.external_ids.as_ref().map(|text| {
+            text.split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|id| !id.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+    }
+
+    fn draft<'a>(
+        &'a self,
+        connector: &'a ConnectorWanted,
+        external_ids: Option<&'a [String]>,
+    ) -> admin::AgentDraft<'a> {
         admin::AgentDraft {
             name: &self.name,
             phone_number: Some(&self.phone_number),
@@ -340,7 +364,7 @@ impl AgentForm {
                 ConnectorWanted::Remove => admin::ConnectorChange::Remove,
                 ConnectorWanted::Set(value) => admin::ConnectorChange::Set(value),
             },
-            external_ids: None,
+            external_ids,
         }
     }
 }
@@ -357,14 +381,20 @@ async fn agent_saved(
 ) -> Page {
     match outcome {
         Ok(()) => Ok(see_other(&format!("/projects/{}", project.id))),
-        Err(e @ AppError::Invalid(_)) => {
+        // What was typed stays on the page beside why (a vendor id another agent has is 409).
+        Err(e @ (AppError::Invalid(_) | AppError::Conflict(_) | AppError::AlreadyExists(_))) => {
+            let (status, message) = explain(&e);
+            let problems = match e.problems() {
+                none if none.is_empty() => vec![message],
+                some => some,
+            };
             let refused = Refused {
                 agent_id,
                 form,
-                problems: e.problems(),
+                problems,
             };
             let html = project_page(state, admin, project, Some(&refused)).await?;
-            Ok((StatusCode::BAD_REQUEST, html).into_response())
+            Ok((status, html).into_response())
         }
         Err(e) => Err(e.into()),
     }
@@ -378,11 +408,15 @@ pub async fn create_agent(
 ) -> Page {
     check_csrf(&admin, &form.csrf)?;
     let project = load_project(&state, &id).await?;
+    let ids = form.external_ids();
     let outcome = match form.connector_wanted() {
         Err(errors) => Err(AppError::Invalid(errors)),
-        Ok(connector) => admin::create_agent(&state.app, project.id, form.draft(&connector))
-            .await
-            .map(drop),
+        Ok(connector) => {
+            let draft = form.draft(&connector, ids.as_deref());
+            admin::create_agent(&state.app, project.id, draft)
+                .await
+                .map(drop)
+        }
     };
     agent_saved(&state, &admin, &project, None, &form, outcome).await
 }
@@ -398,10 +432,12 @@ pub async fn update_agent(
     let agent_id: i64 = agent_id
         .parse()
         .map_err(|_| error(StatusCode::NOT_FOUND, "no such agent"))?;
+    let ids = form.external_ids();
     let outcome = match form.connector_wanted() {
         Err(errors) => Err(AppError::Invalid(errors)),
         Ok(connector) => {
-            admin::update_agent(&state.app, project.id, agent_id, form.draft(&connector))
+            let draft = form.draft(&connector, ids.as_deref());
+            admin::update_agent(&state.app, project.id, agent_id, draft)
                 .await
                 .map(drop)
         }
