@@ -39,6 +39,8 @@ impl CallPatch {
         };
         for (key, value) in obj {
             match key.as_str() {
+                // A null field is one left out (the document shows them as nullable).
+                "metadata" | "ended_reason" | "reevaluate" if value.is_null() => {}
                 "metadata" => patch.metadata = merge_object(value, key, &mut errors),
                 "ended_reason" => patch.ended_reason = ended_reason(value, key, &mut errors),
                 "reevaluate" => patch.reevaluate = flag(value, key, &mut errors),
@@ -62,6 +64,9 @@ impl CallPatch {
         };
         for (key, value) in obj {
             match key.as_str() {
+                // A null field is one left out, but for `feedback`, which a null clears.
+                "metadata" | "dynamic_variables" | "call_ended_reason" | "reevaluate_metrics"
+                    if value.is_null() => {}
                 "metadata" => patch.metadata.extend(merge_object(value, key, &mut errors)),
                 "dynamic_variables" => {
                     patch.dynamic_variables = merge_object(value, key, &mut errors)
@@ -118,14 +123,6 @@ impl CallPatch {
         within(metadata, max_bytes)
             .map_err(|why| FieldError::new("metadata", format!("merged, the metadata {why}")))?;
         Ok(*metadata != before)
-    }
-
-    /// Whether the patch asks for nothing.
-    pub fn is_empty(&self) -> bool {
-        self.metadata.is_empty()
-            && self.dynamic_variables.is_empty()
-            && self.ended_reason.is_none()
-            && !self.reevaluate
     }
 }
 
@@ -190,10 +187,9 @@ fn flag(v: &Value, at: &str, errors: &mut Vec<FieldError>) -> bool {
     }
 }
 
-fn finish(patch: CallPatch, mut errors: Vec<FieldError>) -> Result<CallPatch, Vec<FieldError>> {
-    if errors.is_empty() && patch.is_empty() {
-        errors.push(FieldError::new("$", "nothing to change"));
-    }
+/// A patch that changes nothing (`{}`, an empty metadata object) is no error, as an empty
+/// JSON merge patch is none: the call is answered as it is.
+fn finish(patch: CallPatch, errors: Vec<FieldError>) -> Result<CallPatch, Vec<FieldError>> {
     if errors.is_empty() {
         Ok(patch)
     } else {
@@ -247,11 +243,18 @@ mod tests {
                 "transcript_json"
             ]
         );
-        assert_eq!(
-            CallPatch::parse(&json!({})).unwrap_err()[0].message,
-            "nothing to change"
-        );
+        assert_eq!(CallPatch::parse(&json!({})).unwrap(), CallPatch::default());
         assert!(CallPatch::parse(&json!([])).is_err());
+        // Fields that change nothing are not an error; nulls are fields left out.
+        assert!(CallPatch::parse(&json!({"metadata": {}})).is_ok());
+        let patch = CallPatch::parse_cekura(&json!({"reevaluate_metrics": null, "feedback": null}))
+            .unwrap();
+        assert!(!patch.reevaluate);
+        assert!(
+            CallPatch::parse(&json!({"": null})).is_err(),
+            "an unknown field, null or not"
+        );
+        assert_eq!(patch.metadata.get("feedback"), Some(&Value::Null));
         assert_eq!(
             CallPatch::parse(&json!({"ended_reason": ""})).unwrap_err()[0].path,
             "ended_reason"

@@ -62,6 +62,13 @@ pub fn read_traces(
                 format!("not an OTLP ExportTraceServiceRequest in protobuf: {e}"),
             )
         }),
+        // serde would read a JSON array as the request's fields in order; OTLP JSON is an object.
+        OtlpEncoding::Json if body.trim_ascii_start().first() != Some(&b'{') => {
+            Err(FieldError::new(
+                "$",
+                "not an OTLP ExportTraceServiceRequest in JSON: the body must be a JSON object",
+            ))
+        }
         OtlpEncoding::Json => serde_json::from_slice(body).map_err(|e| {
             FieldError::new(
                 "$",

@@ -240,6 +240,7 @@ fn every_problem_is_named_with_its_path() {
         .message
         .starts_with("not an OTLP ExportTraceServiceRequest in protobuf"));
     assert!(errors(json!({"resourceSpans": 3}))[0].starts_with("$: not an OTLP"));
+    assert!(errors(json!([]))[0].ends_with("must be a JSON object"));
 }
 
 #[test]

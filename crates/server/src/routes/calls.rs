@@ -118,15 +118,14 @@ async fn call_response(
     })
 }
 
-/// What `PATCH /api/v1/calls/{call_id}` changes; at least one field.
+/// What `PATCH /api/v1/calls/{call_id}` changes; a field left out (or null) is kept.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(min_properties = 1)]
 #[allow(dead_code)] // Read by `CallPatch::parse`, which names every problem; here for the document.
 pub struct CallPatchBody {
     /// Merged into the call's metadata key by key; a null value removes its key. The result
     /// stays within the metadata limit (64 KiB by default).
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     metadata: Option<Value>,
     /// The call's end reason (`end_reason` metric, filters).
     #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
@@ -142,7 +141,7 @@ pub struct CallPatchBody {
     params(("call_id" = String, Path, description = "Our call id, or the sender's")),
     security(("api_key" = []), ("bearer" = [])),
     responses((status = 200, description = "The call as changed", body = CallResponse),
-              (status = 400, description = "An unknown field, a wrong type, nothing to change, or metadata over the limit once merged", body = crate::error::ErrorBody),
+              (status = 400, description = "An unknown field, a wrong type, or metadata over the limit once merged", body = crate::error::ErrorBody),
               (status = 401, body = crate::error::ErrorBody),
               (status = 404, body = crate::error::ErrorBody)))]
 pub async fn patch_call(
@@ -162,10 +161,10 @@ pub async fn patch_call(
 #[allow(dead_code)] // Read by `CallPatch::parse_cekura`; here for the document.
 pub struct CallLogPatchBody {
     /// Merged into the call's metadata key by key (null removes a key).
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     metadata: Option<Value>,
     /// Merged into `metadata.dynamic_variables` the same way.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     dynamic_variables: Option<Value>,
     /// Kept in the metadata as `feedback`.
     feedback: Option<String>,
@@ -185,7 +184,7 @@ pub struct CallLogPatchBody {
     params(("id" = String, Path, description = "The call log's `id` (ours) or its `call_id` (the sender's)")),
     security(("api_key" = []), ("bearer" = [])),
     responses((status = 200, description = "The call as changed", body = CallResponse),
-              (status = 400, description = "A field callgrade does not change, a wrong type, nothing to change, or metadata over the limit once merged", body = crate::error::ErrorBody),
+              (status = 400, description = "A field callgrade does not change, a wrong type, or metadata over the limit once merged", body = crate::error::ErrorBody),
               (status = 401, body = crate::error::ErrorBody),
               (status = 404, body = crate::error::ErrorBody)))]
 pub async fn patch_call_log(

@@ -977,7 +977,6 @@ async fn a_stored_calls_metadata_is_patched_and_evaluated_again_when_asked() {
             400,
             "metadata",
         ),
-        ("/api/v1/calls/{}", json!({}), 400, "$"),
         (
             "/api/v1/calls/{}",
             json!({"reevaluate": "yes", "colour": 1}),
