@@ -15,6 +15,7 @@ pub mod evaluation;
 pub mod fetch;
 pub mod ingest;
 pub mod metrics;
+pub mod overview;
 pub mod recordings;
 pub mod runs;
 mod settings;

@@ -20,6 +20,7 @@ pub fn router() -> Router<AppState> {
         .route("/logout", post(pages::logout))
         .route("/projects", post(pages::create_project))
         .route("/projects/{id}", get(pages::project))
+        .route("/projects/{id}/setup", get(pages::setup))
         .route("/projects/{id}/agents", post(pages::create_agent))
         .route(
             "/projects/{id}/agents/{agent_id}",

@@ -135,7 +135,7 @@ async fn a_user_walks_through_the_dashboard() {
 
     // Create an agent on the project page.
     let project = app.store.authenticate(&key).await.unwrap().unwrap();
-    c.goto(&format!("{base}/projects/{}", project.id))
+    c.goto(&format!("{base}/projects/{}/setup", project.id))
         .await
         .unwrap();
     screenshot(&c, "project-empty").await;
@@ -169,6 +169,17 @@ async fn a_user_walks_through_the_dashboard() {
     app.send(&key, &json!({"agent_id": "oops", "calls": []}))
         .await;
     app.settle().await;
+
+    // The landing page: the overview of the calls, with the refused delivery.
+    c.goto(&format!("{base}/projects/{}", project.id))
+        .await
+        .unwrap();
+    c.wait()
+        .for_element(Locator::Id("overview-cards"))
+        .await
+        .unwrap();
+    assert!(c.source().await.unwrap().contains("refused in this range"));
+    screenshot(&c, "overview").await;
 
     // Find it in the list, open it, see its latency and metrics.
     c.goto(&format!("{base}/projects/{}/calls", project.id))

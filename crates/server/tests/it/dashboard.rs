@@ -577,3 +577,84 @@ async fn the_call_page_draws_the_timeline() {
     assert!(untimed.contains("No message times: the timeline needs them."));
     assert!(!untimed.contains("<svg") && untimed.contains(r#"<tr id="msg-1""#));
 }
+
+/// The landing page: the range's figures against the range before, the metric failing most
+/// with a link to its calls, the failed call, and the refused delivery.
+#[tokio::test]
+async fn the_overview_shows_the_range_against_the_one_before() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("overview").await;
+    let r = app
+        .client
+        .put(format!("{}/api/v1/rubric", app.base))
+        .bearer_auth(&t.key)
+        .json(&json!({"rules": [{"metric": "call_duration", "op": "lte", "value": 60}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Two calls an hour ago, one too long for the rubric; one eight days ago, in the week before.
+    let at = |ago: chrono::TimeDelta, seconds: i64| {
+        let start = app.state.app.now() - ago;
+        (
+            start.to_rfc3339(),
+            (start + chrono::TimeDelta::seconds(seconds)).to_rfc3339(),
+        )
+    };
+    let mut calls = Vec::new();
+    for (id, ago, seconds) in [
+        ("short-call", chrono::TimeDelta::hours(1), 30),
+        ("long-call", chrono::TimeDelta::hours(1), 128),
+        ("last-week", chrono::TimeDelta::days(8), 30),
+    ] {
+        let (start, end) = at(ago, seconds);
+        let mut c = call(id);
+        c["startedAt"] = json!(start);
+        c["endedAt"] = json!(end);
+        calls.push(c);
+    }
+    let (status, _) = status_and_json(app.send(&t.key, &batch(t.agent_id, calls)).await).await;
+    assert_eq!(status, 202);
+    app.send(&t.key, &json!({"agent_id": "oops", "calls": []}))
+        .await;
+    app.settle().await;
+
+    let (client, cookie) = signed_in(&app).await;
+    let html = client
+        .get(format!("{}/projects/{}?range=7d", app.base, t.project_id))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let section = |id: &str| {
+        let at = html
+            .find(&format!("id=\"{id}\""))
+            .unwrap_or_else(|| panic!("no #{id}"));
+        html[at..at + html[at..].find("</table>").unwrap_or(html.len() - at)].to_owned()
+    };
+    let cards = &html[html.find("id=\"overview-cards\"").unwrap()..];
+    let cards = &cards[..cards.find("<h2>").unwrap()];
+    // 2 calls now against 1 before (+100%); a pass rate of 50% against 100% (−50 points).
+    assert!(cards.contains(">2<") && cards.contains("+100%"), "{cards}");
+    assert!(
+        cards.contains("50%") && cards.contains("-50 pts"),
+        "{cards}"
+    );
+    assert!(cards.contains("<svg class=\"sparkline\""), "{cards}");
+    let failing = section("failing");
+    assert!(
+        failing.contains("calls?failing_metric=call_duration"),
+        "{failing}"
+    );
+    assert!(section("failed-calls").contains("long-call"));
+    assert!(!section("failed-calls").contains("short-call"));
+    assert!(html.contains("1 request refused in this range"), "{html}");
+    // Another range and an agent: the links keep both.
+    assert!(
+        html.contains("?range=30d&amp;agent_id=") || html.contains("?range=30d\""),
+        "{html}"
+    );
+}

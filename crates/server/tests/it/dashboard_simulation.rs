@@ -359,7 +359,7 @@ async fn the_agent_form_edits_connectors_and_keeps_secrets() {
     let web = Browser::new(&app).await;
     let p = t.project_id;
     let agent_path = format!("/projects/{p}/agents/{}", t.agent_id);
-    let (_, page) = web.get(&format!("/projects/{p}")).await;
+    let (_, page) = web.get(&format!("/projects/{p}/setup")).await;
     assert!(
         page.contains("name=\"connector_kind\""),
         "the editor is there"
@@ -379,7 +379,7 @@ async fn the_agent_form_edits_connectors_and_keeps_secrets() {
         .await;
     assert_eq!(shown["connector"]["kind"], "http_turn");
     assert_eq!(shown["connector"]["headers"]["Authorization"], "***");
-    let (_, page) = web.get(&format!("/projects/{p}")).await;
+    let (_, page) = web.get(&format!("/projects/{p}/setup")).await;
     assert!(
         page.contains("<td><code>http_turn</code></td>"),
         "the agents table: {page}"
@@ -473,7 +473,7 @@ async fn the_agent_form_edits_connectors_and_keeps_secrets() {
     let created = app.store.list_agents(p).await.unwrap();
     let chat = created.iter().find(|a| a.name == "chat-bot").unwrap();
     assert_eq!(chat.connector.as_ref().unwrap().fields["api_key"], "***");
-    let (_, page) = web.get(&format!("/projects/{p}")).await;
+    let (_, page) = web.get(&format!("/projects/{p}/setup")).await;
     assert!(page.contains("<td><code>openai_chat</code></td>"));
     assert!(!page.contains("sk-1"));
     // A refused new agent keeps its form filled in.

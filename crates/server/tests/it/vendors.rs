@@ -1010,7 +1010,8 @@ async fn the_dashboard_edits_an_agents_vendor_ids() {
     let (client, cookie) = crate::dashboard::signed_in(&app).await;
     let page = |url: String| client.get(url).header("cookie", &cookie).send();
     let project = format!("{}/projects/{}", app.base, t.project_id);
-    let html = page(project.clone()).await.unwrap().text().await.unwrap();
+    let setup = format!("{project}/setup");
+    let html = page(setup.clone()).await.unwrap().text().await.unwrap();
     let csrf = crate::dashboard::csrf_of(&html);
     let save = |agent: i64, ids: &str| {
         client
@@ -1032,7 +1033,7 @@ async fn the_dashboard_edits_an_agents_vendor_ids() {
         .unwrap()
         .unwrap();
     assert_eq!(agent.external_ids, ["asst_1", "agent_2"]);
-    let html = page(project.clone()).await.unwrap().text().await.unwrap();
+    let html = page(setup.clone()).await.unwrap().text().await.unwrap();
     assert!(
         html.contains("value=\"asst_1, agent_2\""),
         "shown for editing"

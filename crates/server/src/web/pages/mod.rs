@@ -71,9 +71,12 @@ fn speaker(role: Role) -> &'static str {
 mod calls;
 mod deliveries;
 mod metrics;
+mod overview;
 mod projects;
 mod runs;
 mod sign_in;
 mod traces;
 
-pub use self::{calls::*, deliveries::*, metrics::*, projects::*, runs::*, sign_in::*};
+pub use self::{
+    calls::*, deliveries::*, metrics::*, overview::*, projects::*, runs::*, sign_in::*,
+};

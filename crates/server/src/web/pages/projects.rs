@@ -92,11 +92,34 @@ pub(super) fn curl_example(state: &AppState, project: &Project, agent_id: i64) -
     )
 }
 
-pub async fn project(State(state): State<AppState>, admin: Admin, Path(id): Path<String>) -> Page {
+/// The project's set-up: its webhook URLs, key and settings, and its agents.
+pub async fn setup(State(state): State<AppState>, admin: Admin, Path(id): Path<String>) -> Page {
     let project = load_project(&state, &id).await?;
     Ok(project_page(&state, &admin, &project, None)
         .await?
         .into_response())
+}
+
+/// How to send the first call, for a project that has none: the landing page and the set-up
+/// page both show it.
+pub(super) fn first_call(
+    state: &AppState,
+    project: &Project,
+    agents: &[callgrade_core::Agent],
+) -> Markup {
+    let example_agent = agents.first().map_or(1, |a| a.id);
+    html! {
+        div.empty {
+            h2 { "Send your first call" }
+            @if agents.is_empty() {
+                p { "Create an agent on the " a href={ "/projects/" (project.id) "/setup" } { "set-up page" }
+                    " first; its id is the " code { "agent_id" } " of the payload." }
+            }
+            p { "With your project key in " code { "CALLGRADE_KEY" } ":" }
+            pre #first-call { (curl_example(state, project, example_agent)) }
+        }
+        (webhook_urls(state, project))
+    }
 }
 
 /// What a connector looks like, for an empty editor.
@@ -195,7 +218,6 @@ async fn project_page(
         .await?
         .data
         .is_empty();
-    let example_agent = agents.first().map_or(1, |a| a.id);
     // A refused form shows what was typed and why, in place of the stored values.
     let refused_for = |agent_id: Option<i64>| refused.filter(|r| r.agent_id == agent_id);
     let new_agent = match refused_for(None) {
@@ -217,16 +239,9 @@ async fn project_page(
         Some(admin),
         Some(project),
         html! {
-            h1 { (project.name) }
-            @if !has_calls {
-                div.empty {
-                    h2 { "Send your first call" }
-                    @if agents.is_empty() { p { "Create an agent below first; its id is the " code { "agent_id" } " of the payload." } }
-                    p { "With your project key in " code { "CALLGRADE_KEY" } ":" }
-                    pre #first-call { (curl_example(state, project, example_agent)) }
-                }
-            }
-            (webhook_urls(state, project))
+            h1 { (project.name) " · set-up" }
+            @if !has_calls { (first_call(state, project, &agents)) }
+            @else { (webhook_urls(state, project)) }
             div.card {
                 h2 { "API key" }
                 p { "Current key: " code { (project.key_prefix) "…" } ". Rotating makes the old key stop working at once." }
@@ -380,7 +395,7 @@ async fn agent_saved(
     outcome: Result<(), AppError>,
 ) -> Page {
     match outcome {
-        Ok(()) => Ok(see_other(&format!("/projects/{}", project.id))),
+        Ok(()) => Ok(see_other(&format!("/projects/{}/setup", project.id))),
         // What was typed stays on the page beside why (a vendor id another agent has is 409).
         Err(e @ (AppError::Invalid(_) | AppError::Conflict(_) | AppError::AlreadyExists(_))) => {
             let (status, message) = explain(&e);
@@ -466,7 +481,7 @@ pub async fn update_settings(
         run_deadline_seconds: Some(form.run_deadline_seconds),
     };
     admin::configure_project(&state.app, project.id, &settings).await?;
-    Ok(see_other(&format!("/projects/{}", project.id)))
+    Ok(see_other(&format!("/projects/{}/setup", project.id)))
 }
 
 pub async fn rotate_key(
