@@ -29,3 +29,14 @@ document.addEventListener("click", (event) => {
   audio.currentTime = at;
   audio.play();
 });
+
+// Charts: the point under the pointer (or focused) is read out beside the chart; without
+// JavaScript each point's title still shows as the browser's tooltip.
+const readOut = (event) => {
+  const point = event.target.closest && event.target.closest("figure.chart .point");
+  if (!point) return;
+  const out = point.closest("figure.chart").querySelector(".readout");
+  if (out) out.textContent = point.querySelector("title").textContent;
+};
+document.addEventListener("mouseover", readOut);
+document.addEventListener("focusin", readOut);

@@ -118,8 +118,11 @@ pub(super) async fn read_body(
     let announced: Option<usize> = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse().ok());
-    let compressed = compressed(headers).filter(|_| compression == Compression::Refused);
-    if let Some(encoding) = compressed {
+    let encoded = compressed(headers);
+    if let Some(encoding) = encoded
+        .clone()
+        .filter(|_| compression == Compression::Refused)
+    {
         let rejection = Rejection::new(
             RejectionKind::UnsupportedMediaType,
             format!("Content-Encoding {encoding:?} is not accepted; send the JSON uncompressed"),
@@ -132,8 +135,13 @@ pub(super) async fn read_body(
     }
     // Memory for this body is reserved before it is read (by what it announces, else the
     // limit) and held until it is stored; a burst of large bodies is taken a few at a time.
+    // A compressed body may inflate to the limit, so it reserves that.
     let budget = state.settings.http.webhook_bytes_in_flight;
-    let want = crate::kib(announced.unwrap_or(limit).min(limit).min(budget));
+    let expected = match encoded {
+        Some(_) => limit,
+        None => announced.unwrap_or(limit),
+    };
+    let want = crate::kib(expected.min(limit).min(budget));
     let Ok(reserved) = state
         .webhook_budget
         .clone()

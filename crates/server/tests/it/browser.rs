@@ -303,6 +303,28 @@ async fn a_user_walks_through_the_dashboard() {
         .await
         .unwrap();
     c.wait().for_element(Locator::Id("charts")).await.unwrap();
+    // The pointer on today's p50 point reads its value out: the median of 0.8 s and 2.4 s.
+    let point = c
+        .find(Locator::Css("figure.chart circle.point"))
+        .await
+        .unwrap();
+    c.execute(
+        "arguments[0].dispatchEvent(new MouseEvent('mouseover', {bubbles: true}))",
+        vec![serde_json::to_value(&point).unwrap()],
+    )
+    .await
+    .unwrap();
+    let readout = c
+        .find(Locator::Css("figure.chart .readout"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        readout.starts_with("p50, ") && readout.ends_with(": 1.600"),
+        "{readout}"
+    );
     screenshot(&c, "metrics").await;
 
     c.close().await.unwrap();

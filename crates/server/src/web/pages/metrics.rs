@@ -56,47 +56,99 @@ pub(super) type DayValue<'a> = dyn Fn(&Day) -> Option<f64> + 'a;
 /// A chart's series: its name and how to read a day's value.
 pub(super) type Series<'a> = (&'a str, &'a DayValue<'a>);
 
-/// A small line chart as inline SVG: one polyline per series, days along the x axis.
+/// A line chart as inline SVG, as wide as the page: one polyline per series, days along the
+/// x axis, a y axis with gridlines at round values, and each point's value as its title (the
+/// browser shows it under the pointer).
 pub(super) fn chart(title: &str, days: &[Day], series: &[Series<'_>]) -> Markup {
-    const W: f64 = 520.0;
-    const H: f64 = 140.0;
+    const W: f64 = 1000.0;
+    const H: f64 = 200.0;
+    const LEFT: f64 = 52.0;
+    const BOTTOM: f64 = 22.0;
+    const TOP: f64 = 10.0;
     const COLORS: [&str; 3] = ["#3552d6", "#b54708", "#137a3f"];
     let values: Vec<Vec<Option<f64>>> = series
         .iter()
         .map(|(_, f)| days.iter().map(f).collect())
         .collect();
-    let max = values
+    let highest = values
         .iter()
         .flatten()
         .flatten()
-        .fold(0.0_f64, |m, v| m.max(*v))
-        .max(1e-9);
-    let x = |i: usize| 30.0 + i as f64 * (W - 40.0) / (days.len().max(2) - 1) as f64;
-    let y = |v: f64| H - 20.0 - v / max * (H - 40.0);
+        .fold(0.0_f64, |m, v| m.max(*v));
+    let (top, step) = axis(highest);
+    // Room on the right for the last day's label, centred on its point.
+    let x = |i: usize| LEFT + 8.0 + i as f64 * (W - LEFT - 40.0) / (days.len().max(2) - 1) as f64;
+    let y = |v: f64| H - BOTTOM - v / top * (H - BOTTOM - TOP);
+    let ticks: Vec<f64> = (0..=((top / step).round() as usize))
+        .map(|k| k as f64 * step)
+        .collect();
     html! {
-        figure.card {
+        figure.card.chart {
             figcaption {
-                strong { (title) } " "
-                @if values.iter().flatten().all(Option::is_none) { span.muted { "no data in these days" } }
-                @else { span.muted { "max " (format!("{max:.2}")) } }
+                strong { (title) }
+                @if values.iter().flatten().all(Option::is_none) { " " span.muted { "no data in these days" } }
             }
-            svg width=(W) height=(H) viewBox={ "0 0 " (W) " " (H) } role="img" aria-label=(title) {
-                line x1="30" y1=(H - 20.0) x2=(W - 10.0) y2=(H - 20.0) stroke="#d0d5dd" {}
+            svg width="100%" viewBox={ "0 0 " (W) " " (H) } role="img" aria-label=(title) {
+                @for t in &ticks {
+                    line.grid x1=(LEFT) y1=(format!("{:.1}", y(*t))) x2=(W - 6.0) y2=(format!("{:.1}", y(*t))) {}
+                    text.tick x=(LEFT - 6.0) y=(format!("{:.1}", y(*t) + 3.5)) text-anchor="end" { (tick_label(*t, step)) }
+                }
                 @for (s, points) in values.iter().enumerate() {
                     polyline fill="none" stroke=(COLORS[s % 3]) stroke-width="2"
                         points=(points.iter().enumerate().filter_map(|(i, v)| v.map(|v| format!("{:.1},{:.1}", x(i), y(v)))).collect::<Vec<_>>().join(" ")) {}
-                    // Dots, so a lone day still shows.
+                    // Dots, so a lone day still shows; each names its value.
                     @for (i, v) in points.iter().enumerate() {
-                        @if let Some(v) = v { circle cx=(format!("{:.1}", x(i))) cy=(format!("{:.1}", y(*v))) r="3" fill=(COLORS[s % 3]) {} }
+                        @if let Some(v) = v {
+                            circle.point cx=(format!("{:.1}", x(i))) cy=(format!("{:.1}", y(*v))) r="4" fill=(COLORS[s % 3]) tabindex="0" data-value=(format!("{v:.3}")) {
+                                title { (series[s].0) ", " (days[i].label) ": " (format!("{v:.3}")) }
+                            }
+                        }
                     }
                 }
                 // Every other day labelled, counted from the last: today always has its label.
                 @for (i, d) in days.iter().enumerate() {
-                    @if (days.len() - 1 - i).is_multiple_of(2) { text.day x=(x(i)) y=(H - 4.0) font-size="9" text-anchor="middle" fill="#667085" { (d.label) } }
+                    @if (days.len() - 1 - i).is_multiple_of(2) { text.tick x=(format!("{:.1}", x(i))) y=(H - 6.0) text-anchor="middle" { (d.label) } }
                 }
             }
-            p.muted { @for (s, (name, _)) in series.iter().enumerate() { span style={ "color:" (COLORS[s % 3]) } { "■ " (name) } " " } }
+            p.muted {
+                @for (s, (name, _)) in series.iter().enumerate() { span style={ "color:" (COLORS[s % 3]) } { "■ " (name) } " " }
+                " " span.readout aria-live="polite" {}
+            }
         }
+    }
+}
+
+/// The axis's top and its step: round values (1, 2 or 5 times a power of ten) over `highest`.
+fn axis(highest: f64) -> (f64, f64) {
+    if !(highest.is_finite() && highest > 0.0) {
+        return (1.0, 0.2);
+    }
+    let raw = highest / 4.0;
+    let power = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * power)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * power);
+    ((highest / step).ceil() * step, step)
+}
+
+/// A tick's value with as many decimals as its step needs.
+fn tick_label(v: f64, step: f64) -> String {
+    let decimals = (-step.log10().floor()).max(0.0) as usize;
+    format!("{v:.decimals$}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn axes_end_on_round_values() {
+        assert_eq!(super::axis(3.7), (4.0, 1.0));
+        assert_eq!(super::axis(0.83), (1.0, 0.5));
+        assert_eq!(super::axis(120.0), (150.0, 50.0));
+        assert_eq!(super::axis(0.0), (1.0, 0.2));
+        assert_eq!(super::tick_label(0.5, 0.5), "0.5");
+        assert_eq!(super::tick_label(150.0, 50.0), "150");
     }
 }
 
