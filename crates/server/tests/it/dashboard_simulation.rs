@@ -225,6 +225,25 @@ async fn the_result_page_gates_against_the_last_result_with_its_label() {
         page.contains("id=\"gate\""),
         "the result page, not an error page"
     );
+    // A result under way shows its progress and refreshes it (runs left to an outside harness
+    // stay waiting).
+    let r = app
+        .client
+        .post(format!("{}/api/v1/results", app.base))
+        .bearer_auth(&t.key)
+        .json(&json!({"agent_id": t.agent_id, "scenario_ids": [refund], "frequency": 2, "mode": "external"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let waiting: Value = r.json().await.unwrap();
+    let (_, page) = web
+        .get(&format!("/projects/{p}/results/{}", waiting["id"]))
+        .await;
+    assert!(
+        page.contains("hx-trigger=\"every 2s\"") && page.contains("0 of 2 runs done"),
+        "{page}"
+    );
     // The rerun finishes before the servers go.
     finished(&app, &t, &json!({"id": rerun_id})).await;
 }

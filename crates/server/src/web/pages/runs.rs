@@ -149,16 +149,27 @@ async fn result_page(
         html! {
             h1 { "Result " (result.id) @if let Some(name) = &result.name { " · " (name) } }
             @if let Some(notice) = notice { (notice) }
+            @let polled = !result.finished;
+            @let self_url = format!("{base}/results/{}", result.id);
+            @let done = c.completed + c.failed + c.timeout + c.cancelled;
+            // While runs are under way the counts and the runs table refresh in place (the forms
+            // between them do not, so nothing typed is lost).
+            div #result-progress hx-get=[polled.then_some(&self_url)] hx-select=[polled.then_some("#result-progress")]
+                hx-trigger=[polled.then_some("every 2s")] hx-swap=[polled.then_some("outerHTML")] {
             div.card {
                 p { "Mode " strong { (result.mode.as_str()) } " · label " (or_dash(result.label.as_deref())) " · agent " (result.agent_id) " · created " (when(result.created_at)) }
                 p { (c.total) (if c.total == 1 { " run · " } else { " runs · " }) span.ok { (c.completed) " completed" } " · " span.bad { (c.failed) " failed" } " · "
                     span.warn { (c.timeout) " timed out" } " · " (c.cancelled) " cancelled · "
                     (c.pending + c.in_progress + c.awaiting_transcript + c.evaluating) " waiting"
                     @if result.finished { " · finished" } }
+                @if polled {
+                    p { label { "Progress " progress max=(c.total) value=(done) { (done) " of " (c.total) } } " " (done) " of " (c.total) " runs done" }
+                }
                 form method="post" action={ (base) "/results/" (result.id) "/rerun-failed" } {
                     (csrf(admin))
                     button.secondary type="submit" { "Run failed scenarios again" }
                 }
+            }
             }
             h2 { "Gate" }
             (gate_section(&base, &report, baseline, no_baseline_why.as_deref()))
@@ -168,6 +179,8 @@ async fn result_page(
                 button.secondary type="submit" { "Compare" }
             }
             h2 { "Runs" }
+            div #result-runs hx-get=[polled.then_some(&self_url)] hx-select=[polled.then_some("#result-runs")]
+                hx-trigger=[polled.then_some("every 2s")] hx-swap=[polled.then_some("outerHTML")] {
             table #runs {
                 tr { th { "Run" } th { "Scenario" } th { "Status" } th { "Stop reason" } th { "Matched by" } th { "Call" } th { "Success" } th { "Why" } }
                 @for r in &result.runs {
@@ -182,6 +195,7 @@ async fn result_page(
                         td { (or_dash(r.error_message.as_deref())) }
                     }
                 }
+            }
             }
         },
     ))
