@@ -20,8 +20,11 @@ mod projects;
 mod recordings;
 mod runs;
 mod simulations;
+mod traces;
 
-use {ingest::*, jobs::*, metrics::*, projects::*, recordings::*, runs::*, simulations::*};
+use {
+    ingest::*, jobs::*, metrics::*, projects::*, recordings::*, runs::*, simulations::*, traces::*,
+};
 
 // ---- Backends ----
 
@@ -63,6 +66,8 @@ on_every_backend! {
     story_simulations => sqlite_simulations, postgres_simulations;
     story_recordings => sqlite_recordings, postgres_recordings;
     story_vendor_ingest => sqlite_vendor_ingest, postgres_vendor_ingest;
+    story_traces => sqlite_traces, postgres_traces;
+    story_patch_call => sqlite_patch_call, postgres_patch_call;
 }
 
 fn t(s: &str) -> DateTime<Utc> {
