@@ -148,3 +148,65 @@ pub async fn try_spec(
         .await
         .map_err(|e| AppError::Upstream(e.0))
 }
+
+/// How one numeric metric's values spread over a project's recent calls.
+#[derive(Debug, Clone)]
+pub struct Distribution {
+    /// The calls read (the most recent first, at most [`DISTRIBUTION_CALLS`]).
+    pub calls: usize,
+    /// Of those, the calls with a number for the metric.
+    pub values: usize,
+    /// `(low, high, calls)`, equal widths.
+    pub bins: Vec<(f64, f64, usize)>,
+}
+
+/// The most calls a distribution reads.
+pub const DISTRIBUTION_CALLS: usize = 1000;
+
+/// The distribution of `metric`'s values on the calls (of one agent, or all) that started
+/// after `since`, in up to 20 bins.
+pub async fn distribution(
+    app: &App,
+    project_id: i64,
+    agent_id: Option<i64>,
+    metric: &str,
+    since: chrono::DateTime<chrono::Utc>,
+) -> Result<Distribution> {
+    let mut ids = Vec::new();
+    let mut cursor = None;
+    while ids.len() < DISTRIBUTION_CALLS {
+        let page = app
+            .store
+            .list_calls(
+                project_id,
+                &callgrade_store::CallFilter {
+                    agent_id,
+                    started_from_ms: Some(since.timestamp_millis()),
+                    cursor: cursor.take(),
+                    limit: 200,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        ids.extend(page.data.into_iter().map(|c| c.call_id));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    ids.truncate(DISTRIBUTION_CALLS);
+    let values: Vec<f64> = app
+        .store
+        .metric_values(project_id, &ids, &[metric])
+        .await?
+        .into_iter()
+        .filter_map(|(_, _, v)| v.as_f64())
+        .collect();
+    // About one bin per five values, from 5 to 20.
+    let bins = (values.len() / 5).clamp(5, 20);
+    Ok(Distribution {
+        calls: ids.len(),
+        values: values.len(),
+        bins: callgrade_core::histogram(&values, bins),
+    })
+}

@@ -80,7 +80,7 @@ pub use simulation::{
     MediaStream, OpenaiChat, Persona, SimulatorSettings, StopReason, StopRules, ToolMock, Trait,
     Usage, VoiceSettings, VoiceTraits, REDACTED,
 };
-pub use summary::{percentile, summarize, MetricSummary, SummaryEntry};
+pub use summary::{histogram, percentile, summarize, MetricSummary, SummaryEntry};
 #[cfg(feature = "openapi")]
 pub use time::Rfc3339;
 pub use time::{parse_datetime, MessageTimes};

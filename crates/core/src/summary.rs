@@ -48,6 +48,33 @@ pub fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
     Some(sorted[lo] + (h - lo as f64) * (sorted[hi] - sorted[lo]))
 }
 
+/// Equal-width bins over the values' range, each `(low, high, count)`; a value on an inner
+/// edge counts in the bin above it, and the last bin includes its top. Values that are not
+/// finite are left out; equal values make one bin.
+pub fn histogram(values: &[f64], bins: usize) -> Vec<(f64, f64, usize)> {
+    let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    let (Some(lo), Some(hi)) = (
+        finite.iter().copied().reduce(f64::min),
+        finite.iter().copied().reduce(f64::max),
+    ) else {
+        return Vec::new();
+    };
+    if hi - lo < f64::EPSILON * hi.abs().max(1.0) || bins <= 1 {
+        return vec![(lo, hi, finite.len())];
+    }
+    let width = (hi - lo) / bins as f64;
+    let mut counts = vec![0usize; bins];
+    for v in finite {
+        let k = (((v - lo) / width).floor() as usize).min(bins - 1);
+        counts[k] += 1;
+    }
+    counts
+        .into_iter()
+        .enumerate()
+        .map(|(k, n)| (lo + k as f64 * width, lo + (k + 1) as f64 * width, n))
+        .collect()
+}
+
 /// Aggregates evaluations ordered by metric id into one summary per metric.
 pub fn summarize(entries: impl IntoIterator<Item = SummaryEntry>) -> Vec<MetricSummary> {
     struct Acc {
@@ -135,5 +162,21 @@ mod tests {
         assert_eq!(out[0].pass_rate, Some(0.5));
         assert_eq!(out[1].avg, None);
         assert_eq!(percentile(&[], 50.0), None);
+    }
+}
+
+#[cfg(test)]
+mod histogram_tests {
+    use super::histogram;
+
+    #[test]
+    fn values_fall_in_equal_bins_the_top_in_the_last() {
+        let bins = histogram(&[0.0, 0.5, 1.0, 1.0, 2.0, f64::NAN], 4);
+        assert_eq!(
+            bins,
+            [(0.0, 0.5, 1), (0.5, 1.0, 1), (1.0, 1.5, 2), (1.5, 2.0, 1)]
+        );
+        assert_eq!(histogram(&[3.0, 3.0], 10), [(3.0, 3.0, 2)]);
+        assert!(histogram(&[], 10).is_empty());
     }
 }

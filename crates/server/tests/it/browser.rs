@@ -327,5 +327,36 @@ async fn a_user_walks_through_the_dashboard() {
     );
     screenshot(&c, "metrics").await;
 
+    // The distribution of a numeric metric: today's calls' latencies, 0.8 s and 2.4 s, fall in
+    // the first and the last bin.
+    c.goto(&format!(
+        "{base}/projects/{}/metrics?distribution=agent_latency",
+        project.id
+    ))
+    .await
+    .unwrap();
+    let bars = c
+        .find_all(Locator::Css("#distribution rect.point title"))
+        .await
+        .unwrap();
+    let mut titles = Vec::new();
+    for bar in bars {
+        titles.push(bar.html(true).await.unwrap());
+    }
+    assert_eq!(titles.len(), 5, "{titles:?}");
+    assert_eq!(titles[0], "0.8–1.12: 1 call", "{titles:?}");
+    assert_eq!(titles[4], "2.08–2.4: 1 call", "{titles:?}");
+    assert!(
+        titles[1..4].iter().all(|t| t.ends_with(": 0 calls")),
+        "{titles:?}"
+    );
+    c.execute(
+        "document.getElementById('distribution').scrollIntoView()",
+        vec![],
+    )
+    .await
+    .unwrap();
+    screenshot(&c, "distribution").await;
+
     c.close().await.unwrap();
 }

@@ -8,6 +8,8 @@ pub(super) const TRY_EXAMPLE: &str = r#"{"name": "mentions_refund", "kind": "scr
 #[derive(Deserialize, Default)]
 pub struct MetricsQuery {
     agent_id: Option<String>,
+    /// A numeric metric whose distribution the page draws.
+    distribution: Option<String>,
 }
 
 pub async fn metrics(
@@ -18,7 +20,17 @@ pub async fn metrics(
 ) -> Page {
     let project = load_project(&state, &id).await?;
     let agent_id: Option<i64> = q.agent_id.as_deref().and_then(|a| a.parse().ok());
-    metrics_page(&state, &admin, &project, agent_id, Forms::default()).await
+    let distribution = given(&q.distribution);
+    let forms = Forms::default();
+    metrics_page(
+        &state,
+        &admin,
+        &project,
+        agent_id,
+        distribution.as_deref(),
+        forms,
+    )
+    .await
 }
 
 /// One day's aggregates, for the charts.
@@ -118,6 +130,60 @@ pub(super) fn chart(title: &str, days: &[Day], series: &[Series<'_>]) -> Markup 
     }
 }
 
+/// A metric's values over the last 14 days' calls as bars, one per bin, each titled with its
+/// range and count.
+fn histogram_chart(name: &str, d: &callgrade_app::metrics::Distribution) -> Markup {
+    const W: f64 = 1000.0;
+    const H: f64 = 200.0;
+    const LEFT: f64 = 52.0;
+    const BOTTOM: f64 = 22.0;
+    const TOP: f64 = 10.0;
+    let most = d.bins.iter().map(|b| b.2).max().unwrap_or(0) as f64;
+    // Counts are whole: the axis steps by one at least.
+    let (top, step) = match axis(most) {
+        (top, step) if step < 1.0 => (top.ceil().max(1.0), 1.0),
+        round => round,
+    };
+    let y = |v: f64| H - BOTTOM - v / top * (H - BOTTOM - TOP);
+    let width = (W - LEFT - 16.0) / d.bins.len().max(1) as f64;
+    let ticks: Vec<f64> = (0..=((top / step).round() as usize))
+        .map(|k| k as f64 * step)
+        .collect();
+    let label = |v: f64| {
+        format!("{v:.3}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_owned()
+    };
+    html! {
+        figure.card.chart #distribution {
+            figcaption {
+                strong { (name) } " "
+                span.muted { (d.values) " of the " (d.calls) " most recent calls of the last 14 days have a value"
+                    @if d.calls >= callgrade_app::metrics::DISTRIBUTION_CALLS { " (read at most " (callgrade_app::metrics::DISTRIBUTION_CALLS) ")" } }
+            }
+            @if d.bins.is_empty() { p.muted { "No values to draw." } } @else {
+                svg width="100%" viewBox={ "0 0 " (W) " " (H) } role="img" aria-label={ "Distribution of " (name) } {
+                    @for t in &ticks {
+                        line.grid x1=(LEFT) y1=(format!("{:.1}", y(*t))) x2=(W - 6.0) y2=(format!("{:.1}", y(*t))) {}
+                        text.tick x=(LEFT - 6.0) y=(format!("{:.1}", y(*t) + 3.5)) text-anchor="end" { (tick_label(*t, step)) }
+                    }
+                    @for (k, (lo, hi, n)) in d.bins.iter().enumerate() {
+                        @let x = LEFT + 8.0 + k as f64 * width;
+                        rect.point x=(format!("{x:.1}")) y=(format!("{:.1}", y(*n as f64))) width=(format!("{:.1}", (width - 2.0).max(1.0)))
+                            height=(format!("{:.1}", H - BOTTOM - y(*n as f64))) fill="#3552d6" tabindex="0" {
+                            title { (label(*lo)) "–" (label(*hi)) ": " (n) " call" @if *n != 1 { "s" } }
+                        }
+                    }
+                    text.tick x=(LEFT + 8.0) y=(H - 6.0) { (label(d.bins[0].0)) }
+                    text.tick x=(W - 8.0) y=(H - 6.0) text-anchor="end" { (label(d.bins[d.bins.len() - 1].1)) }
+                }
+                p.muted { "Calls per range of values. " span.readout aria-live="polite" {} }
+            }
+        }
+    }
+}
+
 /// The axis's top and its step: round values (1, 2 or 5 times a power of ten) over `highest`.
 fn axis(highest: f64) -> (f64, f64) {
     if !(highest.is_finite() && highest > 0.0) {
@@ -167,9 +233,30 @@ pub(super) async fn metrics_page(
     admin: &Admin,
     project: &Project,
     agent_id: Option<i64>,
+    distribution: Option<&str>,
     forms: Forms,
 ) -> Page {
     let metrics = state.app.store.list_metrics(project.id).await?;
+    let numeric: Vec<&str> = metrics
+        .iter()
+        .filter(|m| {
+            matches!(
+                m.spec.output,
+                callgrade_core::OutputType::Numeric | callgrade_core::OutputType::Score
+            )
+        })
+        .map(|m| m.spec.name.as_str())
+        .collect();
+    let spread = match distribution.filter(|d| numeric.contains(d)) {
+        Some(name) => {
+            let since = state.app.now() - chrono::TimeDelta::days(14);
+            let d =
+                callgrade_app::metrics::distribution(&state.app, project.id, agent_id, name, since)
+                    .await?;
+            Some((name, d))
+        }
+        None => None,
+    };
     let agents = state.app.store.list_agents(project.id).await?;
     // Fourteen days of per-metric aggregates, one summary per day.
     let today = state.app.now().date_naive();
@@ -271,6 +358,16 @@ pub(super) async fn metrics_page(
         }
         h2 { "Last 14 days" }
         div #charts { (charts) }
+        h2 { "Distribution" }
+        form.filters method="get" {
+            @if let Some(a) = agent_id { input type="hidden" name="agent_id" value=(a); }
+            label { "Metric " select name="distribution" {
+                option value="" { "choose a numeric metric" }
+                @for n in &numeric { option value=(n) selected[distribution == Some(*n)] { (n) } }
+            } }
+            button.secondary type="submit" { "Draw" }
+        }
+        @if let Some((name, d)) = &spread { (histogram_chart(name, d)) }
         h2 { "Last 7 days" }
         @if summary.is_empty() {
             p.muted { "No evaluated calls in the last 7 days." }
@@ -377,7 +474,7 @@ pub async fn try_metric(
         try_text: Some(form.definition),
         ..Forms::default()
     };
-    metrics_page(&state, &admin, &project, None, forms).await
+    metrics_page(&state, &admin, &project, None, None, forms).await
 }
 
 #[derive(Deserialize)]
@@ -433,7 +530,7 @@ pub async fn save_metric(
         refused: Some((form.definition, why)),
         ..Forms::default()
     };
-    let mut page = metrics_page(&state, &admin, &project, None, forms).await?;
+    let mut page = metrics_page(&state, &admin, &project, None, None, forms).await?;
     *page.status_mut() = status;
     Ok(page)
 }
