@@ -71,7 +71,11 @@ pub async fn export(
     };
     traces::receive(&state.app, &delivery, &bytes, encoding, limit).await?;
     // Full success is an empty `ExportTraceServiceResponse`: no bytes in protobuf, `{}` in JSON.
-    let json = content_type.is_some_and(|c| c.trim_start().starts_with("application/json"));
+    let json = content_type.is_some_and(|c| {
+        c.trim_start()
+            .to_ascii_lowercase()
+            .starts_with("application/json")
+    });
     Ok(match json {
         true => (StatusCode::OK, Json(serde_json::json!({}))).into_response(),
         false => (

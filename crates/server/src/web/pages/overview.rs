@@ -119,7 +119,7 @@ struct Card {
 
 const CARDS: [Card; 5] = [
     Card {
-        label: "Calls",
+        label: "Evaluated calls",
         read: |f| Some(f.calls as f64),
         show: |v| v.map_or("0".into(), |v| format!("{v:.0}")),
         up_is_good: true,
