@@ -26,6 +26,20 @@ pub async fn resolve(app: &App, project_id: i64, given: &str) -> Result<String> 
     }
 }
 
+/// Whether the project has received a call yet (its pages teach the first one until then).
+pub async fn any(app: &App, project_id: i64) -> Result<bool> {
+    let filter = CallFilter {
+        limit: 1,
+        ..Default::default()
+    };
+    Ok(!app
+        .store
+        .list_calls(project_id, &filter)
+        .await?
+        .data
+        .is_empty())
+}
+
 /// Changes a call's metadata and end reason (the call by our id or the sender's), queueing its
 /// evaluation again when the patch asks; our id of it, and whether anything changed.
 pub async fn patch(

@@ -165,13 +165,18 @@ pub async fn call_trace(app: &App, project_id: i64, call_id: &str) -> Result<Opt
         .call(project_id, &id)
         .await?
         .ok_or_else(|| AppError::not_found(format!("no call {call_id:?} in this project")))?;
-    let Some(trace_id) = call.trace_id else {
-        return Ok(None);
-    };
+    match call.trace_id {
+        Some(trace_id) => Ok(Some(trace(app, project_id, trace_id).await?)),
+        None => Ok(None),
+    }
+}
+
+/// A trace's spans and breakdown, for a caller that has the call already.
+pub async fn trace(app: &App, project_id: i64, trace_id: String) -> Result<CallTrace> {
     let spans = app.store.trace(project_id, &trace_id).await?;
-    Ok(Some(CallTrace {
+    Ok(CallTrace {
         trace_id,
         breakdown: breakdown(&spans),
         spans,
-    }))
+    })
 }

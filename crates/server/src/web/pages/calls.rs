@@ -230,8 +230,9 @@ pub async fn call(
 ) -> Page {
     let (project, call) = load_call(&state, &id, &call_id).await?;
     let recording = state.app.store.recording(project.id, &call_id).await?;
-    let trace = match call.trace_id {
-        Some(_) => callgrade_app::traces::call_trace(&state.app, project.id, &call_id).await?,
+    // The page has the call: its trace is read by id, not through the call again.
+    let trace = match call.trace_id.clone() {
+        Some(id) => Some(callgrade_app::traces::trace(&state.app, project.id, id).await?),
         None => None,
     };
     let agents = state.app.store.list_agents(project.id).await?;

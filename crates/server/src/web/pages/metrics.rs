@@ -68,15 +68,51 @@ pub(super) type DayValue<'a> = dyn Fn(&Day) -> Option<f64> + 'a;
 /// A chart's series: its name and how to read a day's value.
 pub(super) type Series<'a> = (&'a str, &'a DayValue<'a>);
 
+// The frame both charts draw in (viewBox units): the plot's width and height, and the room
+// left for the y axis's labels, the x axis's labels and above the plot.
+const W: f64 = 1000.0;
+const H: f64 = 200.0;
+const LEFT: f64 = 52.0;
+const BOTTOM: f64 = 22.0;
+const TOP: f64 = 10.0;
+
+/// A chart's y axis: from 0 to `top` by `step`, round values.
+struct YAxis {
+    top: f64,
+    step: f64,
+}
+
+impl YAxis {
+    /// Over values up to `highest`; `whole` for counts, which step by one at least.
+    fn over(highest: f64, whole: bool) -> Self {
+        let (top, step) = match axis(highest) {
+            (top, step) if whole && step < 1.0 => (top.ceil().max(1.0), 1.0),
+            round => round,
+        };
+        Self { top, step }
+    }
+
+    /// Where a value is drawn.
+    fn y(&self, v: f64) -> f64 {
+        H - BOTTOM - v / self.top * (H - BOTTOM - TOP)
+    }
+
+    /// The gridlines and their labels.
+    fn draw(&self) -> Markup {
+        let ticks = (0..=((self.top / self.step).round() as usize)).map(|k| k as f64 * self.step);
+        html! {
+            @for t in ticks {
+                line.grid x1=(LEFT) y1=(format!("{:.1}", self.y(t))) x2=(W - 6.0) y2=(format!("{:.1}", self.y(t))) {}
+                text.tick x=(LEFT - 6.0) y=(format!("{:.1}", self.y(t) + 3.5)) text-anchor="end" { (tick_label(t, self.step)) }
+            }
+        }
+    }
+}
+
 /// A line chart as inline SVG, as wide as the page: one polyline per series, days along the
 /// x axis, a y axis with gridlines at round values, and each point's value as its title (the
 /// browser shows it under the pointer).
 pub(super) fn chart(title: &str, days: &[Day], series: &[Series<'_>]) -> Markup {
-    const W: f64 = 1000.0;
-    const H: f64 = 200.0;
-    const LEFT: f64 = 52.0;
-    const BOTTOM: f64 = 22.0;
-    const TOP: f64 = 10.0;
     const COLORS: [&str; 3] = ["#3552d6", "#b54708", "#137a3f"];
     let values: Vec<Vec<Option<f64>>> = series
         .iter()
@@ -87,13 +123,10 @@ pub(super) fn chart(title: &str, days: &[Day], series: &[Series<'_>]) -> Markup 
         .flatten()
         .flatten()
         .fold(0.0_f64, |m, v| m.max(*v));
-    let (top, step) = axis(highest);
+    let axis = YAxis::over(highest, false);
     // Room on the right for the last day's label, centred on its point.
     let x = |i: usize| LEFT + 8.0 + i as f64 * (W - LEFT - 40.0) / (days.len().max(2) - 1) as f64;
-    let y = |v: f64| H - BOTTOM - v / top * (H - BOTTOM - TOP);
-    let ticks: Vec<f64> = (0..=((top / step).round() as usize))
-        .map(|k| k as f64 * step)
-        .collect();
+    let y = |v: f64| axis.y(v);
     html! {
         figure.card.chart {
             figcaption {
@@ -101,10 +134,7 @@ pub(super) fn chart(title: &str, days: &[Day], series: &[Series<'_>]) -> Markup 
                 @if values.iter().flatten().all(Option::is_none) { " " span.muted { "no data in these days" } }
             }
             svg width="100%" viewBox={ "0 0 " (W) " " (H) } role="img" aria-label=(title) {
-                @for t in &ticks {
-                    line.grid x1=(LEFT) y1=(format!("{:.1}", y(*t))) x2=(W - 6.0) y2=(format!("{:.1}", y(*t))) {}
-                    text.tick x=(LEFT - 6.0) y=(format!("{:.1}", y(*t) + 3.5)) text-anchor="end" { (tick_label(*t, step)) }
-                }
+                (axis.draw())
                 @for (s, points) in values.iter().enumerate() {
                     polyline fill="none" stroke=(COLORS[s % 3]) stroke-width="2"
                         points=(points.iter().enumerate().filter_map(|(i, v)| v.map(|v| format!("{:.1},{:.1}", x(i), y(v)))).collect::<Vec<_>>().join(" ")) {}
@@ -133,22 +163,10 @@ pub(super) fn chart(title: &str, days: &[Day], series: &[Series<'_>]) -> Markup 
 /// A metric's values over the last 14 days' calls as bars, one per bin, each titled with its
 /// range and count.
 fn histogram_chart(name: &str, d: &callgrade_app::metrics::Distribution) -> Markup {
-    const W: f64 = 1000.0;
-    const H: f64 = 200.0;
-    const LEFT: f64 = 52.0;
-    const BOTTOM: f64 = 22.0;
-    const TOP: f64 = 10.0;
     let most = d.bins.iter().map(|b| b.2).max().unwrap_or(0) as f64;
-    // Counts are whole: the axis steps by one at least.
-    let (top, step) = match axis(most) {
-        (top, step) if step < 1.0 => (top.ceil().max(1.0), 1.0),
-        round => round,
-    };
-    let y = |v: f64| H - BOTTOM - v / top * (H - BOTTOM - TOP);
+    let axis = YAxis::over(most, true);
+    let y = |v: f64| axis.y(v);
     let width = (W - LEFT - 16.0) / d.bins.len().max(1) as f64;
-    let ticks: Vec<f64> = (0..=((top / step).round() as usize))
-        .map(|k| k as f64 * step)
-        .collect();
     let label = |v: f64| {
         format!("{v:.3}")
             .trim_end_matches('0')
@@ -164,10 +182,7 @@ fn histogram_chart(name: &str, d: &callgrade_app::metrics::Distribution) -> Mark
             }
             @if d.bins.is_empty() { p.muted { "No values to draw." } } @else {
                 svg width="100%" viewBox={ "0 0 " (W) " " (H) } role="img" aria-label={ "Distribution of " (name) } {
-                    @for t in &ticks {
-                        line.grid x1=(LEFT) y1=(format!("{:.1}", y(*t))) x2=(W - 6.0) y2=(format!("{:.1}", y(*t))) {}
-                        text.tick x=(LEFT - 6.0) y=(format!("{:.1}", y(*t) + 3.5)) text-anchor="end" { (tick_label(*t, step)) }
-                    }
+                    (axis.draw())
                     @for (k, (lo, hi, n)) in d.bins.iter().enumerate() {
                         @let x = LEFT + 8.0 + k as f64 * width;
                         rect.point x=(format!("{x:.1}")) y=(format!("{:.1}", y(*n as f64))) width=(format!("{:.1}", (width - 2.0).max(1.0)))
@@ -215,6 +230,8 @@ mod tests {
         assert_eq!(super::axis(0.0), (1.0, 0.2));
         assert_eq!(super::tick_label(0.5, 0.5), "0.5");
         assert_eq!(super::tick_label(150.0, 50.0), "150");
+        let counts = super::YAxis::over(1.0, true);
+        assert_eq!((counts.top, counts.step), (1.0, 1.0), "counts step by one");
     }
 }
 

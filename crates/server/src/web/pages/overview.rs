@@ -25,19 +25,7 @@ pub async fn project(
         .unwrap_or(Range::Week);
     let agent_id: Option<i64> = q.agent_id.as_deref().and_then(|a| a.parse().ok());
     let agents = state.app.store.list_agents(project.id).await?;
-    let has_calls = !state
-        .app
-        .store
-        .list_calls(
-            project.id,
-            &CallFilter {
-                limit: 1,
-                ..Default::default()
-            },
-        )
-        .await?
-        .data
-        .is_empty();
+    let has_calls = callgrade_app::calls::any(&state.app, project.id).await?;
     let body = if has_calls {
         let o = overview::overview(&state.app, project.id, agent_id, range).await?;
         overview_body(&project, &agents, &o)

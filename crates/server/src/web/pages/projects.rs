@@ -205,19 +205,7 @@ async fn project_page(
     refused: Option<&Refused<'_>>,
 ) -> Result<Html<String>, WebError> {
     let agents = state.app.store.list_agents(project.id).await?;
-    let has_calls = !state
-        .app
-        .store
-        .list_calls(
-            project.id,
-            &CallFilter {
-                limit: 1,
-                ..Default::default()
-            },
-        )
-        .await?
-        .data
-        .is_empty();
+    let has_calls = callgrade_app::calls::any(&state.app, project.id).await?;
     // A refused form shows what was typed and why, in place of the stored values.
     let refused_for = |agent_id: Option<i64>| refused.filter(|r| r.agent_id == agent_id);
     let new_agent = match refused_for(None) {
