@@ -77,6 +77,8 @@ pub struct FetchPolicy {
     pub allowed: Vec<Network>,
     /// For each request, redirects each count anew.
     pub timeout: Duration,
+    /// The setting that adds to `allowed`, named when an address is refused.
+    pub allow_flag: &'static str,
 }
 
 impl Default for FetchPolicy {
@@ -84,6 +86,7 @@ impl Default for FetchPolicy {
         Self {
             allowed: Vec::new(),
             timeout: Duration::from_secs(60),
+            allow_flag: "--allow-fetch-from",
         }
     }
 }
@@ -163,52 +166,56 @@ impl FetchPolicy {
         }
         if let Some(refused) = addrs.iter().find(|a| !self.admits(a.ip())) {
             return Err(FetchError::Refused(format!(
-                "{shown} resolves to {}, a private or local address; the server fetches \
-                 only from public addresses unless --allow-fetch-from names the network",
-                refused.ip()
+                "{shown} resolves to {}, a private or local address; the server reaches \
+                 only public addresses unless {} names the network",
+                refused.ip(),
+                self.allow_flag
             )));
         }
         Ok(addrs)
     }
 
+    /// A client that reaches `url`'s host only at its checked addresses, not following
+    /// redirects itself (each target is checked again by the caller's loop).
+    async fn client_for(&self, url: &reqwest::Url) -> Result<reqwest::Client, FetchError> {
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(FetchError::Refused(format!(
+                "{} is not an http or https URL",
+                shown_url(url.as_str())
+            )));
+        }
+        let addrs = self.addresses(url).await?;
+        let host = url.host_str().unwrap_or_default().to_owned();
+        // No proxy from the environment: it would resolve the host itself, past the check.
+        reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .resolve_to_addrs(&host, &addrs)
+            .timeout(self.timeout)
+            .build()
+            .map_err(|e| FetchError::Failed(format!("cannot build an HTTP client: {e}")))
+    }
+
+    /// Whether `url` may be reached at all (its scheme, and every address its host resolves
+    /// to), without sending anything: for checking a URL when it is saved.
+    pub async fn check(&self, url: &str) -> Result<(), FetchError> {
+        let url = parse_url(url)?;
+        self.client_for(&url).await.map(drop)
+    }
+
     /// The body at `url` (at most `max_bytes`), following up to five redirects, each checked
     /// like the first.
     pub async fn get(&self, url: &str, max_bytes: usize) -> Result<Vec<u8>, FetchError> {
-        let mut url = reqwest::Url::parse(url)
-            .map_err(|e| FetchError::Refused(format!("{} is not a URL: {e}", shown_url(url))))?;
+        let mut url = parse_url(url)?;
         for _ in 0..=MAX_REDIRECTS {
-            if !matches!(url.scheme(), "http" | "https") {
-                return Err(FetchError::Refused(format!(
-                    "{} is not an http or https URL",
-                    shown_url(url.as_str())
-                )));
-            }
-            let addrs = self.addresses(&url).await?;
-            let host = url.host_str().unwrap_or_default().to_owned();
-            // No proxy from the environment: it would resolve the host itself, past the check.
-            let client = reqwest::Client::builder()
-                .no_proxy()
-                .redirect(reqwest::redirect::Policy::none())
-                .resolve_to_addrs(&host, &addrs)
-                .timeout(self.timeout)
-                .build()
-                .map_err(|e| FetchError::Failed(format!("cannot build an HTTP client: {e}")))?;
+            let client = self.client_for(&url).await?;
             let shown = shown_url(url.as_str());
             let response = client.get(url.clone()).send().await.map_err(|e| {
                 FetchError::Failed(format!("could not fetch {shown}: {}", plain(e)))
             })?;
             let status = response.status();
             if status.is_redirection() {
-                let location = response
-                    .headers()
-                    .get(reqwest::header::LOCATION)
-                    .and_then(|l| l.to_str().ok())
-                    .ok_or_else(|| {
-                        FetchError::Refused(format!("{shown} redirected without a Location"))
-                    })?;
-                url = url.join(location).map_err(|e| {
-                    FetchError::Refused(format!("{shown} redirected to an invalid URL: {e}"))
-                })?;
+                url = redirect_target(&url, &response)?;
                 continue;
             }
             if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
@@ -219,11 +226,96 @@ impl FetchPolicy {
             }
             return body(response, &shown, max_bytes).await;
         }
-        Err(FetchError::Refused(format!(
-            "more than {MAX_REDIRECTS} redirects from {}",
-            shown_url(url.as_str())
-        )))
+        Err(too_many_redirects(&url))
     }
+
+    /// POSTs `body` with `headers` to `url` and gives back the answer, whatever its status,
+    /// with the start of its body (`keep` bytes). Only 307 and 308 redirects are followed
+    /// (they keep the method and body), each target checked like the first.
+    pub async fn post(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+        body: &[u8],
+        keep: usize,
+    ) -> Result<Posted, FetchError> {
+        let mut url = parse_url(url)?;
+        for _ in 0..=MAX_REDIRECTS {
+            let client = self.client_for(&url).await?;
+            let mut request = client.post(url.clone()).body(body.to_vec());
+            for (name, value) in headers {
+                request = request.header(*name, value);
+            }
+            let shown = shown_url(url.as_str());
+            let response = request.send().await.map_err(|e| {
+                FetchError::Failed(format!("could not post to {shown}: {}", plain(e)))
+            })?;
+            let status = response.status();
+            if matches!(status.as_u16(), 307 | 308) {
+                url = redirect_target(&url, &response)?;
+                continue;
+            }
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            return Ok(Posted {
+                status: status.as_u16(),
+                retry_after,
+                body: snippet(response, keep).await,
+            });
+        }
+        Err(too_many_redirects(&url))
+    }
+}
+
+/// A receiver's answer to a POST.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Posted {
+    pub status: u16,
+    pub retry_after: Option<String>,
+    /// The start of the body, as text (invalid UTF-8 replaced).
+    pub body: String,
+}
+
+fn parse_url(url: &str) -> Result<reqwest::Url, FetchError> {
+    reqwest::Url::parse(url)
+        .map_err(|e| FetchError::Refused(format!("{} is not a URL: {e}", shown_url(url))))
+}
+
+fn redirect_target(
+    from: &reqwest::Url,
+    response: &reqwest::Response,
+) -> Result<reqwest::Url, FetchError> {
+    let shown = shown_url(from.as_str());
+    let location = response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .ok_or_else(|| FetchError::Refused(format!("{shown} redirected without a Location")))?;
+    from.join(location)
+        .map_err(|e| FetchError::Refused(format!("{shown} redirected to an invalid URL: {e}")))
+}
+
+fn too_many_redirects(url: &reqwest::Url) -> FetchError {
+    FetchError::Refused(format!(
+        "more than {MAX_REDIRECTS} redirects from {}",
+        shown_url(url.as_str())
+    ))
+}
+
+/// The first `keep` bytes of an answer's body; an answer that breaks off keeps what came.
+async fn snippet(mut response: reqwest::Response, keep: usize) -> String {
+    let mut bytes = Vec::new();
+    while bytes.len() < keep {
+        match response.chunk().await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    bytes.truncate(keep);
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// A response's body, up to `limit` bytes.

@@ -22,6 +22,7 @@ mod settings;
 pub mod simulation;
 pub mod traces;
 pub mod upkeep;
+pub mod webhooks;
 pub mod worker;
 
 pub use clock::{Clock, SystemClock};
@@ -44,6 +45,9 @@ pub struct App {
     pub settings: Arc<AppSettings>,
     /// This process's simulated callers.
     pub simulator: Arc<simulation::Simulator>,
+    /// Wakes this process's webhook sender when a use case queued a delivery (a test, a
+    /// replay); events written by ingest and evaluation wait for its next poll.
+    pub outbound_ready: Arc<tokio::sync::Notify>,
 }
 
 impl App {
@@ -67,6 +71,7 @@ impl App {
             evaluator: Arc::new(evaluator),
             settings: Arc::new(settings),
             simulator: Arc::default(),
+            outbound_ready: Arc::default(),
         }
     }
 

@@ -27,6 +27,8 @@ pub struct AppSettings {
     pub max_recording_seconds: u32,
     /// What a call's `recording_url` may reach.
     pub fetch: crate::fetch::FetchPolicy,
+    /// How outbound webhooks are sent.
+    pub outbound: crate::webhooks::OutboundSettings,
 }
 
 impl Default for AppSettings {
@@ -44,6 +46,7 @@ impl Default for AppSettings {
             max_recording_bytes: 64 * 1024 * 1024,
             max_recording_seconds: 4 * 60 * 60,
             fetch: Default::default(),
+            outbound: Default::default(),
         }
     }
 }

@@ -188,6 +188,21 @@ pub struct EvalArgs {
           default_value_t = defaults().app.fetch.timeout.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     fetch_timeout: u64,
+    /// Outbound webhook deliveries attempted at once by this process; 0 leaves sending to
+    /// another process (`callgrade worker` sends too).
+    #[arg(long, env = "CALLGRADE_WEBHOOK_SENDERS",
+          default_value_t = defaults().app.outbound.senders as u32,
+          value_parser = clap::value_parser!(u32).range(0..=256))]
+    webhook_senders: u32,
+    /// Networks an outbound webhook endpoint may be in although they are private or loopback
+    /// (comma-separated, e.g. `10.0.0.0/8`); by default only public addresses.
+    #[arg(long, env = "CALLGRADE_ALLOW_WEBHOOKS_TO", value_delimiter = ',')]
+    allow_webhooks_to: Vec<callgrade_app::fetch::Network>,
+    /// Seconds a webhook receiver has to answer one attempt.
+    #[arg(long, env = "CALLGRADE_WEBHOOK_TIMEOUT",
+          default_value_t = defaults().app.outbound.policy.timeout.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=300))]
+    webhook_timeout: u64,
 }
 
 impl EvalArgs {
@@ -204,6 +219,9 @@ impl EvalArgs {
             usize::try_from(self.max_recording_bytes).unwrap_or(usize::MAX);
         settings.fetch.allowed = self.allow_fetch_from.clone();
         settings.fetch.timeout = std::time::Duration::from_secs(self.fetch_timeout);
+        settings.outbound.senders = self.webhook_senders as usize;
+        settings.outbound.policy.allowed = self.allow_webhooks_to.clone();
+        settings.outbound.policy.timeout = std::time::Duration::from_secs(self.webhook_timeout);
         settings.workers.count = self.workers as usize;
         settings.workers.lease = TimeDelta::seconds(self.job_lease as i64);
         settings.judge.base_url = self.judge_base_url.clone();
@@ -244,6 +262,7 @@ pub async fn worker(db: &DbArgs, args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let app = App::new(store, settings);
     let mut workers = callgrade_app::worker::spawn(&app, count).await;
     workers.extend(callgrade_app::simulation::spawn(&app));
+    workers.extend(callgrade_app::webhooks::spawn(&app));
     tracing::info!(workers = count, simulation_slots = app.settings.simulation.slots, data = %db.describe(), "workers running");
     shutdown.await;
     workers.iter().for_each(|w| w.abort());

@@ -16,6 +16,7 @@ pub mod gate;
 mod ingest_checks;
 mod metric_spec;
 mod names;
+pub mod outbound;
 mod payload;
 mod phone;
 mod rejection;

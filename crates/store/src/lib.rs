@@ -19,6 +19,7 @@ mod metric_document;
 #[cfg(test)]
 mod migration_tests;
 mod model;
+mod outbound_rows;
 mod postgres;
 mod queue;
 mod receipts;
@@ -43,7 +44,7 @@ use tokio::sync::Notify;
 pub mod prelude {
     pub use crate::{
         Calls, Ingest, JobQueue, Metrics, Projects, Recordings, Simulations, Store, TestRuns,
-        Traces,
+        Traces, Webhooks,
     };
 }
 
@@ -78,7 +79,16 @@ pub enum StoreError {
 /// The persistence operations of callgrade, one trait per capability; a backend implements each
 /// (`sqlite/` and `postgres/` have one file per capability). Callers hold an `Arc<dyn Store>`.
 pub trait Store:
-    Projects + Ingest + Calls + TestRuns + Metrics + JobQueue + Simulations + Recordings + Traces
+    Projects
+    + Ingest
+    + Calls
+    + TestRuns
+    + Metrics
+    + JobQueue
+    + Simulations
+    + Recordings
+    + Traces
+    + Webhooks
 {
 }
 
@@ -92,6 +102,7 @@ impl<
             + Simulations
             + Recordings
             + Traces
+            + Webhooks
             + ?Sized,
     > Store for T
 {
@@ -452,4 +463,93 @@ pub trait JobQueue: Send + Sync + 'static {
     async fn listen_for_jobs(&self) -> Result<()> {
         Ok(())
     }
+}
+
+/// Outbound webhooks: a project's endpoints, the events written for them, their deliveries (a
+/// queue of their own, leased like jobs) and each attempt; and announcing finished runs.
+#[async_trait]
+pub trait Webhooks: Send + Sync + 'static {
+    async fn create_endpoint(
+        &self,
+        project_id: i64,
+        draft: &callgrade_core::outbound::EndpointDraft,
+        secret: &str,
+        now: DateTime<Utc>,
+    ) -> Result<WebhookEndpoint>;
+    async fn list_endpoints(&self, project_id: i64) -> Result<Vec<WebhookEndpoint>>;
+    async fn endpoint(&self, project_id: i64, id: i64) -> Result<Option<WebhookEndpoint>>;
+    /// Changes what the patch names; enabling an endpoint clears why it was disabled.
+    async fn update_endpoint(
+        &self,
+        project_id: i64,
+        id: i64,
+        patch: &callgrade_core::outbound::EndpointPatch,
+        now: DateTime<Utc>,
+    ) -> Result<Option<WebhookEndpoint>>;
+    /// Deletes the endpoint with its deliveries and their attempts; false when there is none.
+    async fn delete_endpoint(&self, project_id: i64, id: i64) -> Result<bool>;
+    /// A new signing secret; the current one keeps signing until `previous_until` (none: it
+    /// stops at once).
+    async fn rotate_endpoint_secret(
+        &self,
+        project_id: i64,
+        id: i64,
+        secret: &str,
+        previous_until: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<WebhookEndpoint>>;
+    /// Writes `event` with a delivery for each enabled endpoint subscribed to it (only
+    /// `endpoint`, whatever it subscribes to, when given); how many deliveries were queued.
+    async fn emit_event(
+        &self,
+        project_id: i64,
+        event: NewEvent,
+        endpoint: Option<i64>,
+    ) -> Result<usize>;
+    /// Claims up to `limit` due deliveries of enabled endpoints (and those whose lease
+    /// expired), oldest first, each leased to `worker` for `lease`.
+    async fn claim_deliveries(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease: chrono::TimeDelta,
+        limit: u32,
+    ) -> Result<Vec<DueDelivery>>;
+    /// Logs an attempt and moves its delivery on (when still leased to the worker), keeping
+    /// the endpoint's `failing_since` and disabling it when asked, in one transaction.
+    async fn record_attempt(&self, attempt: AttemptRecord) -> Result<()>;
+    async fn list_outbound(
+        &self,
+        project_id: i64,
+        filter: &OutboundFilter,
+    ) -> Result<Page<OutboundDelivery>>;
+    async fn outbound_delivery(
+        &self,
+        project_id: i64,
+        id: i64,
+    ) -> Result<Option<OutboundDeliveryDetail>>;
+    /// Sends a finished delivery again from the start of the schedule (same `webhook-id`);
+    /// `Conflict` while it is still pending.
+    async fn replay_delivery(
+        &self,
+        project_id: i64,
+        id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Option<OutboundDelivery>>;
+    /// Replays every failed delivery created since `since` (of one endpoint when given); how
+    /// many.
+    async fn replay_failed(
+        &self,
+        project_id: i64,
+        endpoint_id: Option<i64>,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<u64>;
+    /// Runs in a final status not announced yet, oldest first.
+    async fn runs_to_notify(&self, limit: u32) -> Result<Vec<RunToNotify>>;
+    /// Writes the notices' events and records their statuses as announced, in one transaction;
+    /// a run whose status changed meanwhile is left for the next round.
+    async fn record_notices(&self, notices: Vec<Notice>) -> Result<()>;
+    /// Deliveries by status, of one project or all (for `/metrics`).
+    async fn outbound_counts(&self) -> Result<Vec<(String, i64)>>;
 }

@@ -695,3 +695,190 @@ pub struct StoredRecording {
     pub audio: callgrade_core::AnalysedRecording,
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
+
+/// An outbound webhook endpoint, without its secret (shown once, when created or rotated).
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct WebhookEndpoint {
+    pub id: i64,
+    pub project_id: i64,
+    pub url: String,
+    pub description: String,
+    /// The event types it receives.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    pub events: Vec<&'static str>,
+    pub enabled: bool,
+    /// Also sends the signing secret in `X-CEKURA-SECRET`, for consumers written for Cekura.
+    pub cekura_secret_header: bool,
+    /// Why callgrade disabled it (every attempt failed for a day); cleared when re-enabled.
+    pub disabled_reason: Option<String>,
+    /// Until when the secret before the last rotation still signs, beside the new one.
+    pub previous_secret_until: Option<DateTime<Utc>>,
+    /// Since when every attempt has failed; null after a success.
+    pub failing_since: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// An event to write for the endpoints subscribed to it, in the transaction of what it reports.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub kind: callgrade_core::outbound::EventType,
+    /// The body as it is posted and signed: `{type, timestamp, data}`.
+    pub payload: String,
+    pub at: DateTime<Utc>,
+}
+
+/// Where an outbound delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum OutboundStatus {
+    /// Waiting for its next attempt.
+    Pending,
+    /// An attempt is under way.
+    Sending,
+    Delivered,
+    /// Given up: the retries ran out, or an answer that retrying cannot change.
+    Failed,
+}
+
+impl OutboundStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Sending => "sending",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Pending, Self::Sending, Self::Delivered, Self::Failed]
+            .into_iter()
+            .find(|o| o.as_str() == s)
+    }
+}
+
+/// One event's delivery to one endpoint.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct OutboundDelivery {
+    pub id: i64,
+    pub endpoint_id: i64,
+    /// The event type.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// `webhook-id`: the same on every attempt and replay, for the receiver to deduplicate.
+    pub msg_id: String,
+    pub status: OutboundStatus,
+    pub attempts: i64,
+    /// When the next attempt is due (pending only).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The receiver's last HTTP status.
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// One attempt of a delivery, as it was sent and answered.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct OutboundAttempt {
+    pub attempted_at: DateTime<Utc>,
+    /// The request's headers, without `X-CEKURA-SECRET`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub request_headers: Value,
+    pub status: Option<i64>,
+    /// The start of the answer's body.
+    pub response: Option<String>,
+    pub duration_ms: i64,
+    pub error: Option<String>,
+}
+
+/// A delivery with the body it sends and every attempt.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct OutboundDeliveryDetail {
+    #[serde(flatten)]
+    pub delivery: OutboundDelivery,
+    /// The event as posted.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub payload: Value,
+    pub attempts: Vec<OutboundAttempt>,
+}
+
+/// Which deliveries to list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct OutboundFilter {
+    pub endpoint_id: Option<i64>,
+    pub status: Option<OutboundStatus>,
+    pub cursor: Option<String>,
+    pub limit: u32,
+}
+
+/// A delivery whose attempt is due, with what the attempt needs.
+#[derive(Debug, Clone)]
+pub struct DueDelivery {
+    pub id: i64,
+    pub project_id: i64,
+    pub endpoint_id: i64,
+    /// Attempts made before this one.
+    pub attempts: u32,
+    pub url: String,
+    /// The secrets that sign: the current one, and the previous one during an overlap.
+    pub secrets: Vec<String>,
+    pub cekura_secret_header: bool,
+    /// Since when every attempt to the endpoint has failed.
+    pub failing_since: Option<DateTime<Utc>>,
+    pub msg_id: String,
+    pub payload: String,
+}
+
+/// What an attempt did, and what follows for its delivery.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub delivery_id: i64,
+    /// The worker that claimed the delivery (a delivery reclaimed meanwhile keeps its state).
+    pub worker: String,
+    pub attempted_at: DateTime<Utc>,
+    pub request_headers: Value,
+    pub status: Option<u16>,
+    pub response: Option<String>,
+    pub duration_ms: i64,
+    pub error: Option<String>,
+    pub next: AttemptNext,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptNext {
+    Delivered,
+    RetryAt(DateTime<Utc>),
+    /// Given up; `disable` also disables the endpoint (it has failed for a day).
+    Failed {
+        disable: bool,
+    },
+}
+
+/// A run (and its result) in a final status not announced yet.
+#[derive(Debug, Clone)]
+pub struct RunToNotify {
+    pub project_id: i64,
+    pub run_id: i64,
+    pub result_id: i64,
+    pub status: RunStatus,
+    /// The status the run's result was last announced in.
+    pub result_notified: Option<String>,
+}
+
+/// What announcing one run writes: its events, and the statuses now announced.
+#[derive(Debug, Clone)]
+pub struct Notice {
+    pub project_id: i64,
+    pub run_id: i64,
+    pub run_status: RunStatus,
+    /// The result's status when it finished with this run.
+    pub result: Option<(i64, String)>,
+    pub events: Vec<NewEvent>,
+}

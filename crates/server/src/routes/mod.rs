@@ -5,6 +5,7 @@ mod extract;
 mod health;
 pub(crate) mod metrics;
 mod observe;
+mod outbound;
 mod project;
 pub(crate) mod recordings;
 mod runs;
@@ -94,6 +95,18 @@ pub(crate) fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(metrics::evaluate_call))
         .routes(routes!(metrics::rerun))
         .routes(routes!(metrics::jobs))
+        .routes(routes!(outbound::create_endpoint, outbound::list_endpoints))
+        .routes(routes!(
+            outbound::get_endpoint,
+            outbound::patch_endpoint,
+            outbound::delete_endpoint
+        ))
+        .routes(routes!(outbound::rotate_secret))
+        .routes(routes!(outbound::send_test))
+        .routes(routes!(outbound::list_deliveries))
+        .routes(routes!(outbound::replay_failed))
+        .routes(routes!(outbound::get_delivery))
+        .routes(routes!(outbound::replay))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
 }

@@ -8,6 +8,7 @@ mod dashboard_simulation;
 mod evaluation;
 mod fakes;
 mod openapi;
+mod outbound;
 mod recording_url;
 mod runs;
 mod security;

@@ -1,7 +1,9 @@
 //! Ingest on PostgreSQL: a validated batch, its run matching and its delivery record in one transaction.
 
+use super::webhooks::{emit, has_subscribers};
 use super::{notify_jobs, opt_text, text};
 use crate::codec::{from_json, to_json};
+use crate::outbound_rows::{call_received, delivery_rejected};
 use crate::receipts::{call_facts, created_receipt, receipt};
 use crate::rows::{duplicate_receipt, DUPLICATE_COLUMNS};
 use crate::{
@@ -9,6 +11,7 @@ use crate::{
     StoreError, StoredRecording,
 };
 use async_trait::async_trait;
+use callgrade_core::outbound::EventType;
 use callgrade_core::{check_named_run, content_conflict, unknown_agent};
 use callgrade_core::{
     match_by_phone, match_by_run_id, Batch, Decision, FieldError, MatchedBy, NewCall, PhoneNumber,
@@ -175,6 +178,14 @@ async fn apply_ingest(
         };
         receipts.push(receipt);
     }
+    if has_subscribers(conn, project_id, EventType::CallReceived).await? {
+        for r in receipts
+            .iter()
+            .filter(|r| r.status != CallStatus::Duplicate)
+        {
+            emit(conn, project_id, &call_received(r, now), None).await?;
+        }
+    }
     let outcome = receipt(delivery, delivery_id, receipts);
     if outcome.created + outcome.updated > 0 {
         notify_jobs(conn).await?;
@@ -335,6 +346,12 @@ pub(super) async fn insert_delivery(
     .bind(accepted_calls as i64)
     .fetch_one(&mut *conn)
     .await?;
+    if let Some(rejection) = rejection {
+        if has_subscribers(conn, delivery.project_id, EventType::DeliveryRejected).await? {
+            let event = delivery_rejected(delivery, rejection, id, status);
+            emit(conn, delivery.project_id, &event, None).await?;
+        }
+    }
     Ok(id)
 }
 

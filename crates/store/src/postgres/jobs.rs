@@ -1,10 +1,12 @@
 //! The evaluation job queue on PostgreSQL.
 
+use super::webhooks::{emit, has_subscribers};
 use super::{notify_jobs, text, JOBS_CHANNEL};
 use crate::codec::to_json;
 use crate::errors::no_call;
 use crate::inputs::{claimed_evaluations, evaluation_inputs};
 use crate::model::*;
+use crate::outbound_rows::event;
 use crate::queue::{failed_job_state, job_counts as counts_from, SUPERSEDED};
 use crate::rows::{call_for_evaluation_from, CALLS, CALL_SUMMARY_COLUMNS, EVALUATED_CALL_COLUMNS};
 use crate::{
@@ -12,10 +14,11 @@ use crate::{
     ReevaluateFilter, Result, StoreError,
 };
 use async_trait::async_trait;
+use callgrade_core::outbound::{call_evaluated, EventType};
 use callgrade_core::RunChange;
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::postgres::{PgConnection, PgListener, PgPool, PgPoolOptions};
-use sqlx::{Postgres, QueryBuilder};
+use sqlx::{Postgres, QueryBuilder, Row};
 use std::collections::HashMap;
 use std::sync::Weak;
 use std::time::Duration;
@@ -223,6 +226,24 @@ pub(super) async fn complete_job(
         .bind(judge.1)
         .execute(&mut *tx)
         .await?;
+    }
+    if has_subscribers(&mut tx, job.project_id, EventType::CallEvaluated).await? {
+        let row = sqlx::query(
+            "SELECT external_id, agent_id, (SELECT id FROM runs WHERE call_id = calls.id) AS run_id
+             FROM calls WHERE id = $1",
+        )
+        .bind(&job.call_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let data = call_evaluated(
+            &job.call_id,
+            &row.try_get::<String, _>("external_id")?,
+            row.try_get("agent_id")?,
+            row.try_get("run_id")?,
+            outcome,
+        );
+        let event = event(EventType::CallEvaluated, now, data);
+        emit(&mut tx, job.project_id, &event, None).await?;
     }
     tx.commit().await?;
     Ok(true)

@@ -23,6 +23,7 @@ mod recordings;
 mod runs;
 mod simulations;
 mod traces;
+mod webhooks;
 
 /// The channel on which committed job inserts are announced.
 const JOBS_CHANNEL: &str = "callgrade_jobs";

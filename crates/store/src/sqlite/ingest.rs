@@ -4,10 +4,12 @@
 
 use super::jobs::enqueue;
 use super::lite::LiteRow;
+use super::webhooks::{emit, has_subscribers};
 use super::writer::{undo_this_write, Apply};
 use crate::codec::{from_json, to_json};
 use crate::errors::run_taken;
 use crate::lifecycle::MATCHABLE;
+use crate::outbound_rows::{call_received, delivery_rejected};
 use crate::receipts::{call_facts, created_receipt, receipt};
 use crate::rows::{duplicate_receipt, facts_from, Columns, DUPLICATE_COLUMNS, FACT_COLUMNS};
 use crate::{
@@ -15,6 +17,7 @@ use crate::{
     SqliteStore, StoredRecording,
 };
 use async_trait::async_trait;
+use callgrade_core::outbound::EventType;
 use callgrade_core::RunChange;
 use callgrade_core::{check_named_run, content_conflict, unknown_agent};
 use callgrade_core::{
@@ -199,6 +202,14 @@ fn apply_ingest(conn: &Connection, write: &IngestWrite) -> Result<IngestOutcome>
             }
         };
         receipts.push(receipt);
+    }
+    if has_subscribers(conn, project_id, EventType::CallReceived)? {
+        for r in receipts
+            .iter()
+            .filter(|r| r.status != CallStatus::Duplicate)
+        {
+            emit(conn, project_id, &call_received(r, now), None)?;
+        }
     }
     Ok(IngestOutcome::Accepted(receipt(
         delivery,
@@ -436,7 +447,14 @@ pub(super) fn insert_delivery(
         delivery.body_truncated,
         accepted_calls as i64,
     ])?;
-    Ok(conn.last_insert_rowid())
+    let id = conn.last_insert_rowid();
+    if let Some(rejection) = rejection {
+        if has_subscribers(conn, delivery.project_id, EventType::DeliveryRejected)? {
+            let event = delivery_rejected(delivery, rejection, id, status);
+            emit(conn, delivery.project_id, &event, None)?;
+        }
+    }
+    Ok(id)
 }
 
 #[async_trait]

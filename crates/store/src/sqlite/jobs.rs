@@ -2,11 +2,13 @@
 //! write, so workers never wait on SQLite's lock and their commits share the group's fsync.
 
 use super::lite::OwnedRow;
+use super::webhooks::{emit, has_subscribers};
 use super::writer::{in_place, Apply};
 use crate::codec::to_json;
 use crate::errors::no_call;
 use crate::inputs::{claimed_evaluations, evaluation_inputs};
 use crate::model::*;
+use crate::outbound_rows::event;
 use crate::queue::{failed_job_state, job_counts as counts_from, SUPERSEDED};
 use crate::rows::{call_for_evaluation_from, CALLS, CALL_SUMMARY_COLUMNS, EVALUATED_CALL_COLUMNS};
 use crate::{
@@ -14,6 +16,7 @@ use crate::{
     SqliteStore,
 };
 use async_trait::async_trait;
+use callgrade_core::outbound::{call_evaluated, EventType};
 use callgrade_core::RunChange;
 use chrono::{DateTime, TimeDelta, Utc};
 use rusqlite::{params, Connection};
@@ -120,6 +123,8 @@ impl Apply for RenewLease {
 /// serialised there.
 pub(super) struct CompleteJob {
     job: Job,
+    /// `call.evaluated`'s data but the call's ids, which the write reads.
+    outcome: CallEvaluation,
     evaluations: String,
     success: Option<bool>,
     verdict: String,
@@ -132,6 +137,7 @@ impl CompleteJob {
     pub(super) fn new(job: &Job, outcome: &CallEvaluation, now: DateTime<Utc>) -> Self {
         Self {
             job: job.clone(),
+            outcome: outcome.clone(),
             evaluations: evaluation_document::document(&outcome.evaluations),
             success: outcome.verdict.success,
             verdict: to_json(&outcome.verdict),
@@ -197,6 +203,24 @@ impl Apply for CompleteJob {
                 run.id,
                 w.from.as_str()
             ])?;
+        }
+        if has_subscribers(conn, job.project_id, EventType::CallEvaluated)? {
+            let (external_id, agent_id, run_id): (String, Option<i64>, Option<i64>) = conn
+                .prepare_cached(
+                    "SELECT external_id, agent_id, (SELECT id FROM runs WHERE call_id = calls.id)
+                     FROM calls WHERE id = ?",
+                )?
+                .query_row([&job.call_id], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                })?;
+            let data = call_evaluated(&job.call_id, &external_id, agent_id, run_id, &self.outcome);
+            let at = DateTime::from_timestamp_millis(now_ms).unwrap_or_default();
+            emit(
+                conn,
+                job.project_id,
+                &event(EventType::CallEvaluated, at, data),
+                None,
+            )?;
         }
         Ok(true)
     }

@@ -24,6 +24,7 @@ mod recordings;
 mod runs;
 mod simulations;
 mod traces;
+mod webhooks;
 mod writer;
 
 use writer::Writer;
