@@ -1593,3 +1593,136 @@ async fn a_recording_survives_sigkill_once_its_call_was_acknowledged() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap(), wav);
 }
+
+/// What the webhook receiver saw: (webhook-id, body) of each request answered 2xx, and whether
+/// it answers 503 for now.
+#[derive(Clone, Default)]
+struct Hooked {
+    delivered: std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>,
+    refusing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+async fn hooked(
+    axum::extract::State(h): axum::extract::State<Hooked>,
+    headers: axum::http::HeaderMap,
+    Json(body): Json<Value>,
+) -> axum::http::StatusCode {
+    if h.refusing.load(std::sync::atomic::Ordering::SeqCst) {
+        h.refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+    }
+    let id = headers["webhook-id"].to_str().unwrap().to_owned();
+    h.delivered.lock().unwrap().push((id, body));
+    axum::http::StatusCode::NO_CONTENT
+}
+
+/// Kill the server while events wait to be delivered (the receiver refusing), restart it: every
+/// acknowledged call's event arrives, each with the one webhook-id it was given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_outbound_event_is_lost_to_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_owned();
+    let (_, project) = run_json(&data, &["project", "create", "hooks"]);
+    let (_, agent) = run_json(
+        &data,
+        &["agent", "create", "--project", "hooks", "--name", "bot"],
+    );
+    let key = project["api_key"].as_str().unwrap().to_owned();
+    let hooked_state = Hooked::default();
+    hooked_state
+        .refusing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let receiver = format!("http://{}/hook", listener.local_addr().unwrap());
+    let router = Router::new()
+        .route("/hook", post(hooked))
+        .with_state(hooked_state.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+
+    // Deliveries in flight at the kill are taken again when their lease (7× the timeout) ends.
+    let flags = [
+        "--allow-webhooks-to",
+        "127.0.0.1",
+        "--webhook-timeout",
+        "2",
+        "--no-workers",
+    ];
+    let mut server = start_with(&data, &flags);
+    let client = reqwest::Client::new();
+    let created: Value = client
+        .post(format!("{}/api/v1/webhook-endpoints", server.base))
+        .bearer_auth(&key)
+        .json(&json!({"url": receiver, "events": ["call.received"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(created["secret"].is_string(), "{created}");
+    let total = 30;
+    for i in 0..total {
+        let body = json!({"agent_id": agent["id"], "calls": [{
+            "id": format!("c{i}"), "startedAt": "2025-10-15T09:22:21Z", "endedAt": "2025-10-15T09:23:21Z",
+            "messages": [{"role": "bot", "content": "hi", "start_time": 0.5, "end_time": 1.0}]
+        }]});
+        let r = client
+            .post(format!(
+                "{}/test_framework/custom-provider-transcript-webhook",
+                server.base
+            ))
+            .header("X-CEKURA-API-KEY", &key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    }
+    // Some attempts were made and refused (they wait for a retry), the rest not yet.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while hooked_state
+        .refused
+        .load(std::sync::atomic::Ordering::SeqCst)
+        == 0
+    {
+        assert!(std::time::Instant::now() < deadline, "no attempt was made");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.child.kill().unwrap(); // SIGKILL, with every event refused so far
+    server.child.wait().unwrap();
+    assert!(hooked_state.delivered.lock().unwrap().is_empty());
+
+    hooked_state
+        .refusing
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let _server = start_with(&data, &flags);
+    // Refused attempts are retried 5 s on; those in flight once their 14 s lease ends.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let calls: std::collections::HashSet<String> = hooked_state
+            .delivered
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, b)| b["data"]["id"].as_str().unwrap().to_owned())
+            .collect();
+        if calls.len() == total {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} of {total} events arrived",
+            calls.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // At least once, and a call's event keeps its webhook-id however often it is sent.
+    let delivered = hooked_state.delivered.lock().unwrap().clone();
+    let mut ids = std::collections::HashMap::new();
+    for (id, body) in &delivered {
+        let call = body["data"]["id"].as_str().unwrap().to_owned();
+        assert_eq!(ids.entry(call).or_insert_with(|| id.clone()), id);
+    }
+    assert_eq!(ids.len(), total);
+}
