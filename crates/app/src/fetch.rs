@@ -11,6 +11,9 @@ use std::time::Duration;
 /// How many redirects are followed.
 const MAX_REDIRECTS: usize = 5;
 
+/// How long resolving a host may take.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A network, as `10.0.0.0/8`, `127.0.0.1` or `fd00::/8`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Network {
@@ -156,8 +159,10 @@ impl FetchPolicy {
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         let addrs: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, port)],
-            Err(_) => tokio::net::lookup_host((bare, port))
+            // A resolver that does not answer must not hold a request for long.
+            Err(_) => tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((bare, port)))
                 .await
+                .map_err(|_| FetchError::Failed(format!("cannot resolve {host}: timed out")))?
                 .map_err(|e| FetchError::Failed(format!("cannot resolve {host}: {e}")))?
                 .collect(),
         };

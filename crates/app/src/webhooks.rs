@@ -18,7 +18,7 @@ use callgrade_store::{
 };
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{json, Map, Value};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use crate::fetch::{FetchError, FetchPolicy};
@@ -291,7 +291,11 @@ pub async fn send_due(app: &App, worker: &str) -> Result<usize> {
     let records = futures_util::future::join_all(attempts).await;
     let n = records.len();
     for record in records {
-        app.store.record_attempt(record).await?;
+        // One failed write leaves that delivery to be taken again when its lease ends; the
+        // others are still recorded.
+        if let Err(e) = app.store.record_attempt(record).await {
+            tracing::warn!(error = %e, "could not record a webhook attempt");
+        }
     }
     Ok(n)
 }
@@ -412,8 +416,31 @@ pub async fn announce_finished(app: &App) -> Result<usize> {
     let now = app.now();
     let mut notices = Vec::with_capacity(runs.len());
     let mut results_done = HashSet::new();
+    // A project without an endpoint for these events has its runs marked, nothing built.
+    let mut wanted: HashMap<i64, (bool, bool)> = HashMap::new();
     for r in &runs {
-        notices.push(notice(app, r, now, &mut results_done).await?);
+        let (run_wanted, result_wanted) = match wanted.get(&r.project_id) {
+            Some(w) => *w,
+            None => {
+                let endpoints = app.store.list_endpoints(r.project_id).await?;
+                let takes = |t: EventType| {
+                    endpoints
+                        .iter()
+                        .any(|e| e.enabled && e.events.contains(&t.as_str()))
+                };
+                let w = (
+                    takes(EventType::RunCompleted),
+                    takes(EventType::ResultCompleted),
+                );
+                wanted.insert(r.project_id, w);
+                w
+            }
+        };
+        if !result_wanted {
+            // Announced as nothing: the result is not announced later either.
+            results_done.insert(r.result_id);
+        }
+        notices.push(notice(app, r, now, run_wanted, &mut results_done).await?);
     }
     let n = notices.len();
     app.store.record_notices(notices).await?;
@@ -424,12 +451,15 @@ async fn notice(
     app: &App,
     r: &RunToNotify,
     now: DateTime<Utc>,
+    run_wanted: bool,
     results_done: &mut HashSet<i64>,
 ) -> Result<Notice> {
     let mut events = Vec::new();
     let mut result_status = None;
-    if let Some(run) = app.store.run(r.project_id, r.run_id).await? {
-        events.push(event(EventType::RunCompleted, now, json!(run)));
+    if run_wanted {
+        if let Some(run) = app.store.run(r.project_id, r.run_id).await? {
+            events.push(event(EventType::RunCompleted, now, json!(run)));
+        }
     }
     if !results_done.contains(&r.result_id) {
         if let Some(result) = app.store.result(r.project_id, r.result_id).await? {

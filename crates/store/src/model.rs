@@ -772,7 +772,8 @@ pub struct OutboundDelivery {
     /// `webhook-id`: the same on every attempt and replay, for the receiver to deduplicate.
     pub msg_id: String,
     pub status: OutboundStatus,
-    pub attempts: i64,
+    /// Attempts made since it was created or last replayed.
+    pub attempt_count: i64,
     /// When the next attempt is due (pending only).
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// The receiver's last HTTP status.

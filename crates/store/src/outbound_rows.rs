@@ -42,7 +42,7 @@ pub(crate) fn outbound_from(row: &impl Columns) -> Result<OutboundDelivery> {
         event_type: row.text("type")?,
         msg_id: row.text("msg_id")?,
         status,
-        attempts: row.int("attempts")?,
+        attempt_count: row.int("attempts")?,
         next_attempt_at: match status {
             OutboundStatus::Pending => Some(time(row.int("run_at")?)?),
             _ => None,

@@ -46,10 +46,10 @@ pub struct EndpointBody {
 #[serde(deny_unknown_fields)]
 pub struct EndpointPatchBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(schema_with = endpoint_url)]
+    #[schema(schema_with = nullable_endpoint_url)]
     url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(schema_with = event_types)]
+    #[schema(schema_with = nullable_event_types)]
     events: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     enabled: Option<bool>,
@@ -69,6 +69,23 @@ fn endpoint_url() -> utoipa::openapi::schema::Object {
             r"^https?://[^\s/?#@\x00-\x1f\x7f]+([/?][^\s#\x00-\x1f\x7f]*)?$",
         ))
         .build()
+}
+
+/// Null, or what `inner` describes (a PATCH keeps a field sent as null).
+fn or_null(inner: impl Into<utoipa::openapi::schema::Schema>) -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(inner.into())
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .into()
+}
+
+fn nullable_endpoint_url() -> utoipa::openapi::schema::Schema {
+    or_null(endpoint_url())
+}
+
+fn nullable_event_types() -> utoipa::openapi::schema::Schema {
+    or_null(event_types())
 }
 
 fn event_types() -> utoipa::openapi::schema::Array {

@@ -59,6 +59,27 @@ pub fn router() -> Router<AppState> {
             "/projects/{id}/deliveries/{delivery_id}",
             get(pages::delivery),
         )
+        .route("/projects/{id}/webhooks", get(pages::webhooks))
+        .route(
+            "/projects/{id}/webhooks/endpoints",
+            post(pages::create_endpoint),
+        )
+        .route(
+            "/projects/{id}/webhooks/endpoints/{endpoint_id}/{action}",
+            post(pages::endpoint_action),
+        )
+        .route(
+            "/projects/{id}/webhooks/replay-failed",
+            post(pages::replay_failed),
+        )
+        .route(
+            "/projects/{id}/webhooks/deliveries/{delivery_id}",
+            get(pages::outbound_delivery),
+        )
+        .route(
+            "/projects/{id}/webhooks/deliveries/{delivery_id}/replay",
+            post(pages::replay_delivery),
+        )
         .route("/assets/{file}", get(asset))
 }
 

@@ -756,3 +756,143 @@ async fn finished_runs_and_results_are_announced_once() {
     assert_eq!(received.of_type("run.completed").len(), 1);
     assert_eq!(received.of_type("result.completed").len(), 1);
 }
+
+/// The dashboard's Webhooks page: an endpoint added from the form shows its secret once and
+/// keeps what was typed on an error; its test event, attempts and replay are there.
+#[tokio::test]
+async fn the_dashboard_manages_endpoints_and_replays() {
+    let app = TestApp::spawn_with(settings()).await;
+    let t = app.tenant("dashboard-hooks").await;
+    let (base, received) = receiver().await;
+    let (client, cookie) = crate::dashboard::signed_in(&app).await;
+    let page_url = format!("{}/projects/{}/webhooks", app.base, t.project_id);
+    let get = |url: String| {
+        let (client, cookie) = (client.clone(), cookie.clone());
+        async move {
+            let r = client
+                .get(url)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.text().await.unwrap()
+        }
+    };
+    let html = get(page_url.clone()).await;
+    assert!(html.contains("No endpoint yet"), "{html}");
+    let csrf = crate::dashboard::csrf_of(&html);
+    let post = |path: String, form: Vec<(&'static str, String)>| {
+        let (client, cookie) = (client.clone(), cookie.clone());
+        let url = format!("{}/projects/{}/webhooks{path}", app.base, t.project_id);
+        async move {
+            let r = client
+                .post(url)
+                .header("cookie", cookie)
+                .form(&form)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+
+    // A private address is refused with the reason; what was typed stays.
+    let (status, html) = post(
+        "/endpoints".into(),
+        vec![
+            ("_csrf", csrf.clone()),
+            ("url", "http://10.9.9.9/hook".into()),
+            ("event:run.completed", "on".into()),
+            ("description", "kept on error".into()),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("Not saved") && html.contains("10.9.9.9"),
+        "{html}"
+    );
+    assert!(html.contains("kept on error"));
+    assert!(
+        html.contains(r#"name="event:run.completed" checked"#),
+        "{html}"
+    );
+
+    let (status, html) = post(
+        "/endpoints".into(),
+        vec![
+            ("_csrf", csrf.clone()),
+            ("url", format!("{base}/hook")),
+            ("event:call.received", "on".into()),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let secret = html
+        .split(r#"<pre id="secret">"#)
+        .nth(1)
+        .and_then(|rest| rest.split("</pre>").next())
+        .expect("the secret, shown once")
+        .to_owned();
+    assert!(secret.starts_with("whsec_"));
+    let html = get(page_url.clone()).await;
+    assert!(!html.contains(&secret), "shown once only");
+    let endpoint = app.store.list_endpoints(t.project_id).await.unwrap()[0].id;
+
+    let (status, html) = post(
+        format!("/endpoints/{endpoint}/test"),
+        vec![("_csrf", csrf.clone())],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(html.contains("A test event is on its way"));
+    wait_for("the test", || async { received.got().len() == 1 }).await;
+    let (h, b) = received.raw(0);
+    assert!(verifies(&secret, &h, &b));
+    let delivery = delivery_of(&app, &t, endpoint).await["id"]
+        .as_i64()
+        .unwrap();
+    wait_for("delivered", || async {
+        delivery_of(&app, &t, endpoint).await["status"] == "delivered"
+    })
+    .await;
+    let html = get(format!("{page_url}/deliveries/{delivery}")).await;
+    assert!(
+        html.contains("delivered") && html.contains("204") && html.contains("webhook-signature"),
+        "{html}"
+    );
+    let (status, _) = post(
+        format!("/deliveries/{delivery}/replay"),
+        vec![("_csrf", csrf.clone())],
+    )
+    .await;
+    assert_eq!(status, 303);
+    wait_for("the replay", || async { received.got().len() == 2 }).await;
+
+    // Disable, rotate, delete.
+    let (_, html) = post(
+        format!("/endpoints/{endpoint}/toggle"),
+        vec![("_csrf", csrf.clone())],
+    )
+    .await;
+    assert!(html.contains("is disabled"), "{html}");
+    let (_, html) = post(
+        format!("/endpoints/{endpoint}/rotate"),
+        vec![("_csrf", csrf.clone())],
+    )
+    .await;
+    assert!(html.contains(r#"<pre id="secret">whsec_"#) && !html.contains(&secret));
+    let (status, _) = post(
+        format!("/endpoints/{endpoint}/delete"),
+        vec![("_csrf", "forged".into())],
+    )
+    .await;
+    assert_eq!(status, 403, "a forged form changes nothing");
+    let (_, html) = post(
+        format!("/endpoints/{endpoint}/delete"),
+        vec![("_csrf", csrf.clone())],
+    )
+    .await;
+    assert!(html.contains("No endpoint yet"), "{html}");
+}

@@ -293,10 +293,12 @@ impl Webhooks for PgStore {
     async fn record_attempt(&self, a: AttemptRecord) -> Result<()> {
         let at = a.attempted_at.timestamp_millis();
         let mut tx = self.pool.begin().await?;
+        // A delivery deleted with its endpoint meanwhile keeps no log.
         sqlx::query(
             "INSERT INTO webhook_attempts (delivery_id, attempted_at, request_headers, status,
                 response, duration_ms, error)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             SELECT $1, $2, $3, $4, $5, $6, $7
+             WHERE EXISTS (SELECT 1 FROM webhook_deliveries WHERE id = $1)",
         )
         .bind(a.delivery_id)
         .bind(at)

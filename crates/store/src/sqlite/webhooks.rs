@@ -327,10 +327,12 @@ impl Webhooks for SqliteStore {
             .write(in_place(move |conn| {
                 let a = &attempt;
                 let at = a.attempted_at.timestamp_millis();
+                // A delivery deleted with its endpoint meanwhile keeps no log.
                 conn.prepare_cached(
                     "INSERT INTO webhook_attempts (delivery_id, attempted_at, request_headers,
                         status, response, duration_ms, error)
-                     VALUES (?, ?, ?, ?, ?, ?, ?)",
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7
+                     WHERE EXISTS (SELECT 1 FROM webhook_deliveries WHERE id = ?1)",
                 )?
                 .execute(params![
                     a.delivery_id,

@@ -21,9 +21,11 @@ mod recordings;
 mod runs;
 mod simulations;
 mod traces;
+mod webhooks;
 
 use {
     ingest::*, jobs::*, metrics::*, projects::*, recordings::*, runs::*, simulations::*, traces::*,
+    webhooks::*,
 };
 
 // ---- Backends ----
@@ -68,6 +70,7 @@ on_every_backend! {
     story_vendor_ingest => sqlite_vendor_ingest, postgres_vendor_ingest;
     story_traces => sqlite_traces, postgres_traces;
     story_patch_call => sqlite_patch_call, postgres_patch_call;
+    story_webhooks => sqlite_webhooks, postgres_webhooks;
 }
 
 fn t(s: &str) -> DateTime<Utc> {

@@ -76,7 +76,8 @@ mod projects;
 mod runs;
 mod sign_in;
 mod traces;
+mod webhooks;
 
 pub use self::{
-    calls::*, deliveries::*, metrics::*, overview::*, projects::*, runs::*, sign_in::*,
+    calls::*, deliveries::*, metrics::*, overview::*, projects::*, runs::*, sign_in::*, webhooks::*,
 };
