@@ -145,6 +145,11 @@ async fn store_batch(
     let calls = batch.calls.len();
     match app.store.ingest(batch, record).await? {
         IngestOutcome::Accepted(receipt) => {
+            let stored = (receipt.created + receipt.updated) as u64;
+            let project = delivery.project.id.to_string();
+            let labels = [("project", project.as_str())];
+            app.telemetry
+                .count("callgrade_calls_ingested_total", &labels, stored);
             tracing::info!(
                 project_id = delivery.project.id,
                 calls,
@@ -156,6 +161,7 @@ async fn store_batch(
             Ok(receipt)
         }
         IngestOutcome::Rejected(rejection) => {
+            count_rejection(app, delivery.project.id, &rejection);
             tracing::info!(
                 project_id = delivery.project.id,
                 error = rejection.kind.code(),
@@ -182,6 +188,7 @@ pub async fn refuse_unread(
 /// Logs a refusal in the delivery log and gives it back to answer with. A failure to log does
 /// not change the answer: the request was refused either way.
 pub(crate) async fn refuse(app: &App, record: NewDelivery, rejection: Rejection) -> AppError {
+    count_rejection(app, record.project_id, &rejection);
     tracing::info!(
         project_id = record.project_id,
         error = rejection.kind.code(),
@@ -191,6 +198,16 @@ pub(crate) async fn refuse(app: &App, record: NewDelivery, rejection: Rejection)
         tracing::warn!(error = %e, "could not record a rejected delivery");
     }
     AppError::Rejected(rejection)
+}
+
+fn count_rejection(app: &App, project_id: i64, rejection: &Rejection) {
+    let project = project_id.to_string();
+    let labels = [
+        ("project", project.as_str()),
+        ("error", rejection.kind.code()),
+    ];
+    app.telemetry
+        .count("callgrade_deliveries_rejected_total", &labels, 1);
 }
 
 /// What a vendor's webhook came to: its calls stored, or an event with none, acknowledged.

@@ -20,6 +20,7 @@ pub mod recordings;
 pub mod runs;
 mod settings;
 pub mod simulation;
+pub mod telemetry;
 pub mod traces;
 pub mod upkeep;
 pub mod webhooks;
@@ -48,6 +49,8 @@ pub struct App {
     /// Wakes this process's webhook sender when a use case queued a delivery (a test, a
     /// replay); events written by ingest and evaluation wait for its next poll.
     pub outbound_ready: Arc<tokio::sync::Notify>,
+    /// This process's counters and histograms, for `/metrics`.
+    pub telemetry: Arc<telemetry::Telemetry>,
 }
 
 impl App {
@@ -72,6 +75,7 @@ impl App {
             settings: Arc::new(settings),
             simulator: Arc::default(),
             outbound_ready: Arc::default(),
+            telemetry: Arc::default(),
         }
     }
 

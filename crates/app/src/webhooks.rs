@@ -375,6 +375,16 @@ async fn attempt(app: &App, d: &DueDelivery, worker: &str) -> AttemptRecord {
             tracing::info!(delivery = d.id, endpoint = d.endpoint_id, attempt = made, error = %e, "webhook attempt failed")
         }
     }
+    let outcome = match next {
+        AttemptNext::Delivered => "delivered",
+        AttemptNext::RetryAt(_) => "retry",
+        AttemptNext::Failed { .. } => "failed",
+    };
+    app.telemetry.count(
+        "callgrade_webhook_attempts_total",
+        &[("outcome", outcome)],
+        1,
+    );
     if next == (AttemptNext::Failed { disable: true }) {
         tracing::warn!(
             endpoint = d.endpoint_id,

@@ -107,6 +107,22 @@ pub async fn run_once(app: &App, worker: &str) -> Result<usize, callgrade_store:
 
 /// Evaluates one claimed job and records how it ended.
 pub async fn process(app: &App, job: &Job, input: Result<EvaluationInput, EvalError>) {
+    let started = std::time::Instant::now();
+    let done = evaluate_and_record(app, job, input).await;
+    let outcome = [("outcome", if done { "done" } else { "failed" })];
+    app.telemetry.observe(
+        "callgrade_evaluation_duration_seconds",
+        &outcome,
+        started.elapsed().as_secs_f64(),
+    );
+}
+
+/// Whether the job's results were stored (by this worker or, having lost its lease, another).
+async fn evaluate_and_record(
+    app: &App,
+    job: &Job,
+    input: Result<EvaluationInput, EvalError>,
+) -> bool {
     let lease = app.settings.workers.lease;
     let renew = {
         let (store, clock, job) = (app.store.clone(), app.clock.clone(), job.clone());
@@ -133,14 +149,14 @@ pub async fn process(app: &App, job: &Job, input: Result<EvaluationInput, EvalEr
         Ok(outcome) => match app.store.complete_job(job, &outcome, now).await {
             Ok(true) => {
                 tracing::debug!(job = job.id, call = %job.call_id, "evaluated");
-                return;
+                return true;
             }
             Ok(false) => {
                 tracing::warn!(
                     job = job.id,
                     "another worker took this job over; its results were kept"
                 );
-                return;
+                return true;
             }
             // Failed with the reason, not left running until its lease runs out.
             Err(e) => EvalError(format!("the evaluation could not be stored: {e}")),
@@ -162,6 +178,7 @@ pub async fn process(app: &App, job: &Job, input: Result<EvaluationInput, EvalEr
     if let Err(e) = app.store.fail_job(job, &e.0, retry_at, now).await {
         tracing::error!(job = job.id, error = %e, "could not record a failed job");
     }
+    false
 }
 
 /// A recording the call's sender pointed to is fetched before the call is evaluated, so the

@@ -69,6 +69,10 @@ pub struct ServeArgs {
     /// Run no evaluation workers here (run `callgrade worker` elsewhere).
     #[arg(long)]
     no_workers: bool,
+    /// A bearer token `GET /metrics` asks for; without one it is open to whoever reaches the
+    /// address (bind to localhost, or set one).
+    #[arg(long, env = "CALLGRADE_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
     #[command(flatten)]
     eval: EvalArgs,
     /// Entries the delivery log keeps per project.
@@ -306,6 +310,7 @@ pub async fn run(db: &DbArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
     if args.no_workers {
         settings.app.workers.count = 0;
     }
+    settings.metrics_token = args.metrics_token.clone().filter(|t| !t.is_empty());
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .with_context(|| format!("cannot listen on {}", args.bind))?;

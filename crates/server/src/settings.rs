@@ -9,6 +9,8 @@ pub struct Settings {
     /// Largest accepted webhook body, in bytes (413 above).
     pub max_body_bytes: usize,
     pub http: HttpLimits,
+    /// When set, `GET /metrics` asks for `Authorization: Bearer <this>`.
+    pub metrics_token: Option<String>,
     pub app: AppSettings,
 }
 
@@ -48,6 +50,7 @@ impl Default for Settings {
             public_url: "http://127.0.0.1:7300".into(),
             max_body_bytes: 10 * 1024 * 1024,
             http: HttpLimits::default(),
+            metrics_token: None,
             app: AppSettings::default(),
         }
     }

@@ -10,6 +10,7 @@ mod project;
 pub(crate) mod recordings;
 mod runs;
 mod scenarios;
+mod telemetry;
 mod traces;
 mod vendors;
 mod webhook;
@@ -113,6 +114,7 @@ pub(crate) fn documented() -> OpenApiRouter<AppState> {
 
 pub(crate) fn router(state: AppState) -> Router {
     let body_timeout = state.settings.http.body_read_timeout;
+    let counted = state.app.telemetry.clone();
     let (router, spec) = documented().split_for_parts();
     let spec = Arc::new(crate::openapi::complete(spec, &state.settings.app.limits));
     router
@@ -144,9 +146,13 @@ pub(crate) fn router(state: AppState) -> Router {
                 async move { Json(spec.as_ref().clone()) }
             }),
         )
+        .route("/metrics", get(telemetry::metrics))
         .merge(crate::web::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(move |req, next| {
+            telemetry::count_requests(counted.clone(), req, next)
+        }))
         .layer(DefaultBodyLimit::max(extract::JSON_BODY_LIMIT))
         .layer(TraceLayer::new_for_http())
         // A body not in whole by its deadline gets 408, however it trickles.

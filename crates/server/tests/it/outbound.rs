@@ -896,3 +896,156 @@ async fn the_dashboard_manages_endpoints_and_replays() {
     .await;
     assert!(html.contains("No endpoint yet"), "{html}");
 }
+
+/// A series' value in a parsed scrape: the sample of `name` whose labels include `labels`.
+fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            prometheus_parse::Value::Histogram(ref buckets) => {
+                buckets.last().map_or(0.0, |b| b.count)
+            }
+            _ => 0.0,
+        })
+        .sum()
+}
+
+async fn scrape(app: &TestApp, token: Option<&str>) -> (u16, Option<prometheus_parse::Scrape>) {
+    let mut request = app.get("/metrics");
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let r = request.send().await.unwrap();
+    let status = r.status().as_u16();
+    if status != 200 {
+        return (status, None);
+    }
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let text = r.text().await.unwrap();
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    (200, Some(prometheus_parse::Scrape::parse(lines).unwrap()))
+}
+
+/// `/metrics` parses with a Prometheus text-format parser, and its series move with traffic:
+/// requests by route template, calls stored and refused per project, the queue, evaluation
+/// times and webhook attempts.
+#[tokio::test]
+async fn prometheus_metrics_move_with_traffic() {
+    let mut s = settings();
+    s.metrics_token = Some("scrape-me".into());
+    let app = TestApp::spawn_with(s).await;
+    let t = app.tenant("scraped").await;
+    assert_eq!(scrape(&app, None).await.0, 401);
+    assert_eq!(scrape(&app, Some("wrong")).await.0, 401);
+    let before = scrape(&app, Some("scrape-me")).await.1.unwrap();
+    let project = t.project_id.to_string();
+    assert_eq!(
+        sample(
+            &before,
+            "callgrade_calls_ingested_total",
+            &[("project", &project)]
+        ),
+        0.0
+    );
+
+    let (base, received) = receiver().await;
+    endpoint(&app, &t, &format!("{base}/hook"), &["call.received"]).await;
+    let r = app
+        .send(&t.key, &batch(t.agent_id, vec![call("m-1"), call("m-2")]))
+        .await;
+    assert_eq!(r.status(), 202);
+    let r = app
+        .send(&t.key, &json!({"agent_id": t.agent_id, "calls": [{}]}))
+        .await;
+    assert_eq!(r.status(), 400);
+    app.settle().await;
+    wait_for("two events", || async { received.got().len() == 2 }).await;
+    wait_for("the attempts recorded", || async {
+        let s = scrape(&app, Some("scrape-me")).await.1.unwrap();
+        sample(
+            &s,
+            "callgrade_webhook_attempts_total",
+            &[("outcome", "delivered")],
+        ) == 2.0
+    })
+    .await;
+
+    let after = scrape(&app, Some("scrape-me")).await.1.unwrap();
+    assert_eq!(
+        sample(
+            &after,
+            "callgrade_calls_ingested_total",
+            &[("project", &project)]
+        ),
+        2.0
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "callgrade_deliveries_rejected_total",
+            &[("project", &project), ("error", "invalid_payload")]
+        ),
+        1.0
+    );
+    let webhook = [
+        (
+            "route",
+            "/test_framework/custom-provider-transcript-webhook/",
+        ),
+        ("method", "POST"),
+    ];
+    assert_eq!(
+        sample(
+            &after,
+            "callgrade_http_requests_total",
+            &[webhook[0], webhook[1], ("status", "202")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "callgrade_http_requests_total",
+            &[webhook[0], webhook[1], ("status", "400")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "callgrade_evaluation_duration_seconds",
+            &[("outcome", "done")]
+        ),
+        2.0,
+        "each call's evaluation timed"
+    );
+    assert_eq!(sample(&after, "callgrade_jobs", &[("state", "done")]), 2.0);
+    assert_eq!(
+        sample(
+            &after,
+            "callgrade_webhook_deliveries",
+            &[("status", "delivered")]
+        ),
+        2.0
+    );
+    // Paths with ids are counted under their template, never one series per id.
+    assert_eq!(app.api(&t.key, "/api/v1/calls/nope").await.0, 404);
+    let last = scrape(&app, Some("scrape-me")).await.1.unwrap();
+    assert_eq!(
+        sample(
+            &last,
+            "callgrade_http_requests_total",
+            &[("route", "/api/v1/calls/:call_id"), ("status", "404")]
+        ),
+        1.0
+    );
+}
