@@ -8,6 +8,7 @@
 //! wakes someone lives here, so that every edge does it the same way.
 
 pub mod admin;
+pub mod alerts;
 pub mod calls;
 mod clock;
 mod error;

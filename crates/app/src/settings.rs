@@ -29,6 +29,10 @@ pub struct AppSettings {
     pub fetch: crate::fetch::FetchPolicy,
     /// How outbound webhooks are sent.
     pub outbound: crate::webhooks::OutboundSettings,
+    /// How often alert rules are checked.
+    pub alert_interval: Duration,
+    /// The dashboard's base URL, for links in messages sent out (Slack).
+    pub dashboard_url: String,
 }
 
 impl Default for AppSettings {
@@ -47,6 +51,8 @@ impl Default for AppSettings {
             max_recording_seconds: 4 * 60 * 60,
             fetch: Default::default(),
             outbound: Default::default(),
+            alert_interval: Duration::from_secs(30),
+            dashboard_url: "http://127.0.0.1:7300".into(),
         }
     }
 }

@@ -207,10 +207,17 @@ pub struct EvalArgs {
           default_value_t = defaults().app.outbound.policy.timeout.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..=300))]
     webhook_timeout: u64,
+    /// Seconds between two checks of every alert rule (`serve` and `worker` both check).
+    #[arg(long, env = "CALLGRADE_ALERT_INTERVAL",
+          default_value_t = defaults().app.alert_interval.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    alert_interval: u64,
 }
 
 impl EvalArgs {
     fn apply(&self, settings: &mut AppSettings, db: &DbArgs) -> anyhow::Result<()> {
+        settings.dashboard_url = db.public_url.clone();
+        settings.alert_interval = std::time::Duration::from_secs(self.alert_interval);
         settings.recordings = match &self.recordings_url {
             Some(url) => RecordingStore::s3(url).map_err(anyhow::Error::msg)?,
             None => {
@@ -267,6 +274,7 @@ pub async fn worker(db: &DbArgs, args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let mut workers = callgrade_app::worker::spawn(&app, count).await;
     workers.extend(callgrade_app::simulation::spawn(&app));
     workers.extend(callgrade_app::webhooks::spawn(&app));
+    workers.extend(callgrade_app::alerts::spawn(&app));
     tracing::info!(workers = count, simulation_slots = app.settings.simulation.slots, data = %db.describe(), "workers running");
     shutdown.await;
     workers.iter().for_each(|w| w.abort());

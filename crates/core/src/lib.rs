@@ -5,6 +5,7 @@
 //! sender learns everything that is wrong with a request at once.
 
 mod agent;
+pub mod alerts;
 mod audio;
 mod call_patch;
 mod conversation;

@@ -107,6 +107,7 @@ pub async fn serve(
     upkeep.extend(callgrade_app::worker::spawn(&state.app, workers).await);
     upkeep.extend(callgrade_app::simulation::spawn(&state.app));
     upkeep.extend(callgrade_app::webhooks::spawn(&state.app));
+    upkeep.extend(callgrade_app::alerts::spawn(&state.app));
     let header_timeout = state.settings.http.header_read_timeout;
     let app = router(state);
     let mut builder = Builder::new(TokioExecutor::new());

@@ -19,6 +19,7 @@ use utoipa::{Modify, OpenApi};
         (name = "project", description = "The key's project and its settings"),
         (name = "test runs", description = "Scenarios, results and runs"),
         (name = "metrics", description = "Metrics, the rubric, judges and evaluation"),
+        (name = "alerts", description = "Alert rules and the alerts they opened"),
         (name = "webhooks", description = "Outbound webhooks: endpoints, signed events, deliveries and replays"),
         (name = "health", description = "Liveness and readiness")
     )

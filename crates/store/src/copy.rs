@@ -23,6 +23,8 @@ pub const TABLES: &[&str] = &[
     "webhook_events",
     "webhook_deliveries",
     "webhook_attempts",
+    "alert_rules",
+    "alerts",
     "scenarios",
     "scenario_tags",
     "results",

@@ -35,6 +35,15 @@ pub(crate) fn metric_name_taken(e: impl Into<StoreError>, name: &str) -> StoreEr
     }
 }
 
+pub(crate) fn rule_name_taken(e: impl Into<StoreError>, name: &str) -> StoreError {
+    let e = e.into();
+    if unique_violation(&e) {
+        StoreError::AlreadyExists(format!("an alert rule named {name:?} already exists"))
+    } else {
+        e
+    }
+}
+
 pub(crate) fn no_project(project_id: i64) -> StoreError {
     StoreError::NotFound(format!("no project with id {project_id}"))
 }

@@ -7,6 +7,7 @@
 //! and [`PgStore`] (several server instances on one database; `postgres/`). Both pass the same
 //! behaviour tests.
 
+mod alert_rows;
 mod codec;
 mod copy;
 mod errors;
@@ -43,8 +44,8 @@ use tokio::sync::Notify;
 /// rather than an `Arc<dyn Store>`: `use callgrade_store::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Calls, Ingest, JobQueue, Metrics, Projects, Recordings, Simulations, Store, TestRuns,
-        Traces, Webhooks,
+        Alerts, Calls, Ingest, JobQueue, Metrics, Projects, Recordings, Simulations, Store,
+        TestRuns, Traces, Webhooks,
     };
 }
 
@@ -89,6 +90,7 @@ pub trait Store:
     + Recordings
     + Traces
     + Webhooks
+    + Alerts
 {
 }
 
@@ -103,6 +105,7 @@ impl<
             + Recordings
             + Traces
             + Webhooks
+            + Alerts
             + ?Sized,
     > Store for T
 {
@@ -552,4 +555,67 @@ pub trait Webhooks: Send + Sync + 'static {
     async fn record_notices(&self, notices: Vec<Notice>) -> Result<()>;
     /// Deliveries by status, of one project or all (for `/metrics`).
     async fn outbound_counts(&self) -> Result<Vec<(String, i64)>>;
+}
+
+/// Alert rules, their state and the alerts they opened; what rules read of recent calls.
+#[async_trait]
+pub trait Alerts: Send + Sync + 'static {
+    /// `AlreadyExists` when the project has a rule of that name.
+    async fn create_rule(
+        &self,
+        project_id: i64,
+        rule: &callgrade_core::alerts::AlertRule,
+        now: DateTime<Utc>,
+    ) -> Result<AlertRuleRow>;
+    async fn list_rules(&self, project_id: i64) -> Result<Vec<AlertRuleRow>>;
+    async fn rule(&self, project_id: i64, id: i64) -> Result<Option<AlertRuleRow>>;
+    /// Replaces a rule's definition; its state and alerts stay.
+    async fn replace_rule(
+        &self,
+        project_id: i64,
+        id: i64,
+        rule: &callgrade_core::alerts::AlertRule,
+        now: DateTime<Utc>,
+    ) -> Result<Option<AlertRuleRow>>;
+    /// Deletes a rule with its alerts; false when there is none.
+    async fn delete_rule(&self, project_id: i64, id: i64) -> Result<bool>;
+    /// Every enabled rule of every project, for the checker.
+    async fn enabled_rules(&self) -> Result<Vec<AlertRuleRow>>;
+    /// The newest evaluated calls' values of `metric` (the rubric's verdict when none), of
+    /// one agent or all, in the scope, newest first.
+    async fn samples(
+        &self,
+        project_id: i64,
+        metric: Option<&str>,
+        agent_id: Option<i64>,
+        scope: callgrade_core::alerts::CallScope,
+        limit: usize,
+    ) -> Result<Vec<callgrade_core::alerts::Sample>>;
+    /// Calls received since `since`, of one agent or all, in the scope.
+    async fn calls_since(
+        &self,
+        project_id: i64,
+        agent_id: Option<i64>,
+        scope: callgrade_core::alerts::CallScope,
+        since: DateTime<Utc>,
+    ) -> Result<usize>;
+    /// Writes a check's outcome, its alert and events in one transaction; the alert's id when
+    /// one opened or resolved. A change that no longer fits the rule's state (another instance
+    /// checked first) writes nothing.
+    async fn record_check(
+        &self,
+        rule_id: i64,
+        change: AlertChange,
+        now: DateTime<Utc>,
+    ) -> Result<Option<i64>>;
+    /// Alerts of the project (of one rule when given; only those firing when asked), newest
+    /// first.
+    async fn alerts(
+        &self,
+        project_id: i64,
+        rule_id: Option<i64>,
+        firing_only: bool,
+        limit: u32,
+    ) -> Result<Vec<Alert>>;
+    async fn set_slack_error(&self, alert_id: i64, error: &str) -> Result<()>;
 }

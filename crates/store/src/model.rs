@@ -883,3 +883,61 @@ pub struct Notice {
     pub result: Option<(i64, String)>,
     pub events: Vec<NewEvent>,
 }
+
+/// An alert rule with its state.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AlertRuleRow {
+    pub id: i64,
+    pub project_id: i64,
+    /// The rule as written: `{name, kind, metric, agent_id, calls, cooldown_minutes,
+    /// slack_webhook_url, enabled, …the kind's parameters}` (docs/alerts.md).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub rule: callgrade_core::alerts::AlertRule,
+    /// Whether an alert of it is open.
+    pub firing: bool,
+    pub last_opened_at: Option<DateTime<Utc>>,
+    pub last_checked_at: Option<DateTime<Utc>>,
+    /// What the last check found.
+    pub last_summary: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One alert a rule opened.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Alert {
+    pub id: i64,
+    pub rule_id: i64,
+    pub rule_name: String,
+    pub opened_at: DateTime<Utc>,
+    /// Null while it fires.
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// The figure that breached (the failing value, the breach count, the EWMA, the calls).
+    pub value: Option<f64>,
+    pub summary: String,
+    /// The calls that caused it (our ids), newest first.
+    pub call_ids: Vec<String>,
+    /// Why Slack was not told, when it was not.
+    pub slack_error: Option<String>,
+}
+
+/// What a check of a rule writes.
+#[derive(Debug, Clone)]
+pub enum AlertChange {
+    /// An alert opens, with the events that announce it.
+    Open {
+        value: Option<f64>,
+        summary: String,
+        call_ids: Vec<String>,
+        events: Vec<NewEvent>,
+    },
+    /// The open alert resolves.
+    Resolve {
+        summary: String,
+        events: Vec<NewEvent>,
+    },
+    /// Nothing changes but what the check found.
+    Checked { summary: String },
+}

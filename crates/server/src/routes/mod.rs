@@ -1,4 +1,5 @@
 mod agents;
+mod alerts;
 mod calls;
 mod deliveries;
 mod extract;
@@ -108,6 +109,13 @@ pub(crate) fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(outbound::replay_failed))
         .routes(routes!(outbound::get_delivery))
         .routes(routes!(outbound::replay))
+        .routes(routes!(alerts::create_rule, alerts::list_rules))
+        .routes(routes!(
+            alerts::get_rule,
+            alerts::replace_rule,
+            alerts::delete_rule
+        ))
+        .routes(routes!(alerts::list_alerts))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
 }

@@ -30,7 +30,7 @@ enum Reply {
 }
 
 #[derive(Clone, Default)]
-struct Receiver {
+pub(crate) struct Receiver {
     got: Arc<Mutex<Vec<(HeaderMap, String)>>>,
     script: Arc<Mutex<VecDeque<Reply>>>,
 }
@@ -40,7 +40,7 @@ impl Receiver {
         self.script.lock().unwrap().extend(replies);
     }
 
-    fn got(&self) -> Vec<(HeaderMap, Value)> {
+    pub(crate) fn got(&self) -> Vec<(HeaderMap, Value)> {
         self.got
             .lock()
             .unwrap()
@@ -50,7 +50,7 @@ impl Receiver {
     }
 
     /// The events received of one type.
-    fn of_type(&self, kind: &str) -> Vec<(HeaderMap, Value)> {
+    pub(crate) fn of_type(&self, kind: &str) -> Vec<(HeaderMap, Value)> {
         self.got()
             .into_iter()
             .filter(|(_, b)| b["type"] == kind)
@@ -83,7 +83,7 @@ async fn hook(State(r): State<Receiver>, headers: HeaderMap, body: String) -> Re
     }
 }
 
-async fn receiver() -> (String, Receiver) {
+pub(crate) async fn receiver() -> (String, Receiver) {
     let r = Receiver::default();
     let router = Router::new()
         .route("/hook", post(hook))
@@ -101,7 +101,7 @@ async fn receiver() -> (String, Receiver) {
 }
 
 /// Loopback allowed (the receiver is there), a short timeout, a quick poll.
-fn settings() -> callgrade_server::Settings {
+pub(crate) fn settings() -> callgrade_server::Settings {
     let mut s = callgrade_server::Settings::default();
     s.app.outbound.policy.allowed = vec!["127.0.0.1/32".parse().unwrap()];
     s.app.outbound.policy.timeout = Duration::from_millis(400);
@@ -127,7 +127,7 @@ fn verifies(secret: &str, headers: &HeaderMap, body: &str) -> bool {
         .any(|s| s.strip_prefix("v1,") == Some(expected.as_str()))
 }
 
-async fn wait_for<F, Fut>(what: &str, mut done: F)
+pub(crate) async fn wait_for<F, Fut>(what: &str, mut done: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -142,7 +142,7 @@ where
     }
 }
 
-async fn call_api(
+pub(crate) async fn call_api(
     app: &TestApp,
     key: &str,
     method: &str,
@@ -153,6 +153,7 @@ async fn call_api(
     let request = match method {
         "POST" => app.client.post(url),
         "PATCH" => app.client.patch(url),
+        "PUT" => app.client.put(url),
         "DELETE" => app.client.delete(url),
         _ => app.client.get(url),
     };
@@ -167,7 +168,12 @@ async fn call_api(
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
-async fn endpoint(app: &TestApp, t: &Tenant, url: &str, events: &[&str]) -> (i64, String) {
+pub(crate) async fn endpoint(
+    app: &TestApp,
+    t: &Tenant,
+    url: &str,
+    events: &[&str],
+) -> (i64, String) {
     let (status, created) = call_api(
         app,
         &t.key,

@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 
 use crate::Result;
 
+mod alerts;
 mod calls;
 mod ingest;
 mod jobs;
