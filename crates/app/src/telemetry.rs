@@ -51,6 +51,11 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "gauge",
         "Outbound webhook deliveries in the database, by status.",
     ),
+    (
+        "callgrade_alert_rules",
+        "gauge",
+        "Enabled alert rules, by project and state (ok, firing).",
+    ),
 ];
 
 /// Histogram bucket bounds, in seconds.
@@ -192,6 +197,18 @@ pub async fn exposition(app: &App) -> Result<String> {
             vec![("status", status)],
             n as f64,
         ));
+    }
+    let mut rules: BTreeMap<(i64, &'static str), u64> = BTreeMap::new();
+    for rule in app.store.enabled_rules().await? {
+        let state = if rule.firing { "firing" } else { "ok" };
+        *rules.entry((rule.project_id, state)).or_default() += 1;
+    }
+    for ((project, state), n) in rules {
+        let labels = vec![
+            ("project", project.to_string()),
+            ("state", state.to_owned()),
+        ];
+        gauges.push(("callgrade_alert_rules", labels, n as f64));
     }
     Ok(app.telemetry.render(&gauges))
 }

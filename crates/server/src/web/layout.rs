@@ -35,6 +35,7 @@ pub fn page(
                             a href={ "/projects/" (p.id) "/runs" } { "Runs" }
                             a href={ "/projects/" (p.id) "/metrics" } { "Metrics" }
                             a href={ "/projects/" (p.id) "/deliveries" } { "Deliveries" }
+                            a href={ "/projects/" (p.id) "/alerts" } { "Alerts" }
                             a href={ "/projects/" (p.id) "/webhooks" } { "Webhooks" }
                             a href={ "/projects/" (p.id) "/setup" } { "Set-up" }
                         }

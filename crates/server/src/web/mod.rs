@@ -59,6 +59,14 @@ pub fn router() -> Router<AppState> {
             "/projects/{id}/deliveries/{delivery_id}",
             get(pages::delivery),
         )
+        .route(
+            "/projects/{id}/alerts",
+            get(pages::alert_rules).post(pages::create_alert_rule),
+        )
+        .route(
+            "/projects/{id}/alerts/{rule_id}/delete",
+            post(pages::delete_alert_rule),
+        )
         .route("/projects/{id}/webhooks", get(pages::webhooks))
         .route(
             "/projects/{id}/webhooks/endpoints",

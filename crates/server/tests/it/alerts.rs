@@ -246,3 +246,115 @@ async fn each_rule_kind_fires_once_holds_its_cool_down_and_resolves() {
     .await;
     assert_eq!(status, 404);
 }
+
+/// The dashboard's Alerts page: a rule added from the form (what was typed kept on an error),
+/// its state and history; a firing alert on the project's overview.
+#[tokio::test]
+async fn the_dashboard_adds_rules_and_shows_what_fires() {
+    let mut s = settings();
+    s.app.alert_interval = Duration::from_secs(24 * 3600);
+    let app = TestApp::spawn_with(s).await;
+    let t = app.tenant("dashboard-alerts").await;
+    let (client, cookie) = crate::dashboard::signed_in(&app).await;
+    let page = format!("{}/projects/{}/alerts", app.base, t.project_id);
+    let get = |url: String| {
+        let (client, cookie) = (client.clone(), cookie.clone());
+        async move {
+            let r = client
+                .get(url)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.text().await.unwrap()
+        }
+    };
+    let html = get(page.clone()).await;
+    assert!(html.contains("No rule yet"));
+    let csrf = crate::dashboard::csrf_of(&html);
+    let post = |form: Vec<(&'static str, &'static str)>| {
+        let (client, cookie, url, csrf) =
+            (client.clone(), cookie.clone(), page.clone(), csrf.clone());
+        async move {
+            let mut form: Vec<(&str, String)> =
+                form.into_iter().map(|(k, v)| (k, v.to_owned())).collect();
+            form.push(("_csrf", csrf));
+            let r = client
+                .post(url)
+                .header("cookie", cookie)
+                .form(&form)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    // A threshold without its bound: refused, with the reason, the name kept.
+    let (status, html) = post(vec![
+        ("name", "slow agent"),
+        ("kind", "threshold"),
+        ("metric", "call_duration"),
+        ("operator", "gt"),
+        ("calls", "both"),
+        ("preset", "balanced"),
+    ])
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("Not saved") && html.contains("value"),
+        "{html}"
+    );
+    assert!(html.contains(r#"value="slow agent""#));
+    let (status, _) = post(vec![
+        ("name", "slow agent"),
+        ("kind", "threshold"),
+        ("metric", "call_duration"),
+        ("operator", "gt"),
+        ("value", "60"),
+        ("window", "1"),
+        ("calls", "both"),
+        ("preset", "balanced"),
+        ("direction", "either"),
+    ])
+    .await;
+    assert_eq!(status, 303);
+    let rules = app.store.list_rules(t.project_id).await.unwrap();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(
+        rules[0].rule.kind,
+        callgrade_core::alerts::RuleKind::Threshold {
+            bound: callgrade_core::alerts::Bound::Gt { value: 60.0 },
+            window: 1,
+            min_breaches: 1
+        },
+        "the trend's fields were left out"
+    );
+
+    evaluated(&app, &t, "long", 129).await;
+    assert_eq!(round(&app).await.opened, 1);
+    let html = get(page.clone()).await;
+    assert!(
+        html.contains("firing")
+            && html.contains("1 of the last 1 values of call_duration above 60"),
+        "{html}"
+    );
+    let overview = get(format!("{}/projects/{}", app.base, t.project_id)).await;
+    assert!(
+        overview.contains("Firing alerts") && overview.contains("slow agent"),
+        "{overview}"
+    );
+    let metrics = app
+        .get("/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let firing = format!(
+        "callgrade_alert_rules{{project=\"{}\",state=\"firing\"}} 1\n",
+        t.project_id
+    );
+    assert!(metrics.contains(&firing), "{metrics}");
+}

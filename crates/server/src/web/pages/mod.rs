@@ -68,6 +68,7 @@ fn speaker(role: Role) -> &'static str {
     }
 }
 
+mod alerts;
 mod calls;
 mod deliveries;
 mod metrics;
@@ -79,5 +80,6 @@ mod traces;
 mod webhooks;
 
 pub use self::{
-    calls::*, deliveries::*, metrics::*, overview::*, projects::*, runs::*, sign_in::*, webhooks::*,
+    alerts::*, calls::*, deliveries::*, metrics::*, overview::*, projects::*, runs::*, sign_in::*,
+    webhooks::*,
 };

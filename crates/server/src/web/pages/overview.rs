@@ -32,12 +32,36 @@ pub async fn project(
     } else {
         super::projects::first_call(&state, &project, &agents)
     };
+    let firing = state.app.store.alerts(project.id, None, true, 10).await?;
+    let disabled: Vec<_> = state
+        .app
+        .store
+        .list_endpoints(project.id)
+        .await?
+        .into_iter()
+        .filter(|e| e.disabled_reason.is_some())
+        .collect();
     Ok(page(
         &project.name,
         Some(&admin),
         Some(&project),
         html! {
             h1 { (project.name) }
+            @if !firing.is_empty() {
+                div.card #firing {
+                    h2 { "Firing alerts" }
+                    ul { @for a in &firing {
+                        li { span.bad { (a.rule_name) } " since " (when(a.opened_at)) ": " (a.summary) }
+                    } }
+                    p { a href={ "/projects/" (project.id) "/alerts" } { "All alerts →" } }
+                }
+            }
+            @for e in &disabled {
+                div.card.disabled-endpoint {
+                    p.bad { "Webhook endpoint " code { (e.url) } " was disabled: " (e.disabled_reason.as_deref().unwrap_or("")) }
+                    p { a href={ "/projects/" (project.id) "/webhooks" } { "Webhooks →" } }
+                }
+            }
             (body)
         },
     )
