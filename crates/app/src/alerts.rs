@@ -79,6 +79,65 @@ pub async fn alerts(
         .await?)
 }
 
+/// Rules from a file (`[[alerts]]` beside `[[metrics]]`), every problem at its path
+/// (`alerts[1].window`), a name given twice refused.
+pub fn parse_rules(bodies: &[Value]) -> Result<Vec<AlertRule>> {
+    let mut rules: Vec<AlertRule> = Vec::new();
+    let mut errors = Vec::new();
+    for (i, body) in bodies.iter().enumerate() {
+        match AlertRule::parse(body) {
+            Ok(rule) if rules.iter().any(|r| r.name == rule.name) => {
+                errors.push(callgrade_core::FieldError::new(
+                    format!("alerts[{i}].name"),
+                    format!("{:?} appears twice", rule.name),
+                ))
+            }
+            Ok(rule) => rules.push(rule),
+            Err(e) => errors.extend(e.into_iter().map(|e| {
+                callgrade_core::FieldError::new(format!("alerts[{i}].{}", e.path), e.message)
+            })),
+        }
+    }
+    if errors.is_empty() {
+        Ok(rules)
+    } else {
+        Err(AppError::Invalid(errors))
+    }
+}
+
+/// Creates or replaces rules by name (their state and alerts stay); rules of the project the
+/// file does not name are left alone.
+pub async fn apply_rules(
+    app: &App,
+    project_id: i64,
+    rules: &[AlertRule],
+) -> Result<callgrade_store::ApplySummary> {
+    for rule in rules {
+        check_agent(app, project_id, rule).await?;
+    }
+    let existing = app.store.list_rules(project_id).await?;
+    let mut summary = callgrade_store::ApplySummary {
+        created: Vec::new(),
+        updated: Vec::new(),
+        unchanged: Vec::new(),
+    };
+    let now = app.now();
+    for rule in rules {
+        match existing.iter().find(|r| r.rule.name == rule.name) {
+            Some(r) if r.rule == *rule => summary.unchanged.push(rule.name.clone()),
+            Some(r) => {
+                app.store.replace_rule(project_id, r.id, rule, now).await?;
+                summary.updated.push(rule.name.clone());
+            }
+            None => {
+                app.store.create_rule(project_id, rule, now).await?;
+                summary.created.push(rule.name.clone());
+            }
+        }
+    }
+    Ok(summary)
+}
+
 /// What one round of checks did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Round {

@@ -54,6 +54,9 @@ struct TomlFile {
     metrics: Vec<callgrade_core::MetricDraft>,
     rubric: Option<Vec<callgrade_core::RubricRule>>,
     judge: Option<TomlJudge>,
+    /// Alert rules (docs/alerts.md), read as tables and checked by the rule parser.
+    #[serde(default)]
+    alerts: Vec<toml::Table>,
 }
 
 #[derive(serde::Deserialize)]
@@ -111,6 +114,14 @@ pub async fn run(db: &DbArgs, cmd: MetricsCommand, out: &Output) -> anyhow::Resu
                 rubric: parsed.rubric,
             };
             let app = App::new(store.clone(), AppSettings::default());
+            // Every alert rule is checked before anything is applied.
+            let alert_bodies: Vec<serde_json::Value> = parsed
+                .alerts
+                .into_iter()
+                .map(|t| serde_json::to_value(t).unwrap_or_default())
+                .collect();
+            let alert_rules = callgrade_app::alerts::parse_rules(&alert_bodies)
+                .map_err(|e| nothing_changed(&e))?;
             let summary = callgrade_app::metrics::apply_file(&app, project.id, metrics_file)
                 .await
                 .map_err(|e| nothing_changed(&e))?;
@@ -131,14 +142,30 @@ pub async fn run(db: &DbArgs, cmd: MetricsCommand, out: &Output) -> anyhow::Resu
                     .await
                     .map_err(|e| anyhow!("[judge] {e}"))?;
             }
-            out.print(&summary, || {
-                format!(
+            let alerts = callgrade_app::alerts::apply_rules(&app, project.id, &alert_rules)
+                .await
+                .map_err(|e| anyhow!("the metrics were applied, the alert rules not: {e}"))?;
+            let applied = serde_json::json!({
+                "created": summary.created, "updated": summary.updated,
+                "unchanged": summary.unchanged, "alerts": alerts,
+            });
+            out.print(&applied, || {
+                let mut text = format!(
                     "Applied to {:?}: {} created, {} updated, {} unchanged",
                     project.name,
                     summary.created.len(),
                     summary.updated.len(),
                     summary.unchanged.len()
-                )
+                );
+                if !alert_rules.is_empty() {
+                    text.push_str(&format!(
+                        "\nAlert rules: {} created, {} updated, {} unchanged",
+                        alerts.created.len(),
+                        alerts.updated.len(),
+                        alerts.unchanged.len()
+                    ));
+                }
+                text
             });
         }
         MetricsCommand::Test {

@@ -667,6 +667,15 @@ config = { script = 'result = data.transcript.contains("Thank"); explanation = "
 metric = "latency_p90"
 op = "lte"
 value = 2.0
+
+[[alerts]]
+name = "slow replies"
+kind = "threshold"
+metric = "latency_p90"
+operator = "gt"
+value = 2.0
+window = 20
+min_breaches = 5
 "#,
     )
     .unwrap();
@@ -676,12 +685,40 @@ value = 2.0
     );
     assert!(ok, "{summary}");
     assert_eq!(summary["created"], json!(["latency_p90", "polite_close"]));
+    assert_eq!(summary["alerts"]["created"], json!(["slow replies"]));
     let (ok, again) = run_json(
         data,
         &["metrics", "apply", "--project", "m", file.to_str().unwrap()],
     );
     assert!(ok);
     assert_eq!(again["unchanged"], json!(["latency_p90", "polite_close"]));
+    assert_eq!(again["alerts"]["unchanged"], json!(["slow replies"]));
+
+    // A bad alert rule refuses the whole file, at its path, before anything is applied.
+    let bad_alert = data.join("bad-alert.toml");
+    std::fs::write(
+        &bad_alert,
+        "[[metrics]]\nname = \"fresh\"\nkind = \"builtin\"\nconfig = { builtin = \"call_duration\" }\n\n[[alerts]]\nname = \"x\"\nkind = \"threshold\"\nmetric = \"fresh\"\noperator = \"gt\"\n",
+    )
+    .unwrap();
+    let (ok, err) = run_json(
+        data,
+        &[
+            "metrics",
+            "apply",
+            "--project",
+            "m",
+            bad_alert.to_str().unwrap(),
+        ],
+    );
+    assert!(!ok);
+    assert!(err.to_string().contains("alerts[0].value"), "{err}");
+    let (_, listed) = run_json(data, &["metrics", "list", "--project", "m"]);
+    assert!(listed.to_string().contains("\"latency_p90\""), "{listed}");
+    assert!(
+        !listed.to_string().contains("\"fresh\""),
+        "nothing applied: {listed}"
+    );
 
     let bad = data.join("bad.toml");
     std::fs::write(
