@@ -242,7 +242,7 @@ async fn check_rule(app: &App, row: &AlertRuleRow) -> Result<Step> {
 
 fn kind_name(kind: &RuleKind) -> &'static str {
     match kind {
-        RuleKind::Failure => "failure",
+        RuleKind::Failure { .. } => "failure",
         RuleKind::Threshold { .. } => "threshold",
         RuleKind::Trend { .. } => "trend",
         RuleKind::NoCalls { .. } => "no_calls",

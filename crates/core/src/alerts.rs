@@ -35,7 +35,8 @@ impl Bound {
         }
     }
 
-    fn describe(&self) -> String {
+    /// `above 2`, `below 0.5`, `outside 1–3`.
+    pub fn describe(&self) -> String {
         match *self {
             Bound::Gt { value } => format!("above {value}"),
             Bound::Lt { value } => format!("below {value}"),
@@ -58,9 +59,12 @@ pub enum Direction {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RuleKind {
-    /// The latest evaluated call failed the metric's pass condition (or the rubric, when the
-    /// rule names no metric).
-    Failure,
+    /// The latest evaluated call fails the rule's bound, when it has one; else the metric's
+    /// pass condition (or the rubric, when the rule names no metric).
+    Failure {
+        #[serde(default, flatten, skip_serializing_if = "Option::is_none")]
+        bound: Option<Bound>,
+    },
     /// At least `min_breaches` of the last `window` values cross the bound.
     Threshold {
         bound: Bound,
@@ -121,6 +125,34 @@ fn number(
             }
         },
     }
+}
+
+/// `operator` gt or lt with `value`, or outside with `low` and `high`.
+fn bound(obj: &serde_json::Map<String, Value>, errors: &mut Vec<FieldError>) -> Option<Bound> {
+    let before = errors.len();
+    let bound = match obj.get("operator").and_then(Value::as_str) {
+        Some("gt") => number(obj, "value", errors).map(|value| Bound::Gt { value }),
+        Some("lt") => number(obj, "value", errors).map(|value| Bound::Lt { value }),
+        Some("outside") => match (number(obj, "low", errors), number(obj, "high", errors)) {
+            (Some(low), Some(high)) if low <= high => Some(Bound::Outside { low, high }),
+            (Some(_), Some(_)) => {
+                errors.push(FieldError::new("high", "must not be below low"));
+                None
+            }
+            _ => None,
+        },
+        _ => {
+            errors.push(FieldError::new("operator", "required: gt, lt or outside"));
+            None
+        }
+    };
+    if bound.is_none() && errors.len() == before {
+        errors.push(FieldError::new(
+            "value",
+            "required: the bound (`value` for gt and lt, `low` and `high` for outside)",
+        ));
+    }
+    bound
 }
 
 fn count(
@@ -246,45 +278,15 @@ impl AlertRule {
             }
         };
         let kind = match obj.get("kind").and_then(Value::as_str) {
-            Some("failure") => Some(RuleKind::Failure),
+            // A bound of its own, or the metric's pass condition (the rubric without a metric).
+            Some("failure") => Some(RuleKind::Failure {
+                bound: obj
+                    .contains_key("operator")
+                    .then(|| bound(obj, &mut errors))
+                    .flatten(),
+            }),
             Some("threshold") => {
-                let bound = match obj.get("operator").and_then(Value::as_str) {
-                    Some("gt") => {
-                        number(obj, "value", &mut errors).map(|value| Bound::Gt { value })
-                    }
-                    Some("lt") => {
-                        number(obj, "value", &mut errors).map(|value| Bound::Lt { value })
-                    }
-                    Some("outside") => {
-                        match (
-                            number(obj, "low", &mut errors),
-                            number(obj, "high", &mut errors),
-                        ) {
-                            (Some(low), Some(high)) if low <= high => {
-                                Some(Bound::Outside { low, high })
-                            }
-                            (Some(_), Some(_)) => {
-                                errors.push(FieldError::new("high", "must not be below low"));
-                                None
-                            }
-                            _ => None,
-                        }
-                    }
-                    _ => {
-                        errors.push(FieldError::new("operator", "required: gt, lt or outside"));
-                        None
-                    }
-                };
-                if bound.is_none()
-                    && !errors
-                        .iter()
-                        .any(|e| ["value", "low", "high", "operator"].contains(&e.path.as_str()))
-                {
-                    errors.push(FieldError::new(
-                        "value",
-                        "required: the bound (`value` for gt and lt, `low` and `high` for outside)",
-                    ));
-                }
+                let bound = bound(obj, &mut errors);
                 let window = count(obj, "window", 50, 1..=MAX_WINDOW, &mut errors);
                 let min_breaches = count(obj, "min_breaches", 1, 1..=MAX_WINDOW, &mut errors);
                 if min_breaches > window {
@@ -350,10 +352,11 @@ impl AlertRule {
                 None
             }
         };
-        let watches_values = matches!(
-            obj.get("kind").and_then(Value::as_str),
-            Some("threshold" | "trend")
-        );
+        let watches_values = match obj.get("kind").and_then(Value::as_str) {
+            Some("threshold" | "trend") => true,
+            Some("failure") => obj.contains_key("operator"),
+            _ => false,
+        };
         if watches_values && metric.is_none() {
             errors.push(FieldError::new(
                 "metric",
@@ -368,7 +371,7 @@ impl AlertRule {
             metric,
             agent_id,
             calls,
-            kind: kind.unwrap_or(RuleKind::Failure),
+            kind: kind.unwrap_or(RuleKind::Failure { bound: None }),
             cooldown_minutes,
             slack_webhook_url,
             enabled,
@@ -378,7 +381,7 @@ impl AlertRule {
     /// How many of the newest samples the rule reads.
     pub fn samples_needed(&self) -> usize {
         match &self.kind {
-            RuleKind::Failure => 1,
+            RuleKind::Failure { .. } => 1,
             RuleKind::Threshold { window, .. } => *window,
             // The baseline and the recent values the EWMA weighs (a few times 1/alpha).
             RuleKind::Trend { window, alpha, .. } => window + recent_len(*alpha),
@@ -420,8 +423,8 @@ pub struct Check {
 pub fn check(rule: &AlertRule, samples: &[Sample], recent_calls: usize) -> Check {
     let metric = rule.metric.as_deref().unwrap_or("the rubric");
     match &rule.kind {
-        RuleKind::Failure => match samples.first() {
-            Some(s) if s.passed == Some(false) => Check {
+        RuleKind::Failure { bound } => match samples.first() {
+            Some(s) if failed(s, bound.as_ref()) => Check {
                 breaching: true,
                 value: s.value,
                 calls: vec![s.call_id.clone()],
@@ -503,6 +506,14 @@ pub fn check(rule: &AlertRule, samples: &[Sample], recent_calls: usize) -> Check
                 if recent_calls == 1 { "" } else { "s" }
             ),
         },
+    }
+}
+
+/// A call fails a failure rule: it crosses the rule's bound, or fails its metric's condition.
+fn failed(sample: &Sample, bound: Option<&Bound>) -> bool {
+    match bound {
+        Some(b) => sample.value.is_some_and(|v| b.crossed(v)),
+        None => sample.passed == Some(false),
     }
 }
 
@@ -636,6 +647,32 @@ mod tests {
             "the latest failed"
         );
         assert!(!check(&failure, &samples(&[2000.0, 1.0]), 0).breaching);
+
+        let bounded = AlertRule::parse(
+            &json!({"name": "f", "kind": "failure", "metric": "m", "operator": "gt", "value": 1.5}),
+        )
+        .unwrap();
+        assert_eq!(
+            bounded.kind,
+            RuleKind::Failure {
+                bound: Some(Bound::Gt { value: 1.5 })
+            }
+        );
+        assert!(
+            check(&bounded, &samples(&[1.0, 2.0]), 0).breaching,
+            "its own bound, not the metric's"
+        );
+        assert!(!check(&bounded, &samples(&[2.0, 1.0]), 0).breaching);
+        let again: AlertRule =
+            serde_json::from_value(serde_json::to_value(&bounded).unwrap()).unwrap();
+        assert_eq!(again, bounded);
+        assert!(
+            AlertRule::parse(
+                &json!({"name": "f", "kind": "failure", "operator": "gt", "value": 1})
+            )
+            .is_err(),
+            "a bound needs a metric"
+        );
 
         let threshold = AlertRule::parse(&json!({"name": "t", "kind": "threshold", "metric": "m", "operator": "gt", "value": 10, "window": 4, "min_breaches": 2})).unwrap();
         let c = check(&threshold, &samples(&[50.0, 1.0, 1.0, 20.0, 30.0]), 0);

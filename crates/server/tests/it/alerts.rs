@@ -255,40 +255,17 @@ async fn the_dashboard_adds_rules_and_shows_what_fires() {
     s.app.alert_interval = Duration::from_secs(24 * 3600);
     let app = TestApp::spawn_with(s).await;
     let t = app.tenant("dashboard-alerts").await;
-    let (client, cookie) = crate::dashboard::signed_in(&app).await;
-    let page = format!("{}/projects/{}/alerts", app.base, t.project_id);
-    let get = |url: String| {
-        let (client, cookie) = (client.clone(), cookie.clone());
-        async move {
-            let r = client
-                .get(url)
-                .header("cookie", cookie)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
-            r.text().await.unwrap()
-        }
-    };
-    let html = get(page.clone()).await;
+    let session = crate::dashboard::Session::start(&app).await;
+    let page = format!("/projects/{}/alerts", t.project_id);
+    let html = session.page(&page).await;
     assert!(html.contains("No rule yet"));
     let csrf = crate::dashboard::csrf_of(&html);
     let post = |form: Vec<(&'static str, &'static str)>| {
-        let (client, cookie, url, csrf) =
-            (client.clone(), cookie.clone(), page.clone(), csrf.clone());
-        async move {
-            let mut form: Vec<(&str, String)> =
-                form.into_iter().map(|(k, v)| (k, v.to_owned())).collect();
-            form.push(("_csrf", csrf));
-            let r = client
-                .post(url)
-                .header("cookie", cookie)
-                .form(&form)
-                .send()
-                .await
-                .unwrap();
-            (r.status().as_u16(), r.text().await.unwrap())
-        }
+        let mut form: Vec<(&str, String)> =
+            form.into_iter().map(|(k, v)| (k, v.to_owned())).collect();
+        form.push(("_csrf", csrf.clone()));
+        let (session, page) = (&session, &page);
+        async move { session.submit(page, &form).await }
     };
     // A threshold without its bound: refused, with the reason, the name kept.
     let (status, html) = post(vec![
@@ -333,13 +310,13 @@ async fn the_dashboard_adds_rules_and_shows_what_fires() {
 
     evaluated(&app, &t, "long", 129).await;
     assert_eq!(round(&app).await.opened, 1);
-    let html = get(page.clone()).await;
+    let html = session.page(&page).await;
     assert!(
         html.contains("firing")
             && html.contains("1 of the last 1 values of call_duration above 60"),
         "{html}"
     );
-    let overview = get(format!("{}/projects/{}", app.base, t.project_id)).await;
+    let overview = session.page(&format!("/projects/{}", t.project_id)).await;
     assert!(
         overview.contains("Firing alerts") && overview.contains("slow agent"),
         "{overview}"

@@ -670,3 +670,47 @@ async fn the_overview_shows_the_range_against_the_one_before() {
         "{html}"
     );
 }
+
+/// A signed-in dashboard session for page tests: GETs that must answer 200, form POSTs.
+pub(crate) struct Session {
+    client: reqwest::Client,
+    cookie: String,
+    base: String,
+}
+
+impl Session {
+    pub(crate) async fn start(app: &TestApp) -> Self {
+        let (client, cookie) = signed_in(app).await;
+        Self {
+            client,
+            cookie,
+            base: app.base.clone(),
+        }
+    }
+
+    /// The page at `path`, which must answer 200.
+    pub(crate) async fn page(&self, path: &str) -> String {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        r.text().await.unwrap()
+    }
+
+    /// Posts `form` to `path`: the status and the body.
+    pub(crate) async fn submit(&self, path: &str, form: &[(&str, String)]) -> (u16, String) {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+}

@@ -770,37 +770,14 @@ async fn the_dashboard_manages_endpoints_and_replays() {
     let app = TestApp::spawn_with(settings()).await;
     let t = app.tenant("dashboard-hooks").await;
     let (base, received) = receiver().await;
-    let (client, cookie) = crate::dashboard::signed_in(&app).await;
-    let page_url = format!("{}/projects/{}/webhooks", app.base, t.project_id);
-    let get = |url: String| {
-        let (client, cookie) = (client.clone(), cookie.clone());
-        async move {
-            let r = client
-                .get(url)
-                .header("cookie", cookie)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
-            r.text().await.unwrap()
-        }
-    };
-    let html = get(page_url.clone()).await;
+    let session = crate::dashboard::Session::start(&app).await;
+    let page_url = format!("/projects/{}/webhooks", t.project_id);
+    let html = session.page(&page_url).await;
     assert!(html.contains("No endpoint yet"), "{html}");
     let csrf = crate::dashboard::csrf_of(&html);
     let post = |path: String, form: Vec<(&'static str, String)>| {
-        let (client, cookie) = (client.clone(), cookie.clone());
-        let url = format!("{}/projects/{}/webhooks{path}", app.base, t.project_id);
-        async move {
-            let r = client
-                .post(url)
-                .header("cookie", cookie)
-                .form(&form)
-                .send()
-                .await
-                .unwrap();
-            (r.status().as_u16(), r.text().await.unwrap())
-        }
+        let (session, url) = (&session, format!("{page_url}{path}"));
+        async move { session.submit(&url, &form).await }
     };
 
     // A private address is refused with the reason; what was typed stays.
@@ -842,7 +819,7 @@ async fn the_dashboard_manages_endpoints_and_replays() {
         .expect("the secret, shown once")
         .to_owned();
     assert!(secret.starts_with("whsec_"));
-    let html = get(page_url.clone()).await;
+    let html = session.page(&page_url).await;
     assert!(!html.contains(&secret), "shown once only");
     let endpoint = app.store.list_endpoints(t.project_id).await.unwrap()[0].id;
 
@@ -863,7 +840,9 @@ async fn the_dashboard_manages_endpoints_and_replays() {
         delivery_of(&app, &t, endpoint).await["status"] == "delivered"
     })
     .await;
-    let html = get(format!("{page_url}/deliveries/{delivery}")).await;
+    let html = session
+        .page(&format!("{page_url}/deliveries/{delivery}"))
+        .await;
     assert!(
         html.contains("delivered") && html.contains("204") && html.contains("webhook-signature"),
         "{html}"

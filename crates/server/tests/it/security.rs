@@ -6,6 +6,7 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
+use callgrade_app::Clock;
 use callgrade_server::{RateLimit, Settings};
 
 #[tokio::test]
@@ -228,10 +229,61 @@ async fn every_api_route_is_isolated_by_project() {
     let delivery_id = receipt["delivery_id"].as_i64().unwrap();
     let metric_id = app.store.list_metrics(a.project_id).await.unwrap()[0].id;
     let run_id = result["runs"][0]["id"].as_i64().unwrap();
+    // An outbound endpoint with a delivery, and an alert rule (made in the store: the API would
+    // refuse a private receiver under the default settings).
+    let now = app.clock.now();
+    let draft = callgrade_core::outbound::EndpointDraft::parse(
+        &json!({"url": "https://hooks.example.com/secret-endpoint", "events": ["call.received"]}),
+    )
+    .unwrap();
+    let endpoint = app
+        .store
+        .create_endpoint(a.project_id, &draft, "whsec_c2VjcmV0LXNpZ25pbmcta2V5", now)
+        .await
+        .unwrap();
+    let test = callgrade_store::NewEvent {
+        kind: callgrade_core::outbound::EventType::Test,
+        payload: callgrade_core::outbound::envelope(
+            callgrade_core::outbound::EventType::Test,
+            now,
+            json!({}),
+        ),
+        at: now,
+    };
+    app.store
+        .emit_event(a.project_id, test, Some(endpoint.id))
+        .await
+        .unwrap();
+    let outbound_id = app
+        .store
+        .list_outbound(
+            a.project_id,
+            &callgrade_store::OutboundFilter {
+                limit: 1,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .data[0]
+        .id;
+    let rule = callgrade_core::alerts::AlertRule::parse(
+        &json!({"name": "secret-rule", "kind": "failure"}),
+    )
+    .unwrap();
+    let rule_id = app
+        .store
+        .create_rule(a.project_id, &rule, now)
+        .await
+        .unwrap()
+        .id;
     let secrets = [
         call_id.clone(),
         "secret-scenario".to_owned(),
         "0199e72d-795e-7ffe".to_owned(),
+        "secret-endpoint".to_owned(),
+        "whsec_c2VjcmV0LXNpZ25pbmcta2V5".to_owned(),
+        "secret-rule".to_owned(),
     ];
 
     let spec = serde_json::to_value(callgrade_server::openapi()).unwrap();
@@ -255,6 +307,12 @@ async fn every_api_route_is_isolated_by_project() {
                 delivery_id.to_string()
             } else if p.starts_with("/api/v1/agents") {
                 a.agent_id.to_string()
+            } else if p.starts_with("/api/v1/webhook-endpoints") {
+                endpoint.id.to_string()
+            } else if p.starts_with("/api/v1/webhook-deliveries") {
+                outbound_id.to_string()
+            } else if p.starts_with("/api/v1/alert-rules") {
+                rule_id.to_string()
             } else if p.starts_with("/api/v1/vendor-secrets") {
                 // A vendor names no one's resource: B's key reaches B's secret only (below).
                 "vapi".to_owned()
@@ -315,6 +373,17 @@ async fn every_api_route_is_isolated_by_project() {
     assert!(checked >= 25, "only {checked} routes checked");
 
     // A's data is intact.
+    let kept = app.store.endpoint(a.project_id, endpoint.id).await.unwrap();
+    assert!(
+        kept.is_some_and(|e| e.enabled),
+        "B could not touch A's endpoint"
+    );
+    assert!(app
+        .store
+        .rule(a.project_id, rule_id)
+        .await
+        .unwrap()
+        .is_some());
     let (status, run) = app.api(&a.key, &format!("/api/v1/runs/{run_id}")).await;
     assert_eq!(
         (status, run["status"].as_str()),

@@ -59,17 +59,12 @@ fn rule_body(form: &HashMap<String, String>) -> Value {
 fn describe(rule: &AlertRule) -> String {
     let metric = rule.metric.as_deref().unwrap_or("the rubric");
     match &rule.kind {
-        RuleKind::Failure => format!("a call fails {metric}"),
-        RuleKind::Threshold { bound, window, min_breaches } => {
-            let bound = match bound {
-                callgrade_core::alerts::Bound::Gt { value } => format!("> {value}"),
-                callgrade_core::alerts::Bound::Lt { value } => format!("< {value}"),
-                callgrade_core::alerts::Bound::Outside { low, high } => {
-                    format!("outside {low}–{high}")
-                }
-            };
-            format!("{min_breaches} of the last {window} values of {metric} {bound}")
-        }
+        RuleKind::Failure { bound: None } => format!("a call fails {metric}"),
+        RuleKind::Failure { bound: Some(b) } => format!("a call's {metric} is {}", b.describe()),
+        RuleKind::Threshold { bound, window, min_breaches } => format!(
+            "{min_breaches} of the last {window} values of {metric} {}",
+            bound.describe()
+        ),
         RuleKind::Trend { window, k, alpha, direction } => format!(
             "{metric} drifts ({direction:?}) beyond {k} σ of its last {window} values (EWMA α {alpha})"
         ),
@@ -157,7 +152,7 @@ async fn alerts_page(
                     }
                 }
             }
-            label { "Metric " input type="text" name="metric" placeholder="agent_latency_p90 (blank: the rubric)" value=(kept("metric")); }
+            label { "Metric " input type="text" name="metric" placeholder="agent_latency (blank: the rubric)" value=(kept("metric")); }
             label { "Agent "
                 select name="agent_id" {
                     option value="" { "every agent" }
