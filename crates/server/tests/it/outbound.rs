@@ -1013,15 +1013,17 @@ async fn prometheus_metrics_move_with_traffic() {
         2.0,
         "each call's evaluation timed"
     );
-    assert_eq!(sample(&after, "callgrade_jobs", &[("state", "done")]), 2.0);
-    assert_eq!(
-        sample(
-            &after,
-            "callgrade_webhook_deliveries",
-            &[("status", "delivered")]
-        ),
-        2.0
-    );
+    // The database's gauges, read on the pool: waited for, not raced.
+    wait_for("the database's gauges", || async {
+        let s = scrape(&app, Some("scrape-me")).await.1.unwrap();
+        sample(&s, "callgrade_jobs", &[("state", "done")]) == 2.0
+            && sample(
+                &s,
+                "callgrade_webhook_deliveries",
+                &[("status", "delivered")],
+            ) == 2.0
+    })
+    .await;
     // Paths with ids are counted under their template, never one series per id.
     assert_eq!(app.api(&t.key, "/api/v1/calls/nope").await.0, 404);
     let last = scrape(&app, Some("scrape-me")).await.1.unwrap();
