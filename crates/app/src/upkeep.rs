@@ -70,13 +70,17 @@ pub async fn sweep_runs(app: &App) -> Result<Vec<i64>, callgrade_store::StoreErr
     Ok(timed_out)
 }
 
-/// Deletes delivery-log entries past the retention; returns how many.
+/// Deletes delivery-log entries past the retention, and finished outbound deliveries as old;
+/// returns how many of both.
 pub async fn prune_deliveries(app: &App) -> Result<u64, callgrade_store::StoreError> {
     let retention = app.settings.delivery_retention;
     let cutoff = app.now() - retention.max_age;
-    app.store
+    let inbound = app
+        .store
         .prune_deliveries(cutoff.timestamp_millis(), retention.max_per_project)
-        .await
+        .await?;
+    let outbound = app.store.prune_outbound(cutoff).await?;
+    Ok(inbound + outbound)
 }
 
 /// Starts the upkeep loops; abort the handles to stop them.

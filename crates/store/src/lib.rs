@@ -555,6 +555,9 @@ pub trait Webhooks: Send + Sync + 'static {
     async fn record_notices(&self, notices: Vec<Notice>) -> Result<()>;
     /// Deliveries by status, of one project or all (for `/metrics`).
     async fn outbound_counts(&self) -> Result<Vec<(String, i64)>>;
+    /// Deletes delivered and failed deliveries whose last attempt is older than `older_than`,
+    /// with their attempts, and the events no delivery needs any more; how many deliveries.
+    async fn prune_outbound(&self, older_than: DateTime<Utc>) -> Result<u64>;
 }
 
 /// Alert rules, their state and the alerts they opened; what rules read of recent calls.

@@ -194,3 +194,14 @@ pub(crate) fn event(kind: EventType, at: DateTime<Utc>, data: serde_json::Value)
         at,
     }
 }
+
+/// What `prune_outbound` runs, in order, each with the cut-off as its one parameter (`$1`, which
+/// SQLite reads as the first parameter too). A finished delivery's `run_at` is its last
+/// attempt, so the ready index finds them.
+pub(crate) const PRUNE_OUTBOUND: [&str; 3] = [
+    "DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id FROM webhook_deliveries
+        WHERE status IN ('delivered', 'failed') AND run_at < $1)",
+    "DELETE FROM webhook_deliveries WHERE status IN ('delivered', 'failed') AND run_at < $1",
+    "DELETE FROM webhook_events WHERE created_at < $1
+        AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = webhook_events.id)",
+];

@@ -512,6 +512,20 @@ impl Webhooks for PgStore {
         Ok(())
     }
 
+    async fn prune_outbound(&self, older_than: DateTime<Utc>) -> Result<u64> {
+        let cutoff = older_than.timestamp_millis();
+        let mut tx = self.pool.begin().await?;
+        let mut deleted = 0;
+        for (i, sql) in PRUNE_OUTBOUND.iter().enumerate() {
+            let done = sqlx::query(sql).bind(cutoff).execute(&mut *tx).await?;
+            if i == 1 {
+                deleted = done.rows_affected();
+            }
+        }
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
     async fn outbound_counts(&self) -> Result<Vec<(String, i64)>> {
         let rows = sqlx::query(
             "SELECT status, count(*) AS n FROM webhook_deliveries GROUP BY status ORDER BY status",

@@ -557,6 +557,22 @@ impl Webhooks for SqliteStore {
             .await
     }
 
+    async fn prune_outbound(&self, older_than: DateTime<Utc>) -> Result<u64> {
+        let cutoff = older_than.timestamp_millis();
+        self.writer
+            .write(in_place(move |conn| {
+                let mut deleted = 0;
+                for (i, sql) in PRUNE_OUTBOUND.iter().enumerate() {
+                    let n = conn.prepare_cached(sql)?.execute([cutoff])?;
+                    if i == 1 {
+                        deleted = n as u64;
+                    }
+                }
+                Ok(deleted)
+            }))
+            .await
+    }
+
     async fn outbound_counts(&self) -> Result<Vec<(String, i64)>> {
         let rows = sqlx::query(
             "SELECT status, count(*) AS n FROM webhook_deliveries GROUP BY status ORDER BY status",

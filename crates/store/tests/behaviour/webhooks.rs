@@ -263,6 +263,33 @@ pub(super) async fn story_webhooks(store: &dyn Store) {
     let mine = due.iter().find(|d| d.endpoint_id == evaluated.id).unwrap();
     assert_eq!(mine.secrets, ["whsec_DDDD", "whsec_BBBB"]);
 
+    // Pruning takes finished deliveries older than the cut-off, never pending ones.
+    let delivered = mine.id;
+    store
+        .record_attempt(attempt(delivered, "s3", t0(), AttemptNext::Delivered))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.prune_outbound(t0()).await.unwrap(),
+        0,
+        "not older than the cut-off"
+    );
+    let cut = t0() + TimeDelta::seconds(1);
+    assert_eq!(store.prune_outbound(cut).await.unwrap(), 1);
+    assert!(store
+        .outbound_delivery(project.id, delivered)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(
+        store
+            .outbound_delivery(project.id, d.id)
+            .await
+            .unwrap()
+            .is_some(),
+        "a pending delivery stays"
+    );
+
     assert!(store
         .delete_endpoint(project.id, received.id)
         .await
