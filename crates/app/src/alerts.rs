@@ -4,9 +4,9 @@
 //! with the alert in one transaction, and a Slack message when the rule names a Slack webhook.
 
 use callgrade_core::alerts::{check, step, AlertRule, RuleKind, Step};
-use callgrade_core::outbound::{envelope, EventType};
+use callgrade_core::outbound::EventType;
 use callgrade_store::{Alert, AlertChange, AlertRuleRow, NewEvent};
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::TimeDelta;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -217,11 +217,15 @@ async fn check_rule(app: &App, row: &AlertRuleRow) -> Result<Step> {
             value: found.value,
             summary: found.summary.clone(),
             call_ids: found.calls.clone(),
-            events: vec![event(EventType::AlertOpened, now, data("firing"))],
+            events: vec![NewEvent::new(EventType::AlertOpened, now, data("firing"))],
         },
         Step::Resolve => AlertChange::Resolve {
             summary: found.summary.clone(),
-            events: vec![event(EventType::AlertResolved, now, data("resolved"))],
+            events: vec![NewEvent::new(
+                EventType::AlertResolved,
+                now,
+                data("resolved"),
+            )],
         },
         Step::Stay { .. } => AlertChange::Checked {
             summary: found.summary.clone(),
@@ -246,14 +250,6 @@ fn kind_name(kind: &RuleKind) -> &'static str {
         RuleKind::Threshold { .. } => "threshold",
         RuleKind::Trend { .. } => "trend",
         RuleKind::NoCalls { .. } => "no_calls",
-    }
-}
-
-fn event(kind: EventType, at: DateTime<Utc>, data: Value) -> NewEvent {
-    NewEvent {
-        kind,
-        payload: envelope(kind, at, data),
-        at,
     }
 }
 

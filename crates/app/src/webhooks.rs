@@ -172,11 +172,7 @@ pub async fn send_test(app: &App, project_id: i64, id: i64) -> Result<OutboundDe
         "endpoint_id": id,
         "project_id": project_id,
     });
-    let event = NewEvent {
-        kind: EventType::Test,
-        payload: callgrade_core::outbound::envelope(EventType::Test, now, data),
-        at: now,
-    };
+    let event = NewEvent::new(EventType::Test, now, data);
     app.store.emit_event(project_id, event, Some(id)).await?;
     app.outbound_ready.notify_waiters();
     let filter = OutboundFilter {
@@ -468,7 +464,7 @@ async fn notice(
     let mut result_status = None;
     if run_wanted {
         if let Some(run) = app.store.run(r.project_id, r.run_id).await? {
-            events.push(event(EventType::RunCompleted, now, json!(run)));
+            events.push(NewEvent::new(EventType::RunCompleted, now, json!(run)));
         }
     }
     if !results_done.contains(&r.result_id) {
@@ -476,7 +472,7 @@ async fn notice(
             let status = result_status_of(&result);
             if result.finished && r.result_notified.as_deref() != Some(status) {
                 let data = result_completed(app, &result, status).await?;
-                events.push(event(EventType::ResultCompleted, now, data));
+                events.push(NewEvent::new(EventType::ResultCompleted, now, data));
                 result_status = Some((result.id, status.to_owned()));
                 results_done.insert(result.id);
             }
@@ -489,14 +485,6 @@ async fn notice(
         result: result_status,
         events,
     })
-}
-
-fn event(kind: EventType, at: DateTime<Utc>, data: Value) -> NewEvent {
-    NewEvent {
-        kind,
-        payload: callgrade_core::outbound::envelope(kind, at, data),
-        at,
-    }
 }
 
 /// A finished result's status as Cekura words it: `cancelled` when every run was cancelled,

@@ -729,6 +729,17 @@ pub struct NewEvent {
     pub at: DateTime<Utc>,
 }
 
+impl NewEvent {
+    /// The event `kind` at `at` with its `data`, as posted: `{type, timestamp, data}`.
+    pub fn new(kind: callgrade_core::outbound::EventType, at: DateTime<Utc>, data: Value) -> Self {
+        Self {
+            kind,
+            payload: callgrade_core::outbound::envelope(kind, at, data),
+            at,
+        }
+    }
+}
+
 /// Where an outbound delivery stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]

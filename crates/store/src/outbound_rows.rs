@@ -178,21 +178,13 @@ pub(crate) fn delivery_rejected(
         "error_count": rejection.errors.len(),
         "received_at": delivery.received_at,
     });
-    event(EventType::DeliveryRejected, delivery.received_at, data)
+    NewEvent::new(EventType::DeliveryRejected, delivery.received_at, data)
 }
 
 /// `call.received`: the call's receipt, as its sender got it.
 pub(crate) fn call_received(receipt: &CallReceipt, at: DateTime<Utc>) -> NewEvent {
     let data = serde_json::to_value(receipt).unwrap_or_default();
-    event(EventType::CallReceived, at, data)
-}
-
-pub(crate) fn event(kind: EventType, at: DateTime<Utc>, data: serde_json::Value) -> NewEvent {
-    NewEvent {
-        kind,
-        payload: callgrade_core::outbound::envelope(kind, at, data),
-        at,
-    }
+    NewEvent::new(EventType::CallReceived, at, data)
 }
 
 /// What `prune_outbound` runs, in order, each with the cut-off as its one parameter (`$1`, which

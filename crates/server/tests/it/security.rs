@@ -241,15 +241,8 @@ async fn every_api_route_is_isolated_by_project() {
         .create_endpoint(a.project_id, &draft, "whsec_c2VjcmV0LXNpZ25pbmcta2V5", now)
         .await
         .unwrap();
-    let test = callgrade_store::NewEvent {
-        kind: callgrade_core::outbound::EventType::Test,
-        payload: callgrade_core::outbound::envelope(
-            callgrade_core::outbound::EventType::Test,
-            now,
-            json!({}),
-        ),
-        at: now,
-    };
+    let test =
+        callgrade_store::NewEvent::new(callgrade_core::outbound::EventType::Test, now, json!({}));
     app.store
         .emit_event(a.project_id, test, Some(endpoint.id))
         .await

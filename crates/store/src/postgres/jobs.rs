@@ -6,7 +6,6 @@ use crate::codec::to_json;
 use crate::errors::no_call;
 use crate::inputs::{claimed_evaluations, evaluation_inputs};
 use crate::model::*;
-use crate::outbound_rows::event;
 use crate::queue::{failed_job_state, job_counts as counts_from, SUPERSEDED};
 use crate::rows::{call_for_evaluation_from, CALLS, CALL_SUMMARY_COLUMNS, EVALUATED_CALL_COLUMNS};
 use crate::{
@@ -242,7 +241,7 @@ pub(super) async fn complete_job(
             row.try_get("run_id")?,
             outcome,
         );
-        let event = event(EventType::CallEvaluated, now, data);
+        let event = NewEvent::new(EventType::CallEvaluated, now, data);
         emit(&mut tx, job.project_id, &event, None).await?;
     }
     tx.commit().await?;

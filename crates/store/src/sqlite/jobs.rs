@@ -8,7 +8,6 @@ use crate::codec::to_json;
 use crate::errors::no_call;
 use crate::inputs::{claimed_evaluations, evaluation_inputs};
 use crate::model::*;
-use crate::outbound_rows::event;
 use crate::queue::{failed_job_state, job_counts as counts_from, SUPERSEDED};
 use crate::rows::{call_for_evaluation_from, CALLS, CALL_SUMMARY_COLUMNS, EVALUATED_CALL_COLUMNS};
 use crate::{
@@ -218,7 +217,7 @@ impl Apply for CompleteJob {
             emit(
                 conn,
                 job.project_id,
-                &event(EventType::CallEvaluated, at, data),
+                &NewEvent::new(EventType::CallEvaluated, at, data),
                 None,
             )?;
         }

@@ -3,7 +3,7 @@
 //! runs out; a stale sender's answer changes nothing; replays; another project sees nothing.
 
 use super::*;
-use callgrade_core::outbound::{envelope, EndpointDraft, EndpointPatch, EventType};
+use callgrade_core::outbound::{EndpointDraft, EndpointPatch, EventType};
 
 fn draft(events: &[EventType]) -> EndpointDraft {
     EndpointDraft {
@@ -219,11 +219,7 @@ pub(super) async fn story_webhooks(store: &dyn Store) {
     );
 
     // A test event goes to one endpoint whatever it subscribes to.
-    let test = NewEvent {
-        kind: EventType::Test,
-        payload: envelope(EventType::Test, t0(), json!({})),
-        at: t0(),
-    };
+    let test = NewEvent::new(EventType::Test, t0(), json!({}));
     assert_eq!(
         store
             .emit_event(project.id, test.clone(), Some(evaluated.id))
