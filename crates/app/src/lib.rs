@@ -15,6 +15,7 @@ mod error;
 pub mod evaluation;
 pub mod fetch;
 pub mod ingest;
+pub mod keys;
 pub mod metrics;
 pub mod overview;
 pub mod recordings;

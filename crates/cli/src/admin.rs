@@ -72,10 +72,14 @@ pub enum ProjectCommand {
         #[command(flatten)]
         voice: VoiceFlags,
     },
-    /// Replace a project's API key; the old key stops working at once.
+    /// Replace a project's API key when it has one active key (`callgrade key rotate` picks
+    /// one of several); the old key stops working at once unless --overlap-minutes is given.
     RotateKey {
         /// The project's name or id.
         project: String,
+        /// Minutes the old key keeps working, 0 to 10080.
+        #[arg(long, default_value_t = 0)]
+        overlap_minutes: i64,
     },
     /// Save (or with --clear, remove) the secret a vendor signs this project's webhooks with:
     /// Vapi's server URL secret, Retell's API key with the webhook badge, or ElevenLabs'
@@ -206,14 +210,11 @@ pub async fn project(db: &DbArgs, cmd: ProjectCommand, out: &Output) -> anyhow::
                 if listing.projects.is_empty() {
                     return "No projects yet. Create one: callgrade project create NAME".into();
                 }
-                let mut text = format!("{:<6} {:<24} {:<12} WEBHOOK URL", "ID", "NAME", "KEY");
+                let mut text = format!("{:<6} {:<24} WEBHOOK URL", "ID", "NAME");
                 for row in &listing.projects {
                     text.push_str(&format!(
-                        "\n{:<6} {:<24} {:<12} {}",
-                        row.project.id,
-                        row.project.name,
-                        format!("{}…", row.project.key_prefix),
-                        row.webhook_url
+                        "\n{:<6} {:<24} {}",
+                        row.project.id, row.project.name, row.webhook_url
                     ));
                 }
                 text
@@ -342,9 +343,16 @@ pub async fn project(db: &DbArgs, cmd: ProjectCommand, out: &Output) -> anyhow::
                 )
             });
         }
-        ProjectCommand::RotateKey { project } => {
+        ProjectCommand::RotateKey {
+            project,
+            overlap_minutes,
+        } => {
             let project = find_project(store.as_ref(), &project).await?;
-            let key = store.rotate_key(project.id).await?;
+            let app = App::new(store.clone(), AppSettings::default());
+            let old = crate::keys::only_active_key(&app, &project).await?;
+            let (_, key) = callgrade_app::keys::rotate(&app, project.id, old.id, overlap_minutes)
+                .await
+                .map_err(|e| flag_error(e, |_| "--overlap-minutes".into()))?;
             print_key(
                 out,
                 &project,

@@ -12,6 +12,7 @@ mod check;
 mod ci_report;
 mod corpus;
 mod database;
+mod keys;
 mod metrics;
 mod output;
 mod scenario;
@@ -91,6 +92,9 @@ enum Command {
     /// Create, list projects and rotate their API keys.
     #[command(subcommand)]
     Project(admin::ProjectCommand),
+    /// Create, list, rotate and revoke a project's API keys, each with its scopes.
+    #[command(subcommand)]
+    Key(keys::KeyCommand),
     /// Create and list agents (their id is the `agent_id` of webhook payloads).
     #[command(subcommand)]
     Agent(admin::AgentCommand),
@@ -161,6 +165,7 @@ fn main() -> ExitCode {
         let result = match cli.command {
             Command::Serve(args) => serve::run(&cli.db, args).await,
             Command::Project(cmd) => admin::project(&cli.db, cmd, &out).await,
+            Command::Key(cmd) => keys::run(&cli.db, cmd, &out).await,
             Command::Agent(cmd) => admin::agent(&cli.db, cmd, &out).await,
             Command::Admin(AdminCommand::Token { rotate }) => {
                 admin::token(&cli.db, rotate, &out).await

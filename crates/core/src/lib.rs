@@ -4,6 +4,7 @@
 //! [`Message`]) while collecting *every* problem with its JSON path ([`FieldError`]), so a
 //! sender learns everything that is wrong with a request at once.
 
+pub mod access;
 mod agent;
 pub mod alerts;
 mod audio;

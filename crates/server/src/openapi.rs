@@ -1,7 +1,12 @@
+use axum::http::Method;
+use callgrade_core::access::Scope;
 use callgrade_core::{Limits, MetricDraft, ResultDraft};
+use utoipa::openapi::extensions::ExtensionsBuilder;
 use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
 use utoipa::openapi::schema::{AllOfBuilder, Object, Schema, Type};
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
 use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
@@ -93,8 +98,8 @@ struct EdgeAnswers;
 
 impl Modify for EdgeAnswers {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        for item in openapi.paths.paths.values_mut() {
-            for operation in operations(item) {
+        for (route, item) in openapi.paths.paths.iter_mut() {
+            for (method, operation) in operations(item) {
                 let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
                 let takes = |place: ParameterIn| {
                     operation
@@ -128,29 +133,74 @@ impl Modify for EdgeAnswers {
                     answer("415", error("The body is not sent as application/json"));
                 }
                 if secured {
-                    answer("401", error("Missing or unknown key"));
+                    let scope = crate::auth::required_scope(&method, route);
+                    answer(
+                        "403",
+                        error(&format!(
+                            "The key lacks the `{scope}` scope this route needs"
+                        )),
+                    );
+                    answer("401", error("Missing, unknown, revoked or expired key"));
                     answer("429", rate_limited());
                     answer(
                         "500",
                         error("The server could not complete the request; retry later"),
                     );
                     answer("503", error("The server is shutting down; retry shortly"));
+                    state_scope(operation, scope);
                 }
             }
         }
     }
 }
 
-fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+fn operations(item: &mut PathItem) -> impl Iterator<Item = (Method, &mut Operation)> {
     [
-        &mut item.get,
-        &mut item.put,
-        &mut item.post,
-        &mut item.delete,
-        &mut item.patch,
+        (Method::GET, &mut item.get),
+        (Method::PUT, &mut item.put),
+        (Method::POST, &mut item.post),
+        (Method::DELETE, &mut item.delete),
+        (Method::PATCH, &mut item.patch),
     ]
     .into_iter()
-    .flatten()
+    .filter_map(|(method, operation)| operation.as_mut().map(|op| (method, op)))
+}
+
+/// Names the scope a route needs in each of its security requirements (OpenAPI 3.1 lets a
+/// non-OAuth scheme list the roles it needs), in `x-required-scope`, and in its description,
+/// from the same table the server enforces.
+fn state_scope(operation: &mut Operation, scope: Scope) {
+    let schemes: Vec<String> = operation
+        .security
+        .iter()
+        .flatten()
+        .filter_map(|requirement| serde_json::to_value(requirement).ok())
+        .filter_map(|value| {
+            value
+                .as_object()
+                .map(|o| o.keys().cloned().collect::<Vec<_>>())
+        })
+        .flatten()
+        .collect();
+    operation.security = Some(
+        schemes
+            .into_iter()
+            .map(|scheme| SecurityRequirement::new(scheme, [scope.as_str()]))
+            .collect(),
+    );
+    operation
+        .extensions
+        .get_or_insert_with(Default::default)
+        .merge(
+            ExtensionsBuilder::new()
+                .add("x-required-scope", scope.as_str())
+                .build(),
+        );
+    let needs = format!("Needs a key with the `{scope}` scope.");
+    operation.description = Some(match operation.description.take() {
+        Some(d) if !d.is_empty() => format!("{d}\n\n{needs}"),
+        _ => needs,
+    });
 }
 
 fn error(description: &str) -> Response {

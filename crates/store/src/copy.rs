@@ -12,6 +12,7 @@ use crate::{PgStore, Result, SqliteStore, StoreError};
 /// Tables in dependency order.
 pub const TABLES: &[&str] = &[
     "projects",
+    "api_keys",
     "agents",
     "deliveries",
     "calls",

@@ -44,7 +44,7 @@ use tokio::sync::Notify;
 /// rather than an `Arc<dyn Store>`: `use callgrade_store::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Alerts, Calls, Ingest, JobQueue, Metrics, Projects, Recordings, Simulations, Store,
+        Alerts, Calls, Ingest, JobQueue, Keys, Metrics, Projects, Recordings, Simulations, Store,
         TestRuns, Traces, Webhooks,
     };
 }
@@ -81,6 +81,7 @@ pub enum StoreError {
 /// (`sqlite/` and `postgres/` have one file per capability). Callers hold an `Arc<dyn Store>`.
 pub trait Store:
     Projects
+    + Keys
     + Ingest
     + Calls
     + TestRuns
@@ -96,6 +97,7 @@ pub trait Store:
 
 impl<
         T: Projects
+            + Keys
             + Ingest
             + Calls
             + TestRuns
@@ -114,21 +116,18 @@ impl<
 /// Projects, their keys and agents, server-wide settings, and whether the database answers.
 #[async_trait]
 pub trait Projects: Send + Sync + 'static {
-    /// Creates a project and its first API key (returned once, stored hashed).
+    /// Creates a project and its first API key, `default` with every scope (returned once,
+    /// stored hashed).
     async fn create_project(&self, name: &str) -> Result<(Project, ApiKey)>;
     async fn list_projects(&self) -> Result<Vec<Project>>;
     async fn project(&self, id: i64) -> Result<Option<Project>>;
     /// Finds a project by its integer id or its name.
     async fn find_project(&self, name_or_id: &str) -> Result<Option<Project>>;
-    /// Replaces a project's key; the old one stops working at once.
-    async fn rotate_key(&self, project_id: i64) -> Result<ApiKey>;
     async fn update_project_settings(
         &self,
         project_id: i64,
         settings: &ProjectSettings,
     ) -> Result<Project>;
-    /// The project whose key this is, compared in constant time.
-    async fn authenticate(&self, key: &str) -> Result<Option<Project>>;
     async fn create_agent(&self, project_id: i64, agent: &NewAgent) -> Result<Agent>;
     async fn list_agents(&self, project_id: i64) -> Result<Vec<Agent>>;
     /// An agent, and its connector with the secrets the served agent leaves out.
@@ -558,6 +557,45 @@ pub trait Webhooks: Send + Sync + 'static {
     /// Deletes delivered and failed deliveries whose last attempt is older than `older_than`,
     /// with their attempts, and the events no delivery needs any more; how many deliveries.
     async fn prune_outbound(&self, older_than: DateTime<Utc>) -> Result<u64>;
+}
+
+/// A project's API keys: created with scopes, listed without secrets, rotated, revoked, and
+/// the one a request presents.
+#[async_trait]
+pub trait Keys: Send + Sync + 'static {
+    /// A new key (returned once, stored hashed).
+    async fn create_key(
+        &self,
+        project_id: i64,
+        draft: &callgrade_core::access::KeyDraft,
+        now: DateTime<Utc>,
+    ) -> Result<(ProjectKey, ApiKey)>;
+    /// Every key of the project, revoked and expired ones too, newest first.
+    async fn list_keys(&self, project_id: i64) -> Result<Vec<ProjectKey>>;
+    async fn project_key(&self, project_id: i64, key_id: i64) -> Result<Option<ProjectKey>>;
+    /// Revokes a key at `at` (a key revoked before keeps its time); `None` when the project has
+    /// no such key.
+    async fn revoke_key(
+        &self,
+        project_id: i64,
+        key_id: i64,
+        at: DateTime<Utc>,
+    ) -> Result<Option<ProjectKey>>;
+    /// A new key with the old one's name, scopes and expiry, in one transaction with the old
+    /// one's expiry brought forward to `old_until` (`now` for an immediate rotation); `None`
+    /// when the project has no such key that is still active at `now`.
+    async fn rotate_key(
+        &self,
+        project_id: i64,
+        key_id: i64,
+        old_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(ProjectKey, ApiKey)>>;
+    /// The key this is and its project, compared in constant time; a revoked key is not found.
+    /// Its expiry is the caller's to check, on the caller's clock.
+    async fn authenticate(&self, key: &str) -> Result<Option<KeyGrant>>;
+    /// Records that a key authenticated a request at `at`.
+    async fn touch_key(&self, key_id: i64, at: DateTime<Utc>) -> Result<()>;
 }
 
 /// Alert rules, their state and the alerts they opened; what rules read of recent calls.

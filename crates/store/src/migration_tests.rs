@@ -341,3 +341,53 @@ async fn postgres_keeps_metric_definitions() {
     })
     .await;
 }
+
+/// The last migration with one key per project, in `projects`.
+const BEFORE_API_KEYS: i64 = 16;
+
+/// A project with its one key (`cg_old-key`, as its SHA-256), rotated once, and an agent.
+const OLD_KEY: &str = r#"
+INSERT INTO projects (id, name, key_hash, key_prefix, created_at, key_rotated_at, judge_model)
+    VALUES (1, 'p', 'b486dc302fd7e95a7c0b485fd62f90c844ac93b1272525cd6a082b74945dddce', 'cg_old-key',
+        1760520000000, 1760520005000, 'judge-1');
+INSERT INTO agents (id, project_id, name, created_at) VALUES (4, 1, 'front desk', 1760520000000);
+"#;
+
+async fn check_keys(store: &dyn Store) {
+    let grant = store.authenticate("cg_old-key").await.unwrap().unwrap();
+    assert_eq!((grant.project.id, grant.project.name.as_str()), (1, "p"));
+    assert_eq!(grant.key.name, "default");
+    assert_eq!(grant.key.scopes, callgrade_core::access::Scopes::ALL);
+    assert_eq!(grant.key.key_prefix, "cg_old-key");
+    assert_eq!(
+        grant.key.created_at,
+        ms(1_760_520_005_000),
+        "from its last rotation"
+    );
+    assert_eq!(
+        store.judge_settings(1).await.unwrap().model.as_deref(),
+        Some("judge-1")
+    );
+    let agents = store.list_agents(1).await.unwrap();
+    assert_eq!(agents.iter().map(|a| a.id).collect::<Vec<_>>(), [4]);
+    // The rebuilt table is still the one its rows reference.
+    assert!(store
+        .create_agent(404, &crate::NewAgent::named("nobody's"))
+        .await
+        .is_err());
+}
+
+#[tokio::test]
+async fn sqlite_moves_each_project_key_to_api_keys() {
+    let (_dir, url) = sqlite_at(BEFORE_API_KEYS, OLD_KEY).await;
+    check_keys(&SqliteStore::open(&url).await.unwrap()).await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: set CALLGRADE_TEST_POSTGRES_URL, run with --include-ignored"]
+async fn postgres_moves_each_project_key_to_api_keys() {
+    on_postgres_at(BEFORE_API_KEYS, OLD_KEY, |store| async move {
+        check_keys(&store).await
+    })
+    .await;
+}

@@ -1,5 +1,6 @@
 //! What the store takes and gives back.
 
+use callgrade_core::access::Scopes;
 pub use callgrade_core::{
     Agent, Answer, CallEvaluation, CallForEvaluation, Channel, Connector, Evaluation,
     EvaluationInput, EvaluationStatus, JudgeSettings, Metric, MetricSummary, NewScenario,
@@ -22,13 +23,44 @@ use utoipa::ToSchema;
 pub struct Project {
     pub id: i64,
     pub name: String,
-    /// The first characters of the current key, to recognise it; never the key.
-    pub key_prefix: String,
     pub created_at: DateTime<Utc>,
     /// How long after a test call ends its transcript may still arrive and match.
     pub listening_window_seconds: i64,
     /// How long after its creation a run without a reported call end times out.
     pub run_deadline_seconds: i64,
+}
+
+/// One of a project's API keys, as listed: never the key itself.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ProjectKey {
+    pub id: i64,
+    pub name: String,
+    /// The first characters of the key, to recognise it.
+    pub key_prefix: String,
+    /// What the key may do: `ingest`, `read`, `write`, `admin`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>, example = json!(["ingest"])))]
+    pub scopes: Scopes,
+    pub created_at: DateTime<Utc>,
+    /// When it stops working (set when created, or by a rotation's overlap); `null`: never.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When it last authenticated a request, to the minute.
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl ProjectKey {
+    /// Whether the key authenticates requests at `now`.
+    pub fn active_at(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|at| at > now)
+    }
+}
+
+/// What a presented key proved: whose it is, which key, and what it may do.
+#[derive(Debug, Clone)]
+pub struct KeyGrant {
+    pub project: Project,
+    pub key: ProjectKey,
 }
 
 /// Changes to a project's settings; `None` keeps the current value.

@@ -70,16 +70,64 @@ pub(crate) fn paginate<R, T>(
 }
 
 pub(crate) const PROJECT_COLUMNS: &str =
-    "id, name, key_prefix, created_at, listening_window_seconds, run_deadline_seconds";
+    "id, name, created_at, listening_window_seconds, run_deadline_seconds";
 
 pub(crate) fn project_from(row: &impl Columns) -> Result<Project> {
     Ok(Project {
         id: row.int("id")?,
         name: row.text("name")?,
-        key_prefix: row.text("key_prefix")?,
         created_at: time(row.int("created_at")?)?,
         listening_window_seconds: row.int("listening_window_seconds")?,
         run_deadline_seconds: row.int("run_deadline_seconds")?,
+    })
+}
+
+pub(crate) const KEY_COLUMNS: &str =
+    "id, name, key_prefix, scopes, created_at, expires_at, last_used_at, revoked_at";
+
+fn scopes_from(row: &impl Columns) -> Result<callgrade_core::access::Scopes> {
+    let bits = row.int("scopes")?;
+    callgrade_core::access::Scopes::from_bits(bits)
+        .ok_or_else(|| crate::StoreError::Corrupt(format!("unknown key scopes {bits}")))
+}
+
+pub(crate) fn key_from(row: &impl Columns) -> Result<ProjectKey> {
+    Ok(ProjectKey {
+        id: row.int("id")?,
+        name: row.text("name")?,
+        key_prefix: row.text("key_prefix")?,
+        scopes: scopes_from(row)?,
+        created_at: time(row.int("created_at")?)?,
+        expires_at: opt_time(row.opt_int("expires_at")?)?,
+        last_used_at: opt_time(row.opt_int("last_used_at")?)?,
+        revoked_at: opt_time(row.opt_int("revoked_at")?)?,
+    })
+}
+
+/// The columns of a key with its project (`authenticate`): the key's own renamed, so the
+/// project's read as in [`project_from`].
+pub(crate) const GRANT_QUERY: &str = "SELECT projects.id, projects.name, projects.created_at,
+        listening_window_seconds, run_deadline_seconds, k.key_id, k.key_name, k.key_prefix,
+        k.scopes, k.key_created_at, k.expires_at, k.last_used_at, k.key_hash
+    FROM projects JOIN (
+        SELECT id AS key_id, project_id, name AS key_name, key_prefix, scopes,
+            created_at AS key_created_at, expires_at, last_used_at, key_hash
+        FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL) k
+    ON k.project_id = projects.id";
+
+pub(crate) fn grant_from(row: &impl Columns) -> Result<KeyGrant> {
+    Ok(KeyGrant {
+        project: project_from(row)?,
+        key: ProjectKey {
+            id: row.int("key_id")?,
+            name: row.text("key_name")?,
+            key_prefix: row.text("key_prefix")?,
+            scopes: scopes_from(row)?,
+            created_at: time(row.int("key_created_at")?)?,
+            expires_at: opt_time(row.opt_int("expires_at")?)?,
+            last_used_at: opt_time(row.opt_int("last_used_at")?)?,
+            revoked_at: None,
+        },
     })
 }
 

@@ -4,17 +4,18 @@ mod calls;
 mod deliveries;
 mod extract;
 mod health;
+mod keys;
 pub(crate) mod metrics;
-mod observe;
+pub(crate) mod observe;
 mod outbound;
 mod project;
 pub(crate) mod recordings;
 mod runs;
 mod scenarios;
 mod telemetry;
-mod traces;
-mod vendors;
-mod webhook;
+pub(crate) mod traces;
+pub(crate) mod vendors;
+pub(crate) mod webhook;
 
 pub use webhook::CEKURA_PATH;
 
@@ -52,6 +53,9 @@ pub(crate) fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(deliveries::get_delivery))
         .routes(routes!(project::get_project, project::update_project))
         .routes(routes!(project::list_vendor_secrets))
+        .routes(routes!(keys::create_key, keys::list_keys))
+        .routes(routes!(keys::get_key, keys::revoke_key))
+        .routes(routes!(keys::rotate_key))
         .routes(routes!(
             project::put_vendor_secret,
             project::delete_vendor_secret

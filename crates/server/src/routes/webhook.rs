@@ -15,6 +15,7 @@ use crate::error::webhook_answer;
 use crate::{ApiError, AppState};
 
 pub const CEKURA_PATH: &str = "/test_framework/custom-provider-transcript-webhook/";
+pub const PROJECT_PATH: &str = "/webhooks/custom/{project_id}";
 
 /// Receives call transcripts on Cekura's own path (also without the trailing slash); the
 /// project is the key's.

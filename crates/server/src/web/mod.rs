@@ -27,7 +27,15 @@ pub fn router() -> Router<AppState> {
             post(pages::update_agent),
         )
         .route("/projects/{id}/settings", post(pages::update_settings))
-        .route("/projects/{id}/rotate-key", post(pages::rotate_key))
+        .route("/projects/{id}/keys", post(pages::create_key))
+        .route(
+            "/projects/{id}/keys/{key_id}/rotate",
+            post(pages::rotate_key),
+        )
+        .route(
+            "/projects/{id}/keys/{key_id}/revoke",
+            post(pages::revoke_key),
+        )
         .route("/projects/{id}/calls", get(pages::calls))
         .route("/projects/{id}/calls/{call_id}", get(pages::call))
         .route("/projects/{id}/calls/{call_id}/raw", get(pages::call_raw))

@@ -134,7 +134,7 @@ async fn a_user_walks_through_the_dashboard() {
     screenshot(&c, "project-created").await;
 
     // Create an agent on the project page.
-    let project = app.store.authenticate(&key).await.unwrap().unwrap();
+    let project = app.store.authenticate(&key).await.unwrap().unwrap().project;
     c.goto(&format!("{base}/projects/{}/setup", project.id))
         .await
         .unwrap();

@@ -101,7 +101,8 @@ async fn sign_in_sessions_csrf_and_pages() {
         .authenticate(&key)
         .await
         .unwrap()
-        .expect("the shown key works");
+        .expect("the shown key works")
+        .project;
 
     // The project page teaches the first call; agents can be created.
     let overview = get(&format!("/projects/{}", project.id))

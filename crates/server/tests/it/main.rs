@@ -8,6 +8,7 @@ mod dashboard;
 mod dashboard_simulation;
 mod evaluation;
 mod fakes;
+mod keys;
 mod openapi;
 mod outbound;
 mod recording_url;

@@ -270,7 +270,10 @@ async fn every_api_route_is_isolated_by_project() {
         .await
         .unwrap()
         .id;
+    let key_id = app.store.list_keys(a.project_id).await.unwrap()[0].id;
     let secrets = [
+        a.key.clone(),
+        a.key[..10].to_owned(),
         call_id.clone(),
         "secret-scenario".to_owned(),
         "0199e72d-795e-7ffe".to_owned(),
@@ -304,6 +307,8 @@ async fn every_api_route_is_isolated_by_project() {
                 endpoint.id.to_string()
             } else if p.starts_with("/api/v1/webhook-deliveries") {
                 outbound_id.to_string()
+            } else if p.starts_with("/api/v1/keys") {
+                key_id.to_string()
             } else if p.starts_with("/api/v1/alert-rules") {
                 rule_id.to_string()
             } else if p.starts_with("/api/v1/vendor-secrets") {
@@ -366,6 +371,8 @@ async fn every_api_route_is_isolated_by_project() {
     assert!(checked >= 25, "only {checked} routes checked");
 
     // A's data is intact.
+    let (status, _) = app.api(&a.key, "/api/v1/project").await;
+    assert_eq!(status, 200, "B could not revoke or rotate A's key");
     let kept = app.store.endpoint(a.project_id, endpoint.id).await.unwrap();
     assert!(
         kept.is_some_and(|e| e.enabled),

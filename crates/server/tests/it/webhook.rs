@@ -444,7 +444,14 @@ async fn auth_cases() {
     }
 
     // Rotation: the old key stops at once, the new one works.
-    let new_key = app.store.rotate_key(t.project_id).await.unwrap();
+    let key_id = app.store.list_keys(t.project_id).await.unwrap()[0].id;
+    let now = callgrade_app::Clock::now(app.clock.as_ref());
+    let (_, new_key) = app
+        .store
+        .rotate_key(t.project_id, key_id, now, now)
+        .await
+        .unwrap()
+        .unwrap();
     let r = app.send(&t.key, &body).await;
     assert_eq!(r.status(), 401);
     let r = app.send(new_key.expose(), &body).await;

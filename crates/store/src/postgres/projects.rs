@@ -1,9 +1,8 @@
-//! Projects, their keys and agents, and server-wide settings on PostgreSQL.
+//! Projects, their agents, and server-wide settings on PostgreSQL.
 
 use super::{opt_text, text};
 use crate::codec::{now_ms, to_json};
 use crate::errors::{no_project, project_name_taken};
-use crate::key::{hash_key, hashes_match};
 use crate::lookups::existing_project;
 use crate::model::*;
 use crate::rows::{
@@ -12,10 +11,10 @@ use crate::rows::{
 };
 use crate::{ApiKey, PgStore, Project, ProjectSettings, Projects, Result, StoreError};
 use async_trait::async_trait;
+use callgrade_core::access::Scopes;
 use callgrade_core::Vendor;
 use callgrade_core::{Connector, PhoneNumber};
 use sqlx::postgres::PgPool;
-use sqlx::Row;
 
 pub(super) async fn update_project_settings(
     pool: &PgPool,
@@ -47,17 +46,25 @@ impl Projects for PgStore {
         let mut tx = self.pool.begin().await?;
         // A concurrent creation of the same name waits on the unique index, then fails here.
         let row = sqlx::query(&format!(
-            "INSERT INTO projects (name, key_hash, key_prefix, created_at) VALUES ($1, $2, $3, $4)
-             RETURNING {PROJECT_COLUMNS}"
+            "INSERT INTO projects (name, created_at) VALUES ($1, $2) RETURNING {PROJECT_COLUMNS}"
         ))
         .bind(text(name))
-        .bind(key.hash())
-        .bind(key.prefix())
         .bind(now)
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| project_name_taken(e, name))?;
         let project = project_from(&row)?;
+        sqlx::query(
+            "INSERT INTO api_keys (project_id, name, key_hash, key_prefix, scopes, created_at)
+             VALUES ($1, 'default', $2, $3, $4, $5)",
+        )
+        .bind(project.id)
+        .bind(key.hash())
+        .bind(key.prefix())
+        .bind(Scopes::ALL.bits())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         for spec in callgrade_core::default_metrics() {
             super::metrics::insert_metric(&mut tx, project.id, &spec, now).await?;
         }
@@ -99,22 +106,6 @@ impl Projects for PgStore {
         .map(project_from)
         .transpose()
     }
-    async fn rotate_key(&self, project_id: i64) -> Result<ApiKey> {
-        let key = ApiKey::generate();
-        let updated = sqlx::query(
-            "UPDATE projects SET key_hash = $1, key_prefix = $2, key_rotated_at = $3 WHERE id = $4",
-        )
-        .bind(key.hash())
-        .bind(key.prefix())
-        .bind(now_ms())
-        .bind(project_id)
-        .execute(&self.pool)
-        .await?;
-        if updated.rows_affected() == 0 {
-            return Err(no_project(project_id));
-        }
-        Ok(key)
-    }
     async fn update_project_settings(
         &self,
         project_id: i64,
@@ -122,22 +113,6 @@ impl Projects for PgStore {
     ) -> Result<Project> {
         update_project_settings(&self.pool, project_id, settings).await?;
         existing_project(self, project_id).await
-    }
-    async fn authenticate(&self, key: &str) -> Result<Option<Project>> {
-        let hash = hash_key(key);
-        let row = sqlx::query(&format!(
-            "SELECT {PROJECT_COLUMNS}, key_hash FROM projects WHERE key_hash = $1"
-        ))
-        .bind(&hash)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let stored: String = row.try_get("key_hash")?;
-        if hashes_match(&stored, &hash) {
-            Ok(Some(project_from(&row)?))
-        } else {
-            Ok(None)
-        }
     }
     async fn create_agent(&self, project_id: i64, agent: &NewAgent) -> Result<Agent> {
         existing_project(self, project_id).await?;

@@ -18,6 +18,7 @@ mod alerts;
 mod calls;
 mod ingest;
 mod jobs;
+mod keys;
 mod lite;
 mod metrics;
 mod projects;

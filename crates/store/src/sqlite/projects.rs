@@ -1,23 +1,22 @@
-//! Projects, their keys and agents, and server-wide settings on SQLite.
+//! Projects, their agents, and server-wide settings on SQLite.
 
 use super::lite::LiteRow;
 use crate::codec::{now_ms, to_json};
 use crate::errors::{no_project, project_name_taken};
-use crate::key::{hash_key, hashes_match};
 use crate::lookups::existing_project;
 use crate::model::*;
 use crate::rows::{
-    agent_and_connector_from, agent_from, project_from, vendor_secret_from, Columns, AGENT_COLUMNS,
+    agent_and_connector_from, agent_from, project_from, vendor_secret_from, AGENT_COLUMNS,
     PROJECT_COLUMNS,
 };
 use crate::{ApiKey, Project, ProjectSettings, Projects, Result, SqliteStore, StoreError};
 use async_trait::async_trait;
+use callgrade_core::access::Scopes;
 use callgrade_core::Vendor;
 
 use rusqlite::{params, OptionalExtension};
 
 use super::writer::in_place;
-use std::sync::PoisonError;
 
 #[async_trait]
 impl Projects for SqliteStore {
@@ -29,13 +28,23 @@ impl Projects for SqliteStore {
             .write(in_place(move |conn| {
                 let project = conn
                     .prepare_cached(&format!(
-                        "INSERT INTO projects (name, key_hash, key_prefix, created_at)
-                         VALUES (?, ?, ?, ?) RETURNING {PROJECT_COLUMNS}"
+                        "INSERT INTO projects (name, created_at) VALUES (?, ?)
+                         RETURNING {PROJECT_COLUMNS}"
                     ))?
-                    .query_row(params![name, hash, prefix, now], |row| {
-                        Ok(project_from(&LiteRow(row)))
-                    })
+                    .query_row(params![name, now], |row| Ok(project_from(&LiteRow(row))))
                     .map_err(|e| project_name_taken(e, &name))??;
+                conn.prepare_cached(
+                    "INSERT INTO api_keys (project_id, name, key_hash, key_prefix, scopes,
+                        created_at)
+                     VALUES (?, 'default', ?, ?, ?, ?)",
+                )?
+                .execute(params![
+                    project.id,
+                    hash,
+                    prefix,
+                    Scopes::ALL.bits(),
+                    now
+                ])?;
                 for spec in callgrade_core::default_metrics() {
                     super::metrics::insert_metric(conn, project.id, &spec, now)?;
                 }
@@ -78,41 +87,6 @@ impl Projects for SqliteStore {
         .as_ref()
         .map(project_from)
         .transpose()
-    }
-    async fn rotate_key(&self, project_id: i64) -> Result<ApiKey> {
-        let key = ApiKey::generate();
-        let (hash, prefix, now) = (key.hash().to_owned(), key.prefix().to_owned(), now_ms());
-        self.writer
-            .write(in_place(move |conn| {
-                let updated = conn
-                    .prepare_cached(
-                        "UPDATE projects SET key_hash = ?, key_prefix = ?, key_rotated_at = ?
-                         WHERE id = ?",
-                    )?
-                    .execute(params![hash, prefix, now, project_id])?;
-                if updated == 0 {
-                    return Err(no_project(project_id));
-                }
-                Ok(())
-            }))
-            .await?;
-        Ok(key)
-    }
-    async fn authenticate(&self, key: &str) -> Result<Option<Project>> {
-        let hash = hash_key(key);
-        let conn = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut select = conn.prepare_cached(&format!(
-            "SELECT {PROJECT_COLUMNS}, key_hash FROM projects WHERE key_hash = ?"
-        ))?;
-        let mut rows = select.query([&hash])?;
-        let Some(row) = rows.next()? else {
-            return Ok(None);
-        };
-        let row = LiteRow(row);
-        match hashes_match(&row.text("key_hash")?, &hash) {
-            true => Ok(Some(project_from(&row)?)),
-            false => Ok(None),
-        }
     }
     async fn create_agent(&self, project_id: i64, agent: &NewAgent) -> Result<Agent> {
         existing_project(self, project_id).await?;

@@ -1,4 +1,5 @@
 //! Ingest: batches, resends, conflicts, NUL in text, call filters.
+use callgrade_core::access::{KeyDraft, Scope, Scopes};
 use callgrade_store::NewAgent;
 
 use super::*;
@@ -89,20 +90,112 @@ pub(super) async fn story_ingest(store: &dyn Store) {
         store.create_project("staging").await,
         Err(StoreError::AlreadyExists(_))
     ));
+    let grant = store.authenticate(key.expose()).await.unwrap().unwrap();
+    assert_eq!(grant.project.id, project.id);
     assert_eq!(
-        store.authenticate(key.expose()).await.unwrap().unwrap().id,
-        project.id
+        (grant.key.name.as_str(), grant.key.scopes),
+        ("default", Scopes::ALL)
     );
+    let default_id = grant.key.id;
     assert!(store.authenticate("cg_nope").await.unwrap().is_none());
-    let new_key = store.rotate_key(project.id).await.unwrap();
-    assert!(store.authenticate(key.expose()).await.unwrap().is_none());
-    assert!(store
-        .authenticate(new_key.expose())
+
+    // More keys, with scopes and an expiry; rotation with an overlap, then revocation.
+    let now: DateTime<Utc> = "2026-12-01T10:00:00Z".parse().unwrap();
+    let draft = KeyDraft {
+        name: "sender".into(),
+        scopes: Scopes::of([Scope::Ingest]),
+        expires_at: Some(now + TimeDelta::days(30)),
+    };
+    let (sender, sender_key) = store.create_key(project.id, &draft, now).await.unwrap();
+    assert!(sender_key.expose().starts_with(&sender.key_prefix));
+    let grant = store
+        .authenticate(sender_key.expose())
         .await
         .unwrap()
-        .is_some());
+        .unwrap();
+    assert_eq!(grant.key.id, sender.id);
+    assert_eq!(grant.key.expires_at, draft.expires_at);
+    let soon = now + TimeDelta::minutes(10);
+    let (next, next_key) = store
+        .rotate_key(project.id, sender.id, soon, now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((next.name.as_str(), next.scopes), ("sender", draft.scopes));
+    assert_eq!(
+        next.expires_at, draft.expires_at,
+        "the successor keeps the expiry"
+    );
+    let old = store
+        .authenticate(sender_key.expose())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        old.key.expires_at,
+        Some(soon),
+        "the overlap shortens the old key's life"
+    );
+    assert!(old.key.active_at(now) && !old.key.active_at(soon));
+    assert!(
+        store
+            .rotate_key(project.id, sender.id, soon, soon)
+            .await
+            .unwrap()
+            .is_none(),
+        "an expired key has no successor"
+    );
+    store.touch_key(next.id, now).await.unwrap();
+    let revoked = store
+        .revoke_key(project.id, next.id, now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (revoked.revoked_at, revoked.last_used_at),
+        (Some(now), Some(now))
+    );
+    assert!(store
+        .authenticate(next_key.expose())
+        .await
+        .unwrap()
+        .is_none());
+    let again = store
+        .revoke_key(project.id, next.id, soon)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        again.revoked_at,
+        Some(now),
+        "a second revocation keeps the first time"
+    );
+    let listed = store.list_keys(project.id).await.unwrap();
+    let ids: Vec<_> = listed.iter().map(|k| k.id).collect();
+    assert_eq!(ids, [next.id, sender.id, default_id]);
+    assert_eq!(
+        store
+            .project_key(project.id, sender.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        sender.id
+    );
+    let other = 999_999; // another project's id: the key is not reached through it
+    assert!(store.project_key(other, sender.id).await.unwrap().is_none());
+    assert!(store
+        .revoke_key(other, sender.id, now)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .rotate_key(other, sender.id, now, now)
+        .await
+        .unwrap()
+        .is_none());
     assert!(matches!(
-        store.rotate_key(999_999).await,
+        store.create_key(other, &draft, now).await,
         Err(StoreError::NotFound(_))
     ));
     assert_eq!(

@@ -1,6 +1,8 @@
-//! Projects: the list, one project with its agents, settings and key.
+//! Projects: the list, one project with its agents, settings and keys.
 
 use super::*;
+use callgrade_core::access::Scope;
+use callgrade_store::ProjectKey;
 
 pub async fn home(State(state): State<AppState>, admin: Admin) -> Page {
     let projects = state.app.store.list_projects().await?;
@@ -10,12 +12,11 @@ pub async fn home(State(state): State<AppState>, admin: Admin) -> Page {
             div.empty { p { "No projects yet. A project is an environment (staging, production…) with its own webhook URL and API key." } }
         } @else {
             table {
-                tr { th { "Name" } th { "Webhook URL" } th { "Key" } th { "Created" } }
+                tr { th { "Name" } th { "Webhook URL" } th { "Created" } }
                 @for p in &projects {
                     tr {
                         td { a href={ "/projects/" (p.id) } { (p.name) } }
                         td { code { (project_webhook_url(&state.settings.public_url, p.id)) } }
-                        td { code { (p.key_prefix) "…" } }
                         td { (when(p.created_at)) }
                     }
                 }
@@ -205,6 +206,7 @@ async fn project_page(
     refused: Option<&Refused<'_>>,
 ) -> Result<Html<String>, WebError> {
     let agents = state.app.store.list_agents(project.id).await?;
+    let keys = callgrade_app::keys::list(&state.app, project.id).await?;
     let has_calls = callgrade_app::calls::any(&state.app, project.id).await?;
     // A refused form shows what was typed and why, in place of the stored values.
     let refused_for = |agent_id: Option<i64>| refused.filter(|r| r.agent_id == agent_id);
@@ -230,13 +232,9 @@ async fn project_page(
             h1 { (project.name) " · set-up" }
             @if !has_calls { (first_call(state, project, &agents)) }
             @else { (webhook_urls(state, project)) }
+            (keys_card(admin, project, &keys, state.app.now()))
             div.card {
-                h2 { "API key" }
-                p { "Current key: " code { (project.key_prefix) "…" } ". Rotating makes the old key stop working at once." }
-                form method="post" action={ "/projects/" (project.id) "/rotate-key" } {
-                    (csrf(admin))
-                    button.secondary type="submit" { "Rotate the key" }
-                }
+                h2 { "Settings" }
                 form method="post" action={ "/projects/" (project.id) "/settings" } {
                     (csrf(admin))
                     label { "Listening window (s) " input type="number" name="listening_window_seconds" min="1" max="86400" value=(project.listening_window_seconds); }
@@ -472,14 +470,135 @@ pub async fn update_settings(
     Ok(see_other(&format!("/projects/{}/setup", project.id)))
 }
 
-pub async fn rotate_key(
+/// The project's keys: what each may do, when it was last used, rotation and revocation, and a
+/// form for a new one (an `ingest` key is what a sender should hold).
+fn keys_card(admin: &Admin, project: &Project, keys: &[ProjectKey], now: DateTime<Utc>) -> Markup {
+    let base = format!("/projects/{}/keys", project.id);
+    html! {
+        div.card #keys {
+            h2 { "API keys" }
+            p.muted { "Give a sender a key with only " code { "ingest" } ": it can post calls and read nothing. "
+                code { "read" } " reads calls, runs and metrics; " code { "write" } " also changes them; "
+                code { "admin" } " also manages keys and vendor secrets." }
+            table {
+                tr { th { "Name" } th { "Key" } th { "Scopes" } th { "Created" } th { "Expires" } th { "Last used" } th { "" } }
+                @for k in keys {
+                    @let active = k.active_at(now);
+                    tr.muted[!active] {
+                        td { (k.name) }
+                        td { code { (k.key_prefix) "…" } }
+                        td { (k.scopes.names().join(", ")) }
+                        td { (when(k.created_at)) }
+                        td {
+                            @if let Some(at) = k.revoked_at { "revoked " (when(at)) }
+                            @else if let Some(at) = k.expires_at { (when(at)) @if !active { " (expired)" } }
+                            @else { "never" }
+                        }
+                        td { (k.last_used_at.map(when).unwrap_or_else(|| "never".into())) }
+                        td {
+                            @if active {
+                                form.inline method="post" action={ (base) "/" (k.id) "/rotate" } {
+                                    (csrf(admin))
+                                    select name="overlap_minutes" aria-label="Old key keeps working for" {
+                                        option value="0" { "old key stops now" }
+                                        option value="60" { "old key works 1 h more" }
+                                        option value="1440" { "old key works 24 h more" }
+                                    }
+                                    " " button.secondary type="submit" { "Rotate" }
+                                }
+                                " "
+                                form.inline method="post" action={ (base) "/" (k.id) "/revoke" } {
+                                    (csrf(admin))
+                                    button.secondary type="submit" { "Revoke" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            form method="post" action=(base) {
+                (csrf(admin))
+                label { "Name " input type="text" name="name" placeholder="production sender" required maxlength="100"; }
+                " "
+                @for scope in Scope::ALL {
+                    label { input type="checkbox" name="scope" value=(scope.as_str()) checked[scope == Scope::Ingest]; " " (scope.as_str()) }
+                    " "
+                }
+                label { "Expires in (days) " input type="number" name="expires_in_days" min="1" max="3650" placeholder="never"; }
+                " " button type="submit" { "Create key" }
+            }
+        }
+    }
+}
+
+/// A new key from the dashboard's form: its fields repeat (`scope` once per box ticked), so
+/// the form is read as pairs.
+pub async fn create_key(
     State(state): State<AppState>,
     admin: Admin,
     Path(id): Path<String>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Page {
+    let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim());
+    check_csrf(&admin, field("_csrf").unwrap_or_default())?;
+    let project = load_project(&state, &id).await?;
+    let scopes: Vec<&str> = form
+        .iter()
+        .filter(|(k, _)| k == "scope")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let expires_at = match field("expires_in_days").filter(|d| !d.is_empty()) {
+        None => Value::Null,
+        Some(days) => match days.parse::<i64>() {
+            Ok(days @ 1..=3650) => {
+                Value::String((state.app.now() + chrono::TimeDelta::days(days)).to_rfc3339())
+            }
+            _ => {
+                return Err(AppError::Invalid(vec![FieldError::new(
+                    "expires_in_days",
+                    "a whole number of days from 1 to 3650, or empty for never",
+                )])
+                .into())
+            }
+        },
+    };
+    let body = serde_json::json!({
+        "name": field("name").unwrap_or_default(),
+        "scopes": scopes,
+        "expires_at": expires_at,
+    });
+    let (_, key) = callgrade_app::keys::create(&state.app, project.id, &body).await?;
+    Ok(key_page(&state, &admin, &project, key.expose(), "Key created").into_response())
+}
+
+#[derive(Deserialize)]
+pub struct RotateForm {
+    #[serde(rename = "_csrf")]
+    csrf: String,
+    overlap_minutes: i64,
+}
+
+pub async fn rotate_key(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path((id, key_id)): Path<(String, i64)>,
+    Form(form): Form<RotateForm>,
+) -> Page {
+    check_csrf(&admin, &form.csrf)?;
+    let project = load_project(&state, &id).await?;
+    let (_, key) =
+        callgrade_app::keys::rotate(&state.app, project.id, key_id, form.overlap_minutes).await?;
+    Ok(key_page(&state, &admin, &project, key.expose(), "Key rotated").into_response())
+}
+
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path((id, key_id)): Path<(String, i64)>,
     Form(form): Form<CsrfForm>,
 ) -> Page {
     check_csrf(&admin, &form.csrf)?;
     let project = load_project(&state, &id).await?;
-    let key = state.app.store.rotate_key(project.id).await?;
-    Ok(key_page(&state, &admin, &project, key.expose(), "Key rotated").into_response())
+    callgrade_app::keys::revoke(&state.app, project.id, key_id).await?;
+    Ok(see_other(&format!("/projects/{}/setup#keys", project.id)))
 }
