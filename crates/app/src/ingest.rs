@@ -2,6 +2,8 @@
 //! recorded in the delivery log. The edge authenticates and reads the body (its size and time
 //! limits are the transport's); everything after that happens here.
 
+use callgrade_core::privacy::{redact_call, RedactionMode};
+use callgrade_core::redact::{Counts, Redactor, Replacement};
 use callgrade_core::{
     parse_json, parse_observe, parse_vendor, signature, validate_batch_owned, AgentRef,
     AnalysedRecording, Answer, Batch, FieldError, Format, Rejection, RejectionKind, Vendor,
@@ -25,8 +27,11 @@ pub struct Delivery<'a> {
 }
 
 impl Delivery<'_> {
+    /// The delivery log's entry, its copy of the body redacted under the project's policy
+    /// (with typed tokens whatever the mode: the log is read to debug a sender, and hashing
+    /// it would keep a key's worth of linkable tokens in a second place).
     pub(crate) fn record(&self, app: &App, body: &[u8]) -> NewDelivery {
-        NewDelivery {
+        let mut record = NewDelivery {
             format: self.format,
             ..NewDelivery::new(
                 self.project.id,
@@ -36,7 +41,12 @@ impl Delivery<'_> {
                 app.settings.delivery_body_cap,
                 self.answer,
             )
+        };
+        if self.project.redaction.mode != RedactionMode::Off {
+            let masked = Redactor::new(Replacement::Mask);
+            record.body = masked.json_text(&record.body, &mut Counts::default());
         }
+        record
     }
 }
 
@@ -142,6 +152,7 @@ async fn store_batch(
         };
         call.recording = Some(Box::new(recording));
     }
+    redact(app, delivery.project, &mut batch).await?;
     let calls = batch.calls.len();
     match app.store.ingest(batch, record).await? {
         IngestOutcome::Accepted(receipt) => {
@@ -170,6 +181,24 @@ async fn store_batch(
             Err(AppError::Rejected(rejection))
         }
     }
+}
+
+/// Applies the project's redaction policy to every call of the batch, before anything of it
+/// is stored (the raw object, the messages, the metadata), so evaluation sees it redacted too.
+async fn redact(app: &App, project: &Project, batch: &mut Batch) -> Result<()> {
+    let policy = project.redaction;
+    let key = match policy.mode {
+        RedactionMode::Off => return Ok(()),
+        RedactionMode::Mask => None,
+        RedactionMode::Hash => app.store.redaction_key(project.id).await?,
+    };
+    let Some(redactor) = policy.redactor(key) else {
+        return Ok(());
+    };
+    for call in &mut batch.calls {
+        redact_call(call, &redactor, policy);
+    }
+    Ok(())
 }
 
 /// Records a request the edge refused before reading all of it (too slow, too large);

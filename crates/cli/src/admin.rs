@@ -229,6 +229,7 @@ pub async fn project(db: &DbArgs, cmd: ProjectCommand, out: &Output) -> anyhow::
             let settings = ProjectSettings {
                 listening_window_seconds: listening_window,
                 run_deadline_seconds: run_deadline,
+                redaction: None,
             };
             let app = App::new(store.clone(), AppSettings::default());
             let project = admin::configure_project(&app, project.id, &settings)

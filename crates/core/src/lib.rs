@@ -21,6 +21,8 @@ mod names;
 pub mod outbound;
 mod payload;
 mod phone;
+pub mod privacy;
+pub mod redact;
 mod rejection;
 mod run_lifecycle;
 mod runs;

@@ -108,6 +108,8 @@ pub struct NewCall {
     /// the content hash, so that event is not a conflict, and added to the stored call when
     /// it is missing there.
     pub amendment: Map<String, Value>,
+    /// What the project's redaction policy replaced in the call, by kind (empty when off).
+    pub redactions: crate::redact::Counts,
 }
 
 /// A recording to fetch for a stored call: its URL and which channel is the agent's.
@@ -692,6 +694,7 @@ fn parse_call(
         recording: None,
         recording_request,
         amendment: Map::new(),
+        redactions: Default::default(),
     })
 }
 

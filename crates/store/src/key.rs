@@ -40,6 +40,18 @@ pub(crate) fn hash_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
+/// A project's redaction hash key, hex: 256 random bits.
+pub(crate) fn new_redaction_key() -> String {
+    hex::encode(rand::thread_rng().gen::<[u8; 32]>())
+}
+
+pub(crate) fn parse_redaction_key(hex: &str) -> crate::Result<[u8; 32]> {
+    hex::decode(hex)
+        .ok()
+        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+        .ok_or_else(|| crate::StoreError::Corrupt("a project's redaction key".into()))
+}
+
 /// Compares two key hashes in constant time, so timing reveals nothing about a stored hash.
 pub(crate) fn hashes_match(stored: &str, presented: &str) -> bool {
     bool::from(stored.as_bytes().ct_eq(presented.as_bytes()))

@@ -128,6 +128,8 @@ pub trait Projects: Send + Sync + 'static {
         project_id: i64,
         settings: &ProjectSettings,
     ) -> Result<Project>;
+    /// The key of the project's hash tokens (made with its first redaction policy).
+    async fn redaction_key(&self, project_id: i64) -> Result<Option<[u8; 32]>>;
     async fn create_agent(&self, project_id: i64, agent: &NewAgent) -> Result<Agent>;
     async fn list_agents(&self, project_id: i64) -> Result<Vec<Agent>>;
     /// An agent, and its connector with the secrets the served agent leaves out.

@@ -1,6 +1,7 @@
 //! What the store takes and gives back.
 
 use callgrade_core::access::Scopes;
+use callgrade_core::privacy::RedactionPolicy;
 pub use callgrade_core::{
     Agent, Answer, CallEvaluation, CallForEvaluation, Channel, Connector, Evaluation,
     EvaluationInput, EvaluationStatus, JudgeSettings, Metric, MetricSummary, NewScenario,
@@ -28,6 +29,8 @@ pub struct Project {
     pub listening_window_seconds: i64,
     /// How long after its creation a run without a reported call end times out.
     pub run_deadline_seconds: i64,
+    /// What is redacted from calls before they are stored.
+    pub redaction: RedactionPolicy,
 }
 
 /// One of a project's API keys, as listed: never the key itself.
@@ -68,6 +71,8 @@ pub struct KeyGrant {
 pub struct ProjectSettings {
     pub listening_window_seconds: Option<i64>,
     pub run_deadline_seconds: Option<i64>,
+    /// A new policy; the project's hash key is made with the first one.
+    pub redaction: Option<RedactionPolicy>,
 }
 
 impl ProjectSettings {
@@ -207,6 +212,11 @@ pub struct CallReceipt {
     pub candidates: Vec<i64>,
     /// Why the call was not matched, or why it is late.
     pub reason: Option<String>,
+    /// What the project's redaction policy replaced in the call, by kind; left out when
+    /// nothing was.
+    #[serde(skip_serializing_if = "callgrade_core::redact::Counts::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub redactions: callgrade_core::redact::Counts,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -347,6 +357,10 @@ pub struct CallDetail {
     pub evaluations: Vec<Evaluation>,
     /// The rubric's per-rule breakdown, once evaluated.
     pub rubric: Option<RubricVerdict>,
+    /// What the project's redaction policy replaced before the call was stored, by kind:
+    /// `{"email": 1, "card": 2}`; `{}` when nothing.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub redactions: callgrade_core::redact::Counts,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -34,6 +34,7 @@ pub(crate) fn created_receipt(
         match_outcome: decision.outcome,
         candidates: decision.candidates,
         reason: decision.reason,
+        redactions: call.redactions.clone(),
     }
 }
 

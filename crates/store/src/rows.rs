@@ -70,7 +70,7 @@ pub(crate) fn paginate<R, T>(
 }
 
 pub(crate) const PROJECT_COLUMNS: &str =
-    "id, name, created_at, listening_window_seconds, run_deadline_seconds";
+    "id, name, created_at, listening_window_seconds, run_deadline_seconds, redaction";
 
 pub(crate) fn project_from(row: &impl Columns) -> Result<Project> {
     Ok(Project {
@@ -79,6 +79,11 @@ pub(crate) fn project_from(row: &impl Columns) -> Result<Project> {
         created_at: time(row.int("created_at")?)?,
         listening_window_seconds: row.int("listening_window_seconds")?,
         run_deadline_seconds: row.int("run_deadline_seconds")?,
+        redaction: row
+            .opt_text("redaction")?
+            .map(|doc| from_json(&doc))
+            .transpose()?
+            .unwrap_or_default(),
     })
 }
 
@@ -107,7 +112,7 @@ pub(crate) fn key_from(row: &impl Columns) -> Result<ProjectKey> {
 /// The columns of a key with its project (`authenticate`): the key's own renamed, so the
 /// project's read as in [`project_from`].
 pub(crate) const GRANT_QUERY: &str = "SELECT projects.id, projects.name, projects.created_at,
-        listening_window_seconds, run_deadline_seconds, k.key_id, k.key_name, k.key_prefix,
+        listening_window_seconds, run_deadline_seconds, redaction, k.key_id, k.key_name, k.key_prefix,
         k.scopes, k.key_created_at, k.expires_at, k.last_used_at, k.key_hash
     FROM projects JOIN (
         SELECT id AS key_id, project_id, name AS key_name, key_prefix, scopes,
@@ -182,6 +187,7 @@ pub(crate) fn duplicate_receipt(call: &NewCall, row: &impl Columns) -> Result<Ca
         match_outcome: parse_column(&row.text("match_outcome")?, MatchOutcome::parse)?,
         candidates: from_json(&row.text("match_candidates")?)?,
         reason: row.opt_text("match_reason")?,
+        redactions: call.redactions.clone(),
     })
 }
 
@@ -200,7 +206,7 @@ pub(crate) const CALL_SUMMARY_COLUMNS: &str =
 /// [`CALL_SUMMARY_COLUMNS`] plus what [`call_detail_from`] reads.
 pub(crate) const CALL_DETAIL_COLUMNS: &str = "calls.trace_id, calls.message_times,
     calls.messages, calls.metadata, calls.warnings, calls.raw, calls.match_reason,
-    calls.match_candidates, v.rubric";
+    calls.match_candidates, calls.redactions, v.rubric";
 
 /// [`CALL_SUMMARY_COLUMNS`] plus what [`call_for_evaluation_from`] reads: not the raw payload,
 /// the largest column of a call, which evaluating does not read.
@@ -248,6 +254,11 @@ pub(crate) fn call_detail_from(
         warnings: from_json(&row.text("warnings")?)?,
         raw: from_json(&row.text("raw")?)?,
         rubric: verdict(row.opt_text("rubric")?)?,
+        redactions: row
+            .opt_text("redactions")?
+            .map(|doc| from_json(&doc))
+            .transpose()?
+            .unwrap_or_default(),
         evaluations,
     })
 }

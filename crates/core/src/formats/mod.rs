@@ -308,6 +308,7 @@ impl Parts {
             recording: None,
             recording_request: self.recording_request,
             amendment: Map::new(),
+            redactions: Default::default(),
         })
     }
 }

@@ -19,6 +19,7 @@ pub async fn get_project(ApiProject(project): ApiProject) -> Json<Project> {
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ProjectSettingsBody {
     /// Seconds after a test call ends during which its transcript still matches.
     #[schema(minimum = 1, maximum = 86400)]
@@ -26,6 +27,9 @@ pub struct ProjectSettingsBody {
     /// Seconds after creation when a run with no reported call end times out.
     #[schema(minimum = 60, maximum = 604800)]
     run_deadline_seconds: Option<i64>,
+    /// What is redacted from calls before they are stored (docs/privacy.md); a field left out
+    /// of it takes its default (`off`, `keep`).
+    redaction: Option<callgrade_core::privacy::RedactionPolicy>,
 }
 
 /// Changes the project's settings; omitted fields keep their value.
@@ -40,6 +44,7 @@ pub async fn update_project(
     let settings = ProjectSettings {
         listening_window_seconds: body.listening_window_seconds,
         run_deadline_seconds: body.run_deadline_seconds,
+        redaction: body.redaction,
     };
     Ok(Json(
         callgrade_app::admin::configure_project(&state.app, project.id, &settings).await?,

@@ -59,6 +59,14 @@ impl TestApp {
         }
     }
 
+    /// The SQLite database's directory (the database, its WAL), when the suite runs on SQLite.
+    pub fn sqlite_dir(&self) -> Option<&std::path::Path> {
+        match &self._db {
+            Backend::Sqlite(dir) => Some(dir.path()),
+            Backend::Postgres(_) => None,
+        }
+    }
+
     pub async fn tenant(&self, name: &str) -> Tenant {
         let (project, key) = self.store.create_project(name).await.unwrap();
         let agent = self

@@ -11,6 +11,7 @@ mod fakes;
 mod keys;
 mod openapi;
 mod outbound;
+mod privacy;
 mod recording_url;
 mod runs;
 mod security;

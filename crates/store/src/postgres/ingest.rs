@@ -263,9 +263,9 @@ async fn insert_call(conn: &mut PgConnection, call: &NewCall, at: &StoredCall<'_
         "INSERT INTO calls (id, project_id, agent_id, external_id, content_hash, started_at,
             ended_at, to_phone_number, from_phone_number, ended_reason, trace_id, message_times,
             message_count, messages, metadata, warnings, raw, delivery_id, received_at, transcript,
-            channel)
+            channel, redactions)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-            $19, $20, $21)
+            $19, $20, $21, $22)
          ON CONFLICT (project_id, external_id) DO NOTHING",
     )
     .bind(at.id)
@@ -289,6 +289,7 @@ async fn insert_call(conn: &mut PgConnection, call: &NewCall, at: &StoredCall<'_
     .bind(at.received_at)
     .bind(text(&call.transcript_text()).into_owned())
     .bind(call.channel.as_str())
+    .bind((!call.redactions.is_empty()).then(|| to_json(&call.redactions)))
     .execute(&mut *conn)
     .await?;
     Ok(inserted.rows_affected() == 1)

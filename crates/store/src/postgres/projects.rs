@@ -3,6 +3,7 @@
 use super::{opt_text, text};
 use crate::codec::{now_ms, to_json};
 use crate::errors::{no_project, project_name_taken};
+use crate::key::{new_redaction_key, parse_redaction_key};
 use crate::lookups::existing_project;
 use crate::model::*;
 use crate::rows::{
@@ -24,12 +25,16 @@ pub(super) async fn update_project_settings(
     let updated = sqlx::query(
         "UPDATE projects SET
             listening_window_seconds = COALESCE($1, listening_window_seconds),
-            run_deadline_seconds = COALESCE($2, run_deadline_seconds)
+            run_deadline_seconds = COALESCE($2, run_deadline_seconds),
+            redaction = COALESCE($4, redaction),
+            redaction_key = COALESCE(redaction_key, $5)
          WHERE id = $3",
     )
     .bind(settings.listening_window_seconds)
     .bind(settings.run_deadline_seconds)
     .bind(project_id)
+    .bind(settings.redaction.map(|p| to_json(&p)))
+    .bind(settings.redaction.map(|_| new_redaction_key()))
     .execute(pool)
     .await?;
     if updated.rows_affected() == 0 {
@@ -184,6 +189,16 @@ impl Projects for PgStore {
         .iter()
         .map(agent_from)
         .collect()
+    }
+    async fn redaction_key(&self, project_id: i64) -> Result<Option<[u8; 32]>> {
+        let key: Option<Option<String>> =
+            sqlx::query_scalar("SELECT redaction_key FROM projects WHERE id = $1")
+                .bind(project_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        key.flatten()
+            .map(|hex| parse_redaction_key(&hex))
+            .transpose()
     }
     async fn agent_by_external_id(
         &self,

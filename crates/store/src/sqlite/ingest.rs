@@ -382,8 +382,8 @@ fn insert_call(conn: &Connection, prepared: &PreparedCall, at: &StoredCall<'_>) 
             ended_at, to_phone_number, from_phone_number, ended_reason, run_id, trace_id,
             message_times, message_count, messages, metadata, warnings, raw, delivery_id,
             received_at, match_outcome, matched_by, match_reason, match_candidates, transcript,
-            channel)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            channel, redactions)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )?
     .execute(params![
         at.id,
@@ -412,6 +412,7 @@ fn insert_call(conn: &Connection, prepared: &PreparedCall, at: &StoredCall<'_>) 
         to_json(&decision.candidates),
         prepared.transcript,
         call.channel.as_str(),
+        (!call.redactions.is_empty()).then(|| to_json(&call.redactions)),
     ])?;
     Ok(())
 }

@@ -3,6 +3,7 @@
 use super::lite::LiteRow;
 use crate::codec::{now_ms, to_json};
 use crate::errors::{no_project, project_name_taken};
+use crate::key::{new_redaction_key, parse_redaction_key};
 use crate::lookups::existing_project;
 use crate::model::*;
 use crate::rows::{
@@ -184,16 +185,20 @@ impl Projects for SqliteStore {
             settings.listening_window_seconds,
             settings.run_deadline_seconds,
         );
+        let redaction = settings.redaction.map(|p| to_json(&p));
+        let hash_key = redaction.as_ref().map(|_| new_redaction_key());
         self.writer
             .write(in_place(move |conn| {
                 let updated = conn
                     .prepare_cached(
                         "UPDATE projects SET
                             listening_window_seconds = COALESCE(?, listening_window_seconds),
-                            run_deadline_seconds = COALESCE(?, run_deadline_seconds)
+                            run_deadline_seconds = COALESCE(?, run_deadline_seconds),
+                            redaction = COALESCE(?, redaction),
+                            redaction_key = COALESCE(redaction_key, ?)
                          WHERE id = ?",
                     )?
-                    .execute(params![window, deadline, project_id])?;
+                    .execute(params![window, deadline, redaction, hash_key, project_id])?;
                 if updated == 0 {
                     return Err(no_project(project_id));
                 }
@@ -201,6 +206,16 @@ impl Projects for SqliteStore {
             }))
             .await?;
         existing_project(self, project_id).await
+    }
+    async fn redaction_key(&self, project_id: i64) -> Result<Option<[u8; 32]>> {
+        let key: Option<Option<String>> =
+            sqlx::query_scalar("SELECT redaction_key FROM projects WHERE id = ?")
+                .bind(project_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        key.flatten()
+            .map(|hex| parse_redaction_key(&hex))
+            .transpose()
     }
     async fn agent_by_external_id(
         &self,

@@ -213,7 +213,7 @@ pub(super) async fn story_scenarios_and_runs(store: &dyn Store) {
     // The window is per project, and read live.
     let settings = ProjectSettings {
         listening_window_seconds: Some(60),
-        run_deadline_seconds: None,
+        ..Default::default()
     };
     let updated = store
         .update_project_settings(project.id, &settings)

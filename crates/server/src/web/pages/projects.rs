@@ -2,6 +2,7 @@
 
 use super::*;
 use callgrade_core::access::Scope;
+use callgrade_core::privacy::{PhoneNumbers, RedactionMode, RedactionPolicy};
 use callgrade_store::ProjectKey;
 
 pub async fn home(State(state): State<AppState>, admin: Admin) -> Page {
@@ -240,6 +241,23 @@ async fn project_page(
                     label { "Listening window (s) " input type="number" name="listening_window_seconds" min="1" max="86400" value=(project.listening_window_seconds); }
                     " "
                     label { "Run deadline (s) " input type="number" name="run_deadline_seconds" min="60" max="604800" value=(project.run_deadline_seconds); }
+                    " "
+                    @let policy = project.redaction;
+                    label { "PII redaction "
+                        select name="redaction_mode" {
+                            option value="off" selected[policy.mode == RedactionMode::Off] { "off" }
+                            option value="mask" selected[policy.mode == RedactionMode::Mask] { "mask (<EMAIL>…)" }
+                            option value="hash" selected[policy.mode == RedactionMode::Hash] { "keyed hash" }
+                        }
+                    }
+                    " "
+                    label { "Caller numbers "
+                        select name="phone_numbers" {
+                            option value="keep" selected[policy.phone_numbers == PhoneNumbers::Keep] { "keep (run matching)" }
+                            option value="drop" selected[policy.phone_numbers == PhoneNumbers::Drop] { "drop" }
+                        }
+                    }
+                    p.muted { "Redaction replaces emails, phone numbers, cards, SSNs, IBANs, IP addresses and dates of birth before a call is stored; not names or street addresses (docs/privacy.md)." }
                     " " button.secondary type="submit" { "Save settings" }
                 }
             }
@@ -452,6 +470,8 @@ pub struct SettingsForm {
     csrf: String,
     listening_window_seconds: i64,
     run_deadline_seconds: i64,
+    redaction_mode: Option<RedactionMode>,
+    phone_numbers: Option<PhoneNumbers>,
 }
 
 pub async fn update_settings(
@@ -465,6 +485,10 @@ pub async fn update_settings(
     let settings = callgrade_store::ProjectSettings {
         listening_window_seconds: Some(form.listening_window_seconds),
         run_deadline_seconds: Some(form.run_deadline_seconds),
+        redaction: form.redaction_mode.map(|mode| RedactionPolicy {
+            mode,
+            phone_numbers: form.phone_numbers.unwrap_or_default(),
+        }),
     };
     admin::configure_project(&state.app, project.id, &settings).await?;
     Ok(see_other(&format!("/projects/{}/setup", project.id)))
