@@ -55,7 +55,7 @@ impl RedactionPolicy {
 }
 
 /// Redacts what a call carries of its conversation: each message's text and tool data, the
-/// metadata's values and the raw object as received. The `from`/`to` numbers are kept (and
+/// metadata's values (and those an amendment adds) and the raw object as received. The `from`/`to` numbers are kept (and
 /// left alone elsewhere in the call) or dropped, as the policy says. What was found, by kind.
 pub fn redact_call(call: &mut NewCall, redactor: &Redactor, policy: RedactionPolicy) -> Counts {
     let numbers: Vec<String> = [&call.from_phone_number, &call.to_phone_number]
@@ -84,7 +84,12 @@ pub fn redact_call(call: &mut NewCall, redactor: &Redactor, policy: RedactionPol
             redactor.json(data, &mut counts);
         }
     }
-    for value in call.metadata.values_mut() {
+    // The amendment (Retell's analysis, arriving later) is metadata the stored call gains.
+    for value in call
+        .metadata
+        .values_mut()
+        .chain(call.amendment.values_mut())
+    {
         redactor.json(value, &mut counts);
     }
     // The raw object repeats the messages and metadata: its findings are the same ones, so
@@ -165,6 +170,17 @@ mod tests {
             (1, 1, 2)
         );
         assert_eq!(c.redactions, counts);
+
+        let mut amended = call();
+        amended.amendment.insert(
+            "call_analysis".into(),
+            json!({"summary": "reach me at x@example.com"}),
+        );
+        redact_call(&mut amended, &redactor, RedactionPolicy::default());
+        assert_eq!(
+            amended.amendment["call_analysis"]["summary"],
+            "reach me at <EMAIL>"
+        );
     }
 
     #[test]
