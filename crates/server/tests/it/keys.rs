@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeSet;
 
 use crate::common::*;
+use crate::outbound::call_api;
 
 /// The scope each operation needs, written out route by route (not derived from the server's
 /// rule), so a route whose protection changes, or a new route, fails here until it is
@@ -114,14 +115,7 @@ fn allowed(held: &str, needed: &str) -> bool {
 }
 
 async fn create_key(app: &TestApp, admin_key: &str, body: Value) -> (u16, Value) {
-    let r = app
-        .post("/api/v1/keys")
-        .bearer_auth(admin_key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    status_and_json(r).await
+    call_api(app, admin_key, "POST", "/api/v1/keys", Some(body)).await
 }
 
 #[tokio::test]
@@ -290,13 +284,13 @@ async fn keys_are_created_rotated_with_an_overlap_and_revoked() {
 
     // Rotation with a 60-minute overlap: both keys work, then only the new one.
     let id = sender["id"].as_i64().unwrap();
-    let r = app
-        .post(&format!("/api/v1/keys/{id}/rotate?overlap_minutes=60"))
-        .bearer_auth(&t.key)
-        .send()
-        .await
-        .unwrap();
-    let (status, rotated) = status_and_json(r).await;
+    let rotate = |query: &'static str| {
+        let path = format!("/api/v1/keys/{id}/rotate{query}");
+        let key = t.key.clone();
+        let app = &app;
+        async move { call_api(app, &key, "POST", &path, None).await }
+    };
+    let (status, rotated) = rotate("?overlap_minutes=60").await;
     assert_eq!(status, 201, "{rotated}");
     let new_key = rotated["key"].as_str().unwrap().to_owned();
     assert_eq!(
@@ -313,31 +307,21 @@ async fn keys_are_created_rotated_with_an_overlap_and_revoked() {
     let r = app.send(&sender_key, &call("c4")).await;
     assert_eq!(r.status(), 401);
     assert_eq!(app.send(&new_key, &call("c4")).await.status(), 202);
-    let r = app
-        .post(&format!("/api/v1/keys/{id}/rotate"))
-        .bearer_auth(&t.key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 409, "an expired key is not rotated");
-    let r = app
-        .post(&format!("/api/v1/keys/{id}/rotate?overlap_minutes=10081"))
-        .bearer_auth(&t.key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
+    let (status, _) = rotate("").await;
+    assert_eq!(status, 409, "an expired key is not rotated");
+    let (status, _) = rotate("?overlap_minutes=10081").await;
+    assert_eq!(status, 400);
 
     // Revocation is immediate; the key stays listed as revoked.
     let new_id = rotated["id"].as_i64().unwrap();
-    let r = app
-        .client
-        .delete(format!("{}/api/v1/keys/{new_id}", app.base))
-        .bearer_auth(&t.key)
-        .send()
-        .await
-        .unwrap();
-    let (status, revoked) = status_and_json(r).await;
+    let (status, revoked) = call_api(
+        &app,
+        &t.key,
+        "DELETE",
+        &format!("/api/v1/keys/{new_id}"),
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "{revoked}");
     assert!(revoked["revoked_at"].is_string());
     assert_eq!(app.send(&new_key, &call("c5")).await.status(), 401);

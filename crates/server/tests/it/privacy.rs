@@ -4,6 +4,7 @@
 use serde_json::{json, Value};
 
 use crate::common::*;
+use crate::outbound::call_api;
 
 /// The detectors' labelled corpus: each line's text, and the exact values it holds.
 fn corpus() -> Vec<(String, Vec<String>)> {
@@ -25,15 +26,7 @@ fn corpus() -> Vec<(String, Vec<String>)> {
 }
 
 async fn patch_project(app: &TestApp, key: &str, body: Value) -> (u16, Value) {
-    let r = app
-        .client
-        .patch(format!("{}/api/v1/project", app.base))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    status_and_json(r).await
+    call_api(app, key, "PATCH", "/api/v1/project", Some(body)).await
 }
 
 #[tokio::test]
